@@ -1,0 +1,51 @@
+//! `mcdnnctl`: operator CLI for an MCDNN fleet.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mcdnn_coordinator::ctl::identity::{self, CaInitArgs, EnrollArgs};
+
+#[derive(Debug, Parser)]
+#[command(name = "mcdnnctl", version, about = "Operate an MCDNN fleet")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage the fleet certificate authority.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Issue a node, coordinator or operator certificate signed by the fleet CA.
+    Enroll(EnrollArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Create a new fleet CA (refuses to overwrite an existing one).
+    Init(CaInitArgs),
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match cli.command {
+        Command::Ca {
+            command: CaCommand::Init(args),
+        } => identity::ca_init(&args, &mut stdout),
+        Command::Enroll(args) => identity::enroll(&args, &mut stdout),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the whole context chain; no backtrace for an operator's typo.
+            eprintln!("mcdnnctl: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

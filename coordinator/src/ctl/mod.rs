@@ -1,0 +1,4 @@
+//! `mcdnnctl` operator commands, as functions over parsed arguments so they can be tested and
+//! reused without the binary.
+
+pub mod identity;

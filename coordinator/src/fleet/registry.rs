@@ -1,0 +1,181 @@
+//! Soft state on the leader: every node that said hello, its latest telemetry and the channel to
+//! its session. Never written to the Raft log; a new leader rebuilds it as nodes reconnect.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use protocol::msg::{CoordMsg, Hello, Role, Telemetry};
+use tokio::sync::mpsc;
+
+/// One node as the leader knows it.
+#[derive(Debug)]
+pub struct NodeEntry {
+    pub hello: Hello,
+    /// Identifies the session so a stale session's cleanup cannot clobber a newer one.
+    pub session: u64,
+    pub connected: bool,
+    pub last_seen: Instant,
+    pub telemetry: Option<Telemetry>,
+    pub sent_epoch: u64,
+    pub acked_epoch: u64,
+    pub tx: Option<mpsc::Sender<CoordMsg>>,
+}
+
+impl NodeEntry {
+    pub fn is_server(&self) -> bool {
+        matches!(self.hello.role, Role::Server { .. })
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    nodes: BTreeMap<String, NodeEntry>,
+    next_session: u64,
+}
+
+impl Registry {
+    /// Registers a node's new session; an older session of the same node is replaced (its
+    /// channel dropped, so its writer ends).
+    pub fn connect(&mut self, hello: Hello, tx: mpsc::Sender<CoordMsg>) -> u64 {
+        self.next_session += 1;
+        let session = self.next_session;
+        let id = hello.node_id.clone();
+        let previous = self.nodes.remove(&id);
+        self.nodes.insert(
+            id,
+            NodeEntry {
+                hello,
+                session,
+                connected: true,
+                last_seen: Instant::now(),
+                telemetry: previous.and_then(|p| p.telemetry),
+                sent_epoch: 0,
+                acked_epoch: 0,
+                tx: Some(tx),
+            },
+        );
+        session
+    }
+
+    /// Records telemetry unless it is older than what is held (reordered or replayed).
+    pub fn telemetry(&mut self, id: &str, session: u64, t: Telemetry) -> bool {
+        let Some(e) = self.nodes.get_mut(id).filter(|e| e.session == session) else {
+            return false;
+        };
+        e.last_seen = Instant::now();
+        if e.telemetry.as_ref().is_some_and(|old| old.seq >= t.seq && old.at_unix_ms >= t.at_unix_ms) {
+            return false;
+        }
+        e.telemetry = Some(t);
+        true
+    }
+
+    pub fn ack(&mut self, id: &str, session: u64, epoch: u64) {
+        if let Some(e) = self.nodes.get_mut(id).filter(|e| e.session == session) {
+            e.acked_epoch = e.acked_epoch.max(epoch);
+            e.last_seen = Instant::now();
+        }
+    }
+
+    pub fn disconnect(&mut self, id: &str, session: u64) {
+        if let Some(e) = self.nodes.get_mut(id).filter(|e| e.session == session) {
+            e.connected = false;
+            e.tx = None;
+        }
+    }
+
+    /// Forgets nodes not heard from for `timeout`; returns their ids.
+    pub fn expire(&mut self, timeout: Duration) -> Vec<String> {
+        let gone: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, e)| e.last_seen.elapsed() > timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            self.nodes.remove(id);
+        }
+        gone
+    }
+
+    pub fn get(&self, id: &str) -> Option<&NodeEntry> {
+        self.nodes.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut NodeEntry> {
+        self.nodes.get_mut(id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &NodeEntry)> {
+        self.nodes.iter()
+    }
+
+    pub fn connected(&self) -> usize {
+        self.nodes.values().filter(|e| e.connected).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::msg::{Battery, BatterySource, Link, PROTOCOL_VERSION};
+
+    fn hello(id: &str) -> Hello {
+        Hello {
+            node_id: id.into(),
+            device_class: "laptop".into(),
+            role: Role::Device,
+            protocol_version: PROTOCOL_VERSION,
+            catalog_digests: vec![],
+            offload_addr: None,
+            battery: battery(),
+            apps: vec!["garment".into()],
+        }
+    }
+
+    fn battery() -> Battery {
+        Battery { capacity_j: 1.0, energy_left_j: 1.0, drain_w: 0.0, shift_end_unix_ms: 0, source: BatterySource::Model }
+    }
+
+    fn telemetry(seq: u64) -> Telemetry {
+        Telemetry {
+            seq,
+            at_unix_ms: seq,
+            battery: battery(),
+            memory_free_bytes: 0,
+            model_memory_budget_bytes: 0,
+            loaded_variants: vec![],
+            apps: vec![],
+            link: Link { rtt_ms: 0.0, bandwidth_bps: 0.0, connected: true },
+            offload_queue: 0,
+            served_offload: 0,
+        }
+    }
+
+    #[test]
+    fn newer_session_wins_and_stale_telemetry_is_dropped() {
+        let mut r = Registry::default();
+        let (tx, _rx) = mpsc::channel(1);
+        let s1 = r.connect(hello("a"), tx.clone());
+        assert!(r.telemetry("a", s1, telemetry(5)));
+        assert!(!r.telemetry("a", s1, telemetry(4)), "older telemetry must not replace newer");
+        let s2 = r.connect(hello("a"), tx);
+        r.disconnect("a", s1); // the old session's cleanup
+        assert!(r.get("a").is_some_and(|e| e.connected), "stale cleanup must not disconnect the new session");
+        assert!(!r.telemetry("a", s1, telemetry(9)), "a replaced session cannot report");
+        r.ack("a", s2, 3);
+        r.ack("a", s2, 2);
+        assert_eq!(r.get("a").map(|e| e.acked_epoch), Some(3));
+        assert!(!r.telemetry("zzz", s2, telemetry(1)), "unknown nodes are ignored");
+    }
+
+    #[test]
+    fn silent_nodes_expire() {
+        let mut r = Registry::default();
+        let (tx, _rx) = mpsc::channel(1);
+        r.connect(hello("a"), tx);
+        assert!(r.expire(Duration::from_secs(60)).is_empty());
+        assert_eq!(r.expire(Duration::ZERO), vec!["a".to_string()]);
+        assert_eq!(r.connected(), 0);
+    }
+}

@@ -1,0 +1,137 @@
+//! The node endpoint: QUIC with mutual TLS against the fleet CA. The peer's identity comes from
+//! its certificate; a node may only report for itself. Bad input (a malformed, oversized or
+//! out-of-order frame, a hello for someone else) closes that one connection with a clear error
+//! and touches nothing else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::codec::{self, MAX_FRAME_BYTES};
+use protocol::identity::Kind;
+use protocol::msg::{CoordMsg, ErrorCode, NodeMsg, PROTOCOL_VERSION};
+use protocol::tls;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::hub::Hub;
+use super::metrics::Metrics;
+
+/// How long a node may take to say hello after its handshake.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Messages queued to one node before its writer is considered stuck.
+const QUEUE: usize = 64;
+
+/// Accepts connections until `cancel`.
+pub async fn serve(endpoint: quinn::Endpoint, hub: Arc<Hub>, cancel: CancellationToken) {
+    loop {
+        let incoming = tokio::select! {
+            _ = cancel.cancelled() => break,
+            i = endpoint.accept() => match i { Some(i) => i, None => break },
+        };
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    Metrics::inc(&hub.metrics.handshakes_refused_total);
+                    tracing::warn!(%remote, error = %e, "refused a connection at the TLS handshake");
+                    return;
+                }
+            };
+            if let Err(reason) = session(conn.clone(), &hub).await {
+                tracing::warn!(%remote, %reason, "closed a node connection");
+                conn.close(1u32.into(), reason.as_bytes());
+            }
+        });
+    }
+    endpoint.close(0u32.into(), b"coordinator stopping");
+}
+
+/// Sends an error frame, then the caller closes the connection with the same reason.
+async fn refuse(send: &mut quinn::SendStream, code: ErrorCode, message: String) -> String {
+    let _ = codec::write_frame(send, &CoordMsg::Error { code, message: message.clone() }).await;
+    let _ = send.finish();
+    // Let the error frame reach the peer before the connection is closed.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    message
+}
+
+async fn session(conn: quinn::Connection, hub: &Hub) -> Result<(), String> {
+    let peer = tls::peer(&conn).map_err(|e| e.to_string())?;
+    let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| format!("no control stream: {e}"))?;
+    if peer.kind != Kind::Node {
+        Metrics::inc(&hub.metrics.sessions_rejected_total);
+        let msg = format!("{} may not connect to the node endpoint: only node certificates may", peer.dns_name());
+        return Err(refuse(&mut send, ErrorCode::Forbidden, msg).await);
+    }
+    let first = tokio::time::timeout(HELLO_TIMEOUT, codec::read_frame::<_, NodeMsg>(&mut recv, MAX_FRAME_BYTES)).await;
+    let hello = match first {
+        Ok(Ok(Some(NodeMsg::Hello(h)))) => h,
+        Ok(Ok(Some(_))) => {
+            Metrics::inc(&hub.metrics.sessions_rejected_total);
+            return Err(refuse(&mut send, ErrorCode::BadSequence, "the first message must be hello".into()).await);
+        }
+        Ok(Ok(None)) => return Err("the node closed its stream before hello".into()),
+        Ok(Err(e)) => {
+            Metrics::inc(&hub.metrics.frames_rejected_total);
+            return Err(format!("bad hello frame from {}: {e}", peer.name));
+        }
+        Err(_) => return Err(format!("{} sent no hello within {HELLO_TIMEOUT:?}", peer.name)),
+    };
+    if hello.protocol_version != PROTOCOL_VERSION {
+        Metrics::inc(&hub.metrics.sessions_rejected_total);
+        let msg = format!("protocol version {} is not {PROTOCOL_VERSION}; upgrade the node", hello.protocol_version);
+        return Err(refuse(&mut send, ErrorCode::VersionMismatch, msg).await);
+    }
+    if hello.node_id != peer.name {
+        Metrics::inc(&hub.metrics.sessions_rejected_total);
+        let msg = format!("certificate is {} but hello claims {:?}: a node may only report for itself", peer.name, hello.node_id);
+        return Err(refuse(&mut send, ErrorCode::IdentityMismatch, msg).await);
+    }
+    let id = peer.name.clone();
+    let epoch = hub.epochs.current().unwrap_or(0);
+    let (tx, mut rx) = mpsc::channel::<CoordMsg>(QUEUE);
+    let welcome = CoordMsg::Welcome { node_id: id.clone(), leader: hub.name.clone(), epoch };
+    codec::write_frame(&mut send, &welcome).await.map_err(|e| e.to_string())?;
+    tracing::info!(node = %id, class = %hello.device_class, "node joined");
+    let sid = hub.registry().connect(hello, tx);
+    Metrics::inc(&hub.metrics.sessions_total);
+    hub.replan.notify_one();
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            if codec::write_frame(&mut send, &msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    let result = read_loop(&mut recv, hub, &id, sid).await;
+    hub.registry().disconnect(&id, sid);
+    writer.abort();
+    hub.replan.notify_one();
+    tracing::info!(node = %id, "node session ended");
+    result
+}
+
+async fn read_loop(recv: &mut quinn::RecvStream, hub: &Hub, id: &str, sid: u64) -> Result<(), String> {
+    loop {
+        let msg = match codec::read_frame::<_, NodeMsg>(recv, MAX_FRAME_BYTES).await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                Metrics::inc(&hub.metrics.frames_rejected_total);
+                return Err(format!("bad frame from {id}: {e}"));
+            }
+        };
+        match msg {
+            NodeMsg::Telemetry(t) => {
+                Metrics::inc(&hub.metrics.telemetry_messages_total);
+                hub.registry().telemetry(id, sid, t);
+            }
+            NodeMsg::Ack { epoch } => hub.registry().ack(id, sid, epoch),
+            NodeMsg::Results(_) => {}
+            NodeMsg::Bye => return Ok(()),
+            NodeMsg::Hello(_) => return Err(format!("{id} sent a second hello")),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The fleet as an operator sees it (`/status`, `mcdnnctl demo`'s live view).
+
+use serde::{Deserialize, Serialize};
+
+use super::hub::{Hub, PlanInfo};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: String,
+    pub device_class: String,
+    pub server: bool,
+    pub connected: bool,
+    pub energy_budget_j: f64,
+    pub energy_left_j: f64,
+    pub energy_used_j: f64,
+    pub loaded_variants: Vec<String>,
+    pub requests: u64,
+    pub correct: u64,
+    pub dropped: u64,
+    pub offloaded: u64,
+    pub requests_per_s: f64,
+    pub accuracy: f64,
+    pub sent_epoch: u64,
+    pub acked_epoch: u64,
+    pub telemetry_seq: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetStatus {
+    pub coordinator: String,
+    pub uptime_s: f64,
+    pub catalog_digest: String,
+    pub nodes: Vec<NodeStatus>,
+    pub plan: PlanStatus,
+}
+
+/// The parts of [`PlanInfo`] a client reads back.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PlanStatus {
+    pub epoch: u64,
+    pub nodes: usize,
+    pub primal: f64,
+    pub dual: f64,
+    pub gap: f64,
+    pub solve_ms: f64,
+    pub mixes: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<String>>>,
+}
+
+impl From<PlanInfo> for PlanStatus {
+    fn from(p: PlanInfo) -> Self {
+        Self { epoch: p.epoch, nodes: p.nodes, primal: p.primal, dual: p.dual, gap: p.gap, solve_ms: p.solve_ms, mixes: p.mixes }
+    }
+}
+
+pub fn fleet_status(hub: &Hub) -> FleetStatus {
+    let nodes = hub
+        .registry()
+        .iter()
+        .map(|(id, e)| {
+            let t = e.telemetry.as_ref();
+            let battery = t.map_or(&e.hello.battery, |t| &t.battery);
+            let sum = |f: fn(&protocol::msg::AppTelemetry) -> u64| t.map_or(0, |t| t.apps.iter().map(f).sum::<u64>());
+            let requests = sum(|a| a.requests);
+            let correct = sum(|a| a.correct);
+            NodeStatus {
+                id: id.clone(),
+                device_class: e.hello.device_class.clone(),
+                server: e.is_server(),
+                connected: e.connected,
+                energy_budget_j: battery.capacity_j,
+                energy_left_j: battery.energy_left_j,
+                energy_used_j: t.map_or(0.0, |t| t.apps.iter().map(|a| a.energy_used_j).sum()),
+                loaded_variants: t.map_or_else(Vec::new, |t| t.loaded_variants.clone()),
+                requests,
+                correct,
+                dropped: sum(|a| a.dropped),
+                offloaded: sum(|a| a.offloaded),
+                requests_per_s: t.map_or(0.0, |t| t.apps.iter().map(|a| a.rate_per_s).sum()),
+                accuracy: if requests == 0 { 0.0 } else { 100.0 * correct as f64 / requests as f64 },
+                sent_epoch: e.sent_epoch,
+                acked_epoch: e.acked_epoch,
+                telemetry_seq: t.map_or(0, |t| t.seq),
+            }
+        })
+        .collect();
+    FleetStatus {
+        coordinator: hub.name.clone(),
+        uptime_s: hub.started.elapsed().as_secs_f64(),
+        catalog_digest: hub.catalog_digest.clone(),
+        nodes,
+        plan: hub.last_plan().into(),
+    }
+}

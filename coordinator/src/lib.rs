@@ -1,0 +1,9 @@
+//! The MCDNN coordinator: library part shared by the `mcdnn-coordinator` daemon and the
+//! `mcdnnctl` operator CLI.
+
+pub mod admin;
+pub mod ctl;
+pub mod daemon;
+pub mod fleet;
+pub mod raft;
+pub mod state;

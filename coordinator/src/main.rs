@@ -1,0 +1,31 @@
+//! `mcdnn-coordinator`: the fleet coordinator daemon.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "mcdnn-coordinator", version, about = "MCDNN fleet coordinator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the coordinator: node endpoint, solve loop, admin API.
+    Run(mcdnn_coordinator::daemon::RunArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let Command::Run(args) = Cli::parse().command;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MCDNN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(mcdnn_coordinator::daemon::run(args))
+}

@@ -1,0 +1,362 @@
+//! Public face of a replica: [`Replica::start`], its configuration and the cloneable
+//! [`ReplicaHandle`] through which the rest of the coordinator proposes, reads and manages
+//! membership. The Raft work itself happens in [`super::driver`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use raft::prelude::{ConfChangeType, Message};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::driver::{Driver, Request};
+use super::error::{ProposeError, ReplicaError, StepError};
+use super::transport::Transport;
+use crate::state::{Command, FleetState};
+
+/// Tuning of a replica. `Default` gives the production values.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// Wall-clock length of one raft tick.
+    pub tick_interval: Duration,
+    /// Ticks without hearing from a leader before a follower campaigns.
+    pub election_tick: usize,
+    /// Ticks between leader heartbeats.
+    pub heartbeat_tick: usize,
+    /// Take a state-machine snapshot and compact the log every this many applied entries.
+    pub snapshot_interval: u64,
+    /// Entries kept in the log behind a snapshot, so a briefly lagging follower can catch up
+    /// from the log instead of receiving a whole snapshot.
+    pub log_retain_entries: u64,
+    /// How long [`ReplicaHandle::propose`] and membership changes wait for commit + apply.
+    pub proposal_timeout: Duration,
+    /// Initialise a brand-new cluster from the peer list when the disk is empty. Must be
+    /// `false` for a replica that lost its disk or joins an existing cluster.
+    pub bootstrap: bool,
+    /// Leader steps down when it has not heard from a quorum for an election timeout, so a
+    /// leader cut off in a minority stops accepting proposals.
+    pub check_quorum: bool,
+    /// Pre-vote keeps a replica rejoining after a partition from disrupting the leader.
+    pub pre_vote: bool,
+    /// Max bytes of entries in one append message.
+    pub max_size_per_msg: u64,
+    /// Max in-flight append messages per follower.
+    pub max_inflight_msgs: usize,
+    /// Capacity of the inbound message queue; messages beyond it are dropped.
+    pub inbound_queue: usize,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        ReplicaConfig {
+            tick_interval: Duration::from_millis(100),
+            election_tick: 10,
+            heartbeat_tick: 2,
+            snapshot_interval: 1000,
+            log_retain_entries: 100,
+            proposal_timeout: Duration::from_secs(5),
+            bootstrap: false,
+            check_quorum: true,
+            pre_vote: true,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            inbound_queue: 4096,
+        }
+    }
+}
+
+/// Raft role of a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Pre-vote phase of an election.
+    PreCandidate,
+    /// Campaigning.
+    Candidate,
+    /// Leader of the current term.
+    Leader,
+}
+
+/// Replication progress of one peer, as seen by the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerProgress {
+    /// Highest index known replicated on the peer.
+    pub matched: u64,
+    /// Next index the leader will send.
+    pub next_index: u64,
+    /// raft-rs progress state (Probe, Replicate, Snapshot).
+    pub state: String,
+    /// Leader's last index minus `matched`.
+    pub lag: u64,
+    /// Whether the peer was heard from during the last election timeout.
+    pub recent_active: bool,
+}
+
+/// A point-in-time view of a replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// This replica's id.
+    pub id: u64,
+    /// The leader it knows of.
+    pub leader_id: Option<u64>,
+    /// Current term.
+    pub term: u64,
+    /// Commit index.
+    pub commit: u64,
+    /// Applied index.
+    pub applied: u64,
+    /// First index still in the log (earlier ones are compacted into the snapshot).
+    pub first_index: u64,
+    /// Last log index.
+    pub last_index: u64,
+    /// Current role.
+    pub role: Role,
+    /// Voting members (sorted).
+    pub voters: Vec<u64>,
+    /// Non-voting members (sorted).
+    pub learners: Vec<u64>,
+    /// Per-peer progress; filled only on the leader.
+    pub progress: BTreeMap<u64, PeerProgress>,
+}
+
+/// Starts replicas.
+pub struct Replica;
+
+impl Replica {
+    /// Opens the log in `data_dir`, builds the raft node and spawns its driver task (must be
+    /// called inside a tokio runtime).
+    ///
+    /// `peers` (stable ids, StatefulSet ordinal + 1, including `id`) are the initial voters and
+    /// only used when `config.bootstrap` is set and the disk is empty.
+    pub fn start(
+        id: u64,
+        peers: &[u64],
+        data_dir: impl AsRef<Path>,
+        transport: Arc<dyn Transport>,
+        config: ReplicaConfig,
+    ) -> Result<ReplicaHandle, ReplicaError> {
+        Self::start_with_shutdown(
+            id,
+            peers,
+            data_dir,
+            transport,
+            config,
+            CancellationToken::new(),
+        )
+    }
+
+    /// Like [`Replica::start`], stopping when `shutdown` (e.g. a child of the daemon's
+    /// cancellation tree) is cancelled.
+    pub fn start_with_shutdown(
+        id: u64,
+        peers: &[u64],
+        data_dir: impl AsRef<Path>,
+        transport: Arc<dyn Transport>,
+        config: ReplicaConfig,
+        shutdown: CancellationToken,
+    ) -> Result<ReplicaHandle, ReplicaError> {
+        let (req_tx, req_rx) = mpsc::channel(1024);
+        let (msg_tx, msg_rx) = mpsc::channel(config.inbound_queue.max(1));
+        let proposal_timeout = config.proposal_timeout;
+        let driver = Driver::open(
+            id,
+            peers,
+            data_dir.as_ref(),
+            transport,
+            config,
+            req_rx,
+            msg_rx,
+            shutdown.clone(),
+        )?;
+        let state = driver.shared_state();
+        let applied = driver.applied_watch();
+        let task = tokio::spawn(driver.run());
+        Ok(ReplicaHandle {
+            inner: Arc::new(HandleInner {
+                id,
+                requests: req_tx,
+                inbound: msg_tx,
+                state,
+                applied,
+                shutdown,
+                task: Mutex::new(Some(task)),
+                proposal_timeout,
+            }),
+        })
+    }
+}
+
+struct HandleInner {
+    id: u64,
+    requests: mpsc::Sender<Request>,
+    inbound: mpsc::Sender<Message>,
+    state: Arc<RwLock<FleetState>>,
+    applied: watch::Receiver<u64>,
+    shutdown: CancellationToken,
+    task: Mutex<Option<JoinHandle<Result<(), ReplicaError>>>>,
+    proposal_timeout: Duration,
+}
+
+/// Cloneable handle to a running replica.
+#[derive(Clone)]
+pub struct ReplicaHandle {
+    inner: Arc<HandleInner>,
+}
+
+impl std::fmt::Debug for ReplicaHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaHandle")
+            .field("id", &self.inner.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReplicaHandle {
+    /// This replica's id.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Hands an inbound raft message to the replica without waiting. A full queue drops it
+    /// (raft retransmits).
+    pub fn step(&self, msg: Message) -> Result<(), StepError> {
+        self.inner.inbound.try_send(msg).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StepError::Busy,
+            mpsc::error::TrySendError::Closed(_) => StepError::Stopped,
+        })
+    }
+
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, ProposeError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .requests
+            .send(make(tx))
+            .await
+            .map_err(|_| ProposeError::Stopped)?;
+        rx.await.map_err(|_| ProposeError::Stopped)
+    }
+
+    /// Waits for an answer bounded by the proposal timeout.
+    async fn request_timed(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<u64, ProposeError>>) -> Request,
+    ) -> Result<u64, ProposeError> {
+        let timeout = self.inner.proposal_timeout;
+        match tokio::time::timeout(timeout, self.request(make)).await {
+            Ok(r) => r?,
+            Err(_) => Err(ProposeError::Timeout(timeout)),
+        }
+    }
+
+    /// Proposes `cmd`; resolves with the index it was applied at once it is committed and
+    /// applied on this replica. Fails with [`ProposeError::NotLeader`] on a follower or if
+    /// leadership is lost before then (the outcome is then unknown: the entry may still
+    /// commit, so retries must be idempotent), and with [`ProposeError::Rejected`] if the
+    /// state machine refused the committed command.
+    pub async fn propose(&self, cmd: Command) -> Result<u64, ProposeError> {
+        self.request_timed(|reply| Request::Propose { cmd, reply })
+            .await
+    }
+
+    /// Adds `id` as a voter; resolves once the change is applied here. Start the new replica
+    /// with `bootstrap: false`; it is brought up to date with a snapshot.
+    pub async fn add_member(&self, id: u64) -> Result<u64, ProposeError> {
+        self.request_timed(|reply| Request::ConfChange {
+            change: ConfChangeType::AddNode,
+            node: id,
+            reply,
+        })
+        .await
+    }
+
+    /// Removes member `id`; resolves once the change is applied here.
+    pub async fn remove_member(&self, id: u64) -> Result<u64, ProposeError> {
+        self.request_timed(|reply| Request::ConfChange {
+            change: ConfChangeType::RemoveNode,
+            node: id,
+            reply,
+        })
+        .await
+    }
+
+    /// Asks the leader (this replica) to hand leadership to `to`. Returns once the transfer
+    /// has started; watch [`ReplicaHandle::status`] for the outcome.
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), ProposeError> {
+        self.request(|reply| Request::TransferLeader { to, reply })
+            .await?
+    }
+
+    /// Starts an election on this replica.
+    pub async fn campaign(&self) -> Result<(), ProposeError> {
+        self.request(|reply| Request::Campaign { reply }).await?
+    }
+
+    /// Current raft status.
+    pub async fn status(&self) -> Result<Status, ProposeError> {
+        self.request(|reply| Request::Status { reply }).await
+    }
+
+    /// A copy of the applied fleet state.
+    pub fn state(&self) -> FleetState {
+        self.with_state(FleetState::clone)
+    }
+
+    /// Reads the applied fleet state without copying it.
+    pub fn with_state<R>(&self, f: impl FnOnce(&FleetState) -> R) -> R {
+        // The driver never panics while holding the lock mid-update of a consistent state
+        // (apply is infallible once decoded), so a poisoned lock still holds a valid state.
+        let guard = self.inner.state.read().unwrap_or_else(|e| e.into_inner());
+        f(&guard)
+    }
+
+    /// Index of the last entry applied here.
+    pub fn applied_index(&self) -> u64 {
+        *self.inner.applied.borrow()
+    }
+
+    /// Waits until entries up to `index` are applied here (e.g. before reading state on a
+    /// follower after a write acknowledged elsewhere).
+    pub async fn wait_applied(&self, index: u64) -> Result<(), ProposeError> {
+        let mut rx = self.inner.applied.clone();
+        rx.wait_for(|&a| a >= index)
+            .await
+            .map(|_| ())
+            .map_err(|_| ProposeError::Stopped)
+    }
+
+    /// Whether the driver task is still running.
+    pub fn is_running(&self) -> bool {
+        self.inner
+            .task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+    }
+
+    /// Stops the replica and waits for its task to end (the sled database is closed when it
+    /// returns, so the same directory can be reopened). Returns the error that stopped the
+    /// replica, if it had stopped on its own.
+    pub async fn shutdown(&self) -> Result<(), ReplicaError> {
+        self.inner.shutdown.cancel();
+        let task = self
+            .inner
+            .task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match task {
+            Some(t) => t.await.map_err(|e| ReplicaError::Task(e.to_string()))?,
+            None => Ok(()),
+        }
+    }
+
+}

@@ -1,0 +1,97 @@
+//! Commands proposed through Raft and applied by [`super::FleetState`].
+
+use serde::{Deserialize, Serialize};
+
+use super::codec::{self, StateError};
+
+/// One replicated change to the fleet state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// A node joined (or re-registered with a new device class).
+    RegisterNode {
+        /// The node's identity (from its certificate).
+        node_id: String,
+        /// Its device class (a key of the catalog's profiles).
+        device_class: String,
+    },
+    /// A node left the fleet.
+    RemoveNode {
+        /// The node's identity.
+        node_id: String,
+    },
+    /// An operator's policy or budget write (fleet cost budget, per-class energy budget...).
+    /// `(writer, write_id)` makes retries idempotent: a write already applied is not applied
+    /// or logged twice.
+    SetPolicy {
+        /// Policy key, e.g. `fleet.cloud_budget_usd_per_day`.
+        key: String,
+        /// New value; [`PolicyValue::Unset`] removes the key.
+        value: PolicyValue,
+        /// Who wrote it (operator identity).
+        writer: String,
+        /// Writer-chosen id, unique per writer.
+        write_id: u64,
+    },
+    /// A new fleet plan from the leader's solver. Ignored unless `epoch` is greater than the
+    /// current plan's: plan epochs never go back, so a deposed leader cannot roll a plan back.
+    CommitPlan {
+        /// Plan epoch.
+        epoch: u64,
+        /// The encoded plan (opaque here; the scheduler owns its format).
+        plan: Vec<u8>,
+    },
+    /// Replaces the index of catalog content digests the fleet should hold.
+    SetCatalogIndex {
+        /// Content digests (sha256 hex).
+        digests: Vec<String>,
+    },
+    /// Registers a specialised variant built by the trainer.
+    AddSpecialisedVariant(SpecialisedVariant),
+    /// Retires a specialised variant.
+    RemoveSpecialisedVariant {
+        /// App it belongs to.
+        app: String,
+        /// Variant name.
+        variant: String,
+    },
+}
+
+/// Value of a policy key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PolicyValue {
+    /// A number (budgets in base units: joules, dollars, seconds).
+    Number(f64),
+    /// Free text.
+    Text(String),
+    /// Removes the key.
+    Unset,
+}
+
+/// Metadata of a specialised variant (the model bytes live in the content-addressed store).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpecialisedVariant {
+    /// App the variant serves.
+    pub app: String,
+    /// Name of the specialised variant.
+    pub variant: String,
+    /// The general variant it falls back to for the "other" class.
+    pub base_variant: String,
+    /// The dominant classes it is specialised to.
+    pub classes: Vec<u32>,
+    /// Content digest of the model (sha256 hex).
+    pub digest: String,
+    /// Measured accuracy on its classes.
+    pub accuracy: f64,
+}
+
+impl Command {
+    /// Encodes the command for a Raft entry.
+    pub fn encode(&self) -> Result<Vec<u8>, StateError> {
+        codec::encode(self, "command")
+    }
+
+    /// Decodes a command from a Raft entry.
+    pub fn decode(bytes: &[u8]) -> Result<Self, StateError> {
+        codec::decode(bytes, "command")
+    }
+}

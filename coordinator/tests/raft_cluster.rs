@@ -1,0 +1,455 @@
+//! Replication scenarios on real sled directories, over the in-process transport: election,
+//! replication, failover without losing acknowledged writes, restart from disk, rejoin after
+//! disk loss via snapshot, minority partitions, leadership transfer and membership changes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mcdnn_coordinator::raft::{
+    InProcessNetwork, ProposeError, Replica, ReplicaConfig, ReplicaHandle, Role, Status,
+};
+use mcdnn_coordinator::state::{Command, FleetState, PolicyValue};
+use tokio::time::{Instant, sleep};
+
+/// Generous bound for anything that needs an election or catch-up; tests never assert speed.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn fast_config() -> ReplicaConfig {
+    ReplicaConfig {
+        tick_interval: Duration::from_millis(20),
+        proposal_timeout: Duration::from_secs(2),
+        ..ReplicaConfig::default()
+    }
+}
+
+struct Cluster {
+    net: InProcessNetwork,
+    root: tempfile::TempDir,
+    peers: Vec<u64>,
+    config: ReplicaConfig,
+    replicas: BTreeMap<u64, ReplicaHandle>,
+}
+
+impl Cluster {
+    /// A brand-new cluster of `n` bootstrapped replicas.
+    fn new(n: u64, config: ReplicaConfig) -> Self {
+        let mut c = Cluster {
+            net: InProcessNetwork::new(),
+            root: tempfile::tempdir().unwrap(),
+            peers: (1..=n).collect(),
+            config,
+            replicas: BTreeMap::new(),
+        };
+        for id in 1..=n {
+            c.start(id, true);
+        }
+        c
+    }
+
+    fn dir(&self, id: u64) -> PathBuf {
+        self.root.path().join(format!("replica-{id}"))
+    }
+
+    fn start(&mut self, id: u64, bootstrap: bool) {
+        let config = ReplicaConfig {
+            bootstrap,
+            ..self.config.clone()
+        };
+        let h = Replica::start(
+            id,
+            &self.peers,
+            self.dir(id),
+            self.net.transport(id),
+            config,
+        )
+        .unwrap();
+        self.net.register(h.clone());
+        self.replicas.insert(id, h);
+    }
+
+    /// Stops replica `id` (its task ends and the sled database closes).
+    async fn stop(&mut self, id: u64) {
+        self.net.unregister(id);
+        let h = self.replicas.remove(&id).unwrap();
+        h.shutdown().await.unwrap();
+    }
+
+    fn get(&self, id: u64) -> &ReplicaHandle {
+        &self.replicas[&id]
+    }
+
+    async fn statuses(&self) -> BTreeMap<u64, Status> {
+        let mut out = BTreeMap::new();
+        for (&id, h) in &self.replicas {
+            if let Ok(s) = h.status().await {
+                out.insert(id, s);
+            }
+        }
+        out
+    }
+
+    /// Waits for a leader that every replica in `among` agrees on.
+    async fn wait_leader(&self, among: &[u64]) -> u64 {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let st = self.statuses().await;
+            let leaders: Vec<u64> = among
+                .iter()
+                .filter_map(|id| st.get(id))
+                .filter(|s| s.role == Role::Leader)
+                .map(|s| s.id)
+                .collect();
+            if let [l] = leaders[..]
+                && among
+                    .iter()
+                    .all(|id| st.get(id).and_then(|s| s.leader_id) == Some(l))
+            {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader among {among:?}: {st:#?}"
+            );
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Proposes on whichever replica leads, retrying until acknowledged; returns the index.
+    async fn propose(&self, cmd: Command) -> u64 {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let ids: Vec<u64> = self.replicas.keys().copied().collect();
+            for id in ids {
+                match self.get(id).propose(cmd.clone()).await {
+                    Ok(index) => return index,
+                    Err(ProposeError::NotLeader { .. })
+                    | Err(ProposeError::Dropped(_))
+                    | Err(ProposeError::Timeout(_)) => {}
+                    Err(e) => panic!("proposal failed: {e}"),
+                }
+            }
+            assert!(Instant::now() < deadline, "no replica accepted {cmd:?}");
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn wait_applied(&self, ids: &[u64], index: u64) {
+        for id in ids {
+            tokio::time::timeout(PATIENCE, self.get(*id).wait_applied(index))
+                .await
+                .unwrap_or_else(|_| panic!("replica {id} did not apply {index}"))
+                .unwrap();
+        }
+    }
+}
+
+fn write(writer: &str, write_id: u64) -> Command {
+    Command::SetPolicy {
+        key: format!("budget.{}", write_id % 3),
+        value: PolicyValue::Number(write_id as f64),
+        writer: writer.into(),
+        write_id,
+    }
+}
+
+fn acked_ids(state: &FleetState) -> Vec<(String, u64)> {
+    state
+        .policy_log()
+        .iter()
+        .map(|w| (w.writer.clone(), w.write_id))
+        .collect()
+}
+
+/// Every acknowledged write is present, in acknowledgement order, on each of `ids`, and the
+/// replicas' states are identical.
+fn assert_consistent(c: &Cluster, ids: &[u64], acked: &[(String, u64)]) {
+    let first = c.get(ids[0]).state();
+    for id in ids {
+        let s = c.get(*id).state();
+        let log = acked_ids(&s);
+        let present: Vec<_> = log.iter().filter(|w| acked.contains(w)).cloned().collect();
+        assert_eq!(
+            present, acked,
+            "replica {id} lost or reordered acknowledged writes"
+        );
+        assert_eq!(
+            log,
+            acked_ids(&first),
+            "replica {id} diverged from {}",
+            ids[0]
+        );
+        assert_eq!(s.policies(), first.policies());
+    }
+}
+
+async fn write_many(
+    c: &Cluster,
+    writer: &str,
+    ids: std::ops::Range<u64>,
+) -> (Vec<(String, u64)>, u64) {
+    let mut acked = Vec::new();
+    let mut last = 0;
+    for i in ids {
+        last = c.propose(write(writer, i)).await;
+        acked.push((writer.to_string(), i));
+    }
+    (acked, last)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_elect_a_leader_and_replicate() {
+    let c = Cluster::new(3, fast_config());
+    let leader = c.wait_leader(&[1, 2, 3]).await;
+    let (acked, last) = write_many(&c, "op", 0..20).await;
+    c.wait_applied(&[1, 2, 3], last).await;
+    assert_consistent(&c, &[1, 2, 3], &acked);
+
+    let st = c.get(leader).status().await.unwrap();
+    assert_eq!(st.voters, vec![1, 2, 3]);
+    assert_eq!(
+        st.progress.len(),
+        3,
+        "leader reports progress of every peer"
+    );
+    assert!(st.commit >= last);
+
+    // Plan epochs never go back, through the whole replication path.
+    let plan = |epoch| Command::CommitPlan {
+        epoch,
+        plan: vec![epoch as u8],
+    };
+    c.propose(plan(5)).await;
+    let leader = c.wait_leader(&[1, 2, 3]).await;
+    match c.get(leader).propose(plan(4)).await {
+        Err(ProposeError::Rejected { .. }) => {}
+        other => panic!("stale plan accepted: {other:?}"),
+    }
+    // A follower refuses with a hint to the leader.
+    let follower = [1, 2, 3].into_iter().find(|&i| i != leader).unwrap();
+    match c.get(follower).propose(write("op", 99)).await {
+        Err(ProposeError::NotLeader { leader_hint }) => assert_eq!(leader_hint, Some(leader)),
+        other => panic!("follower accepted a proposal: {other:?}"),
+    }
+    for id in [1, 2, 3] {
+        c.get(id).shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_failover_loses_no_acknowledged_write_and_restart_recovers() {
+    let mut c = Cluster::new(3, fast_config());
+    let old = c.wait_leader(&[1, 2, 3]).await;
+    let (mut acked, _) = write_many(&c, "op", 0..10).await;
+
+    c.stop(old).await;
+    let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|&i| i != old).collect();
+    let new = c.wait_leader(&rest).await;
+    assert_ne!(new, old);
+    let (more, last) = write_many(&c, "op", 10..20).await;
+    acked.extend(more);
+    c.wait_applied(&rest, last).await;
+    assert_consistent(&c, &rest, &acked);
+
+    // The old leader restarts from its disk (bootstrap is ignored: the disk has state) and
+    // catches up.
+    c.start(old, true);
+    c.wait_applied(&[old], last).await;
+    assert_consistent(&c, &[1, 2, 3], &acked);
+    for id in [1, 2, 3] {
+        c.stop(id).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_cluster_restarts_from_disk() {
+    // A small snapshot interval so recovery goes through snapshot + log replay.
+    let config = ReplicaConfig {
+        snapshot_interval: 7,
+        log_retain_entries: 2,
+        ..fast_config()
+    };
+    let mut c = Cluster::new(3, config);
+    c.wait_leader(&[1, 2, 3]).await;
+    let (acked, last) = write_many(&c, "op", 0..25).await;
+    c.wait_applied(&[1, 2, 3], last).await;
+    let before = c.get(1).state();
+    for id in [1, 2, 3] {
+        c.stop(id).await;
+    }
+    for id in [1, 2, 3] {
+        c.start(id, false);
+    }
+    c.wait_leader(&[1, 2, 3]).await;
+    c.wait_applied(&[1, 2, 3], last).await;
+    assert_consistent(&c, &[1, 2, 3], &acked);
+    assert_eq!(acked_ids(&c.get(2).state()), acked_ids(&before));
+    // And the restarted cluster keeps working.
+    c.propose(write("op", 100)).await;
+    for id in [1, 2, 3] {
+        c.stop(id).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_with_wiped_disk_rejoins_via_snapshot() {
+    let config = ReplicaConfig {
+        snapshot_interval: 5,
+        log_retain_entries: 0,
+        ..fast_config()
+    };
+    let mut c = Cluster::new(3, config);
+    let leader = c.wait_leader(&[1, 2, 3]).await;
+    let victim = [1, 2, 3].into_iter().find(|&i| i != leader).unwrap();
+    let (mut acked, _) = write_many(&c, "op", 0..12).await;
+
+    c.stop(victim).await;
+    std::fs::remove_dir_all(c.dir(victim)).unwrap();
+    let (more, last) = write_many(&c, "op", 12..24).await;
+    acked.extend(more);
+    let leader = c
+        .wait_leader(
+            &[1, 2, 3]
+                .into_iter()
+                .filter(|&i| i != victim)
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    let st = c.get(leader).status().await.unwrap();
+    assert!(
+        st.first_index > 2,
+        "leader log must be compacted for this test: {st:?}"
+    );
+
+    // Same id, empty disk, join mode: only a snapshot from the leader can restore it.
+    c.start(victim, false);
+    c.wait_applied(&[victim], last).await;
+    assert_consistent(&c, &[1, 2, 3], &acked);
+    let vs = c.get(victim).status().await.unwrap();
+    assert_eq!(vs.voters, vec![1, 2, 3]);
+    assert!(
+        vs.first_index > 2,
+        "rejoined replica started from a snapshot: {vs:?}"
+    );
+
+    // It is a full member again: it can take over leadership.
+    c.get(leader).transfer_leader(victim).await.unwrap();
+    assert_eq!(c.wait_leader(&[1, 2, 3]).await, victim);
+    c.propose(write("op", 100)).await;
+    for id in [1, 2, 3] {
+        c.stop(id).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minority_partition_cannot_commit() {
+    let mut c = Cluster::new(3, fast_config());
+    let old = c.wait_leader(&[1, 2, 3]).await;
+    let (mut acked, _) = write_many(&c, "op", 0..5).await;
+    let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|&i| i != old).collect();
+
+    // Cut the leader off: it is now a minority of one.
+    c.net.isolate(old);
+    let before = c.get(old).state();
+    match c.get(old).propose(write("lost", 1)).await {
+        Err(ProposeError::NotLeader { .. }) | Err(ProposeError::Timeout(_)) => {}
+        other => panic!("minority leader acknowledged a write: {other:?}"),
+    }
+    assert_eq!(c.get(old).state(), before, "minority state advanced");
+    // check_quorum makes it step down.
+    let deadline = Instant::now() + PATIENCE;
+    while c.get(old).status().await.unwrap().role == Role::Leader {
+        assert!(
+            Instant::now() < deadline,
+            "isolated leader never stepped down"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+
+    // The majority elects a new leader and keeps committing.
+    let new = c.wait_leader(&rest).await;
+    assert_ne!(new, old);
+    for i in 5..10 {
+        c.get(new).propose(write("op", i)).await.unwrap();
+        acked.push(("op".into(), i));
+    }
+    // A follower in the minority refuses too, and does not advance.
+    assert!(c.get(old).propose(write("lost", 2)).await.is_err());
+    assert_eq!(c.get(old).state(), before);
+
+    // After healing the partition the old leader converges; the unacknowledged write is gone.
+    c.net.heal();
+    let last = c.propose(write("op", 10)).await;
+    acked.push(("op".into(), 10));
+    c.wait_applied(&[1, 2, 3], last).await;
+    assert_consistent(&c, &[1, 2, 3], &acked);
+    assert!(
+        !acked_ids(&c.get(old).state())
+            .iter()
+            .any(|(w, _)| w == "lost")
+    );
+    for id in [1, 2, 3] {
+        c.stop(id).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_transfer() {
+    let mut c = Cluster::new(3, fast_config());
+    let leader = c.wait_leader(&[1, 2, 3]).await;
+    let target = [1, 2, 3].into_iter().find(|&i| i != leader).unwrap();
+    let (_, last) = write_many(&c, "op", 0..3).await;
+    c.wait_applied(&[target], last).await;
+
+    c.get(leader).transfer_leader(target).await.unwrap();
+    assert_eq!(c.wait_leader(&[1, 2, 3]).await, target);
+    c.get(target).propose(write("op", 3)).await.unwrap();
+    // Only a leader can transfer.
+    assert!(matches!(
+        c.get(leader).transfer_leader(leader).await,
+        Err(ProposeError::NotLeader { .. })
+    ));
+    for id in [1, 2, 3] {
+        c.stop(id).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_and_remove_members() {
+    let mut c = Cluster::new(3, fast_config());
+    let leader = c.wait_leader(&[1, 2, 3]).await;
+    let (mut acked, _) = write_many(&c, "op", 0..5).await;
+
+    // A new replica starts empty in join mode, then the leader adds it.
+    c.start(4, false);
+    let idx = c.get(leader).add_member(4).await.unwrap();
+    let (more, last) = write_many(&c, "op", 5..8).await;
+    acked.extend(more);
+    c.wait_applied(&[1, 2, 3, 4], last.max(idx)).await;
+    assert_consistent(&c, &[1, 2, 3, 4], &acked);
+    let leader = c.wait_leader(&[1, 2, 3, 4]).await;
+    assert_eq!(
+        c.get(leader).status().await.unwrap().voters,
+        vec![1, 2, 3, 4]
+    );
+    assert_eq!(c.get(4).status().await.unwrap().voters, vec![1, 2, 3, 4]);
+
+    // Remove a follower other than the new one; the rest keep committing.
+    let gone = [1, 2, 3].into_iter().find(|&i| i != leader).unwrap();
+    c.get(leader).remove_member(gone).await.unwrap();
+    c.stop(gone).await;
+    let remaining: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|&i| i != gone).collect();
+    let leader = c.wait_leader(&remaining).await;
+    let mut want = remaining.clone();
+    want.sort_unstable();
+    assert_eq!(c.get(leader).status().await.unwrap().voters, want);
+    let last = c.propose(write("op", 8)).await;
+    acked.push(("op".into(), 8));
+    c.wait_applied(&remaining, last).await;
+    assert_consistent(&c, &remaining, &acked);
+    for id in remaining {
+        c.stop(id).await;
+    }
+}

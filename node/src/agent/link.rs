@@ -1,0 +1,228 @@
+//! The link to the coordinator: a QUIC session (mutual TLS) carrying hello, telemetry every
+//! interval, and assignments back. It reconnects with jittered exponential backoff, follows a
+//! follower's redirect to the leader, and never blocks serving: while it is down the serving
+//! thread keeps following the last assignment.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use protocol::codec::{self, MAX_FRAME_BYTES};
+use protocol::msg::{Assignment, CoordMsg, Hello, Link, NodeMsg, Role, Telemetry, PROTOCOL_VERSION};
+use protocol::tls;
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+use super::shared::Shared;
+use crate::store::NodeStore;
+
+/// Static facts the link announces and needs.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    pub node_id: String,
+    pub device_class: String,
+    pub role: Role,
+    pub offload_addr: Option<String>,
+    pub apps: Vec<String>,
+    pub catalog_digest: String,
+    pub coordinators: Vec<String>,
+    pub telemetry_interval: Duration,
+}
+
+/// How a session ended.
+enum Ended {
+    Redirect(String),
+    Cancelled,
+}
+
+/// Runs until `cancel`: connect, serve the session, back off, repeat.
+pub async fn run(
+    cfg: LinkConfig,
+    client: quinn::ClientConfig,
+    shared: Shared,
+    store: NodeStore,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))
+        .context("binding the node's QUIC client socket")?;
+    endpoint.set_default_client_config(client);
+    let mut attempt: u32 = 0;
+    let mut target = 0usize;
+    let mut redirect: Option<String> = None;
+    let mut seq: u64 = 0;
+    while !cancel.is_cancelled() {
+        let addr = redirect
+            .take()
+            .unwrap_or_else(|| cfg.coordinators[target % cfg.coordinators.len()].clone());
+        let outcome = session(&endpoint, &addr, &cfg, &shared, &store, &mut seq, &cancel).await;
+        shared.lock().coordinator_connected = false;
+        match outcome {
+            Ok(Ended::Cancelled) => break,
+            Ok(Ended::Redirect(leader)) => {
+                tracing::info!(from = %addr, to = %leader, "redirected to the leader");
+                redirect = Some(leader);
+                attempt = 0;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(coordinator = %addr, error = format!("{e:#}"), "coordinator session ended");
+                target += 1;
+            }
+        }
+        attempt = attempt.saturating_add(1);
+        let delay = backoff(attempt, &mut rand::thread_rng());
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = cancel.cancelled() => break,
+        }
+    }
+    endpoint.close(0u32.into(), b"node stopping");
+    Ok(())
+}
+
+/// 100 ms doubling to 5 s, times a jitter in [0.5, 1.5) so a fleet that lost its coordinator does
+/// not reconnect in lockstep.
+pub fn backoff(attempt: u32, rng: &mut impl Rng) -> Duration {
+    let base = 0.1 * 2f64.powi(attempt.min(6) as i32 - 1);
+    Duration::from_secs_f64(base.min(5.0) * rng.gen_range(0.5..1.5))
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn session(
+    endpoint: &quinn::Endpoint,
+    addr: &str,
+    cfg: &LinkConfig,
+    shared: &Shared,
+    store: &NodeStore,
+    seq: &mut u64,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Ended> {
+    let sock = tokio::net::lookup_host(addr)
+        .await
+        .with_context(|| format!("resolving {addr}"))?
+        .next()
+        .with_context(|| format!("{addr} resolves to nothing"))?;
+    let conn = endpoint
+        .connect(sock, &tls::server_name_for(addr))
+        .context("starting the QUIC handshake")?
+        .await
+        .with_context(|| format!("QUIC/TLS handshake with {addr}"))?;
+    let (mut send, mut recv) = conn.open_bi().await.context("opening the control stream")?;
+    let battery = shared.lock().snapshot.battery.clone();
+    let hello = Hello {
+        node_id: cfg.node_id.clone(),
+        device_class: cfg.device_class.clone(),
+        role: cfg.role.clone(),
+        protocol_version: PROTOCOL_VERSION,
+        catalog_digests: vec![cfg.catalog_digest.clone()],
+        offload_addr: cfg.offload_addr.clone(),
+        battery: battery.unwrap_or(protocol::msg::Battery {
+            capacity_j: 0.0,
+            energy_left_j: 0.0,
+            drain_w: 0.0,
+            shift_end_unix_ms: 0,
+            source: protocol::msg::BatterySource::Model,
+        }),
+        apps: cfg.apps.clone(),
+    };
+    codec::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
+    match codec::read_frame::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES).await? {
+        Some(CoordMsg::Welcome { node_id, leader, epoch }) => {
+            tracing::info!(%node_id, %leader, epoch, coordinator = %addr, "connected to the coordinator");
+        }
+        Some(CoordMsg::Redirect { leader_addr }) => return Ok(Ended::Redirect(leader_addr)),
+        Some(CoordMsg::Error { code, message }) => bail!("coordinator refused the node: {code:?}: {message}"),
+        Some(other) => bail!("coordinator answered hello with {other:?}"),
+        None => bail!("coordinator closed the stream after hello"),
+    }
+    shared.lock().coordinator_connected = true;
+    let rtt_ms = conn.rtt().as_secs_f64() * 1e3;
+    let mut ticker = tokio::time::interval(cfg.telemetry_interval);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                let _ = codec::write_frame(&mut send, &NodeMsg::Bye).await;
+                let _ = send.finish();
+                conn.close(0u32.into(), b"bye");
+                return Ok(Ended::Cancelled);
+            }
+            _ = ticker.tick() => {
+                *seq += 1;
+                let telemetry = telemetry(*seq, shared, rtt_ms.max(conn.rtt().as_secs_f64() * 1e3));
+                codec::write_frame(&mut send, &NodeMsg::Telemetry(telemetry)).await?;
+            }
+            msg = codec::read_frame::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES) => {
+                match msg? {
+                    Some(CoordMsg::Assignment(a)) => {
+                        let epoch = a.epoch;
+                        accept_assignment(a, shared, store);
+                        codec::write_frame(&mut send, &NodeMsg::Ack { epoch }).await?;
+                    }
+                    Some(CoordMsg::Redirect { leader_addr }) => return Ok(Ended::Redirect(leader_addr)),
+                    Some(CoordMsg::Error { code, message }) => bail!("coordinator error {code:?}: {message}"),
+                    Some(_) => {}
+                    None => bail!("coordinator closed the control stream"),
+                }
+            }
+        }
+    }
+}
+
+/// Persists an assignment before using it, so a node restarted offline resumes on it.
+fn accept_assignment(a: Assignment, shared: &Shared, store: &NodeStore) {
+    if shared.lock().assignment.as_ref().is_some_and(|held| held.epoch >= a.epoch) {
+        return;
+    }
+    if let Err(e) = store.save_assignment(&a) {
+        tracing::error!(error = %e, "could not persist the assignment; using it anyway");
+    }
+    shared.offer_assignment(a);
+}
+
+fn telemetry(seq: u64, shared: &Shared, rtt_ms: f64) -> Telemetry {
+    let inner = shared.lock();
+    let snap = &inner.snapshot;
+    Telemetry {
+        seq,
+        at_unix_ms: unix_ms(),
+        battery: snap.battery.clone().unwrap_or(protocol::msg::Battery {
+            capacity_j: 0.0,
+            energy_left_j: 0.0,
+            drain_w: 0.0,
+            shift_end_unix_ms: 0,
+            source: protocol::msg::BatterySource::Model,
+        }),
+        memory_free_bytes: crate::meminfo::available_bytes().unwrap_or(0),
+        model_memory_budget_bytes: snap.model_memory_budget_bytes,
+        loaded_variants: snap.loaded_variants.clone(),
+        apps: snap.apps.clone(),
+        link: Link {
+            rtt_ms,
+            bandwidth_bps: 0.0,
+            connected: true,
+        },
+        offload_queue: 0,
+        served_offload: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let first = backoff(1, &mut rng);
+        assert!(first >= Duration::from_millis(50) && first < Duration::from_millis(150));
+        for attempt in 1..40 {
+            assert!(backoff(attempt, &mut rng) < Duration::from_millis(7_500));
+        }
+        let late: Vec<Duration> = (0..20).map(|_| backoff(30, &mut rng)).collect();
+        assert!(late.iter().any(|d| *d != late[0]), "jitter must vary the delay");
+    }
+}

@@ -1,0 +1,8 @@
+//! The node agent: a serving thread that follows the assignment request by request, and a link
+//! task that keeps a QUIC session with the coordinator (hello, telemetry, assignments).
+
+pub mod constraints;
+pub mod link;
+pub mod serve;
+pub mod run;
+pub mod shared;

@@ -1,0 +1,303 @@
+//! The serving loop: frames arrive, the per-request policy picks variant and place under the
+//! coordinator's assignment, the node runs real ONNX inference (one trunk run per frame shared by
+//! every app that chose that variant on the device), charges the profiled energy, and checks each
+//! answer against the image's label so accuracy is measured, not assumed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use protocol::manifest::Manifest;
+use scheduler::catalog::{Catalog, Place};
+use scheduler::policy::{Decision, Outcome, Policy, run_cost};
+use scheduler::state::{Budgets, DeviceState};
+use serde::Serialize;
+
+use super::constraints;
+use super::shared::{Shared, Snapshot};
+use crate::battery::EnergyAccount;
+use crate::cache::ModelCache;
+use crate::dataset::Dataset;
+use crate::engine::Prediction;
+use crate::frames::FrameSource;
+use crate::stats::AppStats;
+
+/// Runs a request on an offload server (blocking from the serving thread).
+pub trait Offloader: Send {
+    /// Label, score and the server's compute time in ms.
+    fn offload(&mut self, app: &str, variant: &str, pixels: &[u8]) -> Result<(Prediction, f64), String>;
+}
+
+/// What the serving loop needs besides its collaborators.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// App name and requests per second.
+    pub apps: Vec<(String, f64)>,
+    pub budgets: Budgets,
+    pub duration: Option<Duration>,
+    /// How often the telemetry snapshot is refreshed.
+    pub publish_every: Duration,
+}
+
+/// Per-app figures at the end of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppSummary {
+    pub requests: u64,
+    pub correct: u64,
+    pub dropped: u64,
+    pub offloaded: u64,
+    pub accuracy: f64,
+    pub energy_used_j: f64,
+    pub by_variant: BTreeMap<String, u64>,
+}
+
+/// The node's figures at the end of a run (`--summary`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub requests: u64,
+    pub accuracy: f64,
+    pub energy_used_j: f64,
+    pub energy_budget_j: f64,
+    pub cost_used_usd: f64,
+    pub model_loads: u64,
+    pub assignments_applied: u64,
+    pub last_epoch: u64,
+    pub apps: BTreeMap<String, AppSummary>,
+}
+
+pub struct Server<'a> {
+    pub manifest: &'a Manifest,
+    pub catalog: Arc<Catalog>,
+    pub data: &'a Dataset,
+    pub cache: ModelCache,
+    pub policy: Box<dyn Policy>,
+    pub frames: FrameSource,
+    pub energy: EnergyAccount,
+    pub shared: Shared,
+    pub offloader: Option<Box<dyn Offloader>>,
+    pub stop: Arc<AtomicBool>,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Server<'_> {
+    /// Serves until `duration` passes or `stop` is set.
+    pub fn run(mut self, cfg: &ServeConfig) -> anyhow::Result<Summary> {
+        let started = Instant::now();
+        let frame_rate: f64 = cfg.apps.iter().map(|(_, r)| *r).fold(0.0, f64::max);
+        anyhow::ensure!(frame_rate > 0.0, "no app has a positive request rate");
+        let mut stats: Vec<AppStats> = cfg
+            .apps
+            .iter()
+            .map(|(name, _)| {
+                let classes = self.manifest.app(name).map_or(0, |a| a.classes.len());
+                AppStats::new(name, classes)
+            })
+            .collect();
+        let mut state = DeviceState::new(&cfg.budgets, 0.0);
+        state.connected = self.offloader.is_some();
+        self.policy.set_constraints(constraints::standalone(self.offloader.is_some()));
+        if let Some(a) = self.shared.take_fresh_assignment() {
+            self.apply(&a);
+        }
+        let (mut applied, mut last_epoch) = (0u64, 0u64);
+        let mut next_frame_s = 0.0;
+        let mut last_publish = Instant::now() - cfg.publish_every;
+        loop {
+            if self.stop.load(Ordering::Relaxed) || cfg.duration.is_some_and(|d| started.elapsed() >= d) {
+                break;
+            }
+            let wait = next_frame_s - started.elapsed().as_secs_f64();
+            if wait > 0.0 {
+                std::thread::sleep(Duration::from_secs_f64(wait.min(0.1)));
+                continue;
+            }
+            let now_s = started.elapsed().as_secs_f64();
+            next_frame_s += self.frames.interarrival_s(frame_rate);
+            if let Some(a) = self.shared.take_fresh_assignment() {
+                self.apply(&a);
+                applied += 1;
+                last_epoch = a.epoch;
+            }
+            self.serve_frame(now_s, frame_rate, cfg, &mut stats, &mut state)?;
+            if last_publish.elapsed() >= cfg.publish_every {
+                self.publish(now_s, &stats);
+                last_publish = Instant::now();
+            }
+        }
+        let now_s = started.elapsed().as_secs_f64();
+        self.publish(now_s, &stats);
+        Ok(self.summary(&stats, cfg, applied, last_epoch))
+    }
+
+    fn apply(&mut self, assignment: &protocol::msg::Assignment) {
+        let c = constraints::from_assignment(assignment, self.offloader.is_some());
+        tracing::info!(epoch = assignment.epoch, "following assignment");
+        self.policy.set_constraints(c);
+    }
+
+    fn serve_frame(
+        &mut self,
+        now_s: f64,
+        frame_rate: f64,
+        cfg: &ServeConfig,
+        stats: &mut [AppStats],
+        state: &mut DeviceState,
+    ) -> anyhow::Result<()> {
+        let frame = self.frames.next(now_s);
+        let pixels = self.data.image(frame.index);
+        state.frame_trunks.clear();
+        let mut embeddings: HashMap<String, Vec<f32>> = HashMap::new();
+        for (i, (app, rate)) in cfg.apps.iter().enumerate() {
+            if !self.frames.app_due(*rate, frame_rate) {
+                continue;
+            }
+            let Some(spec) = self.manifest.app(app) else { continue };
+            let truth = spec.label_map.get(frame.label as usize).copied().unwrap_or(usize::MAX);
+            stats[i].arrival(now_s, truth);
+            state.energy_left_j = self.energy.left_j();
+            state.cost_left_usd = (cfg.budgets.cost_usd - stats.iter().map(|s| s.cost_used_usd).sum::<f64>()).max(0.0);
+            state.resident = self.resident_keys();
+            let decision = self.policy.decide(now_s, app, state);
+            let Decision::Run(run) = decision else {
+                stats[i].dropped += 1;
+                self.policy.observe(now_s, app, &Outcome::default());
+                continue;
+            };
+            let Some(key) = self.catalog.key(app, &run.variant) else {
+                anyhow::bail!("policy chose {} which the catalog lacks for {app}", run.variant);
+            };
+            let cost = run_cost(&self.catalog, key, run.place, state);
+            let t0 = Instant::now();
+            let (prediction, place, swapped_in) = match run.place {
+                Place::Device => {
+                    let (model, swapped_in) = self.cache.get(&run.variant).context("model cache")?;
+                    if !embeddings.contains_key(&run.variant) {
+                        embeddings.insert(run.variant.clone(), model.embed(pixels)?);
+                    }
+                    let emb = &embeddings[&run.variant];
+                    (model.classify(app, emb)?, Place::Device, swapped_in)
+                }
+                Place::Server => match self.offload(app, &run.variant, pixels) {
+                    Some(p) => (p, Place::Server, false),
+                    None => {
+                        // The server is gone or refused: answer locally with the cheapest
+                        // resident-or-smallest variant rather than drop the request.
+                        let fallback = self.local_fallback(app);
+                        let (model, swapped_in) = self.cache.get(&fallback).context("model cache")?;
+                        let emb = model.embed(pixels)?;
+                        (model.classify(app, &emb)?, Place::Device, swapped_in)
+                    }
+                },
+            };
+            let latency_ms = t0.elapsed().as_secs_f64() * 1e3;
+            let (energy_j, usd) = if place == run.place { (cost.energy_j, cost.usd) } else { (cost.energy_j, 0.0) };
+            self.energy.charge(energy_j);
+            if let Some(t) = self.catalog.variant(key).trunk {
+                state.frame_trunks.push((t, place));
+            }
+            if place == Place::Server {
+                state.touch(&self.catalog, key, Place::Server);
+            }
+            let s = &mut stats[i];
+            s.energy_used_j += energy_j;
+            s.cost_used_usd += usd;
+            s.answered(&run.variant, prediction.label as usize == truth, latency_ms, place == Place::Server);
+            let class = spec.classes.get(prediction.label as usize).map(String::as_str);
+            self.policy.observe(
+                now_s,
+                app,
+                &Outcome {
+                    class,
+                    place: Some(place),
+                    variant: Some(&run.variant),
+                    energy_j,
+                    cost_usd: usd,
+                    swapped_in,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn offload(&mut self, app: &str, variant: &str, pixels: &[u8]) -> Option<Prediction> {
+        let off = self.offloader.as_mut()?;
+        match off.offload(app, variant, pixels) {
+            Ok((p, _server_ms)) => Some(p),
+            Err(e) => {
+                tracing::warn!(app, variant, error = %e, "offload failed; answering locally");
+                None
+            }
+        }
+    }
+
+    /// The smallest variant already loaded, else the smallest in the catalog.
+    fn local_fallback(&self, app: &str) -> String {
+        let resident = self.cache.resident();
+        let cheapest = |names: &mut dyn Iterator<Item = String>| {
+            names
+                .filter_map(|n| self.catalog.key(app, &n).map(|k| (self.catalog.variant(k).device_energy_j, n)))
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, n)| n)
+        };
+        cheapest(&mut resident.into_iter())
+            .or_else(|| cheapest(&mut self.manifest.variants.iter().map(|v| v.name.clone())))
+            .unwrap_or_default()
+    }
+
+    /// Every (app, loaded variant) key: a loaded variant serves all apps through its heads.
+    fn resident_keys(&self) -> Vec<scheduler::catalog::VariantKey> {
+        let names = self.cache.resident();
+        self.catalog
+            .apps
+            .iter()
+            .flat_map(|a| names.iter().filter_map(|n| self.catalog.key(&a.name, n)))
+            .collect()
+    }
+
+    fn publish(&mut self, now_s: f64, stats: &[AppStats]) {
+        let snapshot = Snapshot {
+            battery: Some(self.energy.reading(unix_ms())),
+            apps: stats.iter().map(|s| s.telemetry(now_s)).collect(),
+            loaded_variants: self.cache.resident(),
+            model_memory_budget_bytes: self.cache.budget_bytes(),
+        };
+        self.shared.lock().snapshot = snapshot;
+    }
+
+    fn summary(&self, stats: &[AppStats], cfg: &ServeConfig, applied: u64, last_epoch: u64) -> Summary {
+        let requests: u64 = stats.iter().map(|s| s.requests).sum();
+        let correct: u64 = stats.iter().map(|s| s.correct).sum();
+        Summary {
+            requests,
+            accuracy: if requests == 0 { 0.0 } else { 100.0 * correct as f64 / requests as f64 },
+            energy_used_j: self.energy.used_j,
+            energy_budget_j: cfg.budgets.energy_j,
+            cost_used_usd: stats.iter().map(|s| s.cost_used_usd).sum(),
+            model_loads: self.cache.loads,
+            assignments_applied: applied,
+            last_epoch,
+            apps: stats
+                .iter()
+                .map(|s| {
+                    (
+                        s.app.clone(),
+                        AppSummary {
+                            requests: s.requests,
+                            correct: s.correct,
+                            dropped: s.dropped,
+                            offloaded: s.offloaded,
+                            accuracy: s.accuracy_pct(),
+                            energy_used_j: s.energy_used_j,
+                            by_variant: s.by_variant.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! `mcdnn-node run` configuration: flags, each also settable as `MCDNN_*` environment variables
+//! (clap `env`), with defaults that run locally.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use crate::frames::ClassMix;
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Node id; must be the name in this node's certificate.
+    #[arg(long, env = "MCDNN_NODE_NAME")]
+    pub name: String,
+    /// Folder with `<name>.pem`, `<name>.key` and `ca.pem` (from `mcdnnctl enroll node NAME`).
+    #[arg(long, env = "MCDNN_IDENTITY_DIR", default_value = "fleet-ca")]
+    pub identity_dir: PathBuf,
+    /// Coordinator addresses (host:port); repeat or comma-separate. A follower redirects to the
+    /// leader.
+    #[arg(long = "coordinator", env = "MCDNN_COORDINATORS", value_delimiter = ',', default_value = "127.0.0.1:7400")]
+    pub coordinators: Vec<String>,
+    /// Device class from the catalog's device_classes (bodycam-lite, phone-2016, laptop).
+    #[arg(long, env = "MCDNN_DEVICE_CLASS", default_value = "phone-2016")]
+    pub device_class: String,
+    /// Energy the vision apps may spend over the shift, joules.
+    #[arg(long, env = "MCDNN_ENERGY_BUDGET_J", default_value_t = 7200.0)]
+    pub energy_budget_j: f64,
+    /// Battery capacity in watt-hours (the battery model's; a real battery is read from sysfs).
+    #[arg(long, env = "MCDNN_BATTERY_WH", default_value_t = 10.0)]
+    pub battery_wh: f64,
+    /// Use only the battery model even where /sys/class/power_supply has a battery.
+    #[arg(long, env = "MCDNN_BATTERY_MODEL")]
+    pub battery_model: bool,
+    /// Cloud budget over the shift, USD.
+    #[arg(long, env = "MCDNN_COST_BUDGET_USD", default_value_t = 0.0667)]
+    pub cost_budget_usd: f64,
+    /// Shift length in seconds: the budgets must last this long.
+    #[arg(long, env = "MCDNN_SHIFT_S", default_value_t = 36_000.0)]
+    pub shift_s: f64,
+    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long, env = "MCDNN_DURATION_S")]
+    pub duration_s: Option<f64>,
+    /// Apps and request rates, `app=rate,...`.
+    #[arg(long, env = "MCDNN_APPS", default_value = "garment=4,category=2")]
+    pub apps: String,
+    /// Class mix of the replayed stream: `uniform` or `skewed:TOP:SHARE:EPISODE_S`.
+    #[arg(long, env = "MCDNN_MIX", default_value = "uniform")]
+    pub mix: String,
+    /// Per-request policy: mcdnn, paper, best-device, cloud, cheapest.
+    #[arg(long, env = "MCDNN_POLICY", default_value = "mcdnn")]
+    pub policy: String,
+    /// Memory for loaded models, MB.
+    #[arg(long, env = "MCDNN_MODEL_MEMORY_MB", default_value_t = 8.0)]
+    pub model_memory_mb: f64,
+    /// Catalog manifest (default: models/catalog.json or MCDNN_CATALOG).
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+    /// Folder with the Fashion-MNIST idx files (default: MCDNN_DATA or Debian's).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The node's sled database folder.
+    #[arg(long, env = "MCDNN_STORE", default_value = "node-store")]
+    pub store: PathBuf,
+    /// Write the end-of-run summary (JSON) here.
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+    #[arg(long, env = "MCDNN_TELEMETRY_MS", default_value_t = 1000)]
+    pub telemetry_ms: u64,
+    /// Seed for the replayed stream.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Log as JSON lines.
+    #[arg(long, env = "MCDNN_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl RunArgs {
+    pub fn app_rates(&self) -> anyhow::Result<Vec<(String, f64)>> {
+        parse_apps(&self.apps)
+    }
+
+    pub fn class_mix(&self) -> anyhow::Result<ClassMix> {
+        parse_mix(&self.mix)
+    }
+}
+
+pub fn parse_apps(text: &str) -> anyhow::Result<Vec<(String, f64)>> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (app, rate) = part
+            .split_once('=')
+            .with_context(|| format!("--apps: {part:?} is not app=rate"))?;
+        let rate: f64 = rate.parse().with_context(|| format!("--apps: rate of {app} is not a number"))?;
+        if !(rate.is_finite() && rate > 0.0) {
+            bail!("--apps: rate of {app} must be positive");
+        }
+        out.push((app.to_string(), rate));
+    }
+    if out.is_empty() {
+        bail!("--apps names no app");
+    }
+    Ok(out)
+}
+
+pub fn parse_mix(text: &str) -> anyhow::Result<ClassMix> {
+    if text == "uniform" {
+        return Ok(ClassMix::Uniform);
+    }
+    let parts: Vec<&str> = text.split(':').collect();
+    match parts.as_slice() {
+        ["skewed", top, share, episode] => {
+            let share: f64 = share.parse().context("--mix share")?;
+            if !(0.0..=1.0).contains(&share) {
+                bail!("--mix share must be in [0, 1]");
+            }
+            Ok(ClassMix::Skewed {
+                top: top.parse().context("--mix top")?,
+                share,
+                episode_s: episode.parse().context("--mix episode seconds")?,
+            })
+        }
+        _ => bail!("--mix must be `uniform` or `skewed:TOP:SHARE:EPISODE_S`, not {text:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_apps_and_mix() {
+        assert_eq!(parse_apps("garment=4, category=0.5").expect("ok").len(), 2);
+        assert!(parse_apps("garment").is_err());
+        assert!(parse_apps("garment=-1").is_err());
+        assert!(parse_apps("").is_err());
+        assert_eq!(parse_mix("uniform").expect("ok"), ClassMix::Uniform);
+        assert_eq!(
+            parse_mix("skewed:3:0.7:60").expect("ok"),
+            ClassMix::Skewed { top: 3, share: 0.7, episode_s: 60.0 }
+        );
+        assert!(parse_mix("skewed:3:1.7:60").is_err());
+        assert!(parse_mix("zipf").is_err());
+    }
+}

@@ -1,0 +1,242 @@
+//! ONNX inference for one variant: a trunk (image -> embedding) and one head per app
+//! (embedding -> logits). One trunk run per frame feeds every app's head (model sharing).
+
+use std::path::Path;
+use std::time::Instant;
+
+use ort::session::Session;
+use ort::value::TensorRef;
+use protocol::manifest::{FileSpec, InputSpec, VariantSpec};
+use sha2::{Digest, Sha256};
+
+use crate::runtime::{self, RuntimeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("cannot read model file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("model file {file} is corrupt: sha256 {actual}, manifest says {expected}")]
+    Digest {
+        file: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("ONNX Runtime rejected {what}: {message}")]
+    Ort { what: String, message: String },
+    #[error("variant {variant} has no head for app {app}")]
+    NoHead { variant: String, app: String },
+    #[error("input has {got} pixels, the model expects {expected}")]
+    InputSize { got: usize, expected: usize },
+}
+
+fn ort_err(what: impl Into<String>) -> impl FnOnce(ort::Error) -> EngineError {
+    let what = what.into();
+    move |e| EngineError::Ort {
+        what,
+        message: e.to_string(),
+    }
+}
+
+/// One app's answer for one frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    pub label: u32,
+    /// Softmax probability of `label`.
+    pub score: f32,
+}
+
+/// A variant loaded into ONNX Runtime.
+pub struct LoadedVariant {
+    pub name: String,
+    input: InputSpec,
+    trunk: Session,
+    heads: Vec<(String, Session)>,
+    /// Bytes of the model files (what paging moves).
+    pub model_bytes: u64,
+    /// Wall time it took to verify and load every file.
+    pub load_ms: f64,
+}
+
+/// Checks a model file's bytes against its manifest digest: a corrupt file is never loaded.
+pub fn verify(spec: &FileSpec, bytes: &[u8]) -> Result<(), EngineError> {
+    let actual = hex::encode(Sha256::digest(bytes));
+    if actual != spec.sha256 {
+        return Err(EngineError::Digest {
+            file: spec.file.clone(),
+            expected: spec.sha256.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+fn session_from(spec: &FileSpec, bytes: &[u8]) -> Result<Session, EngineError> {
+    verify(spec, bytes)?;
+    let env = runtime::environment()?;
+    let what = format!("model {}", spec.file);
+    Session::builder(env)
+        .map_err(ort_err(what.clone()))?
+        // One thread per session: a body camera serves one frame at a time, and batch-1 latency
+        // on small models is dominated by thread hand-off when more threads are used.
+        .with_intra_threads(1)
+        .map_err(|e| EngineError::Ort {
+            what: what.clone(),
+            message: e.to_string(),
+        })?
+        .commit_from_memory(bytes)
+        .map_err(ort_err(what))
+}
+
+impl LoadedVariant {
+    /// Loads a variant whose files sit beside the manifest in `dir`.
+    pub fn load_dir(dir: &Path, spec: &VariantSpec, input: &InputSpec) -> Result<Self, EngineError> {
+        Self::load_with(spec, input, |file| {
+            let path = dir.join(&file.file);
+            std::fs::read(&path).map_err(|source| EngineError::Read {
+                path: path.display().to_string(),
+                source,
+            })
+        })
+    }
+
+    /// Loads a variant, asking `fetch` for each file's bytes (a folder, or the node's sled store).
+    /// Every file is verified against its digest before ONNX Runtime sees it.
+    pub fn load_with(
+        spec: &VariantSpec,
+        input: &InputSpec,
+        mut fetch: impl FnMut(&FileSpec) -> Result<Vec<u8>, EngineError>,
+    ) -> Result<Self, EngineError> {
+        let started = Instant::now();
+        let trunk = session_from(&spec.trunk, &fetch(&spec.trunk)?)?;
+        let mut heads = Vec::with_capacity(spec.heads.len());
+        for head in &spec.heads {
+            heads.push((head.app.clone(), session_from(&head.file, &fetch(&head.file)?)?));
+        }
+        Ok(Self {
+            name: spec.name.clone(),
+            input: input.clone(),
+            trunk,
+            heads,
+            model_bytes: spec.bytes(),
+            load_ms: started.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    /// Runs the trunk on one grey-scale image (height x width bytes).
+    pub fn embed(&mut self, pixels: &[u8]) -> Result<Vec<f32>, EngineError> {
+        let x = preprocess(pixels, &self.input)?;
+        let shape = [1usize, 1, self.input.height, self.input.width];
+        let tensor = TensorRef::from_array_view((shape, x.as_slice())).map_err(ort_err("input tensor"))?;
+        let outputs = self
+            .trunk
+            .run(ort::inputs!["image" => tensor])
+            .map_err(ort_err(format!("trunk of {}", self.name)))?;
+        let (_, data) = outputs[0]
+            .try_extract_tensor::<f32>()
+            .map_err(ort_err("trunk output"))?;
+        Ok(data.to_vec())
+    }
+
+    /// Runs `app`'s head on an embedding from [`embed`](Self::embed).
+    pub fn classify(&mut self, app: &str, embedding: &[f32]) -> Result<Prediction, EngineError> {
+        let name = self.name.clone();
+        let session = self
+            .heads
+            .iter_mut()
+            .find(|(a, _)| a == app)
+            .map(|(_, s)| s)
+            .ok_or_else(|| EngineError::NoHead {
+                variant: name.clone(),
+                app: app.to_string(),
+            })?;
+        let tensor = TensorRef::from_array_view(([1usize, embedding.len()], embedding))
+            .map_err(ort_err("embedding tensor"))?;
+        let outputs = session
+            .run(ort::inputs!["embedding" => tensor])
+            .map_err(ort_err(format!("{app} head of {name}")))?;
+        let (_, logits) = outputs[0]
+            .try_extract_tensor::<f32>()
+            .map_err(ort_err("head output"))?;
+        Ok(argmax_softmax(logits))
+    }
+
+    /// One frame through the trunk once and through the heads of `apps`.
+    pub fn infer(&mut self, pixels: &[u8], apps: &[&str]) -> Result<Vec<Prediction>, EngineError> {
+        let embedding = self.embed(pixels)?;
+        apps.iter().map(|app| self.classify(app, &embedding)).collect()
+    }
+}
+
+/// `(pixel / 255 - mean) / std`, as `models/train.py` normalises.
+pub fn preprocess(pixels: &[u8], input: &InputSpec) -> Result<Vec<f32>, EngineError> {
+    let expected = input.height * input.width;
+    if pixels.len() != expected {
+        return Err(EngineError::InputSize {
+            got: pixels.len(),
+            expected,
+        });
+    }
+    Ok(pixels
+        .iter()
+        .map(|&p| (p as f32 / 255.0 - input.mean) / input.std)
+        .collect())
+}
+
+fn argmax_softmax(logits: &[f32]) -> Prediction {
+    let (label, max) = logits
+        .iter()
+        .copied()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, v)| if v > best.1 { (i, v) } else { best });
+    let sum: f32 = logits.iter().map(|v| (v - max).exp()).sum();
+    Prediction {
+        label: label as u32,
+        score: if sum > 0.0 { 1.0 / sum } else { 0.0 },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_of_the_winner() {
+        let p = argmax_softmax(&[0.0, 2.0, 0.0]);
+        assert_eq!(p.label, 1);
+        let expected = 2f32.exp() / (2.0 + 2f32.exp());
+        assert!((p.score - expected).abs() < 1e-6);
+    }
+
+    #[test]
+    fn preprocess_checks_size_and_normalises() {
+        let input = InputSpec {
+            height: 2,
+            width: 2,
+            mean: 0.5,
+            std: 0.5,
+        };
+        assert!(matches!(
+            preprocess(&[0; 3], &input),
+            Err(EngineError::InputSize { got: 3, expected: 4 })
+        ));
+        let x = preprocess(&[0, 255, 0, 255], &input).expect("right size");
+        assert_eq!(x, vec![-1.0, 1.0, -1.0, 1.0]);
+    }
+
+    #[test]
+    fn corrupt_bytes_are_refused_before_loading() {
+        let spec = FileSpec {
+            file: "m.onnx".into(),
+            sha256: hex::encode(Sha256::digest(b"good")),
+            bytes: 4,
+        };
+        assert!(verify(&spec, b"good").is_ok());
+        let err = verify(&spec, b"evil").unwrap_err();
+        assert!(err.to_string().contains("m.onnx"), "{err}");
+    }
+}

@@ -1,0 +1,80 @@
+//! A frame source that replays Fashion-MNIST test images as a camera stream: frames arrive as a
+//! Poisson process, each app looks at a frame with probability rate/frame-rate, and the class mix
+//! is uniform or follows skewed episodes (a few classes dominate for a while, as the people a
+//! body camera sees do).
+
+use rand::Rng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use crate::dataset::Dataset;
+
+/// How classes are drawn.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClassMix {
+    Uniform,
+    /// Every `episode_s` a new set of `top` classes is drawn; `share` of frames come from them.
+    Skewed { top: usize, share: f64, episode_s: f64 },
+}
+
+/// One frame: which test image, and its dataset label (the ground truth).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    pub index: usize,
+    pub label: u8,
+}
+
+pub struct FrameSource {
+    by_label: Vec<Vec<usize>>,
+    mix: ClassMix,
+    episode: Option<(u64, Vec<usize>)>,
+    rng: StdRng,
+}
+
+impl FrameSource {
+    pub fn new(data: &Dataset, mix: ClassMix, rng: StdRng) -> Self {
+        Self {
+            by_label: data.indices_by_label(),
+            mix,
+            episode: None,
+            rng,
+        }
+    }
+
+    /// The next frame at time `now_s` since the stream started.
+    pub fn next(&mut self, now_s: f64) -> Frame {
+        let labels: Vec<usize> = (0..self.by_label.len()).filter(|&l| !self.by_label[l].is_empty()).collect();
+        let label = match self.mix.clone() {
+            ClassMix::Uniform => labels[self.rng.gen_range(0..labels.len())],
+            ClassMix::Skewed { top, share, episode_s } => {
+                let episode = (now_s / episode_s.max(1e-3)) as u64;
+                if self.episode.as_ref().is_none_or(|(e, _)| *e != episode) {
+                    let mut shuffled = labels.clone();
+                    shuffled.shuffle(&mut self.rng);
+                    shuffled.truncate(top.clamp(1, labels.len()));
+                    self.episode = Some((episode, shuffled));
+                }
+                let dominant = self.episode.as_ref().map(|(_, d)| d.clone()).unwrap_or_default();
+                if self.rng.r#gen::<f64>() < share && !dominant.is_empty() {
+                    dominant[self.rng.gen_range(0..dominant.len())]
+                } else {
+                    labels[self.rng.gen_range(0..labels.len())]
+                }
+            }
+        };
+        let pool = &self.by_label[label];
+        let index = pool[self.rng.gen_range(0..pool.len())];
+        Frame { index, label: label as u8 }
+    }
+
+    /// Seconds until the next frame of a Poisson stream at `rate_per_s`.
+    pub fn interarrival_s(&mut self, rate_per_s: f64) -> f64 {
+        let u: f64 = self.rng.gen_range(f64::EPSILON..1.0);
+        -u.ln() / rate_per_s.max(1e-9)
+    }
+
+    /// Whether an app with `app_rate` looks at a frame of a stream at `frame_rate`.
+    pub fn app_due(&mut self, app_rate: f64, frame_rate: f64) -> bool {
+        self.rng.r#gen::<f64>() < app_rate / frame_rate.max(1e-9)
+    }
+}

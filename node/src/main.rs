@@ -1,0 +1,92 @@
+//! `mcdnn-node`: the node agent binary.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use mcdnn_node::{catalog, dataset};
+
+#[derive(Parser)]
+#[command(name = "mcdnn-node", version, about = "MCDNN node agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node agent: serve the replayed camera stream under the coordinator's assignment.
+    Run(mcdnn_node::config::RunArgs),
+    /// Model catalog commands.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Measure every variant on the 10k Fashion-MNIST test images with ONNX Runtime.
+    Eval {
+        /// The catalog manifest (default: models/catalog.json, or MCDNN_CATALOG).
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Only these variants (repeatable).
+        #[arg(long = "variant")]
+        variants: Vec<String>,
+        /// Only the first N test images.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Folder with the idx files (default: MCDNN_DATA or Debian's).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MCDNN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => {
+            init_logging(args.log_json);
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let summary = runtime.block_on(mcdnn_node::agent::run::run(args))?;
+            println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::Catalog {
+            command:
+                CatalogCommand::Eval {
+                    catalog: path,
+                    json,
+                    variants,
+                    limit,
+                    data,
+                },
+        } => {
+            let path = catalog::locate(path.as_deref())?;
+            let (manifest, dir) = catalog::load(&path)?;
+            let data_dir = data.unwrap_or_else(dataset::data_dir);
+            let test = dataset::Dataset::load(&data_dir, "t10k").context("loading the test images")?;
+            let eval = catalog::eval::run(&manifest, &dir, &test, &variants, limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&eval)?);
+            } else {
+                print!("{}", catalog::eval::table(&eval));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! Per-app counters the node keeps while serving: what telemetry reports and the demo shows.
+
+use std::collections::VecDeque;
+
+use protocol::msg::AppTelemetry;
+
+/// Recent latencies kept for the median.
+const LATENCY_WINDOW: usize = 512;
+/// Window over which request rate and class histogram are computed.
+pub const RATE_WINDOW_S: f64 = 30.0;
+
+#[derive(Debug, Clone)]
+pub struct AppStats {
+    pub app: String,
+    pub requests: u64,
+    /// Requests answered with the right label (ground truth known for replayed data).
+    pub correct: u64,
+    pub dropped: u64,
+    pub offloaded: u64,
+    pub energy_used_j: f64,
+    pub cost_used_usd: f64,
+    latencies_ms: VecDeque<f64>,
+    arrivals: VecDeque<(f64, usize)>,
+    classes: usize,
+    /// Requests per variant name, for "variants in use".
+    pub by_variant: std::collections::BTreeMap<String, u64>,
+}
+
+impl AppStats {
+    pub fn new(app: &str, classes: usize) -> Self {
+        Self {
+            app: app.to_string(),
+            requests: 0,
+            correct: 0,
+            dropped: 0,
+            offloaded: 0,
+            energy_used_j: 0.0,
+            cost_used_usd: 0.0,
+            latencies_ms: VecDeque::new(),
+            arrivals: VecDeque::new(),
+            classes,
+            by_variant: Default::default(),
+        }
+    }
+
+    /// A request arrived at `now_s` for an image of `class` (this app's class index).
+    pub fn arrival(&mut self, now_s: f64, class: usize) {
+        self.requests += 1;
+        self.arrivals.push_back((now_s, class));
+        while self.arrivals.front().is_some_and(|&(t, _)| t < now_s - RATE_WINDOW_S) {
+            self.arrivals.pop_front();
+        }
+    }
+
+    /// The request was answered.
+    pub fn answered(&mut self, variant: &str, correct: bool, latency_ms: f64, offloaded: bool) {
+        self.correct += u64::from(correct);
+        self.offloaded += u64::from(offloaded);
+        *self.by_variant.entry(variant.to_string()).or_default() += 1;
+        if self.latencies_ms.len() == LATENCY_WINDOW {
+            self.latencies_ms.pop_front();
+        }
+        self.latencies_ms.push_back(latency_ms);
+    }
+
+    pub fn accuracy_pct(&self) -> f64 {
+        if self.requests == 0 { 0.0 } else { 100.0 * self.correct as f64 / self.requests as f64 }
+    }
+
+    pub fn rate_per_s(&self, now_s: f64) -> f64 {
+        let span = now_s.clamp(1.0, RATE_WINDOW_S);
+        self.arrivals.iter().filter(|&&(t, _)| t >= now_s - span).count() as f64 / span
+    }
+
+    pub fn telemetry(&self, now_s: f64) -> AppTelemetry {
+        let mut histogram = vec![0u32; self.classes];
+        for &(_, c) in &self.arrivals {
+            if let Some(slot) = histogram.get_mut(c) {
+                *slot += 1;
+            }
+        }
+        let mut sorted: Vec<f64> = self.latencies_ms.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        AppTelemetry {
+            app: self.app.clone(),
+            rate_per_s: self.rate_per_s(now_s),
+            class_histogram: histogram,
+            requests: self.requests,
+            correct: self.correct,
+            dropped: self.dropped,
+            offloaded: self.offloaded,
+            latency_ms_p50: sorted.get(sorted.len() / 2).copied().unwrap_or(0.0),
+            energy_used_j: self.energy_used_j,
+            cost_used_usd: self.cost_used_usd,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_accuracy_rate_and_histogram() {
+        let mut s = AppStats::new("garment", 3);
+        for i in 0..20 {
+            s.arrival(i as f64 * 0.5, i % 3);
+            s.answered("full", i % 2 == 0, 1.0, false);
+        }
+        assert_eq!(s.requests, 20);
+        assert_eq!(s.accuracy_pct(), 50.0);
+        let t = s.telemetry(10.0);
+        assert_eq!(t.class_histogram.iter().sum::<u32>(), 20);
+        assert!((t.rate_per_s - 2.0).abs() < 0.11, "{}", t.rate_per_s);
+        assert_eq!(s.by_variant["full"], 20);
+    }
+}

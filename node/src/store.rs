@@ -1,0 +1,84 @@
+//! The node's sled database: the last assignment (so a node restarted offline resumes on it).
+//! Later: model shards and the result spool.
+
+use std::path::Path;
+
+use protocol::codec;
+use protocol::msg::Assignment;
+
+const ASSIGNMENT_KEY: &[u8] = b"assignment";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the node store at {path}: {source}")]
+    Open { path: String, source: sled::Error },
+    #[error("node store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("node store holds an unreadable {what}: {source}")]
+    Corrupt { what: &'static str, source: codec::CodecError },
+    #[error("cannot encode {what}: {source}")]
+    Encode { what: &'static str, source: codec::CodecError },
+}
+
+#[derive(Clone)]
+pub struct NodeStore {
+    db: sled::Db,
+}
+
+impl NodeStore {
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::open(dir).map_err(|source| StoreError::Open {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        Ok(Self { db })
+    }
+
+    /// Writes and flushes: an acknowledged assignment survives a crash.
+    pub fn save_assignment(&self, a: &Assignment) -> Result<(), StoreError> {
+        let bytes = codec::encode(a).map_err(|source| StoreError::Encode { what: "assignment", source })?;
+        self.db.insert(ASSIGNMENT_KEY, bytes)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn load_assignment(&self) -> Result<Option<Assignment>, StoreError> {
+        let Some(bytes) = self.db.get(ASSIGNMENT_KEY)? else {
+            return Ok(None);
+        };
+        codec::decode(&bytes)
+            .map(Some)
+            .map_err(|source| StoreError::Corrupt { what: "assignment", source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assignment_survives_reopen_and_corruption_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("mcdnn-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let a = Assignment {
+            epoch: 9,
+            node_id: "cam".into(),
+            issued_unix_ms: 1,
+            apps: vec![],
+            energy_price: 0.5,
+            cost_price: 0.0,
+            plan_gap: 0.01,
+        };
+        {
+            let s = NodeStore::open(&dir).expect("open");
+            assert!(s.load_assignment().expect("empty").is_none());
+            s.save_assignment(&a).expect("save");
+        }
+        let s = NodeStore::open(&dir).expect("reopen");
+        assert_eq!(s.load_assignment().expect("load"), Some(a));
+        s.db.insert(ASSIGNMENT_KEY, &b"garbage"[..]).expect("insert");
+        assert!(matches!(s.load_assignment(), Err(StoreError::Corrupt { .. })));
+        drop(s);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

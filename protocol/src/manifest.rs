@@ -1,0 +1,210 @@
+//! The model catalog manifest (`models/catalog.json`): what a variant family is made of on disk and
+//! what training measured. Written by `models/train.py`, read by the node (to load and verify ONNX
+//! files), the scheduler (to build profiles) and the coordinator (to serve the catalog index).
+//!
+//! Device energy and latency are not measured by training; each device class gives per-operation
+//! coefficients from which the scheduler derives per-variant profiles (`scheduler::catalog`).
+
+use serde::{Deserialize, Serialize};
+
+/// Top level of `models/catalog.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Free text: where the data came from, how the models were trained.
+    pub source: String,
+    /// How an image becomes the trunk's input tensor.
+    pub input: InputSpec,
+    pub apps: Vec<AppSpec>,
+    pub variants: Vec<VariantSpec>,
+    pub device_classes: Vec<DeviceClassSpec>,
+}
+
+/// Input preprocessing: `x = (pixel / 255 - mean) / std`, shape `[batch, 1, height, width]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputSpec {
+    pub height: usize,
+    pub width: usize,
+    pub mean: f32,
+    pub std: f32,
+}
+
+/// One app served from the shared trunk: its class names and how dataset labels map onto them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppSpec {
+    pub name: String,
+    pub classes: Vec<String>,
+    /// `label_map[dataset_label]` is this app's class index (identity for the 10-class app).
+    pub label_map: Vec<usize>,
+}
+
+/// One ONNX file with its content address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileSpec {
+    /// Path relative to the manifest's folder.
+    pub file: String,
+    /// Hex sha256 of the file's bytes.
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// A head: embedding -> logits for one app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadSpec {
+    pub app: String,
+    #[serde(flatten)]
+    pub file: FileSpec,
+    /// Floating-point operations (2 x multiply-adds) per request for this head.
+    pub ops: u64,
+    /// Top-1 accuracy in percent on the 10k test images, as training measured it.
+    pub accuracy: f64,
+}
+
+/// A variant: one trunk and one head per app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantSpec {
+    pub name: String,
+    /// full, narrow, shallow, lowrank, int8 ...: how the variant approximates the full model.
+    pub kind: String,
+    pub description: String,
+    pub trunk: FileSpec,
+    /// Floating-point operations per frame for the trunk (shared by every app's head).
+    pub trunk_ops: u64,
+    pub embedding_dim: usize,
+    pub params: u64,
+    pub heads: Vec<HeadSpec>,
+}
+
+impl VariantSpec {
+    /// The head that serves `app`, if this variant has one.
+    pub fn head(&self, app: &str) -> Option<&HeadSpec> {
+        self.heads.iter().find(|h| h.app == app)
+    }
+
+    /// Operations for one request of `app` when the trunk runs for it alone.
+    pub fn ops_for(&self, app: &str) -> Option<u64> {
+        self.head(app).map(|h| self.trunk_ops + h.ops)
+    }
+
+    /// Bytes of the trunk and every head: what a node stores and loads.
+    pub fn bytes(&self) -> u64 {
+        self.trunk.bytes + self.heads.iter().map(|h| h.file.bytes).sum::<u64>()
+    }
+}
+
+/// A class of device and the coefficients that turn a variant's size and operations into energy
+/// and latency on it. Int8 variants run `int8_speedup` times faster per operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceClassSpec {
+    pub name: String,
+    pub joules_per_gop: f64,
+    pub ms_per_gop: f64,
+    /// Fixed cost per request (sensor, wake-up, framework overhead).
+    pub joules_per_request: f64,
+    pub ms_per_request: f64,
+    /// Loading a model from storage into memory.
+    pub load_joules_per_mb: f64,
+    pub load_ms_per_mb: f64,
+    pub int8_speedup: f64,
+}
+
+/// Errors reading a manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("catalog manifest is not valid JSON for this version: {0}")]
+    Parse(String),
+    #[error("catalog manifest is inconsistent: {0}")]
+    Invalid(String),
+}
+
+impl Manifest {
+    /// Parses and checks a manifest: every variant has a head for every app, label maps fit.
+    pub fn from_json(text: &str) -> Result<Self, ManifestError> {
+        let manifest: Manifest =
+            serde_json::from_str(text).map_err(|e| ManifestError::Parse(e.to_string()))?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    fn validate(&self) -> Result<(), ManifestError> {
+        if self.apps.is_empty() || self.variants.is_empty() {
+            return Err(ManifestError::Invalid("no apps or no variants".into()));
+        }
+        for app in &self.apps {
+            if let Some(bad) = app.label_map.iter().find(|&&c| c >= app.classes.len()) {
+                return Err(ManifestError::Invalid(format!(
+                    "app {}: label map names class {bad} but it has {} classes",
+                    app.name,
+                    app.classes.len()
+                )));
+            }
+        }
+        for variant in &self.variants {
+            for app in &self.apps {
+                if variant.head(&app.name).is_none() {
+                    return Err(ManifestError::Invalid(format!(
+                        "variant {} has no head for app {}",
+                        variant.name, app.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn variant(&self, name: &str) -> Option<&VariantSpec> {
+        self.variants.iter().find(|v| v.name == name)
+    }
+
+    pub fn app(&self, name: &str) -> Option<&AppSpec> {
+        self.apps.iter().find(|a| a.name == name)
+    }
+
+    pub fn device_class(&self, name: &str) -> Option<&DeviceClassSpec> {
+        self.device_classes.iter().find(|d| d.name == name)
+    }
+}
+
+/// Finds the catalog manifest: `explicit`, else `MCDNN_CATALOG`, else `models/catalog.json` under
+/// the current folder or any ancestor of the executable, else the container image's copy.
+pub fn locate(explicit: Option<&std::path::Path>) -> Result<std::path::PathBuf, ManifestError> {
+    use std::path::PathBuf;
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("MCDNN_CATALOG") {
+        return Ok(PathBuf::from(p));
+    }
+    let mut candidates = vec![PathBuf::from("models/catalog.json")];
+    if let Ok(exe) = std::env::current_exe() {
+        candidates.extend(
+            exe.ancestors()
+                .skip(1)
+                .map(|a| a.join("models/catalog.json")),
+        );
+    }
+    candidates.push(PathBuf::from("/usr/share/mcdnn/models/catalog.json"));
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        ManifestError::Invalid(
+            "no model catalog found: pass --catalog PATH or set MCDNN_CATALOG (the repo's is models/catalog.json)"
+                .into(),
+        )
+    })
+}
+
+/// Reads and validates a manifest file; returns it with its raw bytes (for digests) and the
+/// folder its model files sit in.
+pub fn load(
+    path: &std::path::Path,
+) -> Result<(Manifest, Vec<u8>, std::path::PathBuf), ManifestError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        ManifestError::Invalid(format!("cannot read catalog {}: {e}", path.display()))
+    })?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ManifestError::Parse(format!("{} is not UTF-8", path.display())))?;
+    let manifest = Manifest::from_json(text)?;
+    let dir = path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    Ok((manifest, bytes, dir))
+}

@@ -1,0 +1,97 @@
+//! The messages nodes and coordinators exchange over QUIC, grouped by topic.
+//!
+//! Every stream carries frames of one direction's enum: a node sends [`NodeMsg`], a coordinator
+//! answers with [`CoordMsg`]; an offload stream carries [`OffloadRequest`] / [`OffloadReply`].
+//! Frames are built by [`crate::codec`]; the peer's identity comes from its certificate
+//! ([`crate::tls::peer`]), never from a field in these messages.
+
+mod assignment;
+mod hello;
+mod offload;
+mod results;
+mod telemetry;
+
+use serde::{Deserialize, Serialize};
+
+pub use assignment::{AppAssignment, Assignment, MixEntry, PlaceTag};
+pub use hello::{Hello, Role};
+pub use offload::{OffloadReply, OffloadRequest};
+pub use results::{InferenceResult, ResultBatch};
+pub use telemetry::{AppTelemetry, Battery, BatterySource, Link, Telemetry};
+
+/// Version of the message set; carried in every frame header and in [`Hello`]. Bump on any change
+/// to a message's shape: bincode is not self-describing, so old and new peers cannot mix.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// TLS ALPN identifier for this protocol version.
+pub const ALPN: &[u8] = b"mcdnn/1";
+
+/// Node -> coordinator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum NodeMsg {
+    /// First message on a connection: who the node says it is and what it holds.
+    Hello(Hello),
+    /// Periodic soft state (1 s default); the leader keeps only the latest per node.
+    Telemetry(Telemetry),
+    /// The node has taken the assignment of this epoch into use.
+    Ack {
+        /// Epoch of the acknowledged [`Assignment`].
+        epoch: u64,
+    },
+    /// Spooled inference results; the coordinator answers [`CoordMsg::ResultsAck`].
+    Results(ResultBatch),
+    /// Orderly goodbye before closing the connection.
+    Bye,
+}
+
+/// Coordinator -> node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CoordMsg {
+    /// Answer to [`Hello`] from the leader.
+    Welcome {
+        /// The node's id as its certificate says (authoritative over `Hello::node_id`).
+        node_id: String,
+        /// Identity of the leader replica answering.
+        leader: String,
+        /// Epoch of the newest committed plan.
+        epoch: u64,
+    },
+    /// A new plan epoch for this node.
+    Assignment(Assignment),
+    /// This replica is a follower: reconnect to the leader.
+    Redirect {
+        /// `host:port` of the leader's node endpoint.
+        leader_addr: String,
+    },
+    /// Results up to and including this sequence number are durable; the node may drop them.
+    ResultsAck {
+        /// Highest acknowledged [`InferenceResult::seq`].
+        up_to_seq: u64,
+    },
+    /// The coordinator refuses something; the connection is usually closed after this.
+    Error {
+        /// Machine-readable class of the problem.
+        code: ErrorCode,
+        /// Human-readable explanation with what to do.
+        message: String,
+    },
+}
+
+/// Why a coordinator refused a node's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The node speaks another protocol version.
+    VersionMismatch,
+    /// The node reported for an identity other than its certificate's.
+    IdentityMismatch,
+    /// The certificate's kind may not send this (e.g. an operator sending telemetry).
+    Forbidden,
+    /// The message arrived out of order (e.g. telemetry before hello).
+    BadSequence,
+    /// The node's catalog does not match the fleet's.
+    CatalogMismatch,
+    /// The coordinator cannot serve right now (no quorum, shutting down); retry later.
+    Unavailable,
+    /// A bug on the coordinator side.
+    Internal,
+}

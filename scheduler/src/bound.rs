@@ -1,0 +1,126 @@
+//! An upper bound on the mean accuracy any policy can reach on a trace: the LP relaxation with
+//! perfect knowledge of the whole trace, no paging costs, no cold-start latency, each request
+//! free to take any mix of the options it could have had (server only while connected;
+//! specialised variants at the best accuracy a class set containing its class could earn; a
+//! shared trunk's cost split among the requests of its frame). The reported figure is the dual
+//! value, so numerical tolerance can only make it larger.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, Place};
+use crate::lp::{Group, Problem, Table};
+use crate::options::{OptionSpec, Specialised, steady_options};
+use crate::state::Budgets;
+
+/// What the bound needs to know about one request of the trace.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoundRequest {
+    /// App index in the catalog.
+    pub app: usize,
+    pub connected: bool,
+    /// Largest top-N share of a class set containing the request's class over the skew window
+    /// (`SkewWindow::best_share_with`); 0 when the class is unknown.
+    pub spec_share: f64,
+    /// Requests in the same frame whose apps share a trunk with this one (>= 1).
+    pub trunk_split: u32,
+}
+
+/// The bound and the totals of the relaxed optimum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoundResult {
+    /// Mean accuracy in percent over all requests (dropped count 0).
+    pub mean_accuracy: f64,
+    pub requests: usize,
+    pub energy_used_j: f64,
+    pub cost_used_usd: f64,
+    /// Relative gap between the LP's primal and the reported dual value.
+    pub gap: f64,
+}
+
+/// Shares are rounded up to this grid so requests fall into few groups (rounding up keeps it a
+/// bound: the specialised accuracy is non-decreasing in the share).
+const SHARE_STEPS: f64 = 100.0;
+
+/// Computes the bound for `requests` under `budgets`.
+pub fn bound(catalog: &Catalog, budgets: &Budgets, requests: &[BoundRequest]) -> BoundResult {
+    let trigger_min = catalog
+        .apps
+        .iter()
+        .flat_map(|a| a.variants.iter())
+        .filter_map(|v| v.specialised.first().map(|p| p.min_share))
+        .fold(f64::INFINITY, f64::min);
+    // (app, connected, share step, trunk split) -> count
+    let mut counts: BTreeMap<(usize, bool, u32, u32), f64> = BTreeMap::new();
+    for r in requests {
+        if r.app >= catalog.apps.len() {
+            continue;
+        }
+        let has_spec = catalog.apps[r.app].variants.iter().any(|v| v.is_specialised());
+        let step = if has_spec && r.spec_share > 0.0 {
+            (r.spec_share.min(1.0) * SHARE_STEPS).ceil() as u32
+        } else {
+            0
+        };
+        *counts.entry((r.app, r.connected, step, r.trunk_split.max(1))).or_default() += 1.0;
+    }
+    let admits = |_: usize, _: Place| true;
+    let mut tables = Vec::new();
+    let mut groups = Vec::new();
+    for (&(app, connected, step, split), &n) in &counts {
+        let share = step as f64 / SHARE_STEPS;
+        // Below the lowest measured share a specialised variant is credited nothing.
+        let specialised = if step > 0 && share >= trigger_min {
+            Specialised::Upper(share)
+        } else {
+            Specialised::None
+        };
+        let spec = OptionSpec {
+            connected,
+            memory_mb: budgets.memory_mb,
+            specialised,
+            trunk_split: split as f64,
+            admits: &admits,
+        };
+        let opts = steady_options(catalog, app, &spec);
+        tables.push(Table::new(opts.into_iter().map(|o| o.opt).collect()));
+        groups.push(Group { table: (tables.len() - 1) as u32, weight: n, server_weight: 0.0 });
+    }
+    let problem = Problem::single(tables, groups, budgets.energy_j, budgets.cost_usd);
+    let sol = problem.solve(1e-9);
+    let n = requests.len();
+    BoundResult {
+        mean_accuracy: if n == 0 { 0.0 } else { sol.dual / n as f64 },
+        requests: n,
+        energy_used_j: sol.energy_used,
+        cost_used_usd: sol.cost_used,
+        gap: sol.gap(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reqs(catalog: &Catalog, app: &str, n: usize) -> Vec<BoundRequest> {
+        let a = catalog.app_index(app).unwrap_or(0);
+        vec![BoundRequest { app: a, connected: true, spec_share: 0.0, trunk_split: 1 }; n]
+    }
+
+    #[test]
+    fn ample_budget_gives_the_best_variant() {
+        let c = Catalog::paper();
+        let b = Budgets { energy_j: 1e9, cost_usd: 1e9, horizon_s: 36_000.0, memory_mb: 1e9 };
+        let r = bound(&c, &b, &reqs(&c, "deepface", 100));
+        assert!((r.mean_accuracy - 78.6).abs() < 1e-6, "{}", r.mean_accuracy);
+    }
+
+    #[test]
+    fn zero_budget_gives_zero() {
+        let c = Catalog::paper();
+        let b = Budgets { energy_j: 0.0, cost_usd: 0.0, horizon_s: 36_000.0, memory_mb: 1e9 };
+        let r = bound(&c, &b, &reqs(&c, "deepface", 100));
+        assert!(r.mean_accuracy.abs() < 1e-9);
+    }
+}

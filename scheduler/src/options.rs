@@ -1,0 +1,126 @@
+//! Steady-state options of an app for planning (`mcdnn`, `bound`, `fleet`): every (variant,
+//! place) that can meet the latency limit once loaded, with its per-request accuracy, energy,
+//! cost and server use. Paging is not in here: planners charge it separately (or, for the
+//! bound, not at all, which keeps the bound an upper bound).
+
+use crate::catalog::{Catalog, Place};
+use crate::lp::Opt;
+
+/// How specialised variants enter the options.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Specialised {
+    /// Not eligible (no skew).
+    None,
+    /// Cascades (specialised + general fallback) at this share of the specialised classes:
+    /// expected accuracy and energy over in-set and "other" requests.
+    Cascade(f64),
+    /// The bound's relaxation for one request whose class can be in a set with this share: the
+    /// specialised variant alone at the best accuracy any share up to this one gives.
+    Upper(f64),
+}
+
+/// What the planner knows about the situation the options are for.
+#[derive(Clone, Copy)]
+pub struct OptionSpec<'a> {
+    pub connected: bool,
+    pub memory_mb: f64,
+    pub specialised: Specialised,
+    /// Requests in the frame sharing a trunk: the trunk's cost is split among them (the bound's
+    /// relaxation of "a trunk's cost counts once per frame"). 1 for planners.
+    pub trunk_split: f64,
+    /// Coordinator constraints: whether (variant index, place) is admitted.
+    pub admits: &'a dyn Fn(usize, Place) -> bool,
+}
+
+/// An option and what it stands for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlanOpt {
+    pub variant: usize,
+    pub fallback: Option<usize>,
+    pub place: Place,
+    pub opt: Opt,
+}
+
+/// All steady-state options of `app` under `spec`.
+pub fn steady_options(catalog: &Catalog, app: usize, spec: &OptionSpec<'_>) -> Vec<PlanOpt> {
+    let c = &catalog.constants;
+    let variants = &catalog.apps[app].variants;
+    let split = spec.trunk_split.max(1.0);
+    let mut out = Vec::new();
+    let places: &[Place] =
+        if spec.connected { &[Place::Device, Place::Server] } else { &[Place::Device] };
+    for &place in places {
+        let first = out.len();
+        let figures = |vi: usize| -> Option<Opt> {
+            let v = &variants[vi];
+            if !(spec.admits)(vi, place) {
+                return None;
+            }
+            let trunk = v.trunk.map(|t| &catalog.trunks[t]);
+            match place {
+                Place::Device => {
+                    let share = trunk.map_or(0.0, |t| t.device_energy_j * (1.0 - 1.0 / split));
+                    let ok = v.device_latency_ms <= c.latency_limit_ms && v.memory_mb <= spec.memory_mb;
+                    ok.then_some(Opt {
+                        value: v.accuracy,
+                        energy: (v.device_energy_j - share).max(0.0),
+                        cost: 0.0,
+                        server: 0.0,
+                    })
+                }
+                Place::Server => {
+                    let share = trunk.map_or(0.0, |t| t.server_ms * (1.0 - 1.0 / split));
+                    let ms = (v.server_ms - share).max(0.0);
+                    (c.rtt_ms + v.server_ms <= c.latency_limit_ms).then_some(Opt {
+                        value: v.accuracy,
+                        energy: c.send_energy_j,
+                        cost: ms * c.server_cost_usd_per_ms,
+                        server: 1.0,
+                    })
+                }
+            }
+        };
+        for vi in 0..variants.len() {
+            if variants[vi].is_specialised() {
+                continue;
+            }
+            if let Some(opt) = figures(vi) {
+                out.push(PlanOpt { variant: vi, fallback: None, place, opt });
+            }
+        }
+        let general: Vec<PlanOpt> = out[first..].to_vec();
+        for si in 0..variants.len() {
+            let s = &variants[si];
+            if !s.is_specialised() {
+                continue;
+            }
+            let Some(so) = figures(si) else { continue };
+            match spec.specialised {
+                Specialised::None => {}
+                Specialised::Upper(share) => {
+                    let opt = Opt { value: s.specialised_accuracy_upper(share), ..so };
+                    out.push(PlanOpt { variant: si, fallback: None, place, opt });
+                }
+                Specialised::Cascade(share) => {
+                    let acc = s.specialised_accuracy(share);
+                    let other = 1.0 - share;
+                    for g in &general {
+                        if place == Place::Device
+                            && s.memory_mb + variants[g.variant].memory_mb > spec.memory_mb
+                        {
+                            continue;
+                        }
+                        let opt = Opt {
+                            value: share * acc + other * g.opt.value,
+                            energy: so.energy + other * g.opt.energy,
+                            cost: so.cost + other * g.opt.cost,
+                            server: so.server,
+                        };
+                        out.push(PlanOpt { variant: si, fallback: Some(g.variant), place, opt });
+                    }
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,301 @@
+//! The state every policy shares and the feasible candidates for a request.
+
+use std::sync::Arc;
+
+use super::{Cascade, Decision, Outcome, Run};
+use crate::catalog::{Catalog, Place, Variant, VariantKey};
+use crate::specialise::SkewTracker;
+use crate::state::{Budgets, Constraints, DeviceState, RateWindow};
+
+/// Window for request-rate estimates: long enough to smooth Poisson noise, short enough to
+/// follow drift.
+const RATE_WINDOW_S: f64 = 600.0;
+
+/// What running one variant once costs right now.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RunCost {
+    /// Device energy including a load if the variant is not resident.
+    pub energy_j: f64,
+    pub usd: f64,
+    /// Latency the request would see (load included on a cold start).
+    pub latency_ms: f64,
+    /// The part of `energy_j` that is paging.
+    pub load_j: f64,
+}
+
+/// Cost of running `key` at `place` given what is resident and which trunks this frame has
+/// already computed. A cold start (nothing of the app warm at that place) pays load latency;
+/// otherwise a swap is assumed to load in the background while the warm variant answers.
+pub fn run_cost(catalog: &Catalog, key: VariantKey, place: Place, state: &DeviceState) -> RunCost {
+    let v = catalog.variant(key);
+    let c = &catalog.constants;
+    let trunk = v.trunk.filter(|&t| state.trunk_done(t, place)).map(|t| &catalog.trunks[t]);
+    let cold = !state.app_warm(key.app, place);
+    match place {
+        Place::Device => {
+            let (mut e, mut ms) = (v.device_energy_j, v.device_latency_ms);
+            if let Some(t) = trunk {
+                e = (e - t.device_energy_j).max(0.0);
+                ms = (ms - t.device_latency_ms).max(0.0);
+            }
+            let load_j = if state.is_resident(key) { 0.0 } else { v.load_energy_j };
+            if cold {
+                ms += v.load_latency_ms;
+            }
+            RunCost { energy_j: e + load_j, usd: 0.0, latency_ms: ms, load_j }
+        }
+        Place::Server => {
+            let mut ms = v.server_ms;
+            if let Some(t) = trunk {
+                ms = (ms - t.server_ms).max(0.0);
+            }
+            let mut latency = c.rtt_ms + ms;
+            if cold && !state.is_loaded(key, Place::Server) {
+                latency += v.server_load_ms;
+            }
+            RunCost {
+                energy_j: c.send_energy_j,
+                usd: ms * c.server_cost_usd_per_ms,
+                latency_ms: latency,
+                load_j: 0.0,
+            }
+        }
+    }
+}
+
+/// A feasible way to serve the request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub variant: usize,
+    /// General fallback of a cascade (then `variant` is specialised).
+    pub fallback: Option<usize>,
+    pub place: Place,
+    /// Expected accuracy (a cascade mixes specialised and fallback by the top-N share).
+    pub accuracy: f64,
+    /// Accuracy as the published heuristic ranks it (a specialised variant at its share).
+    pub nominal: f64,
+    /// Expected energy and cost of this request, paging included.
+    pub energy_j: f64,
+    pub usd: f64,
+    /// Paging part of `energy_j`.
+    pub load_j: f64,
+    /// Energy and cost without paging, per request in steady state.
+    pub steady_j: f64,
+    pub steady_usd: f64,
+}
+
+/// Shared policy state: catalog, budgets, constraints, rates, skew, paging history.
+#[derive(Debug, Clone)]
+pub struct Core {
+    pub catalog: Arc<Catalog>,
+    pub budgets: Budgets,
+    pub constraints: Constraints,
+    pub rates: RateWindow,
+    /// Per app; `Some` for apps that have specialised variants.
+    pub skew: Vec<Option<SkewTracker>>,
+    /// Set when an app's specialised set changed since a policy last looked.
+    pub skew_changed: bool,
+    pub last_place: Vec<Option<Place>>,
+    pub last_swap_in_s: Vec<Option<f64>>,
+    pub start_s: Option<f64>,
+}
+
+impl Core {
+    pub fn new(catalog: Arc<Catalog>, budgets: Budgets) -> Core {
+        let n = catalog.apps.len();
+        let c = &catalog.constants;
+        let skew = catalog
+            .apps
+            .iter()
+            .map(|a| {
+                a.variants.iter().find(|v| v.is_specialised()).map(|v| {
+                    SkewTracker::new(c.skew_window_s, v.top_n().max(1), c.skew_trigger_share)
+                })
+            })
+            .collect();
+        Core {
+            rates: RateWindow::new(n, RATE_WINDOW_S),
+            skew,
+            skew_changed: false,
+            last_place: vec![None; n],
+            last_swap_in_s: vec![None; n],
+            start_s: None,
+            constraints: Constraints::default(),
+            budgets,
+            catalog,
+        }
+    }
+
+    /// Records an arrival; returns the app index (None for an app the catalog lacks).
+    pub fn arrive(&mut self, now_s: f64, app: &str) -> Option<usize> {
+        self.start_s.get_or_insert(now_s);
+        let a = self.catalog.app_index(app)?;
+        self.rates.record(a, now_s);
+        Some(a)
+    }
+
+    /// Common bookkeeping for `Policy::observe`.
+    pub fn observe(&mut self, now_s: f64, app: &str, outcome: &Outcome<'_>) {
+        let Some(a) = self.catalog.app_index(app) else {
+            return;
+        };
+        if let Some(place) = outcome.place {
+            self.last_place[a] = Some(place);
+        }
+        if outcome.swapped_in {
+            self.last_swap_in_s[a] = Some(now_s);
+        }
+        if let Some(t) = self.skew[a].as_mut() {
+            self.skew_changed |= t.record(now_s, outcome.class);
+        }
+    }
+
+    fn admits(&self, app: usize, v: &Variant, place: Place) -> bool {
+        self.constraints.admits(&self.catalog.apps[app].name, &v.name, place)
+    }
+
+    /// Every feasible candidate for a request of `app` now, into `out` (cleared first).
+    pub fn candidates(&self, app: usize, state: &DeviceState, out: &mut Vec<Candidate>) {
+        out.clear();
+        let cat = &*self.catalog;
+        let limit = cat.constants.latency_limit_ms;
+        let places: &[Place] =
+            if state.connected { &[Place::Device, Place::Server] } else { &[Place::Device] };
+        let caps_ok = |steady_j: f64, steady_usd: f64| {
+            self.constraints.energy_cap_j.is_none_or(|c| steady_j <= c)
+                && self.constraints.cost_cap_usd.is_none_or(|c| steady_usd <= c)
+        };
+        for &place in places {
+            let first_general = out.len();
+            for (vi, v) in cat.apps[app].variants.iter().enumerate() {
+                if v.is_specialised() || !self.admits(app, v, place) {
+                    continue;
+                }
+                if place == Place::Device && v.memory_mb > state.memory_mb {
+                    continue;
+                }
+                let key = VariantKey { app, variant: vi };
+                let rc = run_cost(cat, key, place, state);
+                let steady_j = rc.energy_j - rc.load_j;
+                if rc.latency_ms > limit
+                    || rc.energy_j > state.energy_left_j
+                    || rc.usd > state.cost_left_usd
+                    || !caps_ok(steady_j, rc.usd)
+                {
+                    continue;
+                }
+                out.push(Candidate {
+                    variant: vi,
+                    fallback: None,
+                    place,
+                    accuracy: v.accuracy,
+                    nominal: v.accuracy,
+                    energy_j: rc.energy_j,
+                    usd: rc.usd,
+                    load_j: rc.load_j,
+                    steady_j,
+                    steady_usd: rc.usd,
+                });
+            }
+            let Some((_, share)) = self.skew[app].as_ref().and_then(|t| t.active()) else {
+                continue;
+            };
+            // Cascade fallbacks: only general candidates not dominated in (energy, accuracy).
+            let generals: Vec<Candidate> = pareto(&out[first_general..]);
+            for (si, s) in cat.apps[app].variants.iter().enumerate() {
+                if !s.is_specialised() || !self.admits(app, s, place) {
+                    continue;
+                }
+                let skey = VariantKey { app, variant: si };
+                let sc = run_cost(cat, skey, place, state);
+                if sc.latency_ms > limit {
+                    continue;
+                }
+                let acc_s = s.specialised_accuracy(share);
+                for g in &generals {
+                    let gv = &cat.apps[app].variants[g.variant];
+                    if place == Place::Device && s.memory_mb + gv.memory_mb > state.memory_mb {
+                        continue;
+                    }
+                    // The worst case (every request "other") must fit what is left.
+                    if sc.energy_j + g.energy_j > state.energy_left_j
+                        || sc.usd + g.usd > state.cost_left_usd
+                    {
+                        continue;
+                    }
+                    let other = 1.0 - share;
+                    let steady_j = sc.energy_j - sc.load_j + other * g.steady_j;
+                    let steady_usd = sc.usd + other * g.steady_usd;
+                    if !caps_ok(steady_j, steady_usd) {
+                        continue;
+                    }
+                    out.push(Candidate {
+                        variant: si,
+                        fallback: Some(g.variant),
+                        place,
+                        accuracy: share * acc_s + other * g.accuracy,
+                        nominal: acc_s,
+                        energy_j: sc.energy_j + other * g.energy_j,
+                        usd: steady_usd,
+                        load_j: sc.load_j + other * g.load_j,
+                        steady_j,
+                        steady_usd,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Turns a candidate into a decision.
+    pub fn decision(&self, app: usize, c: &Candidate) -> Decision {
+        let variants = &self.catalog.apps[app].variants;
+        let cascade = c.fallback.and_then(|g| {
+            let (set, _) = self.skew[app].as_ref()?.active()?;
+            Some(Cascade { fallback: variants[g].name.clone(), classes: set.clone() })
+        });
+        if c.fallback.is_some() && cascade.is_none() {
+            return Decision::Drop;
+        }
+        Decision::Run(Run { variant: variants[c.variant].name.clone(), place: c.place, cascade })
+    }
+
+    /// The published fallback when nothing fits the per-request budget: the cheapest device
+    /// variant while energy is left, else the cheapest server variant while money is left.
+    pub fn cheapest<'a>(&self, cands: &'a [Candidate]) -> Option<&'a Candidate> {
+        let general = |p: Place| cands.iter().filter(move |c| c.place == p && c.fallback.is_none());
+        general(Place::Device)
+            .min_by(|a, b| a.energy_j.total_cmp(&b.energy_j).then(b.accuracy.total_cmp(&a.accuracy)))
+            .or_else(|| {
+                general(Place::Server)
+                    .min_by(|a, b| a.usd.total_cmp(&b.usd).then(b.accuracy.total_cmp(&a.accuracy)))
+            })
+    }
+}
+
+/// The most accurate candidate by `key` among those `ok` admits (ties: less energy).
+pub fn most_accurate<'a>(
+    cands: &'a [Candidate],
+    key: impl Fn(&Candidate) -> f64,
+    ok: impl Fn(&Candidate) -> bool,
+) -> Option<&'a Candidate> {
+    cands.iter().filter(|c| ok(c)).max_by(|a, b| {
+        key(a).total_cmp(&key(b)).then(b.energy_j.total_cmp(&a.energy_j)).then(b.usd.total_cmp(&a.usd))
+    })
+}
+
+/// Candidates not dominated by another that costs no more energy and money and is at least as
+/// accurate.
+fn pareto(cands: &[Candidate]) -> Vec<Candidate> {
+    cands
+        .iter()
+        .filter(|c| {
+            !cands.iter().any(|d| {
+                d.energy_j <= c.energy_j
+                    && d.usd <= c.usd
+                    && d.accuracy >= c.accuracy
+                    && (d.energy_j < c.energy_j || d.usd < c.usd || d.accuracy > c.accuracy)
+            })
+        })
+        .cloned()
+        .collect()
+}

@@ -1,0 +1,333 @@
+//! `mcdnn`: ours. Instead of splitting the budget by f^2 and choosing request by request, plan
+//! a per-app mix of (variant, place) from the fractional optimum over the expected workload
+//! (rates x remaining time, split by the observed connected fraction), with the device's
+//! remaining energy and money as the budgets; re-plan as budgets, rates, skew and connectivity
+//! drift. Requests follow the mix by smooth weighted round robin. Paging is charged twice: the
+//! plan reserves the load energy of the variants it will page in, and a swap that would evict
+//! another variant waits until the variant has enough credit to amortise its load (blocks), so
+//! the schedule never thrashes.
+
+use super::candidates::{Candidate, Core, most_accurate};
+use super::{Decision, Outcome, Policy};
+use crate::catalog::{Place, VariantKey};
+use crate::lp::{Group, Problem, Table};
+use crate::options::{OptionSpec, Specialised, steady_options};
+use crate::state::{Constraints, DeviceState};
+
+/// Longest time between plans.
+const REPLAN_MAX_S: f64 = 30.0;
+/// A swap that evicts must be amortised to at most this share of the energy it serves.
+const PAGING_SHARE: f64 = 0.05;
+/// Longest block a swap may wait for.
+const MAX_BLOCK: f64 = 50.0;
+
+#[derive(Debug, Clone)]
+struct Choice {
+    variant: usize,
+    fallback: Option<usize>,
+    place: Place,
+    frac: f64,
+    credit: f64,
+    steady_j: f64,
+    usd: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct PlanGroup {
+    choices: Vec<Choice>,
+    drop_frac: f64,
+    drop_credit: f64,
+}
+
+/// Connected share of time, with a prior of "connected" so the first plan offloads.
+#[derive(Debug, Clone, Default)]
+struct Connectivity {
+    last: Option<(f64, bool)>,
+    connected_s: f64,
+    total_s: f64,
+}
+
+impl Connectivity {
+    const PRIOR_S: f64 = 60.0;
+
+    fn update(&mut self, now_s: f64, connected: bool) {
+        if let Some((t, c)) = self.last {
+            let dt = (now_s - t).max(0.0);
+            self.total_s += dt;
+            if c {
+                self.connected_s += dt;
+            }
+        }
+        self.last = Some((now_s, connected));
+    }
+
+    fn fraction(&self) -> f64 {
+        (self.connected_s + Self::PRIOR_S) / (self.total_s + Self::PRIOR_S)
+    }
+}
+
+/// The planning policy.
+#[derive(Debug, Clone)]
+pub struct Mcdnn {
+    core: Core,
+    cands: Vec<Candidate>,
+    /// Indexed by app * 2 + connected.
+    plan: Vec<Option<PlanGroup>>,
+    next_plan_s: f64,
+    conn: Connectivity,
+}
+
+impl Mcdnn {
+    pub fn new(core: Core) -> Mcdnn {
+        let n = core.catalog.apps.len();
+        Mcdnn { core, cands: Vec::new(), plan: vec![None; 2 * n], next_plan_s: f64::NEG_INFINITY, conn: Connectivity::default() }
+    }
+
+    fn replan(&mut self, now_s: f64, state: &DeviceState) {
+        let cat = self.core.catalog.clone();
+        let t_left = (state.end_s - now_s).max(1.0);
+        let p_conn = self.conn.fraction();
+        let mut tables = Vec::new();
+        let mut groups = Vec::new();
+        let mut meta = Vec::new();
+        for a in 0..cat.apps.len() {
+            let rate = self.core.rates.rate(a, now_s);
+            if rate <= 0.0 {
+                continue;
+            }
+            let specialised = match self.core.skew[a].as_ref().and_then(|t| t.active()) {
+                Some((_, share)) => Specialised::Cascade(share),
+                None => Specialised::None,
+            };
+            let name = &cat.apps[a].name;
+            let admits = |vi: usize, place: Place| {
+                self.core.constraints.admits(name, &cat.apps[a].variants[vi].name, place)
+            };
+            for connected in [false, true] {
+                let share = if connected { p_conn } else { 1.0 - p_conn };
+                let weight = rate * t_left * share;
+                if weight <= 0.0 {
+                    continue;
+                }
+                let spec = OptionSpec {
+                    connected,
+                    memory_mb: state.memory_mb,
+                    specialised,
+                    trunk_split: 1.0,
+                    admits: &admits,
+                };
+                let mut opts = steady_options(&cat, a, &spec);
+                let caps = &self.core.constraints;
+                opts.retain(|o| {
+                    caps.energy_cap_j.is_none_or(|c| o.opt.energy <= c)
+                        && caps.cost_cap_usd.is_none_or(|c| o.opt.cost <= c)
+                });
+                tables.push(Table::new(opts.iter().map(|o| o.opt).collect()));
+                groups.push(Group { table: (tables.len() - 1) as u32, weight, server_weight: 0.0 });
+                meta.push((a, connected, opts));
+            }
+        }
+        let mut problem = Problem::single(tables, groups, state.energy_left_j, state.cost_left_usd);
+        let mut sol = problem.solve(1e-6);
+        // Reserve the load energy of the device variants the plan will page in, and re-plan.
+        let mut pages: Vec<VariantKey> = Vec::new();
+        for ((a, _, opts), mix) in meta.iter().zip(&sol.mixes) {
+            for &(o, _) in mix {
+                let po = &opts[o as usize];
+                if po.place == Place::Device {
+                    for v in std::iter::once(po.variant).chain(po.fallback) {
+                        let key = VariantKey { app: *a, variant: v };
+                        if !state.is_resident(key) && !pages.contains(&key) {
+                            pages.push(key);
+                        }
+                    }
+                }
+            }
+        }
+        let reserve: f64 = pages.iter().map(|k| cat.variant(*k).load_energy_j).sum();
+        if reserve > 0.0 {
+            problem.nodes[0].energy_budget = (state.energy_left_j - reserve).max(0.0);
+            sol = problem.solve(1e-6);
+        }
+        // Credits carry over so a choice that keeps its place in the mix keeps its turn.
+        let old: Vec<Option<PlanGroup>> = self.plan.iter_mut().map(Option::take).collect();
+        for ((a, connected, opts), mix) in meta.iter().zip(&sol.mixes) {
+            let choices: Vec<Choice> = mix
+                .iter()
+                .filter(|m| m.1 > 1e-9)
+                .map(|&(o, frac)| {
+                    let po = &opts[o as usize];
+                    Choice {
+                        variant: po.variant,
+                        fallback: po.fallback,
+                        place: po.place,
+                        frac,
+                        credit: 0.0,
+                        steady_j: po.opt.energy,
+                        usd: po.opt.cost,
+                    }
+                })
+                .collect();
+            let idx = a * 2 + *connected as usize;
+            let mut choices = choices;
+            let mut drop_credit = 0.0;
+            if let Some(prev) = &old[idx] {
+                drop_credit = prev.drop_credit.clamp(-MAX_BLOCK, MAX_BLOCK);
+                for c in choices.iter_mut() {
+                    if let Some(p) = prev.choices.iter().find(|p| {
+                        p.variant == c.variant && p.fallback == c.fallback && p.place == c.place
+                    }) {
+                        c.credit = p.credit.clamp(-MAX_BLOCK, MAX_BLOCK);
+                    }
+                }
+            }
+            let served: f64 = choices.iter().map(|c| c.frac).sum();
+            self.plan[idx] =
+                Some(PlanGroup { choices, drop_frac: (1.0 - served).max(0.0), drop_credit });
+        }
+        let elapsed = now_s - self.core.start_s.unwrap_or(now_s);
+        self.next_plan_s = now_s + (elapsed / 5.0).clamp(1.0, REPLAN_MAX_S);
+        self.core.skew_changed = false;
+    }
+
+    /// Requests a swap that evicts must wait for, so its load is a small share of what it serves.
+    fn block(&self, app: usize, c: &Candidate, state: &DeviceState) -> f64 {
+        if c.load_j <= 0.0 || c.place != Place::Device {
+            return 0.0;
+        }
+        let cat = &self.core.catalog;
+        let vs = &cat.apps[app].variants;
+        let need = vs[c.variant].memory_mb + c.fallback.map_or(0.0, |g| vs[g].memory_mb);
+        // Which variants the load would evict (least recently used first); evicting variants the
+        // plan no longer uses costs nothing later, so only evicting planned ones must wait.
+        let mut used: f64 = state.resident.iter().map(|k| cat.variant(*k).memory_mb).sum();
+        let mut evicts_planned = false;
+        for k in &state.resident {
+            if used + need <= state.memory_mb {
+                break;
+            }
+            used -= cat.variant(*k).memory_mb;
+            evicts_planned |= self.in_plan(*k);
+        }
+        if !evicts_planned {
+            return 0.0;
+        }
+        (c.load_j / (PAGING_SHARE * c.steady_j.max(1e-3))).min(MAX_BLOCK)
+    }
+
+    /// Whether the current plan runs `key` on the device (directly or as a cascade fallback).
+    fn in_plan(&self, key: VariantKey) -> bool {
+        self.plan.iter().enumerate().any(|(idx, g)| {
+            idx / 2 == key.app
+                && g.as_ref().is_some_and(|g| {
+                    g.choices.iter().any(|c| {
+                        c.place == Place::Device
+                            && (c.variant == key.variant || c.fallback == Some(key.variant))
+                    })
+                })
+        })
+    }
+
+    /// Follows the plan for one request of `app`.
+    fn follow(&mut self, a: usize, state: &DeviceState) -> Decision {
+        let idx = a * 2 + state.connected as usize;
+        let Some(group) = self.plan[idx].as_mut() else {
+            return Decision::Drop;
+        };
+        // Smooth weighted round robin over the mix and "drop".
+        for c in group.choices.iter_mut() {
+            c.credit += c.frac;
+        }
+        group.drop_credit += group.drop_frac;
+        let top = group
+            .choices
+            .iter()
+            .enumerate()
+            .max_by(|x, y| x.1.credit.total_cmp(&y.1.credit).then(y.0.cmp(&x.0)))
+            .map(|(i, c)| (i, c.credit));
+        let target = match top {
+            Some((i, credit)) if credit >= group.drop_credit => i,
+            _ => {
+                group.drop_credit -= 1.0;
+                return Decision::Drop;
+            }
+        };
+        let t = group.choices[target].clone();
+        let exact = self.cands.iter().find(|c| {
+            c.variant == t.variant && c.fallback == t.fallback && c.place == t.place
+        });
+        if let Some(c) = exact {
+            if t.credit >= self.block(a, c, state) {
+                let d = self.core.decision(a, c);
+                if let Some(g) = self.plan[idx].as_mut() {
+                    g.choices[target].credit -= 1.0;
+                }
+                return d;
+            }
+            // Waiting to amortise a swap: serve from what is resident, keep the credit.
+            let sub = most_accurate(&self.cands, |c| c.accuracy, |c| {
+                c.load_j == 0.0 && c.steady_j <= t.steady_j && c.steady_usd <= t.usd + 1e-15
+            });
+            return match sub {
+                Some(s) => {
+                    let d = self.core.decision(a, s);
+                    let s = s.clone();
+                    self.charge_substitute(idx, &s);
+                    d
+                }
+                None => Decision::Drop,
+            };
+        }
+        // Not feasible now (cold start latency, budget): the best cheaper substitute.
+        let sub = most_accurate(&self.cands, |c| c.accuracy, |c| {
+            c.steady_j <= t.steady_j + 1e-12 && c.steady_usd <= t.usd + 1e-15
+        });
+        if let Some(g) = self.plan[idx].as_mut() {
+            g.choices[target].credit -= 1.0;
+        }
+        match sub {
+            Some(s) => self.core.decision(a, s),
+            None => Decision::Drop,
+        }
+    }
+
+    /// A substitute that is itself in the mix uses up its own credit.
+    fn charge_substitute(&mut self, idx: usize, s: &Candidate) {
+        let Some(g) = self.plan[idx].as_mut() else { return };
+        if let Some(c) = g.choices.iter_mut().find(|c| {
+            c.variant == s.variant && c.fallback == s.fallback && c.place == s.place
+        }) {
+            c.credit -= 1.0;
+        }
+    }
+}
+
+impl Policy for Mcdnn {
+    fn name(&self) -> &str {
+        "mcdnn"
+    }
+
+    fn decide(&mut self, now_s: f64, app: &str, state: &DeviceState) -> Decision {
+        let Some(a) = self.core.arrive(now_s, app) else {
+            return Decision::Drop;
+        };
+        self.conn.update(now_s, state.connected);
+        let missing = self.plan[a * 2 + state.connected as usize].is_none();
+        if now_s >= self.next_plan_s || self.core.skew_changed || missing {
+            self.replan(now_s, state);
+        }
+        let mut cands = std::mem::take(&mut self.cands);
+        self.core.candidates(a, state, &mut cands);
+        self.cands = cands;
+        self.follow(a, state)
+    }
+
+    fn observe(&mut self, now_s: f64, app: &str, outcome: &Outcome<'_>) {
+        self.core.observe(now_s, app, outcome);
+    }
+
+    fn set_constraints(&mut self, constraints: Constraints) {
+        self.core.constraints = constraints;
+        self.next_plan_s = f64::NEG_INFINITY;
+    }
+}

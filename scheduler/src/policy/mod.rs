@@ -1,0 +1,102 @@
+//! Online per-request policies: "which variant, where" for one request given the device state.
+//!
+//! Every policy shares [`Core`]: rate and skew tracking, the coordinator's constraints, and the
+//! candidate enumeration that applies the feasibility rules once for all of them (latency limit
+//! with the cold-start rule, memory, remaining energy and money including the worst case of a
+//! cascade), so no policy can exceed a budget and none duplicates the rules.
+
+mod baselines;
+mod candidates;
+mod mcdnn;
+mod paper;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use baselines::{BestDevice, Cheapest, Cloud};
+pub use candidates::{Candidate, Core, RunCost, run_cost};
+pub use mcdnn::Mcdnn;
+pub use paper::Paper;
+
+use crate::catalog::{Catalog, Place};
+use crate::state::{Budgets, Constraints, DeviceState};
+
+/// What to do with one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Run(Run),
+    Drop,
+}
+
+/// Run `variant` of the request's app at `place`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub variant: String,
+    pub place: Place,
+    /// Set when `variant` is specialised: its "other" answer falls back to `fallback`.
+    pub cascade: Option<Cascade>,
+}
+
+/// The cascade behind a specialised variant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cascade {
+    /// General variant (same app, same place) that answers when the specialised one says
+    /// "other".
+    pub fallback: String,
+    /// Classes the specialised variant answers for.
+    pub classes: Arc<[Arc<str>]>,
+}
+
+/// What actually happened to a request, fed back to the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Outcome<'a> {
+    /// The class label seen (ground truth in simulation, the answer on a device).
+    pub class: Option<&'a str>,
+    /// Where it ran, or None if dropped.
+    pub place: Option<Place>,
+    pub variant: Option<&'a str>,
+    pub energy_j: f64,
+    pub cost_usd: f64,
+    /// A variant had to be paged into device memory for it.
+    pub swapped_in: bool,
+}
+
+/// An online scheduling policy. Object safe: the node and the simulator hold `Box<dyn Policy>`.
+pub trait Policy: Send {
+    /// The name `by_name` knows it by.
+    fn name(&self) -> &str;
+    /// Chooses variant and place for one request of `app` arriving at `now_s`.
+    fn decide(&mut self, now_s: f64, app: &str, state: &DeviceState) -> Decision;
+    /// Feeds back what happened to the request last decided for `app`.
+    fn observe(&mut self, now_s: f64, app: &str, outcome: &Outcome<'_>);
+    /// Applies a coordinator assignment.
+    fn set_constraints(&mut self, constraints: Constraints);
+}
+
+/// Names `by_name` accepts, in the order reports list them.
+pub const POLICY_NAMES: &[&str] = &["paper", "mcdnn", "best-device", "cloud", "cheapest"];
+
+/// Errors creating a policy.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PolicyError {
+    #[error("unknown policy {0:?}; known: paper, mcdnn, best-device, cloud, cheapest")]
+    Unknown(String),
+}
+
+/// Creates a policy by name for a device with these budgets.
+pub fn by_name(
+    name: &str,
+    catalog: &Catalog,
+    budgets: &Budgets,
+) -> Result<Box<dyn Policy>, PolicyError> {
+    let core = Core::new(Arc::new(catalog.clone()), budgets.clone());
+    Ok(match name {
+        "paper" => Box::new(Paper::new(core)),
+        "mcdnn" => Box::new(Mcdnn::new(core)),
+        "best-device" => Box::new(BestDevice::new(core)),
+        "cloud" => Box::new(Cloud::new(core)),
+        "cheapest" => Box::new(Cheapest::new(core)),
+        other => return Err(PolicyError::Unknown(other.to_string())),
+    })
+}

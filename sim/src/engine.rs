@@ -1,0 +1,275 @@
+//! Trace-driven simulation of one policy: the device's budgets, memory and connectivity, and
+//! the accuracy credited per request. Deterministic: expected accuracy (the profile's figure)
+//! is credited instead of sampling correct/incorrect.
+//!
+//! The engine is the referee: it re-checks every decision (budget, connectivity, latency) and
+//! refuses any that would break a rule, counting it as a violation and a drop.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use scheduler::bound::{BoundRequest, BoundResult, bound};
+use scheduler::policy::{Decision, Outcome, by_name, run_cost};
+use scheduler::specialise::SkewWindow;
+use scheduler::{Budgets, Catalog, DeviceState, Place};
+use serde::Serialize;
+
+use crate::trace::{Connectivity, Request};
+
+/// Per-app figures of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AppReport {
+    pub requests: usize,
+    pub dropped: usize,
+    pub mean_accuracy: f64,
+    pub on_device: usize,
+    pub offloaded: usize,
+    pub specialised: usize,
+}
+
+/// What `mcdnn-sim run --json` prints.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunReport {
+    pub policy: String,
+    /// Percent; dropped requests count 0.
+    pub mean_accuracy: f64,
+    pub requests: usize,
+    pub dropped: usize,
+    pub energy_used_j: f64,
+    pub cost_used_usd: f64,
+    pub per_app: BTreeMap<String, AppReport>,
+    /// Decisions the engine refused (would have broken a budget or a rule). Always 0 for the
+    /// shipped policies.
+    pub violations: usize,
+    /// Variants paged into device memory.
+    pub swaps: usize,
+    /// Wall-clock time spent inside `Policy::decide` (for `bench`; not part of the result).
+    #[serde(skip)]
+    pub decide_ns: u128,
+}
+
+/// Splits a trace by node (requests without a node form one device).
+fn by_node(trace: &[Request]) -> Vec<Vec<&Request>> {
+    let mut nodes: BTreeMap<Option<&str>, Vec<&Request>> = BTreeMap::new();
+    for r in trace {
+        nodes.entry(r.node.as_deref()).or_default().push(r);
+    }
+    nodes.into_values().collect()
+}
+
+/// Runs `policy` over the trace; each node has its own device and budgets.
+pub fn run(
+    catalog: &Catalog,
+    trace: &[Request],
+    conn: &Connectivity,
+    policy: &str,
+    budgets: &Budgets,
+) -> Result<RunReport> {
+    let mut report = RunReport { policy: policy.to_string(), ..RunReport::default() };
+    let mut acc_sum = 0.0;
+    let mut app_acc: BTreeMap<String, f64> = BTreeMap::new();
+    for node in by_node(trace) {
+        let mut p = by_name(policy, catalog, budgets)?;
+        let mut state = DeviceState::new(budgets, 0.0);
+        let mut windows: Vec<SkewWindow> =
+            catalog.apps.iter().map(|_| SkewWindow::new(catalog.constants.skew_window_s)).collect();
+        let mut frame_t = f64::NAN;
+        for r in node {
+            report.requests += 1;
+            let entry = report.per_app.entry(r.app.clone()).or_default();
+            entry.requests += 1;
+            state.connected = conn.at(r.time_s);
+            if r.time_s != frame_t {
+                state.frame_trunks.clear();
+                frame_t = r.time_s;
+            }
+            let t0 = std::time::Instant::now();
+            let decision = p.decide(r.time_s, &r.app, &state);
+            report.decide_ns += t0.elapsed().as_nanos();
+            let app = catalog.app_index(&r.app);
+            if let Some(a) = app {
+                windows[a].record(r.time_s, r.class.as_deref());
+            }
+            let result = match (app, &decision) {
+                (Some(a), Decision::Run(run)) => execute(catalog, &mut state, &windows[a], r, run),
+                _ => Executed::Dropped,
+            };
+            let mut outcome = Outcome { class: r.class.as_deref(), ..Outcome::default() };
+            match result {
+                Executed::Ran { accuracy, energy_j, usd, place, swapped, specialised } => {
+                    acc_sum += accuracy;
+                    *app_acc.entry(r.app.clone()).or_default() += accuracy;
+                    report.energy_used_j += energy_j;
+                    report.cost_used_usd += usd;
+                    report.swaps += swapped as usize;
+                    match place {
+                        Place::Device => entry.on_device += 1,
+                        Place::Server => entry.offloaded += 1,
+                    }
+                    entry.specialised += specialised as usize;
+                    outcome.place = Some(place);
+                    outcome.energy_j = energy_j;
+                    outcome.cost_usd = usd;
+                    outcome.swapped_in = swapped;
+                    if let Decision::Run(run) = &decision {
+                        outcome.variant = Some(run.variant.as_str());
+                    }
+                }
+                Executed::Refused => {
+                    report.violations += 1;
+                    report.dropped += 1;
+                    entry.dropped += 1;
+                }
+                Executed::Dropped => {
+                    report.dropped += 1;
+                    entry.dropped += 1;
+                }
+            }
+            p.observe(r.time_s, &r.app, &outcome);
+        }
+    }
+    if report.requests > 0 {
+        report.mean_accuracy = acc_sum / report.requests as f64;
+    }
+    for (app, a) in report.per_app.iter_mut() {
+        if a.requests > 0 {
+            a.mean_accuracy = app_acc.get(app).copied().unwrap_or(0.0) / a.requests as f64;
+        }
+    }
+    Ok(report)
+}
+
+enum Executed {
+    Ran { accuracy: f64, energy_j: f64, usd: f64, place: Place, swapped: bool, specialised: bool },
+    Refused,
+    Dropped,
+}
+
+fn execute(
+    catalog: &Catalog,
+    state: &mut DeviceState,
+    window: &SkewWindow,
+    r: &Request,
+    run: &scheduler::policy::Run,
+) -> Executed {
+    let Some(key) = catalog.key(&r.app, &run.variant) else {
+        return Executed::Refused;
+    };
+    if run.place == Place::Server && !state.connected {
+        return Executed::Refused;
+    }
+    let limit = catalog.constants.latency_limit_ms;
+    let main = run_cost(catalog, key, run.place, state);
+    if main.latency_ms > limit {
+        return Executed::Refused;
+    }
+    let v = catalog.variant(key);
+    let mut energy = main.energy_j;
+    let mut usd = main.usd;
+    let mut touched = vec![key];
+    let mut specialised = false;
+    let accuracy = match (&run.cascade, v.is_specialised()) {
+        (None, false) => v.accuracy,
+        (Some(c), true) => {
+            let in_set = r.class.as_deref().is_some_and(|cl| c.classes.iter().any(|k| &**k == cl));
+            if in_set {
+                specialised = true;
+                v.specialised_accuracy(window.share_of(&c.classes))
+            } else {
+                let Some(g) = catalog.key(&r.app, &c.fallback) else {
+                    return Executed::Refused;
+                };
+                if catalog.variant(g).is_specialised() {
+                    return Executed::Refused;
+                }
+                let fc = run_cost(catalog, g, run.place, state);
+                // At the server the request is already there: no second send.
+                let send = if run.place == Place::Server { catalog.constants.send_energy_j } else { 0.0 };
+                energy += fc.energy_j - send;
+                usd += fc.usd;
+                touched.push(g);
+                catalog.variant(g).accuracy
+            }
+        }
+        _ => return Executed::Refused,
+    };
+    if energy > state.energy_left_j + 1e-9 || usd > state.cost_left_usd + 1e-15 {
+        return Executed::Refused;
+    }
+    state.energy_left_j = (state.energy_left_j - energy).max(0.0);
+    state.cost_left_usd = (state.cost_left_usd - usd).max(0.0);
+    let mut swapped = false;
+    for k in touched {
+        let loaded = state.touch(catalog, k, run.place);
+        swapped |= loaded && run.place == Place::Device;
+        if let Some(t) = catalog.variant(k).trunk {
+            if !state.trunk_done(t, run.place) {
+                state.frame_trunks.push((t, run.place));
+            }
+        }
+    }
+    Executed::Ran { accuracy, energy_j: energy, usd, place: run.place, swapped, specialised }
+}
+
+/// What the bound needs for each request of a trace (per node, in trace order).
+pub fn bound_requests(catalog: &Catalog, trace: &[Request], conn: &Connectivity) -> Vec<Vec<BoundRequest>> {
+    let trunked: Vec<bool> =
+        catalog.apps.iter().map(|a| a.variants.iter().any(|v| v.trunk.is_some())).collect();
+    let top_n: Vec<usize> = catalog
+        .apps
+        .iter()
+        .map(|a| a.variants.iter().map(|v| v.top_n()).max().unwrap_or(0))
+        .collect();
+    let mut out = Vec::new();
+    for node in by_node(trace) {
+        let mut windows: Vec<SkewWindow> =
+            catalog.apps.iter().map(|_| SkewWindow::new(catalog.constants.skew_window_s)).collect();
+        let mut reqs: Vec<BoundRequest> = Vec::with_capacity(node.len());
+        let mut frame_start = 0;
+        for (i, r) in node.iter().enumerate() {
+            let Some(a) = catalog.app_index(&r.app) else {
+                // Unknown apps are always dropped; count them with no options.
+                reqs.push(BoundRequest { app: usize::MAX, connected: false, spec_share: 0.0, trunk_split: 1 });
+                continue;
+            };
+            windows[a].record(r.time_s, r.class.as_deref());
+            let spec_share = if top_n[a] > 0 { windows[a].best_share_with(r.class.as_deref(), top_n[a]) } else { 0.0 };
+            if i > 0 && node[i - 1].time_s != r.time_s {
+                frame_start = reqs.len();
+            }
+            reqs.push(BoundRequest { app: a, connected: conn.at(r.time_s), spec_share, trunk_split: 1 });
+            // Frame sharing: every trunked request in this frame splits the trunk.
+            if trunked[a] {
+                let n = reqs[frame_start..]
+                    .iter()
+                    .filter(|q| q.app < trunked.len() && trunked[q.app])
+                    .count() as u32;
+                for q in reqs[frame_start..].iter_mut() {
+                    if q.app < trunked.len() && trunked[q.app] {
+                        q.trunk_split = n;
+                    }
+                }
+            }
+        }
+        out.push(reqs);
+    }
+    out
+}
+
+/// The bound over all nodes (each with its own budgets).
+pub fn trace_bound(catalog: &Catalog, per_node: &[Vec<BoundRequest>], budgets: &Budgets) -> BoundResult {
+    let mut total = BoundResult { mean_accuracy: 0.0, requests: 0, energy_used_j: 0.0, cost_used_usd: 0.0, gap: 0.0 };
+    let mut sum = 0.0;
+    for reqs in per_node {
+        let b = bound(catalog, budgets, reqs);
+        sum += b.mean_accuracy * b.requests as f64;
+        total.requests += b.requests;
+        total.energy_used_j += b.energy_used_j;
+        total.cost_used_usd += b.cost_used_usd;
+        total.gap = total.gap.max(b.gap);
+    }
+    if total.requests > 0 {
+        total.mean_accuracy = sum / total.requests as f64;
+    }
+    total
+}

@@ -1,0 +1,1 @@
+//! Black-box tests across processes live in tests/tests.
