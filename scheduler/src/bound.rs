@@ -57,13 +57,18 @@ pub fn bound(catalog: &Catalog, budgets: &Budgets, requests: &[BoundRequest]) ->
         if r.app >= catalog.apps.len() {
             continue;
         }
-        let has_spec = catalog.apps[r.app].variants.iter().any(|v| v.is_specialised());
+        let has_spec = catalog.apps[r.app]
+            .variants
+            .iter()
+            .any(|v| v.is_specialised());
         let step = if has_spec && r.spec_share > 0.0 {
             (r.spec_share.min(1.0) * SHARE_STEPS).ceil() as u32
         } else {
             0
         };
-        *counts.entry((r.app, r.connected, step, r.trunk_split.max(1))).or_default() += 1.0;
+        *counts
+            .entry((r.app, r.connected, step, r.trunk_split.max(1)))
+            .or_default() += 1.0;
     }
     let admits = |_: usize, _: Place| true;
     let mut tables = Vec::new();
@@ -85,7 +90,11 @@ pub fn bound(catalog: &Catalog, budgets: &Budgets, requests: &[BoundRequest]) ->
         };
         let opts = steady_options(catalog, app, &spec);
         tables.push(Table::new(opts.into_iter().map(|o| o.opt).collect()));
-        groups.push(Group { table: (tables.len() - 1) as u32, weight: n, server_weight: 0.0 });
+        groups.push(Group {
+            table: (tables.len() - 1) as u32,
+            weight: n,
+            server_weight: 0.0,
+        });
     }
     let problem = Problem::single(tables, groups, budgets.energy_j, budgets.cost_usd);
     let sol = problem.solve(1e-9);
@@ -105,13 +114,26 @@ mod tests {
 
     fn reqs(catalog: &Catalog, app: &str, n: usize) -> Vec<BoundRequest> {
         let a = catalog.app_index(app).unwrap_or(0);
-        vec![BoundRequest { app: a, connected: true, spec_share: 0.0, trunk_split: 1 }; n]
+        vec![
+            BoundRequest {
+                app: a,
+                connected: true,
+                spec_share: 0.0,
+                trunk_split: 1
+            };
+            n
+        ]
     }
 
     #[test]
     fn ample_budget_gives_the_best_variant() {
         let c = Catalog::paper();
-        let b = Budgets { energy_j: 1e9, cost_usd: 1e9, horizon_s: 36_000.0, memory_mb: 1e9 };
+        let b = Budgets {
+            energy_j: 1e9,
+            cost_usd: 1e9,
+            horizon_s: 36_000.0,
+            memory_mb: 1e9,
+        };
         let r = bound(&c, &b, &reqs(&c, "deepface", 100));
         assert!((r.mean_accuracy - 78.6).abs() < 1e-6, "{}", r.mean_accuracy);
     }
@@ -119,7 +141,12 @@ mod tests {
     #[test]
     fn zero_budget_gives_zero() {
         let c = Catalog::paper();
-        let b = Budgets { energy_j: 0.0, cost_usd: 0.0, horizon_s: 36_000.0, memory_mb: 1e9 };
+        let b = Budgets {
+            energy_j: 0.0,
+            cost_usd: 0.0,
+            horizon_s: 36_000.0,
+            memory_mb: 1e9,
+        };
         let r = bound(&c, &b, &reqs(&c, "deepface", 100));
         assert!(r.mean_accuracy.abs() < 1e-9);
     }

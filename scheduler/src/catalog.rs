@@ -120,7 +120,11 @@ impl Variant {
     /// `min_share <= share` (the measured figure "for that share"). Below the lowest measured
     /// share the variant is not eligible and is credited nothing: no one measured it there.
     pub fn specialised_accuracy(&self, share: f64) -> f64 {
-        self.specialised.iter().rev().find(|p| p.min_share <= share).map_or(0.0, |p| p.accuracy)
+        self.specialised
+            .iter()
+            .rev()
+            .find(|p| p.min_share <= share)
+            .map_or(0.0, |p| p.accuracy)
     }
 
     /// The largest accuracy `specialised_accuracy` can give at any share up to `share`: the
@@ -172,7 +176,10 @@ impl Catalog {
     /// Key of a variant by app and variant name.
     pub fn key(&self, app: &str, variant: &str) -> Option<VariantKey> {
         let a = self.app_index(app)?;
-        let v = self.apps[a].variants.iter().position(|v| v.name == variant)?;
+        let v = self.apps[a]
+            .variants
+            .iter()
+            .position(|v| v.name == variant)?;
         Some(VariantKey { app: a, variant: v })
     }
 
@@ -194,7 +201,10 @@ impl Catalog {
         }
         for app in &self.apps {
             if app.variants.is_empty() {
-                return Err(CatalogError::Invalid(format!("app {} has no variants", app.name)));
+                return Err(CatalogError::Invalid(format!(
+                    "app {} has no variants",
+                    app.name
+                )));
             }
             for v in &app.variants {
                 let figures = [
@@ -219,7 +229,10 @@ impl Catalog {
                         app.name, v.name
                     )));
                 }
-                if v.specialised.windows(2).any(|w| w[0].min_share > w[1].min_share) {
+                if v.specialised
+                    .windows(2)
+                    .any(|w| w[0].min_share > w[1].min_share)
+                {
                     return Err(CatalogError::Invalid(format!(
                         "{}/{}: specialised points not sorted by share",
                         app.name, v.name
@@ -248,9 +261,21 @@ mod tests {
             server_load_ms: 17.0,
             trunk: None,
             specialised: vec![
-                SpecialisedPoint { top_n: 7, min_share: 0.6, accuracy: 87.3 },
-                SpecialisedPoint { top_n: 7, min_share: 0.8, accuracy: 85.0 },
-                SpecialisedPoint { top_n: 7, min_share: 0.9, accuracy: 92.2 },
+                SpecialisedPoint {
+                    top_n: 7,
+                    min_share: 0.6,
+                    accuracy: 87.3,
+                },
+                SpecialisedPoint {
+                    top_n: 7,
+                    min_share: 0.8,
+                    accuracy: 85.0,
+                },
+                SpecialisedPoint {
+                    top_n: 7,
+                    min_share: 0.9,
+                    accuracy: 92.2,
+                },
             ],
         }
     }

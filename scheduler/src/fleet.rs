@@ -110,7 +110,9 @@ pub fn solve(problem: &FleetProblem) -> Result<FleetPlan, FleetError> {
     let mut table_opts: Vec<(usize, usize, Vec<PlanOpt>)> = Vec::new();
     let mut total_weight = 0.0;
     for node in &problem.nodes {
-        let bad = || FleetError::BadNumber { node: node.id.clone() };
+        let bad = || FleetError::BadNumber {
+            node: node.id.clone(),
+        };
         let ci = problem
             .catalogs
             .iter()
@@ -120,9 +122,8 @@ pub fn solve(problem: &FleetProblem) -> Result<FleetPlan, FleetError> {
                 class: node.device_class.clone(),
             })?;
         let cat = &problem.catalogs[ci];
-        if !(node.energy_left_j.is_finite() && node.energy_left_j >= 0.0)
-            || !(node.remaining_s.is_finite() && node.remaining_s >= 0.0)
-        {
+        let ok = |x: f64| x.is_finite() && x >= 0.0;
+        if !(ok(node.energy_left_j) && ok(node.remaining_s)) {
             return Err(bad());
         }
         let first = lp.groups.len() as u32;
@@ -144,18 +145,31 @@ pub fn solve(problem: &FleetProblem) -> Result<FleetPlan, FleetError> {
                     admits: &admits,
                 };
                 let opts = steady_options(cat, ai, &spec);
-                lp.tables.push(Table::new(opts.iter().map(|o| o.opt).collect()));
+                lp.tables
+                    .push(Table::new(opts.iter().map(|o| o.opt).collect()));
                 table_opts.push((ci, ai, opts));
                 (lp.tables.len() - 1) as u32
             });
             let weight = rate * node.remaining_s;
             total_weight += weight;
-            lp.groups.push(Group { table, weight, server_weight: *rate });
+            lp.groups.push(Group {
+                table,
+                weight,
+                server_weight: *rate,
+            });
         }
         let len = lp.groups.len() as u32 - first;
-        lp.nodes.push(Node { energy_budget: node.energy_left_j, first, len });
+        lp.nodes.push(Node {
+            energy_budget: node.energy_left_j,
+            first,
+            len,
+        });
     }
-    let tol = if problem.tolerance > 0.0 { problem.tolerance } else { 1e-3 };
+    let tol = if problem.tolerance > 0.0 {
+        problem.tolerance
+    } else {
+        1e-3
+    };
     let sol = lp.solve(tol);
     let mut nodes = Vec::with_capacity(problem.nodes.len());
     for (node, n) in problem.nodes.iter().zip(&lp.nodes) {
@@ -186,9 +200,18 @@ pub fn solve(problem: &FleetProblem) -> Result<FleetPlan, FleetError> {
             plan.drop_fraction = plan.drop_fraction.max(0.0);
             apps.push(plan);
         }
-        nodes.push(NodePlan { id: node.id.clone(), apps });
+        nodes.push(NodePlan {
+            id: node.id.clone(),
+            apps,
+        });
     }
-    let per = |x: f64| if total_weight > 0.0 { x / total_weight } else { 0.0 };
+    let per = |x: f64| {
+        if total_weight > 0.0 {
+            x / total_weight
+        } else {
+            0.0
+        }
+    };
     Ok(FleetPlan {
         nodes,
         cost_price: sol.cost_price,
@@ -264,6 +287,9 @@ mod tests {
     fn unknown_class_is_an_error() {
         let mut p = problem(2, 0.1, 5.0);
         p.nodes[1].device_class = "toaster".into();
-        assert!(matches!(solve(&p), Err(FleetError::UnknownDeviceClass { .. })));
+        assert!(matches!(
+            solve(&p),
+            Err(FleetError::UnknownDeviceClass { .. })
+        ));
     }
 }

@@ -12,6 +12,10 @@
 //! solutions (feasible by construction) and every evaluated price pair gives a dual value,
 //! so the gap is certified.
 
+/// Problems with at least this many nodes are solved on `CHUNKS` threads.
+const PARALLEL_MIN_NODES: usize = 4096;
+const CHUNKS: usize = 2;
+
 /// Sentinel option index for "drop the request".
 pub const DROP: u32 = u32::MAX;
 
@@ -45,7 +49,11 @@ struct Pt {
     opt: u32,
 }
 
-const ORIGIN: Pt = Pt { e: 0.0, v: 0.0, opt: DROP };
+const ORIGIN: Pt = Pt {
+    e: 0.0,
+    v: 0.0,
+    opt: DROP,
+};
 
 /// Adds `p` (energies non-decreasing) to an increasing upper concave hull.
 fn push_hull(h: &mut Vec<Pt>, p: Pt) {
@@ -75,7 +83,9 @@ impl Table {
     /// Compiles options; options with negative or non-finite figures are ignored.
     pub fn new(opts: Vec<Opt>) -> Table {
         let ok = |o: &Opt| {
-            [o.value, o.energy, o.cost, o.server].iter().all(|x| x.is_finite() && *x >= 0.0)
+            [o.value, o.energy, o.cost, o.server]
+                .iter()
+                .all(|x| x.is_finite() && *x >= 0.0)
         };
         let mut statics: Vec<u32> = (0..opts.len() as u32)
             .filter(|&i| {
@@ -85,12 +95,21 @@ impl Table {
             .collect();
         statics.sort_by(|&a, &b| {
             let (oa, ob) = (&opts[a as usize], &opts[b as usize]);
-            oa.energy.total_cmp(&ob.energy).then(ob.value.total_cmp(&oa.value))
+            oa.energy
+                .total_cmp(&ob.energy)
+                .then(ob.value.total_cmp(&oa.value))
         });
         let mut static_hull = vec![ORIGIN];
         for i in statics {
             let o = &opts[i as usize];
-            push_hull(&mut static_hull, Pt { e: o.energy, v: o.value, opt: i });
+            push_hull(
+                &mut static_hull,
+                Pt {
+                    e: o.energy,
+                    v: o.value,
+                    opt: i,
+                },
+            );
         }
         let mut priced: Vec<u32> = (0..opts.len() as u32)
             .filter(|&i| {
@@ -107,7 +126,11 @@ impl Table {
                 _ => buckets.push((e, vec![i])),
             }
         }
-        Table { opts, static_hull, buckets }
+        Table {
+            opts,
+            static_hull,
+            buckets,
+        }
     }
 
     /// The options as given.
@@ -122,15 +145,19 @@ impl Table {
         let mut bi = 0;
         let sh = &self.static_hull;
         while si < sh.len() || bi < self.buckets.len() {
-            let take_static = bi >= self.buckets.len()
-                || (si < sh.len() && sh[si].e <= self.buckets[bi].0);
+            let take_static =
+                bi >= self.buckets.len() || (si < sh.len() && sh[si].e <= self.buckets[bi].0);
             if take_static {
                 push_hull(out, sh[si]);
                 si += 1;
             } else {
                 let (e, list) = &self.buckets[bi];
                 bi += 1;
-                let mut best = Pt { e: *e, v: 0.0, opt: DROP };
+                let mut best = Pt {
+                    e: *e,
+                    v: 0.0,
+                    opt: DROP,
+                };
                 for &i in list {
                     let o = &self.opts[i as usize];
                     let v = o.value - mu * o.cost - nu_per_request * o.server;
@@ -197,7 +224,11 @@ pub struct Solution {
 impl Solution {
     /// Relative optimality gap (dual - primal) / dual; 0 when both are 0.
     pub fn gap(&self) -> f64 {
-        if self.dual <= 0.0 { 0.0 } else { ((self.dual - self.value) / self.dual).max(0.0) }
+        if self.dual <= 0.0 {
+            0.0
+        } else {
+            ((self.dual - self.value) / self.dual).max(0.0)
+        }
     }
 }
 
@@ -236,7 +267,10 @@ struct Combo {
 
 impl Combo {
     fn pure(mu: f64, nu: f64, t: Totals) -> Combo {
-        Combo { parts: vec![(1.0, mu, nu)], t }
+        Combo {
+            parts: vec![(1.0, mu, nu)],
+            t,
+        }
     }
 
     fn mix(a: &Combo, b: &Combo, theta: f64) -> Combo {
@@ -272,7 +306,11 @@ impl Problem {
         Problem {
             tables,
             groups,
-            nodes: vec![Node { energy_budget: energy, first: 0, len }],
+            nodes: vec![Node {
+                energy_budget: energy,
+                first: 0,
+                len,
+            }],
             cost_budget: cost,
             server_budget: f64::INFINITY,
         }
@@ -283,23 +321,67 @@ impl Problem {
     }
 
     /// Solves every node at prices (mu per USD, nu per unit of server budget); with `rec`, also
-    /// writes each group's pure mix.
+    /// writes each group's pure mix. Large problems are split into a fixed number of chunks
+    /// solved on threads and summed in chunk order, so the result does not depend on timing.
     fn eval(
         &self,
+        mu: f64,
+        nu: f64,
+        s: &mut Scratch,
+        rec: Option<&mut Vec<[(u32, f64); 2]>>,
+    ) -> Totals {
+        if rec.is_some() || self.nodes.len() < PARALLEL_MIN_NODES {
+            return self.eval_nodes(&self.nodes, mu, nu, s, rec);
+        }
+        let chunk = self.nodes.len().div_ceil(CHUNKS);
+        let parts: Vec<Totals> = std::thread::scope(|sc| {
+            let handles: Vec<_> = self
+                .nodes
+                .chunks(chunk)
+                .map(|nodes| {
+                    sc.spawn(move || {
+                        let mut s = Scratch::default();
+                        self.eval_nodes(nodes, mu, nu, &mut s, None)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        let mut tot = Totals::default();
+        for p in parts {
+            tot.adj += p.adj;
+            tot.value += p.value;
+            tot.energy += p.energy;
+            tot.cost += p.cost;
+            tot.server += p.server;
+        }
+        tot
+    }
+
+    fn eval_nodes(
+        &self,
+        nodes: &[Node],
         mu: f64,
         nu: f64,
         s: &mut Scratch,
         mut rec: Option<&mut Vec<[(u32, f64); 2]>>,
     ) -> Totals {
         let mut tot = Totals::default();
-        for node in &self.nodes {
+        for node in nodes {
             s.hulls.clear();
             s.starts.clear();
             s.segs.clear();
             let groups = &self.groups[node.first as usize..(node.first + node.len) as usize];
             for (gi, g) in groups.iter().enumerate() {
                 let table = &self.tables[g.table as usize];
-                let nu_req = if g.weight > 0.0 { nu * g.server_weight / g.weight } else { 0.0 };
+                let nu_req = if g.weight > 0.0 {
+                    nu * g.server_weight / g.weight
+                } else {
+                    0.0
+                };
                 table.hull(mu, nu_req, &mut s.hull);
                 s.starts.push(s.hulls.len());
                 s.hulls.extend_from_slice(&s.hull);
@@ -314,7 +396,11 @@ impl Problem {
                 }
                 for k in 1..s.hull.len() {
                     let (a, b) = (s.hull[k - 1], s.hull[k]);
-                    let oa = if a.opt == DROP { None } else { Some(table.opts[a.opt as usize]) };
+                    let oa = if a.opt == DROP {
+                        None
+                    } else {
+                        Some(table.opts[a.opt as usize])
+                    };
                     let ob = table.opts[b.opt as usize];
                     let f = |sel: fn(&Opt) -> f64| sel(&ob) - oa.as_ref().map_or(0.0, sel);
                     s.segs.push(Seg {
@@ -333,7 +419,10 @@ impl Problem {
                 }
             }
             s.segs.sort_unstable_by(|x, y| {
-                y.slope.total_cmp(&x.slope).then(x.group.cmp(&y.group)).then(x.k.cmp(&y.k))
+                y.slope
+                    .total_cmp(&x.slope)
+                    .then(x.group.cmp(&y.group))
+                    .then(x.k.cmp(&y.k))
             });
             let mut left = node.energy_budget.max(0.0);
             let mut reached = vec![(0u32, 0.0f64); if rec.is_some() { groups.len() } else { 0 }];
@@ -348,8 +437,11 @@ impl Problem {
                 tot.cost += frac * seg.d.cost;
                 tot.server += frac * seg.d.server;
                 if !reached.is_empty() {
-                    reached[seg.group as usize] =
-                        if frac >= 1.0 { (seg.k, 0.0) } else { (seg.k - 1, frac) };
+                    reached[seg.group as usize] = if frac >= 1.0 {
+                        (seg.k, 0.0)
+                    } else {
+                        (seg.k - 1, frac)
+                    };
                 }
                 if frac < 1.0 {
                     break;
@@ -360,7 +452,11 @@ impl Problem {
                 for (gi, &(k, frac)) in reached.iter().enumerate() {
                     let h = &s.hulls[s.starts[gi]..];
                     let here = h[k as usize].opt;
-                    let next = if frac > 0.0 { h[k as usize + 1].opt } else { DROP };
+                    let next = if frac > 0.0 {
+                        h[k as usize + 1].opt
+                    } else {
+                        DROP
+                    };
                     out.push([(here, 1.0 - frac), (next, frac)]);
                 }
             }
@@ -405,15 +501,29 @@ impl Problem {
             if nested {
                 return self.solve_1d(Resource::Cost, p, false, tol * 0.1, s, evals, best);
             }
-            let (mu, nu) = if r == Resource::Cost { (p, other) } else { (other, p) };
+            let (mu, nu) = if r == Resource::Cost {
+                (p, other)
+            } else {
+                (other, p)
+            };
             let t = self.eval(mu, nu, s, None);
             *evals += 1;
             let d = self.dual_at(mu, nu, &t);
             *best = best.min(d);
             (Combo::pure(mu, nu, t), d)
         };
-        let usage = |c: &Combo| if r == Resource::Cost { c.t.cost } else { c.t.server };
-        let budget = if r == Resource::Cost { self.cost_budget } else { self.server_budget };
+        let usage = |c: &Combo| {
+            if r == Resource::Cost {
+                c.t.cost
+            } else {
+                c.t.server
+            }
+        };
+        let budget = if r == Resource::Cost {
+            self.cost_budget
+        } else {
+            self.server_budget
+        };
         // The objective this search maximises: value with the other resource still priced.
         let objective = |c: &Combo| {
             let (other_use, other_budget) = match r {
@@ -433,7 +543,11 @@ impl Problem {
         local = local.min(d1);
         let mixed = |lo: &Combo, hi: &Combo| {
             let (ul, uh) = (usage(lo), usage(hi));
-            let theta = if ul > uh { ((budget - uh) / (ul - uh)).clamp(0.0, 1.0) } else { 0.0 };
+            let theta = if ul > uh {
+                ((budget - uh) / (ul - uh)).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
             Combo::mix(lo, hi, theta)
         };
         for _ in 0..200 {
@@ -485,7 +599,8 @@ impl Problem {
                 return c;
             }
         }
-        self.solve_1d(Resource::Server, 0.0, true, tol, s, evals, best).0
+        self.solve_1d(Resource::Server, 0.0, true, tol, s, evals, best)
+            .0
     }
 
     fn realise(&self, combo: &Combo, best: f64, evals: usize, s: &mut Scratch) -> Solution {
@@ -512,7 +627,10 @@ impl Problem {
         }
         if combo.parts.len() > 1 {
             // The price pair the heavier part was solved at is the one to report.
-            let heavy = combo.parts.iter().fold((0.0, 0.0, 0.0), |a, p| if p.0 > a.0 { *p } else { a });
+            let heavy = combo
+                .parts
+                .iter()
+                .fold((0.0, 0.0, 0.0), |a, p| if p.0 > a.0 { *p } else { a });
             (mu, nu) = (heavy.1, heavy.2);
         }
         Solution {
@@ -534,7 +652,12 @@ mod tests {
     use super::*;
 
     fn opt(value: f64, energy: f64, cost: f64) -> Opt {
-        Opt { value, energy, cost, server: if cost > 0.0 { 1.0 } else { 0.0 } }
+        Opt {
+            value,
+            energy,
+            cost,
+            server: if cost > 0.0 { 1.0 } else { 0.0 },
+        }
     }
 
     #[test]
@@ -543,22 +666,42 @@ mod tests {
         let a = Table::new(vec![opt(66.0, 0.36, 0.0), opt(78.0, 3.3, 0.0)]);
         let b = Table::new(vec![opt(42.0, 1.24, 0.0)]);
         let groups = vec![
-            Group { table: 0, weight: 10.0, server_weight: 0.0 },
-            Group { table: 1, weight: 10.0, server_weight: 0.0 },
+            Group {
+                table: 0,
+                weight: 10.0,
+                server_weight: 0.0,
+            },
+            Group {
+                table: 1,
+                weight: 10.0,
+                server_weight: 0.0,
+            },
         ];
         let p = Problem::single(vec![a, b], groups, 10.0, f64::INFINITY);
         let sol = p.solve(1e-9);
         // 3.6 J for all of A at 66 (183/J), then B at 34/J vs A upgrade at 12/J/1 -> B.
         let expected = 10.0 * 66.0 + (10.0 - 3.6) / 1.24 * 42.0;
-        assert!((sol.value - expected).abs() < 1e-6, "{} vs {expected}", sol.value);
+        assert!(
+            (sol.value - expected).abs() < 1e-6,
+            "{} vs {expected}",
+            sol.value
+        );
         assert!(sol.energy_used <= 10.0 + 1e-9);
         assert!(sol.gap() < 1e-9);
     }
 
     #[test]
     fn cost_budget_binds_and_gap_is_small() {
-        let t = Table::new(vec![opt(60.0, 1.0, 0.0), opt(80.0, 0.01, 1e-6), opt(70.0, 0.01, 4e-7)]);
-        let groups = vec![Group { table: 0, weight: 1000.0, server_weight: 0.0 }];
+        let t = Table::new(vec![
+            opt(60.0, 1.0, 0.0),
+            opt(80.0, 0.01, 1e-6),
+            opt(70.0, 0.01, 4e-7),
+        ]);
+        let groups = vec![Group {
+            table: 0,
+            weight: 1000.0,
+            server_weight: 0.0,
+        }];
         let p = Problem::single(vec![t], groups, 100.0, 5e-4);
         let sol = p.solve(1e-9);
         assert!(sol.cost_used <= 5e-4 * (1.0 + 1e-9));
@@ -570,8 +713,16 @@ mod tests {
 
     #[test]
     fn both_coupling_constraints_bind() {
-        let t = Table::new(vec![opt(50.0, 1.0, 0.0), opt(90.0, 0.0, 1e-6), opt(80.0, 0.0, 1e-7)]);
-        let groups = vec![Group { table: 0, weight: 1000.0, server_weight: 1.0 }];
+        let t = Table::new(vec![
+            opt(50.0, 1.0, 0.0),
+            opt(90.0, 0.0, 1e-6),
+            opt(80.0, 0.0, 1e-7),
+        ]);
+        let groups = vec![Group {
+            table: 0,
+            weight: 1000.0,
+            server_weight: 1.0,
+        }];
         let mut p = Problem::single(vec![t], groups, 300.0, 2e-4);
         p.server_budget = 0.5;
         let sol = p.solve(1e-6);

@@ -38,7 +38,10 @@ impl Catalog {
             let mut variants = Vec::new();
             for (ti, v) in manifest.variants.iter().enumerate() {
                 let head = v.head(&app.name).ok_or_else(|| {
-                    CatalogError::Invalid(format!("variant {} has no head for {}", v.name, app.name))
+                    CatalogError::Invalid(format!(
+                        "variant {} has no head for {}",
+                        v.name, app.name
+                    ))
                 })?;
                 let speed = speedup(&v.kind, dc);
                 let (head_j, head_ms) = per_request(dc, head.ops, speed, false);
@@ -54,12 +57,16 @@ impl Catalog {
                     load_latency_ms: dc.load_ms_per_mb * mb,
                     server_ms: trunk.server_ms
                         + server_ms(server, &v.kind, head.ops, head_ms, false),
-                    server_load_ms: server.map_or(dc.load_ms_per_mb * mb, |s| s.load_ms_per_mb * mb),
+                    server_load_ms: server
+                        .map_or(dc.load_ms_per_mb * mb, |s| s.load_ms_per_mb * mb),
                     trunk: Some(ti),
                     specialised: Vec::new(),
                 });
             }
-            apps.push(App { name: app.name.clone(), variants });
+            apps.push(App {
+                name: app.name.clone(),
+                variants,
+            });
         }
         let catalog = Catalog {
             name: "manifest".into(),
@@ -74,14 +81,22 @@ impl Catalog {
 }
 
 fn speedup(kind: &str, dc: &DeviceClassSpec) -> f64 {
-    if kind == "int8" && dc.int8_speedup > 0.0 { dc.int8_speedup } else { 1.0 }
+    if kind == "int8" && dc.int8_speedup > 0.0 {
+        dc.int8_speedup
+    } else {
+        1.0
+    }
 }
 
 /// Energy (J) and latency (ms) of `ops` operations; the fixed per-request overhead belongs to
 /// the trunk because it is paid once per frame.
 fn per_request(dc: &DeviceClassSpec, ops: u64, speed: f64, with_fixed: bool) -> (f64, f64) {
     let gop = ops as f64 / 1e9 / speed;
-    let (fj, fms) = if with_fixed { (dc.joules_per_request, dc.ms_per_request) } else { (0.0, 0.0) };
+    let (fj, fms) = if with_fixed {
+        (dc.joules_per_request, dc.ms_per_request)
+    } else {
+        (0.0, 0.0)
+    };
     (fj + dc.joules_per_gop * gop, fms + dc.ms_per_gop * gop)
 }
 
@@ -106,7 +121,11 @@ pub(crate) mod tests {
     };
 
     fn file(name: &str, bytes: u64) -> FileSpec {
-        FileSpec { file: name.into(), sha256: "00".into(), bytes }
+        FileSpec {
+            file: name.into(),
+            sha256: "00".into(),
+            bytes,
+        }
     }
 
     /// A two-app, three-variant manifest like the one `models/train.py` writes.
@@ -133,10 +152,23 @@ pub(crate) mod tests {
         };
         Manifest {
             source: "fixture".into(),
-            input: InputSpec { height: 28, width: 28, mean: 0.1, std: 0.3 },
+            input: InputSpec {
+                height: 28,
+                width: 28,
+                mean: 0.1,
+                std: 0.3,
+            },
             apps: vec![
-                AppSpec { name: "digit".into(), classes: (0..10).map(|c| c.to_string()).collect(), label_map: (0..10).collect() },
-                AppSpec { name: "parity".into(), classes: vec!["even".into(), "odd".into()], label_map: (0..10).map(|c| c % 2).collect() },
+                AppSpec {
+                    name: "digit".into(),
+                    classes: (0..10).map(|c| c.to_string()).collect(),
+                    label_map: (0..10).collect(),
+                },
+                AppSpec {
+                    name: "parity".into(),
+                    classes: vec!["even".into(), "odd".into()],
+                    label_map: (0..10).map(|c| c % 2).collect(),
+                },
             ],
             variants: vec![
                 variant("full", "full", 40_000_000, [98.0, 99.0]),
@@ -144,8 +176,26 @@ pub(crate) mod tests {
                 variant("full-int8", "int8", 40_000_000, [97.5, 98.8]),
             ],
             device_classes: vec![
-                DeviceClassSpec { name: "phone".into(), joules_per_gop: 2.0, ms_per_gop: 100.0, joules_per_request: 0.01, ms_per_request: 2.0, load_joules_per_mb: 0.5, load_ms_per_mb: 20.0, int8_speedup: 2.0 },
-                DeviceClassSpec { name: "server".into(), joules_per_gop: 0.0, ms_per_gop: 5.0, joules_per_request: 0.0, ms_per_request: 1.0, load_joules_per_mb: 0.0, load_ms_per_mb: 2.0, int8_speedup: 1.0 },
+                DeviceClassSpec {
+                    name: "phone".into(),
+                    joules_per_gop: 2.0,
+                    ms_per_gop: 100.0,
+                    joules_per_request: 0.01,
+                    ms_per_request: 2.0,
+                    load_joules_per_mb: 0.5,
+                    load_ms_per_mb: 20.0,
+                    int8_speedup: 2.0,
+                },
+                DeviceClassSpec {
+                    name: "server".into(),
+                    joules_per_gop: 0.0,
+                    ms_per_gop: 5.0,
+                    joules_per_request: 0.0,
+                    ms_per_request: 1.0,
+                    load_joules_per_mb: 0.0,
+                    load_ms_per_mb: 2.0,
+                    int8_speedup: 1.0,
+                },
             ],
         }
     }

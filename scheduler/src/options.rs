@@ -47,8 +47,11 @@ pub fn steady_options(catalog: &Catalog, app: usize, spec: &OptionSpec<'_>) -> V
     let variants = &catalog.apps[app].variants;
     let split = spec.trunk_split.max(1.0);
     let mut out = Vec::new();
-    let places: &[Place] =
-        if spec.connected { &[Place::Device, Place::Server] } else { &[Place::Device] };
+    let places: &[Place] = if spec.connected {
+        &[Place::Device, Place::Server]
+    } else {
+        &[Place::Device]
+    };
     for &place in places {
         let first = out.len();
         let figures = |vi: usize| -> Option<Opt> {
@@ -60,7 +63,8 @@ pub fn steady_options(catalog: &Catalog, app: usize, spec: &OptionSpec<'_>) -> V
             match place {
                 Place::Device => {
                     let share = trunk.map_or(0.0, |t| t.device_energy_j * (1.0 - 1.0 / split));
-                    let ok = v.device_latency_ms <= c.latency_limit_ms && v.memory_mb <= spec.memory_mb;
+                    let ok =
+                        v.device_latency_ms <= c.latency_limit_ms && v.memory_mb <= spec.memory_mb;
                     ok.then_some(Opt {
                         value: v.accuracy,
                         energy: (v.device_energy_j - share).max(0.0),
@@ -80,12 +84,17 @@ pub fn steady_options(catalog: &Catalog, app: usize, spec: &OptionSpec<'_>) -> V
                 }
             }
         };
-        for vi in 0..variants.len() {
-            if variants[vi].is_specialised() {
+        for (vi, v) in variants.iter().enumerate() {
+            if v.is_specialised() {
                 continue;
             }
             if let Some(opt) = figures(vi) {
-                out.push(PlanOpt { variant: vi, fallback: None, place, opt });
+                out.push(PlanOpt {
+                    variant: vi,
+                    fallback: None,
+                    place,
+                    opt,
+                });
             }
         }
         let general: Vec<PlanOpt> = out[first..].to_vec();
@@ -98,8 +107,16 @@ pub fn steady_options(catalog: &Catalog, app: usize, spec: &OptionSpec<'_>) -> V
             match spec.specialised {
                 Specialised::None => {}
                 Specialised::Upper(share) => {
-                    let opt = Opt { value: s.specialised_accuracy_upper(share), ..so };
-                    out.push(PlanOpt { variant: si, fallback: None, place, opt });
+                    let opt = Opt {
+                        value: s.specialised_accuracy_upper(share),
+                        ..so
+                    };
+                    out.push(PlanOpt {
+                        variant: si,
+                        fallback: None,
+                        place,
+                        opt,
+                    });
                 }
                 Specialised::Cascade(share) => {
                     let acc = s.specialised_accuracy(share);
@@ -116,7 +133,12 @@ pub fn steady_options(catalog: &Catalog, app: usize, spec: &OptionSpec<'_>) -> V
                             cost: so.cost + other * g.opt.cost,
                             server: so.server,
                         };
-                        out.push(PlanOpt { variant: si, fallback: Some(g.variant), place, opt });
+                        out.push(PlanOpt {
+                            variant: si,
+                            fallback: Some(g.variant),
+                            place,
+                            opt,
+                        });
                     }
                 }
             }

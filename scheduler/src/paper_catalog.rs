@@ -129,7 +129,11 @@ fn parse_paper(text: &str) -> Result<Catalog, CatalogError> {
                 let specialised = pv.specialized.clone().unwrap_or_default();
                 variants.push(Variant {
                     name: pv.name.clone(),
-                    accuracy: if specialised.is_empty() { pv.accuracy.unwrap_or(0.0) } else { 0.0 },
+                    accuracy: if specialised.is_empty() {
+                        pv.accuracy.unwrap_or(0.0)
+                    } else {
+                        0.0
+                    },
                     memory_mb,
                     device_energy_j: pv.device_compute_j,
                     device_latency_ms: pv.device_compute_ms,
@@ -142,7 +146,10 @@ fn parse_paper(text: &str) -> Result<Catalog, CatalogError> {
                 });
             }
         }
-        apps.push(App { name: (*app_name).to_string(), variants });
+        apps.push(App {
+            name: (*app_name).to_string(),
+            variants,
+        });
     }
     let catalog = Catalog {
         name: "paper".into(),
@@ -182,11 +189,25 @@ mod tests {
         let names: Vec<_> = c.apps.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(
             names,
-            ["deepface", "object_alexnet", "scene_places", "object_vgg", "age", "gender", "race"]
+            [
+                "deepface",
+                "object_alexnet",
+                "scene_places",
+                "object_vgg",
+                "age",
+                "gender",
+                "race"
+            ]
         );
         let face = &c.apps[0];
-        assert_eq!(face.variants.iter().filter(|v| !v.is_specialised()).count(), 13);
-        assert_eq!(face.variants.iter().filter(|v| v.is_specialised()).count(), 5);
+        assert_eq!(
+            face.variants.iter().filter(|v| !v.is_specialised()).count(),
+            13
+        );
+        assert_eq!(
+            face.variants.iter().filter(|v| v.is_specialised()).count(),
+            5
+        );
         assert!(c.key("deepface", "D12").is_some());
         assert!(c.key("deepface", "C4").is_some());
         assert_eq!(c.trunks.len(), 3);

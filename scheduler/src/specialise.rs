@@ -71,9 +71,15 @@ impl SkewWindow {
     }
 
     fn sorted_ids(&self) -> Vec<u32> {
-        let mut ids: Vec<u32> = (0..self.counts.len() as u32).filter(|&i| self.counts[i as usize] > 0).collect();
+        let mut ids: Vec<u32> = (0..self.counts.len() as u32)
+            .filter(|&i| self.counts[i as usize] > 0)
+            .collect();
         // Ties broken by id so the chosen set is deterministic.
-        ids.sort_by(|&a, &b| self.counts[b as usize].cmp(&self.counts[a as usize]).then(a.cmp(&b)));
+        ids.sort_by(|&a, &b| {
+            self.counts[b as usize]
+                .cmp(&self.counts[a as usize])
+                .then(a.cmp(&b))
+        });
         ids
     }
 
@@ -86,7 +92,12 @@ impl SkewWindow {
         let ids = self.sorted_ids();
         let top: Vec<u32> = ids.into_iter().take(n).collect();
         let hits: u32 = top.iter().map(|&i| self.counts[i as usize]).sum();
-        (top.iter().map(|&i| self.names[i as usize].clone()).collect(), hits as f64 / total as f64)
+        (
+            top.iter()
+                .map(|&i| self.names[i as usize].clone())
+                .collect(),
+            hits as f64 / total as f64,
+        )
     }
 
     /// Share of the window whose class is in `set`.
@@ -114,8 +125,12 @@ impl SkewWindow {
             return 0.0;
         };
         let ids = self.sorted_ids();
-        let others: u32 =
-            ids.iter().filter(|&&i| i != cid).take(n - 1).map(|&i| self.counts[i as usize]).sum();
+        let others: u32 = ids
+            .iter()
+            .filter(|&&i| i != cid)
+            .take(n - 1)
+            .map(|&i| self.counts[i as usize])
+            .sum();
         (others + self.counts[cid as usize]) as f64 / total as f64
     }
 }
@@ -134,7 +149,13 @@ pub struct SkewTracker {
 
 impl SkewTracker {
     pub fn new(window_s: f64, top_n: usize, trigger: f64) -> SkewTracker {
-        SkewTracker { window: SkewWindow::new(window_s), top_n, trigger, set: None, share: 0.0 }
+        SkewTracker {
+            window: SkewWindow::new(window_s),
+            top_n,
+            trigger,
+            set: None,
+            share: 0.0,
+        }
     }
 
     /// Records a label and updates the active set; returns true when the set changed.
@@ -179,7 +200,11 @@ mod tests {
     fn detects_skew_and_drops_it_when_the_window_moves_on() {
         let mut t = SkewTracker::new(300.0, 2, 0.6);
         for i in 0..100 {
-            let class = if i % 4 == 3 { format!("rare{i}") } else { format!("top{}", i % 2) };
+            let class = if i % 4 == 3 {
+                format!("rare{i}")
+            } else {
+                format!("top{}", i % 2)
+            };
             t.record(i as f64, Some(&class));
         }
         let Some((set, share)) = t.active() else {

@@ -49,7 +49,9 @@ impl Constraints {
         if place == Place::Server && self.offload_forbidden {
             return false;
         }
-        self.allowed.get(app).is_none_or(|set| set.contains(variant))
+        self.allowed
+            .get(app)
+            .is_none_or(|set| set.contains(variant))
     }
 }
 
@@ -127,7 +129,11 @@ impl DeviceState {
             return false;
         }
         let need = catalog.variant(key).memory_mb;
-        let mut used: f64 = self.resident.iter().map(|k| catalog.variant(*k).memory_mb).sum();
+        let mut used: f64 = self
+            .resident
+            .iter()
+            .map(|k| catalog.variant(*k).memory_mb)
+            .sum();
         while used + need > self.memory_mb && !self.resident.is_empty() {
             let gone = self.resident.remove(0);
             used -= catalog.variant(gone).memory_mb;
@@ -136,6 +142,8 @@ impl DeviceState {
         true
     }
 }
+
+const MIN_SPAN_S: f64 = 2.0;
 
 /// Request rate per app over a sliding window (arrival times only).
 #[derive(Debug, Clone)]
@@ -147,7 +155,11 @@ pub struct RateWindow {
 
 impl RateWindow {
     pub fn new(apps: usize, window_s: f64) -> RateWindow {
-        RateWindow { window_s, first_s: None, arrivals: vec![VecDeque::new(); apps] }
+        RateWindow {
+            window_s,
+            first_s: None,
+            arrivals: vec![VecDeque::new(); apps],
+        }
     }
 
     pub fn record(&mut self, app: usize, now_s: f64) {
@@ -160,14 +172,18 @@ impl RateWindow {
         }
     }
 
-    /// Requests/s of `app` over the window (or since the first request if shorter; at least a
-    /// minute so a burst at start-up does not read as a huge rate).
+    /// Requests/s of `app` over the window (or since the first request if shorter, and at least
+    /// a few seconds). Early on this over-estimates, which makes planners frugal until the
+    /// estimate settles: the safe side.
     pub fn rate(&self, app: usize, now_s: f64) -> f64 {
         let Some(q) = self.arrivals.get(app) else {
             return 0.0;
         };
         let n = q.len() - q.partition_point(|&t| t <= now_s - self.window_s);
-        let span = self.first_s.map_or(0.0, |f| now_s - f).clamp(60.0, self.window_s.max(60.0));
+        let span = self
+            .first_s
+            .map_or(0.0, |f| now_s - f)
+            .clamp(MIN_SPAN_S, self.window_s.max(MIN_SPAN_S));
         n as f64 / span
     }
 }

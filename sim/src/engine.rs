@@ -65,14 +65,20 @@ pub fn run(
     policy: &str,
     budgets: &Budgets,
 ) -> Result<RunReport> {
-    let mut report = RunReport { policy: policy.to_string(), ..RunReport::default() };
+    let mut report = RunReport {
+        policy: policy.to_string(),
+        ..RunReport::default()
+    };
     let mut acc_sum = 0.0;
     let mut app_acc: BTreeMap<String, f64> = BTreeMap::new();
     for node in by_node(trace) {
         let mut p = by_name(policy, catalog, budgets)?;
         let mut state = DeviceState::new(budgets, 0.0);
-        let mut windows: Vec<SkewWindow> =
-            catalog.apps.iter().map(|_| SkewWindow::new(catalog.constants.skew_window_s)).collect();
+        let mut windows: Vec<SkewWindow> = catalog
+            .apps
+            .iter()
+            .map(|_| SkewWindow::new(catalog.constants.skew_window_s))
+            .collect();
         let mut frame_t = f64::NAN;
         for r in node {
             report.requests += 1;
@@ -94,9 +100,19 @@ pub fn run(
                 (Some(a), Decision::Run(run)) => execute(catalog, &mut state, &windows[a], r, run),
                 _ => Executed::Dropped,
             };
-            let mut outcome = Outcome { class: r.class.as_deref(), ..Outcome::default() };
+            let mut outcome = Outcome {
+                class: r.class.as_deref(),
+                ..Outcome::default()
+            };
             match result {
-                Executed::Ran { accuracy, energy_j, usd, place, swapped, specialised } => {
+                Executed::Ran {
+                    accuracy,
+                    energy_j,
+                    usd,
+                    place,
+                    swapped,
+                    specialised,
+                } => {
                     acc_sum += accuracy;
                     *app_acc.entry(r.app.clone()).or_default() += accuracy;
                     report.energy_used_j += energy_j;
@@ -140,7 +156,14 @@ pub fn run(
 }
 
 enum Executed {
-    Ran { accuracy: f64, energy_j: f64, usd: f64, place: Place, swapped: bool, specialised: bool },
+    Ran {
+        accuracy: f64,
+        energy_j: f64,
+        usd: f64,
+        place: Place,
+        swapped: bool,
+        specialised: bool,
+    },
     Refused,
     Dropped,
 }
@@ -171,7 +194,10 @@ fn execute(
     let accuracy = match (&run.cascade, v.is_specialised()) {
         (None, false) => v.accuracy,
         (Some(c), true) => {
-            let in_set = r.class.as_deref().is_some_and(|cl| c.classes.iter().any(|k| &**k == cl));
+            let in_set = r
+                .class
+                .as_deref()
+                .is_some_and(|cl| c.classes.iter().any(|k| &**k == cl));
             if in_set {
                 specialised = true;
                 v.specialised_accuracy(window.share_of(&c.classes))
@@ -184,7 +210,11 @@ fn execute(
                 }
                 let fc = run_cost(catalog, g, run.place, state);
                 // At the server the request is already there: no second send.
-                let send = if run.place == Place::Server { catalog.constants.send_energy_j } else { 0.0 };
+                let send = if run.place == Place::Server {
+                    catalog.constants.send_energy_j
+                } else {
+                    0.0
+                };
                 energy += fc.energy_j - send;
                 usd += fc.usd;
                 touched.push(g);
@@ -202,19 +232,33 @@ fn execute(
     for k in touched {
         let loaded = state.touch(catalog, k, run.place);
         swapped |= loaded && run.place == Place::Device;
-        if let Some(t) = catalog.variant(k).trunk {
-            if !state.trunk_done(t, run.place) {
-                state.frame_trunks.push((t, run.place));
-            }
+        if let Some(t) = catalog.variant(k).trunk
+            && !state.trunk_done(t, run.place)
+        {
+            state.frame_trunks.push((t, run.place));
         }
     }
-    Executed::Ran { accuracy, energy_j: energy, usd, place: run.place, swapped, specialised }
+    Executed::Ran {
+        accuracy,
+        energy_j: energy,
+        usd,
+        place: run.place,
+        swapped,
+        specialised,
+    }
 }
 
 /// What the bound needs for each request of a trace (per node, in trace order).
-pub fn bound_requests(catalog: &Catalog, trace: &[Request], conn: &Connectivity) -> Vec<Vec<BoundRequest>> {
-    let trunked: Vec<bool> =
-        catalog.apps.iter().map(|a| a.variants.iter().any(|v| v.trunk.is_some())).collect();
+pub fn bound_requests(
+    catalog: &Catalog,
+    trace: &[Request],
+    conn: &Connectivity,
+) -> Vec<Vec<BoundRequest>> {
+    let trunked: Vec<bool> = catalog
+        .apps
+        .iter()
+        .map(|a| a.variants.iter().any(|v| v.trunk.is_some()))
+        .collect();
     let top_n: Vec<usize> = catalog
         .apps
         .iter()
@@ -222,22 +266,39 @@ pub fn bound_requests(catalog: &Catalog, trace: &[Request], conn: &Connectivity)
         .collect();
     let mut out = Vec::new();
     for node in by_node(trace) {
-        let mut windows: Vec<SkewWindow> =
-            catalog.apps.iter().map(|_| SkewWindow::new(catalog.constants.skew_window_s)).collect();
+        let mut windows: Vec<SkewWindow> = catalog
+            .apps
+            .iter()
+            .map(|_| SkewWindow::new(catalog.constants.skew_window_s))
+            .collect();
         let mut reqs: Vec<BoundRequest> = Vec::with_capacity(node.len());
         let mut frame_start = 0;
         for (i, r) in node.iter().enumerate() {
             let Some(a) = catalog.app_index(&r.app) else {
                 // Unknown apps are always dropped; count them with no options.
-                reqs.push(BoundRequest { app: usize::MAX, connected: false, spec_share: 0.0, trunk_split: 1 });
+                reqs.push(BoundRequest {
+                    app: usize::MAX,
+                    connected: false,
+                    spec_share: 0.0,
+                    trunk_split: 1,
+                });
                 continue;
             };
             windows[a].record(r.time_s, r.class.as_deref());
-            let spec_share = if top_n[a] > 0 { windows[a].best_share_with(r.class.as_deref(), top_n[a]) } else { 0.0 };
+            let spec_share = if top_n[a] > 0 {
+                windows[a].best_share_with(r.class.as_deref(), top_n[a])
+            } else {
+                0.0
+            };
             if i > 0 && node[i - 1].time_s != r.time_s {
                 frame_start = reqs.len();
             }
-            reqs.push(BoundRequest { app: a, connected: conn.at(r.time_s), spec_share, trunk_split: 1 });
+            reqs.push(BoundRequest {
+                app: a,
+                connected: conn.at(r.time_s),
+                spec_share,
+                trunk_split: 1,
+            });
             // Frame sharing: every trunked request in this frame splits the trunk.
             if trunked[a] {
                 let n = reqs[frame_start..]
@@ -257,8 +318,18 @@ pub fn bound_requests(catalog: &Catalog, trace: &[Request], conn: &Connectivity)
 }
 
 /// The bound over all nodes (each with its own budgets).
-pub fn trace_bound(catalog: &Catalog, per_node: &[Vec<BoundRequest>], budgets: &Budgets) -> BoundResult {
-    let mut total = BoundResult { mean_accuracy: 0.0, requests: 0, energy_used_j: 0.0, cost_used_usd: 0.0, gap: 0.0 };
+pub fn trace_bound(
+    catalog: &Catalog,
+    per_node: &[Vec<BoundRequest>],
+    budgets: &Budgets,
+) -> BoundResult {
+    let mut total = BoundResult {
+        mean_accuracy: 0.0,
+        requests: 0,
+        energy_used_j: 0.0,
+        cost_used_usd: 0.0,
+        gap: 0.0,
+    };
     let mut sum = 0.0;
     for reqs in per_node {
         let b = bound(catalog, budgets, reqs);
@@ -272,4 +343,125 @@ pub fn trace_bound(catalog: &Catalog, per_node: &[Vec<BoundRequest>], budgets: &
         total.mean_accuracy = sum / total.requests as f64;
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use scheduler::policy::POLICY_NAMES;
+
+    fn trace(seed: u64, horizon: f64) -> (Vec<Request>, Connectivity) {
+        let spec = ["two-apps", "specialisation", "outages", "one-app"][(seed % 4) as usize];
+        match crate::generators::generate(&format!("{spec}@{seed}"), horizon) {
+            Ok(g) => (g.requests, g.connectivity),
+            Err(_) => (Vec::new(), Connectivity::default()),
+        }
+    }
+
+    fn budgets(e: f64, c: f64, horizon: f64, mem: f64) -> Budgets {
+        Budgets {
+            energy_j: e,
+            cost_usd: c,
+            horizon_s: horizon,
+            memory_mb: mem,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// No policy ever exceeds a budget, and the engine never has to refuse a decision.
+        #[test]
+        fn budgets_never_exceeded(seed in 0u64..1000, e in 0.0f64..300.0, c in 0.0f64..0.003, mem in 50.0f64..1200.0) {
+            let horizon = 900.0;
+            let (reqs, conn) = trace(seed, horizon);
+            let cat = Catalog::paper();
+            let b = budgets(e, c, horizon, mem);
+            for p in POLICY_NAMES {
+                let r = run(&cat, &reqs, &conn, p, &b).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert!(r.energy_used_j <= e + 1e-6, "{p}: energy {} > {e}", r.energy_used_j);
+                prop_assert!(r.cost_used_usd <= c + 1e-12, "{p}: cost {} > {c}", r.cost_used_usd);
+                prop_assert_eq!(r.violations, 0, "{} made refused decisions", p);
+            }
+        }
+
+        /// The bound is never below any policy.
+        #[test]
+        fn bound_dominates_every_policy(seed in 0u64..1000, e in 0.0f64..400.0, c in 0.0f64..0.004) {
+            let horizon = 900.0;
+            let (reqs, conn) = trace(seed, horizon);
+            let cat = Catalog::paper();
+            let b = budgets(e, c, horizon, 1024.0);
+            let bound = trace_bound(&cat, &bound_requests(&cat, &reqs, &conn), &b).mean_accuracy;
+            for p in POLICY_NAMES {
+                let r = run(&cat, &reqs, &conn, p, &b).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert!(r.mean_accuracy <= bound + 1e-6, "{p}: {} > bound {bound}", r.mean_accuracy);
+            }
+        }
+
+        /// More budget never lowers the bound.
+        #[test]
+        fn more_budget_never_lowers_the_bound(seed in 0u64..1000, e in 0.0f64..400.0, c in 0.0f64..0.004, de in 0.0f64..400.0, dc in 0.0f64..0.004) {
+            let horizon = 900.0;
+            let (reqs, conn) = trace(seed, horizon);
+            let cat = Catalog::paper();
+            let per_node = bound_requests(&cat, &reqs, &conn);
+            let lo = trace_bound(&cat, &per_node, &budgets(e, c, horizon, 1024.0)).mean_accuracy;
+            let hi = trace_bound(&cat, &per_node, &budgets(e + de, c + dc, horizon, 1024.0)).mean_accuracy;
+            prop_assert!(hi >= lo - 1e-6 * lo.max(1.0), "{hi} < {lo}");
+        }
+    }
+
+    #[test]
+    fn mcdnn_beats_paper_on_two_apps() -> Result<()> {
+        let g = crate::generators::generate("two-apps", 7200.0)?;
+        let cat = Catalog::paper();
+        let b = budgets(400.0, 0.004, 7200.0, 1024.0);
+        let paper = run(&cat, &g.requests, &g.connectivity, "paper", &b)?;
+        let ours = run(&cat, &g.requests, &g.connectivity, "mcdnn", &b)?;
+        let bound = trace_bound(
+            &cat,
+            &bound_requests(&cat, &g.requests, &g.connectivity),
+            &b,
+        );
+        assert!(ours.mean_accuracy >= paper.mean_accuracy);
+        assert!(
+            ours.mean_accuracy >= 0.95 * bound.mean_accuracy,
+            "{} vs {}",
+            ours.mean_accuracy,
+            bound.mean_accuracy
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn sharing_counts_the_trunk_once_per_frame() -> Result<()> {
+        let cat = Catalog::paper();
+        let reqs: Vec<Request> = ["age", "gender"]
+            .iter()
+            .map(|a| Request {
+                time_s: 1.0,
+                app: (*a).into(),
+                class: None,
+                node: None,
+            })
+            .collect();
+        let b = budgets(1000.0, 0.0, 100.0, 1024.0);
+        let r = run(&cat, &reqs, &Connectivity::default(), "best-device", &b)?;
+        assert_eq!(r.dropped, 0);
+        // Both pick D6 (D0 cannot cold-start in 1 s): one trunk (0.54 J) for two heads, plus
+        // two loads.
+        let loads: f64 = ["age", "gender"]
+            .iter()
+            .filter_map(|a| cat.key(a, "D6"))
+            .map(|k| cat.variant(k).load_energy_j)
+            .sum();
+        assert!(
+            (r.energy_used_j - (0.54 + loads)).abs() < 1e-9,
+            "{}",
+            r.energy_used_j
+        );
+        Ok(())
+    }
 }

@@ -65,7 +65,7 @@ fn poisson(rng: &mut StdRng, app: &str, rate: f64, horizon: f64, classes: Classe
                     }
                 }
                 // Skewed episodes alternate with ordinary stretches.
-                let skewed = e % 2 == 0;
+                let skewed = e.is_multiple_of(2);
                 if skewed && rng.r#gen::<f64>() < EPISODE_SHARE {
                     Some(favourites[rng.gen_range(0..EPISODE_TOP)])
                 } else {
@@ -107,14 +107,21 @@ fn merge(mut parts: Vec<Vec<Request>>) -> Vec<Request> {
 /// Generates the trace a spec names over `horizon_s`.
 pub fn generate(spec: &str, horizon_s: f64) -> Result<Generated> {
     let (name, seed) = match spec.split_once('@') {
-        Some((n, s)) => (n, s.parse::<u64>().with_context(|| format!("seed in {spec:?}"))?),
+        Some((n, s)) => (
+            n,
+            s.parse::<u64>()
+                .with_context(|| format!("seed in {spec:?}"))?,
+        ),
         None => (spec, 1),
     };
     let mut rng = StdRng::seed_from_u64(seed);
     let face = |rng: &mut StdRng, rate, classes| poisson(rng, "deepface", rate, horizon_s, classes);
     let connected = Connectivity::default();
     let g = match name {
-        "one-app" => Generated { requests: face(&mut rng, 1.0, Classes::Uniform), connectivity: connected },
+        "one-app" => Generated {
+            requests: face(&mut rng, 1.0, Classes::Uniform),
+            connectivity: connected,
+        },
         "two-apps" => Generated {
             requests: merge(vec![
                 face(&mut rng, 0.2, Classes::Uniform),
@@ -122,9 +129,10 @@ pub fn generate(spec: &str, horizon_s: f64) -> Result<Generated> {
             ]),
             connectivity: connected,
         },
-        "specialisation" => {
-            Generated { requests: face(&mut rng, 1.0, Classes::Episodes), connectivity: connected }
-        }
+        "specialisation" => Generated {
+            requests: face(&mut rng, 1.0, Classes::Episodes),
+            connectivity: connected,
+        },
         "outages" => Generated {
             requests: merge(vec![
                 face(&mut rng, 0.2, Classes::Uniform),
@@ -141,15 +149,26 @@ pub fn generate(spec: &str, horizon_s: f64) -> Result<Generated> {
             };
             let mut parts = Vec::new();
             for item in list.split(',').filter(|s| !s.is_empty()) {
-                let (app, rate) = item.split_once('=').with_context(|| format!("{item:?}: want APP=RATE"))?;
-                let rate: f64 = rate.parse().with_context(|| format!("{item:?}: rate is not a number"))?;
+                let (app, rate) = item
+                    .split_once('=')
+                    .with_context(|| format!("{item:?}: want APP=RATE"))?;
+                let rate: f64 = rate
+                    .parse()
+                    .with_context(|| format!("{item:?}: rate is not a number"))?;
                 if !rate.is_finite() || rate < 0.0 {
                     bail!("{item:?}: rate must be a non-negative number");
                 }
-                let classes = if app == "deepface" { Classes::Uniform } else { Classes::None };
+                let classes = if app == "deepface" {
+                    Classes::Uniform
+                } else {
+                    Classes::None
+                };
                 parts.push(poisson(&mut rng, app, rate, horizon_s, classes));
             }
-            Generated { requests: merge(parts), connectivity: connected }
+            Generated {
+                requests: merge(parts),
+                connectivity: connected,
+            }
         }
     };
     Ok(g)
@@ -163,7 +182,11 @@ mod tests {
     fn two_apps_has_the_expected_rates() -> Result<()> {
         let g = generate("two-apps", 36_000.0)?;
         let face = g.requests.iter().filter(|r| r.app == "deepface").count() as f64;
-        let obj = g.requests.iter().filter(|r| r.app == "object_alexnet").count() as f64;
+        let obj = g
+            .requests
+            .iter()
+            .filter(|r| r.app == "object_alexnet")
+            .count() as f64;
         assert!((face / 36_000.0 - 0.2).abs() < 0.01);
         assert!((obj / 36_000.0 - 1.0).abs() < 0.02);
         assert!(g.requests.windows(2).all(|w| w[0].time_s <= w[1].time_s));

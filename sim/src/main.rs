@@ -18,7 +18,10 @@ use scheduler::{Budgets, Catalog};
 use crate::trace::{Connectivity, Request};
 
 #[derive(Parser)]
-#[command(name = "mcdnn-sim", about = "Evaluate MCDNN scheduling policies on traces")]
+#[command(
+    name = "mcdnn-sim",
+    about = "Evaluate MCDNN scheduling policies on traces"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -109,15 +112,29 @@ pub fn budgets(
     if let Some(m) = memory {
         b.memory_mb = m;
     }
-    for (name, x) in [("energy budget", b.energy_j), ("cost budget", b.cost_usd), ("horizon", b.horizon_s), ("memory", b.memory_mb)] {
-        anyhow::ensure!(x.is_finite() && x >= 0.0, "{name} must be a non-negative number");
+    for (name, x) in [
+        ("energy budget", b.energy_j),
+        ("cost budget", b.cost_usd),
+        ("horizon", b.horizon_s),
+        ("memory", b.memory_mb),
+    ] {
+        anyhow::ensure!(
+            x.is_finite() && x >= 0.0,
+            "{name} must be a non-negative number"
+        );
     }
     Ok(b)
 }
 
 fn cmd_run(a: RunArgs) -> Result<()> {
     let catalog = load_catalog(&a.catalog, &a.device_class)?;
-    let b = budgets(&catalog, a.energy_budget_j, a.cost_budget_usd, a.horizon_s, a.memory_mb)?;
+    let b = budgets(
+        &catalog,
+        a.energy_budget_j,
+        a.cost_budget_usd,
+        a.horizon_s,
+        a.memory_mb,
+    )?;
     let (mut requests, mut conn) = load_trace(&a.trace, b.horizon_s)?;
     requests.retain(|r| r.time_s < b.horizon_s);
     if let Some(path) = &a.connectivity {
@@ -142,8 +159,14 @@ fn cmd_run(a: RunArgs) -> Result<()> {
     } else {
         println!(
             "{}: mean accuracy {:.2} % over {} requests ({} dropped); energy {:.1} J of {}, cost ${:.5} of {}",
-            report.policy, report.mean_accuracy, report.requests, report.dropped,
-            report.energy_used_j, b.energy_j, report.cost_used_usd, b.cost_usd
+            report.policy,
+            report.mean_accuracy,
+            report.requests,
+            report.dropped,
+            report.energy_used_j,
+            b.energy_j,
+            report.cost_used_usd,
+            b.cost_usd
         );
         for (app, r) in &report.per_app {
             println!(

@@ -13,9 +13,21 @@ use crate::{plot, sweep::Cell};
 /// Scenarios the report covers: (name, generator spec, what it is).
 const SCENARIOS: &[(&str, &str, &str)] = &[
     ("one-app", "one-app", "deepface at 1 request/s"),
-    ("two-apps", "two-apps", "deepface at 0.2/s and object_alexnet at 1/s"),
-    ("specialisation", "specialisation", "deepface at 1/s over 200 people; alternate 25-minute episodes send 65 % of requests from 7 of them"),
-    ("outages", "outages", "two apps with connectivity outages (exponential, mean 1 h up, 15 min down)"),
+    (
+        "two-apps",
+        "two-apps",
+        "deepface at 0.2/s and object_alexnet at 1/s",
+    ),
+    (
+        "specialisation",
+        "specialisation",
+        "deepface at 1/s over 200 people; alternate 25-minute episodes send 65 % of requests from 7 of them",
+    ),
+    (
+        "outages",
+        "outages",
+        "two apps with connectivity outages (exponential, mean 1 h up, 15 min down)",
+    ),
 ];
 
 #[derive(clap::Args)]
@@ -55,14 +67,28 @@ pub fn cmd_report(a: ReportArgs) -> Result<()> {
         let _ = writeln!(md, "```\n{}```\n", sweep::table(&cells, &policies));
         for &c in &COSTS {
             let file = format!("{name}-vs-energy-c{c}.svg");
-            let series = series(&cells, &policies, |cell| (cell.cost_usd == c).then_some(cell.energy_j));
-            plot::lines(&a.out.join(&file), &format!("{name}: accuracy vs energy budget (C = ${c})"), "energy budget (J)", &series)?;
+            let series = series(&cells, &policies, |cell| {
+                (cell.cost_usd == c).then_some(cell.energy_j)
+            });
+            plot::lines(
+                &a.out.join(&file),
+                &format!("{name}: accuracy vs energy budget (C = ${c})"),
+                "energy budget (J)",
+                &series,
+            )?;
             let _ = writeln!(md, "![{name} vs energy, C = {c}]({file})\n");
         }
         for &e in &[ENERGIES[0], ENERGIES[ENERGIES.len() - 1]] {
             let file = format!("{name}-vs-cost-e{e}.svg");
-            let series = series(&cells, &policies, |cell| (cell.energy_j == e).then_some(cell.cost_usd));
-            plot::lines(&a.out.join(&file), &format!("{name}: accuracy vs cost budget (E = {e} J)"), "cost budget (USD)", &series)?;
+            let series = series(&cells, &policies, |cell| {
+                (cell.energy_j == e).then_some(cell.cost_usd)
+            });
+            plot::lines(
+                &a.out.join(&file),
+                &format!("{name}: accuracy vs cost budget (E = {e} J)"),
+                "cost budget (USD)",
+                &series,
+            )?;
             let _ = writeln!(md, "![{name} vs cost, E = {e}]({file})\n");
         }
         eprintln!("scenario {name} done");
@@ -74,8 +100,13 @@ pub fn cmd_report(a: ReportArgs) -> Result<()> {
 }
 
 /// (label, points) per policy and the bound, x chosen by `x`.
-fn series(cells: &[Cell], policies: &[String], x: impl Fn(&Cell) -> Option<f64>) -> Vec<(String, Vec<(f64, f64)>)> {
-    let mut out: Vec<(String, Vec<(f64, f64)>)> = policies.iter().map(|p| (p.clone(), Vec::new())).collect();
+fn series(
+    cells: &[Cell],
+    policies: &[String],
+    x: impl Fn(&Cell) -> Option<f64>,
+) -> Vec<(String, Vec<(f64, f64)>)> {
+    let mut out: Vec<(String, Vec<(f64, f64)>)> =
+        policies.iter().map(|p| (p.clone(), Vec::new())).collect();
     out.push(("bound".into(), Vec::new()));
     for c in cells {
         let Some(xv) = x(c) else { continue };

@@ -77,8 +77,10 @@ pub fn sweep(
     policies: &[String],
     threads: usize,
 ) -> Result<Vec<Cell>> {
-    let cells: Vec<(f64, f64)> =
-        energies.iter().flat_map(|&e| costs.iter().map(move |&c| (e, c))).collect();
+    let cells: Vec<(f64, f64)> = energies
+        .iter()
+        .flat_map(|&e| costs.iter().map(move |&c| (e, c)))
+        .collect();
     let bound_reqs = engine::bound_requests(&sc.catalog, &sc.requests, &sc.conn);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<Cell>>>> =
@@ -97,7 +99,9 @@ pub fn sweep(
             });
         }
     });
-    let results = results.into_inner().map_err(|_| anyhow::anyhow!("a sweep worker panicked"))?;
+    let results = results
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a sweep worker panicked"))?;
     results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("a sweep cell did not run"))))
@@ -121,7 +125,12 @@ fn run_cell(
         out.push((p.clone(), r.mean_accuracy, r.violations));
     }
     let bound = engine::trace_bound(&sc.catalog, bound_reqs, &budgets).mean_accuracy;
-    Ok(Cell { energy_j: energy, cost_usd: cost, policies: out, bound })
+    Ok(Cell {
+        energy_j: energy,
+        cost_usd: cost,
+        policies: out,
+        bound,
+    })
 }
 
 /// Loads the scenario a spec names.
@@ -129,7 +138,12 @@ pub fn load(catalog: &str, device_class: &str, spec: &str, horizon_s: f64) -> Re
     let catalog = crate::load_catalog(catalog, device_class)?;
     let (mut requests, conn) = crate::load_trace(spec, horizon_s)?;
     requests.retain(|r| r.time_s < horizon_s);
-    Ok(Scenario { catalog, requests, conn, horizon_s })
+    Ok(Scenario {
+        catalog,
+        requests,
+        conn,
+        horizon_s,
+    })
 }
 
 /// The table the issue asks for: one row per cell, policies, bound, mcdnn / bound.
@@ -149,7 +163,11 @@ pub fn table(cells: &[Cell], policies: &[String]) -> String {
             (Some(m), paper) => {
                 let ratio = if c.bound > 0.0 { m / c.bound } else { 1.0 };
                 let ok = (c.bound < 5.0 || ratio >= 0.95) && paper.is_none_or(|p| m >= p - 1e-9);
-                s += &format!(" {:>12.1}% {:>6}\n", 100.0 * ratio, if ok { "ok" } else { "MISS" });
+                s += &format!(
+                    " {:>12.1}% {:>6}\n",
+                    100.0 * ratio,
+                    if ok { "ok" } else { "MISS" }
+                );
             }
             _ => s += "\n",
         }
@@ -159,11 +177,16 @@ pub fn table(cells: &[Cell], policies: &[String]) -> String {
 
 /// CSV: energy_j,cost_usd,policy,mean_accuracy (the bound as policy `bound`).
 pub fn write_csv(path: &std::path::Path, cells: &[Cell]) -> Result<()> {
-    let mut f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     writeln!(f, "energy_j,cost_usd,policy,mean_accuracy,violations")?;
     for c in cells {
         for p in &c.policies {
-            writeln!(f, "{},{},{},{:.4},{}", c.energy_j, c.cost_usd, p.0, p.1, p.2)?;
+            writeln!(
+                f,
+                "{},{},{},{:.4},{}",
+                c.energy_j, c.cost_usd, p.0, p.1, p.2
+            )?;
         }
         writeln!(f, "{},{},bound,{:.4},0", c.energy_j, c.cost_usd, c.bound)?;
     }
@@ -172,12 +195,21 @@ pub fn write_csv(path: &std::path::Path, cells: &[Cell]) -> Result<()> {
 
 pub fn cmd_sweep(a: SweepArgs) -> Result<()> {
     for p in &a.policies {
-        scheduler::policy::by_name(p, &Catalog::paper(), &Budgets::from_catalog(&Catalog::paper()))
-            .with_context(|| format!("policy {p}"))?;
+        scheduler::policy::by_name(
+            p,
+            &Catalog::paper(),
+            &Budgets::from_catalog(&Catalog::paper()),
+        )
+        .with_context(|| format!("policy {p}"))?;
     }
     let sc = load(&a.catalog, &a.device_class, &a.scenario, a.horizon_s)?;
     let cells = sweep(&sc, &a.energies, &a.costs, &a.policies, a.threads)?;
-    println!("scenario {} ({} requests, {} h)", a.scenario, sc.requests.len(), a.horizon_s / 3600.0);
+    println!(
+        "scenario {} ({} requests, {} h)",
+        a.scenario,
+        sc.requests.len(),
+        a.horizon_s / 3600.0
+    );
     print!("{}", table(&cells, &a.policies));
     if let Some(path) = &a.csv {
         write_csv(path, &cells)?;

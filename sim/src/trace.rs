@@ -65,7 +65,10 @@ pub fn read_trace(path: &Path) -> Result<Vec<Request>> {
         .with_context(|| format!("opening trace {}", path.display()))?;
     let headers = rdr.headers().context("reading the trace header")?.clone();
     let (Some(ti), Some(ai)) = (column(&headers, "time_s"), column(&headers, "app")) else {
-        bail!("trace {} needs a header with time_s and app columns", path.display());
+        bail!(
+            "trace {} needs a header with time_s and app columns",
+            path.display()
+        );
     };
     let ci = column(&headers, "class");
     let ni = column(&headers, "node");
@@ -73,17 +76,29 @@ pub fn read_trace(path: &Path) -> Result<Vec<Request>> {
     for (line, rec) in rdr.records().enumerate() {
         let rec = rec.with_context(|| format!("trace line {}", line + 2))?;
         let field = |i: Option<usize>| {
-            i.and_then(|i| rec.get(i)).map(str::trim).filter(|s| !s.is_empty()).map(String::from)
+            i.and_then(|i| rec.get(i))
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
         };
         let time_s: f64 = field(Some(ti))
             .with_context(|| format!("trace line {}: missing time_s", line + 2))?
             .parse()
             .with_context(|| format!("trace line {}: time_s is not a number", line + 2))?;
         if !time_s.is_finite() || time_s < 0.0 {
-            bail!("trace line {}: time_s must be a non-negative number", line + 2);
+            bail!(
+                "trace line {}: time_s must be a non-negative number",
+                line + 2
+            );
         }
-        let app = field(Some(ai)).with_context(|| format!("trace line {}: missing app", line + 2))?;
-        out.push(Request { time_s, app, class: field(ci), node: field(ni) });
+        let app =
+            field(Some(ai)).with_context(|| format!("trace line {}: missing app", line + 2))?;
+        out.push(Request {
+            time_s,
+            app,
+            class: field(ci),
+            node: field(ni),
+        });
     }
     out.sort_by(|a, b| a.time_s.total_cmp(&b.time_s));
     Ok(out)
@@ -93,9 +108,15 @@ pub fn read_trace(path: &Path) -> Result<Vec<Request>> {
 pub fn read_connectivity(path: &Path) -> Result<Connectivity> {
     let mut rdr = csv::Reader::from_path(path)
         .with_context(|| format!("opening connectivity {}", path.display()))?;
-    let headers = rdr.headers().context("reading the connectivity header")?.clone();
+    let headers = rdr
+        .headers()
+        .context("reading the connectivity header")?
+        .clone();
     let (Some(ti), Some(ci)) = (column(&headers, "time_s"), column(&headers, "connected")) else {
-        bail!("connectivity {} needs time_s and connected columns", path.display());
+        bail!(
+            "connectivity {} needs time_s and connected columns",
+            path.display()
+        );
     };
     let mut changes = Vec::new();
     for (line, rec) in rdr.records().enumerate() {
@@ -106,10 +127,17 @@ pub fn read_connectivity(path: &Path) -> Result<Connectivity> {
             .unwrap_or("")
             .parse()
             .with_context(|| format!("connectivity line {}: time_s is not a number", line + 2))?;
-        let c = match rec.get(ci).map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+        let c = match rec
+            .get(ci)
+            .map(|s| s.trim().to_ascii_lowercase())
+            .as_deref()
+        {
             Some("1" | "true" | "yes") => true,
             Some("0" | "false" | "no") => false,
-            other => bail!("connectivity line {}: connected is {other:?}, want 1/0", line + 2),
+            other => bail!(
+                "connectivity line {}: connected is {other:?}, want 1/0",
+                line + 2
+            ),
         };
         if !t.is_finite() {
             bail!("connectivity line {}: time_s must be finite", line + 2);
@@ -136,7 +164,10 @@ mod tests {
 
     #[test]
     fn reads_trace_with_optional_columns() -> Result<()> {
-        let p = write("t.csv", "time_s,app,class,node\n2.0,deepface,,n1\n1.5,object_alexnet,cat,n2\n");
+        let p = write(
+            "t.csv",
+            "time_s,app,class,node\n2.0,deepface,,n1\n1.5,object_alexnet,cat,n2\n",
+        );
         let t = read_trace(&p)?;
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].app, "object_alexnet");

@@ -1,1 +1,232 @@
-//! Black-box tests across processes live in tests/tests.
+//! A harness for black-box tests across processes: a fleet CA in a temp folder, coordinator and
+//! node agents started as real processes (the workspace's built binaries), their admin API and
+//! end-of-run summaries. Used by the tests in `tests/tests` and by `mcdnn-chaos`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use mcdnn_coordinator::ctl::{demo, http};
+use mcdnn_coordinator::fleet::status::FleetStatus;
+use protocol::identity::{Ca, Kind};
+
+/// The folder with the workspace's binaries (target/debug or target/release), found from the
+/// running executable: a test runs from target/*/deps, a tool from target/*.
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().context("executable has no folder")?.to_path_buf();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
+    let path = bin_dir()?.join(name);
+    if !path.is_file() {
+        bail!("{} is not built; run `cargo build --workspace` first", path.display());
+    }
+    Ok(path)
+}
+
+/// The repo's catalog.
+pub fn catalog() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/catalog.json")
+}
+
+/// A free UDP+TCP port pair base on loopback (QUIC on `p`, admin HTTP on `p + 1`).
+pub fn free_port() -> u16 {
+    for _ in 0..200 {
+        let Ok(udp) = std::net::UdpSocket::bind("127.0.0.1:0") else { continue };
+        let Ok(addr) = udp.local_addr() else { continue };
+        let p = addr.port();
+        if p < 65000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+    7400
+}
+
+/// A running process that is killed when dropped.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// SIGTERM, for an orderly stop.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not exit within {timeout:?}; log {}", self.name, self.log.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A test fleet in a temp folder.
+pub struct Fleet {
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub port: u16,
+}
+
+impl Fleet {
+    pub fn new() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let ca = dir.path().join("ca");
+        std::fs::create_dir_all(&ca)?;
+        Ca::init(&ca)?;
+        Ok(Self { dir, ca, port: free_port() })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn quic(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn admin(&self) -> String {
+        format!("127.0.0.1:{}", self.port + 1)
+    }
+
+    pub fn enroll(&self, kind: Kind, name: &str) -> anyhow::Result<()> {
+        Ca::load(&self.ca)?.enroll(kind, name, &self.ca, &[], 30)?;
+        Ok(())
+    }
+
+    fn spawn(&self, name: &str, mut cmd: Command) -> anyhow::Result<Proc> {
+        let log = self.path().join(format!("{name}.log"));
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let child = cmd
+            .env("MCDNN_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Proc { name: name.into(), child, log })
+    }
+
+    /// Starts the coordinator (enrolling it on first use) and waits for its admin API.
+    pub fn coordinator(&self, extra: &[&str]) -> anyhow::Result<Proc> {
+        if !self.ca.join("coord-0.pem").exists() {
+            self.enroll(Kind::Coordinator, "coord-0")?;
+        }
+        let mut cmd = Command::new(bin("mcdnn-coordinator")?);
+        cmd.args(["run", "--name", "coord-0", "--listen", &self.quic(), "--admin", &self.admin()])
+            .args(["--solve-interval-ms", "500", "--identity-dir"])
+            .arg(&self.ca)
+            .arg("--data-dir")
+            .arg(self.path().join("coordinator"))
+            .arg("--catalog")
+            .arg(catalog())
+            .args(extra);
+        let p = self.spawn("coordinator", cmd)?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if http::get(&self.admin(), "/livez", Duration::from_millis(300)).is_ok() {
+                return Ok(p);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("coordinator did not come up: {}", p.log_text())
+    }
+
+    /// Starts a node agent that runs for `secs` and writes `<name>.summary.json`.
+    pub fn node(&self, name: &str, class: &str, secs: f64, extra: &[&str]) -> anyhow::Result<Proc> {
+        if !self.ca.join(format!("{name}.pem")).exists() {
+            self.enroll(Kind::Node, name)?;
+        }
+        let mut cmd = Command::new(bin("mcdnn-node")?);
+        cmd.args(["run", "--name", name, "--coordinator", &self.quic(), "--device-class", class])
+            .args(["--battery-model", "--telemetry-ms", "200", "--apps", "garment=8,category=4"])
+            .arg("--energy-budget-j")
+            .arg(format!("{}", 0.1 * secs))
+            .arg("--shift-s")
+            .arg(format!("{secs}"))
+            .arg("--duration-s")
+            .arg(format!("{secs}"))
+            .arg("--identity-dir")
+            .arg(&self.ca)
+            .arg("--store")
+            .arg(self.path().join(format!("{name}.store")))
+            .arg("--summary")
+            .arg(self.summary_path(name))
+            .arg("--catalog")
+            .arg(catalog())
+            .args(extra);
+        self.spawn(name, cmd)
+    }
+
+    pub fn summary_path(&self, name: &str) -> PathBuf {
+        self.path().join(format!("{name}.summary.json"))
+    }
+
+    pub fn summary(&self, name: &str) -> anyhow::Result<serde_json::Value> {
+        let path = self.summary_path(name);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    pub fn status(&self) -> anyhow::Result<FleetStatus> {
+        demo::fetch_status(&self.admin())
+    }
+
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        http::get(&self.admin(), "/metrics", Duration::from_secs(2))
+    }
+
+    /// Polls `/status` until `pred` holds.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&FleetStatus) -> bool) -> anyhow::Result<FleetStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(s) = self.status()
+                && pred(&s)
+            {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                bail!("timed out after {timeout:?} waiting for {what}; last status {:?}", self.status().ok());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A metric's value from Prometheus text.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}

@@ -1,8 +1,10 @@
 //! `mcdnnctl`: operator CLI for an MCDNN fleet.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mcdnn_coordinator::ctl::demo;
 use mcdnn_coordinator::ctl::identity::{self, CaInitArgs, EnrollArgs};
 
 #[derive(Debug, Parser)]
@@ -21,6 +23,8 @@ enum Command {
     },
     /// Issue a node, coordinator or operator certificate signed by the fleet CA.
     Enroll(EnrollArgs),
+    /// Run a local fleet (coordinator + node agents) with a live view and a summary.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,6 +40,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             command: CaCommand::Init(args),
         } => identity::ca_init(&args, &mut stdout),
         Command::Enroll(args) => identity::enroll(&args, &mut stdout),
+        Command::Demo(args) => {
+            let summary = demo::run(&args, &mut stdout)?;
+            if args.json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&summary)?)?;
+            } else {
+                write!(stdout, "{}", demo::summary_table(&summary))?;
+            }
+            Ok(())
+        }
     }
 }
 

@@ -117,6 +117,8 @@ mod tests {
     #[test]
     fn init_then_enroll_then_load() -> anyhow::Result<()> {
         let tmp = std::env::temp_dir().join(format!("mcdnnctl-test-{}", std::process::id()));
+        // A leftover from a crashed run with the same pid would make `ca init` refuse.
+        let _ = std::fs::remove_dir_all(&tmp);
         let ca_dir = tmp.join("ca");
         let mut log = Vec::new();
         ca_init(

@@ -2,3 +2,5 @@
 //! reused without the binary.
 
 pub mod identity;
+pub mod demo;
+pub mod http;

@@ -39,9 +39,12 @@ pub async fn serve(endpoint: quinn::Endpoint, hub: Arc<Hub>, cancel: Cancellatio
                     return;
                 }
             };
-            if let Err(reason) = session(conn.clone(), &hub).await {
-                tracing::warn!(%remote, %reason, "closed a node connection");
-                conn.close(1u32.into(), reason.as_bytes());
+            match session(conn.clone(), &hub).await {
+                Ok(()) => conn.close(0u32.into(), b"bye"),
+                Err(reason) => {
+                    tracing::warn!(%remote, %reason, "closed a node connection");
+                    conn.close(1u32.into(), reason.as_bytes());
+                }
             }
         });
     }
@@ -118,6 +121,11 @@ async fn read_loop(recv: &mut quinn::RecvStream, hub: &Hub, id: &str, sid: u64) 
         let msg = match codec::read_frame::<_, NodeMsg>(recv, MAX_FRAME_BYTES).await {
             Ok(Some(m)) => m,
             Ok(None) => return Ok(()),
+            // The connection went away (node stopped, crashed or lost its link): not bad input.
+            Err(protocol::codec::CodecError::Io(e)) => {
+                tracing::info!(node = %id, error = %e, "node connection lost");
+                return Ok(());
+            }
             Err(e) => {
                 Metrics::inc(&hub.metrics.frames_rejected_total);
                 return Err(format!("bad frame from {id}: {e}"));

@@ -52,10 +52,12 @@ mod tests {
         m.from = 1;
         m.to = 2;
         m.term = 5;
-        let mut e = Entry::default();
-        e.index = 9;
-        e.term = 5;
-        e.data = b"payload".to_vec().into();
+        let e = Entry {
+            index: 9,
+            term: 5,
+            data: b"payload".to_vec().into(),
+            ..Default::default()
+        };
         m.entries = vec![e].into();
         let bytes = encode_message(&m).unwrap();
         assert_eq!(decode_message(&bytes).unwrap(), m);

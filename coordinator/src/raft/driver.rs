@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 
 use protobuf::Message as PbMessage;
-use raft::prelude::{ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message, MessageType};
+use raft::prelude::{
+    ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message, MessageType,
+};
 use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
@@ -103,7 +105,10 @@ impl Driver {
                 info!(id, ?peers, "bootstrapping a new raft cluster");
                 store.bootstrap(peers, FleetState::default().to_snapshot_bytes()?)?;
             } else {
-                info!(id, "empty raft storage; waiting for the leader to send a snapshot");
+                info!(
+                    id,
+                    "empty raft storage; waiting for the leader to send a snapshot"
+                );
             }
         }
 
@@ -190,14 +195,80 @@ impl Driver {
         result
     }
 
-    fn step(&mut self, m: Message) {
+    fn step(&mut self, mut m: Message) {
         if m.to != self.id {
-            warn!(id = self.id, to = m.to, from = m.from, "message for another replica dropped");
+            warn!(
+                id = self.id,
+                to = m.to,
+                from = m.from,
+                "message for another replica dropped"
+            );
+            return;
+        }
+        if !self.guard_lost_disk(&mut m) {
             return;
         }
         if let Err(e) = self.raw.step(m) {
             // E.g. a message from a peer no longer in the configuration.
             debug!(id = self.id, error = %e, "raft rejected a message");
+        }
+    }
+
+    /// Keeps raft-rs' "acknowledged data is never lost" assumption from crashing or wedging
+    /// the group when a replica comes back with a wiped disk under its old id. Returns false
+    /// if `m` must be dropped.
+    fn guard_lost_disk(&mut self, m: &mut Message) -> bool {
+        let store = self.raw.store();
+        match m.get_msg_type() {
+            // With an empty disk this replica has forgotten its log and its votes: voting now
+            // could elect a replica missing committed entries, or vote twice in a term. It
+            // stays silent until a leader's snapshot has brought it up to date.
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+                if !store.is_initialized() =>
+            {
+                debug!(id = self.id, from = m.from, "no state yet; not voting");
+                false
+            }
+            // The leader still believes the old log is here and advertises a commit index
+            // beyond our log, which raft-rs treats as fatal. Commit is only advisory: clamp.
+            MessageType::MsgHeartbeat => {
+                let last = self.raw.raft.raft_log.last_index();
+                if m.commit > last {
+                    debug!(
+                        id = self.id,
+                        commit = m.commit,
+                        last,
+                        "clamping heartbeat commit"
+                    );
+                    m.commit = last;
+                }
+                true
+            }
+            // Leader side: a follower rejecting with a last index below what it acknowledged
+            // before has lost its log. raft-rs would discard the rejection as stale forever;
+            // restart probing from what the follower really has (a snapshot if compacted).
+            MessageType::MsgAppendResponse
+                if m.reject
+                    && m.term == self.raw.raft.term
+                    && self.raw.raft.state == StateRole::Leader =>
+            {
+                if let Some(pr) = self.raw.raft.mut_prs().get_mut(m.from)
+                    && m.reject_hint < pr.matched
+                {
+                    warn!(
+                        id = self.id,
+                        peer = m.from,
+                        matched = pr.matched,
+                        peer_last = m.reject_hint,
+                        "peer lost acknowledged log entries (disk wiped?); re-probing it"
+                    );
+                    pr.matched = m.reject_hint;
+                    pr.pending_snapshot = 0;
+                    pr.become_probe();
+                }
+                true
+            }
+            _ => true,
         }
     }
 
@@ -416,7 +487,10 @@ impl Driver {
         fleet.note_applied(index);
         self.raw.mut_store().apply_snapshot(snap)?;
         *self.fleet_mut() = fleet;
-        info!(id = self.id, index, "restored state machine from leader snapshot");
+        info!(
+            id = self.id,
+            index, "restored state machine from leader snapshot"
+        );
         // Proposals below the snapshot can no longer be matched to their entries.
         let hint = self.not_leader();
         while let Some(e) = self.pending.first_entry() {
@@ -439,10 +513,11 @@ impl Driver {
                     EntryOutcome::Ok
                 }
                 EntryType::EntryNormal => {
-                    let cmd = Command::decode(&e.data).map_err(|err| ReplicaError::CorruptEntry {
-                        index,
-                        reason: err.to_string(),
-                    })?;
+                    let cmd =
+                        Command::decode(&e.data).map_err(|err| ReplicaError::CorruptEntry {
+                            index,
+                            reason: err.to_string(),
+                        })?;
                     match self.fleet_mut().apply(index, &cmd) {
                         ApplyOutcome::Applied | ApplyOutcome::Duplicate => EntryOutcome::Ok,
                         ApplyOutcome::Rejected(r) => EntryOutcome::Rejected(r),
@@ -524,13 +599,16 @@ impl Driver {
     /// and compact the log.
     fn maintain(&mut self) -> Result<(), ReplicaError> {
         let (state, term) = (self.raw.raft.state, self.raw.raft.term);
-        if state != StateRole::Leader || self.pending.values().any(|p| p.term != term) {
-            if !self.pending.is_empty() {
-                let err = self.not_leader();
-                debug!(id = self.id, n = self.pending.len(), "leadership lost; failing proposals");
-                for (_, p) in std::mem::take(&mut self.pending) {
-                    let _ = p.reply.send(Err(err.clone()));
-                }
+        let lost = state != StateRole::Leader || self.pending.values().any(|p| p.term != term);
+        if lost && !self.pending.is_empty() {
+            let err = self.not_leader();
+            debug!(
+                id = self.id,
+                n = self.pending.len(),
+                "leadership lost; failing proposals"
+            );
+            for (_, p) in std::mem::take(&mut self.pending) {
+                let _ = p.reply.send(Err(err.clone()));
             }
         }
 

@@ -6,7 +6,9 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum StorageError {
     /// sled itself failed (I/O error, lock held by another process, ...).
-    #[error("raft storage: sled error: {0} (check the data directory is writable and not used by another replica)")]
+    #[error(
+        "raft storage: sled error: {0} (check the data directory is writable and not used by another replica)"
+    )]
     Sled(#[from] sled::Error),
     /// Bytes on disk did not decode or broke an invariant of the log.
     #[error(

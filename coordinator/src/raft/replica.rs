@@ -358,5 +358,4 @@ impl ReplicaHandle {
             None => Ok(()),
         }
     }
-
 }

@@ -307,7 +307,10 @@ impl SledStorage {
             batch.remove(kv?);
         }
         batch.insert(KEY_SNAPSHOT, encode(&snapshot, "snapshot")?);
-        batch.insert(KEY_TRUNCATED, truncated_bytes(meta.index, meta.term).to_vec());
+        batch.insert(
+            KEY_TRUNCATED,
+            truncated_bytes(meta.index, meta.term).to_vec(),
+        );
         batch.insert(KEY_HARD_STATE, encode(&hs, "hard state")?);
         batch.insert(KEY_CONF_STATE, encode(&cs, "conf state")?);
         self.tree.apply_batch(batch)?;
@@ -340,11 +343,13 @@ impl SledStorage {
                 first: self.snapshot_meta.index,
             });
         }
-        let term = self.term_of(index).map_err(|_| StorageError::SnapshotIndexOutOfRange {
-            index,
-            first: self.truncated_index,
-            last: self.last_index,
-        })?;
+        let term = self
+            .term_of(index)
+            .map_err(|_| StorageError::SnapshotIndexOutOfRange {
+                index,
+                first: self.truncated_index,
+                last: self.last_index,
+            })?;
         let mut snap = Snapshot::default();
         let meta = snap.mut_metadata();
         meta.index = index;
@@ -379,10 +384,7 @@ impl SledStorage {
         for index in self.truncated_index + 1..=new_truncated {
             batch.remove(&entry_key(index));
         }
-        batch.insert(
-            KEY_TRUNCATED,
-            truncated_bytes(new_truncated, term).to_vec(),
-        );
+        batch.insert(KEY_TRUNCATED, truncated_bytes(new_truncated, term).to_vec());
         self.tree.apply_batch(batch)?;
         self.truncated_index = new_truncated;
         self.truncated_term = term;

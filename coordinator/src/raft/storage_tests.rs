@@ -13,10 +13,11 @@ use raft::{Error as RaftError, GetEntriesContext, Storage, StorageError as RaftS
 use super::*;
 
 fn new_entry(index: u64, term: u64) -> Entry {
-    let mut e = Entry::default();
-    e.term = term;
-    e.index = index;
-    e
+    Entry {
+        term,
+        index,
+        ..Default::default()
+    }
 }
 
 fn new_snapshot(index: u64, term: u64, voters: Vec<u64>) -> Snapshot {
@@ -77,7 +78,12 @@ fn entries() {
     ];
     let max = u64::MAX;
     let cases: Vec<(u64, u64, u64, raft::Result<Vec<Entry>>)> = vec![
-        (2, 6, max, Err(RaftError::Store(RaftStorageError::Compacted))),
+        (
+            2,
+            6,
+            max,
+            Err(RaftError::Store(RaftStorageError::Compacted)),
+        ),
         (3, 4, max, Ok(vec![new_entry(3, 3)])),
         (4, 5, max, Ok(vec![new_entry(4, 4)])),
         (4, 6, max, Ok(vec![new_entry(4, 4), new_entry(5, 5)])),
@@ -134,7 +140,11 @@ fn first_and_last_index() {
     assert_eq!(s.last_index(), Ok(6));
     s.compact(4).unwrap();
     assert_eq!(s.first_index(), Ok(4));
-    assert_eq!(s.term(3), Ok(3), "term of the last compacted entry is retained");
+    assert_eq!(
+        s.term(3),
+        Ok(3),
+        "term of the last compacted entry is retained"
+    );
 }
 
 #[test]
@@ -164,10 +174,14 @@ fn compact() {
 fn create_snapshot_and_serve_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = seeded(&dir, &three());
-    let mut cs = ConfState::default();
-    cs.voters = vec![1, 2, 3];
+    let cs = ConfState {
+        voters: vec![1, 2, 3],
+        ..Default::default()
+    };
 
-    let snap = s.create_snapshot(4, cs.clone(), b"state@4".to_vec()).unwrap();
+    let snap = s
+        .create_snapshot(4, cs.clone(), b"state@4".to_vec())
+        .unwrap();
     assert_eq!(snap.get_metadata().index, 4);
     assert_eq!(snap.get_metadata().term, 4);
     let served = s.snapshot(0, 2).unwrap();
@@ -290,12 +304,16 @@ fn apply_snapshot() {
 #[test]
 fn reopen_from_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cs = ConfState::default();
-    cs.voters = vec![1, 2, 3];
-    let mut hs = HardState::default();
-    hs.term = 7;
-    hs.vote = 2;
-    hs.commit = 6;
+    let cs = ConfState {
+        voters: vec![1, 2, 3],
+        ..Default::default()
+    };
+    let hs = HardState {
+        term: 7,
+        vote: 2,
+        commit: 6,
+        ..Default::default()
+    };
     {
         let mut s = SledStorage::open(dir.path()).unwrap();
         s.bootstrap(&[1, 2, 3], b"genesis".to_vec()).unwrap();
@@ -303,7 +321,8 @@ fn reopen_from_disk() {
         s.append(&ents).unwrap();
         s.set_hardstate(hs.clone()).unwrap();
         s.set_conf_state(cs.clone()).unwrap();
-        s.create_snapshot(5, cs.clone(), b"state@5".to_vec()).unwrap();
+        s.create_snapshot(5, cs.clone(), b"state@5".to_vec())
+            .unwrap();
         s.compact(5).unwrap();
         s.flush().unwrap();
     }

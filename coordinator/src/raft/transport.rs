@@ -108,7 +108,11 @@ impl Transport for InProcessTransport {
                 Some(h) => {
                     let _ = h.step(m);
                 }
-                None => trace!(from = self.from, to = m.to, "no such replica; message dropped"),
+                None => trace!(
+                    from = self.from,
+                    to = m.to,
+                    "no such replica; message dropped"
+                ),
             }
         }
     }

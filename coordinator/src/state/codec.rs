@@ -30,7 +30,9 @@ pub enum StateError {
         source: bincode::error::DecodeError,
     },
     /// Bytes were written by a different format version.
-    #[error("{what} has format version {found}, this build reads version {FORMAT_VERSION}; upgrade the replica")]
+    #[error(
+        "{what} has format version {found}, this build reads version {FORMAT_VERSION}; upgrade the replica"
+    )]
     Version {
         /// What was being decoded.
         what: &'static str,
@@ -61,12 +63,18 @@ pub(crate) fn encode<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<
 }
 
 /// Decodes bytes produced by [`encode`]; trailing bytes are an error.
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, StateError> {
+pub(crate) fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<T, StateError> {
     let (&version, body) = bytes
         .split_first()
         .ok_or(StateError::Framing { what, extra: 0 })?;
     if version != FORMAT_VERSION {
-        return Err(StateError::Version { what, found: version });
+        return Err(StateError::Version {
+            what,
+            found: version,
+        });
     }
     let (value, used) = bincode::serde::decode_from_slice(body, config())
         .map_err(|source| StateError::Decode { what, source })?;

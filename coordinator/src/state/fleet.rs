@@ -255,10 +255,22 @@ mod tests {
     #[test]
     fn policy_writes_are_logged_in_order_and_deduplicated() {
         let mut s = FleetState::default();
-        assert_eq!(s.apply(1, &policy("a", 1.0, "op", 1)), ApplyOutcome::Applied);
-        assert_eq!(s.apply(2, &policy("b", 2.0, "op", 2)), ApplyOutcome::Applied);
-        assert_eq!(s.apply(3, &policy("a", 9.0, "op", 1)), ApplyOutcome::Duplicate);
-        assert_eq!(s.apply(4, &policy("a", 3.0, "other", 1)), ApplyOutcome::Applied);
+        assert_eq!(
+            s.apply(1, &policy("a", 1.0, "op", 1)),
+            ApplyOutcome::Applied
+        );
+        assert_eq!(
+            s.apply(2, &policy("b", 2.0, "op", 2)),
+            ApplyOutcome::Applied
+        );
+        assert_eq!(
+            s.apply(3, &policy("a", 9.0, "op", 1)),
+            ApplyOutcome::Duplicate
+        );
+        assert_eq!(
+            s.apply(4, &policy("a", 3.0, "other", 1)),
+            ApplyOutcome::Applied
+        );
         let ids: Vec<_> = s
             .policy_log()
             .iter()
@@ -298,12 +310,28 @@ mod tests {
             i += 1;
             s.apply(i, &c)
         };
-        apply(&mut s, Command::RegisterNode { node_id: "n1".into(), device_class: "phone".into() });
+        apply(
+            &mut s,
+            Command::RegisterNode {
+                node_id: "n1".into(),
+                device_class: "phone".into(),
+            },
+        );
         assert!(matches!(
-            apply(&mut s, Command::RemoveNode { node_id: "nope".into() }),
+            apply(
+                &mut s,
+                Command::RemoveNode {
+                    node_id: "nope".into()
+                }
+            ),
             ApplyOutcome::Rejected(_)
         ));
-        apply(&mut s, Command::SetCatalogIndex { digests: vec!["ab".into(), "cd".into()] });
+        apply(
+            &mut s,
+            Command::SetCatalogIndex {
+                digests: vec!["ab".into(), "cd".into()],
+            },
+        );
         let v = SpecialisedVariant {
             app: "face".into(),
             variant: "face-top5".into(),
@@ -316,12 +344,23 @@ mod tests {
         assert_eq!(s.specialised()["face"]["face-top5"], v);
         assert_eq!(s.catalog_digests(), ["ab", "cd"]);
         assert_eq!(
-            apply(&mut s, Command::RemoveSpecialisedVariant { app: "face".into(), variant: "face-top5".into() }),
+            apply(
+                &mut s,
+                Command::RemoveSpecialisedVariant {
+                    app: "face".into(),
+                    variant: "face-top5".into()
+                }
+            ),
             ApplyOutcome::Applied
         );
         assert!(s.specialised().is_empty());
         assert_eq!(
-            apply(&mut s, Command::RemoveNode { node_id: "n1".into() }),
+            apply(
+                &mut s,
+                Command::RemoveNode {
+                    node_id: "n1".into()
+                }
+            ),
             ApplyOutcome::Applied
         );
     }
@@ -330,7 +369,13 @@ mod tests {
     fn snapshot_round_trip_and_corruption() {
         let mut s = FleetState::default();
         s.apply(1, &policy("fleet.cloud_budget", 0.0667, "op", 1));
-        s.apply(2, &Command::CommitPlan { epoch: 1, plan: vec![1, 2, 3] });
+        s.apply(
+            2,
+            &Command::CommitPlan {
+                epoch: 1,
+                plan: vec![1, 2, 3],
+            },
+        );
         let bytes = s.to_snapshot_bytes().unwrap();
         assert_eq!(FleetState::from_snapshot_bytes(&bytes).unwrap(), s);
         assert!(FleetState::from_snapshot_bytes(&[]).is_err());

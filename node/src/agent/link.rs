@@ -146,6 +146,9 @@ async fn session(
             _ = cancel.cancelled() => {
                 let _ = codec::write_frame(&mut send, &NodeMsg::Bye).await;
                 let _ = send.finish();
+                // Let the coordinator read the goodbye and close first, so it sees an orderly
+                // end rather than a lost connection.
+                let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
                 conn.close(0u32.into(), b"bye");
                 return Ok(Ended::Cancelled);
             }

@@ -29,7 +29,10 @@ pub struct RunCost {
 pub fn run_cost(catalog: &Catalog, key: VariantKey, place: Place, state: &DeviceState) -> RunCost {
     let v = catalog.variant(key);
     let c = &catalog.constants;
-    let trunk = v.trunk.filter(|&t| state.trunk_done(t, place)).map(|t| &catalog.trunks[t]);
+    let trunk = v
+        .trunk
+        .filter(|&t| state.trunk_done(t, place))
+        .map(|t| &catalog.trunks[t]);
     let cold = !state.app_warm(key.app, place);
     match place {
         Place::Device => {
@@ -38,11 +41,20 @@ pub fn run_cost(catalog: &Catalog, key: VariantKey, place: Place, state: &Device
                 e = (e - t.device_energy_j).max(0.0);
                 ms = (ms - t.device_latency_ms).max(0.0);
             }
-            let load_j = if state.is_resident(key) { 0.0 } else { v.load_energy_j };
+            let load_j = if state.is_resident(key) {
+                0.0
+            } else {
+                v.load_energy_j
+            };
             if cold {
                 ms += v.load_latency_ms;
             }
-            RunCost { energy_j: e + load_j, usd: 0.0, latency_ms: ms, load_j }
+            RunCost {
+                energy_j: e + load_j,
+                usd: 0.0,
+                latency_ms: ms,
+                load_j,
+            }
         }
         Place::Server => {
             let mut ms = v.server_ms;
@@ -151,7 +163,8 @@ impl Core {
     }
 
     fn admits(&self, app: usize, v: &Variant, place: Place) -> bool {
-        self.constraints.admits(&self.catalog.apps[app].name, &v.name, place)
+        self.constraints
+            .admits(&self.catalog.apps[app].name, &v.name, place)
     }
 
     /// Every feasible candidate for a request of `app` now, into `out` (cleared first).
@@ -159,11 +172,17 @@ impl Core {
         out.clear();
         let cat = &*self.catalog;
         let limit = cat.constants.latency_limit_ms;
-        let places: &[Place] =
-            if state.connected { &[Place::Device, Place::Server] } else { &[Place::Device] };
+        let places: &[Place] = if state.connected {
+            &[Place::Device, Place::Server]
+        } else {
+            &[Place::Device]
+        };
         let caps_ok = |steady_j: f64, steady_usd: f64| {
             self.constraints.energy_cap_j.is_none_or(|c| steady_j <= c)
-                && self.constraints.cost_cap_usd.is_none_or(|c| steady_usd <= c)
+                && self
+                    .constraints
+                    .cost_cap_usd
+                    .is_none_or(|c| steady_usd <= c)
         };
         for &place in places {
             let first_general = out.len();
@@ -251,35 +270,56 @@ impl Core {
         let variants = &self.catalog.apps[app].variants;
         let cascade = c.fallback.and_then(|g| {
             let (set, _) = self.skew[app].as_ref()?.active()?;
-            Some(Cascade { fallback: variants[g].name.clone(), classes: set.clone() })
+            Some(Cascade {
+                fallback: variants[g].name.clone(),
+                classes: set.clone(),
+            })
         });
         if c.fallback.is_some() && cascade.is_none() {
             return Decision::Drop;
         }
-        Decision::Run(Run { variant: variants[c.variant].name.clone(), place: c.place, cascade })
+        Decision::Run(Run {
+            variant: variants[c.variant].name.clone(),
+            place: c.place,
+            cascade,
+        })
     }
 
     /// The published fallback when nothing fits the per-request budget: the cheapest device
     /// variant while energy is left, else the cheapest server variant while money is left.
     pub fn cheapest<'a>(&self, cands: &'a [Candidate]) -> Option<&'a Candidate> {
-        let general = |p: Place| cands.iter().filter(move |c| c.place == p && c.fallback.is_none());
+        let general = |p: Place| {
+            cands
+                .iter()
+                .filter(move |c| c.place == p && c.fallback.is_none())
+        };
         general(Place::Device)
-            .min_by(|a, b| a.energy_j.total_cmp(&b.energy_j).then(b.accuracy.total_cmp(&a.accuracy)))
+            .min_by(|a, b| {
+                a.energy_j
+                    .total_cmp(&b.energy_j)
+                    .then(b.accuracy.total_cmp(&a.accuracy))
+            })
             .or_else(|| {
-                general(Place::Server)
-                    .min_by(|a, b| a.usd.total_cmp(&b.usd).then(b.accuracy.total_cmp(&a.accuracy)))
+                general(Place::Server).min_by(|a, b| {
+                    a.usd
+                        .total_cmp(&b.usd)
+                        .then(b.accuracy.total_cmp(&a.accuracy))
+                })
             })
     }
 }
 
 /// The most accurate candidate by `key` among those `ok` admits (ties: less energy).
-pub fn most_accurate<'a>(
-    cands: &'a [Candidate],
+pub fn most_accurate(
+    cands: &[Candidate],
     key: impl Fn(&Candidate) -> f64,
     ok: impl Fn(&Candidate) -> bool,
-) -> Option<&'a Candidate> {
+) -> Option<&Candidate> {
     cands.iter().filter(|c| ok(c)).max_by(|a, b| {
-        key(a).total_cmp(&key(b)).then(b.energy_j.total_cmp(&a.energy_j)).then(b.usd.total_cmp(&a.usd))
+        key(a)
+            .total_cmp(&key(b))
+            .then(b.energy_j.total_cmp(&a.energy_j))
+            .then(b.usd.total_cmp(&a.usd))
     })
 }
 

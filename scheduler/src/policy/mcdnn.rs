@@ -80,7 +80,13 @@ pub struct Mcdnn {
 impl Mcdnn {
     pub fn new(core: Core) -> Mcdnn {
         let n = core.catalog.apps.len();
-        Mcdnn { core, cands: Vec::new(), plan: vec![None; 2 * n], next_plan_s: f64::NEG_INFINITY, conn: Connectivity::default() }
+        Mcdnn {
+            core,
+            cands: Vec::new(),
+            plan: vec![None; 2 * n],
+            next_plan_s: f64::NEG_INFINITY,
+            conn: Connectivity::default(),
+        }
     }
 
     fn replan(&mut self, now_s: f64, state: &DeviceState) {
@@ -101,7 +107,9 @@ impl Mcdnn {
             };
             let name = &cat.apps[a].name;
             let admits = |vi: usize, place: Place| {
-                self.core.constraints.admits(name, &cat.apps[a].variants[vi].name, place)
+                self.core
+                    .constraints
+                    .admits(name, &cat.apps[a].variants[vi].name, place)
             };
             for connected in [false, true] {
                 let share = if connected { p_conn } else { 1.0 - p_conn };
@@ -123,7 +131,11 @@ impl Mcdnn {
                         && caps.cost_cap_usd.is_none_or(|c| o.opt.cost <= c)
                 });
                 tables.push(Table::new(opts.iter().map(|o| o.opt).collect()));
-                groups.push(Group { table: (tables.len() - 1) as u32, weight, server_weight: 0.0 });
+                groups.push(Group {
+                    table: (tables.len() - 1) as u32,
+                    weight,
+                    server_weight: 0.0,
+                });
                 meta.push((a, connected, opts));
             }
         }
@@ -136,7 +148,10 @@ impl Mcdnn {
                 let po = &opts[o as usize];
                 if po.place == Place::Device {
                     for v in std::iter::once(po.variant).chain(po.fallback) {
-                        let key = VariantKey { app: *a, variant: v };
+                        let key = VariantKey {
+                            app: *a,
+                            variant: v,
+                        };
                         if !state.is_resident(key) && !pages.contains(&key) {
                             pages.push(key);
                         }
@@ -182,8 +197,11 @@ impl Mcdnn {
                 }
             }
             let served: f64 = choices.iter().map(|c| c.frac).sum();
-            self.plan[idx] =
-                Some(PlanGroup { choices, drop_frac: (1.0 - served).max(0.0), drop_credit });
+            self.plan[idx] = Some(PlanGroup {
+                choices,
+                drop_frac: (1.0 - served).max(0.0),
+                drop_credit,
+            });
         }
         let elapsed = now_s - self.core.start_s.unwrap_or(now_s);
         self.next_plan_s = now_s + (elapsed / 5.0).clamp(1.0, REPLAN_MAX_S);
@@ -200,7 +218,11 @@ impl Mcdnn {
         let need = vs[c.variant].memory_mb + c.fallback.map_or(0.0, |g| vs[g].memory_mb);
         // Which variants the load would evict (least recently used first); evicting variants the
         // plan no longer uses costs nothing later, so only evicting planned ones must wait.
-        let mut used: f64 = state.resident.iter().map(|k| cat.variant(*k).memory_mb).sum();
+        let mut used: f64 = state
+            .resident
+            .iter()
+            .map(|k| cat.variant(*k).memory_mb)
+            .sum();
         let mut evicts_planned = false;
         for k in &state.resident {
             if used + need <= state.memory_mb {
@@ -253,9 +275,10 @@ impl Mcdnn {
             }
         };
         let t = group.choices[target].clone();
-        let exact = self.cands.iter().find(|c| {
-            c.variant == t.variant && c.fallback == t.fallback && c.place == t.place
-        });
+        let exact = self
+            .cands
+            .iter()
+            .find(|c| c.variant == t.variant && c.fallback == t.fallback && c.place == t.place);
         if let Some(c) = exact {
             if t.credit >= self.block(a, c, state) {
                 let d = self.core.decision(a, c);
@@ -265,9 +288,11 @@ impl Mcdnn {
                 return d;
             }
             // Waiting to amortise a swap: serve from what is resident, keep the credit.
-            let sub = most_accurate(&self.cands, |c| c.accuracy, |c| {
-                c.load_j == 0.0 && c.steady_j <= t.steady_j && c.steady_usd <= t.usd + 1e-15
-            });
+            let sub = most_accurate(
+                &self.cands,
+                |c| c.accuracy,
+                |c| c.load_j == 0.0 && c.steady_j <= t.steady_j && c.steady_usd <= t.usd + 1e-15,
+            );
             return match sub {
                 Some(s) => {
                     let d = self.core.decision(a, s);
@@ -279,9 +304,11 @@ impl Mcdnn {
             };
         }
         // Not feasible now (cold start latency, budget): the best cheaper substitute.
-        let sub = most_accurate(&self.cands, |c| c.accuracy, |c| {
-            c.steady_j <= t.steady_j + 1e-12 && c.steady_usd <= t.usd + 1e-15
-        });
+        let sub = most_accurate(
+            &self.cands,
+            |c| c.accuracy,
+            |c| c.steady_j <= t.steady_j + 1e-12 && c.steady_usd <= t.usd + 1e-15,
+        );
         if let Some(g) = self.plan[idx].as_mut() {
             g.choices[target].credit -= 1.0;
         }
@@ -293,10 +320,14 @@ impl Mcdnn {
 
     /// A substitute that is itself in the mix uses up its own credit.
     fn charge_substitute(&mut self, idx: usize, s: &Candidate) {
-        let Some(g) = self.plan[idx].as_mut() else { return };
-        if let Some(c) = g.choices.iter_mut().find(|c| {
-            c.variant == s.variant && c.fallback == s.fallback && c.place == s.place
-        }) {
+        let Some(g) = self.plan[idx].as_mut() else {
+            return;
+        };
+        if let Some(c) = g
+            .choices
+            .iter_mut()
+            .find(|c| c.variant == s.variant && c.fallback == s.fallback && c.place == s.place)
+        {
             c.credit -= 1.0;
         }
     }

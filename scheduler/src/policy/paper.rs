@@ -22,11 +22,21 @@ pub struct Paper {
 
 impl Paper {
     pub fn new(core: Core) -> Paper {
-        Paper { core, cands: Vec::new() }
+        Paper {
+            core,
+            cands: Vec::new(),
+        }
     }
 
     /// f x (B / T) / (f^2 + sum of f_j^2 over the other apps last run at `place`).
-    fn per_request_budget(&self, app: usize, now_s: f64, left: f64, t_left: f64, place: Place) -> f64 {
+    fn per_request_budget(
+        &self,
+        app: usize,
+        now_s: f64,
+        left: f64,
+        t_left: f64,
+        place: Place,
+    ) -> f64 {
         let rate = |a: usize| self.core.rates.rate(a, now_s);
         let f = rate(app).max(1e-9);
         let others: f64 = (0..self.core.last_place.len())
@@ -48,8 +58,10 @@ impl Policy for Paper {
         };
         self.core.candidates(a, state, &mut self.cands);
         let t_left = (state.end_s - now_s).max(1.0);
-        let e_budget = self.per_request_budget(a, now_s, state.energy_left_j, t_left, Place::Device);
-        let c_budget = self.per_request_budget(a, now_s, state.cost_left_usd, t_left, Place::Server);
+        let e_budget =
+            self.per_request_budget(a, now_s, state.energy_left_j, t_left, Place::Device);
+        let c_budget =
+            self.per_request_budget(a, now_s, state.cost_left_usd, t_left, Place::Server);
         let from_server = self.core.last_place[a] == Some(Place::Server);
         let since_swap = self.core.last_swap_in_s[a].map(|t| (now_s - t).max(1.0));
         // Energy the heuristic charges a device candidate against its per-request budget.
@@ -59,12 +71,16 @@ impl Policy for Paper {
             }
             _ => c.energy_j,
         };
-        let device = most_accurate(&self.cands, |c| c.nominal, |c| {
-            c.place == Place::Device && charged(c) <= e_budget
-        });
-        let server = most_accurate(&self.cands, |c| c.nominal, |c| {
-            c.place == Place::Server && c.usd <= c_budget && c.energy_j <= e_budget
-        });
+        let device = most_accurate(
+            &self.cands,
+            |c| c.nominal,
+            |c| c.place == Place::Device && charged(c) <= e_budget,
+        );
+        let server = most_accurate(
+            &self.cands,
+            |c| c.nominal,
+            |c| c.place == Place::Server && c.usd <= c_budget && c.energy_j <= e_budget,
+        );
         let pick = match (device, server) {
             (Some(d), Some(s)) => Some(if s.nominal > d.nominal { s } else { d }),
             (d, s) => d.or(s),
