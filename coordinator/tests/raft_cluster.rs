@@ -443,6 +443,11 @@ async fn leadership_transfer() {
         c.get(leader).transfer_leader(leader).await,
         Err(ProposeError::NotLeader { .. })
     ));
+    // What a leader does on SIGTERM: hand over to the most up-to-date voter.
+    assert_eq!(c.get(leader).step_down(PATIENCE).await.unwrap(), None);
+    let next = c.get(target).step_down(PATIENCE).await.unwrap().unwrap();
+    assert_ne!(next, target);
+    c.wait_leader_is(&[1, 2, 3], next).await;
     for id in [1, 2, 3] {
         c.stop(id).await;
     }
@@ -468,6 +473,10 @@ async fn add_and_remove_members() {
     );
     assert_eq!(c.get(4).status().await.unwrap().voters, vec![1, 2, 3, 4]);
 
+    assert_eq!(
+        c.get(leader).remove_member(leader).await,
+        Err(ProposeError::CannotRemoveLeader)
+    );
     // Remove a follower other than the new one; the rest keep committing.
     let gone = [1, 2, 3].into_iter().find(|&i| i != leader).unwrap();
     c.get(leader).remove_member(gone).await.unwrap();

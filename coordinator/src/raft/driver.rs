@@ -22,6 +22,16 @@ use super::storage::SledStorage;
 use super::transport::Transport;
 use crate::state::{ApplyOutcome, Command, FleetState};
 
+/// Runs a blocking disk operation (an fsync) without stalling the other tasks of a
+/// multi-threaded runtime; on a current-thread runtime there is nobody to hand over to.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Requests from [`super::ReplicaHandle`] to the driver.
 pub(crate) enum Request {
     Propose {
@@ -188,7 +198,7 @@ impl Driver {
             error!(id = self.id, error = %e, "raft replica stopped");
         }
         // Dropping `pending` fails outstanding proposals with `Stopped`.
-        if let Err(e) = self.raw.store().flush() {
+        if let Err(e) = blocking(|| self.raw.store().flush()) {
             warn!(id = self.id, error = %e, "final flush failed");
         }
         info!(id = self.id, "raft replica task ended");
@@ -319,6 +329,12 @@ impl Driver {
             } => {
                 if self.raw.raft.state != StateRole::Leader {
                     let _ = reply.send(Err(self.not_leader()));
+                    return;
+                }
+                // A leader that removes itself keeps leading a group it is not in; hand
+                // leadership over first.
+                if change == ConfChangeType::RemoveNode && node == self.id {
+                    let _ = reply.send(Err(ProposeError::CannotRemoveLeader));
                     return;
                 }
                 // raft-rs silently turns a second concurrent conf change into an empty entry;
@@ -455,7 +471,7 @@ impl Driver {
                 self.raw.mut_store().set_hardstate(hs.clone())?;
             }
             if rd.must_sync() {
-                self.raw.store().flush()?;
+                blocking(|| self.raw.store().flush())?;
             }
             // 6. ... before sending messages that promise it (votes, append acks).
             self.send(rd.take_persisted_messages());
@@ -630,7 +646,7 @@ impl Driver {
                 let keep_from = applied.saturating_sub(self.config.log_retain_entries) + 1;
                 store.compact(keep_from)?;
             }
-            store.flush()?;
+            blocking(|| store.flush())?;
             debug!(id = self.id, applied, compacted = due, "snapshot taken");
         }
         Ok(())

@@ -138,6 +138,9 @@ pub enum ProposeError {
     /// Another membership change has not been applied yet; raft allows one at a time.
     #[error("another membership change is still pending; retry after it applies")]
     ConfChangeInProgress,
+    /// The leader was asked to remove itself; transfer leadership first.
+    #[error("the leader cannot remove itself; transfer leadership to another member first")]
+    CannotRemoveLeader,
     /// No answer within the configured proposal timeout (e.g. no quorum reachable).
     #[error("proposal timed out after {0:?} (no quorum reachable?)")]
     Timeout(std::time::Duration),

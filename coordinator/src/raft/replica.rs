@@ -294,6 +294,37 @@ impl ReplicaHandle {
             .await?
     }
 
+    /// If this replica leads, hands leadership to the most up-to-date other voter and waits
+    /// (up to `timeout`) until it no longer leads; used before a leader exits (SIGTERM).
+    /// Returns the chosen transferee, or `None` if this replica was not the leader.
+    pub async fn step_down(&self, timeout: Duration) -> Result<Option<u64>, ProposeError> {
+        let st = self.status().await?;
+        if st.role != Role::Leader {
+            return Ok(None);
+        }
+        let Some(to) = st
+            .progress
+            .iter()
+            .filter(|(id, _)| **id != st.id && st.voters.contains(id))
+            .max_by_key(|(id, p)| (p.matched, std::cmp::Reverse(**id)))
+            .map(|(id, _)| *id)
+        else {
+            // A single-member group has nobody to hand over to.
+            return Ok(None);
+        };
+        self.transfer_leader(to).await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.status().await?.role != Role::Leader {
+                return Ok(Some(to));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ProposeError::Timeout(timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Starts an election on this replica.
     pub async fn campaign(&self) -> Result<(), ProposeError> {
         self.request(|reply| Request::Campaign { reply }).await?
