@@ -14,7 +14,11 @@ use tokio_util::sync::CancellationToken;
 use crate::fleet::hub::Hub;
 use crate::fleet::status;
 
-pub async fn serve(addr: SocketAddr, hub: Arc<Hub>, cancel: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    hub: Arc<Hub>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -36,7 +40,10 @@ async fn readyz(State(_hub): State<Arc<Hub>>) -> impl IntoResponse {
 
 async fn metrics(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         hub.metrics.render(),
     )
 }

@@ -55,22 +55,34 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let identity = Identity::load(&args.identity_dir, &args.name)
-        .with_context(|| format!("loading coordinator identity {} from {}", args.name, args.identity_dir.display()))?;
-    let server_config = protocol::tls::server_config(&identity).context("building the QUIC server config")?;
+    let identity = Identity::load(&args.identity_dir, &args.name).with_context(|| {
+        format!(
+            "loading coordinator identity {} from {}",
+            args.name,
+            args.identity_dir.display()
+        )
+    })?;
+    let server_config =
+        protocol::tls::server_config(&identity).context("building the QUIC server config")?;
     let catalog_path = protocol::manifest::locate(args.catalog.as_deref())?;
     let (manifest, bytes, _) = protocol::manifest::load(&catalog_path)
         .with_context(|| format!("catalog {}", catalog_path.display()))?;
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let epochs = EpochStore::open(&args.data_dir.join("epochs"))?;
     let endpoint = quinn::Endpoint::server(server_config, args.listen)
         .with_context(|| format!("binding the node endpoint on {}", args.listen))?;
-    let node_addr = args.advertise.clone().unwrap_or_else(|| args.listen.to_string());
+    let node_addr = args
+        .advertise
+        .clone()
+        .unwrap_or_else(|| args.listen.to_string());
     let hub = Arc::new(Hub::new(
         args.name.clone(),
         manifest,
         hex::encode(Sha256::digest(&bytes)),
-        FleetPolicy { cost_budget_usd: args.fleet_cost_budget_usd },
+        FleetPolicy {
+            cost_budget_usd: args.fleet_cost_budget_usd,
+        },
         epochs,
         node_addr,
     ));

@@ -20,7 +20,9 @@ fn main() -> anyhow::Result<()> {
     let Command::Run(args) = Cli::parse().command;
     let filter = tracing_subscriber::EnvFilter::try_from_env("MCDNN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if args.log_json {
         builder.json().init();
     } else {

@@ -34,7 +34,8 @@ impl EnergyAccount {
     /// `prefer_sysfs`: read the real battery when the machine has one.
     pub fn new(capacity_j: f64, budget_j: f64, shift_end_unix_ms: u64, prefer_sysfs: bool) -> Self {
         let sensor = if prefer_sysfs {
-            find_sysfs_battery(Path::new("/sys/class/power_supply")).map_or(Sensor::Model, Sensor::Sysfs)
+            find_sysfs_battery(Path::new("/sys/class/power_supply"))
+                .map_or(Sensor::Model, Sensor::Sysfs)
         } else {
             Sensor::Model
         };
@@ -87,7 +88,11 @@ impl EnergyAccount {
 
 /// The first power supply whose `type` is `Battery` and that reports energy.
 pub fn find_sysfs_battery(root: &Path) -> Option<PathBuf> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(root).ok()?.flatten().map(|e| e.path()).collect();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(root)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     entries.into_iter().find(|dir| {
         std::fs::read_to_string(dir.join("type")).is_ok_and(|t| t.trim() == "Battery")
@@ -99,7 +104,11 @@ pub fn find_sysfs_battery(root: &Path) -> Option<PathBuf> {
 /// `voltage_now` (µV).
 fn read_sysfs(dir: &Path) -> Option<(f64, f64)> {
     let read = |name: &str| -> Option<f64> {
-        std::fs::read_to_string(dir.join(name)).ok()?.trim().parse::<f64>().ok()
+        std::fs::read_to_string(dir.join(name))
+            .ok()?
+            .trim()
+            .parse::<f64>()
+            .ok()
     };
     const UWH_TO_J: f64 = 3600.0 / 1e6;
     if let (Some(full), Some(now)) = (read("energy_full"), read("energy_now")) {

@@ -26,7 +26,11 @@ pub enum CacheError {
     #[error("variant {0} is not in the catalog")]
     Unknown(String),
     #[error("variant {name} needs {need} bytes but the model memory budget is {budget}")]
-    TooLarge { name: String, need: u64, budget: u64 },
+    TooLarge {
+        name: String,
+        need: u64,
+        budget: u64,
+    },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }

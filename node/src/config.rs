@@ -18,7 +18,12 @@ pub struct RunArgs {
     pub identity_dir: PathBuf,
     /// Coordinator addresses (host:port); repeat or comma-separate. A follower redirects to the
     /// leader.
-    #[arg(long = "coordinator", env = "MCDNN_COORDINATORS", value_delimiter = ',', default_value = "127.0.0.1:7400")]
+    #[arg(
+        long = "coordinator",
+        env = "MCDNN_COORDINATORS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7400"
+    )]
     pub coordinators: Vec<String>,
     /// Device class from the catalog's device_classes (bodycam-lite, phone-2016, laptop).
     #[arg(long, env = "MCDNN_DEVICE_CLASS", default_value = "phone-2016")]
@@ -91,7 +96,9 @@ pub fn parse_apps(text: &str) -> anyhow::Result<Vec<(String, f64)>> {
         let (app, rate) = part
             .split_once('=')
             .with_context(|| format!("--apps: {part:?} is not app=rate"))?;
-        let rate: f64 = rate.parse().with_context(|| format!("--apps: rate of {app} is not a number"))?;
+        let rate: f64 = rate
+            .parse()
+            .with_context(|| format!("--apps: rate of {app} is not a number"))?;
         if !(rate.is_finite() && rate > 0.0) {
             bail!("--apps: rate of {app} must be positive");
         }
@@ -137,7 +144,11 @@ mod tests {
         assert_eq!(parse_mix("uniform").expect("ok"), ClassMix::Uniform);
         assert_eq!(
             parse_mix("skewed:3:0.7:60").expect("ok"),
-            ClassMix::Skewed { top: 3, share: 0.7, episode_s: 60.0 }
+            ClassMix::Skewed {
+                top: 3,
+                share: 0.7,
+                episode_s: 60.0
+            }
         );
         assert!(parse_mix("skewed:3:1.7:60").is_err());
         assert!(parse_mix("zipf").is_err());

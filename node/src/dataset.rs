@@ -15,12 +15,16 @@ const UBYTE_TYPE: u8 = 0x08;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
-    #[error("cannot read {path}: {source} (install it with `apt-get install dataset-fashion-mnist` or set MCDNN_DATA)")]
+    #[error(
+        "cannot read {path}: {source} (install it with `apt-get install dataset-fashion-mnist` or set MCDNN_DATA)"
+    )]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: not an idx file of unsigned bytes with {want_dims} dimensions (magic {found:02x?})")]
+    #[error(
+        "{path}: not an idx file of unsigned bytes with {want_dims} dimensions (magic {found:02x?})"
+    )]
     BadMagic {
         path: PathBuf,
         want_dims: u8,
@@ -110,7 +114,10 @@ impl Dataset {
         for (i, &l) in self.labels.iter().enumerate() {
             by_label[l as usize].push(i);
         }
-        let used = by_label.iter().rposition(|v| !v.is_empty()).map_or(0, |p| p + 1);
+        let used = by_label
+            .iter()
+            .rposition(|v| !v.is_empty())
+            .map_or(0, |p| p + 1);
         by_label.truncate(used);
         by_label
     }
@@ -149,7 +156,11 @@ pub fn read_idx(path: &Path, want_dims: u8) -> Result<(Vec<usize>, Vec<u8>), Dat
     parse_idx(path, &bytes, want_dims)
 }
 
-fn parse_idx(path: &Path, bytes: &[u8], want_dims: u8) -> Result<(Vec<usize>, Vec<u8>), DatasetError> {
+fn parse_idx(
+    path: &Path,
+    bytes: &[u8],
+    want_dims: u8,
+) -> Result<(Vec<usize>, Vec<u8>), DatasetError> {
     let header_len = 4 + 4 * want_dims as usize;
     let mut magic = [0u8; 4];
     let head_len = bytes.len().min(4);
@@ -165,7 +176,10 @@ fn parse_idx(path: &Path, bytes: &[u8], want_dims: u8) -> Result<(Vec<usize>, Ve
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
-    let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).unwrap_or(usize::MAX);
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .unwrap_or(usize::MAX);
     let got = bytes.len() - header_len;
     if got < expected {
         return Err(DatasetError::Truncated {
@@ -255,7 +269,14 @@ mod tests {
         std::fs::write(dir.join("t-images-idx3-ubyte"), idx(&[2, 1, 1], &[0, 0])).expect("write");
         std::fs::write(dir.join("t-labels-idx1-ubyte"), idx(&[3], &[0, 1, 2])).expect("write");
         let err = Dataset::load(&dir, "t").unwrap_err();
-        assert!(matches!(err, DatasetError::CountMismatch { image_count: 2, label_count: 3, .. }));
+        assert!(matches!(
+            err,
+            DatasetError::CountMismatch {
+                image_count: 2,
+                label_count: 3,
+                ..
+            }
+        ));
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -94,7 +94,11 @@ fn session_from(spec: &FileSpec, bytes: &[u8]) -> Result<Session, EngineError> {
 
 impl LoadedVariant {
     /// Loads a variant whose files sit beside the manifest in `dir`.
-    pub fn load_dir(dir: &Path, spec: &VariantSpec, input: &InputSpec) -> Result<Self, EngineError> {
+    pub fn load_dir(
+        dir: &Path,
+        spec: &VariantSpec,
+        input: &InputSpec,
+    ) -> Result<Self, EngineError> {
         Self::load_with(spec, input, |file| {
             let path = dir.join(&file.file);
             std::fs::read(&path).map_err(|source| EngineError::Read {
@@ -115,7 +119,10 @@ impl LoadedVariant {
         let trunk = session_from(&spec.trunk, &fetch(&spec.trunk)?)?;
         let mut heads = Vec::with_capacity(spec.heads.len());
         for head in &spec.heads {
-            heads.push((head.app.clone(), session_from(&head.file, &fetch(&head.file)?)?));
+            heads.push((
+                head.app.clone(),
+                session_from(&head.file, &fetch(&head.file)?)?,
+            ));
         }
         Ok(Self {
             name: spec.name.clone(),
@@ -131,7 +138,8 @@ impl LoadedVariant {
     pub fn embed(&mut self, pixels: &[u8]) -> Result<Vec<f32>, EngineError> {
         let x = preprocess(pixels, &self.input)?;
         let shape = [1usize, 1, self.input.height, self.input.width];
-        let tensor = TensorRef::from_array_view((shape, x.as_slice())).map_err(ort_err("input tensor"))?;
+        let tensor =
+            TensorRef::from_array_view((shape, x.as_slice())).map_err(ort_err("input tensor"))?;
         let outputs = self
             .trunk
             .run(ort::inputs!["image" => tensor])
@@ -168,7 +176,9 @@ impl LoadedVariant {
     /// One frame through the trunk once and through the heads of `apps`.
     pub fn infer(&mut self, pixels: &[u8], apps: &[&str]) -> Result<Vec<Prediction>, EngineError> {
         let embedding = self.embed(pixels)?;
-        apps.iter().map(|app| self.classify(app, &embedding)).collect()
+        apps.iter()
+            .map(|app| self.classify(app, &embedding))
+            .collect()
     }
 }
 
@@ -192,7 +202,9 @@ fn argmax_softmax(logits: &[f32]) -> Prediction {
         .iter()
         .copied()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, v)| if v > best.1 { (i, v) } else { best });
+        .fold((0, f32::NEG_INFINITY), |best, (i, v)| {
+            if v > best.1 { (i, v) } else { best }
+        });
     let sum: f32 = logits.iter().map(|v| (v - max).exp()).sum();
     Prediction {
         label: label as u32,
@@ -222,7 +234,10 @@ mod tests {
         };
         assert!(matches!(
             preprocess(&[0; 3], &input),
-            Err(EngineError::InputSize { got: 3, expected: 4 })
+            Err(EngineError::InputSize {
+                got: 3,
+                expected: 4
+            })
         ));
         let x = preprocess(&[0, 255, 0, 255], &input).expect("right size");
         assert_eq!(x, vec![-1.0, 1.0, -1.0, 1.0]);

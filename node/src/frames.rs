@@ -14,7 +14,11 @@ use crate::dataset::Dataset;
 pub enum ClassMix {
     Uniform,
     /// Every `episode_s` a new set of `top` classes is drawn; `share` of frames come from them.
-    Skewed { top: usize, share: f64, episode_s: f64 },
+    Skewed {
+        top: usize,
+        share: f64,
+        episode_s: f64,
+    },
 }
 
 /// One frame: which test image, and its dataset label (the ground truth).
@@ -43,10 +47,16 @@ impl FrameSource {
 
     /// The next frame at time `now_s` since the stream started.
     pub fn next(&mut self, now_s: f64) -> Frame {
-        let labels: Vec<usize> = (0..self.by_label.len()).filter(|&l| !self.by_label[l].is_empty()).collect();
+        let labels: Vec<usize> = (0..self.by_label.len())
+            .filter(|&l| !self.by_label[l].is_empty())
+            .collect();
         let label = match self.mix.clone() {
             ClassMix::Uniform => labels[self.rng.gen_range(0..labels.len())],
-            ClassMix::Skewed { top, share, episode_s } => {
+            ClassMix::Skewed {
+                top,
+                share,
+                episode_s,
+            } => {
                 let episode = (now_s / episode_s.max(1e-3)) as u64;
                 if self.episode.as_ref().is_none_or(|(e, _)| *e != episode) {
                     let mut shuffled = labels.clone();
@@ -54,7 +64,11 @@ impl FrameSource {
                     shuffled.truncate(top.clamp(1, labels.len()));
                     self.episode = Some((episode, shuffled));
                 }
-                let dominant = self.episode.as_ref().map(|(_, d)| d.clone()).unwrap_or_default();
+                let dominant = self
+                    .episode
+                    .as_ref()
+                    .map(|(_, d)| d.clone())
+                    .unwrap_or_default();
                 if self.rng.r#gen::<f64>() < share && !dominant.is_empty() {
                     dominant[self.rng.gen_range(0..dominant.len())]
                 } else {
@@ -64,7 +78,10 @@ impl FrameSource {
         };
         let pool = &self.by_label[label];
         let index = pool[self.rng.gen_range(0..pool.len())];
-        Frame { index, label: label as u8 }
+        Frame {
+            index,
+            label: label as u8,
+        }
     }
 
     /// Seconds until the next frame of a Poisson stream at `rate_per_s`.

@@ -1,15 +1,16 @@
 //! The MCDNN node agent: ONNX inference, model catalog, data sources, and (in later modules) the
 //! assignment follower, telemetry and offload.
 
+pub mod agent;
+pub mod battery;
+pub mod bench;
+pub mod cache;
 pub mod catalog;
 pub mod config;
 pub mod dataset;
 pub mod engine;
-pub mod runtime;
-pub mod agent;
-pub mod battery;
-pub mod cache;
 pub mod frames;
 pub mod meminfo;
+pub mod runtime;
 pub mod stats;
 pub mod store;

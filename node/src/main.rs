@@ -16,11 +16,33 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the node agent: serve the replayed camera stream under the coordinator's assignment.
-    Run(mcdnn_node::config::RunArgs),
+    Run(Box<mcdnn_node::config::RunArgs>),
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Model catalog commands.
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Per-frame cost of the node's request path against raw ONNX Runtime calls (ratio).
+    Overhead {
+        #[arg(long, default_value = "full")]
+        variant: String,
+        #[arg(long, default_value_t = 1000)]
+        frames: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -49,7 +71,9 @@ enum CatalogCommand {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MCDNN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -63,8 +87,43 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => {
             init_logging(args.log_json);
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            let summary = runtime.block_on(mcdnn_node::agent::run::run(args))?;
+            let summary = runtime.block_on(mcdnn_node::agent::run::run(*args))?;
             println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Overhead {
+                    variant,
+                    frames,
+                    rounds,
+                    catalog: path,
+                    json,
+                },
+        } => {
+            let path = catalog::locate(path.as_deref())?;
+            let (manifest, dir) = catalog::load(&path)?;
+            let test = dataset::Dataset::test_split().context("loading the test images")?;
+            let r = mcdnn_node::bench::overhead(
+                &manifest,
+                &dir,
+                &test,
+                &variant,
+                frames.max(1),
+                rounds.max(1),
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "variant {}: raw ort {:.1} us/frame, node request path {:.1} us/frame, ratio {:.3} (median of {} rounds x {} frames)",
+                    r.variant,
+                    r.direct_us_per_frame,
+                    r.node_us_per_frame,
+                    r.ratio,
+                    r.rounds,
+                    r.frames
+                );
+            }
         }
         Command::Catalog {
             command:
@@ -79,7 +138,8 @@ fn main() -> anyhow::Result<()> {
             let path = catalog::locate(path.as_deref())?;
             let (manifest, dir) = catalog::load(&path)?;
             let data_dir = data.unwrap_or_else(dataset::data_dir);
-            let test = dataset::Dataset::load(&data_dir, "t10k").context("loading the test images")?;
+            let test =
+                dataset::Dataset::load(&data_dir, "t10k").context("loading the test images")?;
             let eval = catalog::eval::run(&manifest, &dir, &test, &variants, limit)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&eval)?);

@@ -104,6 +104,9 @@ mod tests {
             looked: "/x".into(),
         };
         let text = err.to_string();
-        assert!(text.contains("scripts/setup.sh") && text.contains("ORT_DYLIB_PATH"), "{text}");
+        assert!(
+            text.contains("scripts/setup.sh") && text.contains("ORT_DYLIB_PATH"),
+            "{text}"
+        );
     }
 }

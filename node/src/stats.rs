@@ -47,7 +47,11 @@ impl AppStats {
     pub fn arrival(&mut self, now_s: f64, class: usize) {
         self.requests += 1;
         self.arrivals.push_back((now_s, class));
-        while self.arrivals.front().is_some_and(|&(t, _)| t < now_s - RATE_WINDOW_S) {
+        while self
+            .arrivals
+            .front()
+            .is_some_and(|&(t, _)| t < now_s - RATE_WINDOW_S)
+        {
             self.arrivals.pop_front();
         }
     }
@@ -64,12 +68,20 @@ impl AppStats {
     }
 
     pub fn accuracy_pct(&self) -> f64 {
-        if self.requests == 0 { 0.0 } else { 100.0 * self.correct as f64 / self.requests as f64 }
+        if self.requests == 0 {
+            0.0
+        } else {
+            100.0 * self.correct as f64 / self.requests as f64
+        }
     }
 
     pub fn rate_per_s(&self, now_s: f64) -> f64 {
         let span = now_s.clamp(1.0, RATE_WINDOW_S);
-        self.arrivals.iter().filter(|&&(t, _)| t >= now_s - span).count() as f64 / span
+        self.arrivals
+            .iter()
+            .filter(|&&(t, _)| t >= now_s - span)
+            .count() as f64
+            / span
     }
 
     pub fn telemetry(&self, now_s: f64) -> AppTelemetry {

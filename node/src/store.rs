@@ -15,9 +15,15 @@ pub enum StoreError {
     #[error("node store: {0}")]
     Sled(#[from] sled::Error),
     #[error("node store holds an unreadable {what}: {source}")]
-    Corrupt { what: &'static str, source: codec::CodecError },
+    Corrupt {
+        what: &'static str,
+        source: codec::CodecError,
+    },
     #[error("cannot encode {what}: {source}")]
-    Encode { what: &'static str, source: codec::CodecError },
+    Encode {
+        what: &'static str,
+        source: codec::CodecError,
+    },
 }
 
 #[derive(Clone)]
@@ -36,7 +42,10 @@ impl NodeStore {
 
     /// Writes and flushes: an acknowledged assignment survives a crash.
     pub fn save_assignment(&self, a: &Assignment) -> Result<(), StoreError> {
-        let bytes = codec::encode(a).map_err(|source| StoreError::Encode { what: "assignment", source })?;
+        let bytes = codec::encode(a).map_err(|source| StoreError::Encode {
+            what: "assignment",
+            source,
+        })?;
         self.db.insert(ASSIGNMENT_KEY, bytes)?;
         self.db.flush()?;
         Ok(())
@@ -48,7 +57,10 @@ impl NodeStore {
         };
         codec::decode(&bytes)
             .map(Some)
-            .map_err(|source| StoreError::Corrupt { what: "assignment", source })
+            .map_err(|source| StoreError::Corrupt {
+                what: "assignment",
+                source,
+            })
     }
 }
 
@@ -76,8 +88,12 @@ mod tests {
         }
         let s = NodeStore::open(&dir).expect("reopen");
         assert_eq!(s.load_assignment().expect("load"), Some(a));
-        s.db.insert(ASSIGNMENT_KEY, &b"garbage"[..]).expect("insert");
-        assert!(matches!(s.load_assignment(), Err(StoreError::Corrupt { .. })));
+        s.db.insert(ASSIGNMENT_KEY, &b"garbage"[..])
+            .expect("insert");
+        assert!(matches!(
+            s.load_assignment(),
+            Err(StoreError::Corrupt { .. })
+        ));
         drop(s);
         std::fs::remove_dir_all(&dir).ok();
     }

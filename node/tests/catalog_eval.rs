@@ -16,7 +16,11 @@ fn rust_accuracy_matches_the_manifest_and_full_beats_quarter() {
     let (manifest, dir) = catalog::load(&repo_catalog()).expect("models/catalog.json");
     let test = Dataset::test_split().expect("Fashion-MNIST test split");
     assert_eq!(test.len(), 10_000);
-    let only = vec!["full".to_string(), "quarter".to_string(), "int8".to_string()];
+    let only = vec![
+        "full".to_string(),
+        "quarter".to_string(),
+        "int8".to_string(),
+    ];
     let eval = catalog::eval::run(&manifest, &dir, &test, &only, None).expect("eval");
     assert_eq!(eval.variants.len(), 3);
     for v in &eval.variants {
@@ -30,7 +34,11 @@ fn rust_accuracy_matches_the_manifest_and_full_beats_quarter() {
         }
     }
     let acc = |name: &str, app: &str| {
-        eval.variants.iter().find(|v| v.name == name).expect("variant").accuracy[app]
+        eval.variants
+            .iter()
+            .find(|v| v.name == name)
+            .expect("variant")
+            .accuracy[app]
     };
     assert!(acc("full", "garment") > acc("quarter", "garment") + 1.0);
     assert!(acc("full", "category") > acc("quarter", "category"));
@@ -43,7 +51,11 @@ fn eval_json_has_the_documented_shape() {
         .arg(repo_catalog())
         .output()
         .expect("run mcdnn-node");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let variants = v["variants"].as_array().expect("variants array");
     assert!(variants.len() >= 6);
@@ -56,10 +68,19 @@ fn eval_json_has_the_documented_shape() {
             assert!((0.0..=100.0).contains(&a));
         }
         assert!(variant["latency_ms"]["p50"].as_f64().expect("p50") > 0.0);
-        assert!(variant["latency_ms"]["p99"].as_f64().expect("p99") >= variant["latency_ms"]["p50"].as_f64().expect("p50"));
+        assert!(
+            variant["latency_ms"]["p99"].as_f64().expect("p99")
+                >= variant["latency_ms"]["p50"].as_f64().expect("p50")
+        );
     }
-    let ops: Vec<u64> = variants.iter().map(|v| v["ops"].as_u64().unwrap_or(0)).collect();
-    let (min, max) = (ops.iter().min().copied().unwrap_or(0), ops.iter().max().copied().unwrap_or(0));
+    let ops: Vec<u64> = variants
+        .iter()
+        .map(|v| v["ops"].as_u64().unwrap_or(0))
+        .collect();
+    let (min, max) = (
+        ops.iter().min().copied().unwrap_or(0),
+        ops.iter().max().copied().unwrap_or(0),
+    );
     assert!(max >= 10 * min, "catalog must span 10x in compute: {ops:?}");
 }
 
@@ -73,7 +94,10 @@ fn a_missing_library_is_a_clear_error_not_a_panic() {
         .expect("run mcdnn-node");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("ONNX Runtime library not found"), "{stderr}");
+    assert!(
+        stderr.contains("ONNX Runtime library not found"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 

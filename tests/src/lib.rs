@@ -15,7 +15,10 @@ use protocol::identity::{Ca, Kind};
 /// running executable: a test runs from target/*/deps, a tool from target/*.
 pub fn bin_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let mut dir = exe.parent().context("executable has no folder")?.to_path_buf();
+    let mut dir = exe
+        .parent()
+        .context("executable has no folder")?
+        .to_path_buf();
     if dir.file_name().is_some_and(|n| n == "deps") {
         dir.pop();
     }
@@ -25,7 +28,10 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
 pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
     let path = bin_dir()?.join(name);
     if !path.is_file() {
-        bail!("{} is not built; run `cargo build --workspace` first", path.display());
+        bail!(
+            "{} is not built; run `cargo build --workspace` first",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -38,7 +44,9 @@ pub fn catalog() -> PathBuf {
 /// A free UDP+TCP port pair base on loopback (QUIC on `p`, admin HTTP on `p + 1`).
 pub fn free_port() -> u16 {
     for _ in 0..200 {
-        let Ok(udp) = std::net::UdpSocket::bind("127.0.0.1:0") else { continue };
+        let Ok(udp) = std::net::UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
         let Ok(addr) = udp.local_addr() else { continue };
         let p = addr.port();
         if p < 65000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
@@ -58,7 +66,10 @@ pub struct Proc {
 impl Proc {
     /// SIGTERM, for an orderly stop.
     pub fn terminate(&self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
     }
 
     /// SIGKILL, as a crash.
@@ -74,7 +85,11 @@ impl Proc {
                 return Ok(s);
             }
             if Instant::now() > deadline {
-                bail!("{} did not exit within {timeout:?}; log {}", self.name, self.log.display());
+                bail!(
+                    "{} did not exit within {timeout:?}; log {}",
+                    self.name,
+                    self.log.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -105,7 +120,11 @@ impl Fleet {
         let ca = dir.path().join("ca");
         std::fs::create_dir_all(&ca)?;
         Ca::init(&ca)?;
-        Ok(Self { dir, ca, port: free_port() })
+        Ok(Self {
+            dir,
+            ca,
+            port: free_port(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -127,14 +146,21 @@ impl Fleet {
 
     fn spawn(&self, name: &str, mut cmd: Command) -> anyhow::Result<Proc> {
         let log = self.path().join(format!("{name}.log"));
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let child = cmd
             .env("MCDNN_LOG", "info")
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
             .with_context(|| format!("starting {name}"))?;
-        Ok(Proc { name: name.into(), child, log })
+        Ok(Proc {
+            name: name.into(),
+            child,
+            log,
+        })
     }
 
     /// Starts the coordinator (enrolling it on first use) and waits for its admin API.
@@ -143,14 +169,22 @@ impl Fleet {
             self.enroll(Kind::Coordinator, "coord-0")?;
         }
         let mut cmd = Command::new(bin("mcdnn-coordinator")?);
-        cmd.args(["run", "--name", "coord-0", "--listen", &self.quic(), "--admin", &self.admin()])
-            .args(["--solve-interval-ms", "500", "--identity-dir"])
-            .arg(&self.ca)
-            .arg("--data-dir")
-            .arg(self.path().join("coordinator"))
-            .arg("--catalog")
-            .arg(catalog())
-            .args(extra);
+        cmd.args([
+            "run",
+            "--name",
+            "coord-0",
+            "--listen",
+            &self.quic(),
+            "--admin",
+            &self.admin(),
+        ])
+        .args(["--solve-interval-ms", "500", "--identity-dir"])
+        .arg(&self.ca)
+        .arg("--data-dir")
+        .arg(self.path().join("coordinator"))
+        .arg("--catalog")
+        .arg(catalog())
+        .args(extra);
         let p = self.spawn("coordinator", cmd)?;
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -168,23 +202,37 @@ impl Fleet {
             self.enroll(Kind::Node, name)?;
         }
         let mut cmd = Command::new(bin("mcdnn-node")?);
-        cmd.args(["run", "--name", name, "--coordinator", &self.quic(), "--device-class", class])
-            .args(["--battery-model", "--telemetry-ms", "200", "--apps", "garment=8,category=4"])
-            .arg("--energy-budget-j")
-            .arg(format!("{}", 0.1 * secs))
-            .arg("--shift-s")
-            .arg(format!("{secs}"))
-            .arg("--duration-s")
-            .arg(format!("{secs}"))
-            .arg("--identity-dir")
-            .arg(&self.ca)
-            .arg("--store")
-            .arg(self.path().join(format!("{name}.store")))
-            .arg("--summary")
-            .arg(self.summary_path(name))
-            .arg("--catalog")
-            .arg(catalog())
-            .args(extra);
+        cmd.args([
+            "run",
+            "--name",
+            name,
+            "--coordinator",
+            &self.quic(),
+            "--device-class",
+            class,
+        ])
+        .args([
+            "--battery-model",
+            "--telemetry-ms",
+            "200",
+            "--apps",
+            "garment=8,category=4",
+        ])
+        .arg("--energy-budget-j")
+        .arg(format!("{}", 0.1 * secs))
+        .arg("--shift-s")
+        .arg(format!("{secs}"))
+        .arg("--duration-s")
+        .arg(format!("{secs}"))
+        .arg("--identity-dir")
+        .arg(&self.ca)
+        .arg("--store")
+        .arg(self.path().join(format!("{name}.store")))
+        .arg("--summary")
+        .arg(self.summary_path(name))
+        .arg("--catalog")
+        .arg(catalog())
+        .args(extra);
         self.spawn(name, cmd)
     }
 
@@ -194,7 +242,8 @@ impl Fleet {
 
     pub fn summary(&self, name: &str) -> anyhow::Result<serde_json::Value> {
         let path = self.summary_path(name);
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         Ok(serde_json::from_str(&text)?)
     }
 
@@ -207,7 +256,12 @@ impl Fleet {
     }
 
     /// Polls `/status` until `pred` holds.
-    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&FleetStatus) -> bool) -> anyhow::Result<FleetStatus> {
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&FleetStatus) -> bool,
+    ) -> anyhow::Result<FleetStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(s) = self.status()
@@ -216,7 +270,10 @@ impl Fleet {
                 return Ok(s);
             }
             if Instant::now() > deadline {
-                bail!("timed out after {timeout:?} waiting for {what}; last status {:?}", self.status().ok());
+                bail!(
+                    "timed out after {timeout:?} waiting for {what}; last status {:?}",
+                    self.status().ok()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }

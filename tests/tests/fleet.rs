@@ -11,12 +11,16 @@ use protocol::identity::{Ca, Identity, Kind};
 fn nodes_receive_assignments_and_serve_real_inference() {
     let fleet = Fleet::new().expect("fleet");
     let _coord = fleet.coordinator(&[]).expect("coordinator");
-    let mut a = fleet.node("cam-a", "bodycam-lite", 6.0, &[]).expect("node a");
+    let mut a = fleet
+        .node("cam-a", "bodycam-lite", 6.0, &[])
+        .expect("node a");
     let mut b = fleet.node("cam-b", "laptop", 6.0, &[]).expect("node b");
     let status = fleet
-        .wait_for("both nodes to ack an assignment", Duration::from_secs(20), |s| {
-            s.nodes.len() == 2 && s.nodes.iter().all(|n| n.acked_epoch >= 1 && n.requests > 0)
-        })
+        .wait_for(
+            "both nodes to ack an assignment",
+            Duration::from_secs(20),
+            |s| s.nodes.len() == 2 && s.nodes.iter().all(|n| n.acked_epoch >= 1 && n.requests > 0),
+        )
         .expect("assignments acked");
     assert!(status.plan.epoch >= 1);
     assert!(status.plan.gap < 0.01, "plan gap {}", status.plan.gap);
@@ -32,7 +36,10 @@ fn nodes_receive_assignments_and_serve_real_inference() {
         let acc = s["apps"]["garment"]["accuracy"].as_f64().expect("accuracy");
         assert!(acc > 50.0, "{name} garment accuracy {acc}");
         assert!(s["assignments_applied"].as_u64().expect("applied") >= 1);
-        assert!(s["energy_used_j"].as_f64().expect("energy") <= s["energy_budget_j"].as_f64().expect("budget") + 1e-9);
+        assert!(
+            s["energy_used_j"].as_f64().expect("energy")
+                <= s["energy_budget_j"].as_f64().expect("budget") + 1e-9
+        );
     }
 }
 
@@ -43,14 +50,24 @@ fn a_client_without_a_fleet_certificate_is_refused() {
     // A node enrolled by a foreign CA with the same name as a fleet member.
     let foreign = tempfile::tempdir().expect("tmp");
     let ca = Ca::init(foreign.path()).expect("foreign ca");
-    ca.enroll(Kind::Node, "intruder", foreign.path(), &[], 30).expect("enroll");
+    ca.enroll(Kind::Node, "intruder", foreign.path(), &[], 30)
+        .expect("enroll");
     let identity = Identity::load(foreign.path(), "intruder").expect("identity");
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let result = rt.block_on(connect(&fleet.quic(), &identity));
-    assert!(result.is_err(), "a foreign certificate must not complete the handshake");
+    assert!(
+        result.is_err(),
+        "a foreign certificate must not complete the handshake"
+    );
     let m = fleet.metrics().expect("metrics");
-    assert!(metric(&m, "mcdnn_handshakes_refused_total").unwrap_or(0.0) >= 1.0, "{m}");
-    assert!(fleet.status().expect("status").nodes.is_empty(), "nothing registered");
+    assert!(
+        metric(&m, "mcdnn_handshakes_refused_total").unwrap_or(0.0) >= 1.0,
+        "{m}"
+    );
+    assert!(
+        fleet.status().expect("status").nodes.is_empty(),
+        "nothing registered"
+    );
 }
 
 async fn connect(addr: &str, identity: &Identity) -> anyhow::Result<quinn::Connection> {
@@ -70,10 +87,14 @@ async fn connect(addr: &str, identity: &Identity) -> anyhow::Result<quinn::Conne
 fn malformed_and_oversized_frames_close_only_that_connection() {
     let fleet = Fleet::new().expect("fleet");
     let _coord = fleet.coordinator(&[]).expect("coordinator");
-    let mut good = fleet.node("cam-good", "phone-2016", 10.0, &[]).expect("good node");
+    let mut good = fleet
+        .node("cam-good", "phone-2016", 10.0, &[])
+        .expect("good node");
     fleet
         .wait_for("the good node's telemetry", Duration::from_secs(20), |s| {
-            s.nodes.iter().any(|n| n.id == "cam-good" && n.telemetry_seq > 0)
+            s.nodes
+                .iter()
+                .any(|n| n.id == "cam-good" && n.telemetry_seq > 0)
         })
         .expect("good node up");
     fleet.enroll(Kind::Node, "cam-bad").expect("enroll");
@@ -85,13 +106,21 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
         // A well-sized frame of garbage.
         [&8u32.to_be_bytes()[..], b"NOTMCDNN"].concat(),
         // A valid header with a body that is no message.
-        [&10u32.to_be_bytes()[..], b"MCDN", &1u16.to_be_bytes()[..], &[0xFF, 0xFF, 0xFF, 0xFF][..]].concat(),
+        [
+            &10u32.to_be_bytes()[..],
+            b"MCDN",
+            &1u16.to_be_bytes()[..],
+            &[0xFF, 0xFF, 0xFF, 0xFF][..],
+        ]
+        .concat(),
     ];
     for bytes in payloads {
         let closed = rt.block_on(async {
             let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
             endpoint.set_default_client_config(protocol::tls::client_config(&identity)?);
-            let conn = endpoint.connect(fleet.quic().parse()?, "localhost")?.await?;
+            let conn = endpoint
+                .connect(fleet.quic().parse()?, "localhost")?
+                .await?;
             let (mut send, _recv) = conn.open_bi().await?;
             send.write_all(&bytes).await?;
             let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await?;
@@ -101,16 +130,37 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
         assert!(reason.contains("closed by peer"), "{reason}");
     }
     let before = fleet.status().expect("status");
-    let seq_before = before.nodes.iter().find(|n| n.id == "cam-good").map(|n| n.telemetry_seq).expect("good");
+    let seq_before = before
+        .nodes
+        .iter()
+        .find(|n| n.id == "cam-good")
+        .map(|n| n.telemetry_seq)
+        .expect("good");
     let after = fleet
-        .wait_for("the good node to keep reporting", Duration::from_secs(10), |s| {
-            s.nodes.iter().any(|n| n.id == "cam-good" && n.connected && n.telemetry_seq > seq_before + 3)
-        })
+        .wait_for(
+            "the good node to keep reporting",
+            Duration::from_secs(10),
+            |s| {
+                s.nodes
+                    .iter()
+                    .any(|n| n.id == "cam-good" && n.connected && n.telemetry_seq > seq_before + 3)
+            },
+        )
         .expect("good node unaffected");
-    assert!(after.nodes.iter().all(|n| n.id != "cam-bad"), "a bad peer never registers");
+    assert!(
+        after.nodes.iter().all(|n| n.id != "cam-bad"),
+        "a bad peer never registers"
+    );
     let m = fleet.metrics().expect("metrics");
-    assert!(metric(&m, "mcdnn_frames_rejected_total").unwrap_or(0.0) >= 3.0, "{m}");
-    assert!(good.wait_exit(Duration::from_secs(30)).expect("exit").success());
+    assert!(
+        metric(&m, "mcdnn_frames_rejected_total").unwrap_or(0.0) >= 3.0,
+        "{m}"
+    );
+    assert!(
+        good.wait_exit(Duration::from_secs(30))
+            .expect("exit")
+            .success()
+    );
 }
 
 #[test]
@@ -124,7 +174,9 @@ fn a_node_may_only_report_for_itself() {
         .block_on(async {
             let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
             endpoint.set_default_client_config(protocol::tls::client_config(&identity)?);
-            let conn = endpoint.connect(fleet.quic().parse()?, "localhost")?.await?;
+            let conn = endpoint
+                .connect(fleet.quic().parse()?, "localhost")?
+                .await?;
             let (mut send, mut recv) = conn.open_bi().await?;
             let hello = protocol::msg::Hello {
                 node_id: "cam-someone-else".into(),
@@ -164,19 +216,36 @@ fn a_coordinator_restart_is_survived() {
     let mut coord = fleet.coordinator(&[]).expect("coordinator");
     let mut node = fleet.node("cam-r", "phone-2016", 14.0, &[]).expect("node");
     let before = fleet
-        .wait_for("an acked assignment", Duration::from_secs(20), |s| s.nodes.iter().any(|n| n.acked_epoch >= 1))
+        .wait_for("an acked assignment", Duration::from_secs(20), |s| {
+            s.nodes.iter().any(|n| n.acked_epoch >= 1)
+        })
         .expect("first plan");
     let epoch_before = before.plan.epoch;
     coord.kill(); // crash, not an orderly stop
     std::thread::sleep(Duration::from_secs(2));
     let _coord = fleet.coordinator(&[]).expect("coordinator restarted");
     let after = fleet
-        .wait_for("the node to reconnect and ack a newer epoch", Duration::from_secs(20), |s| {
-            s.nodes.iter().any(|n| n.id == "cam-r" && n.connected && n.acked_epoch > epoch_before)
-        })
+        .wait_for(
+            "the node to reconnect and ack a newer epoch",
+            Duration::from_secs(20),
+            |s| {
+                s.nodes
+                    .iter()
+                    .any(|n| n.id == "cam-r" && n.connected && n.acked_epoch > epoch_before)
+            },
+        )
         .expect("reconnected");
-    assert!(after.plan.epoch > epoch_before, "plan epochs never go back across a restart");
-    assert!(node.wait_exit(Duration::from_secs(30)).expect("exit").success(), "{}", node.log_text());
+    assert!(
+        after.plan.epoch > epoch_before,
+        "plan epochs never go back across a restart"
+    );
+    assert!(
+        node.wait_exit(Duration::from_secs(30))
+            .expect("exit")
+            .success(),
+        "{}",
+        node.log_text()
+    );
     let s = fleet.summary("cam-r").expect("summary");
     // Serving never stopped: 12 requests/s for 14 s is about 168; an outage that stopped serving
     // for the ~3 s without a coordinator would lose about 36 of them.

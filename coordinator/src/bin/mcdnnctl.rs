@@ -4,8 +4,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mcdnn_coordinator::ctl::demo;
 use mcdnn_coordinator::ctl::identity::{self, CaInitArgs, EnrollArgs};
+use mcdnn_coordinator::ctl::{bench, demo};
 
 #[derive(Debug, Parser)]
 #[command(name = "mcdnnctl", version, about = "Operate an MCDNN fleet")]
@@ -25,6 +25,17 @@ enum Command {
     Enroll(EnrollArgs),
     /// Run a local fleet (coordinator + node agents) with a live view and a summary.
     Demo(demo::DemoArgs),
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Telemetry messages/s one coordinator ingests from N virtual nodes over real QUIC.
+    Telemetry(bench::TelemetryBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +51,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             command: CaCommand::Init(args),
         } => identity::ca_init(&args, &mut stdout),
         Command::Enroll(args) => identity::enroll(&args, &mut stdout),
+        Command::Bench {
+            command: BenchCommand::Telemetry(args),
+        } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let figures = rt.block_on(bench::telemetry_bench(&args))?;
+            if args.json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&figures)?)?;
+            } else {
+                for f in figures {
+                    writeln!(
+                        stdout,
+                        "{:>5} virtual nodes: {:>9.0} telemetry messages/s ingested ({} in {:.1} s, {} nodes reporting)",
+                        f.nodes, f.messages_per_s, f.messages, f.seconds, f.nodes_reporting
+                    )?;
+                }
+            }
+            Ok(())
+        }
         Command::Demo(args) => {
             let summary = demo::run(&args, &mut stdout)?;
             if args.json {

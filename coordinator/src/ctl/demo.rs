@@ -45,8 +45,13 @@ pub struct DemoArgs {
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s or 2m"))?;
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s or 2m"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
@@ -81,7 +86,12 @@ fn fleet(n: usize) -> Vec<NodeSpec> {
             let (class, jps, apps) = CLASSES[i % CLASSES.len()];
             // Later nodes of a class start with less battery.
             let level = 1.0 - 0.25 * (i / CLASSES.len()) as f64;
-            NodeSpec { name: format!("cam-{}", i + 1), class, joules_per_s: jps * level.max(0.25), apps }
+            NodeSpec {
+                name: format!("cam-{}", i + 1),
+                class,
+                joules_per_s: jps * level.max(0.25),
+                apps,
+            }
         })
         .collect()
 }
@@ -125,7 +135,10 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating mcdnnctl")?;
     let path = exe.with_file_name(name);
     if !path.is_file() {
-        bail!("{} not found beside mcdnnctl; build the workspace (cargo build --release)", path.display());
+        bail!(
+            "{} not found beside mcdnnctl; build the workspace (cargo build --release)",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -158,10 +171,8 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<DemoSummary> 
     certificates(&ca_dir, &specs)?;
     // Each run starts fresh: stores and coordinator state from an earlier demo would resume
     // old assignments.
-    for sub in ["run"] {
-        let _ = std::fs::remove_dir_all(dir.join(sub));
-    }
     let run_dir = dir.join("run");
+    let _ = std::fs::remove_dir_all(&run_dir);
     std::fs::create_dir_all(&run_dir)?;
     let quic = format!("127.0.0.1:{}", args.port);
     let admin = format!("127.0.0.1:{}", args.port + 1);
@@ -172,7 +183,17 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<DemoSummary> 
     };
     let mut coord = Command::new(sibling("mcdnn-coordinator")?);
     coord
-        .args(["run", "--name", "coord-0", "--listen", &quic, "--admin", &admin, "--solve-interval-ms", "1000"])
+        .args([
+            "run",
+            "--name",
+            "coord-0",
+            "--listen",
+            &quic,
+            "--admin",
+            &admin,
+            "--solve-interval-ms",
+            "1000",
+        ])
         .arg("--identity-dir")
         .arg(&ca_dir)
         .arg("--data-dir")
@@ -180,29 +201,53 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<DemoSummary> 
     if let Some(c) = &args.catalog {
         coord.arg("--catalog").arg(c);
     }
-    let child = coord.stdout(Stdio::null()).stderr(log("coordinator")?).spawn().context("starting the coordinator")?;
+    let child = coord
+        .stdout(Stdio::null())
+        .stderr(log("coordinator")?)
+        .spawn()
+        .context("starting the coordinator")?;
     procs.0.push(("coordinator".into(), child));
     wait_ready(&admin)?;
     for (i, spec) in specs.iter().enumerate() {
         let mut node = Command::new(sibling("mcdnn-node")?);
-        node.args(["run", "--name", &spec.name, "--coordinator", &quic, "--device-class", spec.class, "--apps", spec.apps])
-            .args(["--battery-model", "--telemetry-ms", "500", "--seed", &(i + 1).to_string()])
-            .arg("--energy-budget-j")
-            .arg(format!("{:.3}", spec.joules_per_s * secs))
-            .arg("--shift-s")
-            .arg(format!("{secs}"))
-            .arg("--duration-s")
-            .arg(format!("{secs}"))
-            .arg("--identity-dir")
-            .arg(&ca_dir)
-            .arg("--store")
-            .arg(run_dir.join(format!("{}.store", spec.name)))
-            .arg("--summary")
-            .arg(run_dir.join(format!("{}.summary.json", spec.name)));
+        node.args([
+            "run",
+            "--name",
+            &spec.name,
+            "--coordinator",
+            &quic,
+            "--device-class",
+            spec.class,
+            "--apps",
+            spec.apps,
+        ])
+        .args([
+            "--battery-model",
+            "--telemetry-ms",
+            "500",
+            "--seed",
+            &(i + 1).to_string(),
+        ])
+        .arg("--energy-budget-j")
+        .arg(format!("{:.3}", spec.joules_per_s * secs))
+        .arg("--shift-s")
+        .arg(format!("{secs}"))
+        .arg("--duration-s")
+        .arg(format!("{secs}"))
+        .arg("--identity-dir")
+        .arg(&ca_dir)
+        .arg("--store")
+        .arg(run_dir.join(format!("{}.store", spec.name)))
+        .arg("--summary")
+        .arg(run_dir.join(format!("{}.summary.json", spec.name)));
         if let Some(c) = &args.catalog {
             node.arg("--catalog").arg(c);
         }
-        let child = node.stdout(Stdio::null()).stderr(log(&spec.name)?).spawn().context("starting a node")?;
+        let child = node
+            .stdout(Stdio::null())
+            .stderr(log(&spec.name)?)
+            .spawn()
+            .context("starting a node")?;
         procs.0.push((spec.name.clone(), child));
     }
     let live = !args.json;
@@ -211,48 +256,66 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<DemoSummary> 
     let mut last_line = Instant::now() - Duration::from_secs(60);
     // Nodes stop themselves after the duration; wait for them (and a little for start-up).
     loop {
-        let nodes_done = procs.0.iter_mut().skip(1).all(|(_, c)| matches!(c.try_wait(), Ok(Some(_))));
+        let nodes_done = procs
+            .0
+            .iter_mut()
+            .skip(1)
+            .all(|(_, c)| matches!(c.try_wait(), Ok(Some(_))));
         if nodes_done {
             break;
         }
         if started.elapsed() > args.duration + Duration::from_secs(60) {
-            bail!("nodes did not finish within the duration + 60 s; see {}", run_dir.display());
+            bail!(
+                "nodes did not finish within the duration + 60 s; see {}",
+                run_dir.display()
+            );
         }
-        if live && (tty || last_line.elapsed() >= Duration::from_secs(5)) {
-            if let Ok(status) = fetch_status(&admin) {
-                let view = render(&status, started.elapsed().as_secs_f64(), secs);
-                if tty {
-                    write!(out, "\x1b[2J\x1b[H{view}")?;
-                } else {
-                    write!(out, "{view}\n")?;
-                }
-                out.flush()?;
-                last_line = Instant::now();
+        if live
+            && (tty || last_line.elapsed() >= Duration::from_secs(5))
+            && let Ok(status) = fetch_status(&admin)
+        {
+            let view = render(&status, started.elapsed().as_secs_f64(), secs);
+            if tty {
+                write!(out, "\x1b[2J\x1b[H{view}")?;
+            } else {
+                writeln!(out, "{view}")?;
             }
+            out.flush()?;
+            last_line = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(1000));
     }
     let final_status = fetch_status(&admin).ok();
     for (name, child) in &mut procs.0 {
         if name == "coordinator" {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
         }
     }
     let mut nodes = Vec::new();
     for (spec, (_, child)) in specs.iter().zip(procs.0.iter_mut().skip(1)) {
         let status = child.wait()?;
         if !status.success() {
-            bail!("node {} failed ({status}); see {}", spec.name, run_dir.join(format!("{}.log", spec.name)).display());
+            bail!(
+                "node {} failed ({status}); see {}",
+                spec.name,
+                run_dir.join(format!("{}.log", spec.name)).display()
+            );
         }
         let path = run_dir.join(format!("{}.summary.json", spec.name));
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         let variants = v["apps"]
             .as_object()
             .map(|apps| {
                 apps.iter()
                     .map(|(app, a)| {
-                        let by: BTreeMap<String, u64> = serde_json::from_value(a["by_variant"].clone()).unwrap_or_default();
+                        let by: BTreeMap<String, u64> =
+                            serde_json::from_value(a["by_variant"].clone()).unwrap_or_default();
                         (app.clone(), by)
                     })
                     .collect()
@@ -271,9 +334,16 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<DemoSummary> 
         });
     }
     let requests: u64 = nodes.iter().map(|n| n.requests).sum();
-    let correct: f64 = nodes.iter().map(|n| n.accuracy * n.requests as f64 / 100.0).sum();
+    let correct: f64 = nodes
+        .iter()
+        .map(|n| n.accuracy * n.requests as f64 / 100.0)
+        .sum();
     let summary = DemoSummary {
-        fleet_accuracy: if requests == 0 { 0.0 } else { 100.0 * correct / requests as f64 },
+        fleet_accuracy: if requests == 0 {
+            0.0
+        } else {
+            100.0 * correct / requests as f64
+        },
         requests,
         duration_s: started.elapsed().as_secs_f64(),
         plan_epoch: final_status.as_ref().map_or(0, |s| s.plan.epoch),
@@ -321,9 +391,18 @@ pub fn render(status: &FleetStatus, elapsed_s: f64, total_s: f64) -> String {
             .plan
             .mixes
             .get(&n.id)
-            .map(|apps| apps.iter().map(|(app, mix)| format!("{app}: {}", mix.join(" "))).collect::<Vec<_>>().join("; "))
+            .map(|apps| {
+                apps.iter()
+                    .map(|(app, mix)| format!("{app}: {}", mix.join(" ")))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
             .unwrap_or_default();
-        let pct = if n.energy_budget_j > 0.0 { 100.0 * n.energy_left_j / n.energy_budget_j } else { 0.0 };
+        let pct = if n.energy_budget_j > 0.0 {
+            100.0 * n.energy_left_j / n.energy_budget_j
+        } else {
+            0.0
+        };
         s += &format!(
             "{:<8} {:<13} {:>14.2} {:>8.0}% {:>8.1} {:>7} {:>6.1}  {}{}\n",
             n.id,
@@ -350,17 +429,35 @@ pub fn summary_table(s: &DemoSummary) -> String {
         s.plan_epoch,
         s.plan_gap * 100.0
     );
-    out += &format!("{:<8} {:<13} {:>7} {:>7} {:>16} {:>6}  variants used\n", "node", "class", "reqs", "acc %", "energy J / budget", "loads");
+    out += &format!(
+        "{:<8} {:<13} {:>7} {:>7} {:>16} {:>6}  variants used\n",
+        "node", "class", "reqs", "acc %", "energy J / budget", "loads"
+    );
     for n in &s.nodes {
         let used = n
             .variants
             .iter()
-            .map(|(app, by)| format!("{app}: {}", by.iter().map(|(v, c)| format!("{v}x{c}")).collect::<Vec<_>>().join(" ")))
+            .map(|(app, by)| {
+                format!(
+                    "{app}: {}",
+                    by.iter()
+                        .map(|(v, c)| format!("{v}x{c}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            })
             .collect::<Vec<_>>()
             .join("; ");
         out += &format!(
             "{:<8} {:<13} {:>7} {:>7.2} {:>8.2} / {:<7.2} {:>6}  {}\n",
-            n.id, n.device_class, n.requests, n.accuracy, n.energy_used_j, n.energy_budget_j, n.model_loads, used
+            n.id,
+            n.device_class,
+            n.requests,
+            n.accuracy,
+            n.energy_used_j,
+            n.energy_budget_j,
+            n.model_loads,
+            used
         );
     }
     out
@@ -385,6 +482,9 @@ mod tests {
         assert_eq!(f.len(), 6);
         assert_ne!(f[0].class, f[1].class);
         assert_eq!(f[0].class, f[3].class);
-        assert!(f[3].joules_per_s < f[0].joules_per_s, "later nodes start with less battery");
+        assert!(
+            f[3].joules_per_s < f[0].joules_per_s,
+            "later nodes start with less battery"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! `mcdnnctl` operator commands, as functions over parsed arguments so they can be tested and
 //! reused without the binary.
 
-pub mod identity;
+pub mod bench;
 pub mod demo;
 pub mod http;
+pub mod identity;

@@ -14,7 +14,8 @@ pub struct EpochStore {
 impl EpochStore {
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         use anyhow::Context;
-        let db = sled::open(dir).with_context(|| format!("opening the coordinator store {}", dir.display()))?;
+        let db = sled::open(dir)
+            .with_context(|| format!("opening the coordinator store {}", dir.display()))?;
         Ok(Self { db })
     }
 

@@ -35,24 +35,80 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let counters = [
-            ("mcdnn_handshakes_refused_total", "QUIC/TLS handshakes refused (bad, foreign or expired certificates)", &self.handshakes_refused_total),
-            ("mcdnn_sessions_total", "Node sessions accepted", &self.sessions_total),
-            ("mcdnn_sessions_rejected_total", "Sessions closed for a bad hello (identity, version, kind)", &self.sessions_rejected_total),
-            ("mcdnn_frames_rejected_total", "Malformed or oversized frames; each closed its connection", &self.frames_rejected_total),
-            ("mcdnn_telemetry_messages_total", "Telemetry reports ingested", &self.telemetry_messages_total),
-            ("mcdnn_plans_total", "Fleet plans solved and pushed", &self.plans_total),
-            ("mcdnn_plan_failures_total", "Fleet solves that failed", &self.plan_failures_total),
-            ("mcdnn_assignments_sent_total", "Assignments queued to nodes", &self.assignments_sent_total),
-            ("mcdnn_nodes_expired_total", "Nodes forgotten after the node timeout", &self.nodes_expired_total),
+            (
+                "mcdnn_handshakes_refused_total",
+                "QUIC/TLS handshakes refused (bad, foreign or expired certificates)",
+                &self.handshakes_refused_total,
+            ),
+            (
+                "mcdnn_sessions_total",
+                "Node sessions accepted",
+                &self.sessions_total,
+            ),
+            (
+                "mcdnn_sessions_rejected_total",
+                "Sessions closed for a bad hello (identity, version, kind)",
+                &self.sessions_rejected_total,
+            ),
+            (
+                "mcdnn_frames_rejected_total",
+                "Malformed or oversized frames; each closed its connection",
+                &self.frames_rejected_total,
+            ),
+            (
+                "mcdnn_telemetry_messages_total",
+                "Telemetry reports ingested",
+                &self.telemetry_messages_total,
+            ),
+            (
+                "mcdnn_plans_total",
+                "Fleet plans solved and pushed",
+                &self.plans_total,
+            ),
+            (
+                "mcdnn_plan_failures_total",
+                "Fleet solves that failed",
+                &self.plan_failures_total,
+            ),
+            (
+                "mcdnn_assignments_sent_total",
+                "Assignments queued to nodes",
+                &self.assignments_sent_total,
+            ),
+            (
+                "mcdnn_nodes_expired_total",
+                "Nodes forgotten after the node timeout",
+                &self.nodes_expired_total,
+            ),
         ];
         for (name, help, c) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
         let gauges = [
-            ("mcdnn_plan_solve_seconds", "Time the last fleet solve took", f64::from_bits(self.plan_solve_seconds.load(Ordering::Relaxed))),
-            ("mcdnn_plan_gap", "Certified relative optimality gap of the last plan", f64::from_bits(self.plan_gap.load(Ordering::Relaxed))),
-            ("mcdnn_plan_epoch", "Epoch of the last plan", self.plan_epoch.load(Ordering::Relaxed) as f64),
-            ("mcdnn_nodes_connected", "Nodes with a live session", self.nodes_connected.load(Ordering::Relaxed) as f64),
+            (
+                "mcdnn_plan_solve_seconds",
+                "Time the last fleet solve took",
+                f64::from_bits(self.plan_solve_seconds.load(Ordering::Relaxed)),
+            ),
+            (
+                "mcdnn_plan_gap",
+                "Certified relative optimality gap of the last plan",
+                f64::from_bits(self.plan_gap.load(Ordering::Relaxed)),
+            ),
+            (
+                "mcdnn_plan_epoch",
+                "Epoch of the last plan",
+                self.plan_epoch.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "mcdnn_nodes_connected",
+                "Nodes with a live session",
+                self.nodes_connected.load(Ordering::Relaxed) as f64,
+            ),
         ];
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

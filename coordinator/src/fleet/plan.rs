@@ -30,7 +30,9 @@ pub fn catalogs(manifest: &Manifest) -> Vec<Catalog> {
 }
 
 pub fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Fleet-wide knobs (Raft-replicated policies once replicated).
@@ -42,7 +44,11 @@ pub struct FleetPolicy {
 
 /// The problem for every connected device node whose class has a catalog. Returns it with the
 /// offload target (the first connected server node) if any.
-pub fn problem(registry: &Registry, catalogs: &[Catalog], policy: &FleetPolicy) -> (FleetProblem, Option<String>) {
+pub fn problem(
+    registry: &Registry,
+    catalogs: &[Catalog],
+    policy: &FleetPolicy,
+) -> (FleetProblem, Option<String>) {
     let now = unix_ms();
     let servers: Vec<(&String, f64, Option<String>)> = registry
         .iter()
@@ -60,9 +66,16 @@ pub fn problem(registry: &Registry, catalogs: &[Catalog], policy: &FleetPolicy) 
     let nodes = registry
         .iter()
         .filter(|(_, e)| e.connected && !e.is_server())
-        .filter(|(_, e)| catalogs.iter().any(|c| c.device_class == e.hello.device_class))
+        .filter(|(_, e)| {
+            catalogs
+                .iter()
+                .any(|c| c.device_class == e.hello.device_class)
+        })
         .map(|(id, e)| {
-            let battery = e.telemetry.as_ref().map_or(&e.hello.battery, |t| &t.battery);
+            let battery = e
+                .telemetry
+                .as_ref()
+                .map_or(&e.hello.battery, |t| &t.battery);
             let rates = e
                 .hello
                 .apps
@@ -81,7 +94,8 @@ pub fn problem(registry: &Registry, catalogs: &[Catalog], policy: &FleetPolicy) 
                 id: id.clone(),
                 device_class: e.hello.device_class.clone(),
                 energy_left_j: battery.energy_left_j.max(0.0),
-                remaining_s: (battery.shift_end_unix_ms.saturating_sub(now) as f64 / 1000.0).max(1.0),
+                remaining_s: (battery.shift_end_unix_ms.saturating_sub(now) as f64 / 1000.0)
+                    .max(1.0),
                 rates,
                 connected: target.is_some(),
             }
@@ -90,7 +104,11 @@ pub fn problem(registry: &Registry, catalogs: &[Catalog], policy: &FleetPolicy) 
     let problem = FleetProblem {
         catalogs: catalogs.to_vec(),
         nodes,
-        cost_budget_usd: if target.is_some() { policy.cost_budget_usd } else { 0.0 },
+        cost_budget_usd: if target.is_some() {
+            policy.cost_budget_usd
+        } else {
+            0.0
+        },
         server_capacity_rps: if target.is_some() { capacity } else { 0.0 },
         tolerance: 1e-3,
     };
@@ -141,7 +159,11 @@ pub fn assignments(
                         app: ap.app.clone(),
                         mix,
                         allowed_variants: allowed,
-                        offload_target: if offloads { target.map(str::to_string) } else { None },
+                        offload_target: if offloads {
+                            target.map(str::to_string)
+                        } else {
+                            None
+                        },
                         energy_budget_j_per_request: ap.energy_per_request_j,
                         cost_budget_usd_per_request: ap.cost_per_request_usd,
                     }

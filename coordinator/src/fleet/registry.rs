@@ -63,7 +63,10 @@ impl Registry {
             return false;
         };
         e.last_seen = Instant::now();
-        if e.telemetry.as_ref().is_some_and(|old| old.seq >= t.seq && old.at_unix_ms >= t.at_unix_ms) {
+        if e.telemetry
+            .as_ref()
+            .is_some_and(|old| old.seq >= t.seq && old.at_unix_ms >= t.at_unix_ms)
+        {
             return false;
         }
         e.telemetry = Some(t);
@@ -134,7 +137,13 @@ mod tests {
     }
 
     fn battery() -> Battery {
-        Battery { capacity_j: 1.0, energy_left_j: 1.0, drain_w: 0.0, shift_end_unix_ms: 0, source: BatterySource::Model }
+        Battery {
+            capacity_j: 1.0,
+            energy_left_j: 1.0,
+            drain_w: 0.0,
+            shift_end_unix_ms: 0,
+            source: BatterySource::Model,
+        }
     }
 
     fn telemetry(seq: u64) -> Telemetry {
@@ -146,7 +155,11 @@ mod tests {
             model_memory_budget_bytes: 0,
             loaded_variants: vec![],
             apps: vec![],
-            link: Link { rtt_ms: 0.0, bandwidth_bps: 0.0, connected: true },
+            link: Link {
+                rtt_ms: 0.0,
+                bandwidth_bps: 0.0,
+                connected: true,
+            },
             offload_queue: 0,
             served_offload: 0,
         }
@@ -158,15 +171,27 @@ mod tests {
         let (tx, _rx) = mpsc::channel(1);
         let s1 = r.connect(hello("a"), tx.clone());
         assert!(r.telemetry("a", s1, telemetry(5)));
-        assert!(!r.telemetry("a", s1, telemetry(4)), "older telemetry must not replace newer");
+        assert!(
+            !r.telemetry("a", s1, telemetry(4)),
+            "older telemetry must not replace newer"
+        );
         let s2 = r.connect(hello("a"), tx);
         r.disconnect("a", s1); // the old session's cleanup
-        assert!(r.get("a").is_some_and(|e| e.connected), "stale cleanup must not disconnect the new session");
-        assert!(!r.telemetry("a", s1, telemetry(9)), "a replaced session cannot report");
+        assert!(
+            r.get("a").is_some_and(|e| e.connected),
+            "stale cleanup must not disconnect the new session"
+        );
+        assert!(
+            !r.telemetry("a", s1, telemetry(9)),
+            "a replaced session cannot report"
+        );
         r.ack("a", s2, 3);
         r.ack("a", s2, 2);
         assert_eq!(r.get("a").map(|e| e.acked_epoch), Some(3));
-        assert!(!r.telemetry("zzz", s2, telemetry(1)), "unknown nodes are ignored");
+        assert!(
+            !r.telemetry("zzz", s2, telemetry(1)),
+            "unknown nodes are ignored"
+        );
     }
 
     #[test]

@@ -53,7 +53,14 @@ pub async fn serve(endpoint: quinn::Endpoint, hub: Arc<Hub>, cancel: Cancellatio
 
 /// Sends an error frame, then the caller closes the connection with the same reason.
 async fn refuse(send: &mut quinn::SendStream, code: ErrorCode, message: String) -> String {
-    let _ = codec::write_frame(send, &CoordMsg::Error { code, message: message.clone() }).await;
+    let _ = codec::write_frame(
+        send,
+        &CoordMsg::Error {
+            code,
+            message: message.clone(),
+        },
+    )
+    .await;
     let _ = send.finish();
     // Let the error frame reach the peer before the connection is closed.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -62,41 +69,73 @@ async fn refuse(send: &mut quinn::SendStream, code: ErrorCode, message: String) 
 
 async fn session(conn: quinn::Connection, hub: &Hub) -> Result<(), String> {
     let peer = tls::peer(&conn).map_err(|e| e.to_string())?;
-    let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| format!("no control stream: {e}"))?;
+    let (mut send, mut recv) = conn
+        .accept_bi()
+        .await
+        .map_err(|e| format!("no control stream: {e}"))?;
     if peer.kind != Kind::Node {
         Metrics::inc(&hub.metrics.sessions_rejected_total);
-        let msg = format!("{} may not connect to the node endpoint: only node certificates may", peer.dns_name());
+        let msg = format!(
+            "{} may not connect to the node endpoint: only node certificates may",
+            peer.dns_name()
+        );
         return Err(refuse(&mut send, ErrorCode::Forbidden, msg).await);
     }
-    let first = tokio::time::timeout(HELLO_TIMEOUT, codec::read_frame::<_, NodeMsg>(&mut recv, MAX_FRAME_BYTES)).await;
+    let first = tokio::time::timeout(
+        HELLO_TIMEOUT,
+        codec::read_frame::<_, NodeMsg>(&mut recv, MAX_FRAME_BYTES),
+    )
+    .await;
     let hello = match first {
         Ok(Ok(Some(NodeMsg::Hello(h)))) => h,
         Ok(Ok(Some(_))) => {
             Metrics::inc(&hub.metrics.sessions_rejected_total);
-            return Err(refuse(&mut send, ErrorCode::BadSequence, "the first message must be hello".into()).await);
+            return Err(refuse(
+                &mut send,
+                ErrorCode::BadSequence,
+                "the first message must be hello".into(),
+            )
+            .await);
         }
         Ok(Ok(None)) => return Err("the node closed its stream before hello".into()),
         Ok(Err(e)) => {
             Metrics::inc(&hub.metrics.frames_rejected_total);
             return Err(format!("bad hello frame from {}: {e}", peer.name));
         }
-        Err(_) => return Err(format!("{} sent no hello within {HELLO_TIMEOUT:?}", peer.name)),
+        Err(_) => {
+            return Err(format!(
+                "{} sent no hello within {HELLO_TIMEOUT:?}",
+                peer.name
+            ));
+        }
     };
     if hello.protocol_version != PROTOCOL_VERSION {
         Metrics::inc(&hub.metrics.sessions_rejected_total);
-        let msg = format!("protocol version {} is not {PROTOCOL_VERSION}; upgrade the node", hello.protocol_version);
+        let msg = format!(
+            "protocol version {} is not {PROTOCOL_VERSION}; upgrade the node",
+            hello.protocol_version
+        );
         return Err(refuse(&mut send, ErrorCode::VersionMismatch, msg).await);
     }
     if hello.node_id != peer.name {
         Metrics::inc(&hub.metrics.sessions_rejected_total);
-        let msg = format!("certificate is {} but hello claims {:?}: a node may only report for itself", peer.name, hello.node_id);
+        let msg = format!(
+            "certificate is {} but hello claims {:?}: a node may only report for itself",
+            peer.name, hello.node_id
+        );
         return Err(refuse(&mut send, ErrorCode::IdentityMismatch, msg).await);
     }
     let id = peer.name.clone();
     let epoch = hub.epochs.current().unwrap_or(0);
     let (tx, mut rx) = mpsc::channel::<CoordMsg>(QUEUE);
-    let welcome = CoordMsg::Welcome { node_id: id.clone(), leader: hub.name.clone(), epoch };
-    codec::write_frame(&mut send, &welcome).await.map_err(|e| e.to_string())?;
+    let welcome = CoordMsg::Welcome {
+        node_id: id.clone(),
+        leader: hub.name.clone(),
+        epoch,
+    };
+    codec::write_frame(&mut send, &welcome)
+        .await
+        .map_err(|e| e.to_string())?;
     tracing::info!(node = %id, class = %hello.device_class, "node joined");
     let sid = hub.registry().connect(hello, tx);
     Metrics::inc(&hub.metrics.sessions_total);
@@ -116,7 +155,12 @@ async fn session(conn: quinn::Connection, hub: &Hub) -> Result<(), String> {
     result
 }
 
-async fn read_loop(recv: &mut quinn::RecvStream, hub: &Hub, id: &str, sid: u64) -> Result<(), String> {
+async fn read_loop(
+    recv: &mut quinn::RecvStream,
+    hub: &Hub,
+    id: &str,
+    sid: u64,
+) -> Result<(), String> {
     loop {
         let msg = match codec::read_frame::<_, NodeMsg>(recv, MAX_FRAME_BYTES).await {
             Ok(Some(m)) => m,

@@ -12,7 +12,12 @@ use super::hub::{Hub, PlanInfo};
 use super::metrics::Metrics;
 use super::plan;
 
-pub async fn run(hub: Arc<Hub>, interval: Duration, node_timeout: Duration, cancel: CancellationToken) {
+pub async fn run(
+    hub: Arc<Hub>,
+    interval: Duration,
+    node_timeout: Duration,
+    cancel: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -35,7 +40,9 @@ pub async fn run(hub: Arc<Hub>, interval: Duration, node_timeout: Duration, canc
 /// (they get the next epoch).
 pub fn solve_once(hub: &Hub) {
     let connected = hub.registry().connected() as u64;
-    hub.metrics.nodes_connected.store(connected, Ordering::Relaxed);
+    hub.metrics
+        .nodes_connected
+        .store(connected, Ordering::Relaxed);
     let (problem, target) = plan::problem(&hub.registry(), &hub.catalogs, &hub.policy());
     if problem.nodes.is_empty() {
         return;
@@ -77,8 +84,12 @@ pub fn solve_once(hub: &Hub) {
                     })
                     .collect(),
             );
-            let Some(entry) = registry.get_mut(&a.node_id) else { continue };
-            let Some(tx) = entry.tx.as_ref() else { continue };
+            let Some(entry) = registry.get_mut(&a.node_id) else {
+                continue;
+            };
+            let Some(tx) = entry.tx.as_ref() else {
+                continue;
+            };
             if tx.try_send(CoordMsg::Assignment(a)).is_ok() {
                 entry.sent_epoch = epoch;
                 Metrics::inc(&hub.metrics.assignments_sent_total);
@@ -89,7 +100,13 @@ pub fn solve_once(hub: &Hub) {
     Metrics::set_f64(&hub.metrics.plan_solve_seconds, solve_s);
     Metrics::set_f64(&hub.metrics.plan_gap, solved.gap);
     hub.metrics.plan_epoch.store(epoch, Ordering::Relaxed);
-    tracing::debug!(epoch, nodes = problem.nodes.len(), gap = solved.gap, solve_ms = solve_s * 1e3, "plan pushed");
+    tracing::debug!(
+        epoch,
+        nodes = problem.nodes.len(),
+        gap = solved.gap,
+        solve_ms = solve_s * 1e3,
+        "plan pushed"
+    );
     hub.set_last_plan(PlanInfo {
         epoch,
         nodes: problem.nodes.len(),

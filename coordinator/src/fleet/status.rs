@@ -48,7 +48,15 @@ pub struct PlanStatus {
 
 impl From<PlanInfo> for PlanStatus {
     fn from(p: PlanInfo) -> Self {
-        Self { epoch: p.epoch, nodes: p.nodes, primal: p.primal, dual: p.dual, gap: p.gap, solve_ms: p.solve_ms, mixes: p.mixes }
+        Self {
+            epoch: p.epoch,
+            nodes: p.nodes,
+            primal: p.primal,
+            dual: p.dual,
+            gap: p.gap,
+            solve_ms: p.solve_ms,
+            mixes: p.mixes,
+        }
     }
 }
 
@@ -59,7 +67,9 @@ pub fn fleet_status(hub: &Hub) -> FleetStatus {
         .map(|(id, e)| {
             let t = e.telemetry.as_ref();
             let battery = t.map_or(&e.hello.battery, |t| &t.battery);
-            let sum = |f: fn(&protocol::msg::AppTelemetry) -> u64| t.map_or(0, |t| t.apps.iter().map(f).sum::<u64>());
+            let sum = |f: fn(&protocol::msg::AppTelemetry) -> u64| {
+                t.map_or(0, |t| t.apps.iter().map(f).sum::<u64>())
+            };
             let requests = sum(|a| a.requests);
             let correct = sum(|a| a.correct);
             NodeStatus {
@@ -76,7 +86,11 @@ pub fn fleet_status(hub: &Hub) -> FleetStatus {
                 dropped: sum(|a| a.dropped),
                 offloaded: sum(|a| a.offloaded),
                 requests_per_s: t.map_or(0.0, |t| t.apps.iter().map(|a| a.rate_per_s).sum()),
-                accuracy: if requests == 0 { 0.0 } else { 100.0 * correct as f64 / requests as f64 },
+                accuracy: if requests == 0 {
+                    0.0
+                } else {
+                    100.0 * correct as f64 / requests as f64
+                },
                 sent_epoch: e.sent_epoch,
                 acked_epoch: e.acked_epoch,
                 telemetry_seq: t.map_or(0, |t| t.seq),

@@ -9,9 +9,10 @@ pub fn from_assignment(assignment: &Assignment, can_offload: bool) -> Constraint
     let mut constraints = Constraints::default();
     for app in &assignment.apps {
         if !app.allowed_variants.is_empty() {
-            constraints
-                .allowed
-                .insert(app.app.clone(), app.allowed_variants.iter().cloned().collect());
+            constraints.allowed.insert(
+                app.app.clone(),
+                app.allowed_variants.iter().cloned().collect(),
+            );
         }
     }
     constraints.offload_forbidden =
@@ -23,7 +24,9 @@ pub fn from_assignment(assignment: &Assignment, can_offload: bool) -> Constraint
             .iter()
             .map(f)
             .filter(|v| v.is_finite() && *v > 0.0)
-            .fold(None, |acc: Option<f64>, v| Some(acc.map_or(v, |a| a.max(v))))
+            .fold(None, |acc: Option<f64>, v| {
+                Some(acc.map_or(v, |a| a.max(v)))
+            })
     };
     constraints.energy_cap_j = cap(|a| a.energy_budget_j_per_request);
     constraints.cost_cap_usd = cap(|a| a.cost_budget_usd_per_request);
@@ -65,7 +68,10 @@ mod tests {
             epoch: 3,
             node_id: "cam-1".into(),
             issued_unix_ms: 0,
-            apps: vec![app("garment", &["half", "quarter"], None, 0.02), app("category", &[], None, 0.05)],
+            apps: vec![
+                app("garment", &["half", "quarter"], None, 0.02),
+                app("category", &[], None, 0.05),
+            ],
             energy_price: 0.0,
             cost_price: 0.0,
             plan_gap: 0.0,
@@ -73,7 +79,10 @@ mod tests {
         let c = from_assignment(&a, true);
         assert!(c.offload_forbidden, "no app has an offload target");
         assert_eq!(c.allowed["garment"].len(), 2);
-        assert!(!c.allowed.contains_key("category"), "empty list means unrestricted");
+        assert!(
+            !c.allowed.contains_key("category"),
+            "empty list means unrestricted"
+        );
         assert_eq!(c.energy_cap_j, Some(0.05));
         assert_eq!(c.cost_cap_usd, None);
     }

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use protocol::codec::{self, MAX_FRAME_BYTES};
-use protocol::msg::{Assignment, CoordMsg, Hello, Link, NodeMsg, Role, Telemetry, PROTOCOL_VERSION};
+use protocol::msg::{
+    Assignment, CoordMsg, Hello, Link, NodeMsg, PROTOCOL_VERSION, Role, Telemetry,
+};
 use protocol::tls;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
@@ -88,7 +90,9 @@ pub fn backoff(attempt: u32, rng: &mut impl Rng) -> Duration {
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 async fn session(
@@ -130,11 +134,17 @@ async fn session(
     };
     codec::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
     match codec::read_frame::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES).await? {
-        Some(CoordMsg::Welcome { node_id, leader, epoch }) => {
+        Some(CoordMsg::Welcome {
+            node_id,
+            leader,
+            epoch,
+        }) => {
             tracing::info!(%node_id, %leader, epoch, coordinator = %addr, "connected to the coordinator");
         }
         Some(CoordMsg::Redirect { leader_addr }) => return Ok(Ended::Redirect(leader_addr)),
-        Some(CoordMsg::Error { code, message }) => bail!("coordinator refused the node: {code:?}: {message}"),
+        Some(CoordMsg::Error { code, message }) => {
+            bail!("coordinator refused the node: {code:?}: {message}")
+        }
         Some(other) => bail!("coordinator answered hello with {other:?}"),
         None => bail!("coordinator closed the stream after hello"),
     }
@@ -176,7 +186,12 @@ async fn session(
 
 /// Persists an assignment before using it, so a node restarted offline resumes on it.
 fn accept_assignment(a: Assignment, shared: &Shared, store: &NodeStore) {
-    if shared.lock().assignment.as_ref().is_some_and(|held| held.epoch >= a.epoch) {
+    if shared
+        .lock()
+        .assignment
+        .as_ref()
+        .is_some_and(|held| held.epoch >= a.epoch)
+    {
         return;
     }
     if let Err(e) = store.save_assignment(&a) {
@@ -226,6 +241,9 @@ mod tests {
             assert!(backoff(attempt, &mut rng) < Duration::from_millis(7_500));
         }
         let late: Vec<Duration> = (0..20).map(|_| backoff(30, &mut rng)).collect();
-        assert!(late.iter().any(|d| *d != late[0]), "jitter must vary the delay");
+        assert!(
+            late.iter().any(|d| *d != late[0]),
+            "jitter must vary the delay"
+        );
     }
 }

@@ -3,6 +3,6 @@
 
 pub mod constraints;
 pub mod link;
-pub mod serve;
 pub mod run;
+pub mod serve;
 pub mod shared;

@@ -27,9 +27,15 @@ use crate::store::NodeStore;
 use crate::{catalog, runtime};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
-    let identity = Identity::load(&args.identity_dir, &args.name)
-        .with_context(|| format!("loading node identity {} from {}", args.name, args.identity_dir.display()))?;
-    let client = protocol::tls::client_config(&identity).context("building the QUIC client config")?;
+    let identity = Identity::load(&args.identity_dir, &args.name).with_context(|| {
+        format!(
+            "loading node identity {} from {}",
+            args.name,
+            args.identity_dir.display()
+        )
+    })?;
+    let client =
+        protocol::tls::client_config(&identity).context("building the QUIC client config")?;
     let store = NodeStore::open(&args.store)?;
     let catalog_path = catalog::locate(args.catalog.as_deref())?;
     let (manifest, catalog_bytes, model_dir) = protocol::manifest::load(&catalog_path)
@@ -42,7 +48,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
     runtime::environment()?;
     let apps = args.app_rates()?;
     for (app, _) in &apps {
-        anyhow::ensure!(manifest.app(app).is_some(), "app {app} is not in the catalog");
+        anyhow::ensure!(
+            manifest.app(app).is_some(),
+            "app {app} is not in the catalog"
+        );
     }
     let budgets = Budgets {
         energy_j: args.energy_budget_j,
@@ -60,7 +69,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "ignoring the persisted assignment"),
     }
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let energy = EnergyAccount::new(
         args.battery_wh * 3600.0,
         args.energy_budget_j,
@@ -88,14 +99,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
         coordinators: args.coordinators.clone(),
         telemetry_interval: Duration::from_millis(args.telemetry_ms.max(50)),
     };
-    let link_task = tokio::spawn(link::run(link_cfg, client, shared.clone(), store.clone(), cancel.clone()));
+    let link_task = tokio::spawn(link::run(
+        link_cfg,
+        client,
+        shared.clone(),
+        store.clone(),
+        cancel.clone(),
+    ));
     let serve_cfg = ServeConfig {
         apps,
         budgets,
         duration: args.duration_s.map(Duration::from_secs_f64),
         publish_every: Duration::from_millis(250),
     };
-    let frames = FrameSource::new(&data, args.class_mix()?, rand::rngs::StdRng::seed_from_u64(args.seed));
+    let frames = FrameSource::new(
+        &data,
+        args.class_mix()?,
+        rand::rngs::StdRng::seed_from_u64(args.seed),
+    );
     let serve_stop = stop.clone();
     let serve_shared = shared.clone();
     let serving = tokio::task::spawn_blocking(move || {

@@ -27,7 +27,12 @@ use crate::stats::AppStats;
 /// Runs a request on an offload server (blocking from the serving thread).
 pub trait Offloader: Send {
     /// Label, score and the server's compute time in ms.
-    fn offload(&mut self, app: &str, variant: &str, pixels: &[u8]) -> Result<(Prediction, f64), String>;
+    fn offload(
+        &mut self,
+        app: &str,
+        variant: &str,
+        pixels: &[u8],
+    ) -> Result<(Prediction, f64), String>;
 }
 
 /// What the serving loop needs besides its collaborators.
@@ -81,7 +86,9 @@ pub struct Server<'a> {
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Server<'_> {
@@ -100,7 +107,8 @@ impl Server<'_> {
             .collect();
         let mut state = DeviceState::new(&cfg.budgets, 0.0);
         state.connected = self.offloader.is_some();
-        self.policy.set_constraints(constraints::standalone(self.offloader.is_some()));
+        self.policy
+            .set_constraints(constraints::standalone(self.offloader.is_some()));
         if let Some(a) = self.shared.take_fresh_assignment() {
             self.apply(&a);
         }
@@ -108,7 +116,9 @@ impl Server<'_> {
         let mut next_frame_s = 0.0;
         let mut last_publish = Instant::now() - cfg.publish_every;
         loop {
-            if self.stop.load(Ordering::Relaxed) || cfg.duration.is_some_and(|d| started.elapsed() >= d) {
+            if self.stop.load(Ordering::Relaxed)
+                || cfg.duration.is_some_and(|d| started.elapsed() >= d)
+            {
                 break;
             }
             let wait = next_frame_s - started.elapsed().as_secs_f64();
@@ -134,6 +144,25 @@ impl Server<'_> {
         Ok(self.summary(&stats, cfg, applied, last_epoch))
     }
 
+    /// Serves `frames` frames back to back (no arrival pacing): the whole per-request path
+    /// (policy, cache, inference, accounting) for benchmarks.
+    pub fn serve_frames_now(&mut self, cfg: &ServeConfig, frames: usize) -> anyhow::Result<u64> {
+        let frame_rate: f64 = cfg.apps.iter().map(|(_, r)| *r).fold(0.0, f64::max);
+        let mut stats: Vec<AppStats> = cfg
+            .apps
+            .iter()
+            .map(|(name, _)| {
+                AppStats::new(name, self.manifest.app(name).map_or(0, |a| a.classes.len()))
+            })
+            .collect();
+        let mut state = DeviceState::new(&cfg.budgets, 0.0);
+        for i in 0..frames {
+            let now_s = i as f64 / frame_rate;
+            self.serve_frame(now_s, frame_rate, cfg, &mut stats, &mut state)?;
+        }
+        Ok(stats.iter().map(|s| s.requests).sum())
+    }
+
     fn apply(&mut self, assignment: &protocol::msg::Assignment) {
         let c = constraints::from_assignment(assignment, self.offloader.is_some());
         tracing::info!(epoch = assignment.epoch, "following assignment");
@@ -156,11 +185,19 @@ impl Server<'_> {
             if !self.frames.app_due(*rate, frame_rate) {
                 continue;
             }
-            let Some(spec) = self.manifest.app(app) else { continue };
-            let truth = spec.label_map.get(frame.label as usize).copied().unwrap_or(usize::MAX);
+            let Some(spec) = self.manifest.app(app) else {
+                continue;
+            };
+            let truth = spec
+                .label_map
+                .get(frame.label as usize)
+                .copied()
+                .unwrap_or(usize::MAX);
             stats[i].arrival(now_s, truth);
             state.energy_left_j = self.energy.left_j();
-            state.cost_left_usd = (cfg.budgets.cost_usd - stats.iter().map(|s| s.cost_used_usd).sum::<f64>()).max(0.0);
+            state.cost_left_usd = (cfg.budgets.cost_usd
+                - stats.iter().map(|s| s.cost_used_usd).sum::<f64>())
+            .max(0.0);
             state.resident = self.resident_keys();
             let decision = self.policy.decide(now_s, app, state);
             let Decision::Run(run) = decision else {
@@ -169,13 +206,17 @@ impl Server<'_> {
                 continue;
             };
             let Some(key) = self.catalog.key(app, &run.variant) else {
-                anyhow::bail!("policy chose {} which the catalog lacks for {app}", run.variant);
+                anyhow::bail!(
+                    "policy chose {} which the catalog lacks for {app}",
+                    run.variant
+                );
             };
             let cost = run_cost(&self.catalog, key, run.place, state);
             let t0 = Instant::now();
             let (prediction, place, swapped_in) = match run.place {
                 Place::Device => {
-                    let (model, swapped_in) = self.cache.get(&run.variant).context("model cache")?;
+                    let (model, swapped_in) =
+                        self.cache.get(&run.variant).context("model cache")?;
                     if !embeddings.contains_key(&run.variant) {
                         embeddings.insert(run.variant.clone(), model.embed(pixels)?);
                     }
@@ -188,14 +229,19 @@ impl Server<'_> {
                         // The server is gone or refused: answer locally with the cheapest
                         // resident-or-smallest variant rather than drop the request.
                         let fallback = self.local_fallback(app);
-                        let (model, swapped_in) = self.cache.get(&fallback).context("model cache")?;
+                        let (model, swapped_in) =
+                            self.cache.get(&fallback).context("model cache")?;
                         let emb = model.embed(pixels)?;
                         (model.classify(app, &emb)?, Place::Device, swapped_in)
                     }
                 },
             };
             let latency_ms = t0.elapsed().as_secs_f64() * 1e3;
-            let (energy_j, usd) = if place == run.place { (cost.energy_j, cost.usd) } else { (cost.energy_j, 0.0) };
+            let (energy_j, usd) = if place == run.place {
+                (cost.energy_j, cost.usd)
+            } else {
+                (cost.energy_j, 0.0)
+            };
             self.energy.charge(energy_j);
             if let Some(t) = self.catalog.variant(key).trunk {
                 state.frame_trunks.push((t, place));
@@ -206,8 +252,16 @@ impl Server<'_> {
             let s = &mut stats[i];
             s.energy_used_j += energy_j;
             s.cost_used_usd += usd;
-            s.answered(&run.variant, prediction.label as usize == truth, latency_ms, place == Place::Server);
-            let class = spec.classes.get(prediction.label as usize).map(String::as_str);
+            s.answered(
+                &run.variant,
+                prediction.label as usize == truth,
+                latency_ms,
+                place == Place::Server,
+            );
+            let class = spec
+                .classes
+                .get(prediction.label as usize)
+                .map(String::as_str);
             self.policy.observe(
                 now_s,
                 app,
@@ -240,7 +294,11 @@ impl Server<'_> {
         let resident = self.cache.resident();
         let cheapest = |names: &mut dyn Iterator<Item = String>| {
             names
-                .filter_map(|n| self.catalog.key(app, &n).map(|k| (self.catalog.variant(k).device_energy_j, n)))
+                .filter_map(|n| {
+                    self.catalog
+                        .key(app, &n)
+                        .map(|k| (self.catalog.variant(k).device_energy_j, n))
+                })
                 .min_by(|a, b| a.0.total_cmp(&b.0))
                 .map(|(_, n)| n)
         };
@@ -269,12 +327,22 @@ impl Server<'_> {
         self.shared.lock().snapshot = snapshot;
     }
 
-    fn summary(&self, stats: &[AppStats], cfg: &ServeConfig, applied: u64, last_epoch: u64) -> Summary {
+    fn summary(
+        &self,
+        stats: &[AppStats],
+        cfg: &ServeConfig,
+        applied: u64,
+        last_epoch: u64,
+    ) -> Summary {
         let requests: u64 = stats.iter().map(|s| s.requests).sum();
         let correct: u64 = stats.iter().map(|s| s.correct).sum();
         Summary {
             requests,
-            accuracy: if requests == 0 { 0.0 } else { 100.0 * correct as f64 / requests as f64 },
+            accuracy: if requests == 0 {
+                0.0
+            } else {
+                100.0 * correct as f64 / requests as f64
+            },
             energy_used_j: self.energy.used_j,
             energy_budget_j: cfg.budgets.energy_j,
             cost_used_usd: stats.iter().map(|s| s.cost_used_usd).sum(),

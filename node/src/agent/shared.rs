@@ -30,13 +30,19 @@ pub struct Shared(Arc<Mutex<Inner>>);
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves plain data behind: keep serving with it.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Installs an assignment unless it is older than the one held (epochs never go back).
     pub fn offer_assignment(&self, assignment: Assignment) -> bool {
         let mut inner = self.lock();
-        if inner.assignment.as_ref().is_some_and(|a| a.epoch >= assignment.epoch) {
+        if inner
+            .assignment
+            .as_ref()
+            .is_some_and(|a| a.epoch >= assignment.epoch)
+        {
             return false;
         }
         inner.assignment = Some(assignment);

@@ -93,7 +93,12 @@ fn eval_variant(
     let accuracy = apps
         .iter()
         .zip(&correct)
-        .map(|(app, &c)| (app.to_string(), round2(100.0 * c as f64 / images.max(1) as f64)))
+        .map(|(app, &c)| {
+            (
+                app.to_string(),
+                round2(100.0 * c as f64 / images.max(1) as f64),
+            )
+        })
         .collect();
     Ok(VariantEval {
         name: spec.name.clone(),
@@ -104,7 +109,11 @@ fn eval_variant(
         memory_bytes,
         load_ms: round2(model.load_ms),
         accuracy,
-        manifest_accuracy: spec.heads.iter().map(|h| (h.app.clone(), h.accuracy)).collect(),
+        manifest_accuracy: spec
+            .heads
+            .iter()
+            .map(|h| (h.app.clone(), h.accuracy))
+            .collect(),
         latency_ms: Latency {
             p50: round3(percentile(&latencies, 0.50)),
             p99: round3(percentile(&latencies, 0.99)),
@@ -134,13 +143,21 @@ fn round3(x: f64) -> f64 {
 fn resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
         .map_or(0, |pages| pages * 4096)
 }
 
 /// The human table.
 pub fn table(eval: &CatalogEval) -> String {
-    let mut apps: Vec<&String> = eval.variants.iter().flat_map(|v| v.accuracy.keys()).collect();
+    let mut apps: Vec<&String> = eval
+        .variants
+        .iter()
+        .flat_map(|v| v.accuracy.keys())
+        .collect();
     apps.sort();
     apps.dedup();
     let mut out = format!(

@@ -15,6 +15,7 @@ pub fn locate(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 /// Reads and validates a manifest; the model files sit in the same folder.
 pub fn load(path: &Path) -> anyhow::Result<(Manifest, PathBuf)> {
-    let (manifest, _, dir) = manifest::load(path).with_context(|| format!("catalog {}", path.display()))?;
+    let (manifest, _, dir) =
+        manifest::load(path).with_context(|| format!("catalog {}", path.display()))?;
     Ok((manifest, dir))
 }

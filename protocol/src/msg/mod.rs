@@ -6,6 +6,7 @@
 //! ([`crate::tls::peer`]), never from a field in these messages.
 
 mod assignment;
+mod blobs;
 mod hello;
 mod offload;
 mod results;
@@ -14,6 +15,7 @@ mod telemetry;
 use serde::{Deserialize, Serialize};
 
 pub use assignment::{AppAssignment, Assignment, MixEntry, PlaceTag};
+pub use blobs::{BlobReply, BlobRequest, FileShards, SHARD_BYTES, VariantManifest};
 pub use hello::{Hello, Role};
 pub use offload::{OffloadReply, OffloadRequest};
 pub use results::{InferenceResult, ResultBatch};

@@ -1,0 +1,224 @@
+//! `mcdnnctl bench telemetry`: telemetry messages per second one coordinator ingests from N
+//! virtual nodes over real QUIC with mutual TLS on loopback. The coordinator (node endpoint, soft
+//! state, solve loop) and the virtual nodes run in this process: the figure is what the 2-core
+//! machine does for both sides, so a separate coordinator host would ingest more.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Args;
+use protocol::codec;
+use protocol::identity::{Ca, Identity, Kind};
+use protocol::msg::{
+    AppTelemetry, Battery, BatterySource, Hello, Link, NodeMsg, PROTOCOL_VERSION, Role, Telemetry,
+};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::fleet::epochs::EpochStore;
+use crate::fleet::hub::Hub;
+use crate::fleet::plan::FleetPolicy;
+use crate::fleet::{sessions, solve_loop};
+
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryBenchArgs {
+    /// Fleet sizes to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    pub nodes: Vec<usize>,
+    /// Measurement window per fleet size.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Catalog manifest (default: models/catalog.json or MCDNN_CATALOG).
+    #[arg(long)]
+    pub catalog: Option<std::path::PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TelemetryFigure {
+    pub nodes: usize,
+    pub seconds: f64,
+    pub messages: u64,
+    pub messages_per_s: f64,
+    /// Nodes that completed hello and sent telemetry.
+    pub nodes_reporting: usize,
+}
+
+fn battery() -> Battery {
+    Battery {
+        capacity_j: 7200.0,
+        energy_left_j: 5000.0,
+        drain_w: 0.2,
+        shift_end_unix_ms: unix_ms() + 36_000_000,
+        source: BatterySource::Model,
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn telemetry(seq: u64) -> Telemetry {
+    let app = |name: &str, classes: usize| AppTelemetry {
+        app: name.into(),
+        rate_per_s: 2.0,
+        class_histogram: vec![3; classes],
+        requests: seq * 2,
+        correct: seq * 2,
+        dropped: 0,
+        offloaded: 0,
+        latency_ms_p50: 0.1,
+        energy_used_j: seq as f64 * 0.01,
+        cost_used_usd: 0.0,
+    };
+    Telemetry {
+        seq,
+        at_unix_ms: unix_ms(),
+        battery: battery(),
+        memory_free_bytes: 1 << 30,
+        model_memory_budget_bytes: 8 << 20,
+        loaded_variants: vec!["half".into()],
+        apps: vec![app("garment", 10), app("category", 4)],
+        link: Link {
+            rtt_ms: 1.0,
+            bandwidth_bps: 0.0,
+            connected: true,
+        },
+        offload_queue: 0,
+        served_offload: 0,
+    }
+}
+
+async fn virtual_node(
+    endpoint: quinn::Endpoint,
+    addr: SocketAddr,
+    name: String,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let conn = endpoint.connect(addr, "localhost")?.await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let hello = Hello {
+        node_id: name,
+        device_class: "phone-2016".into(),
+        role: Role::Device,
+        protocol_version: PROTOCOL_VERSION,
+        catalog_digests: vec![],
+        offload_addr: None,
+        battery: battery(),
+        apps: vec!["garment".into(), "category".into()],
+    };
+    codec::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
+    let _welcome: Option<protocol::msg::CoordMsg> =
+        codec::read_frame(&mut recv, codec::MAX_FRAME_BYTES).await?;
+    // Drain assignments so the coordinator's writer never blocks on this node.
+    tokio::spawn(async move {
+        while let Ok(Some(_)) =
+            codec::read_frame::<_, protocol::msg::CoordMsg>(&mut recv, codec::MAX_FRAME_BYTES).await
+        {
+        }
+    });
+    let mut seq = 0;
+    while !stop.is_cancelled() {
+        seq += 1;
+        codec::write_frame(&mut send, &NodeMsg::Telemetry(telemetry(seq))).await?;
+    }
+    conn.close(0u32.into(), b"done");
+    Ok(())
+}
+
+pub async fn telemetry_bench(args: &TelemetryBenchArgs) -> anyhow::Result<Vec<TelemetryFigure>> {
+    let dir = tempfile_dir()?;
+    let ca = Ca::init(&dir)?;
+    ca.enroll(Kind::Coordinator, "bench-coord", &dir, &[], 1)?;
+    let max = args.nodes.iter().copied().max().unwrap_or(0);
+    let mut clients = Vec::with_capacity(max);
+    for i in 0..max {
+        let name = format!("vn-{i}");
+        ca.enroll(Kind::Node, &name, &dir, &[], 1)?;
+        clients.push((
+            name.clone(),
+            protocol::tls::client_config(&Identity::load(&dir, &name)?)?,
+        ));
+    }
+    let path = protocol::manifest::locate(args.catalog.as_deref())?;
+    let (manifest, _, _) = protocol::manifest::load(&path)?;
+    let mut figures = Vec::new();
+    for &n in &args.nodes {
+        let server = protocol::tls::server_config(&Identity::load(&dir, "bench-coord")?)?;
+        let endpoint = quinn::Endpoint::server(server, SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let addr = endpoint.local_addr()?;
+        let epochs = EpochStore::open(&dir.join(format!("epochs-{n}")))?;
+        let hub = Arc::new(Hub::new(
+            "bench-coord".into(),
+            manifest.clone(),
+            String::new(),
+            FleetPolicy {
+                cost_budget_usd: 1.0,
+            },
+            epochs,
+            addr.to_string(),
+        ));
+        let cancel = CancellationToken::new();
+        tokio::spawn(sessions::serve(endpoint, hub.clone(), cancel.clone()));
+        tokio::spawn(solve_loop::run(
+            hub.clone(),
+            Duration::from_secs(2),
+            Duration::from_secs(60),
+            cancel.clone(),
+        ));
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        for (name, cfg) in clients.iter().take(n) {
+            let mut ep = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            ep.set_default_client_config(cfg.clone());
+            tasks.push(tokio::spawn(virtual_node(
+                ep,
+                addr,
+                name.clone(),
+                stop.clone(),
+            )));
+        }
+        // Wait for every node to join, then measure a window.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while hub.registry().connected() < n && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let start_count = hub.metrics.telemetry_messages_total.load(Ordering::Relaxed);
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
+        let messages = hub.metrics.telemetry_messages_total.load(Ordering::Relaxed) - start_count;
+        let secs = started.elapsed().as_secs_f64();
+        let reporting = hub
+            .registry()
+            .iter()
+            .filter(|(_, e)| e.telemetry.is_some())
+            .count();
+        stop.cancel();
+        cancel.cancel();
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        figures.push(TelemetryFigure {
+            nodes: n,
+            seconds: secs,
+            messages,
+            messages_per_s: messages as f64 / secs,
+            nodes_reporting: reporting,
+        });
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(figures)
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir =
+        std::env::temp_dir().join(format!("mcdnn-bench-{}-{}", std::process::id(), unix_ms()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
