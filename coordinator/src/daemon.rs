@@ -1,5 +1,7 @@
-//! `mcdnn-coordinator run`: the node endpoint (QUIC, mutual TLS), the solve loop and the admin
-//! API, stopped together by one cancellation token on SIGINT/SIGTERM.
+//! `mcdnn-coordinator run`: one replica of the coordinator. The Raft replica (sled log, QUIC to
+//! its peers), the node endpoint (QUIC, mutual TLS), the leader-only solve loop and the admin
+//! API, stopped together by one cancellation token. On SIGTERM a leader hands leadership to the
+//! most up-to-date peer before it exits.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,14 +14,17 @@ use protocol::identity::Identity;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::fleet::epochs::EpochStore;
-use crate::fleet::hub::Hub;
+use crate::cluster::peers::{Peers, id_of};
+use crate::cluster::{leader, transport};
+use crate::fleet::hub::{Hub, HubConfig};
 use crate::fleet::plan::FleetPolicy;
 use crate::fleet::{sessions, solve_loop};
+use crate::raft::{Replica, ReplicaConfig};
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// This replica's name; must be the name in its coordinator certificate.
+    /// This replica's name, `<prefix>-<ordinal>`; must be the name in its coordinator
+    /// certificate. Its Raft id is ordinal + 1.
     #[arg(long, env = "MCDNN_COORDINATOR_NAME", default_value = "coord-0")]
     pub name: String,
     /// Folder with `<name>.pem`, `<name>.key` and `ca.pem`.
@@ -28,13 +33,22 @@ pub struct RunArgs {
     /// QUIC address nodes connect to.
     #[arg(long, env = "MCDNN_LISTEN", default_value = "127.0.0.1:7400")]
     pub listen: SocketAddr,
-    /// Address nodes are told to use for this replica (default: --listen).
-    #[arg(long, env = "MCDNN_ADVERTISE")]
-    pub advertise: Option<String>,
-    /// Admin HTTP address (/livez, /readyz, /metrics, /status).
+    /// QUIC address other replicas send Raft messages to.
+    #[arg(long, env = "MCDNN_RAFT_LISTEN", default_value = "127.0.0.1:7500")]
+    pub raft_listen: SocketAddr,
+    /// Admin HTTP address (/livez, /readyz, /metrics, /status, /cluster, /policy, /members).
     #[arg(long, env = "MCDNN_ADMIN", default_value = "127.0.0.1:7480")]
     pub admin: SocketAddr,
-    /// Folder for the coordinator's durable state.
+    /// The replica set, `coord-0=HOST,coord-1=HOST,...` (every replica uses this replica's
+    /// ports on its own host). Default: this replica alone, on its --listen host.
+    #[arg(long, env = "MCDNN_PEERS", default_value = "")]
+    pub peers: String,
+    /// Start a brand-new cluster when the disk is empty. Leave it off for a replica that lost
+    /// its disk or joins an existing cluster: it then waits for the leader's snapshot. A replica
+    /// alone (no --peers) always bootstraps.
+    #[arg(long, env = "MCDNN_BOOTSTRAP")]
+    pub bootstrap: bool,
+    /// Folder for the Raft log and snapshots.
     #[arg(long, env = "MCDNN_DATA_DIR", default_value = "coordinator-data")]
     pub data_dir: PathBuf,
     /// Catalog manifest (default: models/catalog.json or MCDNN_CATALOG).
@@ -46,12 +60,30 @@ pub struct RunArgs {
     /// Forget a node not heard from for this long.
     #[arg(long, env = "MCDNN_NODE_TIMEOUT_S", default_value_t = 30.0)]
     pub node_timeout_s: f64,
-    /// The fleet's cloud budget over the shift, USD.
+    /// The fleet's cloud budget over the shift, USD, until an operator writes the
+    /// `fleet.cost_budget_usd` policy.
     #[arg(long, env = "MCDNN_FLEET_COST_BUDGET_USD", default_value_t = 1.0)]
     pub fleet_cost_budget_usd: f64,
+    /// Raft tick length; elections time out after 10 ticks.
+    #[arg(long, env = "MCDNN_RAFT_TICK_MS", default_value_t = 100)]
+    pub raft_tick_ms: u64,
     /// Log as JSON lines.
     #[arg(long, env = "MCDNN_LOG_JSON")]
     pub log_json: bool,
+}
+
+fn peers_of(args: &RunArgs) -> anyhow::Result<Peers> {
+    let spec = if args.peers.trim().is_empty() {
+        format!("{}={}", args.name, args.listen.ip())
+    } else {
+        args.peers.clone()
+    };
+    Peers::parse(
+        &spec,
+        &args.listen.to_string(),
+        &args.raft_listen.to_string(),
+        &args.admin.to_string(),
+    )
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -62,32 +94,69 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.identity_dir.display()
         )
     })?;
-    let server_config =
-        protocol::tls::server_config(&identity).context("building the QUIC server config")?;
+    let node_server = protocol::tls::server_config(&identity)
+        .context("building the node endpoint's TLS config")?;
+    let raft_server = protocol::tls::server_config(&identity)
+        .context("building the raft endpoint's TLS config")?;
+    let raft_client =
+        protocol::tls::client_config(&identity).context("building the raft client TLS config")?;
     let catalog_path = protocol::manifest::locate(args.catalog.as_deref())?;
     let (manifest, bytes, _) = protocol::manifest::load(&catalog_path)
         .with_context(|| format!("catalog {}", catalog_path.display()))?;
+    let self_id = id_of(&args.name)?;
+    let peers = peers_of(&args)?;
+    anyhow::ensure!(
+        peers.get(self_id).is_some(),
+        "--peers does not list this replica ({})",
+        args.name
+    );
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let epochs = EpochStore::open(&args.data_dir.join("epochs"))?;
-    let endpoint = quinn::Endpoint::server(server_config, args.listen)
+    let cancel = CancellationToken::new();
+    let raft_endpoint = quinn::Endpoint::server(raft_server, args.raft_listen)
+        .with_context(|| format!("binding the raft endpoint on {}", args.raft_listen))?;
+    let net = transport::QuicTransport::start(self_id, &peers, raft_client, cancel.child_token())?;
+    let config = ReplicaConfig {
+        tick_interval: Duration::from_millis(args.raft_tick_ms.max(10)),
+        bootstrap: args.bootstrap || peers.0.len() == 1,
+        ..ReplicaConfig::default()
+    };
+    let raft = Replica::start_with_shutdown(
+        self_id,
+        &peers.ids(),
+        args.data_dir.join("raft"),
+        net,
+        config,
+        cancel.child_token(),
+    )
+    .context("starting the raft replica")?;
+    let raft_task = tokio::spawn(transport::serve(
+        raft_endpoint,
+        raft.clone(),
+        peers.clone(),
+        cancel.clone(),
+    ));
+    let endpoint = quinn::Endpoint::server(node_server, args.listen)
         .with_context(|| format!("binding the node endpoint on {}", args.listen))?;
-    let node_addr = args
-        .advertise
-        .clone()
-        .unwrap_or_else(|| args.listen.to_string());
-    let hub = Arc::new(Hub::new(
-        args.name.clone(),
+    let node_addr = peers
+        .get(self_id)
+        .map_or_else(|| args.listen.to_string(), |p| p.node_addr.clone());
+    let hub = Arc::new(Hub::new(HubConfig {
+        name: args.name.clone(),
         manifest,
-        hex::encode(Sha256::digest(&bytes)),
-        FleetPolicy {
+        catalog_digest: hex::encode(Sha256::digest(&bytes)),
+        policy: FleetPolicy {
             cost_budget_usd: args.fleet_cost_budget_usd,
         },
-        epochs,
+        raft: raft.clone(),
+        self_id,
+        peers,
         node_addr,
-    ));
-    let cancel = CancellationToken::new();
-    tracing::info!(name = %args.name, listen = %args.listen, admin = %args.admin, "coordinator up");
+    }));
+    tracing::info!(name = %args.name, id = self_id, listen = %args.listen, raft = %args.raft_listen, admin = %args.admin, "coordinator replica up");
+    let watcher = tokio::spawn(leader::watch(hub.clone(), cancel.clone()));
+    // Model shards for nodes and the durable result ledger (issue 5).
+    crate::blobs::attach(&hub, &catalog_path, &args.data_dir)?;
     let sessions = tokio::spawn(sessions::serve(endpoint, hub.clone(), cancel.clone()));
     let solver = tokio::spawn(solve_loop::run(
         hub.clone(),
@@ -97,8 +166,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
     let admin = tokio::spawn(crate::admin::serve(args.admin, hub.clone(), cancel.clone()));
     let stop = cancel.clone();
+    let stepping = raft.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
+        // A leader hands over first, so the fleet sees one short election-free handoff.
+        match stepping.step_down(Duration::from_secs(3)).await {
+            Ok(Some(to)) => tracing::info!(to, "handed leadership over before exiting"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not hand leadership over; exiting anyway"),
+        }
         tracing::info!("stopping on signal");
         stop.cancel();
     });
@@ -106,6 +182,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     cancel.cancel();
     let _ = sessions.await;
     let _ = solver.await;
+    let _ = watcher.await;
+    let _ = raft_task.await;
+    let _ = raft.shutdown().await;
     admin_result
 }
 

@@ -2,6 +2,8 @@
 //! `mcdnnctl` operator CLI.
 
 pub mod admin;
+pub mod blobs;
+pub mod cluster;
 pub mod ctl;
 pub mod daemon;
 pub mod fleet;

@@ -78,6 +78,42 @@ pub struct RunArgs {
     /// Log as JSON lines.
     #[arg(long, env = "MCDNN_LOG_JSON")]
     pub log_json: bool,
+    /// `device` (runs its own apps) or `server` (serves offloaded requests for enrolled nodes).
+    #[arg(long, env = "MCDNN_ROLE", default_value = "device", value_parser = ["device", "server"])]
+    pub role: String,
+    /// Server role: requests per second this server can sustain (reported to the fleet solver).
+    #[arg(long, env = "MCDNN_CAPACITY_RPS", default_value_t = 50.0)]
+    pub capacity_rps: f64,
+    /// Server role: QUIC address to accept offload requests on.
+    #[arg(long, env = "MCDNN_OFFLOAD_LISTEN", default_value = "127.0.0.1:7500")]
+    pub offload_listen: std::net::SocketAddr,
+    /// Server role: address devices are told to use (default: --offload-listen). The server's
+    /// certificate must name its host (enrol with `--san`).
+    #[arg(long, env = "MCDNN_OFFLOAD_ADVERTISE")]
+    pub offload_advertise: Option<String>,
+    /// Device role: offload to this server instead of the assignment's target.
+    #[arg(long, env = "MCDNN_OFFLOAD_SERVER")]
+    pub offload_server: Option<String>,
+    /// Device role: give up on the offload server after this long and answer locally; keep it
+    /// under the app's latency limit minus local inference time.
+    #[arg(long, env = "MCDNN_OFFLOAD_TIMEOUT_MS", default_value_t = 300)]
+    pub offload_timeout_ms: u64,
+    /// Where model bytes come from: `folder` (beside the catalog) or `coordinator` (fetched as
+    /// verified shards into the node store).
+    #[arg(long, env = "MCDNN_MODELS", default_value = "folder", value_parser = ["folder", "coordinator"])]
+    pub models: String,
+    /// Disk for stored model shards, MB; unreferenced variants are collected beyond it.
+    #[arg(long, env = "MCDNN_MODEL_DISK_MB", default_value_t = 64.0)]
+    pub model_disk_mb: f64,
+    /// Which variants to keep stored: `assigned` or `all`.
+    #[arg(long, env = "MCDNN_PREFETCH", default_value = "assigned", value_parser = ["assigned", "all"])]
+    pub prefetch: String,
+    /// Cap model downloads at this many MB/s (a metered uplink).
+    #[arg(long, env = "MCDNN_FETCH_MAX_MBPS")]
+    pub fetch_max_mbps: Option<f64>,
+    /// At the end of a run, wait this long for spooled results to be acknowledged.
+    #[arg(long, env = "MCDNN_DRAIN_TIMEOUT_S", default_value_t = 15.0)]
+    pub drain_timeout_s: f64,
 }
 
 impl RunArgs {

@@ -198,13 +198,14 @@ pub fn preprocess(pixels: &[u8], input: &InputSpec) -> Result<Vec<f32>, EngineEr
 }
 
 fn argmax_softmax(logits: &[f32]) -> Prediction {
-    let (label, max) = logits
-        .iter()
-        .copied()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, v)| {
-            if v > best.1 { (i, v) } else { best }
-        });
+    let (label, max) =
+        logits
+            .iter()
+            .copied()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (i, v)| {
+                if v > best.1 { (i, v) } else { best }
+            });
     let sum: f32 = logits.iter().map(|v| (v - max).exp()).sum();
     Prediction {
         label: label as u32,

@@ -17,6 +17,10 @@ pub struct AppStats {
     pub correct: u64,
     pub dropped: u64,
     pub offloaded: u64,
+    /// Requests meant for the offload server that were answered locally instead.
+    pub offload_fallbacks: u64,
+    /// Answered requests the spool could not hold (not accepted, so not reported).
+    pub spool_failures: u64,
     pub energy_used_j: f64,
     pub cost_used_usd: f64,
     latencies_ms: VecDeque<f64>,
@@ -34,6 +38,8 @@ impl AppStats {
             correct: 0,
             dropped: 0,
             offloaded: 0,
+            offload_fallbacks: 0,
+            spool_failures: 0,
             energy_used_j: 0.0,
             cost_used_usd: 0.0,
             latencies_ms: VecDeque::new(),

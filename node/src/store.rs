@@ -1,5 +1,6 @@
-//! The node's sled database: the last assignment (so a node restarted offline resumes on it).
-//! Later: model shards and the result spool.
+//! The node's sled database: the last assignment and catalog (so a node restarted offline resumes
+//! on them). The result spool ([`crate::spool`]) and the model shards ([`crate::models`]) live in
+//! their own trees of the same database.
 
 use std::path::Path;
 
@@ -7,6 +8,7 @@ use protocol::codec;
 use protocol::msg::Assignment;
 
 const ASSIGNMENT_KEY: &[u8] = b"assignment";
+const CATALOG_KEY: &[u8] = b"catalog";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -49,6 +51,35 @@ impl NodeStore {
         self.db.insert(ASSIGNMENT_KEY, bytes)?;
         self.db.flush()?;
         Ok(())
+    }
+
+    /// A named tree of the same database (spool, shards, ...).
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(name)?)
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Keeps the raw catalog manifest so a node restarted offline, without a model folder, knows
+    /// its catalog.
+    pub fn save_catalog(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        if self
+            .db
+            .get(CATALOG_KEY)?
+            .is_some_and(|held| held.as_ref() == bytes)
+        {
+            return Ok(());
+        }
+        self.db.insert(CATALOG_KEY, bytes)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn load_catalog(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(CATALOG_KEY)?.map(|b| b.to_vec()))
     }
 
     pub fn load_assignment(&self) -> Result<Option<Assignment>, StoreError> {

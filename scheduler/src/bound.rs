@@ -1,9 +1,18 @@
 //! An upper bound on the mean accuracy any policy can reach on a trace: the LP relaxation with
 //! perfect knowledge of the whole trace, no paging costs, no cold-start latency, each request
-//! free to take any mix of the options it could have had (server only while connected;
-//! specialised variants at the best accuracy a class set containing its class could earn; a
+//! free to take any mix of the options it could have had (server only while connected; a
 //! shared trunk's cost split among the requests of its frame). The reported figure is the dual
 //! value, so numerical tolerance can only make it larger.
+//!
+//! Specialisation is modelled as the cascade every policy runs: a specialised variant can run
+//! only while the shared skew tracker ([`crate::specialise::tracker_for`]) has an active set; it
+//! runs first on every request it is chosen for (the class is not known before it answers), and
+//! its "other" answers fall back to a general variant or are dropped. Requests are grouped by
+//! what is known before the answer (app, connectivity, the set's share of the window), and each
+//! group's cascades are credited with the group's observed in-set fraction and the best
+//! specialised accuracy any share up to the group's gives. So the bound is exact about what a
+//! cascade costs; it bounds policies that cannot see a request's class before running it (all
+//! of ours) in the sense of that fraction, not a clairvoyant one that picks in-set requests.
 
 use std::collections::BTreeMap;
 
@@ -20,9 +29,12 @@ pub struct BoundRequest {
     /// App index in the catalog.
     pub app: usize,
     pub connected: bool,
-    /// Largest top-N share of a class set containing the request's class over the skew window
-    /// (`SkewWindow::best_share_with`); 0 when the class is unknown.
+    /// Share of the skew window (this request included) of the set the skew tracker had active
+    /// when the request arrived, which the specialised accuracy is credited at; 0 when no set
+    /// was active (no cascade can run).
     pub spec_share: f64,
+    /// Whether the request's class is in that set (a cascade answers it without the fallback).
+    pub in_set: bool,
     /// Requests in the same frame whose apps share a trunk with this one (>= 1).
     pub trunk_split: u32,
 }
@@ -51,8 +63,8 @@ pub fn bound(catalog: &Catalog, budgets: &Budgets, requests: &[BoundRequest]) ->
         .flat_map(|a| a.variants.iter())
         .filter_map(|v| v.specialised.first().map(|p| p.min_share))
         .fold(f64::INFINITY, f64::min);
-    // (app, connected, share step, trunk split) -> count
-    let mut counts: BTreeMap<(usize, bool, u32, u32), f64> = BTreeMap::new();
+    // (app, connected, share step, trunk split) -> (requests, in-set requests)
+    let mut counts: BTreeMap<(usize, bool, u32, u32), (f64, f64)> = BTreeMap::new();
     for r in requests {
         if r.app >= catalog.apps.len() {
             continue;
@@ -66,18 +78,25 @@ pub fn bound(catalog: &Catalog, budgets: &Budgets, requests: &[BoundRequest]) ->
         } else {
             0
         };
-        *counts
+        let c = counts
             .entry((r.app, r.connected, step, r.trunk_split.max(1)))
-            .or_default() += 1.0;
+            .or_default();
+        c.0 += 1.0;
+        if step > 0 && r.in_set {
+            c.1 += 1.0;
+        }
     }
     let admits = |_: usize, _: Place| true;
     let mut tables = Vec::new();
     let mut groups = Vec::new();
-    for (&(app, connected, step, split), &n) in &counts {
+    for (&(app, connected, step, split), &(n, in_set)) in &counts {
         let share = step as f64 / SHARE_STEPS;
         // Below the lowest measured share a specialised variant is credited nothing.
         let specialised = if step > 0 && share >= trigger_min {
-            Specialised::Upper(share)
+            Specialised::Observed {
+                share,
+                in_set: in_set / n,
+            }
         } else {
             Specialised::None
         };
@@ -119,6 +138,7 @@ mod tests {
                 app: a,
                 connected: true,
                 spec_share: 0.0,
+                in_set: false,
                 trunk_split: 1
             };
             n

@@ -11,13 +11,18 @@ use crate::lp::Opt;
 pub enum Specialised {
     /// Not eligible (no skew).
     None,
-    /// Cascades (specialised + general fallback) at this share of the specialised classes:
-    /// expected accuracy and energy over in-set and "other" requests.
+    /// Cascades at this share of the specialised classes: the specialised variant runs on every
+    /// request; its "other" answers (the out-of-set share) fall back to a general variant or are
+    /// dropped. Expected accuracy, energy and cost over in-set and "other" requests.
     Cascade(f64),
-    /// The bound's relaxation for one request whose class can be in a set with this share: the
-    /// specialised variant alone at the best accuracy any share up to this one gives.
-    Upper(f64),
+    /// The bound's cascades for requests whose in-set fraction is `in_set` and whose active set
+    /// has at most `share` of the window: as `Cascade`, with the specialised accuracy the best
+    /// any share up to `share` gives.
+    Observed { share: f64, in_set: f64 },
 }
+
+/// `PlanOpt::fallback` of a cascade that drops its "other" answers.
+pub const DROP_OTHER: usize = usize::MAX;
 
 /// What the planner knows about the situation the options are for.
 #[derive(Clone, Copy)]
@@ -36,6 +41,7 @@ pub struct OptionSpec<'a> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PlanOpt {
     pub variant: usize,
+    /// General fallback of a cascade; `Some(DROP_OTHER)` when "other" answers are dropped.
     pub fallback: Option<usize>,
     pub place: Place,
     pub opt: Opt,
@@ -104,43 +110,48 @@ pub fn steady_options(catalog: &Catalog, app: usize, spec: &OptionSpec<'_>) -> V
                 continue;
             }
             let Some(so) = figures(si) else { continue };
-            match spec.specialised {
-                Specialised::None => {}
-                Specialised::Upper(share) => {
-                    let opt = Opt {
-                        value: s.specialised_accuracy_upper(share),
-                        ..so
-                    };
-                    out.push(PlanOpt {
-                        variant: si,
-                        fallback: None,
-                        place,
-                        opt,
-                    });
+            let (acc, in_set) = match spec.specialised {
+                Specialised::None => continue,
+                Specialised::Cascade(share) => (s.specialised_accuracy(share), share),
+                Specialised::Observed { share, in_set } => {
+                    (s.specialised_accuracy_upper(share), in_set)
                 }
-                Specialised::Cascade(share) => {
-                    let acc = s.specialised_accuracy(share);
-                    let other = 1.0 - share;
-                    for g in &general {
-                        if place == Place::Device
-                            && s.memory_mb + variants[g.variant].memory_mb > spec.memory_mb
-                        {
-                            continue;
-                        }
-                        let opt = Opt {
-                            value: share * acc + other * g.opt.value,
-                            energy: so.energy + other * g.opt.energy,
-                            cost: so.cost + other * g.opt.cost,
-                            server: so.server,
-                        };
-                        out.push(PlanOpt {
-                            variant: si,
-                            fallback: Some(g.variant),
-                            place,
-                            opt,
-                        });
-                    }
+            };
+            let in_set = in_set.clamp(0.0, 1.0);
+            let other = 1.0 - in_set;
+            out.push(PlanOpt {
+                variant: si,
+                fallback: Some(DROP_OTHER),
+                place,
+                opt: Opt {
+                    value: in_set * acc,
+                    ..so
+                },
+            });
+            for g in &general {
+                if place == Place::Device
+                    && s.memory_mb + variants[g.variant].memory_mb > spec.memory_mb
+                {
+                    continue;
                 }
+                // At the server the request is already there: the fallback sends nothing.
+                let send = if place == Place::Server {
+                    c.send_energy_j
+                } else {
+                    0.0
+                };
+                let opt = Opt {
+                    value: in_set * acc + other * g.opt.value,
+                    energy: so.energy + other * (g.opt.energy - send).max(0.0),
+                    cost: so.cost + other * g.opt.cost,
+                    server: so.server,
+                };
+                out.push(PlanOpt {
+                    variant: si,
+                    fallback: Some(g.variant),
+                    place,
+                    opt,
+                });
             }
         }
     }

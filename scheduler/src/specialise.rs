@@ -1,7 +1,9 @@
 //! Specialisation: skew detection on a sliding window of class labels, and the class set a
 //! specialised variant is built for. The cascade rule (the specialised head answers; its "other"
-//! class falls back to the general variant) is applied by whoever runs the request: a request
-//! whose class is outside the set costs both models and gets the general variant's accuracy.
+//! class falls back to the general variant, or is dropped when the plan cannot afford the
+//! fallback) is applied by whoever runs the request: a request whose class is outside the set
+//! costs both models and gets the general variant's accuracy (or costs the specialised model
+//! and gets nothing).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -133,6 +135,19 @@ impl SkewWindow {
             .sum();
         (others + self.counts[cid as usize]) as f64 / total as f64
     }
+}
+
+/// The skew tracker every policy keeps for `app` (None when the app has no specialised
+/// variant); the bound replays the same one so both agree on when a cascade can run.
+pub fn tracker_for(catalog: &crate::catalog::Catalog, app: usize) -> Option<SkewTracker> {
+    let c = &catalog.constants;
+    catalog
+        .apps
+        .get(app)?
+        .variants
+        .iter()
+        .find(|v| v.is_specialised())
+        .map(|v| SkewTracker::new(c.skew_window_s, v.top_n().max(1), c.skew_trigger_share))
 }
 
 /// Per-app skew state a policy keeps: the window and the set a specialised variant serves.

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use scheduler::bound::{BoundRequest, BoundResult, bound};
 use scheduler::policy::{Decision, Outcome, by_name, run_cost};
-use scheduler::specialise::SkewWindow;
+use scheduler::specialise::{SkewWindow, tracker_for};
 use scheduler::{Budgets, Catalog, DeviceState, Place};
 use serde::Serialize;
 
@@ -201,6 +201,9 @@ fn execute(
             if in_set {
                 specialised = true;
                 v.specialised_accuracy(window.share_of(&c.classes))
+            } else if c.drop_other {
+                // "Other" and no fallback: the specialised model ran, nothing is answered.
+                0.0
             } else {
                 let Some(g) = catalog.key(&r.app, &c.fallback) else {
                     return Executed::Refused;
@@ -259,17 +262,17 @@ pub fn bound_requests(
         .iter()
         .map(|a| a.variants.iter().any(|v| v.trunk.is_some()))
         .collect();
-    let top_n: Vec<usize> = catalog
-        .apps
-        .iter()
-        .map(|a| a.variants.iter().map(|v| v.top_n()).max().unwrap_or(0))
-        .collect();
     let mut out = Vec::new();
     for node in by_node(trace) {
         let mut windows: Vec<SkewWindow> = catalog
             .apps
             .iter()
             .map(|_| SkewWindow::new(catalog.constants.skew_window_s))
+            .collect();
+        // The skew tracker every policy keeps, replayed: its active set is what a cascade
+        // would run with.
+        let mut trackers: Vec<_> = (0..catalog.apps.len())
+            .map(|a| tracker_for(catalog, a))
             .collect();
         let mut reqs: Vec<BoundRequest> = Vec::with_capacity(node.len());
         let mut frame_start = 0;
@@ -280,16 +283,23 @@ pub fn bound_requests(
                     app: usize::MAX,
                     connected: false,
                     spec_share: 0.0,
+                    in_set: false,
                     trunk_split: 1,
                 });
                 continue;
             };
             windows[a].record(r.time_s, r.class.as_deref());
-            let spec_share = if top_n[a] > 0 {
-                windows[a].best_share_with(r.class.as_deref(), top_n[a])
-            } else {
-                0.0
-            };
+            let (mut spec_share, mut in_set) = (0.0, false);
+            if let Some(t) = trackers[a].as_mut() {
+                if let Some((set, _)) = t.active() {
+                    spec_share = windows[a].share_of(set);
+                    in_set = r
+                        .class
+                        .as_deref()
+                        .is_some_and(|cl| set.iter().any(|k| &**k == cl));
+                }
+                t.record(r.time_s, r.class.as_deref());
+            }
             if i > 0 && node[i - 1].time_s != r.time_s {
                 frame_start = reqs.len();
             }
@@ -297,6 +307,7 @@ pub fn bound_requests(
                 app: a,
                 connected: conn.at(r.time_s),
                 spec_share,
+                in_set,
                 trunk_split: 1,
             });
             // Frame sharing: every trunked request in this frame splits the trunk.

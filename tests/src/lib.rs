@@ -2,6 +2,8 @@
 //! node agents started as real processes (the workspace's built binaries), their admin API and
 //! end-of-run summaries. Used by the tests in `tests/tests` and by `mcdnn-chaos`.
 
+pub mod cluster;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,6 +12,9 @@ use anyhow::{Context, bail};
 use mcdnn_coordinator::ctl::{demo, http};
 use mcdnn_coordinator::fleet::status::FleetStatus;
 use protocol::identity::{Ca, Kind};
+
+pub mod chaos;
+pub mod proxy;
 
 /// The folder with the workspace's binaries (target/debug or target/release), found from the
 /// running executable: a test runs from target/*/deps, a tool from target/*.
@@ -49,7 +54,11 @@ pub fn free_port() -> u16 {
         };
         let Ok(addr) = udp.local_addr() else { continue };
         let p = addr.port();
-        if p < 65000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+        // Raft listens on p + 2 (UDP) for the coordinator's own replica.
+        if p < 65000
+            && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", p + 2)).is_ok()
+        {
             return p;
         }
     }
@@ -177,6 +186,8 @@ impl Fleet {
             &self.quic(),
             "--admin",
             &self.admin(),
+            "--raft-listen",
+            &format!("127.0.0.1:{}", self.port + 2),
         ])
         .args(["--solve-interval-ms", "500", "--identity-dir"])
         .arg(&self.ca)
@@ -198,16 +209,29 @@ impl Fleet {
 
     /// Starts a node agent that runs for `secs` and writes `<name>.summary.json`.
     pub fn node(&self, name: &str, class: &str, secs: f64, extra: &[&str]) -> anyhow::Result<Proc> {
+        self.node_with(name, class, secs, &NodeOpts::default(), extra)
+    }
+
+    /// A node agent with the coordinator address or energy budget overridden.
+    pub fn node_with(
+        &self,
+        name: &str,
+        class: &str,
+        secs: f64,
+        opts: &NodeOpts,
+        extra: &[&str],
+    ) -> anyhow::Result<Proc> {
         if !self.ca.join(format!("{name}.pem")).exists() {
             self.enroll(Kind::Node, name)?;
         }
+        let coordinator = opts.coordinator.clone().unwrap_or_else(|| self.quic());
         let mut cmd = Command::new(bin("mcdnn-node")?);
         cmd.args([
             "run",
             "--name",
             name,
             "--coordinator",
-            &self.quic(),
+            &coordinator,
             "--device-class",
             class,
         ])
@@ -219,7 +243,7 @@ impl Fleet {
             "garment=8,category=4",
         ])
         .arg("--energy-budget-j")
-        .arg(format!("{}", 0.1 * secs))
+        .arg(format!("{}", opts.energy_budget_j.unwrap_or(0.1 * secs)))
         .arg("--shift-s")
         .arg(format!("{secs}"))
         .arg("--duration-s")
@@ -277,6 +301,45 @@ impl Fleet {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// Overrides for [`Fleet::node_with`].
+#[derive(Debug, Clone, Default)]
+pub struct NodeOpts {
+    /// Connect here instead of the coordinator (e.g. through a [`proxy::UdpProxy`]).
+    pub coordinator: Option<String>,
+    pub energy_budget_j: Option<f64>,
+}
+
+impl Fleet {
+    /// Starts an offload server node listening on `listen` (enrolled with its IP as a SAN, so
+    /// devices can reach it by address).
+    pub fn server(&self, name: &str, secs: f64, listen: &str, capacity_rps: f64) -> anyhow::Result<Proc> {
+        if !self.ca.join(format!("{name}.pem")).exists() {
+            let host = listen.rsplit_once(':').map_or(listen, |(h, _)| h).to_string();
+            Ca::load(&self.ca)?.enroll(Kind::Node, name, &self.ca, &[host], 30)?;
+        }
+        let mut cmd = Command::new(bin("mcdnn-node")?);
+        cmd.args(["run", "--name", name, "--coordinator", &self.quic(), "--device-class", "laptop"])
+            .args(["--role", "server", "--offload-listen", listen, "--telemetry-ms", "200"])
+            .arg("--capacity-rps")
+            .arg(format!("{capacity_rps}"))
+            .arg("--duration-s")
+            .arg(format!("{secs}"))
+            .arg("--identity-dir")
+            .arg(&self.ca)
+            .arg("--store")
+            .arg(self.store_path(name))
+            .arg("--summary")
+            .arg(self.summary_path(name))
+            .arg("--catalog")
+            .arg(catalog());
+        self.spawn(name, cmd)
+    }
+
+    pub fn store_path(&self, name: &str) -> PathBuf {
+        self.path().join(format!("{name}.store"))
     }
 }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mcdnn_coordinator::ctl::identity::{self, CaInitArgs, EnrollArgs};
-use mcdnn_coordinator::ctl::{bench, demo};
+use mcdnn_coordinator::ctl::{bench, cluster, demo};
 
 #[derive(Debug, Parser)]
 #[command(name = "mcdnnctl", version, about = "Operate an MCDNN fleet")]
@@ -25,6 +25,21 @@ enum Command {
     Enroll(EnrollArgs),
     /// Run a local fleet (coordinator + node agents) with a live view and a summary.
     Demo(demo::DemoArgs),
+    /// The coordinator replica set.
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
+    },
+    /// Replicated fleet policies (budgets).
+    Policy {
+        #[command(subcommand)]
+        command: cluster::PolicyCommand,
+    },
+    /// Add or remove coordinator replicas.
+    Members {
+        #[command(subcommand)]
+        command: cluster::MembersCommand,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -69,6 +84,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Cluster {
+            command: cluster::ClusterCommand::Status(t),
+        } => cluster::status(&t, &mut stdout),
+        Command::Policy { command } => cluster::policy(&command, &mut stdout),
+        Command::Members { command } => cluster::members(&command, &mut stdout),
         Command::Demo(args) => {
             let summary = demo::run(&args, &mut stdout)?;
             if args.json {

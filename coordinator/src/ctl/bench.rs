@@ -4,7 +4,6 @@
 //! machine does for both sides, so a separate coordinator host would ingest more.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,9 +17,6 @@ use protocol::msg::{
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::fleet::epochs::EpochStore;
-use crate::fleet::hub::Hub;
-use crate::fleet::plan::FleetPolicy;
 use crate::fleet::{sessions, solve_loop};
 
 #[derive(Debug, Clone, Args)]
@@ -135,7 +131,7 @@ async fn virtual_node(
 pub async fn telemetry_bench(args: &TelemetryBenchArgs) -> anyhow::Result<Vec<TelemetryFigure>> {
     let dir = tempfile_dir()?;
     let ca = Ca::init(&dir)?;
-    ca.enroll(Kind::Coordinator, "bench-coord", &dir, &[], 1)?;
+    ca.enroll(Kind::Coordinator, "bench-0", &dir, &[], 1)?;
     let max = args.nodes.iter().copied().max().unwrap_or(0);
     let mut clients = Vec::with_capacity(max);
     for i in 0..max {
@@ -150,21 +146,18 @@ pub async fn telemetry_bench(args: &TelemetryBenchArgs) -> anyhow::Result<Vec<Te
     let (manifest, _, _) = protocol::manifest::load(&path)?;
     let mut figures = Vec::new();
     for &n in &args.nodes {
-        let server = protocol::tls::server_config(&Identity::load(&dir, "bench-coord")?)?;
+        let server = protocol::tls::server_config(&Identity::load(&dir, "bench-0")?)?;
         let endpoint = quinn::Endpoint::server(server, SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let addr = endpoint.local_addr()?;
-        let epochs = EpochStore::open(&dir.join(format!("epochs-{n}")))?;
-        let hub = Arc::new(Hub::new(
-            "bench-coord".into(),
-            manifest.clone(),
-            String::new(),
-            FleetPolicy {
-                cost_budget_usd: 1.0,
-            },
-            epochs,
-            addr.to_string(),
-        ));
         let cancel = CancellationToken::new();
+        let hub = crate::cluster::standalone_hub(
+            "bench-0",
+            manifest.clone(),
+            &dir.join(format!("raft-{n}")),
+            addr.to_string(),
+            cancel.clone(),
+        )
+        .await?;
         tokio::spawn(sessions::serve(endpoint, hub.clone(), cancel.clone()));
         tokio::spawn(solve_loop::run(
             hub.clone(),

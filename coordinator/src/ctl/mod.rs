@@ -2,6 +2,7 @@
 //! reused without the binary.
 
 pub mod bench;
+pub mod cluster;
 pub mod demo;
 pub mod http;
 pub mod identity;

@@ -9,10 +9,12 @@ use scheduler::catalog::Catalog;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use super::epochs::EpochStore;
 use super::metrics::Metrics;
 use super::plan::FleetPolicy;
 use super::registry::Registry;
+use crate::cluster::leader::LeaderView;
+use crate::cluster::peers::Peers;
+use crate::raft::ReplicaHandle;
 
 /// Figures of the last plan, for `/status`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -35,8 +37,13 @@ pub struct Hub {
     pub catalog_digest: String,
     pub catalogs: Vec<Catalog>,
     registry: Mutex<Registry>,
+    /// Defaults from configuration; replicated policy writes override them.
     pub policy: Mutex<FleetPolicy>,
-    pub epochs: EpochStore,
+    /// This replica of the coordinator's Raft group: plans, registry and policies commit here.
+    pub raft: ReplicaHandle,
+    pub self_id: u64,
+    pub peers: Peers,
+    pub leader: LeaderView,
     pub last_plan: Mutex<PlanInfo>,
     pub metrics: Metrics,
     /// Wakes the solve loop early (a node joined or left).
@@ -44,6 +51,10 @@ pub struct Hub {
     pub started: Instant,
     /// The node endpoint's address, as nodes are told in redirects.
     pub node_addr: String,
+    /// Model shards served to nodes (set at start by [`crate::blobs::attach`]).
+    pub blobs: std::sync::OnceLock<std::sync::Arc<crate::blobs::BlobStore>>,
+    /// Durable per-node result high-water marks (set at start by [`crate::blobs::attach`]).
+    pub results: std::sync::OnceLock<super::results::ResultLedger>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -51,30 +62,59 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// What a hub is built from.
+pub struct HubConfig {
+    pub name: String,
+    pub manifest: Manifest,
+    pub catalog_digest: String,
+    pub policy: FleetPolicy,
+    pub raft: ReplicaHandle,
+    pub self_id: u64,
+    pub peers: Peers,
+    pub node_addr: String,
+}
+
 impl Hub {
-    pub fn new(
-        name: String,
-        manifest: Manifest,
-        catalog_digest: String,
-        policy: FleetPolicy,
-        epochs: EpochStore,
-        node_addr: String,
-    ) -> Self {
-        let catalogs = super::plan::catalogs(&manifest);
+    pub fn new(c: HubConfig) -> Self {
+        let catalogs = super::plan::catalogs(&c.manifest);
         Self {
-            name,
-            manifest,
-            catalog_digest,
+            name: c.name,
+            manifest: c.manifest,
+            catalog_digest: c.catalog_digest,
             catalogs,
             registry: Mutex::new(Registry::default()),
-            policy: Mutex::new(policy),
-            epochs,
+            policy: Mutex::new(c.policy),
+            raft: c.raft,
+            self_id: c.self_id,
+            peers: c.peers,
+            leader: LeaderView::default(),
             last_plan: Mutex::new(PlanInfo::default()),
             metrics: Metrics::default(),
             replan: Notify::new(),
             started: Instant::now(),
-            node_addr,
+            node_addr: c.node_addr,
+            blobs: std::sync::OnceLock::new(),
+            results: std::sync::OnceLock::new(),
         }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader.is_leader()
+    }
+
+    /// The fleet policy: configuration defaults overridden by replicated operator writes.
+    pub fn effective_policy(&self) -> FleetPolicy {
+        let mut policy = self.policy();
+        self.raft.with_state(|s| {
+            if let Some(crate::state::PolicyValue::Number(v)) =
+                s.policies().get(super::plan::COST_BUDGET_KEY)
+                && v.is_finite()
+                && *v >= 0.0
+            {
+                policy.cost_budget_usd = *v;
+            }
+        });
+        policy
     }
 
     pub fn registry(&self) -> MutexGuard<'_, Registry> {

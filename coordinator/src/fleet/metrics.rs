@@ -20,6 +20,8 @@ pub struct Metrics {
     pub plan_gap: AtomicU64,
     pub plan_epoch: AtomicU64,
     pub nodes_connected: AtomicU64,
+    pub proposals_committed_total: AtomicU64,
+    pub proposals_failed_total: AtomicU64,
 }
 
 impl Metrics {

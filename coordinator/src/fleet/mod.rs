@@ -1,11 +1,11 @@
 //! Fleet management on the leader: node sessions over QUIC, soft state, the solve loop and the
 //! assignments it pushes.
 
-pub mod epochs;
 pub mod hub;
 pub mod metrics;
 pub mod plan;
 pub mod registry;
+pub mod results;
 pub mod sessions;
 pub mod solve_loop;
 pub mod status;

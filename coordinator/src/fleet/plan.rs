@@ -35,7 +35,10 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Fleet-wide knobs (Raft-replicated policies once replicated).
+/// Policy key of the fleet's cloud budget (USD over the shift), written by operators.
+pub const COST_BUDGET_KEY: &str = "fleet.cost_budget_usd";
+
+/// Fleet-wide knobs: configuration defaults, overridden by replicated policy writes.
 #[derive(Debug, Clone)]
 pub struct FleetPolicy {
     /// Cloud budget over the nodes' remaining shift, USD.

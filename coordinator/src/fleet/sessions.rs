@@ -126,7 +126,16 @@ async fn session(conn: quinn::Connection, hub: &Hub) -> Result<(), String> {
         return Err(refuse(&mut send, ErrorCode::IdentityMismatch, msg).await);
     }
     let id = peer.name.clone();
-    let epoch = hub.epochs.current().unwrap_or(0);
+    if !hub.is_leader() {
+        // Only the leader serves nodes: point this one at the leader (or say there is none yet).
+        let msg = crate::cluster::leader::redirect_message(hub);
+        let _ = codec::write_frame(&mut send, &msg).await;
+        let _ = send.finish();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        return Ok(());
+    }
+    register_in_raft(hub, &id, &hello.device_class);
+    let epoch = hub.raft.with_state(|s| s.plan_epoch());
     let (tx, mut rx) = mpsc::channel::<CoordMsg>(QUEUE);
     let welcome = CoordMsg::Welcome {
         node_id: id.clone(),
@@ -147,12 +156,42 @@ async fn session(conn: quinn::Connection, hub: &Hub) -> Result<(), String> {
             }
         }
     });
+    // Further bi streams on this connection are blob streams (model shards).
+    let blobs =
+        hub.blobs.get().cloned().map(|store| {
+            tokio::spawn(crate::blobs::serve::accept(conn.clone(), store, id.clone()))
+        });
     let result = read_loop(&mut recv, hub, &id, sid).await;
     hub.registry().disconnect(&id, sid);
     writer.abort();
+    if let Some(b) = blobs {
+        b.abort();
+    }
     hub.replan.notify_one();
     tracing::info!(node = %id, "node session ended");
     result
+}
+
+/// Records the node in the replicated registry the first time it joins (or when its class
+/// changes), without holding up its session.
+fn register_in_raft(hub: &Hub, id: &str, class: &str) {
+    let known = hub
+        .raft
+        .with_state(|s| s.nodes().get(id).is_some_and(|n| n.device_class == class));
+    if known {
+        return;
+    }
+    let raft = hub.raft.clone();
+    let cmd = crate::state::Command::RegisterNode {
+        node_id: id.to_string(),
+        device_class: class.to_string(),
+    };
+    let id = id.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = raft.propose(cmd).await {
+            tracing::warn!(node = %id, error = %e, "could not register the node in the replicated registry");
+        }
+    });
 }
 
 async fn read_loop(
@@ -181,9 +220,39 @@ async fn read_loop(
                 hub.registry().telemetry(id, sid, t);
             }
             NodeMsg::Ack { epoch } => hub.registry().ack(id, sid, epoch),
-            NodeMsg::Results(_) => {}
+            NodeMsg::Results(batch) => record_results(hub, id, sid, &batch).await?,
             NodeMsg::Bye => return Ok(()),
             NodeMsg::Hello(_) => return Err(format!("{id} sent a second hello")),
         }
     }
+}
+
+/// Records a result batch durably, then acknowledges up to the node's high-water mark (resends
+/// below it are dropped by the ledger, so nothing is counted twice). Without a ledger nothing is
+/// acknowledged and the node keeps its results spooled.
+async fn record_results(
+    hub: &Hub,
+    id: &str,
+    sid: u64,
+    batch: &protocol::msg::ResultBatch,
+) -> Result<(), String> {
+    let Some(ledger) = hub.results.get() else {
+        return Ok(());
+    };
+    let entry = ledger
+        .record(id, batch)
+        .map_err(|e| format!("cannot record results of {id}: {e}"))?;
+    let tx = hub
+        .registry()
+        .get(id)
+        .filter(|e| e.session == sid)
+        .and_then(|e| e.tx.clone());
+    if let Some(tx) = tx {
+        let _ = tx
+            .send(CoordMsg::ResultsAck {
+                up_to_seq: entry.up_to_seq,
+            })
+            .await;
+    }
+    Ok(())
 }

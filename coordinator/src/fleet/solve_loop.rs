@@ -1,16 +1,20 @@
-//! The solve loop: every interval (and early when nodes join or leave) build the fleet problem
-//! from soft state, solve it, commit a new epoch, and push each node its assignment.
+//! The solve loop, on the leader only: every interval (and early when nodes join or leave) build
+//! the fleet problem from soft state, solve it, commit the plan's epoch through Raft, and only
+//! then push each node its assignment. A replica that cannot commit (a deposed leader in a
+//! minority) pushes nothing, so no stale plan is ever served as new; epochs never go back
+//! because the replicated state rejects an epoch at or below the committed one.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use protocol::msg::CoordMsg;
+use protocol::msg::{Assignment, CoordMsg};
 use tokio_util::sync::CancellationToken;
 
 use super::hub::{Hub, PlanInfo};
 use super::metrics::Metrics;
 use super::plan;
+use crate::state::Command;
 
 pub async fn run(
     hub: Arc<Hub>,
@@ -32,18 +36,45 @@ pub async fn run(
             Metrics::inc(&hub.metrics.nodes_expired_total);
             tracing::info!(node = %id, "forgot a node after the node timeout");
         }
-        solve_once(&hub);
+        if hub.is_leader() {
+            solve_once(&hub).await;
+        }
     }
 }
 
-/// One plan: solve, commit the epoch, queue assignments. Nodes whose queue is full are skipped
-/// (they get the next epoch).
-pub fn solve_once(hub: &Hub) {
+/// Per node, app -> "variant@place:fraction", for the status view.
+fn mix_view(
+    assignments: &[Assignment],
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<String>>> {
+    assignments
+        .iter()
+        .map(|a| {
+            let apps = a
+                .apps
+                .iter()
+                .map(|app| {
+                    (
+                        app.app.clone(),
+                        app.mix
+                            .iter()
+                            .map(|m| format!("{}@{:?}:{:.2}", m.variant, m.place, m.fraction))
+                            .collect(),
+                    )
+                })
+                .collect();
+            (a.node_id.clone(), apps)
+        })
+        .collect()
+}
+
+/// One plan: solve, commit the epoch through Raft, queue assignments. Nodes whose queue is full
+/// are skipped (they get the next epoch).
+pub async fn solve_once(hub: &Hub) {
     let connected = hub.registry().connected() as u64;
     hub.metrics
         .nodes_connected
         .store(connected, Ordering::Relaxed);
-    let (problem, target) = plan::problem(&hub.registry(), &hub.catalogs, &hub.policy());
+    let (problem, target) = plan::problem(&hub.registry(), &hub.catalogs, &hub.effective_policy());
     if problem.nodes.is_empty() {
         return;
     }
@@ -57,33 +88,34 @@ pub fn solve_once(hub: &Hub) {
         }
     };
     let solve_s = started.elapsed().as_secs_f64();
-    let epoch = match hub.epochs.next() {
-        Ok(e) => e,
+    let epoch = hub.raft.with_state(|s| s.plan_epoch()) + 1;
+    let assignments = plan::assignments(&solved, &hub.catalogs, &problem, epoch, target.as_deref());
+    let encoded = match protocol::codec::encode_with_limit(&assignments, 64 << 20) {
+        Ok(b) => b,
         Err(e) => {
             Metrics::inc(&hub.metrics.plan_failures_total);
-            tracing::error!(error = %e, "could not commit the plan epoch; not pushing");
+            tracing::error!(error = %e, "cannot encode the plan");
             return;
         }
     };
-    let assignments = plan::assignments(&solved, &hub.catalogs, &problem, epoch, target.as_deref());
-    let mut mixes = std::collections::BTreeMap::new();
+    if let Err(e) = hub
+        .raft
+        .propose(Command::CommitPlan {
+            epoch,
+            plan: encoded,
+        })
+        .await
+    {
+        Metrics::inc(&hub.metrics.plan_failures_total);
+        Metrics::inc(&hub.metrics.proposals_failed_total);
+        tracing::warn!(epoch, error = %e, "plan not committed; nothing pushed");
+        return;
+    }
+    Metrics::inc(&hub.metrics.proposals_committed_total);
+    let mixes = mix_view(&assignments);
     {
         let mut registry = hub.registry();
         for a in assignments {
-            mixes.insert(
-                a.node_id.clone(),
-                a.apps
-                    .iter()
-                    .map(|app| {
-                        let parts = app
-                            .mix
-                            .iter()
-                            .map(|m| format!("{}@{:?}:{:.2}", m.variant, m.place, m.fraction))
-                            .collect();
-                        (app.app.clone(), parts)
-                    })
-                    .collect(),
-            );
             let Some(entry) = registry.get_mut(&a.node_id) else {
                 continue;
             };
@@ -105,7 +137,7 @@ pub fn solve_once(hub: &Hub) {
         nodes = problem.nodes.len(),
         gap = solved.gap,
         solve_ms = solve_s * 1e3,
-        "plan pushed"
+        "plan committed and pushed"
     );
     hub.set_last_plan(PlanInfo {
         epoch,

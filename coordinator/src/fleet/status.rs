@@ -23,6 +23,11 @@ pub struct NodeStatus {
     pub sent_epoch: u64,
     pub acked_epoch: u64,
     pub telemetry_seq: u64,
+    /// Offload requests waiting on / served by this node (server role).
+    #[serde(default)]
+    pub offload_queue: u32,
+    #[serde(default)]
+    pub served_offload: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,6 +37,9 @@ pub struct FleetStatus {
     pub catalog_digest: String,
     pub nodes: Vec<NodeStatus>,
     pub plan: PlanStatus,
+    /// Per node, the results the coordinator recorded (exactly once) from its spool.
+    #[serde(default)]
+    pub results: std::collections::BTreeMap<String, super::results::NodeResults>,
 }
 
 /// The parts of [`PlanInfo`] a client reads back.
@@ -94,6 +102,8 @@ pub fn fleet_status(hub: &Hub) -> FleetStatus {
                 sent_epoch: e.sent_epoch,
                 acked_epoch: e.acked_epoch,
                 telemetry_seq: t.map_or(0, |t| t.seq),
+                offload_queue: t.map_or(0, |t| t.offload_queue),
+                served_offload: t.map_or(0, |t| t.served_offload),
             }
         })
         .collect();
@@ -103,5 +113,6 @@ pub fn fleet_status(hub: &Hub) -> FleetStatus {
         catalog_digest: hub.catalog_digest.clone(),
         nodes,
         plan: hub.last_plan().into(),
+        results: hub.results.get().map(|l| l.all()).unwrap_or_default(),
     }
 }

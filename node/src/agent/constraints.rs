@@ -33,6 +33,38 @@ pub fn from_assignment(assignment: &Assignment, can_offload: bool) -> Constraint
     constraints
 }
 
+/// Narrows `constraints` to variants whose bytes are on the node, so serving never waits on a
+/// download. Where the assignment's variants are all missing, the node falls back to any present
+/// variant (better an approximate answer than none); with nothing present the app is limited to
+/// the empty set and its requests are dropped until the fetch completes.
+pub fn restrict_to_available(
+    constraints: &mut Constraints,
+    apps: &[String],
+    catalog_variants: &[String],
+    available: &std::collections::BTreeSet<String>,
+) {
+    for app in apps {
+        let present: std::collections::BTreeSet<String> = match constraints.allowed.get(app) {
+            Some(set) => set.intersection(available).cloned().collect(),
+            None => catalog_variants
+                .iter()
+                .filter(|v| available.contains(*v))
+                .cloned()
+                .collect(),
+        };
+        let chosen = if present.is_empty() {
+            catalog_variants
+                .iter()
+                .filter(|v| available.contains(*v))
+                .cloned()
+                .collect()
+        } else {
+            present
+        };
+        constraints.allowed.insert(app.clone(), chosen);
+    }
+}
+
 /// Constraints before any assignment arrived: the local policy alone, no offload unless the node
 /// was started with an offload server.
 pub fn standalone(can_offload: bool) -> Constraints {
@@ -85,5 +117,34 @@ mod tests {
         );
         assert_eq!(c.energy_cap_j, Some(0.05));
         assert_eq!(c.cost_cap_usd, None);
+    }
+
+    #[test]
+    fn only_present_variants_are_allowed() {
+        let all: Vec<String> = ["full", "half", "quarter"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let apps = vec!["garment".to_string(), "category".to_string()];
+        let mut c = Constraints::default();
+        c.allowed
+            .insert("garment".into(), ["full".to_string()].into_iter().collect());
+        let available = ["quarter".to_string()].into_iter().collect();
+        restrict_to_available(&mut c, &apps, &all, &available);
+        // The planned variant is missing: fall back to what is present.
+        assert_eq!(
+            c.allowed["garment"].iter().collect::<Vec<_>>(),
+            vec!["quarter"]
+        );
+        assert_eq!(
+            c.allowed["category"].iter().collect::<Vec<_>>(),
+            vec!["quarter"]
+        );
+        let mut c = Constraints::default();
+        restrict_to_available(&mut c, &apps, &all, &Default::default());
+        assert!(
+            c.allowed["garment"].is_empty(),
+            "nothing present: nothing allowed"
+        );
     }
 }

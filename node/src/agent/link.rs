@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use protocol::codec::{self, MAX_FRAME_BYTES};
 use protocol::msg::{
-    Assignment, CoordMsg, Hello, Link, NodeMsg, PROTOCOL_VERSION, Role, Telemetry,
+    Assignment, CoordMsg, Hello, Link, NodeMsg, PROTOCOL_VERSION, ResultBatch, Role, Telemetry,
 };
 use protocol::tls;
 use rand::Rng;
@@ -29,6 +29,22 @@ pub struct LinkConfig {
     pub catalog_digest: String,
     pub coordinators: Vec<String>,
     pub telemetry_interval: Duration,
+}
+
+/// How often spooled results are offered to the coordinator.
+const RESULTS_INTERVAL: Duration = Duration::from_millis(100);
+/// Results per [`ResultBatch`] (a few hundred bytes each: far under the frame limit).
+const BATCH: usize = 256;
+/// Results sent but not yet acknowledged before the link waits for acks.
+const IN_FLIGHT: u64 = 4096;
+
+/// Aborts a task when dropped, so a session's helper tasks end with it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// How a session ended.
@@ -57,7 +73,11 @@ pub async fn run(
             .take()
             .unwrap_or_else(|| cfg.coordinators[target % cfg.coordinators.len()].clone());
         let outcome = session(&endpoint, &addr, &cfg, &shared, &store, &mut seq, &cancel).await;
-        shared.lock().coordinator_connected = false;
+        {
+            let mut inner = shared.lock();
+            inner.coordinator_connected = false;
+            inner.connection = None;
+        }
         match outcome {
             Ok(Ended::Cancelled) => break,
             Ok(Ended::Redirect(leader)) => {
@@ -148,9 +168,39 @@ async fn session(
         Some(other) => bail!("coordinator answered hello with {other:?}"),
         None => bail!("coordinator closed the stream after hello"),
     }
-    shared.lock().coordinator_connected = true;
+    {
+        let mut inner = shared.lock();
+        inner.coordinator_connected = true;
+        inner.connection = Some(conn.clone());
+    }
     let rtt_ms = conn.rtt().as_secs_f64() * 1e3;
     let mut ticker = tokio::time::interval(cfg.telemetry_interval);
+    let mut results_ticker = tokio::time::interval(RESULTS_INTERVAL);
+    let spool = shared.lock().spool.clone();
+    // Everything after the last ack is resent on a new session: the coordinator drops what it
+    // already holds, so a lost ack costs a resend, never a duplicate.
+    let mut sent_up_to = match &spool {
+        Some(s) => s.acked_up_to()?,
+        None => 0,
+    };
+    // Frames are read by their own task: a half-read frame must never be dropped by `select!`.
+    let (frames_tx, mut frames) =
+        tokio::sync::mpsc::channel::<anyhow::Result<Option<CoordMsg>>>(16);
+    let reader = tokio::spawn(async move {
+        loop {
+            let msg = codec::read_frame::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES).await;
+            let done = !matches!(msg, Ok(Some(_)));
+            if frames_tx
+                .send(msg.map_err(anyhow::Error::from))
+                .await
+                .is_err()
+                || done
+            {
+                break;
+            }
+        }
+    });
+    let _reader = AbortOnDrop(reader);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => {
@@ -167,8 +217,26 @@ async fn session(
                 let telemetry = telemetry(*seq, shared, rtt_ms.max(conn.rtt().as_secs_f64() * 1e3));
                 codec::write_frame(&mut send, &NodeMsg::Telemetry(telemetry)).await?;
             }
-            msg = codec::read_frame::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES) => {
+            _ = results_ticker.tick() => {
+                let Some(spool) = &spool else { continue };
+                if sent_up_to.saturating_sub(spool.acked_up_to()?) >= IN_FLIGHT {
+                    continue;
+                }
+                let batch = spool.batch_after(sent_up_to, BATCH)?;
+                if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
+                    let (first_seq, last_seq) = (first.seq, last.seq);
+                    codec::write_frame(&mut send, &NodeMsg::Results(ResultBatch { first_seq, results: batch })).await?;
+                    sent_up_to = last_seq;
+                }
+            }
+            msg = frames.recv() => {
+                let Some(msg) = msg else { bail!("coordinator stream reader ended") };
                 match msg? {
+                    Some(CoordMsg::ResultsAck { up_to_seq }) => {
+                        if let Some(spool) = &spool {
+                            spool.ack(up_to_seq)?;
+                        }
+                    }
                     Some(CoordMsg::Assignment(a)) => {
                         let epoch = a.epoch;
                         accept_assignment(a, shared, store);
@@ -222,8 +290,8 @@ fn telemetry(seq: u64, shared: &Shared, rtt_ms: f64) -> Telemetry {
             bandwidth_bps: 0.0,
             connected: true,
         },
-        offload_queue: 0,
-        served_offload: 0,
+        offload_queue: inner.offload_queue,
+        served_offload: inner.served_offload,
     }
 }
 

@@ -1,12 +1,14 @@
-//! Starting a node agent: identity, store, catalog, data, policy; the serving thread and the link
-//! task; and an orderly stop on SIGINT/SIGTERM or at the end of `--duration-s`.
+//! Starting a node agent: identity, store, catalog, data, policy; the serving thread (device
+//! role) or the offload server (server role); the link and model fetcher tasks; and an orderly
+//! stop on SIGINT/SIGTERM or at the end of `--duration-s`, after spooled results are delivered.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use protocol::identity::Identity;
+use protocol::manifest::Manifest;
 use protocol::msg::Role;
 use rand::SeedableRng;
 use scheduler::catalog::Catalog;
@@ -15,16 +17,47 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::link::{self, LinkConfig};
-use super::serve::{ServeConfig, Server, Summary};
+use super::serve::{Offloader, ServeConfig, Server, Summary};
 use super::shared::Shared;
 use crate::battery::EnergyAccount;
-use crate::cache::ModelCache;
+use crate::cache::{Fetch, ModelCache};
 use crate::config::RunArgs;
 use crate::dataset::{self, Dataset};
 use crate::engine::EngineError;
 use crate::frames::FrameSource;
+use crate::models::ShardStore;
+use crate::models::fetch::{FetchConfig, Want};
+use crate::spool::Spool;
 use crate::store::NodeStore;
 use crate::{catalog, runtime};
+
+/// The catalog from `--catalog` (or the usual places), else the copy the store kept, so a node
+/// restarted offline without a model folder still knows its catalog.
+fn load_catalog(
+    args: &RunArgs,
+    store: &NodeStore,
+) -> anyhow::Result<(Manifest, Vec<u8>, std::path::PathBuf)> {
+    match catalog::locate(args.catalog.as_deref())
+        .map_err(anyhow::Error::from)
+        .and_then(|path| {
+            protocol::manifest::load(&path).with_context(|| format!("catalog {}", path.display()))
+        }) {
+        Ok(loaded) => {
+            store.save_catalog(&loaded.1)?;
+            Ok(loaded)
+        }
+        Err(e) => {
+            let bytes = store
+                .load_catalog()?
+                .ok_or(e)
+                .context("no catalog file and none in the node store")?;
+            let text = std::str::from_utf8(&bytes).context("stored catalog is not UTF-8")?;
+            let manifest = Manifest::from_json(text).context("stored catalog")?;
+            tracing::info!("using the catalog kept in the node store");
+            Ok((manifest, bytes, std::path::PathBuf::new()))
+        }
+    }
+}
 
 pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
     let identity = Identity::load(&args.identity_dir, &args.name).with_context(|| {
@@ -37,30 +70,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
     let client =
         protocol::tls::client_config(&identity).context("building the QUIC client config")?;
     let store = NodeStore::open(&args.store)?;
-    let catalog_path = catalog::locate(args.catalog.as_deref())?;
-    let (manifest, catalog_bytes, model_dir) = protocol::manifest::load(&catalog_path)
-        .with_context(|| format!("catalog {}", catalog_path.display()))?;
+    let (manifest, catalog_bytes, model_dir) = load_catalog(&args, &store)?;
     let sched_catalog = Arc::new(
         Catalog::from_manifest(&manifest, &args.device_class)
             .with_context(|| format!("device class {}", args.device_class))?,
     );
-    let data = Dataset::load(&args.data.clone().unwrap_or_else(dataset::data_dir), "t10k")?;
     runtime::environment()?;
-    let apps = args.app_rates()?;
+    let server_role = args.role == "server";
+    let apps = if server_role {
+        Vec::new()
+    } else {
+        args.app_rates()?
+    };
     for (app, _) in &apps {
         anyhow::ensure!(
             manifest.app(app).is_some(),
             "app {app} is not in the catalog"
         );
     }
-    let budgets = Budgets {
-        energy_j: args.energy_budget_j,
-        cost_usd: args.cost_budget_usd,
-        horizon_s: args.shift_s,
-        memory_mb: args.model_memory_mb,
-    };
-    let policy = scheduler::policy::by_name(&args.policy, &sched_catalog, &budgets)?;
     let shared = Shared::default();
+    let spool = Spool::open(&store)?;
+    shared.lock().spool = Some(spool.clone());
     match store.load_assignment() {
         Ok(Some(a)) => {
             tracing::info!(epoch = a.epoch, "resuming on the persisted assignment");
@@ -69,6 +99,140 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "ignoring the persisted assignment"),
     }
+    let cancel = CancellationToken::new();
+    let (fetch, shards) = if args.models == "coordinator" {
+        let shards = ShardStore::open(&store, (args.model_disk_mb * 1e6) as u64)?;
+        let reader = shards.clone();
+        let fetch: Fetch = Box::new(move |file| reader.read_file(file));
+        let cfg = FetchConfig {
+            want: if server_role || args.prefetch == "all" {
+                Want::All
+            } else {
+                Want::Assigned
+            },
+            max_bytes_per_s: args.fetch_max_mbps.map(|m| m * 1e6),
+        };
+        tokio::spawn(crate::models::fetch::run(
+            cfg,
+            manifest.clone(),
+            shards.clone(),
+            shared.clone(),
+            cancel.clone(),
+        ));
+        (fetch, Some(shards))
+    } else {
+        let dir = model_dir.clone();
+        let fetch: Fetch = Box::new(move |file| {
+            let path = dir.join(&file.file);
+            std::fs::read(&path).map_err(|source| EngineError::Read {
+                path: path.display().to_string(),
+                source,
+            })
+        });
+        (fetch, None)
+    };
+    let cache = ModelCache::new(manifest.clone(), fetch, (args.model_memory_mb * 1e6) as u64);
+    let offload_addr = args
+        .offload_advertise
+        .clone()
+        .unwrap_or_else(|| args.offload_listen.to_string());
+    let link_cfg = LinkConfig {
+        node_id: args.name.clone(),
+        device_class: args.device_class.clone(),
+        role: if server_role {
+            Role::Server {
+                capacity_rps: args.capacity_rps,
+            }
+        } else {
+            Role::Device
+        },
+        offload_addr: server_role.then_some(offload_addr),
+        apps: apps.iter().map(|(a, _)| a.clone()).collect(),
+        catalog_digest: hex::encode(Sha256::digest(&catalog_bytes)),
+        coordinators: args.coordinators.clone(),
+        telemetry_interval: Duration::from_millis(args.telemetry_ms.max(50)),
+    };
+    let link_task = tokio::spawn(link::run(
+        link_cfg,
+        client.clone(),
+        shared.clone(),
+        store.clone(),
+        cancel.clone(),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let signal_stop = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("stopping on signal");
+        signal_stop.store(true, Ordering::Relaxed);
+    });
+    let mut summary = if server_role {
+        serve_offloads(&args, &identity, cache, &shared, &stop, &cancel).await?
+    } else {
+        serve_device(
+            &args,
+            manifest,
+            sched_catalog,
+            cache,
+            client,
+            &shared,
+            &stop,
+        )
+        .await?
+    };
+    drain(
+        &spool,
+        Duration::from_secs_f64(args.drain_timeout_s.max(0.0)),
+    )
+    .await;
+    // Give the link one more telemetry interval so the coordinator sees the final counters.
+    tokio::time::sleep(Duration::from_millis(args.telemetry_ms.min(1500))).await;
+    cancel.cancel();
+    let _ = link_task.await;
+    summary.results_accepted = spool.accepted();
+    summary.results_pending = spool.pending() as u64;
+    summary.served_offload = shared.lock().served_offload;
+    summary.models = shards.map(|s| s.snapshot());
+    if let Some(path) = &args.summary {
+        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
+            .with_context(|| format!("writing summary {}", path.display()))?;
+    }
+    Ok(summary)
+}
+
+/// Waits until every spooled result is acknowledged or `timeout` passes. Whatever is left stays
+/// spooled and is sent on the next run.
+async fn drain(spool: &Spool, timeout: Duration) {
+    let started = Instant::now();
+    while spool.pending() > 0 && started.elapsed() < timeout {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if spool.pending() > 0 {
+        tracing::warn!(
+            pending = spool.pending(),
+            "stopping with results still spooled; they are sent on the next run"
+        );
+    }
+}
+
+async fn serve_device(
+    args: &RunArgs,
+    manifest: Manifest,
+    sched_catalog: Arc<Catalog>,
+    cache: ModelCache,
+    client: quinn::ClientConfig,
+    shared: &Shared,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Summary> {
+    let apps = args.app_rates()?;
+    let data = Dataset::load(&args.data.clone().unwrap_or_else(dataset::data_dir), "t10k")?;
+    let budgets = Budgets {
+        energy_j: args.energy_budget_j,
+        cost_usd: args.cost_budget_usd,
+        horizon_s: args.shift_s,
+        memory_mb: args.model_memory_mb,
+    };
+    let policy = scheduler::policy::by_name(&args.policy, &sched_catalog, &budgets)?;
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -78,34 +242,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
         now_ms + (args.shift_s * 1000.0) as u64,
         !args.battery_model,
     );
-    let dir = model_dir.clone();
-    let fetch: crate::cache::Fetch = Box::new(move |file| {
-        let path = dir.join(&file.file);
-        std::fs::read(&path).map_err(|source| EngineError::Read {
-            path: path.display().to_string(),
-            source,
-        })
-    });
-    let cache = ModelCache::new(manifest.clone(), fetch, (args.model_memory_mb * 1e6) as u64);
-    let cancel = CancellationToken::new();
-    let stop = Arc::new(AtomicBool::new(false));
-    let link_cfg = LinkConfig {
-        node_id: args.name.clone(),
-        device_class: args.device_class.clone(),
-        role: Role::Device,
-        offload_addr: None,
-        apps: apps.iter().map(|(a, _)| a.clone()).collect(),
-        catalog_digest: hex::encode(Sha256::digest(&catalog_bytes)),
-        coordinators: args.coordinators.clone(),
-        telemetry_interval: Duration::from_millis(args.telemetry_ms.max(50)),
-    };
-    let link_task = tokio::spawn(link::run(
-        link_cfg,
+    let dims = (
+        u16::try_from(manifest.input.height).context("input height")?,
+        u16::try_from(manifest.input.width).context("input width")?,
+    );
+    let offloader: Box<dyn Offloader> = Box::new(crate::offload::client::QuicOffloader::new(
+        tokio::runtime::Handle::current(),
         client,
         shared.clone(),
-        store.clone(),
-        cancel.clone(),
-    ));
+        args.offload_server.clone(),
+        Duration::from_millis(args.offload_timeout_ms.max(1)),
+        dims,
+    )?);
     let serve_cfg = ServeConfig {
         apps,
         budgets,
@@ -117,8 +265,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
         args.class_mix()?,
         rand::rngs::StdRng::seed_from_u64(args.seed),
     );
-    let serve_stop = stop.clone();
-    let serve_shared = shared.clone();
+    let (serve_stop, serve_shared) = (stop.clone(), shared.clone());
     let serving = tokio::task::spawn_blocking(move || {
         Server {
             manifest: &manifest,
@@ -129,28 +276,62 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
             frames,
             energy,
             shared: serve_shared,
-            offloader: None,
+            offloader: Some(offloader),
             stop: serve_stop,
         }
         .run(&serve_cfg)
     });
-    let signal_stop = stop.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("stopping on signal");
-        signal_stop.store(true, Ordering::Relaxed);
-    });
-    let summary = serving.await.context("serving thread panicked")?;
-    // Give the link one more telemetry interval so the coordinator sees the final counters.
-    tokio::time::sleep(Duration::from_millis(args.telemetry_ms.min(1500))).await;
-    cancel.cancel();
-    let _ = link_task.await;
-    let summary = summary?;
-    if let Some(path) = &args.summary {
-        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
-            .with_context(|| format!("writing summary {}", path.display()))?;
+    serving.await.context("serving thread panicked")?
+}
+
+/// Server role: serve offloads until the duration ends or a signal arrives.
+async fn serve_offloads(
+    args: &RunArgs,
+    identity: &Identity,
+    cache: ModelCache,
+    shared: &Shared,
+    stop: &AtomicBool,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Summary> {
+    let config =
+        protocol::tls::server_config(identity).context("building the offload server config")?;
+    let endpoint = quinn::Endpoint::server(config, args.offload_listen)
+        .with_context(|| format!("binding the offload endpoint on {}", args.offload_listen))?;
+    // Requests beyond about a second of work would miss any app's latency limit: refuse them.
+    let max_queue = args.capacity_rps.ceil().clamp(1.0, 10_000.0) as u32;
+    let worker = crate::offload::server::Worker::start(cache, max_queue)
+        .context("starting the offload worker")?;
+    tracing::info!(listen = %args.offload_listen, capacity_rps = args.capacity_rps, "offload server up");
+    let server_cancel = cancel.child_token();
+    let server = tokio::spawn(crate::offload::server::serve(
+        endpoint,
+        worker,
+        shared.clone(),
+        server_cancel.clone(),
+    ));
+    let started = Instant::now();
+    let duration = args.duration_s.map(Duration::from_secs_f64);
+    while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok(summary)
+    server_cancel.cancel();
+    let _ = server.await;
+    Ok(Summary {
+        requests: 0,
+        accuracy: 0.0,
+        energy_used_j: 0.0,
+        energy_budget_j: args.energy_budget_j,
+        cost_used_usd: 0.0,
+        model_loads: 0,
+        assignments_applied: 0,
+        last_epoch: 0,
+        apps: Default::default(),
+        results_accepted: 0,
+        results_pending: 0,
+        offload_fallbacks: 0,
+        served_offload: shared.lock().served_offload,
+        models: None,
+    })
 }
 
 async fn shutdown_signal() {

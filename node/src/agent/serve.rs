@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use protocol::manifest::Manifest;
 use scheduler::catalog::{Catalog, Place};
 use scheduler::policy::{Decision, Outcome, Policy, run_cost};
@@ -53,6 +52,7 @@ pub struct AppSummary {
     pub correct: u64,
     pub dropped: u64,
     pub offloaded: u64,
+    pub offload_fallbacks: u64,
     pub accuracy: f64,
     pub energy_used_j: f64,
     pub by_variant: BTreeMap<String, u64>,
@@ -70,6 +70,15 @@ pub struct Summary {
     pub assignments_applied: u64,
     pub last_epoch: u64,
     pub apps: BTreeMap<String, AppSummary>,
+    /// Results this run accepted into the spool (each must reach the coordinator exactly once).
+    pub results_accepted: u64,
+    /// Results still waiting for the coordinator's ack when the node stopped.
+    pub results_pending: u64,
+    pub offload_fallbacks: u64,
+    /// Offload requests this node served (server role).
+    pub served_offload: u64,
+    /// Model store figures (when models come from the coordinator).
+    pub models: Option<crate::models::StoreStats>,
 }
 
 pub struct Server<'a> {
@@ -107,11 +116,11 @@ impl Server<'_> {
             .collect();
         let mut state = DeviceState::new(&cfg.budgets, 0.0);
         state.connected = self.offloader.is_some();
-        self.policy
-            .set_constraints(constraints::standalone(self.offloader.is_some()));
-        if let Some(a) = self.shared.take_fresh_assignment() {
-            self.apply(&a);
-        }
+        let spool = self.shared.lock().spool.clone();
+        let app_names: Vec<String> = cfg.apps.iter().map(|(a, _)| a.clone()).collect();
+        let mut assignment: Option<protocol::msg::Assignment> = self.shared.take_fresh_assignment();
+        let mut available = self.shared.lock().available.clone();
+        self.apply(assignment.as_ref(), available.as_ref(), &app_names);
         let (mut applied, mut last_epoch) = (0u64, 0u64);
         let mut next_frame_s = 0.0;
         let mut last_publish = Instant::now() - cfg.publish_every;
@@ -128,12 +137,25 @@ impl Server<'_> {
             }
             let now_s = started.elapsed().as_secs_f64();
             next_frame_s += self.frames.interarrival_s(frame_rate);
-            if let Some(a) = self.shared.take_fresh_assignment() {
-                self.apply(&a);
+            let now_available = self.shared.lock().available.clone();
+            let fresh = self.shared.take_fresh_assignment();
+            if let Some(a) = &fresh {
                 applied += 1;
                 last_epoch = a.epoch;
             }
-            self.serve_frame(now_s, frame_rate, cfg, &mut stats, &mut state)?;
+            if fresh.is_some() || now_available != available {
+                assignment = fresh.or(assignment);
+                available = now_available;
+                self.apply(assignment.as_ref(), available.as_ref(), &app_names);
+            }
+            self.serve_frame(
+                now_s,
+                frame_rate,
+                cfg,
+                &mut stats,
+                &mut state,
+                spool.as_ref(),
+            )?;
             if last_publish.elapsed() >= cfg.publish_every {
                 self.publish(now_s, &stats);
                 last_publish = Instant::now();
@@ -158,15 +180,48 @@ impl Server<'_> {
         let mut state = DeviceState::new(&cfg.budgets, 0.0);
         for i in 0..frames {
             let now_s = i as f64 / frame_rate;
-            self.serve_frame(now_s, frame_rate, cfg, &mut stats, &mut state)?;
+            self.serve_frame(now_s, frame_rate, cfg, &mut stats, &mut state, None)?;
         }
         Ok(stats.iter().map(|s| s.requests).sum())
     }
 
-    fn apply(&mut self, assignment: &protocol::msg::Assignment) {
-        let c = constraints::from_assignment(assignment, self.offloader.is_some());
-        tracing::info!(epoch = assignment.epoch, "following assignment");
+    /// Sets the policy's constraints from the assignment (if any), narrowed to present variants.
+    fn apply(
+        &mut self,
+        assignment: Option<&protocol::msg::Assignment>,
+        available: Option<&std::collections::BTreeSet<String>>,
+        apps: &[String],
+    ) {
+        let can_offload = self.offloader.is_some();
+        let mut c = match assignment {
+            Some(a) => {
+                tracing::info!(epoch = a.epoch, "following assignment");
+                constraints::from_assignment(a, can_offload)
+            }
+            None => constraints::standalone(can_offload),
+        };
+        if let Some(available) = available {
+            let names: Vec<String> = self
+                .manifest
+                .variants
+                .iter()
+                .map(|v| v.name.clone())
+                .collect();
+            constraints::restrict_to_available(&mut c, apps, &names, available);
+        }
         self.policy.set_constraints(c);
+    }
+
+    /// A variant that cannot be loaded (missing or corrupt bytes) is reported to the fetcher and
+    /// leaves the available set until it is fetched and verified again; the request is dropped
+    /// rather than the node stopping.
+    fn load_failed(&self, variant: &str, error: &crate::cache::CacheError) {
+        tracing::warn!(variant, error = %error, "cannot load variant; dropping the request and refetching");
+        let mut inner = self.shared.lock();
+        if let Some(set) = inner.available.as_mut() {
+            set.remove(variant);
+        }
+        inner.broken.insert(variant.to_string());
     }
 
     fn serve_frame(
@@ -176,6 +231,7 @@ impl Server<'_> {
         cfg: &ServeConfig,
         stats: &mut [AppStats],
         state: &mut DeviceState,
+        spool: Option<&crate::spool::Spool>,
     ) -> anyhow::Result<()> {
         let frame = self.frames.next(now_s);
         let pixels = self.data.image(frame.index);
@@ -213,10 +269,17 @@ impl Server<'_> {
             };
             let cost = run_cost(&self.catalog, key, run.place, state);
             let t0 = Instant::now();
+            let mut ran_variant = run.variant.clone();
             let (prediction, place, swapped_in) = match run.place {
                 Place::Device => {
-                    let (model, swapped_in) =
-                        self.cache.get(&run.variant).context("model cache")?;
+                    let (model, swapped_in) = match self.cache.get(&run.variant) {
+                        Ok(got) => got,
+                        Err(e) => {
+                            self.load_failed(&run.variant, &e);
+                            stats[i].dropped += 1;
+                            continue;
+                        }
+                    };
                     if !embeddings.contains_key(&run.variant) {
                         embeddings.insert(run.variant.clone(), model.embed(pixels)?);
                     }
@@ -226,11 +289,18 @@ impl Server<'_> {
                 Place::Server => match self.offload(app, &run.variant, pixels) {
                     Some(p) => (p, Place::Server, false),
                     None => {
-                        // The server is gone or refused: answer locally with the cheapest
-                        // resident-or-smallest variant rather than drop the request.
-                        let fallback = self.local_fallback(app);
-                        let (model, swapped_in) =
-                            self.cache.get(&fallback).context("model cache")?;
+                        // The server is slow, gone or refused: answer locally with the cheapest
+                        // resident-or-present variant rather than drop the request.
+                        ran_variant = self.local_fallback(app);
+                        stats[i].offload_fallbacks += 1;
+                        let (model, swapped_in) = match self.cache.get(&ran_variant) {
+                            Ok(got) => got,
+                            Err(e) => {
+                                self.load_failed(&ran_variant, &e);
+                                stats[i].dropped += 1;
+                                continue;
+                            }
+                        };
                         let emb = model.embed(pixels)?;
                         (model.classify(app, &emb)?, Place::Device, swapped_in)
                     }
@@ -253,11 +323,34 @@ impl Server<'_> {
             s.energy_used_j += energy_j;
             s.cost_used_usd += usd;
             s.answered(
-                &run.variant,
+                &ran_variant,
                 prediction.label as usize == truth,
                 latency_ms,
                 place == Place::Server,
             );
+            if let Some(spool) = spool {
+                let result = protocol::msg::InferenceResult {
+                    seq: 0,
+                    app: app.clone(),
+                    at_unix_ms: unix_ms(),
+                    label: prediction.label,
+                    truth: u32::try_from(truth).ok(),
+                    score: prediction.score,
+                    variant: ran_variant.clone(),
+                    place: match place {
+                        Place::Device => protocol::msg::PlaceTag::Device,
+                        Place::Server => protocol::msg::PlaceTag::Server,
+                    },
+                    energy_j,
+                    cost_usd: usd,
+                    latency_ms,
+                };
+                // A result the spool cannot hold is not accepted; serving goes on.
+                if let Err(e) = spool.append(result) {
+                    tracing::error!(error = %e, "cannot spool a result");
+                    s.spool_failures += 1;
+                }
+            }
             let class = spec
                 .classes
                 .get(prediction.label as usize)
@@ -289,9 +382,10 @@ impl Server<'_> {
         }
     }
 
-    /// The smallest variant already loaded, else the smallest in the catalog.
+    /// The smallest variant already loaded, else the smallest present one.
     fn local_fallback(&self, app: &str) -> String {
         let resident = self.cache.resident();
+        let available = self.shared.lock().available.clone();
         let cheapest = |names: &mut dyn Iterator<Item = String>| {
             names
                 .filter_map(|n| {
@@ -303,7 +397,16 @@ impl Server<'_> {
                 .map(|(_, n)| n)
         };
         cheapest(&mut resident.into_iter())
-            .or_else(|| cheapest(&mut self.manifest.variants.iter().map(|v| v.name.clone())))
+            .or_else(|| {
+                cheapest(
+                    &mut self
+                        .manifest
+                        .variants
+                        .iter()
+                        .map(|v| v.name.clone())
+                        .filter(|n| available.as_ref().is_none_or(|set| set.contains(n))),
+                )
+            })
             .unwrap_or_default()
     }
 
@@ -349,6 +452,11 @@ impl Server<'_> {
             model_loads: self.cache.loads,
             assignments_applied: applied,
             last_epoch,
+            results_accepted: 0,
+            results_pending: 0,
+            offload_fallbacks: stats.iter().map(|s| s.offload_fallbacks).sum(),
+            served_offload: 0,
+            models: None,
             apps: stats
                 .iter()
                 .map(|s| {
@@ -359,6 +467,7 @@ impl Server<'_> {
                             correct: s.correct,
                             dropped: s.dropped,
                             offloaded: s.offloaded,
+                            offload_fallbacks: s.offload_fallbacks,
                             accuracy: s.accuracy_pct(),
                             energy_used_j: s.energy_used_j,
                             by_variant: s.by_variant.clone(),

@@ -1,6 +1,7 @@
 //! State shared between the serving thread (inference) and the link task (QUIC to the
 //! coordinator): the latest assignment one way, a telemetry snapshot the other.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use protocol::msg::{AppTelemetry, Assignment, Battery};
@@ -21,6 +22,18 @@ pub struct Inner {
     pub assignment_fresh: bool,
     pub snapshot: Snapshot,
     pub coordinator_connected: bool,
+    /// Where accepted results go until the coordinator acknowledges them.
+    pub spool: Option<crate::spool::Spool>,
+    /// Variants whose verified bytes are on this node; `None` when models come from a local
+    /// folder (every variant is present). The policy may only choose present variants.
+    pub available: Option<BTreeSet<String>>,
+    /// Variants that failed verification or loading: the fetcher must get them again.
+    pub broken: BTreeSet<String>,
+    /// Offload requests queued on this node and served since start (server role).
+    pub offload_queue: u32,
+    pub served_offload: u64,
+    /// The link's live QUIC connection to the coordinator (blob streams ride on it).
+    pub connection: Option<quinn::Connection>,
 }
 
 /// Cheap to clone; every holder sees the same state.

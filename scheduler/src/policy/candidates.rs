@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use super::{Cascade, Decision, Outcome, Run};
 use crate::catalog::{Catalog, Place, Variant, VariantKey};
-use crate::specialise::SkewTracker;
+use crate::options::DROP_OTHER;
+use crate::specialise::{SkewTracker, tracker_for};
 use crate::state::{Budgets, Constraints, DeviceState, RateWindow};
 
 /// Window for request-rate estimates: long enough to smooth Poisson noise, short enough to
@@ -79,7 +80,8 @@ pub fn run_cost(catalog: &Catalog, key: VariantKey, place: Place, state: &Device
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     pub variant: usize,
-    /// General fallback of a cascade (then `variant` is specialised).
+    /// General fallback of a cascade (then `variant` is specialised); `Some(DROP_OTHER)` when
+    /// the cascade drops the "other" answers instead.
     pub fallback: Option<usize>,
     pub place: Place,
     /// Expected accuracy (a cascade mixes specialised and fallback by the top-N share).
@@ -110,21 +112,16 @@ pub struct Core {
     pub last_place: Vec<Option<Place>>,
     pub last_swap_in_s: Vec<Option<f64>>,
     pub start_s: Option<f64>,
+    /// Whether cascades that drop the specialised model's "other" answers (fallback
+    /// `Some(DROP_OTHER)`) are offered as candidates (the planner uses them; the published
+    /// heuristic does not know them).
+    pub cascade_drop: bool,
 }
 
 impl Core {
     pub fn new(catalog: Arc<Catalog>, budgets: Budgets) -> Core {
         let n = catalog.apps.len();
-        let c = &catalog.constants;
-        let skew = catalog
-            .apps
-            .iter()
-            .map(|a| {
-                a.variants.iter().find(|v| v.is_specialised()).map(|v| {
-                    SkewTracker::new(c.skew_window_s, v.top_n().max(1), c.skew_trigger_share)
-                })
-            })
-            .collect();
+        let skew = (0..n).map(|a| tracker_for(&catalog, a)).collect();
         Core {
             rates: RateWindow::new(n, RATE_WINDOW_S),
             skew,
@@ -132,6 +129,7 @@ impl Core {
             last_place: vec![None; n],
             last_swap_in_s: vec![None; n],
             start_s: None,
+            cascade_drop: false,
             constraints: Constraints::default(),
             budgets,
             catalog,
@@ -231,6 +229,24 @@ impl Core {
                     continue;
                 }
                 let acc_s = s.specialised_accuracy(share);
+                if self.cascade_drop
+                    && sc.energy_j <= state.energy_left_j
+                    && sc.usd <= state.cost_left_usd
+                    && caps_ok(sc.energy_j - sc.load_j, sc.usd)
+                {
+                    out.push(Candidate {
+                        variant: si,
+                        fallback: Some(DROP_OTHER),
+                        place,
+                        accuracy: share * acc_s,
+                        nominal: acc_s,
+                        energy_j: sc.energy_j,
+                        usd: sc.usd,
+                        load_j: sc.load_j,
+                        steady_j: sc.energy_j - sc.load_j,
+                        steady_usd: sc.usd,
+                    });
+                }
                 for g in &generals {
                     let gv = &cat.apps[app].variants[g.variant];
                     if place == Place::Device && s.memory_mb + gv.memory_mb > state.memory_mb {
@@ -271,8 +287,9 @@ impl Core {
         let cascade = c.fallback.and_then(|g| {
             let (set, _) = self.skew[app].as_ref()?.active()?;
             Some(Cascade {
-                fallback: variants[g].name.clone(),
+                fallback: variants.get(g).map_or_else(String::new, |v| v.name.clone()),
                 classes: set.clone(),
+                drop_other: g == DROP_OTHER,
             })
         });
         if c.fallback.is_some() && cascade.is_none() {

@@ -11,7 +11,7 @@ use super::candidates::{Candidate, Core, most_accurate};
 use super::{Decision, Outcome, Policy};
 use crate::catalog::{Place, VariantKey};
 use crate::lp::{Group, Problem, Table};
-use crate::options::{OptionSpec, Specialised, steady_options};
+use crate::options::{DROP_OTHER, OptionSpec, Specialised, steady_options};
 use crate::state::{Constraints, DeviceState};
 
 /// Longest time between plans.
@@ -66,27 +66,81 @@ impl Connectivity {
     }
 }
 
+/// Per app with specialised variants: the share of time a specialised set was active and the
+/// mean share it had, so the plan keeps energy for the skewed stretches still to come.
+#[derive(Debug, Clone, Default)]
+struct SkewHistory {
+    last: Option<(f64, Option<f64>)>,
+    active_s: f64,
+    share_s: f64,
+    total_s: f64,
+}
+
+impl SkewHistory {
+    /// Prior: half the time skewed, worth this many seconds of history.
+    const PRIOR_S: f64 = 900.0;
+
+    fn update(&mut self, now_s: f64, share: Option<f64>) {
+        if let Some((t, s)) = self.last {
+            let dt = (now_s - t).max(0.0);
+            self.total_s += dt;
+            if let Some(s) = s {
+                self.active_s += dt;
+                self.share_s += dt * s;
+            }
+        }
+        self.last = Some((now_s, share));
+    }
+
+    fn fraction(&self) -> f64 {
+        (self.active_s + 0.5 * Self::PRIOR_S) / (self.total_s + Self::PRIOR_S)
+    }
+
+    /// Share to plan the skewed stretches with: the current one, else the mean seen.
+    fn share(&self, trigger: f64) -> f64 {
+        match self.last {
+            Some((_, Some(s))) => s,
+            _ if self.active_s > 0.0 => self.share_s / self.active_s,
+            _ => trigger,
+        }
+    }
+}
+
 /// The planning policy.
 #[derive(Debug, Clone)]
 pub struct Mcdnn {
     core: Core,
     cands: Vec<Candidate>,
-    /// Indexed by app * 2 + connected.
+    /// Indexed by (app * 2 + connected) * 2 + skewed.
     plan: Vec<Option<PlanGroup>>,
     next_plan_s: f64,
     conn: Connectivity,
+    skew: Vec<SkewHistory>,
 }
 
 impl Mcdnn {
-    pub fn new(core: Core) -> Mcdnn {
+    pub fn new(mut core: Core) -> Mcdnn {
         let n = core.catalog.apps.len();
+        core.cascade_drop = true;
         Mcdnn {
             core,
             cands: Vec::new(),
-            plan: vec![None; 2 * n],
+            plan: vec![None; 4 * n],
             next_plan_s: f64::NEG_INFINITY,
             conn: Connectivity::default(),
+            skew: vec![SkewHistory::default(); n],
         }
+    }
+
+    fn skew_share(&self, app: usize) -> Option<f64> {
+        self.core.skew[app]
+            .as_ref()
+            .and_then(|t| t.active())
+            .map(|(_, s)| s)
+    }
+
+    fn plan_index(&self, app: usize, connected: bool) -> usize {
+        (app * 2 + connected as usize) * 2 + self.skew_share(app).is_some() as usize
     }
 
     fn replan(&mut self, now_s: f64, state: &DeviceState) {
@@ -101,22 +155,33 @@ impl Mcdnn {
             if rate <= 0.0 {
                 continue;
             }
-            let specialised = match self.core.skew[a].as_ref().and_then(|t| t.active()) {
-                Some((_, share)) => Specialised::Cascade(share),
-                None => Specialised::None,
+            let has_skew = self.core.skew[a].is_some();
+            let trigger = cat.constants.skew_trigger_share;
+            let p_skew = if has_skew {
+                self.skew[a].fraction()
+            } else {
+                0.0
             };
+            let skew_share = self.skew[a].share(trigger);
             let name = &cat.apps[a].name;
             let admits = |vi: usize, place: Place| {
                 self.core
                     .constraints
                     .admits(name, &cat.apps[a].variants[vi].name, place)
             };
-            for connected in [false, true] {
+            for (connected, skewed) in [(false, false), (false, true), (true, false), (true, true)]
+            {
                 let share = if connected { p_conn } else { 1.0 - p_conn };
-                let weight = rate * t_left * share;
+                let in_skew = if skewed { p_skew } else { 1.0 - p_skew };
+                let weight = rate * t_left * share * in_skew;
                 if weight <= 0.0 {
                     continue;
                 }
+                let specialised = if skewed {
+                    Specialised::Cascade(skew_share)
+                } else {
+                    Specialised::None
+                };
                 let spec = OptionSpec {
                     connected,
                     memory_mb: state.memory_mb,
@@ -136,18 +201,19 @@ impl Mcdnn {
                     weight,
                     server_weight: 0.0,
                 });
-                meta.push((a, connected, opts));
+                meta.push((a, connected, skewed, opts));
             }
         }
         let mut problem = Problem::single(tables, groups, state.energy_left_j, state.cost_left_usd);
         let mut sol = problem.solve(1e-6);
         // Reserve the load energy of the device variants the plan will page in, and re-plan.
         let mut pages: Vec<VariantKey> = Vec::new();
-        for ((a, _, opts), mix) in meta.iter().zip(&sol.mixes) {
+        for ((a, _, _, opts), mix) in meta.iter().zip(&sol.mixes) {
             for &(o, _) in mix {
                 let po = &opts[o as usize];
                 if po.place == Place::Device {
-                    for v in std::iter::once(po.variant).chain(po.fallback) {
+                    let fallback = po.fallback.filter(|&g| g != DROP_OTHER);
+                    for v in std::iter::once(po.variant).chain(fallback) {
                         let key = VariantKey {
                             app: *a,
                             variant: v,
@@ -166,7 +232,7 @@ impl Mcdnn {
         }
         // Credits carry over so a choice that keeps its place in the mix keeps its turn.
         let old: Vec<Option<PlanGroup>> = self.plan.iter_mut().map(Option::take).collect();
-        for ((a, connected, opts), mix) in meta.iter().zip(&sol.mixes) {
+        for ((a, connected, skewed, opts), mix) in meta.iter().zip(&sol.mixes) {
             let choices: Vec<Choice> = mix
                 .iter()
                 .filter(|m| m.1 > 1e-9)
@@ -183,7 +249,7 @@ impl Mcdnn {
                     }
                 })
                 .collect();
-            let idx = a * 2 + *connected as usize;
+            let idx = (a * 2 + *connected as usize) * 2 + *skewed as usize;
             let mut choices = choices;
             let mut drop_credit = 0.0;
             if let Some(prev) = &old[idx] {
@@ -215,7 +281,10 @@ impl Mcdnn {
         }
         let cat = &self.core.catalog;
         let vs = &cat.apps[app].variants;
-        let need = vs[c.variant].memory_mb + c.fallback.map_or(0.0, |g| vs[g].memory_mb);
+        let need = vs[c.variant].memory_mb
+            + c.fallback
+                .and_then(|g| vs.get(g))
+                .map_or(0.0, |g| g.memory_mb);
         // Which variants the load would evict (least recently used first); evicting variants the
         // plan no longer uses costs nothing later, so only evicting planned ones must wait.
         let mut used: f64 = state
@@ -240,7 +309,7 @@ impl Mcdnn {
     /// Whether the current plan runs `key` on the device (directly or as a cascade fallback).
     fn in_plan(&self, key: VariantKey) -> bool {
         self.plan.iter().enumerate().any(|(idx, g)| {
-            idx / 2 == key.app
+            idx / 4 == key.app
                 && g.as_ref().is_some_and(|g| {
                     g.choices.iter().any(|c| {
                         c.place == Place::Device
@@ -252,7 +321,7 @@ impl Mcdnn {
 
     /// Follows the plan for one request of `app`.
     fn follow(&mut self, a: usize, state: &DeviceState) -> Decision {
-        let idx = a * 2 + state.connected as usize;
+        let idx = self.plan_index(a, state.connected);
         let Some(group) = self.plan[idx].as_mut() else {
             return Decision::Drop;
         };
@@ -343,7 +412,9 @@ impl Policy for Mcdnn {
             return Decision::Drop;
         };
         self.conn.update(now_s, state.connected);
-        let missing = self.plan[a * 2 + state.connected as usize].is_none();
+        let share = self.skew_share(a);
+        self.skew[a].update(now_s, share);
+        let missing = self.plan[self.plan_index(a, state.connected)].is_none();
         if now_s >= self.next_plan_s || self.core.skew_changed || missing {
             self.replan(now_s, state);
         }

@@ -46,6 +46,9 @@ pub struct Cascade {
     pub fallback: String,
     /// Classes the specialised variant answers for.
     pub classes: Arc<[Arc<str>]>,
+    /// "Other" answers are dropped (nothing more runs; `fallback` is empty): the plan cannot
+    /// afford the general model for them.
+    pub drop_other: bool,
 }
 
 /// What actually happened to a request, fed back to the policy.

@@ -1,0 +1,34 @@
+//! Model distribution from the coordinator: the catalog's ONNX files cut into content-addressed
+//! shards at start ([`store`]), served to authenticated nodes on blob streams ([`serve`]).
+
+pub mod serve;
+pub mod store;
+
+pub use store::{BlobError, BlobStore};
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::fleet::hub::Hub;
+use crate::fleet::results::ResultLedger;
+
+/// Builds the blob store from the catalog at `catalog_path` and opens the result ledger under
+/// `data_dir`, and hands both to the hub before sessions start.
+pub fn attach(hub: &Hub, catalog_path: &Path, data_dir: &Path) -> anyhow::Result<()> {
+    let (manifest, bytes, dir) = protocol::manifest::load(catalog_path)
+        .with_context(|| format!("catalog {}", catalog_path.display()))?;
+    let store =
+        BlobStore::build(&manifest, bytes, &dir).context("sharding the catalog's model files")?;
+    tracing::info!(
+        shards = store.shard_count(),
+        bytes = store.total_bytes(),
+        "model shards ready to serve"
+    );
+    let _ = hub.blobs.set(Arc::new(store));
+    let ledger =
+        ResultLedger::open(&data_dir.join("results")).context("opening the result ledger")?;
+    let _ = hub.results.set(ledger);
+    Ok(())
+}

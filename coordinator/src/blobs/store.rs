@@ -1,0 +1,151 @@
+//! Shards of every variant file in the catalog, built once at start. Each file is checked against
+//! the catalog's sha256 first, so the coordinator never serves bytes the catalog does not vouch
+//! for; each shard is addressed by its own sha256, which the node verifies on arrival.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use protocol::manifest::{FileSpec, Manifest};
+use protocol::msg::{FileShards, SHARD_BYTES, VariantManifest};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("cannot read model file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "model file {file} does not match the catalog (sha256 {actual}, catalog says {expected}); rebuild the catalog"
+    )]
+    Digest {
+        file: String,
+        expected: String,
+        actual: String,
+    },
+}
+
+pub struct BlobStore {
+    catalog: Vec<u8>,
+    manifests: HashMap<String, VariantManifest>,
+    shards: HashMap<String, Arc<Vec<u8>>>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl BlobStore {
+    /// Shards every variant of `manifest`, reading files from `dir` (the catalog's folder).
+    pub fn build(
+        manifest: &Manifest,
+        catalog_bytes: Vec<u8>,
+        dir: &Path,
+    ) -> Result<Self, BlobError> {
+        let mut manifests = HashMap::new();
+        let mut shards = HashMap::new();
+        for v in &manifest.variants {
+            let mut files = Vec::new();
+            for spec in std::iter::once(&v.trunk).chain(v.heads.iter().map(|h| &h.file)) {
+                files.push(shard_file(dir, spec, &mut shards)?);
+            }
+            manifests.insert(
+                v.name.clone(),
+                VariantManifest {
+                    variant: v.name.clone(),
+                    chunk_size: SHARD_BYTES as u32,
+                    files,
+                },
+            );
+        }
+        Ok(Self {
+            catalog: catalog_bytes,
+            manifests,
+            shards,
+        })
+    }
+
+    pub fn catalog(&self) -> &[u8] {
+        &self.catalog
+    }
+
+    pub fn manifest(&self, variant: &str) -> Option<&VariantManifest> {
+        self.manifests.get(variant)
+    }
+
+    pub fn shard(&self, digest: &str) -> Option<Arc<Vec<u8>>> {
+        self.shards.get(digest).cloned()
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.shards.values().map(|s| s.len() as u64).sum()
+    }
+}
+
+fn shard_file(
+    dir: &Path,
+    spec: &FileSpec,
+    shards: &mut HashMap<String, Arc<Vec<u8>>>,
+) -> Result<FileShards, BlobError> {
+    let path = dir.join(&spec.file);
+    let bytes = std::fs::read(&path).map_err(|source| BlobError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let actual = sha256_hex(&bytes);
+    if actual != spec.sha256 {
+        return Err(BlobError::Digest {
+            file: spec.file.clone(),
+            expected: spec.sha256.clone(),
+            actual,
+        });
+    }
+    let mut digests = Vec::new();
+    for chunk in bytes.chunks(SHARD_BYTES) {
+        let d = sha256_hex(chunk);
+        shards
+            .entry(d.clone())
+            .or_insert_with(|| Arc::new(chunk.to_vec()));
+        digests.push(d);
+    }
+    Ok(FileShards {
+        file: spec.file.clone(),
+        sha256: spec.sha256.clone(),
+        bytes: bytes.len() as u64,
+        shards: digests,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repo_catalog_shards_and_reassembles() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/catalog.json");
+        let (manifest, bytes, dir) = protocol::manifest::load(&path).expect("catalog");
+        let store = BlobStore::build(&manifest, bytes, &dir).expect("build");
+        let full = store.manifest("full").expect("full variant");
+        let trunk = &full.files[0];
+        assert!(
+            trunk.shards.len() > 1,
+            "the full trunk spans several shards"
+        );
+        let whole: Vec<u8> = trunk
+            .shards
+            .iter()
+            .flat_map(|d| store.shard(d).expect("shard").to_vec())
+            .collect();
+        assert_eq!(sha256_hex(&whole), trunk.sha256);
+        assert_eq!(
+            full.total_bytes(),
+            manifest.variant("full").expect("spec").bytes()
+        );
+    }
+}

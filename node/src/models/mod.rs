@@ -1,0 +1,7 @@
+//! The node's model store: variants as content-addressed shards in sled, fetched from the
+//! coordinator, verified before use, resumable after a crash, collected under a disk budget.
+
+pub mod fetch;
+pub mod shards;
+
+pub use shards::{ModelStoreError, ShardStore, StoreStats};

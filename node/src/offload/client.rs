@@ -1,0 +1,183 @@
+//! The device side of offloading: a blocking [`Offloader`] for the serving thread that sends the
+//! request over QUIC to the assignment's offload target and waits at most `timeout` (kept inside
+//! the app's latency limit, so a local fallback still answers in time). After a failure the server
+//! is left alone for a short back-off, so a dead server costs one timeout, not one per request.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use protocol::codec::{self, MAX_FRAME_BYTES};
+use protocol::identity::Kind;
+use protocol::msg::{OffloadReply, OffloadRequest};
+use protocol::tls;
+
+use crate::agent::serve::Offloader;
+use crate::agent::shared::Shared;
+use crate::engine::Prediction;
+
+/// How long a failed server is skipped before it is tried again.
+const BACKOFF: Duration = Duration::from_secs(1);
+
+struct Session {
+    addr: String,
+    conn: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+pub struct QuicOffloader {
+    handle: tokio::runtime::Handle,
+    endpoint: quinn::Endpoint,
+    shared: Shared,
+    /// A target fixed at start (`--offload-server`); otherwise the assignment's.
+    fixed_target: Option<String>,
+    timeout: Duration,
+    height: u16,
+    width: u16,
+    session: Option<Session>,
+    down_until: Option<Instant>,
+    next_id: u64,
+}
+
+impl QuicOffloader {
+    /// Must be called inside the tokio runtime whose `handle` is given.
+    pub fn new(
+        handle: tokio::runtime::Handle,
+        client: quinn::ClientConfig,
+        shared: Shared,
+        fixed_target: Option<String>,
+        timeout: Duration,
+        (height, width): (u16, u16),
+    ) -> anyhow::Result<Self> {
+        let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))
+            .context("binding the offload client socket")?;
+        endpoint.set_default_client_config(client);
+        Ok(Self {
+            handle,
+            endpoint,
+            shared,
+            fixed_target,
+            timeout,
+            height,
+            width,
+            session: None,
+            down_until: None,
+            next_id: 0,
+        })
+    }
+
+    fn target(&self, app: &str) -> Option<String> {
+        if let Some(t) = &self.fixed_target {
+            return Some(t.clone());
+        }
+        let inner = self.shared.lock();
+        inner
+            .assignment
+            .as_ref()?
+            .apps
+            .iter()
+            .find(|a| a.app == app)?
+            .offload_target
+            .clone()
+    }
+}
+
+async fn connect(endpoint: &quinn::Endpoint, addr: &str) -> anyhow::Result<Session> {
+    let sock = tokio::net::lookup_host(addr)
+        .await
+        .with_context(|| format!("resolving {addr}"))?
+        .next()
+        .with_context(|| format!("{addr} resolves to nothing"))?;
+    let conn = endpoint
+        .connect(sock, &tls::server_name_for(addr))?
+        .await
+        .with_context(|| format!("handshake with {addr}"))?;
+    let peer = tls::peer(&conn)?;
+    if peer.kind != Kind::Node {
+        bail!("{addr} is {}, not an offload server node", peer.dns_name());
+    }
+    let (send, recv) = conn.open_bi().await?;
+    Ok(Session {
+        addr: addr.to_string(),
+        conn,
+        send,
+        recv,
+    })
+}
+
+async fn exchange(session: &mut Session, req: &OffloadRequest) -> anyhow::Result<OffloadReply> {
+    codec::write_frame(&mut session.send, req).await?;
+    codec::read_frame::<_, OffloadReply>(&mut session.recv, MAX_FRAME_BYTES)
+        .await?
+        .context("the offload server closed the stream")
+}
+
+impl Offloader for QuicOffloader {
+    fn offload(
+        &mut self,
+        app: &str,
+        variant: &str,
+        pixels: &[u8],
+    ) -> Result<(Prediction, f64), String> {
+        let target = self.target(app).ok_or("no offload target")?;
+        if self.down_until.is_some_and(|t| Instant::now() < t) {
+            return Err(format!("offload server {target} failed recently"));
+        }
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.addr != target || s.conn.close_reason().is_some())
+        {
+            self.session = None;
+        }
+        self.next_id += 1;
+        let req = OffloadRequest {
+            id: self.next_id,
+            app: app.to_string(),
+            variant: variant.to_string(),
+            pixels: pixels.to_vec(),
+            height: self.height,
+            width: self.width,
+        };
+        let (endpoint, timeout) = (self.endpoint.clone(), self.timeout);
+        let mut session = self.session.take();
+        let outcome = self.handle.block_on(async {
+            tokio::time::timeout(timeout, async {
+                let mut s = match session.take() {
+                    Some(s) => s,
+                    None => connect(&endpoint, &target).await?,
+                };
+                let reply = exchange(&mut s, &req).await;
+                Ok::<_, anyhow::Error>((s, reply?))
+            })
+            .await
+        });
+        let reply = match outcome {
+            Ok(Ok((s, reply))) => {
+                self.session = Some(s);
+                reply
+            }
+            // A timed-out stream may still deliver the late reply: never reuse it.
+            Ok(Err(e)) => {
+                self.down_until = Some(Instant::now() + BACKOFF);
+                return Err(format!("offload to {target} failed: {e:#}"));
+            }
+            Err(_) => {
+                self.down_until = Some(Instant::now() + BACKOFF);
+                return Err(format!("offload to {target} took longer than {timeout:?}"));
+            }
+        };
+        if reply.id != req.id {
+            self.session = None;
+            return Err(format!(
+                "offload server answered request {} for {}",
+                reply.id, req.id
+            ));
+        }
+        let (label, score, server_ms) = reply
+            .result
+            .map_err(|e| format!("offload server refused: {e}"))?;
+        Ok((Prediction { label, score }, server_ms))
+    }
+}

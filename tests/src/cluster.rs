@@ -1,0 +1,258 @@
+//! A coordinator replica set as real processes: replica i listens on its own loopback address
+//! 127.0.0.(i+1) with the same ports as the others (as pods of a StatefulSet do), so a replica can
+//! be cut off with a firewall rule on its address, killed, wiped or restarted.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use mcdnn_coordinator::admin::ClusterStatus;
+use mcdnn_coordinator::ctl::http;
+use protocol::identity::{Ca, Kind};
+
+use crate::{Proc, bin, catalog};
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub size: usize,
+    /// Node QUIC port; admin is +1, raft +2.
+    pub port: u16,
+    pub replicas: Vec<Option<Proc>>,
+}
+
+/// Ports free on every replica address.
+fn free_ports(size: usize) -> u16 {
+    for _ in 0..200 {
+        let Ok(s) = std::net::UdpSocket::bind("127.0.0.1:0") else { continue };
+        let Ok(a) = s.local_addr() else { continue };
+        let p = a.port();
+        drop(s);
+        if p > 64000 {
+            continue;
+        }
+        let ok = (0..size).all(|i| {
+            let ip = host(i);
+            std::net::UdpSocket::bind((ip.as_str(), p)).is_ok()
+                && std::net::TcpListener::bind((ip.as_str(), p + 1)).is_ok()
+                && std::net::UdpSocket::bind((ip.as_str(), p + 2)).is_ok()
+        });
+        if ok {
+            return p;
+        }
+    }
+    17400
+}
+
+pub fn host(i: usize) -> String {
+    format!("127.0.0.{}", i + 1)
+}
+
+impl Cluster {
+    pub fn new(size: usize) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let ca_dir = dir.path().join("ca");
+        std::fs::create_dir_all(&ca_dir)?;
+        let ca = Ca::init(&ca_dir)?;
+        for i in 0..size {
+            ca.enroll(Kind::Coordinator, &format!("coord-{i}"), &ca_dir, &[host(i)], 30)?;
+        }
+        Ok(Self { dir, ca: ca_dir, size, port: free_ports(size), replicas: (0..size).map(|_| None).collect() })
+    }
+
+    pub fn peers(&self) -> String {
+        (0..self.size).map(|i| format!("coord-{i}={}", host(i))).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn node_addr(&self, i: usize) -> String {
+        format!("{}:{}", host(i), self.port)
+    }
+
+    pub fn admin(&self, i: usize) -> String {
+        format!("{}:{}", host(i), self.port + 1)
+    }
+
+    pub fn node_addrs(&self) -> String {
+        (0..self.size).map(|i| self.node_addr(i)).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("coord-{i}"))
+    }
+
+    /// Starts replica i (`bootstrap` only on a brand-new cluster's first start).
+    pub fn start(&mut self, i: usize, bootstrap: bool) -> anyhow::Result<()> {
+        let name = format!("coord-{i}");
+        let log = self.dir.path().join(format!("{name}.log"));
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let mut cmd = Command::new(bin("mcdnn-coordinator")?);
+        cmd.args(["run", "--name", &name, "--peers", &self.peers(), "--solve-interval-ms", "500"])
+            .arg("--listen")
+            .arg(self.node_addr(i))
+            .arg("--admin")
+            .arg(self.admin(i))
+            .arg("--raft-listen")
+            .arg(format!("{}:{}", host(i), self.port + 2))
+            .arg("--identity-dir")
+            .arg(&self.ca)
+            .arg("--data-dir")
+            .arg(self.data_dir(i))
+            .arg("--catalog")
+            .arg(catalog())
+            .env("MCDNN_LOG", "info,raft=warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(file);
+        if bootstrap {
+            cmd.arg("--bootstrap");
+        }
+        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        self.replicas[i] = Some(Proc { name, child, log });
+        Ok(())
+    }
+
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        for i in 0..self.size {
+            self.start(i, true)?;
+        }
+        Ok(())
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut p) = self.replicas[i].take() {
+            p.kill();
+        }
+    }
+
+    /// SIGTERM and wait for the exit (a leader hands over first).
+    pub fn terminate(&mut self, i: usize) -> anyhow::Result<std::process::ExitStatus> {
+        let mut p = self.replicas[i].take().context("replica not running")?;
+        p.terminate();
+        p.wait_exit(Duration::from_secs(15))
+    }
+
+    pub fn wipe(&self, i: usize) {
+        let _ = std::fs::remove_dir_all(self.data_dir(i));
+    }
+
+    pub fn status(&self, i: usize) -> anyhow::Result<ClusterStatus> {
+        let body = http::get(&self.admin(i), "/cluster", Duration::from_secs(2))?;
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// The replica index every running replica that answers agrees leads, once a majority
+    /// answers and agrees.
+    pub fn leader(&self) -> Option<usize> {
+        let views: Vec<u64> = (0..self.size)
+            .filter(|&i| self.replicas[i].is_some())
+            .filter_map(|i| self.status(i).ok())
+            .filter_map(|s| s.leader_id)
+            .collect();
+        let first = *views.first()?;
+        (views.len() * 2 > self.size && views.iter().all(|&l| l == first)).then(|| first as usize - 1)
+    }
+
+    pub fn wait_leader(&self, timeout: Duration, not: Option<usize>) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.leader()
+                && Some(l) != not
+                && self.status(l).is_ok_and(|s| s.role == "Leader")
+            {
+                return Ok(l);
+            }
+            if Instant::now() > deadline {
+                bail!("no leader within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Writes a policy through any live replica (followers redirect to the leader). Ok(index)
+    /// means acknowledged: committed and applied on the leader.
+    pub fn write_policy(&self, key: &str, value: f64, writer: &str, write_id: u64) -> anyhow::Result<u64> {
+        let body = serde_json::json!({"key": key, "value": value, "writer": writer, "write_id": write_id}).to_string();
+        let mut last = String::new();
+        for i in 0..self.size {
+            if self.replicas[i].is_none() {
+                continue;
+            }
+            match http::post_json(&self.admin(i), "/policy", &body, Duration::from_secs(3)) {
+                Ok(r) if r.status == 200 => {
+                    let v: serde_json::Value = serde_json::from_str(&r.body)?;
+                    return v["index"].as_u64().context("ack without index");
+                }
+                Ok(r) => last = format!("HTTP {}: {}", r.status, r.body.trim()),
+                Err(e) => last = format!("{e:#}"),
+            }
+        }
+        bail!("not acknowledged: {last}")
+    }
+
+    /// The policy write log as replica i holds it: (writer, write_id, value) in commit order.
+    pub fn policy_log(&self, i: usize) -> anyhow::Result<Vec<(String, u64)>> {
+        let body = http::get(&self.admin(i), "/policy", Duration::from_secs(3))?;
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        Ok(v["log"]
+            .as_array()
+            .map(|log| {
+                log.iter()
+                    .filter_map(|w| Some((w["writer"].as_str()?.to_string(), w["write_id"].as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Waits until every running replica has applied at least `index`.
+    pub fn wait_applied(&self, index: u64, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        for i in 0..self.size {
+            if self.replicas[i].is_none() {
+                continue;
+            }
+            while self.status(i).map_or(true, |s| s.applied < index) {
+                if Instant::now() > deadline {
+                    bail!("replica {i} did not apply index {index} within {timeout:?}");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    /// Cuts replica i off from everyone (all traffic to and from its address is dropped).
+    pub fn isolate(&self, i: usize) -> anyhow::Result<Partition> {
+        Partition::new(&host(i))
+    }
+}
+
+/// Firewall rules dropping every packet to or from one loopback address; removed on drop.
+pub struct Partition {
+    host: String,
+}
+
+impl Partition {
+    fn rule(action: &str, host: &str, dir: &str) -> anyhow::Result<()> {
+        let status = Command::new("iptables")
+            .args(["-w", action, "INPUT", dir, host, "-j", "DROP"])
+            .status()
+            .context("running iptables (the partition scenarios need root and iptables)")?;
+        if !status.success() {
+            bail!("iptables {action} for {host} failed");
+        }
+        Ok(())
+    }
+
+    pub fn new(host: &str) -> anyhow::Result<Self> {
+        Self::rule("-I", host, "-s")?;
+        Self::rule("-I", host, "-d")?;
+        Ok(Self { host: host.to_string() })
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        let _ = Self::rule("-D", &self.host, "-s");
+        let _ = Self::rule("-D", &self.host, "-d");
+    }
+}

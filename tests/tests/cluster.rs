@@ -1,0 +1,194 @@
+//! The coordinator replicated with Raft, as real processes on 127.0.0.1-3: election, replication
+//! of operator writes, failover, SIGTERM handover, lost-disk rejoin, membership and redirects.
+
+use std::time::Duration;
+
+use mcdnn_tests::cluster::Cluster;
+
+const T: Duration = Duration::from_secs(20);
+
+#[test]
+fn writes_survive_leader_crash_and_every_replica_agrees() {
+    let mut c = Cluster::new(3).expect("cluster");
+    c.start_all().expect("start");
+    let leader = c.wait_leader(T, None).expect("leader");
+    let mut acked = Vec::new();
+    for id in 1..=10 {
+        c.write_policy("fleet.cost_budget_usd", id as f64, "op", id)
+            .expect("write");
+        acked.push(("op".to_string(), id));
+    }
+    c.kill(leader);
+    let next = c.wait_leader(T, Some(leader)).expect("new leader");
+    assert_ne!(next, leader);
+    for id in 11..=20 {
+        c.write_policy("fleet.cost_budget_usd", id as f64, "op", id)
+            .expect("write after failover");
+        acked.push(("op".to_string(), id));
+    }
+    // The crashed replica comes back from its disk and catches up.
+    c.start(leader, false).expect("restart");
+    let last = c.status(next).expect("status").commit;
+    c.wait_applied(last, T).expect("caught up");
+    for i in 0..3 {
+        assert_eq!(
+            c.policy_log(i).expect("log"),
+            acked,
+            "replica {i} must hold every acknowledged write in order"
+        );
+    }
+    // A retried write (same writer and id) is applied once.
+    c.write_policy("fleet.cost_budget_usd", 99.0, "op", 20)
+        .expect("retry");
+    c.wait_applied(c.status(next).expect("status").commit, T)
+        .expect("applied");
+    assert_eq!(c.policy_log(next).expect("log").len(), 20);
+}
+
+#[test]
+fn sigterm_on_the_leader_hands_leadership_over() {
+    let mut c = Cluster::new(3).expect("cluster");
+    c.start_all().expect("start");
+    let leader = c.wait_leader(T, None).expect("leader");
+    let term = c.status(leader).expect("status").term;
+    let exit = c.terminate(leader).expect("terminate");
+    assert!(exit.success(), "an orderly stop exits 0");
+    let next = c
+        .wait_leader(Duration::from_secs(5), Some(leader))
+        .expect("handover");
+    let s = c.status(next).expect("status");
+    assert!(s.term > term);
+    c.write_policy("k", 1.0, "op", 1)
+        .expect("the new leader commits");
+}
+
+#[test]
+fn a_replica_that_lost_its_disk_rejoins_from_a_snapshot() {
+    let mut c = Cluster::new(3).expect("cluster");
+    c.start_all().expect("start");
+    let leader = c.wait_leader(T, None).expect("leader");
+    let victim = (leader + 1) % 3;
+    for id in 1..=5 {
+        c.write_policy("k", id as f64, "op", id).expect("write");
+    }
+    c.kill(victim);
+    c.wipe(victim);
+    for id in 6..=8 {
+        c.write_policy("k", id as f64, "op", id)
+            .expect("write while it is gone");
+    }
+    c.start(victim, false).expect("rejoin in join mode");
+    let commit = c.status(leader).expect("status").commit;
+    c.wait_applied(commit, T).expect("restored");
+    assert_eq!(
+        c.policy_log(victim).expect("log"),
+        c.policy_log(leader).expect("log")
+    );
+    assert_eq!(c.policy_log(victim).expect("log").len(), 8);
+}
+
+#[test]
+fn readiness_needs_a_leader_and_followers_redirect_writes() {
+    let mut c = Cluster::new(3).expect("cluster");
+    c.start(0, true).expect("start one");
+    std::thread::sleep(Duration::from_secs(2));
+    let r = mcdnn_coordinator::ctl::http::request(
+        "GET",
+        &c.admin(0),
+        "/readyz",
+        None,
+        Duration::from_secs(2),
+    )
+    .expect("readyz");
+    assert_eq!(
+        r.status, 503,
+        "a lone replica of three has no leader and is not ready"
+    );
+    c.start(1, true).expect("start");
+    c.start(2, true).expect("start");
+    let leader = c.wait_leader(T, None).expect("leader");
+    let follower = (leader + 1) % 3;
+    let body =
+        serde_json::json!({"key": "k", "value": 5.0, "writer": "op", "write_id": 1}).to_string();
+    let direct = mcdnn_coordinator::ctl::http::request(
+        "POST",
+        &c.admin(follower),
+        "/policy",
+        Some(&body),
+        Duration::from_secs(3),
+    )
+    .expect("post");
+    assert_eq!(direct.status, 307, "a follower redirects writes");
+    assert!(
+        direct
+            .location
+            .as_deref()
+            .is_some_and(|l| l.contains(&c.admin(leader))),
+        "{:?}",
+        direct.location
+    );
+    let followed = mcdnn_coordinator::ctl::http::post_json(
+        &c.admin(follower),
+        "/policy",
+        &body,
+        Duration::from_secs(3),
+    )
+    .expect("post");
+    assert_eq!(followed.status, 200, "{}", followed.body);
+    let r = mcdnn_coordinator::ctl::http::request(
+        "GET",
+        &c.admin(0),
+        "/readyz",
+        None,
+        Duration::from_secs(2),
+    )
+    .expect("readyz");
+    assert_eq!(r.status, 200);
+    let m = mcdnn_coordinator::ctl::http::get(&c.admin(leader), "/metrics", Duration::from_secs(2))
+        .expect("metrics");
+    for name in [
+        "mcdnn_has_leader 1",
+        "mcdnn_leader_changes_total",
+        "mcdnn_proposals_committed_total",
+        "mcdnn_proposals_failed_total",
+    ] {
+        assert!(m.contains(name), "{name} missing from /metrics");
+    }
+}
+
+#[test]
+fn members_are_removed_and_added_through_the_admin_api() {
+    let mut c = Cluster::new(3).expect("cluster");
+    c.start_all().expect("start");
+    let leader = c.wait_leader(T, None).expect("leader");
+    let victim = (leader + 2) % 3;
+    let remove = serde_json::json!({ "remove": victim + 1 }).to_string();
+    let r = mcdnn_coordinator::ctl::http::post_json(
+        &c.admin(leader),
+        "/members",
+        &remove,
+        Duration::from_secs(5),
+    )
+    .expect("remove");
+    assert_eq!(r.status, 200, "{}", r.body);
+    c.kill(victim);
+    assert_eq!(c.status(leader).expect("status").voters.len(), 2);
+    c.write_policy("k", 1.0, "op", 1)
+        .expect("two voters still commit");
+    c.wipe(victim);
+    let add = serde_json::json!({ "add": victim + 1 }).to_string();
+    let r = mcdnn_coordinator::ctl::http::post_json(
+        &c.admin(leader),
+        "/members",
+        &add,
+        Duration::from_secs(5),
+    )
+    .expect("add");
+    assert_eq!(r.status, 200, "{}", r.body);
+    c.start(victim, false).expect("join");
+    let commit = c.status(leader).expect("status").commit;
+    c.wait_applied(commit, T)
+        .expect("the new member catches up");
+    assert_eq!(c.status(leader).expect("status").voters.len(), 3);
+    assert_eq!(c.policy_log(victim).expect("log").len(), 1);
+}
