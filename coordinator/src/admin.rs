@@ -200,9 +200,14 @@ pub struct WriteAck {
     pub index: u64,
 }
 
-/// A follower sends writers to the leader's admin API.
-fn to_leader(hub: &Hub, path: &str) -> Response {
-    match hub.leader.leader_id().and_then(|id| hub.peers.get(id)) {
+/// A follower sends writers to the leader's admin API. (Writes are proposed without checking the
+/// cached leader view first: Raft itself answers NotLeader, so a just-elected leader whose view
+/// lags by a poll interval still accepts them.)
+fn to_leader(hub: &Hub, path: &str, hint: Option<u64>) -> Response {
+    match hint
+        .or(hub.leader.leader_id())
+        .and_then(|id| hub.peers.get(id))
+    {
         Some(p) if p.id != hub.self_id => {
             let mut headers = HeaderMap::new();
             if let Ok(v) = format!("http://{}{path}", p.admin_addr).parse() {
@@ -231,7 +236,7 @@ fn propose_error(hub: &Hub, path: &str, e: ProposeError) -> Response {
         .proposals_failed_total
         .fetch_add(1, Ordering::Relaxed);
     match e {
-        ProposeError::NotLeader { .. } => to_leader(hub, path),
+        ProposeError::NotLeader { leader_hint } => to_leader(hub, path, leader_hint),
         ProposeError::Rejected { reason, .. } => {
             (StatusCode::CONFLICT, format!("rejected: {reason}\n")).into_response()
         }
@@ -247,9 +252,6 @@ async fn write_policy(
     State(hub): State<Arc<Hub>>,
     Json(req): Json<PolicyWriteRequest>,
 ) -> Response {
-    if !hub.is_leader() {
-        return to_leader(&hub, "/policy");
-    }
     let value = match req.value {
         serde_json::Value::Number(n) => match n.as_f64() {
             Some(v) if v.is_finite() => PolicyValue::Number(v),
@@ -306,9 +308,6 @@ pub struct MemberChange {
 }
 
 async fn members(State(hub): State<Arc<Hub>>, Json(req): Json<MemberChange>) -> Response {
-    if !hub.is_leader() {
-        return to_leader(&hub, "/members");
-    }
     let result = match (req.add, req.remove) {
         (Some(id), None) if hub.peers.get(id).is_some() => hub.raft.add_member(id).await,
         (None, Some(id)) => hub.raft.remove_member(id).await,

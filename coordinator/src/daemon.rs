@@ -115,7 +115,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let raft_endpoint = quinn::Endpoint::server(raft_server, args.raft_listen)
         .with_context(|| format!("binding the raft endpoint on {}", args.raft_listen))?;
-    let net = transport::QuicTransport::start(self_id, &peers, raft_client, cancel.child_token())?;
+    let net = transport::QuicTransport::start(
+        self_id,
+        &peers,
+        args.raft_listen.ip(),
+        raft_client,
+        cancel.child_token(),
+    )?;
     let config = ReplicaConfig {
         tick_interval: Duration::from_millis(args.raft_tick_ms.max(10)),
         bootstrap: args.bootstrap || peers.0.len() == 1,

@@ -16,9 +16,10 @@ use crate::identity::{Identity, IdentityError, PeerId};
 use crate::msg::ALPN;
 
 /// Interval of QUIC keep-alive pings: keeps NAT bindings open and detects dead peers early.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
-/// A connection with no traffic for this long is dead (five missed keep-alives).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const KEEP_ALIVE: Duration = Duration::from_millis(500);
+/// A connection with no traffic for this long is dead (five missed keep-alives). Short, because
+/// it bounds how long a node keeps talking to a crashed coordinator leader before failing over.
+pub const IDLE_TIMEOUT: Duration = Duration::from_millis(2500);
 
 /// Server name used when the address gives no host (see [`server_name_for`]).
 pub const DEFAULT_SERVER_NAME: &str = "localhost";

@@ -25,7 +25,9 @@ pub struct Cluster {
 /// Ports free on every replica address.
 fn free_ports(size: usize) -> u16 {
     for _ in 0..200 {
-        let Ok(s) = std::net::UdpSocket::bind("127.0.0.1:0") else { continue };
+        let Ok(s) = std::net::UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
         let Ok(a) = s.local_addr() else { continue };
         let p = a.port();
         drop(s);
@@ -56,13 +58,28 @@ impl Cluster {
         std::fs::create_dir_all(&ca_dir)?;
         let ca = Ca::init(&ca_dir)?;
         for i in 0..size {
-            ca.enroll(Kind::Coordinator, &format!("coord-{i}"), &ca_dir, &[host(i)], 30)?;
+            ca.enroll(
+                Kind::Coordinator,
+                &format!("coord-{i}"),
+                &ca_dir,
+                &[host(i)],
+                30,
+            )?;
         }
-        Ok(Self { dir, ca: ca_dir, size, port: free_ports(size), replicas: (0..size).map(|_| None).collect() })
+        Ok(Self {
+            dir,
+            ca: ca_dir,
+            size,
+            port: free_ports(size),
+            replicas: (0..size).map(|_| None).collect(),
+        })
     }
 
     pub fn peers(&self) -> String {
-        (0..self.size).map(|i| format!("coord-{i}={}", host(i))).collect::<Vec<_>>().join(",")
+        (0..self.size)
+            .map(|i| format!("coord-{i}={}", host(i)))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     pub fn node_addr(&self, i: usize) -> String {
@@ -74,7 +91,10 @@ impl Cluster {
     }
 
     pub fn node_addrs(&self) -> String {
-        (0..self.size).map(|i| self.node_addr(i)).collect::<Vec<_>>().join(",")
+        (0..self.size)
+            .map(|i| self.node_addr(i))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     pub fn data_dir(&self, i: usize) -> PathBuf {
@@ -85,24 +105,35 @@ impl Cluster {
     pub fn start(&mut self, i: usize, bootstrap: bool) -> anyhow::Result<()> {
         let name = format!("coord-{i}");
         let log = self.dir.path().join(format!("{name}.log"));
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let mut cmd = Command::new(bin("mcdnn-coordinator")?);
-        cmd.args(["run", "--name", &name, "--peers", &self.peers(), "--solve-interval-ms", "500"])
-            .arg("--listen")
-            .arg(self.node_addr(i))
-            .arg("--admin")
-            .arg(self.admin(i))
-            .arg("--raft-listen")
-            .arg(format!("{}:{}", host(i), self.port + 2))
-            .arg("--identity-dir")
-            .arg(&self.ca)
-            .arg("--data-dir")
-            .arg(self.data_dir(i))
-            .arg("--catalog")
-            .arg(catalog())
-            .env("MCDNN_LOG", "info,raft=warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(file);
+        cmd.args([
+            "run",
+            "--name",
+            &name,
+            "--peers",
+            &self.peers(),
+            "--solve-interval-ms",
+            "500",
+        ])
+        .arg("--listen")
+        .arg(self.node_addr(i))
+        .arg("--admin")
+        .arg(self.admin(i))
+        .arg("--raft-listen")
+        .arg(format!("{}:{}", host(i), self.port + 2))
+        .arg("--identity-dir")
+        .arg(&self.ca)
+        .arg("--data-dir")
+        .arg(self.data_dir(i))
+        .arg("--catalog")
+        .arg(catalog())
+        .env("MCDNN_LOG", "info,raft=warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(file);
         if bootstrap {
             cmd.arg("--bootstrap");
         }
@@ -149,7 +180,8 @@ impl Cluster {
             .filter_map(|s| s.leader_id)
             .collect();
         let first = *views.first()?;
-        (views.len() * 2 > self.size && views.iter().all(|&l| l == first)).then(|| first as usize - 1)
+        (views.len() * 2 > self.size && views.iter().all(|&l| l == first))
+            .then(|| first as usize - 1)
     }
 
     pub fn wait_leader(&self, timeout: Duration, not: Option<usize>) -> anyhow::Result<usize> {
@@ -170,8 +202,16 @@ impl Cluster {
 
     /// Writes a policy through any live replica (followers redirect to the leader). Ok(index)
     /// means acknowledged: committed and applied on the leader.
-    pub fn write_policy(&self, key: &str, value: f64, writer: &str, write_id: u64) -> anyhow::Result<u64> {
-        let body = serde_json::json!({"key": key, "value": value, "writer": writer, "write_id": write_id}).to_string();
+    pub fn write_policy(
+        &self,
+        key: &str,
+        value: f64,
+        writer: &str,
+        write_id: u64,
+    ) -> anyhow::Result<u64> {
+        let body =
+            serde_json::json!({"key": key, "value": value, "writer": writer, "write_id": write_id})
+                .to_string();
         let mut last = String::new();
         for i in 0..self.size {
             if self.replicas[i].is_none() {
@@ -197,7 +237,9 @@ impl Cluster {
             .as_array()
             .map(|log| {
                 log.iter()
-                    .filter_map(|w| Some((w["writer"].as_str()?.to_string(), w["write_id"].as_u64()?)))
+                    .filter_map(|w| {
+                        Some((w["writer"].as_str()?.to_string(), w["write_id"].as_u64()?))
+                    })
                     .collect()
             })
             .unwrap_or_default())
@@ -220,13 +262,15 @@ impl Cluster {
         Ok(())
     }
 
-    /// Cuts replica i off from everyone (all traffic to and from its address is dropped).
+    /// Cuts replica i off from every other replica and node (its QUIC traffic is dropped).
     pub fn isolate(&self, i: usize) -> anyhow::Result<Partition> {
         Partition::new(&host(i))
     }
 }
 
-/// Firewall rules dropping every packet to or from one loopback address; removed on drop.
+/// Firewall rules dropping every UDP datagram (QUIC: Raft and node traffic) to or from one
+/// loopback address; removed on drop. TCP stays open so the test can still read the cut-off
+/// replica's admin API.
 pub struct Partition {
     host: String,
 }
@@ -234,7 +278,7 @@ pub struct Partition {
 impl Partition {
     fn rule(action: &str, host: &str, dir: &str) -> anyhow::Result<()> {
         let status = Command::new("iptables")
-            .args(["-w", action, "INPUT", dir, host, "-j", "DROP"])
+            .args(["-w", action, "INPUT", "-p", "udp", dir, host, "-j", "DROP"])
             .status()
             .context("running iptables (the partition scenarios need root and iptables)")?;
         if !status.success() {
@@ -246,7 +290,9 @@ impl Partition {
     pub fn new(host: &str) -> anyhow::Result<Self> {
         Self::rule("-I", host, "-s")?;
         Self::rule("-I", host, "-d")?;
-        Ok(Self { host: host.to_string() })
+        Ok(Self {
+            host: host.to_string(),
+        })
     }
 }
 
@@ -254,5 +300,76 @@ impl Drop for Partition {
     fn drop(&mut self) {
         let _ = Self::rule("-D", &self.host, "-s");
         let _ = Self::rule("-D", &self.host, "-d");
+    }
+}
+
+impl Cluster {
+    /// Starts a node agent that knows every replica, runs `secs` and writes its summary.
+    pub fn node(&self, name: &str, class: &str, secs: f64) -> anyhow::Result<Proc> {
+        if !self.ca.join(format!("{name}.pem")).exists() {
+            Ca::load(&self.ca)?.enroll(Kind::Node, name, &self.ca, &[], 30)?;
+        }
+        let log = self.dir.path().join(format!("{name}.log"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let child = Command::new(bin("mcdnn-node")?)
+            .args([
+                "run",
+                "--name",
+                name,
+                "--device-class",
+                class,
+                "--battery-model",
+                "--telemetry-ms",
+                "300",
+            ])
+            .args(["--apps", "garment=6,category=3"])
+            .arg("--coordinator")
+            .arg(self.node_addrs())
+            .arg("--energy-budget-j")
+            .arg(format!("{}", 0.2 * secs))
+            .arg("--shift-s")
+            .arg(format!("{secs}"))
+            .arg("--duration-s")
+            .arg(format!("{secs}"))
+            .arg("--identity-dir")
+            .arg(&self.ca)
+            .arg("--store")
+            .arg(self.dir.path().join(format!("{name}.store")))
+            .arg("--summary")
+            .arg(self.summary_path(name))
+            .arg("--catalog")
+            .arg(catalog())
+            .env("MCDNN_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Proc {
+            name: name.to_string(),
+            child,
+            log,
+        })
+    }
+
+    pub fn summary_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.summary.json"))
+    }
+
+    pub fn summary(&self, name: &str) -> anyhow::Result<serde_json::Value> {
+        let path = self.summary_path(name);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// The fleet as replica i sees it.
+    pub fn fleet_status(
+        &self,
+        i: usize,
+    ) -> anyhow::Result<mcdnn_coordinator::fleet::status::FleetStatus> {
+        mcdnn_coordinator::ctl::demo::fetch_status(&self.admin(i))
     }
 }

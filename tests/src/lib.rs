@@ -3,6 +3,7 @@
 //! end-of-run summaries. Used by the tests in `tests/tests` and by `mcdnn-chaos`.
 
 pub mod cluster;
+pub mod raft_chaos;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -315,26 +316,50 @@ pub struct NodeOpts {
 impl Fleet {
     /// Starts an offload server node listening on `listen` (enrolled with its IP as a SAN, so
     /// devices can reach it by address).
-    pub fn server(&self, name: &str, secs: f64, listen: &str, capacity_rps: f64) -> anyhow::Result<Proc> {
+    pub fn server(
+        &self,
+        name: &str,
+        secs: f64,
+        listen: &str,
+        capacity_rps: f64,
+    ) -> anyhow::Result<Proc> {
         if !self.ca.join(format!("{name}.pem")).exists() {
-            let host = listen.rsplit_once(':').map_or(listen, |(h, _)| h).to_string();
+            let host = listen
+                .rsplit_once(':')
+                .map_or(listen, |(h, _)| h)
+                .to_string();
             Ca::load(&self.ca)?.enroll(Kind::Node, name, &self.ca, &[host], 30)?;
         }
         let mut cmd = Command::new(bin("mcdnn-node")?);
-        cmd.args(["run", "--name", name, "--coordinator", &self.quic(), "--device-class", "laptop"])
-            .args(["--role", "server", "--offload-listen", listen, "--telemetry-ms", "200"])
-            .arg("--capacity-rps")
-            .arg(format!("{capacity_rps}"))
-            .arg("--duration-s")
-            .arg(format!("{secs}"))
-            .arg("--identity-dir")
-            .arg(&self.ca)
-            .arg("--store")
-            .arg(self.store_path(name))
-            .arg("--summary")
-            .arg(self.summary_path(name))
-            .arg("--catalog")
-            .arg(catalog());
+        cmd.args([
+            "run",
+            "--name",
+            name,
+            "--coordinator",
+            &self.quic(),
+            "--device-class",
+            "laptop",
+        ])
+        .args([
+            "--role",
+            "server",
+            "--offload-listen",
+            listen,
+            "--telemetry-ms",
+            "200",
+        ])
+        .arg("--capacity-rps")
+        .arg(format!("{capacity_rps}"))
+        .arg("--duration-s")
+        .arg(format!("{secs}"))
+        .arg("--identity-dir")
+        .arg(&self.ca)
+        .arg("--store")
+        .arg(self.store_path(name))
+        .arg("--summary")
+        .arg(self.summary_path(name))
+        .arg("--catalog")
+        .arg(catalog());
         self.spawn(name, cmd)
     }
 

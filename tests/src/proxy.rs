@@ -26,7 +26,10 @@ impl UdpProxy {
             .build()
             .context("proxy runtime")?;
         let (front, back) = runtime.block_on(async {
-            Ok::<_, std::io::Error>((UdpSocket::bind("127.0.0.1:0").await?, UdpSocket::bind("127.0.0.1:0").await?))
+            Ok::<_, std::io::Error>((
+                UdpSocket::bind("127.0.0.1:0").await?,
+                UdpSocket::bind("127.0.0.1:0").await?,
+            ))
         })?;
         let addr = front.local_addr()?;
         let (front, back) = (Arc::new(front), Arc::new(back));
@@ -34,7 +37,13 @@ impl UdpProxy {
         let dropped = Arc::new(AtomicU64::new(0));
         let client: Arc<std::sync::Mutex<Option<SocketAddr>>> = Arc::default();
         {
-            let (front, back, hole, dropped, client) = (front.clone(), back.clone(), blackhole.clone(), dropped.clone(), client.clone());
+            let (front, back, hole, dropped, client) = (
+                front.clone(),
+                back.clone(),
+                blackhole.clone(),
+                dropped.clone(),
+                client.clone(),
+            );
             runtime.spawn(async move {
                 let mut buf = vec![0u8; 65_536];
                 while let Ok((n, from)) = front.recv_from(&mut buf).await {
@@ -63,7 +72,12 @@ impl UdpProxy {
                 }
             });
         }
-        Ok(Self { addr, blackhole, dropped, runtime: Some(runtime) })
+        Ok(Self {
+            addr,
+            blackhole,
+            dropped,
+            runtime: Some(runtime),
+        })
     }
 
     /// Drops every datagram both ways while `on`.

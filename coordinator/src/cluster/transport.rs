@@ -47,14 +47,17 @@ impl Transport for QuicTransport {
 }
 
 impl QuicTransport {
-    /// Starts one sender task per peer other than `self_id`.
+    /// Starts one sender task per peer other than `self_id`. Outbound connections leave from
+    /// `local_ip` (the replica's own address), so a firewall rule on that address cuts the
+    /// replica off in both directions.
     pub fn start(
         self_id: u64,
         peers: &Peers,
+        local_ip: std::net::IpAddr,
         client: quinn::ClientConfig,
         cancel: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
-        let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))?;
+        let mut endpoint = quinn::Endpoint::client(SocketAddr::new(local_ip, 0))?;
         endpoint.set_default_client_config(client);
         let mut queues = HashMap::new();
         for peer in peers.0.values().filter(|p| p.id != self_id) {

@@ -32,6 +32,12 @@ pub trait Offloader: Send {
         variant: &str,
         pixels: &[u8],
     ) -> Result<(Prediction, f64), String>;
+
+    /// Whether the operator fixed the offload server (so offloading is allowed whatever the
+    /// assignment says about targets).
+    fn has_fixed_target(&self) -> bool {
+        false
+    }
 }
 
 /// What the serving loop needs besides its collaborators.
@@ -200,6 +206,13 @@ impl Server<'_> {
             }
             None => constraints::standalone(can_offload),
         };
+        if self
+            .offloader
+            .as_ref()
+            .is_some_and(|o| o.has_fixed_target())
+        {
+            c.offload_forbidden = false;
+        }
         if let Some(available) = available {
             let names: Vec<String> = self
                 .manifest

@@ -64,6 +64,9 @@ pub struct ShardStore {
     last_used: sled::Tree,
     disk_budget_bytes: u64,
     stats: Arc<Mutex<StoreStats>>,
+    /// Shards this process fetched: a shard shared by two variants is not "resumed" when the
+    /// second variant's fetch finds it.
+    fetched_here: Arc<Mutex<BTreeSet<String>>>,
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -85,6 +88,7 @@ impl ShardStore {
             last_used: store.tree(LAST_USED_TREE)?,
             disk_budget_bytes,
             stats: Arc::default(),
+            fetched_here: Arc::default(),
         };
         s.stats().variants_complete = s.complete_variants()?.into_iter().collect();
         Ok(s)
@@ -143,7 +147,25 @@ impl ShardStore {
         }
         self.shards.insert(digest, bytes)?;
         self.shards.flush()?;
+        self.fetched_here
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest.to_string());
         Ok(())
+    }
+
+    /// Of `digests`, how many were stored before this process started (a resumed transfer).
+    pub fn stored_before_start(&self, digests: &BTreeSet<&str>) -> Result<u64, ModelStoreError> {
+        let here = self
+            .fetched_here
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut n = 0;
+        for d in digests {
+            n += u64::from(!here.contains(*d) && self.has_shard(d)?);
+        }
+        Ok(n)
     }
 
     /// Digests of `m` not stored yet, in order, without repeats.

@@ -114,6 +114,10 @@ async fn exchange(session: &mut Session, req: &OffloadRequest) -> anyhow::Result
 }
 
 impl Offloader for QuicOffloader {
+    fn has_fixed_target(&self) -> bool {
+        self.fixed_target.is_some()
+    }
+
     fn offload(
         &mut self,
         app: &str,
