@@ -47,9 +47,14 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// A handshake on a live link takes milliseconds.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How a session ended.
 enum Ended {
     Redirect(String),
+    /// The replica knows no leader (an election is running): try another one soon.
+    NoLeader,
     Cancelled,
 }
 
@@ -84,6 +89,17 @@ pub async fn run(
                 tracing::info!(from = %addr, to = %leader, "redirected to the leader");
                 redirect = Some(leader);
                 attempt = 0;
+                continue;
+            }
+            Ok(Ended::NoLeader) => {
+                // An election takes about a second; poll the replicas briskly rather than back
+                // off exponentially, so failover is bounded by the election, not the backoff.
+                target += 1;
+                let pause = Duration::from_millis(rand::thread_rng().gen_range(100..300));
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = cancel.cancelled() => break,
+                }
                 continue;
             }
             Err(e) => {
@@ -129,10 +145,13 @@ async fn session(
         .with_context(|| format!("resolving {addr}"))?
         .next()
         .with_context(|| format!("{addr} resolves to nothing"))?;
-    let conn = endpoint
+    let connecting = endpoint
         .connect(sock, &tls::server_name_for(addr))
-        .context("starting the QUIC handshake")?
+        .context("starting the QUIC handshake")?;
+    // A dead replica never answers: give up well before the idle timeout and try the next one.
+    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
         .await
+        .with_context(|| format!("no QUIC handshake from {addr} within {HANDSHAKE_TIMEOUT:?}"))?
         .with_context(|| format!("QUIC/TLS handshake with {addr}"))?;
     let (mut send, mut recv) = conn.open_bi().await.context("opening the control stream")?;
     let battery = shared.lock().snapshot.battery.clone();
@@ -162,6 +181,10 @@ async fn session(
             tracing::info!(%node_id, %leader, epoch, coordinator = %addr, "connected to the coordinator");
         }
         Some(CoordMsg::Redirect { leader_addr }) => return Ok(Ended::Redirect(leader_addr)),
+        Some(CoordMsg::Error {
+            code: protocol::msg::ErrorCode::Unavailable,
+            ..
+        }) => return Ok(Ended::NoLeader),
         Some(CoordMsg::Error { code, message }) => {
             bail!("coordinator refused the node: {code:?}: {message}")
         }

@@ -37,11 +37,9 @@ fn load_catalog(
     args: &RunArgs,
     store: &NodeStore,
 ) -> anyhow::Result<(Manifest, Vec<u8>, std::path::PathBuf)> {
-    match catalog::locate(args.catalog.as_deref())
-        .map_err(anyhow::Error::from)
-        .and_then(|path| {
-            protocol::manifest::load(&path).with_context(|| format!("catalog {}", path.display()))
-        }) {
+    match catalog::locate(args.catalog.as_deref()).and_then(|path| {
+        protocol::manifest::load(&path).with_context(|| format!("catalog {}", path.display()))
+    }) {
         Ok(loaded) => {
             store.save_catalog(&loaded.1)?;
             Ok(loaded)

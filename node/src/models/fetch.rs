@@ -38,6 +38,24 @@ pub async fn run(
     shared: Shared,
     cancel: CancellationToken,
 ) {
+    // Scrub at start: every stored variant is verified shard by shard before serving may choose
+    // it, so corruption on disk (bit rot, a crash mid-write, tampering) is found and refetched.
+    match store.complete_variants() {
+        Ok(stored) => {
+            for v in &stored {
+                match store.verify_variant(v) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(variant = %v, "stored variant failed verification; refetching it")
+                    }
+                    Err(e) => {
+                        tracing::error!(variant = %v, error = %e, "cannot verify a stored variant")
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot list stored variants"),
+    }
     publish(&store, &shared);
     while !cancel.is_cancelled() {
         if let Err(e) = round(&cfg, &manifest, &store, &shared, &cancel).await {
@@ -170,12 +188,14 @@ pub async fn fetch_variant(
         },
     };
     let missing = store.missing(&vm)?;
-    let total = vm.digests().collect::<BTreeSet<_>>().len();
+    let all: BTreeSet<&str> = vm.digests().collect();
+    let total = all.len();
     let present = total - missing.len();
-    if present > 0 && !missing.is_empty() {
-        tracing::info!(variant, present, total, "resuming an interrupted fetch");
+    let resumed = store.stored_before_start(&all)?;
+    if resumed > 0 && !missing.is_empty() {
+        tracing::info!(variant, resumed, total, "resuming an interrupted fetch");
     }
-    store.stats().shards_resumed += present as u64;
+    store.stats().shards_resumed += resumed;
     let started = Instant::now();
     let mut bytes_done = 0u64;
     // Pipeline: every request goes out first (they are tiny), then the replies are read in order.

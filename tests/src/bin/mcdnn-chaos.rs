@@ -1,15 +1,21 @@
-//! `mcdnn-chaos SCENARIO [--json] [--partition-s N]`: runs a named fault scenario against real
-//! coordinator and node processes on this machine and prints its figures.
+//! `mcdnn-chaos SCENARIO [--json] [--partition-s N] [--kills N] [--nodes N] [--cut-s N]`: runs a
+//! named fault scenario against real coordinator and node processes on this machine and prints
+//! its figures. Exit status 1 when the scenario's checks fail.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use mcdnn_tests::chaos::{self, Options, SCENARIOS};
+use mcdnn_tests::raft_chaos;
+
+/// The replicated-coordinator scenarios.
+const RAFT_SCENARIOS: [&str; 3] = ["leader-kill", "minority-partition", "rolling-restart"];
 
 fn usage() -> String {
     format!(
-        "usage: mcdnn-chaos SCENARIO [--json] [--partition-s N]\nscenarios: {}",
-        SCENARIOS.join(", ")
+        "usage: mcdnn-chaos SCENARIO [--json] [--partition-s N] [--kills N] [--nodes N] [--cut-s N]\nscenarios: {}, {}",
+        SCENARIOS.join(", "),
+        RAFT_SCENARIOS.join(", ")
     )
 }
 
@@ -18,6 +24,7 @@ fn main() -> anyhow::Result<()> {
     let mut scenario = None;
     let mut as_json = false;
     let mut opts = Options::default();
+    let (mut kills, mut nodes, mut cut_s) = (20usize, 5usize, 10.0f64);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--json" => as_json = true,
@@ -29,6 +36,27 @@ fn main() -> anyhow::Result<()> {
                     .context("--partition-s")?;
                 opts.partition = Duration::from_secs_f64(v.max(0.0));
             }
+            "--kills" => {
+                kills = args
+                    .next()
+                    .context("--kills needs a count")?
+                    .parse()
+                    .context("--kills")?
+            }
+            "--nodes" => {
+                nodes = args
+                    .next()
+                    .context("--nodes needs a count")?
+                    .parse()
+                    .context("--nodes")?
+            }
+            "--cut-s" => {
+                cut_s = args
+                    .next()
+                    .context("--cut-s needs seconds")?
+                    .parse()
+                    .context("--cut-s")?
+            }
             "-h" | "--help" => {
                 println!("{}", usage());
                 return Ok(());
@@ -38,7 +66,12 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let scenario = scenario.with_context(usage)?;
-    let result = chaos::run(&scenario, &opts)?;
+    let result = match scenario.as_str() {
+        "leader-kill" => raft_chaos::leader_kill(kills, nodes)?,
+        "minority-partition" => raft_chaos::minority_partition(cut_s, nodes)?,
+        "rolling-restart" => raft_chaos::rolling_restart(nodes)?,
+        _ => chaos::run(&scenario, &opts)?,
+    };
     if as_json {
         println!("{}", serde_json::to_string(&result)?);
     } else {
