@@ -13,6 +13,32 @@ use protocol::identity::{Ca, Kind};
 
 use crate::{Proc, bin, catalog};
 
+/// Clusters share the addresses 127.0.0.1-3 and a partition firewalls a whole address, so one
+/// cluster runs at a time in a process (tests in one binary run on parallel threads).
+static BUSY: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+static FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// Held by a running cluster; unlike a `MutexGuard` it may move between threads.
+struct Exclusive;
+
+impl Exclusive {
+    fn acquire() -> Self {
+        let mut busy = BUSY.lock().unwrap_or_else(|p| p.into_inner());
+        while *busy {
+            busy = FREED.wait(busy).unwrap_or_else(|p| p.into_inner());
+        }
+        *busy = true;
+        Exclusive
+    }
+}
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        *BUSY.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        FREED.notify_one();
+    }
+}
+
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub ca: PathBuf,
@@ -20,6 +46,8 @@ pub struct Cluster {
     /// Node QUIC port; admin is +1, raft +2.
     pub port: u16,
     pub replicas: Vec<Option<Proc>>,
+    /// Last, so it is released after the replicas' processes are killed (fields drop in order).
+    _exclusive: Exclusive,
 }
 
 /// Ports free on every replica address.
@@ -53,6 +81,7 @@ pub fn host(i: usize) -> String {
 
 impl Cluster {
     pub fn new(size: usize) -> anyhow::Result<Self> {
+        let exclusive = Exclusive::acquire();
         let dir = tempfile::tempdir()?;
         let ca_dir = dir.path().join("ca");
         std::fs::create_dir_all(&ca_dir)?;
@@ -67,6 +96,7 @@ impl Cluster {
             )?;
         }
         Ok(Self {
+            _exclusive: exclusive,
             dir,
             ca: ca_dir,
             size,
