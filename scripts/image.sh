@@ -96,12 +96,18 @@ stage_context() {
 
 build_image() {
   local rev
-  rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  rev=$(git describe --always --dirty 2>/dev/null || echo unknown)
+  local previous
+  previous=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
   log "docker build $IMAGE (revision $rev)"
   # The legacy builder: this engine (20.10) has no buildx plugin beside it, and nothing here needs
   # BuildKit. COPY layers are cached by content, so a rerun with unchanged inputs is a no-op.
   DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$BASE" --label "org.opencontainers.image.revision=$rev" \
     -t "$IMAGE" "$CTX" >/dev/null
+  # The image this one replaces would be left untagged: remove it unless a container uses it.
+  if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect -f '{{.Id}}' "$IMAGE")" ]; then
+    docker image rm "$previous" >/dev/null 2>&1 || true
+  fi
   docker image ls "$IMAGE" --format 'image: {{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}'
 }
 

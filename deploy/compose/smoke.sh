@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # End-to-end check of the compose fleet; exits non-zero on the first failed step.
-#   1. up: certs, coord-0, nodes node-lite/node-phone/node-laptop (three device classes); /status
-#      on coord-0 shows all three connected, serving requests, and acking the latest plan epoch;
+#   1. up: certs, coord-0..2, nodes node-lite/node-phone/node-laptop (three device classes); a
+#      leader with 3 voters; its /status shows all three nodes connected, serving requests, and
+#      acking the latest plan epoch;
 #   2. stop a node container: the coordinator sees it leave, the others keep serving; start it
 #      again: it resumes on the assignment persisted in its store and rejoins;
 #   3. cut a node's network (docker network disconnect): the node stays up and keeps serving on
 #      its last assignment (its logs show the lost session and the failover attempts; on
 #      reconnection its request counter shows it answered requests all along), then rejoins;
-#   4. down -v (also on failure; MCDNN_SMOKE_KEEP=1 leaves the fleet up to look at).
+#   5. down -v (also on failure; MCDNN_SMOKE_KEEP=1 leaves the fleet up to look at).
+#   The three replicas run as a Raft group: the checks read the leader's /status, and (4.) the
+#   leader is stopped: it hands leadership over on SIGTERM, every node acks the new leader's plans,
+#   the old leader rejoins as a follower. MCDNN_SMOKE_SINGLE=1 runs coord-0 alone instead (no 4.).
 # Env: MCDNN_IMAGE (mcdnn:latest; built with scripts/image.sh when missing),
 #      MCDNN_SMOKE_PROJECT (mcdnn-smoke), MCDNN_ADMIN_PORT (17480: coord-0's admin API on the
-#      host's loopback), MCDNN_SMOKE_CUT_S (20), MCDNN_SMOKE_RAFT=1 (3 replicas; needs the Raft
-#      coordinator).
+#      host's loopback), MCDNN_SMOKE_CUT_S (20), MCDNN_SMOKE_SINGLE=1 (coord-0 alone).
 # Needs: docker, docker-compose (v1.29+), curl, jq.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,11 +24,14 @@ export MCDNN_ADMIN_PORT=${MCDNN_ADMIN_PORT:-17480}
 export MCDNN_IMAGE=${MCDNN_IMAGE:-mcdnn:latest}
 CUT_S=${MCDNN_SMOKE_CUT_S:-20}
 DC=(docker-compose -p "$PROJECT")
-if [ "${MCDNN_SMOKE_RAFT:-0}" = 1 ]; then
-  export MCDNN_PEERS=coord-0=coord-0,coord-1=coord-1,coord-2=coord-2
-  DC+=(--profile raft)
-fi
 NODES=(node-lite node-phone node-laptop)
+RAFT=1
+UP=()          # all services
+if [ "${MCDNN_SMOKE_SINGLE:-0}" = 1 ]; then
+  RAFT=0
+  export MCDNN_PEERS=coord-0=coord-0
+  UP=(coord-0 "${NODES[@]}")
+fi
 
 step() { echo "smoke: $*"; }
 fail() { echo "smoke: FAIL: $*" >&2; exit 1; }
@@ -52,7 +58,13 @@ if ! docker image inspect "$MCDNN_IMAGE" >/dev/null 2>&1; then
   MCDNN_IMAGE=$MCDNN_IMAGE ../../scripts/image.sh
 fi
 
-status() { curl -fsS --max-time 3 "http://127.0.0.1:$MCDNN_ADMIN_PORT/status"; }
+# The admin API of a replica, from inside its container (bash's /dev/tcp; the image has no curl),
+# so any replica can be asked, not only coord-0 whose port is published.
+admin_get() { # SERVICE PATH
+  "${DC[@]}" exec -T "$1" bash -c "exec 3<>/dev/tcp/127.0.0.1/7480 && printf 'GET $2 HTTP/1.0\\r\\n\\r\\n' >&3 && sed '1,/^\\r\\?\$/d' <&3" 2>/dev/null
+}
+ADMIN=coord-0   # the replica whose /status the checks read: the leader (only it holds the fleet)
+status() { admin_get "$ADMIN" /status; }
 node_field() { status | jq -r --arg n "$1" ".nodes[] | select(.id == \$n) | .$2"; }
 # wait_for SECONDS DESCRIPTION JQ_FILTER: polls /status until the filter is true.
 wait_for() {
@@ -77,8 +89,18 @@ serving() { # every listed node connected, serving, and acking the epoch last pu
 trap cleanup EXIT
 
 step "1. up (project $PROJECT)"
-"${DC[@]}" up -d >"${TMPDIR:-/tmp}/$PROJECT-up.log" 2>&1 || { cat "${TMPDIR:-/tmp}/$PROJECT-up.log" >&2; fail "docker-compose up"; }
+"${DC[@]}" up -d "${UP[@]}" >"${TMPDIR:-/tmp}/$PROJECT-up.log" 2>&1 || { cat "${TMPDIR:-/tmp}/$PROJECT-up.log" >&2; fail "docker-compose up"; }
 wait_for 90 "coord-0 /status answers" '.coordinator == "coord-0"'
+curl -fsS --max-time 3 "http://127.0.0.1:$MCDNN_ADMIN_PORT/readyz" >/dev/null || fail "coord-0's published admin port"
+if [ "$RAFT" = 1 ]; then
+  leader_of() { admin_get "$1" /cluster | jq -r '.leader_name // empty'; }
+  deadline=$((SECONDS + 60))
+  until ADMIN=$(leader_of coord-0) && [ -n "$ADMIN" ] && [ "$(admin_get "$ADMIN" /cluster | jq '.voters | length')" = 3 ]; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "no leader with 3 voters after 60 s"
+    sleep 1
+  done
+  step "ok: raft leader is $ADMIN, 3 voters"
+fi
 wait_for 90 "all three nodes serving with acked assignments" "$(serving "${NODES[@]}")"
 status | jq -r '.nodes[] | "smoke:   \(.id) \(.device_class) requests=\(.requests) epoch sent=\(.sent_epoch) acked=\(.acked_epoch) accuracy=\(.accuracy | floor)%"'
 classes=$(status | jq '[.nodes[].device_class] | unique | length')
@@ -88,7 +110,7 @@ step "plan $plan"
 
 step "2. stop node-lite"
 "${DC[@]}" stop -t 10 node-lite >/dev/null 2>&1
-wait_for 45 "coord-0 sees node-lite gone" '.nodes | map(select(.id == "node-lite" and .connected)) | length == 0'
+wait_for 45 "$ADMIN sees node-lite gone" '.nodes | map(select(.id == "node-lite" and .connected)) | length == 0'
 before=$(node_field node-phone requests)
 sleep 3
 wait_for 30 "node-phone and node-laptop keep serving" \
@@ -96,7 +118,8 @@ wait_for 30 "node-phone and node-laptop keep serving" \
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 "${DC[@]}" start node-lite >/dev/null 2>&1
 wait_for 60 "node-lite back and serving" "$(serving "${NODES[@]}")"
-logs_of "$(cid_of node-lite)" "$started" | grep -q "resuming on the persisted assignment" \
+lite_logs=$(logs_of "$(cid_of node-lite)" "$started")
+grep -q "resuming on the persisted assignment" <<<"$lite_logs" \
   || fail "node-lite did not resume on its persisted assignment (store volume)"
 step "ok: node-lite resumed on the assignment persisted in its store"
 
@@ -109,7 +132,7 @@ req0=$(node_field node-phone requests)
 cut_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 t0=$SECONDS
 docker network disconnect "$net" "$phone"
-wait_for 60 "coord-0 sees node-phone unreachable" '.nodes | map(select(.id == "node-phone" and .connected)) | length == 0'
+wait_for 60 "$ADMIN sees node-phone unreachable" '.nodes | map(select(.id == "node-phone" and .connected)) | length == 0'
 remaining=$((CUT_S - (SECONDS - t0)))
 [ "$remaining" -le 0 ] || sleep "$remaining"
 [ "$(docker inspect -f '{{.State.Running}}' "$phone")" = true ] || fail "node-phone stopped during the cut"
@@ -130,4 +153,36 @@ step "node-phone answered $served requests in the ${cut_s} s from the cut to its
 [ "$served" -ge "$need" ] || fail "node-phone did not keep serving while cut off"
 step "ok: node-phone kept serving on its last assignment while cut off"
 
-step "4. down"
+if [ "$RAFT" = 1 ]; then
+  old=$ADMIN
+  epoch0=$(status | jq '.plan.epoch')
+  step "4. stop the leader $old"
+  "${DC[@]}" stop -t 20 "$old" >/dev/null 2>&1
+  others=(coord-0 coord-1 coord-2)
+  deadline=$((SECONDS + 60))
+  while :; do
+    for r in "${others[@]}"; do
+      [ "$r" != "$old" ] || continue
+      l=$(admin_get "$r" /cluster | jq -r '.leader_name // empty' || true)
+      if [ -n "$l" ] && [ "$l" != "$old" ]; then ADMIN=$l; break 2; fi
+    done
+    [ "$SECONDS" -lt "$deadline" ] || fail "no new leader 60 s after stopping $old"
+    sleep 1
+  done
+  step "ok: new leader $ADMIN"
+  # (Output captured first: grep -q would stop reading early, and pipefail would count that.)
+  old_logs=$("${DC[@]}" logs --no-color "$old" 2>&1)
+  grep -q "handed leadership over" <<<"$old_logs" || fail "$old did not hand leadership over on SIGTERM"
+  step "ok: $old handed leadership over on SIGTERM"
+  wait_for 90 "all nodes serving under $ADMIN with acked plans past epoch $epoch0" \
+    "(.plan.epoch > $epoch0) and ($(serving "${NODES[@]}"))"
+  "${DC[@]}" start "$old" >/dev/null 2>&1
+  deadline=$((SECONDS + 60))
+  until [ "$(admin_get "$old" /cluster | jq -r '.leader_name // empty' 2>/dev/null)" = "$ADMIN" ]; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "$old did not rejoin under $ADMIN"
+    sleep 1
+  done
+  step "ok: $old rejoined as a follower of $ADMIN"
+fi
+
+step "5. down"

@@ -54,7 +54,7 @@ docker exec "$C" bash -euc '
   # The shipped examples, pointed at one replica on loopback.
   sed -e "s/^MCDNN_LISTEN=.*/MCDNN_LISTEN=127.0.0.1:7400/" -e "s/^MCDNN_ADMIN=.*/MCDNN_ADMIN=127.0.0.1:7480/" \
       -e "s/^MCDNN_RAFT_LISTEN=.*/MCDNN_RAFT_LISTEN=127.0.0.1:7500/" -e "s/^MCDNN_PEERS=.*/MCDNN_PEERS=coord-0=127.0.0.1/" \
-      -e "s/^MCDNN_BOOTSTRAP=.*/MCDNN_BOOTSTRAP=true/" -e "s/^#MCDNN_ADVERTISE=.*/MCDNN_ADVERTISE=127.0.0.1:7400/" \
+      -e "s/^MCDNN_BOOTSTRAP=.*/MCDNN_BOOTSTRAP=true/" \
       /etc/mcdnn-coordinator.env.example >/etc/mcdnn/coordinator.env
   sed -e "s/^MCDNN_COORDINATORS=.*/MCDNN_COORDINATORS=127.0.0.1:7400/" -e "s/^MCDNN_SHIFT_S=.*/MCDNN_SHIFT_S=3600/" \
       /etc/mcdnn-node.env.example >/etc/mcdnn/node.env
@@ -81,7 +81,8 @@ docker exec "$C" systemd-analyze security --no-pager mcdnn-node.service mcdnn-co
 docker exec "$C" bash -c "kill -9 $pid"
 sleep 8
 [ "$(docker exec "$C" systemctl show -p NRestarts --value mcdnn-node)" -ge 1 ] || fail "the killed node was not restarted"
-docker exec "$C" journalctl --no-pager -u mcdnn-node | grep -q "resuming on the persisted assignment" \
+journal=$(docker exec "$C" journalctl --no-pager -u mcdnn-node)
+grep -q "resuming on the persisted assignment" <<<"$journal" \
   || fail "the restarted node did not resume on its persisted assignment"
 wait_serving || fail "the restarted node is not serving"
 step "ok: killed node restarted (Restart=on-failure) and resumed on its persisted assignment"

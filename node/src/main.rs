@@ -48,6 +48,15 @@ enum BenchCommand {
 
 #[derive(Subcommand)]
 enum CatalogCommand {
+    /// Print the resident bytes one variant adds when loaded (used by `eval`, one process per
+    /// variant so the allocator's reuse does not hide the footprint).
+    #[command(hide = true)]
+    ProbeMemory {
+        #[arg(long)]
+        variant: String,
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+    },
     /// Measure every variant on the 10k Fashion-MNIST test images with ONNX Runtime.
     Eval {
         /// The catalog manifest (default: models/catalog.json, or MCDNN_CATALOG).
@@ -124,6 +133,14 @@ fn main() -> anyhow::Result<()> {
                     r.frames
                 );
             }
+        }
+        Command::Catalog {
+            command: CatalogCommand::ProbeMemory { variant, catalog: path },
+        } => {
+            let path = catalog::locate(path.as_deref())?;
+            let (manifest, dir) = catalog::load(&path)?;
+            let test = dataset::Dataset::test_split()?;
+            println!("{}", catalog::eval::probe_memory(&manifest, &dir, &variant, &test)?);
         }
         Command::Catalog {
             command:

@@ -14,6 +14,7 @@ use mcdnn_coordinator::ctl::{demo, http};
 use mcdnn_coordinator::fleet::status::FleetStatus;
 use protocol::identity::{Ca, Kind};
 
+pub mod bench;
 pub mod chaos;
 pub mod proxy;
 

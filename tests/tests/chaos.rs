@@ -52,3 +52,97 @@ fn partition_spool_delivers_exactly_once() {
         "the spool flowed after the cut: {r}"
     );
 }
+
+#[test]
+fn a_node_without_a_model_folder_fetches_its_assigned_variants_and_serves() {
+    let fleet = mcdnn_tests::Fleet::new().expect("fleet");
+    let _coord = fleet.coordinator(&[]).expect("coordinator");
+    let mut node = fleet
+        .node(
+            "cam-fresh",
+            "phone-2016",
+            10.0,
+            &["--models", "coordinator"],
+        )
+        .expect("node");
+    let exit = node.wait_exit(Duration::from_secs(90)).expect("exit");
+    assert!(exit.success(), "{}", node.log_text());
+    let s = fleet.summary("cam-fresh").expect("summary");
+    let complete = s["models"]["variants_complete"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        !complete.is_empty() && complete.len() < 6,
+        "only what the plan needs: {s}"
+    );
+    assert!(s["models"]["shards_fetched"].as_u64() > Some(0), "{s}");
+    assert!(s["requests"].as_u64() > Some(20), "{s}");
+    // Every result the node accepted reached the coordinator once.
+    let status = fleet.status().expect("status");
+    let recorded = status.results.get("cam-fresh").map_or(0, |r| r.received);
+    assert_eq!(s["results_accepted"].as_u64(), Some(recorded), "{s}");
+}
+
+#[test]
+fn a_node_restarts_offline_on_its_store_and_delivers_the_spool_later() {
+    let fleet = mcdnn_tests::Fleet::new().expect("fleet");
+    let mut coord = fleet.coordinator(&[]).expect("coordinator");
+    let extra = ["--models", "coordinator", "--drain-timeout-s", "2"];
+    let mut first = fleet.node("cam-off", "laptop", 8.0, &extra).expect("node");
+    assert!(
+        first
+            .wait_exit(Duration::from_secs(90))
+            .expect("exit")
+            .success(),
+        "{}",
+        first.log_text()
+    );
+    let online = fleet.summary("cam-off").expect("summary");
+    coord.terminate();
+    coord
+        .wait_exit(Duration::from_secs(30))
+        .expect("coordinator stops");
+    // Offline: the assignment, catalog copy and model shards come from the node's own store.
+    let mut second = fleet
+        .node("cam-off", "laptop", 6.0, &extra)
+        .expect("node offline");
+    assert!(
+        second
+            .wait_exit(Duration::from_secs(90))
+            .expect("exit")
+            .success(),
+        "{}",
+        second.log_text()
+    );
+    let offline = fleet.summary("cam-off").expect("summary");
+    assert!(offline["requests"].as_u64() > Some(10), "{offline}");
+    assert_eq!(offline["models"]["shards_fetched"], 0, "{offline}");
+    let spooled = offline["results_pending"].as_u64().unwrap_or(0);
+    assert!(spooled > 0, "results wait in the spool: {offline}");
+    let _coord = fleet.coordinator(&[]).expect("coordinator again");
+    let mut third = fleet
+        .node("cam-off", "laptop", 4.0, &["--models", "coordinator"])
+        .expect("node");
+    assert!(
+        third
+            .wait_exit(Duration::from_secs(90))
+            .expect("exit")
+            .success(),
+        "{}",
+        third.log_text()
+    );
+    let last = fleet.summary("cam-off").expect("summary");
+    assert_eq!(last["results_pending"], 0, "{last}");
+    let accepted: u64 = [&online, &offline, &last]
+        .iter()
+        .map(|s| s["results_accepted"].as_u64().unwrap_or(0))
+        .sum();
+    let status = fleet.status().expect("status");
+    let r = status.results.get("cam-off").cloned().unwrap_or_default();
+    assert_eq!(
+        r.received, accepted,
+        "every accepted result recorded exactly once: {r:?}"
+    );
+    assert_eq!(r.gaps, 0);
+}

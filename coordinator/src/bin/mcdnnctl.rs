@@ -77,8 +77,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 for f in figures {
                     writeln!(
                         stdout,
-                        "{:>5} virtual nodes: {:>9.0} telemetry messages/s ingested ({} in {:.1} s, {} nodes reporting)",
-                        f.nodes, f.messages_per_s, f.messages, f.seconds, f.nodes_reporting
+                        "{:>5} virtual nodes ({} joined, {} reporting, offered {}): {:>9.0} telemetry messages/s ingested ({} in {:.1} s)",
+                        f.nodes, f.nodes_joined, f.nodes_reporting,
+                        if f.rate_per_node > 0.0 { format!("{}/s each", f.rate_per_node) } else { "as fast as possible".into() },
+                        f.messages_per_s, f.messages, f.seconds
                     )?;
                 }
             }

@@ -30,6 +30,10 @@ pub struct TelemetryBenchArgs {
     /// Catalog manifest (default: models/catalog.json or MCDNN_CATALOG).
     #[arg(long)]
     pub catalog: Option<std::path::PathBuf>,
+    /// Telemetry messages per second each virtual node sends; 0 = as fast as it can (the
+    /// coordinator's ingest capacity). Real nodes send 1/s.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_per_node: f64,
     #[arg(long)]
     pub json: bool,
 }
@@ -40,8 +44,12 @@ pub struct TelemetryFigure {
     pub seconds: f64,
     pub messages: u64,
     pub messages_per_s: f64,
-    /// Nodes that completed hello and sent telemetry.
+    /// Nodes whose hello was accepted before the window.
+    pub nodes_joined: usize,
+    /// Nodes whose telemetry reached the coordinator.
     pub nodes_reporting: usize,
+    /// Offered rate per node (0 = as fast as each node can send).
+    pub rate_per_node: f64,
 }
 
 fn battery() -> Battery {
@@ -95,6 +103,8 @@ async fn virtual_node(
     endpoint: quinn::Endpoint,
     addr: SocketAddr,
     name: String,
+    go: CancellationToken,
+    rate_per_s: f64,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let conn = endpoint.connect(addr, "localhost")?.await?;
@@ -110,8 +120,10 @@ async fn virtual_node(
         apps: vec!["garment".into(), "category".into()],
     };
     codec::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
-    let _welcome: Option<protocol::msg::CoordMsg> =
-        codec::read_frame(&mut recv, codec::MAX_FRAME_BYTES).await?;
+    match codec::read_frame::<_, protocol::msg::CoordMsg>(&mut recv, codec::MAX_FRAME_BYTES).await? {
+        Some(protocol::msg::CoordMsg::Welcome { .. }) => {}
+        other => anyhow::bail!("no welcome: {other:?}"),
+    }
     // Drain assignments so the coordinator's writer never blocks on this node.
     tokio::spawn(async move {
         while let Ok(Some(_)) =
@@ -119,8 +131,14 @@ async fn virtual_node(
         {
         }
     });
+    // Every node joins first; then all report together.
+    go.cancelled().await;
+    let mut ticker = (rate_per_s > 0.0).then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / rate_per_s)));
     let mut seq = 0;
     while !stop.is_cancelled() {
+        if let Some(t) = ticker.as_mut() {
+            t.tick().await;
+        }
         seq += 1;
         codec::write_frame(&mut send, &NodeMsg::Telemetry(telemetry(seq))).await?;
     }
@@ -166,6 +184,7 @@ pub async fn telemetry_bench(args: &TelemetryBenchArgs) -> anyhow::Result<Vec<Te
             cancel.clone(),
         ));
         let stop = CancellationToken::new();
+        let go = CancellationToken::new();
         let mut tasks = Vec::new();
         for (name, cfg) in clients.iter().take(n) {
             let mut ep = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
@@ -174,6 +193,8 @@ pub async fn telemetry_bench(args: &TelemetryBenchArgs) -> anyhow::Result<Vec<Te
                 ep,
                 addr,
                 name.clone(),
+                go.clone(),
+                args.rate_per_node,
                 stop.clone(),
             )));
         }
@@ -182,6 +203,10 @@ pub async fn telemetry_bench(args: &TelemetryBenchArgs) -> anyhow::Result<Vec<Te
         while hub.registry().connected() < n && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let joined = hub.registry().connected();
+        go.cancel();
+        // Let the first burst settle before the window opens.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let start_count = hub.metrics.telemetry_messages_total.load(Ordering::Relaxed);
         let started = Instant::now();
         tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
@@ -194,15 +219,29 @@ pub async fn telemetry_bench(args: &TelemetryBenchArgs) -> anyhow::Result<Vec<Te
             .count();
         stop.cancel();
         cancel.cancel();
+        let mut failed = 0;
         for t in tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+            if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), t).await
+                && !format!("{e:#}").contains("coordinator stopping")
+            {
+                if failed == 0 {
+                    tracing::warn!(error = format!("{e:#}"), "a virtual node failed");
+                    eprintln!("first virtual node failure: {e:#}");
+                }
+                failed += 1;
+            }
+        }
+        if failed > 0 {
+            eprintln!("{failed} of {n} virtual nodes failed");
         }
         figures.push(TelemetryFigure {
             nodes: n,
             seconds: secs,
             messages,
             messages_per_s: messages as f64 / secs,
+            nodes_joined: joined,
             nodes_reporting: reporting,
+            rate_per_node: args.rate_per_node,
         });
     }
     let _ = std::fs::remove_dir_all(&dir);

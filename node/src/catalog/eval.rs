@@ -71,10 +71,11 @@ fn eval_variant(
     data: &Dataset,
     images: usize,
 ) -> anyhow::Result<VariantEval> {
-    let rss_before = resident_bytes();
     let mut model = LoadedVariant::load_dir(dir, spec, &manifest.input)
         .with_context(|| format!("loading variant {}", spec.name))?;
-    let memory_bytes = resident_bytes().saturating_sub(rss_before);
+    // In this process the allocator reuses memory freed by earlier variants, so each variant's
+    // footprint is measured in a fresh child process (falls back to 0 if that fails).
+    let memory_bytes = probe_in_child(dir, spec).unwrap_or(0);
     let apps: Vec<&str> = manifest.apps.iter().map(|a| a.name.as_str()).collect();
     let mut correct = vec![0usize; apps.len()];
     let mut latencies = Vec::with_capacity(images);
@@ -137,6 +138,29 @@ fn round2(x: f64) -> f64 {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+/// Runs `mcdnn-node catalog probe-memory` for one variant and reads the bytes it reports.
+fn probe_in_child(dir: &Path, spec: &VariantSpec) -> Option<u64> {
+    let exe = std::env::current_exe().ok()?;
+    let out = std::process::Command::new(exe)
+        .args(["catalog", "probe-memory", "--variant", &spec.name, "--catalog"])
+        .arg(dir.join("catalog.json"))
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// Resident memory one variant adds once loaded and run once, after ONNX Runtime itself is up:
+/// what `probe-memory` prints in its own process.
+pub fn probe_memory(manifest: &Manifest, dir: &Path, variant: &str, data: &Dataset) -> anyhow::Result<u64> {
+    crate::runtime::environment()?;
+    let spec = manifest.variant(variant).with_context(|| format!("no variant {variant}"))?;
+    let apps: Vec<&str> = manifest.apps.iter().map(|a| a.name.as_str()).collect();
+    let before = resident_bytes();
+    let mut model = LoadedVariant::load_dir(dir, spec, &manifest.input)?;
+    model.infer(data.image(0), &apps)?;
+    Ok(resident_bytes().saturating_sub(before))
 }
 
 /// Resident set size from /proc/self/statm (0 where there is no procfs).

@@ -23,11 +23,13 @@ pub enum BlobRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum BlobReply {
     Catalog {
+        #[serde(with = "raw_bytes")]
         bytes: Vec<u8>,
     },
     Manifest(VariantManifest),
     Shard {
         digest: String,
+        #[serde(with = "raw_bytes")]
         bytes: Vec<u8>,
     },
     /// The request cannot be served (unknown variant or digest); the stream stays usable.
@@ -68,4 +70,69 @@ pub struct FileShards {
     pub bytes: u64,
     /// Hex sha256 of each shard, in file order.
     pub shards: Vec<String>,
+}
+
+/// Blob bytes as one length-prefixed run instead of serde's default sequence of `u8`s: a shard is
+/// copied, not visited byte by byte, which keeps shard transfer near raw stream speed.
+mod raw_bytes {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::ser::Serializer;
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(BytesVisitor)
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+            while let Some(b) = seq.next_element()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+
+    #[test]
+    fn shard_replies_round_trip_and_stay_compact() {
+        let bytes: Vec<u8> = (0..SHARD_BYTES).map(|i| (i % 251) as u8).collect();
+        let reply = BlobReply::Shard {
+            digest: "d".into(),
+            bytes,
+        };
+        let frame = codec::encode(&reply).expect("encode");
+        assert!(
+            frame.len() < SHARD_BYTES + 64,
+            "frame of {} bytes",
+            frame.len()
+        );
+        assert_eq!(codec::decode::<BlobReply>(&frame).expect("decode"), reply);
+        let truncated = &frame[..frame.len() - 1];
+        assert!(codec::decode::<BlobReply>(truncated).is_err());
+    }
 }

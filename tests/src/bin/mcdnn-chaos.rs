@@ -18,7 +18,7 @@ const RAFT_SCENARIOS: [&str; 4] = [
 
 fn usage() -> String {
     format!(
-        "usage: mcdnn-chaos SCENARIO [--json] [--partition-s N] [--kills N] [--nodes N] [--cut-s N]\nscenarios: {}, {}",
+        "usage: mcdnn-chaos SCENARIO [--json] [--partition-s N] [--kills N] [--nodes N] [--cut-s N]\n       mcdnn-chaos bench transfer|offload\nscenarios: {}, {}",
         SCENARIOS.join(", "),
         RAFT_SCENARIOS.join(", ")
     )
@@ -29,6 +29,8 @@ fn main() -> anyhow::Result<()> {
     let mut scenario = None;
     let mut as_json = false;
     let mut opts = Options::default();
+    // `bench transfer|offload`: figures against a same-run baseline (no ok/fail).
+    let mut bench: Option<String> = None;
     let (mut kills, mut nodes, mut cut_s) = (20usize, 5usize, 10.0f64);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -67,10 +69,18 @@ fn main() -> anyhow::Result<()> {
                 return Ok(());
             }
             s if scenario.is_none() => scenario = Some(s.to_string()),
+            s if scenario.as_deref() == Some("bench") && bench.is_none() => {
+                bench = Some(s.to_string())
+            }
             other => anyhow::bail!("unexpected argument {other:?}\n{}", usage()),
         }
     }
     let scenario = scenario.with_context(usage)?;
+    if scenario == "bench" {
+        let figures = mcdnn_tests::bench::run(&bench.context("bench needs transfer or offload")?)?;
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+        return Ok(());
+    }
     let result = match scenario.as_str() {
         "leader-kill" => raft_chaos::leader_kill(kills, nodes)?,
         "minority-partition" => raft_chaos::minority_partition(cut_s, nodes)?,

@@ -1,0 +1,249 @@
+//! `mcdnn-chaos bench transfer|offload`: figures with a same-run baseline, against real processes
+//! on loopback. Benchmarks measure; nothing here asserts on speed.
+//!
+//! - transfer: every variant fetched as verified shards into a fresh sled store (the node's real
+//!   path: QUIC blob stream, sha256 per shard, sled insert + flush) against the same number of
+//!   bytes pushed down one raw QUIC stream with the same TLS config.
+//! - offload: round trip of one request to an offload server process against local inference of
+//!   the same variant on the same images.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use mcdnn_node::agent::serve::Offloader;
+use protocol::codec::{self, MAX_FRAME_BYTES};
+use protocol::identity::{Identity, Kind};
+use protocol::msg::{Battery, BatterySource, CoordMsg, Hello, NodeMsg, PROTOCOL_VERSION, Role};
+use serde_json::{Value, json};
+
+use crate::{Fleet, free_port};
+
+pub fn run(what: &str) -> anyhow::Result<Value> {
+    match what {
+        "transfer" => transfer(),
+        "offload" => offload(),
+        other => bail!("unknown bench {other:?}; known: transfer, offload"),
+    }
+}
+
+fn client_endpoint(identity: &Identity) -> anyhow::Result<quinn::Endpoint> {
+    let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    endpoint.set_default_client_config(protocol::tls::client_config(identity)?);
+    Ok(endpoint)
+}
+
+/// A session as a node: hello, welcome; blob streams then ride on the connection.
+async fn node_session(
+    addr: &str,
+    identity: &Identity,
+    name: &str,
+) -> anyhow::Result<(quinn::Connection, quinn::SendStream)> {
+    let conn = client_endpoint(identity)?
+        .connect(addr.parse()?, "localhost")?
+        .await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let hello = Hello {
+        node_id: name.into(),
+        device_class: "laptop".into(),
+        role: Role::Device,
+        protocol_version: PROTOCOL_VERSION,
+        catalog_digests: vec![],
+        offload_addr: None,
+        battery: Battery {
+            capacity_j: 1.0,
+            energy_left_j: 1.0,
+            drain_w: 0.0,
+            shift_end_unix_ms: 0,
+            source: BatterySource::Model,
+        },
+        apps: vec!["garment".into()],
+    };
+    codec::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
+    match codec::read_frame::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES).await? {
+        Some(CoordMsg::Welcome { .. }) => Ok((conn, send)),
+        other => bail!("coordinator answered hello with {other:?}"),
+    }
+}
+
+fn transfer() -> anyhow::Result<Value> {
+    let fleet = Fleet::new()?;
+    let _coord = fleet.coordinator(&[])?;
+    fleet.enroll(Kind::Node, "bench-node")?;
+    let identity = Identity::load(&fleet.ca, "bench-node")?;
+    let (manifest, _, _) = protocol::manifest::load(&crate::catalog())?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let rounds = 3;
+    let mut shard_mbps = Vec::new();
+    let mut bytes = 0u64;
+    for round in 0..rounds {
+        let store_dir = fleet.path().join(format!("bench-store-{round}"));
+        let store = mcdnn_node::store::NodeStore::open(&store_dir)?;
+        let shards = mcdnn_node::models::ShardStore::open(&store, u64::MAX)?;
+        let cfg = mcdnn_node::models::fetch::FetchConfig {
+            want: mcdnn_node::models::fetch::Want::All,
+            max_bytes_per_s: None,
+        };
+        let secs = rt.block_on(async {
+            // A fresh replica elects itself first: retry until it answers as leader.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let (conn, _control) = loop {
+                match node_session(&fleet.quic(), &identity, "bench-node").await {
+                    Ok(s) => break s,
+                    Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            let started = Instant::now();
+            for v in &manifest.variants {
+                mcdnn_node::models::fetch::fetch_variant(&conn, &cfg, &manifest, &shards, &v.name)
+                    .await?;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            conn.close(0u32.into(), b"done");
+            Ok::<_, anyhow::Error>(secs)
+        })?;
+        bytes = shards.snapshot().bytes_fetched;
+        shard_mbps.push(bytes as f64 / secs / 1e6);
+    }
+    let raw_mbps = rt.block_on(raw_quic(&fleet, bytes as usize, rounds))?;
+    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    Ok(json!({
+        "bench": "transfer",
+        "bytes": bytes,
+        "rounds": rounds,
+        "shard_transfer_mb_per_s": best(&shard_mbps),
+        "raw_quic_mb_per_s": best(&raw_mbps),
+        "ratio_shard_over_raw": best(&shard_mbps) / best(&raw_mbps).max(1e-9),
+        "note": "best of rounds; the shard path includes the sha256 of every shard, sled inserts and a flush per variant",
+    }))
+}
+
+/// The same bytes down one QUIC stream between two in-process endpoints with fleet TLS.
+async fn raw_quic(fleet: &Fleet, bytes: usize, rounds: usize) -> anyhow::Result<Vec<f64>> {
+    fleet.enroll(Kind::Node, "bench-raw")?;
+    let server_id = Identity::load(&fleet.ca, "coord-0")?;
+    let client_id = Identity::load(&fleet.ca, "bench-raw")?;
+    let server = quinn::Endpoint::server(
+        protocol::tls::server_config(&server_id)?,
+        SocketAddr::from(([127, 0, 0, 1], free_port())),
+    )?;
+    let addr = server.local_addr()?;
+    let sender = tokio::spawn(async move {
+        let payload = vec![0xA5u8; 64 * 1024];
+        while let Some(inc) = server.accept().await {
+            let Ok(conn) = inc.await else { continue };
+            let Ok(mut send) = conn.open_uni().await else {
+                continue;
+            };
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(payload.len());
+                if send.write_all(&payload[..n]).await.is_err() {
+                    break;
+                }
+                left -= n;
+            }
+            let _ = send.finish();
+            let _ = conn.closed().await;
+        }
+    });
+    let mut out = Vec::new();
+    for _ in 0..rounds {
+        let conn = client_endpoint(&client_id)?
+            .connect(addr, "localhost")?
+            .await?;
+        let started = Instant::now();
+        let mut recv = conn.accept_uni().await?;
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Some(n) = recv.read(&mut buf).await? {
+            got += n;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        conn.close(0u32.into(), b"done");
+        if got != bytes {
+            bail!("raw stream delivered {got} of {bytes} bytes");
+        }
+        out.push(bytes as f64 / secs / 1e6);
+    }
+    sender.abort();
+    Ok(out)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn offload() -> anyhow::Result<Value> {
+    let fleet = Fleet::new()?;
+    let _coord = fleet.coordinator(&[])?;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let _server = fleet.server("bench-edge", 300.0, &listen, 1000.0)?;
+    fleet.wait_for("the offload server", Duration::from_secs(30), |s| {
+        s.nodes.iter().any(|n| n.id == "bench-edge")
+    })?;
+    fleet.enroll(Kind::Node, "bench-dev")?;
+    let identity = Identity::load(&fleet.ca, "bench-dev")?;
+    let (manifest, _, dir) = protocol::manifest::load(&crate::catalog())?;
+    let data = mcdnn_node::dataset::Dataset::load(&mcdnn_node::dataset::data_dir(), "t10k")
+        .context("test images")?;
+    let variant = "half";
+    let spec = manifest.variant(variant).context("variant half")?;
+    let n = 300;
+    let rt = tokio::runtime::Runtime::new()?;
+    let mut off = {
+        let _guard = rt.enter();
+        mcdnn_node::offload::client::QuicOffloader::new(
+            rt.handle().clone(),
+            protocol::tls::client_config(&identity)?,
+            mcdnn_node::agent::shared::Shared::default(),
+            Some(listen.clone()),
+            Duration::from_secs(2),
+            (manifest.input.height as u16, manifest.input.width as u16),
+        )?
+    };
+    // Warm up: connection, and the server loading the variant.
+    for i in 0..20 {
+        let _ = off.offload("garment", variant, data.image(i));
+    }
+    let mut remote = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        off.offload("garment", variant, data.image(i))
+            .map_err(anyhow::Error::msg)?;
+        remote.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    mcdnn_node::runtime::environment()?;
+    let mut local_model = mcdnn_node::engine::LoadedVariant::load_dir(&dir, spec, &manifest.input)?;
+    let mut local = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        local_model.infer(data.image(i), &["garment"])?;
+        local.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    remote.sort_by(f64::total_cmp);
+    local.sort_by(f64::total_cmp);
+    let (r50, r99, l50, l99) = (
+        percentile(&remote, 0.5),
+        percentile(&remote, 0.99),
+        percentile(&local, 0.5),
+        percentile(&local, 0.99),
+    );
+    Ok(json!({
+        "bench": "offload",
+        "variant": variant,
+        "requests": n,
+        "offload_rtt_ms_p50": r50,
+        "offload_rtt_ms_p99": r99,
+        "local_ms_p50": l50,
+        "local_ms_p99": l99,
+        "ratio_p50_offload_over_local": r50 / l50.max(1e-9),
+        "ratio_p99_offload_over_local": r99 / l99.max(1e-9),
+    }))
+}
