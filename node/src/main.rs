@@ -135,12 +135,19 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Catalog {
-            command: CatalogCommand::ProbeMemory { variant, catalog: path },
+            command:
+                CatalogCommand::ProbeMemory {
+                    variant,
+                    catalog: path,
+                },
         } => {
             let path = catalog::locate(path.as_deref())?;
             let (manifest, dir) = catalog::load(&path)?;
             let test = dataset::Dataset::test_split()?;
-            println!("{}", catalog::eval::probe_memory(&manifest, &dir, &variant, &test)?);
+            println!(
+                "{}",
+                catalog::eval::probe_memory(&manifest, &dir, &variant, &test)?
+            );
         }
         Command::Catalog {
             command:

@@ -78,9 +78,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     writeln!(
                         stdout,
                         "{:>5} virtual nodes ({} joined, {} reporting, offered {}): {:>9.0} telemetry messages/s ingested ({} in {:.1} s)",
-                        f.nodes, f.nodes_joined, f.nodes_reporting,
-                        if f.rate_per_node > 0.0 { format!("{}/s each", f.rate_per_node) } else { "as fast as possible".into() },
-                        f.messages_per_s, f.messages, f.seconds
+                        f.nodes,
+                        f.nodes_joined,
+                        f.nodes_reporting,
+                        if f.rate_per_node > 0.0 {
+                            format!("{}/s each", f.rate_per_node)
+                        } else {
+                            "as fast as possible".into()
+                        },
+                        f.messages_per_s,
+                        f.messages,
+                        f.seconds
                     )?;
                 }
             }

@@ -99,18 +99,16 @@ fn telemetry(seq: u64) -> Telemetry {
     }
 }
 
-async fn virtual_node(
-    endpoint: quinn::Endpoint,
+/// Handshake, hello and welcome for one virtual node.
+async fn join(
+    endpoint: &quinn::Endpoint,
     addr: SocketAddr,
-    name: String,
-    go: CancellationToken,
-    rate_per_s: f64,
-    stop: CancellationToken,
-) -> anyhow::Result<()> {
+    name: &str,
+) -> anyhow::Result<(quinn::Connection, quinn::SendStream, quinn::RecvStream)> {
     let conn = endpoint.connect(addr, "localhost")?.await?;
     let (mut send, mut recv) = conn.open_bi().await?;
     let hello = Hello {
-        node_id: name,
+        node_id: name.to_string(),
         device_class: "phone-2016".into(),
         role: Role::Device,
         protocol_version: PROTOCOL_VERSION,
@@ -120,10 +118,33 @@ async fn virtual_node(
         apps: vec!["garment".into(), "category".into()],
     };
     codec::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
-    match codec::read_frame::<_, protocol::msg::CoordMsg>(&mut recv, codec::MAX_FRAME_BYTES).await? {
+    match codec::read_frame::<_, protocol::msg::CoordMsg>(&mut recv, codec::MAX_FRAME_BYTES).await?
+    {
         Some(protocol::msg::CoordMsg::Welcome { .. }) => {}
         other => anyhow::bail!("no welcome: {other:?}"),
     }
+    Ok((conn, send, recv))
+}
+
+async fn virtual_node(
+    endpoint: quinn::Endpoint,
+    addr: SocketAddr,
+    name: String,
+    go: CancellationToken,
+    rate_per_s: f64,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    // Joining a thousand nodes at once can outlast a handshake's idle timeout on a busy
+    // machine; a real node retries with backoff, and so does a virtual one.
+    let mut attempt = 0;
+    let (conn, mut send, mut recv) = loop {
+        attempt += 1;
+        match join(&endpoint, addr, &name).await {
+            Ok(joined) => break joined,
+            Err(e) if attempt >= 20 => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100 * attempt.min(10))).await,
+        }
+    };
     // Drain assignments so the coordinator's writer never blocks on this node.
     tokio::spawn(async move {
         while let Ok(Some(_)) =
@@ -133,7 +154,8 @@ async fn virtual_node(
     });
     // Every node joins first; then all report together.
     go.cancelled().await;
-    let mut ticker = (rate_per_s > 0.0).then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / rate_per_s)));
+    let mut ticker = (rate_per_s > 0.0)
+        .then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / rate_per_s)));
     let mut seq = 0;
     while !stop.is_cancelled() {
         if let Some(t) = ticker.as_mut() {

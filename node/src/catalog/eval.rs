@@ -144,7 +144,13 @@ fn round3(x: f64) -> f64 {
 fn probe_in_child(dir: &Path, spec: &VariantSpec) -> Option<u64> {
     let exe = std::env::current_exe().ok()?;
     let out = std::process::Command::new(exe)
-        .args(["catalog", "probe-memory", "--variant", &spec.name, "--catalog"])
+        .args([
+            "catalog",
+            "probe-memory",
+            "--variant",
+            &spec.name,
+            "--catalog",
+        ])
         .arg(dir.join("catalog.json"))
         .output()
         .ok()?;
@@ -153,9 +159,16 @@ fn probe_in_child(dir: &Path, spec: &VariantSpec) -> Option<u64> {
 
 /// Resident memory one variant adds once loaded and run once, after ONNX Runtime itself is up:
 /// what `probe-memory` prints in its own process.
-pub fn probe_memory(manifest: &Manifest, dir: &Path, variant: &str, data: &Dataset) -> anyhow::Result<u64> {
+pub fn probe_memory(
+    manifest: &Manifest,
+    dir: &Path,
+    variant: &str,
+    data: &Dataset,
+) -> anyhow::Result<u64> {
     crate::runtime::environment()?;
-    let spec = manifest.variant(variant).with_context(|| format!("no variant {variant}"))?;
+    let spec = manifest
+        .variant(variant)
+        .with_context(|| format!("no variant {variant}"))?;
     let apps: Vec<&str> = manifest.apps.iter().map(|a| a.name.as_str()).collect();
     let before = resident_bytes();
     let mut model = LoadedVariant::load_dir(dir, spec, &manifest.input)?;
