@@ -138,14 +138,22 @@ pub struct ClusterStatus {
     pub plan_epoch: u64,
     pub policy_writes: usize,
     pub registered_nodes: usize,
+    /// Content digests of the catalog the fleet runs (replicated).
+    pub catalog_index: usize,
 }
 
 async fn cluster(State(hub): State<Arc<Hub>>) -> Response {
     match hub.raft.status().await {
         Ok(s) => {
-            let (plan_epoch, policy_writes, registered_nodes) = hub
-                .raft
-                .with_state(|st| (st.plan_epoch(), st.policy_log().len(), st.nodes().len()));
+            let (plan_epoch, policy_writes, registered_nodes, catalog_index) =
+                hub.raft.with_state(|st| {
+                    (
+                        st.plan_epoch(),
+                        st.policy_log().len(),
+                        st.nodes().len(),
+                        st.catalog_digests().len(),
+                    )
+                });
             Json(ClusterStatus {
                 replica: hub.name.clone(),
                 id: s.id,
@@ -166,6 +174,7 @@ async fn cluster(State(hub): State<Arc<Hub>>) -> Response {
                 plan_epoch,
                 policy_writes,
                 registered_nodes,
+                catalog_index,
             })
             .into_response()
         }

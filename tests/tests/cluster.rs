@@ -37,6 +37,13 @@ fn writes_survive_leader_crash_and_every_replica_agrees() {
             "replica {i} must hold every acknowledged write in order"
         );
     }
+    // The leader recorded the catalog the fleet runs; every replica holds it.
+    for i in 0..3 {
+        assert!(
+            c.status(i).expect("status").catalog_index >= 2,
+            "replica {i} lacks the catalog index"
+        );
+    }
     // A retried write (same writer and id) is applied once.
     c.write_policy("fleet.cost_budget_usd", 99.0, "op", 20)
         .expect("retry");

@@ -57,6 +57,9 @@ pub async fn watch(hub: Arc<Hub>, cancel: CancellationToken) {
             tracing::info!(leader = ?status.leader_id, term = status.term, me = status.id, "leader changed");
             last_leader = status.leader_id;
         }
+        if leading && !was_leading {
+            publish_catalog_index(&hub);
+        }
         if was_leading && !leading {
             tracing::warn!(
                 term = status.term,
@@ -100,4 +103,32 @@ pub fn redirect_message(hub: &Hub) -> CoordMsg {
                     .into(),
         },
     }
+}
+
+/// A new leader records the catalog it serves (its manifest's digest and every model file's) in
+/// the replicated catalog index, if the index differs, so every replica and operator sees which
+/// catalog the fleet runs.
+fn publish_catalog_index(hub: &Arc<Hub>) {
+    let mut digests = vec![hub.catalog_digest.clone()];
+    for v in &hub.manifest.variants {
+        digests.push(v.trunk.sha256.clone());
+        digests.extend(v.heads.iter().map(|h| h.file.sha256.clone()));
+    }
+    digests.sort();
+    digests.dedup();
+    if hub
+        .raft
+        .with_state(|s| s.catalog_digests() == digests.as_slice())
+    {
+        return;
+    }
+    let raft = hub.raft.clone();
+    tokio::spawn(async move {
+        if let Err(e) = raft
+            .propose(crate::state::Command::SetCatalogIndex { digests })
+            .await
+        {
+            tracing::warn!(error = %e, "could not record the catalog index");
+        }
+    });
 }
