@@ -162,7 +162,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(name = %args.name, id = self_id, listen = %args.listen, raft = %args.raft_listen, admin = %args.admin, "coordinator replica up");
     let watcher = tokio::spawn(leader::watch(hub.clone(), cancel.clone()));
     // Model shards for nodes and the durable result ledger (issue 5).
-    crate::blobs::attach(&hub, &catalog_path, &args.data_dir)?;
+    crate::blobs::attach(&hub, &catalog_path)?;
     let sessions = tokio::spawn(sessions::serve(endpoint, hub.clone(), cancel.clone()));
     let solver = tokio::spawn(solve_loop::run(
         hub.clone(),

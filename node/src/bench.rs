@@ -136,6 +136,7 @@ pub fn overhead(
         shared: Shared::default(),
         offloader: None,
         stop: Arc::new(AtomicBool::new(false)),
+        load_profiles: Default::default(),
     };
     // Warm up both paths (model load, first-run allocations).
     direct_round(&mut trunk, &mut head, manifest, data, 50)?;

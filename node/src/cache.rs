@@ -16,7 +16,9 @@ pub struct ModelCache {
     fetch: Fetch,
     budget_bytes: u64,
     loaded: Vec<LoadedVariant>,
-    /// Measured load time per variant (ms): feeds the profiles the operator sees.
+    /// Last measured load time per variant (ms). The serving loop folds every load into the
+    /// smoothed profiles (`scheduler::load`) that the policy, the battery charge and telemetry
+    /// use.
     pub load_ms: HashMap<String, f64>,
     pub loads: u64,
 }

@@ -80,10 +80,19 @@ prop_compose! {
         loaded_variants in texts(), apps in vec(app_telemetry(), 0..3),
         rtt_ms in f64s(), bandwidth_bps in f64s(), connected in any::<bool>(),
         offload_queue in any::<u32>(), served_offload in any::<u64>(),
+        load_profiles in vec(load_profile(), 0..3),
     ) -> Telemetry {
         Telemetry { seq, at_unix_ms, battery, memory_free_bytes, model_memory_budget_bytes,
                     loaded_variants, apps, link: Link { rtt_ms, bandwidth_bps, connected },
-                    offload_queue, served_offload }
+                    offload_queue, served_offload, load_profiles }
+    }
+}
+
+prop_compose! {
+    fn load_profile()(
+        variant in text(), load_ms in f64s(), load_j in f64s(), loads in any::<u64>(),
+    ) -> LoadProfile {
+        LoadProfile { variant, load_ms, load_j, loads }
     }
 }
 

@@ -188,6 +188,44 @@ impl Catalog {
         &self.apps[key.app].variants[key.variant]
     }
 
+    /// The profiled paging cost of `variant` as (load ms, load J): the first app that has it
+    /// (every app's entry of a variant pages the same model in).
+    pub fn load_profile(&self, variant: &str) -> Option<(f64, f64)> {
+        self.apps
+            .iter()
+            .flat_map(|a| &a.variants)
+            .find(|v| v.name == variant)
+            .map(|v| (v.load_latency_ms, v.load_energy_j))
+    }
+
+    /// The device class's paging power for `variant`, joules per millisecond of load: the
+    /// profile's own ratio `load_energy_j / load_latency_ms`, so a measured load time scales the
+    /// profiled energy. Zero when the profile has no load time.
+    pub fn load_j_per_ms(&self, variant: &str) -> Option<f64> {
+        let (ms, j) = self.load_profile(variant)?;
+        Some(if ms > 0.0 { j / ms } else { 0.0 })
+    }
+
+    /// Sets the paging cost of `variant` in every app that has it; returns whether any did.
+    /// Non-finite or negative figures are refused (the catalog stays valid).
+    pub fn set_load_profile(&mut self, variant: &str, load_ms: f64, load_j: f64) -> bool {
+        if !(load_ms.is_finite() && load_j.is_finite() && load_ms >= 0.0 && load_j >= 0.0) {
+            return false;
+        }
+        let mut any = false;
+        for v in self
+            .apps
+            .iter_mut()
+            .flat_map(|a| &mut a.variants)
+            .filter(|v| v.name == variant)
+        {
+            v.load_latency_ms = load_ms;
+            v.load_energy_j = load_j;
+            any = true;
+        }
+        any
+    }
+
     /// Server cost in USD of one request of this variant (trunk included).
     pub fn server_usd(&self, v: &Variant) -> f64 {
         v.server_ms * self.constants.server_cost_usd_per_ms

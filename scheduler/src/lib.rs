@@ -9,11 +9,13 @@
 //! - [`policy`]: online policies (`paper`, `mcdnn`, baselines) behind one trait.
 //! - [`bound`]: an upper bound on mean accuracy for a trace.
 //! - [`fleet`]: the fleet-wide plan with coupling constraints and a certified gap.
+//! - [`load`]: measured paging costs, smoothed, fed back into a catalog's load profile.
 //! - [`lp`]: the price-decomposed fractional optimum all three planners share.
 
 pub mod bound;
 pub mod catalog;
 pub mod fleet;
+pub mod load;
 pub mod lp;
 mod manifest_catalog;
 pub mod options;

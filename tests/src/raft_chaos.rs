@@ -167,15 +167,17 @@ pub fn leader_kill(kills: usize, nodes: usize) -> anyhow::Result<serde_json::Val
     let acked = writer.finish();
     let c = shared.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
     let (lost, duplicated, ordered, lens) = audit(&c, &acked)?;
-    for p in &mut node_procs {
-        p.kill();
-    }
+    // The nodes' results crossed every failover: each one a node accepted must be recorded once
+    // in the replicated ledger, whichever leader took it.
+    let (results_lost, results_duplicated) = node_results(&c, &mut node_procs, secs)?;
     let p50 = percentile(&mut failover_ms.clone(), 0.5);
     let max = failover_ms.iter().copied().fold(0.0, f64::max);
     Ok(json!({
         "scenario": "leader-kill",
-        "ok": lost == 0 && duplicated == 0 && ordered && !acked.is_empty(),
+        "ok": lost == 0 && duplicated == 0 && ordered && !acked.is_empty() && results_lost == 0 && results_duplicated == 0,
         "kills": kills,
+        "results_lost": results_lost,
+        "results_duplicated": results_duplicated,
         "nodes": nodes,
         "acknowledged": acked.len(),
         "lost": lost,
@@ -184,6 +186,32 @@ pub fn leader_kill(kills: usize, nodes: usize) -> anyhow::Result<serde_json::Val
         "replica_log_lengths": lens,
         "failover_ms": { "p50": p50, "max": max, "all": failover_ms },
     }))
+}
+
+/// Waits for the nodes to finish (they drain their spools), then compares what each accepted with
+/// what the leader's replicated ledger recorded: (lost, duplicated) summed over nodes.
+fn node_results(c: &Cluster, procs: &mut [crate::Proc], secs: f64) -> anyhow::Result<(u64, u64)> {
+    for p in procs.iter_mut() {
+        p.wait_exit(Duration::from_secs_f64(secs + 60.0))?;
+    }
+    let leader = c.wait_leader(T, None)?;
+    let status = c.fleet_status(leader)?;
+    let (mut lost, mut duplicated) = (0u64, 0u64);
+    for (i, p) in procs.iter().enumerate() {
+        let s = c
+            .summary(&format!("cam-{i}"))
+            .with_context(|| format!("summary of {}", p.name))?;
+        let accepted = s["results_accepted"].as_u64().unwrap_or(0);
+        let pending = s["results_pending"].as_u64().unwrap_or(0);
+        let received = status
+            .results
+            .get(&format!("cam-{i}"))
+            .map_or(0, |r| r.received);
+        // Results still pending in a spool are not lost: they are delivered on the next run.
+        lost += accepted.saturating_sub(received + pending);
+        duplicated += received.saturating_sub(accepted);
+    }
+    Ok((lost, duplicated))
 }
 
 /// `minority-partition`: the leader is cut off (all its UDP: Raft and node traffic). It must not

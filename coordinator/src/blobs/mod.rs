@@ -12,11 +12,10 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::fleet::hub::Hub;
-use crate::fleet::results::ResultLedger;
 
-/// Builds the blob store from the catalog at `catalog_path` and opens the result ledger under
-/// `data_dir`, and hands both to the hub before sessions start.
-pub fn attach(hub: &Hub, catalog_path: &Path, data_dir: &Path) -> anyhow::Result<()> {
+/// Builds the blob store from the catalog at `catalog_path` and hands it to the hub before
+/// sessions start.
+pub fn attach(hub: &Hub, catalog_path: &Path) -> anyhow::Result<()> {
     let (manifest, bytes, dir) = protocol::manifest::load(catalog_path)
         .with_context(|| format!("catalog {}", catalog_path.display()))?;
     let store =
@@ -27,8 +26,5 @@ pub fn attach(hub: &Hub, catalog_path: &Path, data_dir: &Path) -> anyhow::Result
         "model shards ready to serve"
     );
     let _ = hub.blobs.set(Arc::new(store));
-    let ledger =
-        ResultLedger::open(&data_dir.join("results")).context("opening the result ledger")?;
-    let _ = hub.results.set(ledger);
     Ok(())
 }

@@ -53,8 +53,6 @@ pub struct Hub {
     pub node_addr: String,
     /// Model shards served to nodes (set at start by [`crate::blobs::attach`]).
     pub blobs: std::sync::OnceLock<std::sync::Arc<crate::blobs::BlobStore>>,
-    /// Durable per-node result high-water marks (set at start by [`crate::blobs::attach`]).
-    pub results: std::sync::OnceLock<super::results::ResultLedger>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -94,7 +92,6 @@ impl Hub {
             started: Instant::now(),
             node_addr: c.node_addr,
             blobs: std::sync::OnceLock::new(),
-            results: std::sync::OnceLock::new(),
         }
     }
 

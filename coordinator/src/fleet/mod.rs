@@ -5,7 +5,6 @@ pub mod hub;
 pub mod metrics;
 pub mod plan;
 pub mod registry;
-pub mod results;
 pub mod sessions;
 pub mod solve_loop;
 pub mod status;

@@ -2,7 +2,8 @@
 //! connected node, solved with the scheduler's price-based fleet solver, and cut into one
 //! assignment per node.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use protocol::manifest::Manifest;
 use protocol::msg::{AppAssignment, Assignment, MixEntry as WireMix, PlaceTag};
@@ -45,24 +46,104 @@ pub struct FleetPolicy {
     pub cost_budget_usd: f64,
 }
 
+/// A server whose latest telemetry is older than this (or that has sent none this long into its
+/// session) is planned with no capacity: five intervals of the node's default 1 s telemetry.
+pub const SERVER_STALE_AFTER: Duration = Duration::from_secs(5);
+
+/// Offload capacity a server can take on in the next epoch, requests/s.
+///
+/// The rule: a server admits about one second of work (`queue_limit = ceil(capacity)`, clamped
+/// to 1..=10 000, the node's own admission limit in `node/src/agent/run.rs`). A backlog of
+/// `queue` requests takes `queue / capacity` s of that second to drain, so what is left for new
+/// requests is `capacity * max(0, 1 - queue / queue_limit)`: equivalently, the Hello capacity
+/// minus the backlog drained over one second. A full queue leaves nothing. Before the first
+/// report (`queue` None) the Hello capacity stands. A report older than
+/// [`SERVER_STALE_AFTER`] means the server may be gone or wedged: capacity 0.
+pub fn effective_capacity(hello_rps: f64, queue: Option<u32>, report_age: Duration) -> f64 {
+    if !hello_rps.is_finite() || hello_rps <= 0.0 || report_age > SERVER_STALE_AFTER {
+        return 0.0;
+    }
+    let Some(queue) = queue else {
+        return hello_rps;
+    };
+    let limit = hello_rps.ceil().clamp(1.0, 10_000.0);
+    hello_rps * (1.0 - f64::from(queue) / limit).max(0.0)
+}
+
+/// The class catalogs with each variant's paging cost replaced by the fleet mean of what the
+/// class's nodes measured and reported (`Telemetry::load_profiles`). Deterministic: nodes in id
+/// order, variants by name, a plain mean over the nodes that loaded the variant at least once.
+/// Variants nobody has loaded keep the profiled figures.
+pub fn measured_catalogs(registry: &Registry, catalogs: &[Catalog]) -> Vec<Catalog> {
+    catalogs
+        .iter()
+        .map(|c| {
+            // variant -> (sum ms, sum J, nodes)
+            let mut sums: BTreeMap<&str, (f64, f64, u32)> = BTreeMap::new();
+            let reports = registry
+                .iter()
+                .filter(|(_, e)| e.hello.device_class == c.device_class)
+                .filter_map(|(_, e)| e.telemetry.as_ref());
+            for t in reports {
+                for p in &t.load_profiles {
+                    let usable = p.loads > 0
+                        && p.load_ms.is_finite()
+                        && p.load_j.is_finite()
+                        && p.load_ms >= 0.0
+                        && p.load_j >= 0.0;
+                    if usable {
+                        let s = sums.entry(p.variant.as_str()).or_default();
+                        s.0 += p.load_ms;
+                        s.1 += p.load_j;
+                        s.2 += 1;
+                    }
+                }
+            }
+            let mut c = c.clone();
+            for (variant, (ms, j, n)) in sums {
+                let n = f64::from(n);
+                c.set_load_profile(variant, ms / n, j / n);
+            }
+            c
+        })
+        .collect()
+}
+
 /// The problem for every connected device node whose class has a catalog. Returns it with the
-/// offload target (the first connected server node) if any.
+/// offload target (the first connected server node with capacity left) if any.
 pub fn problem(
     registry: &Registry,
     catalogs: &[Catalog],
     policy: &FleetPolicy,
+) -> (FleetProblem, Option<String>) {
+    problem_at(registry, catalogs, policy, Instant::now())
+}
+
+/// [`problem`] as of `at` (telemetry ages are measured to it).
+pub fn problem_at(
+    registry: &Registry,
+    catalogs: &[Catalog],
+    policy: &FleetPolicy,
+    at: Instant,
 ) -> (FleetProblem, Option<String>) {
     let now = unix_ms();
     let servers: Vec<(&String, f64, Option<String>)> = registry
         .iter()
         .filter(|(_, e)| e.connected && e.is_server())
         .map(|(id, e)| {
-            let cap = match e.hello.role {
+            let hello_cap = match e.hello.role {
                 protocol::msg::Role::Server { capacity_rps } => capacity_rps,
                 protocol::msg::Role::Device => 0.0,
             };
-            (id, cap, e.hello.offload_addr.clone())
+            let queue = e.telemetry.as_ref().map(|t| t.offload_queue);
+            let age = at.saturating_duration_since(e.telemetry_at);
+            (
+                id,
+                effective_capacity(hello_cap, queue, age),
+                e.hello.offload_addr.clone(),
+            )
         })
+        .filter(|(_, cap, _)| *cap > 0.0)
         .collect();
     let target = servers.iter().find_map(|(_, _, addr)| addr.clone());
     let capacity: f64 = servers.iter().map(|(_, c, _)| *c).sum();
@@ -105,7 +186,7 @@ pub fn problem(
         })
         .collect();
     let problem = FleetProblem {
-        catalogs: catalogs.to_vec(),
+        catalogs: measured_catalogs(registry, catalogs),
         nodes,
         cost_budget_usd: if target.is_some() {
             policy.cost_budget_usd
@@ -193,4 +274,191 @@ fn cheapest_variant(catalog: &Catalog, app: &str) -> Option<String> {
         .filter(|v| !v.is_specialised())
         .min_by(|x, y| x.device_energy_j.total_cmp(&y.device_energy_j))
         .map(|v| v.name.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::msg::{
+        Battery, BatterySource, CoordMsg, Hello, Link, LoadProfile, PROTOCOL_VERSION, Role,
+        Telemetry,
+    };
+    use tokio::sync::mpsc;
+
+    fn battery() -> Battery {
+        Battery {
+            capacity_j: 100.0,
+            energy_left_j: 100.0,
+            drain_w: 0.0,
+            shift_end_unix_ms: unix_ms() + 3_600_000,
+            source: BatterySource::Model,
+        }
+    }
+
+    fn hello(id: &str, class: &str, role: Role) -> Hello {
+        Hello {
+            node_id: id.into(),
+            device_class: class.into(),
+            offload_addr: matches!(role, Role::Server { .. }).then(|| format!("{id}:7000")),
+            role,
+            protocol_version: PROTOCOL_VERSION,
+            catalog_digests: vec![],
+            battery: battery(),
+            apps: vec![],
+        }
+    }
+
+    fn telemetry(seq: u64, queue: u32, load_profiles: Vec<LoadProfile>) -> Telemetry {
+        Telemetry {
+            seq,
+            at_unix_ms: seq,
+            battery: battery(),
+            memory_free_bytes: 0,
+            model_memory_budget_bytes: 0,
+            loaded_variants: vec![],
+            apps: vec![],
+            link: Link {
+                rtt_ms: 1.0,
+                bandwidth_bps: 0.0,
+                connected: true,
+            },
+            offload_queue: queue,
+            served_offload: 0,
+            load_profiles,
+        }
+    }
+
+    fn join(r: &mut Registry, h: Hello, t: Option<Telemetry>) -> mpsc::Receiver<CoordMsg> {
+        let (tx, rx) = mpsc::channel(1);
+        let id = h.node_id.clone();
+        let session = r.connect(h, tx);
+        if let Some(t) = t {
+            assert!(r.telemetry(&id, session, t));
+        }
+        rx
+    }
+
+    fn policy() -> FleetPolicy {
+        FleetPolicy {
+            cost_budget_usd: 1.0,
+        }
+    }
+
+    #[test]
+    fn capacity_shrinks_with_the_backlog_and_stale_servers_have_none() {
+        let fresh = Duration::from_secs(1);
+        assert_eq!(effective_capacity(10.0, None, fresh), 10.0);
+        assert_eq!(effective_capacity(10.0, Some(0), fresh), 10.0);
+        assert_eq!(effective_capacity(10.0, Some(5), fresh), 5.0);
+        assert_eq!(effective_capacity(10.0, Some(10), fresh), 0.0);
+        assert_eq!(effective_capacity(10.0, Some(500), fresh), 0.0);
+        // Queue limit ceil(2.5) = 3: one queued leaves two thirds.
+        assert!((effective_capacity(2.5, Some(1), fresh) - 2.5 * 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(effective_capacity(10.0, Some(0), SERVER_STALE_AFTER), 10.0);
+        let stale = SERVER_STALE_AFTER + Duration::from_millis(1);
+        assert_eq!(effective_capacity(10.0, Some(0), stale), 0.0);
+        assert_eq!(effective_capacity(10.0, None, stale), 0.0);
+        assert_eq!(effective_capacity(f64::NAN, None, fresh), 0.0);
+    }
+
+    #[test]
+    fn planner_uses_the_servers_latest_telemetry() {
+        let cat = Catalog::paper();
+        let class = cat.device_class.clone();
+        let catalogs = vec![cat];
+        let mut r = Registry::default();
+        let _d = join(&mut r, hello("dev", &class, Role::Device), None);
+        let server = |cap| Role::Server { capacity_rps: cap };
+        let _a = join(
+            &mut r,
+            hello("srv-a", "laptop", server(10.0)),
+            Some(telemetry(1, 4, vec![])),
+        );
+        let _b = join(
+            &mut r,
+            hello("srv-b", "laptop", server(8.0)),
+            Some(telemetry(1, 8, vec![])),
+        );
+        let now = Instant::now();
+        let (p, target) = problem_at(&r, &catalogs, &policy(), now);
+        // srv-a: 10 * (1 - 4/10) = 6; srv-b's queue is full.
+        assert!((p.server_capacity_rps - 6.0).abs() < 1e-9);
+        assert_eq!(target.as_deref(), Some("srv-a:7000"));
+        assert!(p.nodes.iter().all(|n| n.connected));
+
+        // The backlog drains: the next report restores the capacity.
+        let session = r.get("srv-b").map(|e| e.session).unwrap();
+        assert!(r.telemetry("srv-b", session, telemetry(2, 0, vec![])));
+        let (p, _) = problem_at(&r, &catalogs, &policy(), Instant::now());
+        assert!((p.server_capacity_rps - 14.0).abs() < 1e-9);
+
+        // No report for a few intervals: no server counts, nothing is offloaded.
+        let later = Instant::now() + SERVER_STALE_AFTER + Duration::from_secs(1);
+        let (p, target) = problem_at(&r, &catalogs, &policy(), later);
+        assert_eq!(p.server_capacity_rps, 0.0);
+        assert_eq!(target, None);
+        assert_eq!(p.cost_budget_usd, 0.0);
+        assert!(p.nodes.iter().all(|n| !n.connected));
+    }
+
+    #[test]
+    fn reported_load_costs_replace_the_class_profile() {
+        let cat = Catalog::paper();
+        let class = cat.device_class.clone();
+        let v = cat.apps[0].variants[0].name.clone();
+        let other = cat.apps[0].variants[1].name.clone();
+        let profiled_other = cat.load_profile(&other);
+        let catalogs = vec![cat];
+        let lp = |variant: &str, ms: f64, j: f64, loads: u64| LoadProfile {
+            variant: variant.into(),
+            load_ms: ms,
+            load_j: j,
+            loads,
+        };
+        let mut r = Registry::default();
+        let _a = join(
+            &mut r,
+            hello("a", &class, Role::Device),
+            Some(telemetry(1, 0, vec![lp(&v, 30.0, 3.0, 2)])),
+        );
+        let _b = join(
+            &mut r,
+            hello("b", &class, Role::Device),
+            Some(telemetry(
+                1,
+                0,
+                vec![lp(&v, 50.0, 5.0, 1), lp(&other, 1.0, 1.0, 0)],
+            )),
+        );
+        // Another class's measurements and unusable figures do not count.
+        let _c = join(
+            &mut r,
+            hello("c", "elsewhere", Role::Device),
+            Some(telemetry(1, 0, vec![lp(&v, 900.0, 90.0, 5)])),
+        );
+        let _d = join(
+            &mut r,
+            hello("d", &class, Role::Device),
+            Some(telemetry(1, 0, vec![lp(&v, f64::NAN, 1.0, 3)])),
+        );
+        let (p, _) = problem_at(&r, &catalogs, &policy(), Instant::now());
+        let measured = &p.catalogs[0];
+        assert_eq!(measured.load_profile(&v), Some((40.0, 4.0)));
+        for app in &measured.apps {
+            if let Some(k) = measured.key(&app.name, &v) {
+                let var = measured.variant(k);
+                assert_eq!((var.load_latency_ms, var.load_energy_j), (40.0, 4.0));
+            }
+        }
+        assert_eq!(
+            measured.load_profile(&other),
+            profiled_other,
+            "never loaded"
+        );
+        assert_ne!(
+            catalogs[0].load_profile(&v),
+            Some((40.0, 4.0)),
+            "profiles untouched"
+        );
+    }
 }

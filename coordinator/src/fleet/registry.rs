@@ -16,6 +16,9 @@ pub struct NodeEntry {
     pub connected: bool,
     pub last_seen: Instant,
     pub telemetry: Option<Telemetry>,
+    /// When the latest telemetry was accepted, or when the session began if none has been
+    /// since: how fresh what the planner reads from this node is.
+    pub telemetry_at: Instant,
     pub sent_epoch: u64,
     pub acked_epoch: u64,
     pub tx: Option<mpsc::Sender<CoordMsg>>,
@@ -49,6 +52,7 @@ impl Registry {
                 connected: true,
                 last_seen: Instant::now(),
                 telemetry: previous.and_then(|p| p.telemetry),
+                telemetry_at: Instant::now(),
                 sent_epoch: 0,
                 acked_epoch: 0,
                 tx: Some(tx),
@@ -70,6 +74,7 @@ impl Registry {
             return false;
         }
         e.telemetry = Some(t);
+        e.telemetry_at = e.last_seen;
         true
     }
 
@@ -162,6 +167,7 @@ mod tests {
             },
             offload_queue: 0,
             served_offload: 0,
+            load_profiles: vec![],
         }
     }
 

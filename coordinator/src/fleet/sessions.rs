@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::hub::Hub;
 use super::metrics::Metrics;
+use crate::state::ResultRecord;
 
 /// How long a node may take to say hello after its handshake.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -227,32 +228,47 @@ async fn read_loop(
     }
 }
 
-/// Records a result batch durably, then acknowledges up to the node's high-water mark (resends
-/// below it are dropped by the ledger, so nothing is counted twice). Without a ledger nothing is
-/// acknowledged and the node keeps its results spooled.
+/// Records a result batch through Raft, then acknowledges up to the node's high-water mark: the
+/// acknowledgement means a quorum holds the results, so they survive a leader failover, and a
+/// resend below the mark (its ack was lost) is dropped by the replicated ledger, so nothing is
+/// counted twice. If the batch cannot be committed (no quorum, leadership lost) nothing is
+/// acknowledged and the node keeps the results spooled.
 async fn record_results(
     hub: &Hub,
     id: &str,
     sid: u64,
     batch: &protocol::msg::ResultBatch,
 ) -> Result<(), String> {
-    let Some(ledger) = hub.results.get() else {
-        return Ok(());
+    let records: Vec<ResultRecord> = batch
+        .results
+        .iter()
+        .map(|r| ResultRecord {
+            seq: r.seq,
+            correct: r.truth.map(|t| t == r.label),
+            offloaded: r.place == protocol::msg::PlaceTag::Server,
+            cost_usd: r.cost_usd,
+        })
+        .collect();
+    let cmd = crate::state::Command::RecordResults {
+        node_id: id.to_string(),
+        records,
     };
-    let entry = ledger
-        .record(id, batch)
-        .map_err(|e| format!("cannot record results of {id}: {e}"))?;
+    if let Err(e) = hub.raft.propose(cmd).await {
+        Metrics::inc(&hub.metrics.proposals_failed_total);
+        tracing::warn!(node = %id, error = %e, "results not committed; the node keeps them spooled");
+        return Ok(());
+    }
+    Metrics::inc(&hub.metrics.proposals_committed_total);
+    let up_to_seq = hub
+        .raft
+        .with_state(|s| s.results().get(id).map_or(0, |r| r.up_to_seq));
     let tx = hub
         .registry()
         .get(id)
         .filter(|e| e.session == sid)
         .and_then(|e| e.tx.clone());
     if let Some(tx) = tx {
-        let _ = tx
-            .send(CoordMsg::ResultsAck {
-                up_to_seq: entry.up_to_seq,
-            })
-            .await;
+        let _ = tx.send(CoordMsg::ResultsAck { up_to_seq }).await;
     }
     Ok(())
 }

@@ -39,7 +39,7 @@ pub struct FleetStatus {
     pub plan: PlanStatus,
     /// Per node, the results the coordinator recorded (exactly once) from its spool.
     #[serde(default)]
-    pub results: std::collections::BTreeMap<String, super::results::NodeResults>,
+    pub results: std::collections::BTreeMap<String, crate::state::NodeResults>,
 }
 
 /// The parts of [`PlanInfo`] a client reads back.
@@ -113,6 +113,6 @@ pub fn fleet_status(hub: &Hub) -> FleetStatus {
         catalog_digest: hub.catalog_digest.clone(),
         nodes,
         plan: hub.last_plan().into(),
-        results: hub.results.get().map(|l| l.all()).unwrap_or_default(),
+        results: hub.raft.with_state(|s| s.results().clone()),
     }
 }

@@ -47,6 +47,14 @@ pub enum Command {
     },
     /// Registers a specialised variant built by the trainer.
     AddSpecialisedVariant(SpecialisedVariant),
+    /// A node's spooled results, recorded once each (resends below the node's high-water mark
+    /// are dropped).
+    RecordResults {
+        /// The node (from its certificate).
+        node_id: String,
+        /// In sequence order.
+        records: Vec<super::results::ResultRecord>,
+    },
     /// Retires a specialised variant.
     RemoveSpecialisedVariant {
         /// App it belongs to.

@@ -68,6 +68,8 @@ pub struct FleetState {
     catalog_digests: Vec<String>,
     /// app -> variant -> metadata.
     specialised: BTreeMap<String, BTreeMap<String, SpecialisedVariant>>,
+    /// node -> what its result spool was recorded up to.
+    results: BTreeMap<String, super::results::NodeResults>,
 }
 
 impl FleetState {
@@ -136,6 +138,13 @@ impl FleetState {
                 });
                 ApplyOutcome::Applied
             }
+            Command::RecordResults { node_id, records } => {
+                self.results
+                    .entry(node_id.clone())
+                    .or_default()
+                    .record(records);
+                ApplyOutcome::Applied
+            }
             Command::SetCatalogIndex { digests } => {
                 self.catalog_digests = digests.clone();
                 ApplyOutcome::Applied
@@ -202,6 +211,11 @@ impl FleetState {
     }
 
     /// Catalog content digests.
+    /// The result ledger, per node.
+    pub fn results(&self) -> &BTreeMap<String, super::results::NodeResults> {
+        &self.results
+    }
+
     pub fn catalog_digests(&self) -> &[String] {
         &self.catalog_digests
     }

@@ -276,6 +276,7 @@ async fn serve_device(
             shared: serve_shared,
             offloader: Some(offloader),
             stop: serve_stop,
+            load_profiles: Default::default(),
         }
         .run(&serve_cfg)
     });

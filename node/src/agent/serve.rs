@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use protocol::manifest::Manifest;
 use scheduler::catalog::{Catalog, Place};
+use scheduler::load::{LoadProfiles, measured_load_j};
 use scheduler::policy::{Decision, Outcome, Policy, run_cost};
 use scheduler::state::{Budgets, DeviceState};
 use serde::Serialize;
@@ -98,6 +99,8 @@ pub struct Server<'a> {
     pub shared: Shared,
     pub offloader: Option<Box<dyn Offloader>>,
     pub stop: Arc<AtomicBool>,
+    /// Measured load costs, smoothed; each load updates `catalog` and the policy's catalog.
+    pub load_profiles: LoadProfiles,
 }
 
 fn unix_ms() -> u64 {
@@ -283,7 +286,8 @@ impl Server<'_> {
             let cost = run_cost(&self.catalog, key, run.place, state);
             let t0 = Instant::now();
             let mut ran_variant = run.variant.clone();
-            let (prediction, place, swapped_in) = match run.place {
+            // `loaded_ms`: the variant had to be paged in, and this is how long it took.
+            let (prediction, place, swapped_in, loaded_ms) = match run.place {
                 Place::Device => {
                     let (model, swapped_in) = match self.cache.get(&run.variant) {
                         Ok(got) => got,
@@ -296,11 +300,17 @@ impl Server<'_> {
                     if !embeddings.contains_key(&run.variant) {
                         embeddings.insert(run.variant.clone(), model.embed(pixels)?);
                     }
+                    let loaded_ms = swapped_in.then_some(model.load_ms);
                     let emb = &embeddings[&run.variant];
-                    (model.classify(app, emb)?, Place::Device, swapped_in)
+                    (
+                        model.classify(app, emb)?,
+                        Place::Device,
+                        swapped_in,
+                        loaded_ms,
+                    )
                 }
                 Place::Server => match self.offload(app, &run.variant, pixels) {
-                    Some(p) => (p, Place::Server, false),
+                    Some(p) => (p, Place::Server, false, None),
                     None => {
                         // The server is slow, gone or refused: answer locally with the cheapest
                         // resident-or-present variant rather than drop the request.
@@ -314,16 +324,26 @@ impl Server<'_> {
                                 continue;
                             }
                         };
+                        let loaded_ms = swapped_in.then_some(model.load_ms);
                         let emb = model.embed(pixels)?;
-                        (model.classify(app, &emb)?, Place::Device, swapped_in)
+                        (
+                            model.classify(app, &emb)?,
+                            Place::Device,
+                            swapped_in,
+                            loaded_ms,
+                        )
                     }
                 },
             };
             let latency_ms = t0.elapsed().as_secs_f64() * 1e3;
+            // Paging is charged as measured: the profile's load energy in `cost` (charged when
+            // the variant was not resident) is replaced by this load's measured time at the
+            // class's paging power, so a load is never counted twice nor at a stale profile.
+            let load_j = loaded_ms.map_or(0.0, |ms| self.loaded(&ran_variant, ms));
             let (energy_j, usd) = if place == run.place {
-                (cost.energy_j, cost.usd)
+                (cost.energy_j - cost.load_j + load_j, cost.usd)
             } else {
-                (cost.energy_j, 0.0)
+                (cost.energy_j + load_j, 0.0)
             };
             self.energy.charge(energy_j);
             if let Some(t) = self.catalog.variant(key).trunk {
@@ -384,6 +404,29 @@ impl Server<'_> {
         Ok(())
     }
 
+    /// Folds a measured load of `variant` (`ms`) into the profiles: the smoothed figure
+    /// replaces the catalog's load cost here and in the policy (copy-on-write, so the next
+    /// decisions and charges use it). Returns this load's measured energy.
+    fn loaded(&mut self, variant: &str, ms: f64) -> f64 {
+        let measured_j = measured_load_j(&self.catalog, variant, ms);
+        if let Some(e) = self.load_profiles.observe(&self.catalog, variant, ms) {
+            let mut next = (*self.catalog).clone();
+            if next.set_load_profile(variant, e.load_ms, e.load_j) {
+                self.catalog = Arc::new(next);
+            }
+            self.policy
+                .update_load_profile(variant, e.load_ms, e.load_j);
+            tracing::debug!(
+                variant,
+                measured_ms = ms,
+                smoothed_ms = e.load_ms,
+                load_j = e.load_j,
+                "load profile updated"
+            );
+        }
+        measured_j
+    }
+
     fn offload(&mut self, app: &str, variant: &str, pixels: &[u8]) -> Option<Prediction> {
         let off = self.offloader.as_mut()?;
         match off.offload(app, variant, pixels) {
@@ -439,6 +482,16 @@ impl Server<'_> {
             apps: stats.iter().map(|s| s.telemetry(now_s)).collect(),
             loaded_variants: self.cache.resident(),
             model_memory_budget_bytes: self.cache.budget_bytes(),
+            load_profiles: self
+                .load_profiles
+                .iter()
+                .map(|(variant, e)| protocol::msg::LoadProfile {
+                    variant: variant.to_string(),
+                    load_ms: e.load_ms,
+                    load_j: e.load_j,
+                    loads: e.loads,
+                })
+                .collect(),
         };
         self.shared.lock().snapshot = snapshot;
     }

@@ -13,6 +13,8 @@ pub struct Snapshot {
     pub apps: Vec<AppTelemetry>,
     pub loaded_variants: Vec<String>,
     pub model_memory_budget_bytes: u64,
+    /// Smoothed measured load cost per variant loaded so far.
+    pub load_profiles: Vec<protocol::msg::LoadProfile>,
 }
 
 #[derive(Debug, Default)]

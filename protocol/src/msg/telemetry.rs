@@ -21,6 +21,21 @@ pub struct Telemetry {
     pub offload_queue: u32,
     /// Offload requests served since start (server role).
     pub served_offload: u64,
+    /// Measured paging cost per variant loaded since start (smoothed), so the coordinator's
+    /// per-class profiles follow what loading really costs on the fleet's hardware.
+    pub load_profiles: Vec<LoadProfile>,
+}
+
+/// The measured cost of paging one variant into memory on this node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadProfile {
+    pub variant: String,
+    /// Load time, ms (moving average of the measured loads).
+    pub load_ms: f64,
+    /// Load energy, J: `load_ms` at the device class's profiled paging power.
+    pub load_j: f64,
+    /// Loads measured.
+    pub loads: u64,
 }
 
 /// Battery state in SI units.

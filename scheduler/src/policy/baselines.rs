@@ -45,6 +45,10 @@ macro_rules! baseline {
             fn set_constraints(&mut self, constraints: Constraints) {
                 self.core.constraints = constraints;
             }
+
+            fn update_load_profile(&mut self, variant: &str, load_ms: f64, load_j: f64) -> bool {
+                self.core.update_load_profile(variant, load_ms, load_j)
+            }
         }
     };
 }

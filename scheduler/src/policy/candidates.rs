@@ -144,6 +144,19 @@ impl Core {
         Some(a)
     }
 
+    /// Replaces the paging cost of `variant` (every app's entry of it) with a measured one.
+    /// Copy-on-write: the catalog is cloned and the `Arc` replaced, so whoever else holds the
+    /// old catalog keeps a consistent snapshot. Returns whether the catalog has the variant and
+    /// the figures were usable.
+    pub fn update_load_profile(&mut self, variant: &str, load_ms: f64, load_j: f64) -> bool {
+        let mut next = (*self.catalog).clone();
+        if !next.set_load_profile(variant, load_ms, load_j) {
+            return false;
+        }
+        self.catalog = Arc::new(next);
+        true
+    }
+
     /// Common bookkeeping for `Policy::observe`.
     pub fn observe(&mut self, now_s: f64, app: &str, outcome: &Outcome<'_>) {
         let Some(a) = self.catalog.app_index(app) else {

@@ -432,4 +432,8 @@ impl Policy for Mcdnn {
         self.core.constraints = constraints;
         self.next_plan_s = f64::NEG_INFINITY;
     }
+
+    fn update_load_profile(&mut self, variant: &str, load_ms: f64, load_j: f64) -> bool {
+        self.core.update_load_profile(variant, load_ms, load_j)
+    }
 }

@@ -75,6 +75,13 @@ pub trait Policy: Send {
     fn observe(&mut self, now_s: f64, app: &str, outcome: &Outcome<'_>);
     /// Applies a coordinator assignment.
     fn set_constraints(&mut self, constraints: Constraints);
+    /// Replaces the paging cost of `variant` with a measured (smoothed) one, so later
+    /// decisions charge what loading really costs on this device. Returns whether it was
+    /// applied; a policy without a catalog ignores it.
+    fn update_load_profile(&mut self, variant: &str, load_ms: f64, load_j: f64) -> bool {
+        let _ = (variant, load_ms, load_j);
+        false
+    }
 }
 
 /// Names `by_name` accepts, in the order reports list them.

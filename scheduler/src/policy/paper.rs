@@ -98,4 +98,8 @@ impl Policy for Paper {
     fn set_constraints(&mut self, constraints: Constraints) {
         self.core.constraints = constraints;
     }
+
+    fn update_load_profile(&mut self, variant: &str, load_ms: f64, load_j: f64) -> bool {
+        self.core.update_load_profile(variant, load_ms, load_j)
+    }
 }
