@@ -1,5 +1,5 @@
 //! A coordinator replica set as real processes: replica i listens on its own loopback address
-//! 127.0.0.(i+1) with the same ports as the others (as pods of a StatefulSet do), so a replica can
+//! 127.0.0.(i+2) with the same ports as the others (as pods of a StatefulSet do), so a replica can
 //! be cut off with a firewall rule on its address, killed, wiped or restarted.
 
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ use protocol::identity::{Ca, Kind};
 
 use crate::{Proc, bin, catalog};
 
-/// Clusters share the addresses 127.0.0.1-3 and a partition firewalls a whole address, so one
+/// Clusters share the addresses 127.0.0.2-4 and a partition firewalls a whole address, so one
 /// cluster runs at a time in a process (tests in one binary run on parallel threads).
 static BUSY: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
 static FREED: std::sync::Condvar = std::sync::Condvar::new();
@@ -75,8 +75,10 @@ fn free_ports(size: usize) -> u16 {
     17400
 }
 
+/// Replica i's address: 127.0.0.2, .3, ... Not 127.0.0.1: that is the source address of every
+/// node (and test client) on this machine, so firewalling a replica there would cut them too.
 pub fn host(i: usize) -> String {
-    format!("127.0.0.{}", i + 1)
+    format!("127.0.0.{}", i + 2)
 }
 
 impl Cluster {

@@ -1,4 +1,4 @@
-//! The coordinator replicated with Raft, as real processes on 127.0.0.1-3: election, replication
+//! The coordinator replicated with Raft, as real processes on 127.0.0.2-4: election, replication
 //! of operator writes, failover, SIGTERM handover, lost-disk rejoin, membership and redirects.
 
 use std::time::Duration;
