@@ -174,7 +174,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let stop = cancel.clone();
     let stepping = raft.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        protocol::shutdown::signal().await;
         // A leader hands over first, so the fleet sees one short election-free handoff.
         match stepping.step_down(Duration::from_secs(3)).await {
             Ok(Some(to)) => tracing::info!(to, "handed leadership over before exiting"),
@@ -192,15 +192,4 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = raft_task.await;
     let _ = raft.shutdown().await;
     admin_result
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -5,4 +5,5 @@ pub mod codec;
 pub mod identity;
 pub mod manifest;
 pub mod msg;
+pub mod shutdown;
 pub mod tls;

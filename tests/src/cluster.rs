@@ -341,49 +341,15 @@ impl Cluster {
         if !self.ca.join(format!("{name}.pem")).exists() {
             Ca::load(&self.ca)?.enroll(Kind::Node, name, &self.ca, &[], 30)?;
         }
-        let log = self.dir.path().join(format!("{name}.log"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)?;
-        let child = Command::new(bin("mcdnn-node")?)
-            .args([
-                "run",
-                "--name",
-                name,
-                "--device-class",
-                class,
-                "--battery-model",
-                "--telemetry-ms",
-                "300",
-            ])
-            .args(["--apps", "garment=6,category=3"])
-            .arg("--coordinator")
-            .arg(self.node_addrs())
-            .arg("--energy-budget-j")
-            .arg(format!("{}", 0.2 * secs))
-            .arg("--shift-s")
-            .arg(format!("{secs}"))
-            .arg("--duration-s")
-            .arg(format!("{secs}"))
-            .arg("--identity-dir")
-            .arg(&self.ca)
-            .arg("--store")
-            .arg(self.dir.path().join(format!("{name}.store")))
-            .arg("--summary")
-            .arg(self.summary_path(name))
-            .arg("--catalog")
-            .arg(catalog())
-            .env("MCDNN_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(file)
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
-        Ok(Proc {
-            name: name.to_string(),
-            child,
-            log,
-        })
+        let addrs = self.node_addrs();
+        let run = crate::NodeRun {
+            coordinators: &addrs,
+            energy_budget_j: 0.2 * secs,
+            apps: "garment=6,category=3",
+            telemetry_ms: 300,
+        };
+        let cmd = crate::node_command(&self.ca, self.dir.path(), name, class, secs, &run)?;
+        crate::spawn_logged(self.dir.path(), name, cmd)
     }
 
     pub fn summary_path(&self, name: &str) -> PathBuf {

@@ -155,23 +155,8 @@ impl Fleet {
         Ok(())
     }
 
-    fn spawn(&self, name: &str, mut cmd: Command) -> anyhow::Result<Proc> {
-        let log = self.path().join(format!("{name}.log"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)?;
-        let child = cmd
-            .env("MCDNN_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
-        Ok(Proc {
-            name: name.into(),
-            child,
-            log,
-        })
+    fn spawn(&self, name: &str, cmd: Command) -> anyhow::Result<Proc> {
+        spawn_logged(self.path(), name, cmd)
     }
 
     /// Starts the coordinator (enrolling it on first use) and waits for its admin API.
@@ -227,38 +212,14 @@ impl Fleet {
             self.enroll(Kind::Node, name)?;
         }
         let coordinator = opts.coordinator.clone().unwrap_or_else(|| self.quic());
-        let mut cmd = Command::new(bin("mcdnn-node")?);
-        cmd.args([
-            "run",
-            "--name",
-            name,
-            "--coordinator",
-            &coordinator,
-            "--device-class",
-            class,
-        ])
-        .args([
-            "--battery-model",
-            "--telemetry-ms",
-            "200",
-            "--apps",
-            "garment=8,category=4",
-        ])
-        .arg("--energy-budget-j")
-        .arg(format!("{}", opts.energy_budget_j.unwrap_or(0.1 * secs)))
-        .arg("--shift-s")
-        .arg(format!("{secs}"))
-        .arg("--duration-s")
-        .arg(format!("{secs}"))
-        .arg("--identity-dir")
-        .arg(&self.ca)
-        .arg("--store")
-        .arg(self.path().join(format!("{name}.store")))
-        .arg("--summary")
-        .arg(self.summary_path(name))
-        .arg("--catalog")
-        .arg(catalog())
-        .args(extra);
+        let run = NodeRun {
+            coordinators: &coordinator,
+            energy_budget_j: opts.energy_budget_j.unwrap_or(0.1 * secs),
+            apps: "garment=8,category=4",
+            telemetry_ms: 200,
+        };
+        let mut cmd = node_command(&self.ca, self.path(), name, class, secs, &run)?;
+        cmd.args(extra);
         self.spawn(name, cmd)
     }
 
@@ -367,6 +328,76 @@ impl Fleet {
     pub fn store_path(&self, name: &str) -> PathBuf {
         self.path().join(format!("{name}.store"))
     }
+}
+
+/// Starts `cmd` with its stderr appended to `<dir>/<name>.log`; the process is killed when the
+/// returned [`Proc`] is dropped.
+pub fn spawn_logged(dir: &Path, name: &str, mut cmd: Command) -> anyhow::Result<Proc> {
+    let log = dir.join(format!("{name}.log"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)?;
+    let child = cmd
+        .env("MCDNN_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    Ok(Proc {
+        name: name.into(),
+        child,
+        log,
+    })
+}
+
+/// How a test node runs.
+pub struct NodeRun<'a> {
+    /// Comma-separated coordinator addresses.
+    pub coordinators: &'a str,
+    pub energy_budget_j: f64,
+    pub apps: &'a str,
+    pub telemetry_ms: u64,
+}
+
+/// `mcdnn-node run` for a node enrolled in `ca`, keeping its store and summary in `dir`, serving
+/// for `secs` seconds (a compressed shift) with the battery model.
+pub fn node_command(
+    ca: &Path,
+    dir: &Path,
+    name: &str,
+    class: &str,
+    secs: f64,
+    run: &NodeRun<'_>,
+) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(bin("mcdnn-node")?);
+    cmd.args([
+        "run",
+        "--name",
+        name,
+        "--coordinator",
+        run.coordinators,
+        "--device-class",
+        class,
+    ])
+    .args(["--battery-model", "--apps", run.apps])
+    .arg("--telemetry-ms")
+    .arg(run.telemetry_ms.to_string())
+    .arg("--energy-budget-j")
+    .arg(format!("{}", run.energy_budget_j))
+    .arg("--shift-s")
+    .arg(format!("{secs}"))
+    .arg("--duration-s")
+    .arg(format!("{secs}"))
+    .arg("--identity-dir")
+    .arg(ca)
+    .arg("--store")
+    .arg(dir.join(format!("{name}.store")))
+    .arg("--summary")
+    .arg(dir.join(format!("{name}.summary.json")))
+    .arg("--catalog")
+    .arg(catalog());
+    Ok(cmd)
 }
 
 /// A metric's value from Prometheus text.

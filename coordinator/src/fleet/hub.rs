@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use protocol::manifest::Manifest;
 use scheduler::catalog::Catalog;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::metrics::Metrics;
@@ -17,7 +17,7 @@ use crate::cluster::peers::Peers;
 use crate::raft::ReplicaHandle;
 
 /// Figures of the last plan, for `/status`.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PlanInfo {
     pub epoch: u64,
     pub nodes: usize,

@@ -36,36 +36,10 @@ pub struct FleetStatus {
     pub uptime_s: f64,
     pub catalog_digest: String,
     pub nodes: Vec<NodeStatus>,
-    pub plan: PlanStatus,
+    pub plan: PlanInfo,
     /// Per node, the results the coordinator recorded (exactly once) from its spool.
     #[serde(default)]
     pub results: std::collections::BTreeMap<String, crate::state::NodeResults>,
-}
-
-/// The parts of [`PlanInfo`] a client reads back.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct PlanStatus {
-    pub epoch: u64,
-    pub nodes: usize,
-    pub primal: f64,
-    pub dual: f64,
-    pub gap: f64,
-    pub solve_ms: f64,
-    pub mixes: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<String>>>,
-}
-
-impl From<PlanInfo> for PlanStatus {
-    fn from(p: PlanInfo) -> Self {
-        Self {
-            epoch: p.epoch,
-            nodes: p.nodes,
-            primal: p.primal,
-            dual: p.dual,
-            gap: p.gap,
-            solve_ms: p.solve_ms,
-            mixes: p.mixes,
-        }
-    }
 }
 
 pub fn fleet_status(hub: &Hub) -> FleetStatus {
@@ -112,7 +86,7 @@ pub fn fleet_status(hub: &Hub) -> FleetStatus {
         uptime_s: hub.started.elapsed().as_secs_f64(),
         catalog_digest: hub.catalog_digest.clone(),
         nodes,
-        plan: hub.last_plan().into(),
+        plan: hub.last_plan(),
         results: hub.raft.with_state(|s| s.results().clone()),
     }
 }

@@ -160,7 +160,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
     let stop = Arc::new(AtomicBool::new(false));
     let signal_stop = stop.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        protocol::shutdown::signal().await;
         tracing::info!("stopping on signal");
         signal_stop.store(true, Ordering::Relaxed);
     });
@@ -331,15 +331,4 @@ async fn serve_offloads(
         served_offload: shared.lock().served_offload,
         models: None,
     })
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
