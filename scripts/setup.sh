@@ -3,6 +3,7 @@
 #   - Debian's dataset-fashion-mnist (the 60k/10k labelled images the models are evaluated on);
 #   - the ONNX Runtime shared library, unpacked from the PyPI wheel `onnxruntime` into
 #     .deps/onnxruntime/ (git ignores it; the binaries find it there on their own);
+#   - iptables, for the network-partition tests;
 #   - the Rust toolchain is expected (rustup's cargo), as on the project's machines.
 # Nothing is downloaded from anywhere but Debian's archive and PyPI.
 set -euo pipefail
@@ -28,6 +29,8 @@ if [ ! -f "$DATA_DIR/t10k-images-idx3-ubyte.gz" ]; then
 fi
 
 if ! command -v python3 >/dev/null 2>&1; then apt_install python3 python3-pip; fi
+# The partition scenarios cut a coordinator replica off with iptables rules on its address.
+if ! command -v iptables >/dev/null 2>&1; then apt_install iptables; fi
 if ! python3 -m pip --version >/dev/null 2>&1; then apt_install python3-pip; fi
 
 if [ ! -f "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" ]; then
