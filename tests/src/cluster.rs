@@ -261,6 +261,20 @@ impl Cluster {
         bail!("not acknowledged: {last}")
     }
 
+    /// `POST /members` on replica i (`{"add": id}` or `{"remove": id}`).
+    pub fn change_members(
+        &self,
+        i: usize,
+        change: serde_json::Value,
+    ) -> anyhow::Result<http::Response> {
+        http::post_json(
+            &self.admin(i),
+            "/members",
+            &change.to_string(),
+            Duration::from_secs(5),
+        )
+    }
+
     /// The policy write log as replica i holds it: (writer, write_id, value) in commit order.
     pub fn policy_log(&self, i: usize) -> anyhow::Result<Vec<(String, u64)>> {
         let body = http::get(&self.admin(i), "/policy", Duration::from_secs(3))?;

@@ -169,28 +169,18 @@ fn members_are_removed_and_added_through_the_admin_api() {
     c.start_all().expect("start");
     let leader = c.wait_leader(T, None).expect("leader");
     let victim = (leader + 2) % 3;
-    let remove = serde_json::json!({ "remove": victim + 1 }).to_string();
-    let r = mcdnn_coordinator::ctl::http::post_json(
-        &c.admin(leader),
-        "/members",
-        &remove,
-        Duration::from_secs(5),
-    )
-    .expect("remove");
+    let r = c
+        .change_members(leader, serde_json::json!({ "remove": victim + 1 }))
+        .expect("remove");
     assert_eq!(r.status, 200, "{}", r.body);
     c.kill(victim);
     assert_eq!(c.status(leader).expect("status").voters.len(), 2);
     c.write_policy("k", 1.0, "op", 1)
         .expect("two voters still commit");
     c.wipe(victim);
-    let add = serde_json::json!({ "add": victim + 1 }).to_string();
-    let r = mcdnn_coordinator::ctl::http::post_json(
-        &c.admin(leader),
-        "/members",
-        &add,
-        Duration::from_secs(5),
-    )
-    .expect("add");
+    let r = c
+        .change_members(leader, serde_json::json!({ "add": victim + 1 }))
+        .expect("add");
     assert_eq!(r.status, 200, "{}", r.body);
     c.start(victim, false).expect("join");
     let commit = c.status(leader).expect("status").commit;
