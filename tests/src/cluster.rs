@@ -261,6 +261,37 @@ impl Cluster {
         bail!("not acknowledged: {last}")
     }
 
+    /// The HTTP status of replica i's `/readyz` (200 ready, 503 without a known leader) once its
+    /// admin API answers at all, within `timeout`.
+    pub fn readyz(&self, i: usize, timeout: Duration) -> anyhow::Result<u16> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match http::request(
+                "GET",
+                &self.admin(i),
+                "/readyz",
+                None,
+                Duration::from_secs(2),
+            ) {
+                Ok(r) => return Ok(r.status),
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// Waits until replica i's `/readyz` answers `want`; returns the last status seen.
+    pub fn wait_readyz(&self, i: usize, want: u16, timeout: Duration) -> anyhow::Result<u16> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.readyz(i, timeout)?;
+            if status == want || Instant::now() > deadline {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// `POST /members` on replica i (`{"add": id}` or `{"remove": id}`).
     pub fn change_members(
         &self,

@@ -99,16 +99,9 @@ fn readiness_needs_a_leader_and_followers_redirect_writes() {
     let mut c = Cluster::new(3).expect("cluster");
     c.start(0, true).expect("start one");
     std::thread::sleep(Duration::from_secs(2));
-    let r = mcdnn_coordinator::ctl::http::request(
-        "GET",
-        &c.admin(0),
-        "/readyz",
-        None,
-        Duration::from_secs(2),
-    )
-    .expect("readyz");
     assert_eq!(
-        r.status, 503,
+        c.readyz(0, T).expect("readyz"),
+        503,
         "a lone replica of three has no leader and is not ready"
     );
     c.start(1, true).expect("start");
@@ -142,15 +135,8 @@ fn readiness_needs_a_leader_and_followers_redirect_writes() {
     )
     .expect("post");
     assert_eq!(followed.status, 200, "{}", followed.body);
-    let r = mcdnn_coordinator::ctl::http::request(
-        "GET",
-        &c.admin(0),
-        "/readyz",
-        None,
-        Duration::from_secs(2),
-    )
-    .expect("readyz");
-    assert_eq!(r.status, 200);
+    // Its view of the leader refreshes every 50 ms.
+    assert_eq!(c.wait_readyz(0, 200, T).expect("readyz"), 200);
     let m = mcdnn_coordinator::ctl::http::get(&c.admin(leader), "/metrics", Duration::from_secs(2))
         .expect("metrics");
     for name in [

@@ -1,6 +1,8 @@
 //! Fleet management on the leader: node sessions over QUIC, soft state, the solve loop and the
 //! assignments it pushes.
 
+#[cfg(test)]
+mod fixtures;
 pub mod hub;
 pub mod metrics;
 pub mod plan;

@@ -278,53 +278,16 @@ fn cheapest_variant(catalog: &Catalog, app: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::{self, hello};
     use super::*;
-    use protocol::msg::{
-        Battery, BatterySource, CoordMsg, Hello, Link, LoadProfile, PROTOCOL_VERSION, Role,
-        Telemetry,
-    };
+    use protocol::msg::{CoordMsg, Hello, LoadProfile, Role, Telemetry};
     use tokio::sync::mpsc;
-
-    fn battery() -> Battery {
-        Battery {
-            capacity_j: 100.0,
-            energy_left_j: 100.0,
-            drain_w: 0.0,
-            shift_end_unix_ms: unix_ms() + 3_600_000,
-            source: BatterySource::Model,
-        }
-    }
-
-    fn hello(id: &str, class: &str, role: Role) -> Hello {
-        Hello {
-            node_id: id.into(),
-            device_class: class.into(),
-            offload_addr: matches!(role, Role::Server { .. }).then(|| format!("{id}:7000")),
-            role,
-            protocol_version: PROTOCOL_VERSION,
-            catalog_digests: vec![],
-            battery: battery(),
-            apps: vec![],
-        }
-    }
 
     fn telemetry(seq: u64, queue: u32, load_profiles: Vec<LoadProfile>) -> Telemetry {
         Telemetry {
-            seq,
-            at_unix_ms: seq,
-            battery: battery(),
-            memory_free_bytes: 0,
-            model_memory_budget_bytes: 0,
-            loaded_variants: vec![],
-            apps: vec![],
-            link: Link {
-                rtt_ms: 1.0,
-                bandwidth_bps: 0.0,
-                connected: true,
-            },
             offload_queue: queue,
-            served_offload: 0,
             load_profiles,
+            ..fixtures::telemetry(seq)
         }
     }
 

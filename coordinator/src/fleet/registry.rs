@@ -125,50 +125,11 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::{self, telemetry};
     use super::*;
-    use protocol::msg::{Battery, BatterySource, Link, PROTOCOL_VERSION};
 
     fn hello(id: &str) -> Hello {
-        Hello {
-            node_id: id.into(),
-            device_class: "laptop".into(),
-            role: Role::Device,
-            protocol_version: PROTOCOL_VERSION,
-            catalog_digests: vec![],
-            offload_addr: None,
-            battery: battery(),
-            apps: vec!["garment".into()],
-        }
-    }
-
-    fn battery() -> Battery {
-        Battery {
-            capacity_j: 1.0,
-            energy_left_j: 1.0,
-            drain_w: 0.0,
-            shift_end_unix_ms: 0,
-            source: BatterySource::Model,
-        }
-    }
-
-    fn telemetry(seq: u64) -> Telemetry {
-        Telemetry {
-            seq,
-            at_unix_ms: seq,
-            battery: battery(),
-            memory_free_bytes: 0,
-            model_memory_budget_bytes: 0,
-            loaded_variants: vec![],
-            apps: vec![],
-            link: Link {
-                rtt_ms: 0.0,
-                bandwidth_bps: 0.0,
-                connected: true,
-            },
-            offload_queue: 0,
-            served_offload: 0,
-            load_profiles: vec![],
-        }
+        fixtures::hello(id, "laptop", Role::Device)
     }
 
     #[test]

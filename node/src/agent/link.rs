@@ -162,13 +162,7 @@ async fn session(
         protocol_version: PROTOCOL_VERSION,
         catalog_digests: vec![cfg.catalog_digest.clone()],
         offload_addr: cfg.offload_addr.clone(),
-        battery: battery.unwrap_or(protocol::msg::Battery {
-            capacity_j: 0.0,
-            energy_left_j: 0.0,
-            drain_w: 0.0,
-            shift_end_unix_ms: 0,
-            source: protocol::msg::BatterySource::Model,
-        }),
+        battery: battery.unwrap_or_else(protocol::msg::Battery::unreported),
         apps: cfg.apps.clone(),
     };
     codec::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
@@ -297,13 +291,10 @@ fn telemetry(seq: u64, shared: &Shared, rtt_ms: f64) -> Telemetry {
     Telemetry {
         seq,
         at_unix_ms: unix_ms(),
-        battery: snap.battery.clone().unwrap_or(protocol::msg::Battery {
-            capacity_j: 0.0,
-            energy_left_j: 0.0,
-            drain_w: 0.0,
-            shift_end_unix_ms: 0,
-            source: protocol::msg::BatterySource::Model,
-        }),
+        battery: snap
+            .battery
+            .clone()
+            .unwrap_or_else(protocol::msg::Battery::unreported),
         memory_free_bytes: crate::meminfo::available_bytes().unwrap_or(0),
         model_memory_budget_bytes: snap.model_memory_budget_bytes,
         loaded_variants: snap.loaded_variants.clone(),

@@ -52,6 +52,19 @@ pub struct Battery {
     pub source: BatterySource,
 }
 
+impl Battery {
+    /// What a node reports before its first battery reading: zeros, from the model.
+    pub fn unreported() -> Self {
+        Battery {
+            capacity_j: 0.0,
+            energy_left_j: 0.0,
+            drain_w: 0.0,
+            shift_end_unix_ms: 0,
+            source: BatterySource::Model,
+        }
+    }
+}
+
 /// Where battery numbers come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BatterySource {
