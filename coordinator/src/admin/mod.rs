@@ -10,6 +10,7 @@
 //! body limit here.
 
 pub mod auth;
+pub mod backup;
 mod fleet;
 mod health;
 pub mod listener;
@@ -56,6 +57,7 @@ pub fn operator_router(hub: Arc<Hub>) -> Router {
         .merge(fleet::routes())
         .merge(policy::routes())
         .merge(members::routes())
+        .merge(backup::routes())
         .layer(middleware::from_fn(auth::require_operator))
         .layer(middleware::from_fn(deadline))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
