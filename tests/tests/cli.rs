@@ -98,3 +98,57 @@ fn operator_reads_follow_one_convention_and_health_sets_the_exit_code() {
         );
     }
 }
+
+#[test]
+fn a_coordinator_runs_from_a_config_file_and_refuses_unknown_keys() {
+    let fleet = Fleet::new().expect("fleet");
+    fleet
+        .enroll(protocol::identity::Kind::Coordinator, "coord-0")
+        .expect("enroll");
+    let file = fleet.path().join("coordinator.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"coord-0\"\nlisten = \"{}\"\nadmin = \"{}\"\nhealth_listen = \"{}\"\n\
+             raft-listen = \"127.0.0.1:{}\"\nidentity-dir = \"{}\"\ndata-dir = \"{}\"\n\
+             catalog = \"{}\"\nsolve-interval-ms = 400\n",
+            fleet.quic(),
+            fleet.admin(),
+            fleet.health(),
+            fleet.port + 2,
+            fleet.ca.display(),
+            fleet.path().join("coordinator").display(),
+            mcdnn_tests::catalog().display(),
+        ),
+    )
+    .expect("write config");
+    let mut cmd = Command::new(bin("mcdnn-coordinator").expect("bin"));
+    cmd.arg("run").arg("--config").arg(&file);
+    let _coord = mcdnn_tests::spawn_logged(fleet.path(), "coordinator", cmd).expect("spawn");
+    let status = fleet
+        .wait_for(
+            "the coordinator from its config file",
+            Duration::from_secs(20),
+            |s| s.coordinator == "coord-0",
+        )
+        .expect("it serves the operator API named in the file");
+    assert_eq!(status.coordinator, "coord-0");
+
+    let typo = fleet.path().join("typo.toml");
+    std::fs::write(&typo, "solve-intervl-ms = 5\n").expect("write");
+    let out = Command::new(bin("mcdnn-coordinator").expect("bin"))
+        .arg("run")
+        .arg("--config")
+        .arg(&typo)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a typo in the config file must stop the daemon"
+    );
+    assert!(
+        err.contains("unknown key") && err.contains("solve-interval-ms"),
+        "{err}"
+    );
+}
