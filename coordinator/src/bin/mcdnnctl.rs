@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use mcdnn_coordinator::ctl::identity::{self, CaInitArgs, EnrollArgs};
-use mcdnn_coordinator::ctl::{bench, cluster, demo, nodes, snapshot};
+use mcdnn_coordinator::ctl::{bench, cluster, demo, fleet_view, snapshot};
 
 #[derive(Debug, Parser)]
 #[command(name = "mcdnnctl", version, about = "Operate an MCDNN fleet")]
@@ -43,10 +43,10 @@ enum Command {
     /// The fleet's nodes as the leader sees them.
     Nodes {
         #[command(subcommand)]
-        command: nodes::NodesCommand,
+        command: fleet_view::NodesCommand,
     },
     /// A live view of the fleet: per node battery, rate, accuracy and variants.
-    Top(nodes::TopArgs),
+    Top(fleet_view::TopArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion { shell: clap_complete::Shell },
     /// Write man pages for mcdnnctl and its subcommands into a folder.
@@ -117,8 +117,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy { command } => cluster::policy(&command, &mut stdout),
         Command::Members { command } => cluster::members(&command, &mut stdout),
         Command::Snapshot { command } => snapshot::run(&command, &mut stdout),
-        Command::Nodes { command } => nodes::run(&command, &mut stdout),
-        Command::Top(args) => nodes::top(&args, &mut stdout),
+        Command::Nodes { command } => fleet_view::run(&command, &mut stdout),
+        Command::Top(args) => fleet_view::top(&args, &mut stdout),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "mcdnnctl", &mut stdout);
             Ok(())
