@@ -17,6 +17,7 @@ pub mod leader;
 pub mod listener;
 mod members;
 pub mod policy;
+mod slots;
 pub mod writes;
 
 use std::net::SocketAddr;
