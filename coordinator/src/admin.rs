@@ -190,7 +190,7 @@ async fn cluster(State(hub): State<Arc<Hub>>) -> Response {
 async fn policies(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
     let (current, log) = hub
         .raft
-        .with_state(|s| (s.policies().clone(), s.policy_log().to_vec()));
+        .with_state(|s| (s.policies().clone(), s.policy_log().clone()));
     Json(serde_json::json!({ "policies": current, "log": log }))
 }
 

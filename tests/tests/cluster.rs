@@ -109,7 +109,7 @@ fn readiness_needs_a_leader_and_followers_redirect_writes() {
     let leader = c.wait_leader(T, None).expect("leader");
     let follower = (leader + 1) % 3;
     let body =
-        serde_json::json!({"key": "k", "value": 5.0, "writer": "op", "write_id": 1}).to_string();
+        serde_json::json!({"key": "fleet.cost_budget_usd", "value": 5.0, "writer": "op", "write_id": 1}).to_string();
     let direct = mcdnn_coordinator::ctl::http::request(
         "POST",
         &c.admin(follower),
