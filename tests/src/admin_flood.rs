@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 
-use mcdnn_coordinator::ctl::http;
-
 use crate::cluster::Cluster;
 
 const T: Duration = Duration::from_secs(30);
@@ -61,7 +59,10 @@ fn invalid_body(i: usize) -> String {
 /// POSTs `body` to `/policy` on replica `i` (the leader, so no answer is a redirect); true when it was refused (any answer but 200, or
 /// a connection the server cut while the body was still arriving).
 fn refused(c: &Cluster, i: usize, body: &str) -> bool {
-    match http::post_json(&c.admin(i), "/policy", body, Duration::from_secs(10)) {
+    match c
+        .ops
+        .post_json(&c.admin(i), "/policy", body, Duration::from_secs(10))
+    {
         Ok(r) => r.status != 200,
         Err(_) => true,
     }
@@ -106,7 +107,7 @@ fn policy_views(c: &Cluster) -> anyhow::Result<Vec<serde_json::Value>> {
     c.wait_applied(commit, T)?;
     (0..c.size)
         .map(|i| {
-            let body = http::get(&c.admin(i), "/policy", Duration::from_secs(5))?;
+            let body = c.ops.get(&c.admin(i), "/policy", Duration::from_secs(5))?;
             serde_json::from_str(&body).context("policy JSON")
         })
         .collect()
