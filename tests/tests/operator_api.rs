@@ -28,6 +28,17 @@ const ROUTES: [(&str, &str, Option<&str>); 5] = [
     ("POST", "/members", Some(r#"{"add": 1}"#)),
 ];
 
+/// Starts the coordinator and waits (bounded) until it leads, so writes can commit.
+fn ready_coordinator(f: &Fleet) -> mcdnn_tests::Proc {
+    let p = f.coordinator(&[]).expect("coordinator");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http::health_status(&f.health(), "/readyz", T).ok() != Some(200) {
+        assert!(Instant::now() < deadline, "no leader: {}", p.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    p
+}
+
 fn policy(f: &Fleet) -> serde_json::Value {
     let body = f.ops.get(&f.admin(), "/policy", T).expect("policy");
     serde_json::from_str(&body).expect("policy JSON")
@@ -43,7 +54,7 @@ fn status_of(client: &Client, f: &Fleet, method: &str, path: &str, body: Option<
 #[test]
 fn operator_routes_need_an_operator_certificate_and_writes_need_admin() {
     let f = Fleet::new().expect("fleet");
-    let _coordinator = f.coordinator(&[]).expect("coordinator");
+    let _coordinator = ready_coordinator(&f);
     let ca_pem = std::fs::read(f.ca.join("ca.pem")).expect("ca.pem");
     let anonymous = Client::anonymous(&ca_pem).expect("anonymous client");
     f.enroll(Kind::Node, "cam-1").expect("enroll node");
@@ -74,12 +85,17 @@ fn operator_routes_need_an_operator_certificate_and_writes_need_admin() {
     }
     assert_eq!(policy(&f), before, "refused requests changed the policy");
     let cluster: serde_json::Value =
-        serde_json::from_str(&f.ops.get(&f.admin(), "/cluster", T).expect("cluster")).expect("json");
+        serde_json::from_str(&f.ops.get(&f.admin(), "/cluster", T).expect("cluster"))
+            .expect("json");
     assert_eq!(cluster["voters"], serde_json::json!([1]));
 
     // An admin's write lands, and the audit log names its certificate whatever the body claims.
-    let claimed = r#"{"key": "fleet.cost_budget_usd", "value": 0.25, "writer": "mallory", "write_id": 7}"#;
-    let r = f.ops.post_json(&f.admin(), "/policy", claimed, T).expect("write");
+    let claimed =
+        r#"{"key": "fleet.cost_budget_usd", "value": 0.25, "writer": "mallory", "write_id": 7}"#;
+    let r = f
+        .ops
+        .post_json(&f.admin(), "/policy", claimed, T)
+        .expect("write");
     assert_eq!(r.status, 200, "{}", r.body);
     let after = policy(&f);
     assert_eq!(after["policies"][KEY]["Number"], 0.25);
@@ -91,7 +107,7 @@ fn operator_routes_need_an_operator_certificate_and_writes_need_admin() {
 #[test]
 fn the_health_port_names_no_node_and_takes_no_writes() {
     let f = Fleet::new().expect("fleet");
-    let _coordinator = f.coordinator(&[]).expect("coordinator");
+    let _coordinator = ready_coordinator(&f);
     let _node = f.node("cam-secret", "phone-2016", 30.0, &[]).expect("node");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !f
@@ -130,7 +146,7 @@ fn the_health_port_names_no_node_and_takes_no_writes() {
 #[test]
 fn bad_policy_writes_are_refused_with_a_reason_and_change_nothing() {
     let f = Fleet::new().expect("fleet");
-    let _coordinator = f.coordinator(&[]).expect("coordinator");
+    let _coordinator = ready_coordinator(&f);
     let before = policy(&f);
     let post = |body: &str| f.ops.post_json(&f.admin(), "/policy", body, T);
     let oversized = format!(
@@ -142,11 +158,26 @@ fn bad_policy_writes_are_refused_with_a_reason_and_change_nothing() {
         assert_eq!(r.status, 413, "{}", r.body);
     }
     let cases = [
-        (r#"{"key": "fleet.cost_budgt_usd", "value": 0.05, "write_id": 2}"#, KEY),
-        (r#"{"key": "fleet.cost_budget_usd", "value": 1e300, "write_id": 3}"#, "finite number in [0, 1000000]"),
-        (r#"{"key": "fleet.cost_budget_usd", "value": -1, "write_id": 4}"#, "finite number in [0, 1000000]"),
-        (r#"{"key": "fleet.cost_budget_usd", "value": "cheap", "write_id": 5}"#, "takes a number"),
-        (r#"{"key": "fleet.cost_budget_usd", "value": [1], "write_id": 6}"#, "finite number, a string or null"),
+        (
+            r#"{"key": "fleet.cost_budgt_usd", "value": 0.05, "write_id": 2}"#,
+            KEY,
+        ),
+        (
+            r#"{"key": "fleet.cost_budget_usd", "value": 1e300, "write_id": 3}"#,
+            "finite number in [0, 1000000]",
+        ),
+        (
+            r#"{"key": "fleet.cost_budget_usd", "value": -1, "write_id": 4}"#,
+            "finite number in [0, 1000000]",
+        ),
+        (
+            r#"{"key": "fleet.cost_budget_usd", "value": "cheap", "write_id": 5}"#,
+            "takes a number",
+        ),
+        (
+            r#"{"key": "fleet.cost_budget_usd", "value": [1], "write_id": 6}"#,
+            "finite number, a string or null",
+        ),
     ];
     for (body, reason) in cases {
         let r = post(body).expect("post");
@@ -155,12 +186,21 @@ fn bad_policy_writes_are_refused_with_a_reason_and_change_nothing() {
     }
     // NaN is not JSON: refused by the parser.
     let r = post(r#"{"key": "fleet.cost_budget_usd", "value": NaN, "write_id": 8}"#).expect("post");
-    assert!(r.status == 400 || r.status == 422, "NaN: {} {}", r.status, r.body);
-    let long_key = format!(r#"{{"key": "{}", "value": 1, "write_id": 9}}"#, "k".repeat(300));
+    assert!(
+        r.status == 400 || r.status == 422,
+        "NaN: {} {}",
+        r.status,
+        r.body
+    );
+    let long_key = format!(
+        r#"{{"key": "{}", "value": 1, "write_id": 9}}"#,
+        "k".repeat(300)
+    );
     assert_eq!(post(&long_key).expect("post").status, 400);
     assert_eq!(policy(&f), before, "a refused write changed the policy");
 
-    let r = post(r#"{"key": "fleet.cost_budget_usd", "value": 0.05, "write_id": 10}"#).expect("post");
+    let r =
+        post(r#"{"key": "fleet.cost_budget_usd", "value": 0.05, "write_id": 10}"#).expect("post");
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
@@ -168,14 +208,20 @@ fn bad_policy_writes_are_refused_with_a_reason_and_change_nothing() {
 fn removing_a_voter_that_would_leave_one_is_refused() {
     let mut c = Cluster::new(3).expect("cluster");
     c.start_all().expect("start");
-    let leader = c.wait_leader(Duration::from_secs(30), None).expect("leader");
+    let leader = c
+        .wait_leader(Duration::from_secs(30), None)
+        .expect("leader");
     let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     let id = |i: usize| serde_json::json!(i as u64 + 1);
 
-    let r = c.change_members(leader, serde_json::json!({"remove": 9})).expect("post");
+    let r = c
+        .change_members(leader, serde_json::json!({"remove": 9}))
+        .expect("post");
     assert_eq!(r.status, 409, "unknown id: {}", r.body);
     assert!(r.body.contains("not a member"), "{}", r.body);
-    let r = c.change_members(leader, serde_json::json!({"remove": id(leader)})).expect("post");
+    let r = c
+        .change_members(leader, serde_json::json!({"remove": id(leader)}))
+        .expect("post");
     assert_eq!(r.status, 409, "the leader: {}", r.body);
 
     let r = c
@@ -187,9 +233,12 @@ fn removing_a_voter_that_would_leave_one_is_refused() {
         .expect("post");
     assert_eq!(r.status, 409, "2 -> 1 voter: {}", r.body);
     assert!(r.body.contains("force"), "{}", r.body);
-    let leader = c.wait_leader(Duration::from_secs(30), None).expect("leader");
+    let leader = c
+        .wait_leader(Duration::from_secs(30), None)
+        .expect("leader");
     assert_eq!(c.status(leader).expect("status").voters.len(), 2);
-    c.write_policy(KEY, 0.5, "op", 1).expect("the two voters still commit");
+    c.write_policy(KEY, 0.5, "op", 1)
+        .expect("the two voters still commit");
 }
 
 /// Opens `count` connections from `source` to `addr` and sends each only the start of a request.
@@ -207,7 +256,11 @@ fn half_sent(source: &str, addr: &str, count: usize, start: &[u8]) -> Vec<std::n
         }
         let connected = rt.block_on(async {
             let socket = tokio::net::TcpSocket::new_v4()?;
-            socket.bind(format!("{source}:0").parse().map_err(std::io::Error::other)?)?;
+            socket.bind(
+                format!("{source}:0")
+                    .parse()
+                    .map_err(std::io::Error::other)?,
+            )?;
             tokio::time::timeout(Duration::from_secs(1), socket.connect(addr))
                 .await
                 .map_err(std::io::Error::other)?
@@ -225,12 +278,22 @@ fn half_sent(source: &str, addr: &str, count: usize, start: &[u8]) -> Vec<std::n
 #[test]
 fn thousands_of_half_sent_requests_do_not_stop_health_or_the_operator_api() {
     let f = Fleet::new().expect("fleet");
-    let _coordinator = f.coordinator(&[]).expect("coordinator");
+    let _coordinator = ready_coordinator(&f);
     // The attacker comes from another loopback address than the operator (127.0.0.1).
     let attacker = "127.0.0.9";
-    let mut held = half_sent(attacker, &f.health(), 1100, b"GET /livez HTTP/1.1\r\nHost: x\r\n");
+    let mut held = half_sent(
+        attacker,
+        &f.health(),
+        1100,
+        b"GET /livez HTTP/1.1\r\nHost: x\r\n",
+    );
     // The start of a TLS ClientHello, never finished.
-    held.extend(half_sent(attacker, &f.admin(), 1100, &[0x16, 0x03, 0x01, 0x02, 0x00]));
+    held.extend(half_sent(
+        attacker,
+        &f.admin(),
+        1100,
+        &[0x16, 0x03, 0x01, 0x02, 0x00],
+    ));
     assert!(held.len() >= 1100, "only {} connections opened", held.len());
     // While they are held (and after the header deadline passed), legitimate clients get answers.
     let deadline = Instant::now() + Duration::from_secs(8);

@@ -208,10 +208,9 @@ pub fn policy(cmd: &PolicyCommand, out: &mut dyn Write) -> anyhow::Result<()> {
 pub fn members(cmd: &MembersCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     let (body, target) = match cmd {
         MembersCommand::Add { id, target } => (serde_json::json!({ "add": id }), target),
-        MembersCommand::Remove { id, force, target } => (
-            serde_json::json!({ "remove": id, "force": force }),
-            target,
-        ),
+        MembersCommand::Remove { id, force, target } => {
+            (serde_json::json!({ "remove": id, "force": force }), target)
+        }
     };
     let ack = post(target, "/members", &body.to_string())?;
     writeln!(out, "membership change committed at index {}", ack.index)?;
