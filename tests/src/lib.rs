@@ -3,6 +3,7 @@
 //! end-of-run summaries. Used by the tests in `tests/tests` and by `mcdnn-chaos`.
 
 pub mod admin_flood;
+pub mod backup_chaos;
 pub mod cluster;
 pub mod raft_chaos;
 

@@ -6,3 +6,6 @@ pub mod cluster;
 pub mod demo;
 pub mod http;
 pub mod identity;
+pub mod nodes;
+pub mod output;
+pub mod snapshot;
