@@ -99,10 +99,13 @@ pub enum MembersCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// Remove replica ID.
+    /// Remove replica ID. Refused when it would leave the group unable to commit.
     Remove {
         /// Raft id (ordinal + 1).
         id: u64,
+        /// Allow shrinking below three voters (the group then survives no failure).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -338,7 +341,9 @@ pub fn members(cmd: &MembersCommand, out: &mut dyn Write) -> anyhow::Result<()> 
             });
         }
         MembersCommand::Add { id, target } => (serde_json::json!({ "add": id }), target),
-        MembersCommand::Remove { id, target } => (serde_json::json!({ "remove": id }), target),
+        MembersCommand::Remove { id, force, target } => {
+            (serde_json::json!({ "remove": id, "force": force }), target)
+        }
     };
     let ack = post_write(target, "/members", &body.to_string())?;
     writeln!(out, "membership change committed at index {}", ack.index)?;
