@@ -311,6 +311,39 @@ fn thousands_of_half_sent_requests_do_not_stop_health_or_the_operator_api() {
 }
 
 #[test]
+fn half_sent_requests_from_many_addresses_do_not_lock_out_an_operator() {
+    let f = Fleet::new().expect("fleet");
+    let _coordinator = ready_coordinator(&f);
+    // 40 addresses, each under the per-address cap, together far over the listener's cap: the
+    // listener must make room by closing the oldest half-open connections.
+    let mut held = Vec::new();
+    for last in 10..50 {
+        let source = format!("127.0.0.{last}");
+        held.extend(half_sent(
+            &source,
+            &f.health(),
+            28,
+            b"GET /livez HTTP/1.1\r\n",
+        ));
+        held.extend(half_sent(
+            &source,
+            &f.admin(),
+            28,
+            &[0x16, 0x03, 0x01, 0x02, 0x00],
+        ));
+    }
+    assert!(held.len() >= 2000, "only {} connections opened", held.len());
+    for _ in 0..5 {
+        let livez = http::health_get(&f.health(), "/livez", Duration::from_secs(3));
+        assert!(livez.is_ok(), "/livez: {livez:?}");
+        let cluster = f.ops.get(&f.admin(), "/cluster", Duration::from_secs(3));
+        assert!(cluster.is_ok(), "/cluster: {cluster:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    drop(held);
+}
+
+#[test]
 fn admin_flood_refuses_oversized_writes_and_every_replica_restarts() {
     let r = admin_flood::run(&FloodOptions {
         oversized: 8,
