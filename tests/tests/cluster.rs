@@ -179,3 +179,33 @@ fn members_are_removed_and_added_through_the_admin_api() {
     assert_eq!(c.status(leader).expect("status").voters.len(), 3);
     assert_eq!(c.policy_log(victim).expect("log").len(), 1);
 }
+
+#[test]
+fn followers_send_writers_to_the_leaders_advertised_address() {
+    let mut c = Cluster::new(3).expect("cluster");
+    // What operators outside would dial: every replica advertises another name for itself.
+    let advertised: Vec<String> = (0..3)
+        .map(|i| format!("coord-{i}=ops-{i}.example.org:9:10"))
+        .collect();
+    c.extra_args = vec!["--advertise".into(), advertised.join(",")];
+    c.start_all().expect("start");
+    let leader = c.wait_leader(T, None).expect("leader");
+    let follower = (leader + 1) % 3;
+    let body = serde_json::json!({"key": "fleet.cost_budget_usd", "value": 1.0, "write_id": 1})
+        .to_string();
+    let r = c
+        .ops
+        .request(
+            "POST",
+            &c.admin(follower),
+            "/policy",
+            Some(&body),
+            Duration::from_secs(3),
+        )
+        .expect("post");
+    assert_eq!(r.status, 307, "{}", r.body);
+    assert_eq!(
+        r.location.as_deref(),
+        Some(format!("https://ops-{leader}.example.org:10/policy").as_str())
+    );
+}
