@@ -18,10 +18,22 @@ pub fn routes() -> Router<Arc<Hub>> {
     Router::new()
         .route("/status", get(status_json))
         .route("/cluster", get(cluster))
+        .route("/v1/metrics/nodes", get(node_metrics))
 }
 
 async fn status_json(_: Caller, State(hub): State<Arc<Hub>>) -> Json<status::FleetStatus> {
     Json(status::fleet_status(&hub))
+}
+
+/// Per-node gauges (they name nodes, so they are not on the health port).
+async fn node_metrics(_: Caller, State(hub): State<Arc<Hub>>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::fleet::prom::render_nodes(&status::fleet_status(&hub)),
+    )
 }
 
 /// `mcdnnctl cluster status`: members, leader, term, commit/applied index and lag.

@@ -46,6 +46,8 @@ pub struct Hub {
     pub leader: LeaderView,
     pub last_plan: Mutex<PlanInfo>,
     pub metrics: Metrics,
+    /// Latency histograms and build info (`prometheus-client`).
+    pub histograms: super::prom::Histograms,
     /// Wakes the solve loop early (a node joined or left).
     pub replan: Notify,
     pub started: Instant,
@@ -90,6 +92,7 @@ impl Hub {
             leader: LeaderView::default(),
             last_plan: Mutex::new(PlanInfo::default()),
             metrics: Metrics::default(),
+            histograms: super::prom::Histograms::default(),
             replan: Notify::new(),
             started: Instant::now(),
             node_addr: c.node_addr,

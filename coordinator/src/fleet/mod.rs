@@ -6,6 +6,7 @@ mod fixtures;
 pub mod hub;
 pub mod metrics;
 pub mod plan;
+pub mod prom;
 pub mod registry;
 pub mod sessions;
 pub mod solve_loop;
