@@ -47,6 +47,14 @@ enum Command {
     },
     /// A live view of the fleet: per node battery, rate, accuracy and variants.
     Top(fleet_view::TopArgs),
+    /// GET any operator API path and print the answer (like `kubectl get --raw`), e.g.
+    /// `mcdnnctl api /status`.
+    Api {
+        /// The path, e.g. /status.
+        path: String,
+        #[command(flatten)]
+        target: cluster::Target,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion { shell: clap_complete::Shell },
     /// Write man pages for mcdnnctl and its subcommands into a folder.
@@ -117,6 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy { command } => cluster::policy(&command, &mut stdout),
         Command::Members { command } => cluster::members(&command, &mut stdout),
         Command::Snapshot { command } => snapshot::run(&command, &mut stdout),
+        Command::Api { path, target } => cluster::raw_get(&path, &target, &mut stdout),
         Command::Nodes { command } => fleet_view::run(&command, &mut stdout),
         Command::Top(args) => fleet_view::top(&args, &mut stdout),
         Command::Completion { shell } => {

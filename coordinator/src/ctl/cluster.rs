@@ -213,6 +213,23 @@ fn status_table(rows: &Vec<ReplicaView>, out: &mut dyn Write) -> anyhow::Result<
     Ok(())
 }
 
+/// `mcdnnctl api PATH`: the body of the first replica's 200 answer.
+pub fn raw_get(path: &str, t: &Target, out: &mut dyn Write) -> anyhow::Result<()> {
+    anyhow::ensure!(path.starts_with('/'), "the path must start with /");
+    let client = t.identity.client()?;
+    let mut errors = Vec::new();
+    for admin in &t.admins {
+        match client.get(admin, path, TIMEOUT) {
+            Ok(body) => {
+                write!(out, "{body}")?;
+                return Ok(());
+            }
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    bail!("{}", errors.join("; "))
+}
+
 /// Posts to the first replica that answers; followers redirect to the leader.
 fn post(t: &Target, path: &str, body: &str) -> anyhow::Result<http::Response> {
     let client = t.identity.client()?;
