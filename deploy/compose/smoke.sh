@@ -62,7 +62,7 @@ fi
 # operator certificates only), so any replica can be asked, not only coord-0 whose port is
 # published.
 admin_get() { # SERVICE PATH
-  "${DC[@]}" exec -T -e MCDNN_OPERATOR=ops -e MCDNN_IDENTITY_DIR=/fleet/ops "$1" mcdnnctl api "$2" --coordinator 127.0.0.1:7480 2>/dev/null
+  "${DC[@]}" exec -T -e MCDNN_OPERATOR=ops -e MCDNN_IDENTITY_DIR=/fleet/ops "$1" mcdnnctl api "$2" --admin 127.0.0.1:7480 2>/dev/null
 }
 ADMIN=coord-0   # the replica whose /status the checks read: the leader (only it holds the fleet)
 status() { admin_get "$ADMIN" /status; }

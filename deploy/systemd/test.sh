@@ -64,7 +64,7 @@ docker exec "$C" bash -euc '
   systemctl enable --now mcdnn-coordinator.service mcdnn-node.service 2>/dev/null
 ' || fail "installing the units"
 
-status() { docker exec "$C" mcdnnctl api /status --coordinator 127.0.0.1:7480 --identity-dir /etc/mcdnn/identity --identity ops 2>/dev/null; }
+status() { docker exec "$C" mcdnnctl api /status --admin 127.0.0.1:7480 --identity-dir /etc/mcdnn/identity --identity ops 2>/dev/null; }
 wait_serving() {
   for _ in $(seq 40); do
     if status | jq -e '.nodes[] | select(.id == "cam-0001" and .connected and .requests > 0 and .acked_epoch > 0)' >/dev/null 2>&1; then return 0; fi

@@ -71,7 +71,7 @@ fn operator_reads_follow_one_convention_and_health_sets_the_exit_code() {
         &[
             "cluster",
             "status",
-            "--coordinator",
+            "--admin",
             &format!("{},127.0.0.1:1", fleet.admin()),
         ],
     );

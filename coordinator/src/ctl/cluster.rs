@@ -18,9 +18,11 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Args)]
 pub struct Target {
-    /// Operator API addresses of the replicas (host:port), comma-separated.
+    /// Operator API addresses of the replicas (host:port, what their `--admin` listens on),
+    /// comma-separated. (`--coordinator` is the old name.)
     #[arg(
-        long = "coordinator",
+        long = "admin",
+        alias = "coordinator",
         env = "MCDNN_ADMIN_ADDRS",
         value_delimiter = ',',
         default_value = "127.0.0.1:7480"
