@@ -524,6 +524,9 @@ impl Storage for SledStorage {
     }
 }
 
+#[path = "storage_meta.rs"]
+mod meta;
+
 #[cfg(test)]
 #[path = "storage_tests.rs"]
 mod tests;
