@@ -28,7 +28,10 @@ async fn assert_no_leader_for_a_while(c: &Cluster, ids: &[u64], uninitialised: &
             assert_ne!(s.role, Role::Leader, "replica {id} was elected: {st:#?}");
         }
         for id in uninitialised {
-            assert!(st[id].voters.is_empty(), "replica {id} wrote a genesis: {st:#?}");
+            assert!(
+                st[id].voters.is_empty(),
+                "replica {id} wrote a genesis: {st:#?}"
+            );
         }
         sleep(Duration::from_millis(20)).await;
     }
@@ -49,7 +52,10 @@ async fn empty_disks_with_one_configuration_form_one_cluster_once_a_majority_is_
     assert_consistent(&c, &[1, 2, 3], &acked);
     for (id, s) in c.statuses().await {
         assert_eq!(s.voters, vec![1, 2, 3], "replica {id}");
-        assert_eq!(s.first_index, 2, "replica {id} did not start from the shared genesis");
+        assert_eq!(
+            s.first_index, 2,
+            "replica {id} did not start from the shared genesis"
+        );
     }
     assert!(c.get(leader).status().await.unwrap().term >= 2);
     for id in [1, 2, 3] {

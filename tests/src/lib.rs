@@ -5,6 +5,7 @@
 pub mod backup_chaos;
 pub mod cluster;
 pub mod raft_chaos;
+pub mod wiped_chaos;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -9,12 +9,13 @@ use mcdnn_tests::chaos::{self, Options, SCENARIOS};
 use mcdnn_tests::raft_chaos;
 
 /// The replicated-coordinator scenarios.
-const RAFT_SCENARIOS: [&str; 5] = [
+const RAFT_SCENARIOS: [&str; 6] = [
     "leader-kill",
     "minority-partition",
     "rolling-restart",
     "bench-writes",
     "snapshot-restore",
+    "wiped-replica",
 ];
 
 fn usage() -> String {
@@ -88,6 +89,7 @@ fn main() -> anyhow::Result<()> {
         "rolling-restart" => raft_chaos::rolling_restart(nodes)?,
         "bench-writes" => raft_chaos::write_bench(500, 8)?,
         "snapshot-restore" => mcdnn_tests::backup_chaos::snapshot_restore(500)?,
+        "wiped-replica" => mcdnn_tests::wiped_chaos::wiped_replica(kills.min(10))?,
         _ => chaos::run(&scenario, &opts)?,
     };
     if as_json {
