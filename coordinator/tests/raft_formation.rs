@@ -9,7 +9,8 @@ mod support;
 
 use std::time::Duration;
 
-use mcdnn_coordinator::raft::{ReplicaConfig, ReplicaError, Role};
+use mcdnn_coordinator::raft::hello::{self, Control, Disk, Hello};
+use mcdnn_coordinator::raft::{ClusterId, ReplicaConfig, ReplicaError, Role};
 use support::{Cluster, assert_consistent, fast_config, write, write_many};
 use tokio::time::{Instant, sleep};
 
@@ -135,6 +136,54 @@ async fn another_clusters_replica_and_data_folder_are_refused() {
     acked.push(("op".into(), 6));
     c.wait_applied(&[1, 2, 3], last).await;
     assert_consistent(&c, &[1, 2, 3], &acked);
+    for id in [1, 2, 3] {
+        c.stop(id).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bogus_control_messages_change_nothing() {
+    let mut c = Cluster::new(3, fast_config());
+    let leader = c.wait_leader(&[1, 2, 3]).await;
+    let follower = [1, 2, 3].into_iter().find(|&i| i != leader).unwrap();
+    let ours = ClusterId::from_name(&fast_config().cluster_name);
+    let before = c.get(leader).status().await.unwrap();
+
+    let mut garbage = hello::encode(follower, leader, Control::Rejoin { cluster: ours });
+    garbage.context = garbage.context[..9].to_vec().into();
+    let mut bogus = vec![garbage];
+    // A rejoin request from a replica outside the configuration, and one naming another
+    // cluster, from a configured replica.
+    bogus.push(hello::encode(9, leader, Control::Rejoin { cluster: ours }));
+    bogus.push(hello::encode(
+        follower,
+        leader,
+        Control::Rejoin {
+            cluster: ClusterId(ours.0 ^ 1),
+        },
+    ));
+    // Many strangers saying hello (the table of hellos stays bounded).
+    for stranger in 100..400 {
+        bogus.push(hello::encode(
+            stranger,
+            leader,
+            Control::Hello(Hello {
+                cluster: ours,
+                genesis: 0,
+                disk: Disk::Data,
+                wants_reply: true,
+            }),
+        ));
+    }
+    c.net.transport(9).send(bogus);
+
+    let (acked, last) = write_many(&c, "op", 0..3).await;
+    c.wait_applied(&[1, 2, 3], last).await;
+    assert_consistent(&c, &[1, 2, 3], &acked);
+    let after = c.get(leader).status().await.unwrap();
+    assert_eq!(after.voters, before.voters);
+    assert!(after.learners.is_empty());
+    assert_eq!(after.leader_id, Some(leader), "the leader was disturbed");
     for id in [1, 2, 3] {
         c.stop(id).await;
     }

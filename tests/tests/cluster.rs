@@ -172,6 +172,8 @@ fn members_are_removed_and_added_through_the_admin_api() {
         .expect("add");
     assert_eq!(r.status, 200, "{}", r.body);
     c.start(victim).expect("join");
+    // Its disk is empty: it goes through learner before it votes again.
+    c.wait_rejoined(victim, T).expect("rejoined");
     let commit = c.status(leader).expect("status").commit;
     c.wait_applied(commit, T)
         .expect("the new member catches up");

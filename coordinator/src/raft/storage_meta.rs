@@ -1,6 +1,9 @@
-//! Facts about the replica kept beside its Raft log: which cluster the log belongs to, and
-//! whether this replica came back with an empty disk and has not been through learner yet
-//! (it must not vote until then, even after a restart).
+//! The replica's life cycle as stored beside its Raft log: whether it has a log at all, its
+//! genesis, which cluster the log belongs to, and whether this replica came back with an empty
+//! disk and has not been through learner yet (it must not vote until then, even after a
+//! restart).
+
+use raft::prelude::{ConfState, Snapshot};
 
 use super::SledStorage;
 use crate::raft::cluster_id::ClusterId;
@@ -10,6 +13,28 @@ const KEY_CLUSTER_ID: &[u8] = b"m/cluster_id";
 const KEY_REJOINING: &[u8] = b"m/rejoining";
 
 impl SledStorage {
+    /// True once the storage holds a configuration (bootstrapped, or restored from a snapshot).
+    pub fn is_initialized(&self) -> bool {
+        self.conf_state != ConfState::default()
+    }
+
+    /// Creates the initial state of a brand-new cluster: a snapshot at index 1, term 1 holding
+    /// `voters` and the empty state machine `data`.
+    ///
+    /// Every bootstrapping replica writes the identical snapshot, and because the log then
+    /// starts at 2, a replica that later joins with an empty disk cannot be served from the log
+    /// and always receives a snapshot (which carries the membership) first.
+    pub fn bootstrap(&mut self, voters: &[u64], data: Vec<u8>) -> Result<(), StorageError> {
+        let mut snap = Snapshot::default();
+        let meta = snap.mut_metadata();
+        meta.index = 1;
+        meta.term = 1;
+        meta.mut_conf_state().voters = voters.to_vec();
+        snap.data = data.into();
+        self.apply_snapshot(snap)?;
+        self.flush()
+    }
+
     /// The cluster this log belongs to, if recorded (logs from before cluster ids, and
     /// folders seeded by `mcdnnctl snapshot restore`, have none until their first start).
     pub fn cluster_id(&self) -> Result<Option<ClusterId>, StorageError> {

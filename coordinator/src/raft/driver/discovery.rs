@@ -16,6 +16,10 @@ use crate::raft::logger::raft_logger;
 use crate::raft::storage::SledStorage;
 use crate::state::FleetState;
 
+/// Replicas outside the configured set whose hellos are remembered (members added through the
+/// admin API); beyond this, strangers' hellos are dropped so the table stays bounded.
+const MAX_STRANGERS: usize = 64;
+
 /// What a replica knows about itself when it opens its disk.
 pub(super) struct Start {
     pub genesis: u64,
@@ -160,6 +164,16 @@ impl Driver {
     /// only, and only configured replicas are taken through a rejoin.
     pub(super) fn on_control(&mut self, from: u64, control: Control) -> Result<(), ReplicaError> {
         match control {
+            Control::Hello(_)
+                if !self.peers.contains(&from)
+                    && !self.heard.contains_key(&from)
+                    && self.heard.len() >= self.peers.len() + MAX_STRANGERS =>
+            {
+                warn!(
+                    id = self.id,
+                    from, "hello from one replica too many outside the configuration dropped"
+                );
+            }
             Control::Hello(h) => {
                 let before = self.heard.insert(from, h);
                 if h.cluster != self.cluster && before.map(|b| b.cluster) != Some(h.cluster) {
