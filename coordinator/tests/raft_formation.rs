@@ -59,9 +59,7 @@ async fn empty_disks_with_one_configuration_form_one_cluster_once_a_majority_is_
         );
     }
     assert!(c.get(leader).status().await.unwrap().term >= 2);
-    for id in [1, 2, 3] {
-        c.stop(id).await;
-    }
+    c.stop_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,9 +93,7 @@ async fn wiped_replica_does_not_vote_before_it_caught_up() {
     c.wait_applied(&[1, 2, 3], last).await;
     c.wait_voters(wiped, &[1, 2, 3]).await;
     assert_consistent(&c, &[1, 2, 3], &acked);
-    for id in [1, 2, 3] {
-        c.stop(id).await;
-    }
+    c.stop_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,9 +132,7 @@ async fn another_clusters_replica_and_data_folder_are_refused() {
     acked.push(("op".into(), 6));
     c.wait_applied(&[1, 2, 3], last).await;
     assert_consistent(&c, &[1, 2, 3], &acked);
-    for id in [1, 2, 3] {
-        c.stop(id).await;
-    }
+    c.stop_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,7 +178,5 @@ async fn bogus_control_messages_change_nothing() {
     assert_eq!(after.voters, before.voters);
     assert!(after.learners.is_empty());
     assert_eq!(after.leader_id, Some(leader), "the leader was disturbed");
-    for id in [1, 2, 3] {
-        c.stop(id).await;
-    }
+    c.stop_all().await;
 }

@@ -99,6 +99,14 @@ impl Cluster {
         h.shutdown().await.unwrap();
     }
 
+    /// Stops every running replica.
+    pub async fn stop_all(&mut self) {
+        let ids: Vec<u64> = self.replicas.keys().copied().collect();
+        for id in ids {
+            self.stop(id).await;
+        }
+    }
+
     pub fn get(&self, id: u64) -> &ReplicaHandle {
         &self.replicas[&id]
     }
