@@ -89,7 +89,7 @@ fn main() -> anyhow::Result<()> {
         "rolling-restart" => raft_chaos::rolling_restart(nodes)?,
         "bench-writes" => raft_chaos::write_bench(500, 8)?,
         "snapshot-restore" => mcdnn_tests::backup_chaos::snapshot_restore(500)?,
-        "wiped-replica" => mcdnn_tests::wiped_chaos::wiped_replica(kills.min(10))?,
+        "wiped-replica" => mcdnn_tests::wiped_chaos::wiped_replica(kills)?,
         _ => chaos::run(&scenario, &opts)?,
     };
     if as_json {
