@@ -24,6 +24,10 @@ use crate::supervisor::Supervisor;
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
+    /// A TOML file of settings named like these flags (`solve-interval-ms = 500`); flags and
+    /// `MCDNN_*` variables override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// This replica's name, `<prefix>-<ordinal>`; must be the name in its coordinator
     /// certificate. Its Raft id is ordinal + 1.
     #[arg(long, env = "MCDNN_COORDINATOR_NAME", default_value = "coord-0")]

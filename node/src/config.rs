@@ -10,6 +10,10 @@ use crate::frames::ClassMix;
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
+    /// A TOML file of settings named like these flags (`device-class = "laptop"`); flags and
+    /// `MCDNN_*` variables override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Node id; must be the name in this node's certificate.
     #[arg(long, env = "MCDNN_NODE_NAME")]
     pub name: String,

@@ -4,6 +4,8 @@
 pub mod bench;
 pub mod cluster;
 pub mod demo;
+pub mod fleet_view;
 pub mod http;
 pub mod identity;
+pub mod output;
 pub mod snapshot;

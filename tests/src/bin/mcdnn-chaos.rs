@@ -9,11 +9,12 @@ use mcdnn_tests::chaos::{self, Options, SCENARIOS};
 use mcdnn_tests::raft_chaos;
 
 /// The replicated-coordinator scenarios.
-const RAFT_SCENARIOS: [&str; 6] = [
+const RAFT_SCENARIOS: [&str; 7] = [
     "leader-kill",
     "minority-partition",
     "rolling-restart",
     "bench-writes",
+    "admin-flood",
     "snapshot-restore",
     "wiped-replica",
 ];
@@ -88,6 +89,7 @@ fn main() -> anyhow::Result<()> {
         "minority-partition" => raft_chaos::minority_partition(cut_s, nodes)?,
         "rolling-restart" => raft_chaos::rolling_restart(nodes)?,
         "bench-writes" => raft_chaos::write_bench(500, 8)?,
+        "admin-flood" => mcdnn_tests::admin_flood::run(&Default::default())?,
         "snapshot-restore" => mcdnn_tests::backup_chaos::snapshot_restore(500)?,
         "wiped-replica" => mcdnn_tests::wiped_chaos::wiped_replica(kills)?,
         _ => chaos::run(&scenario, &opts)?,

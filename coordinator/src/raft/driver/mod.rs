@@ -7,6 +7,7 @@
 
 mod apply;
 mod discovery;
+mod membership;
 mod rejoin;
 mod requests;
 
