@@ -149,7 +149,8 @@ async fn wipe_and_rejoin(config: ReplicaConfig, compacted: bool) {
     c.wait_applied(&[victim], last).await;
     assert_consistent(&c, &[1, 2, 3], &acked);
     // Learner first, promoted by the leader once caught up.
-    let vs = c.wait_voters(victim, &[1, 2, 3]).await;
+    let vs = c.wait_rejoined(victim).await;
+    assert_eq!(vs.voters, vec![1, 2, 3]);
     assert_eq!(
         vs.first_index > 2,
         compacted,

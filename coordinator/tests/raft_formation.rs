@@ -91,7 +91,7 @@ async fn wiped_replica_does_not_vote_before_it_caught_up() {
     let mut acked = acked;
     acked.push(("op".into(), 100));
     c.wait_applied(&[1, 2, 3], last).await;
-    c.wait_voters(wiped, &[1, 2, 3]).await;
+    c.wait_rejoined(wiped).await;
     assert_consistent(&c, &[1, 2, 3], &acked);
     c.stop_all().await;
 }
@@ -127,7 +127,7 @@ async fn another_clusters_replica_and_data_folder_are_refused() {
     c.stop(3).await;
     std::fs::remove_dir_all(c.dir(3)).unwrap();
     c.start(3);
-    c.wait_voters(3, &[1, 2, 3]).await;
+    c.wait_rejoined(3).await;
     let last = c.propose(write("op", 6)).await;
     acked.push(("op".into(), 6));
     c.wait_applied(&[1, 2, 3], last).await;

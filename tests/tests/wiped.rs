@@ -13,7 +13,8 @@ fn identical_configuration_on_empty_disks_forms_one_cluster() {
     let mut c = Cluster::new(3).expect("cluster");
     c.start_all().expect("start");
     let leader = c.wait_leader(T, None).expect("leader");
-    c.write_policy("k", 1.0, "op", 1).expect("write");
+    c.write_policy("fleet.cost_budget_usd", 1.0, "op", 1)
+        .expect("write");
     let commit = c.status(leader).expect("status").commit;
     c.wait_applied(commit, T).expect("applied");
     for i in 0..3 {
@@ -34,7 +35,8 @@ fn a_wiped_replica_with_unchanged_configuration_rejoins_without_losing_a_write()
     let leader = c.wait_leader(T, None).expect("leader");
     let mut acked = Vec::new();
     for id in 1..=5 {
-        c.write_policy("k", id as f64, "op", id).expect("write");
+        c.write_policy("fleet.cost_budget_usd", id as f64, "op", id)
+            .expect("write");
         acked.push(("op".to_string(), id));
     }
     // The leader itself loses its disk: the most demanding case (its log was the reference).
@@ -42,14 +44,14 @@ fn a_wiped_replica_with_unchanged_configuration_rejoins_without_losing_a_write()
     c.wipe(leader);
     let next = c.wait_leader(T, Some(leader)).expect("new leader");
     for id in 6..=8 {
-        c.write_policy("k", id as f64, "op", id)
+        c.write_policy("fleet.cost_budget_usd", id as f64, "op", id)
             .expect("write while it is gone");
         acked.push(("op".to_string(), id));
     }
     c.start(leader)
         .expect("same configuration as its first start");
     c.wait_rejoined(leader, T).expect("rejoined as a voter");
-    c.write_policy("k", 9.0, "op", 9)
+    c.write_policy("fleet.cost_budget_usd", 9.0, "op", 9)
         .expect("write after rejoin");
     acked.push(("op".to_string(), 9));
     let commit = c.status(next).expect("status").commit;

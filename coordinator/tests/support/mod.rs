@@ -147,18 +147,23 @@ impl Cluster {
         }
     }
 
-    /// Waits until replica `id` sees exactly `voters` as the voting members; its status then.
-    pub async fn wait_voters(&self, id: u64, voters: &[u64]) -> Status {
+    /// Waits until replica `id`, back from an empty disk, is a voter again in the leader's view
+    /// (no learners left) and has applied the leader's commit index, so it knows it too; its
+    /// status then. (Its own view alone can be a stale snapshot's membership.)
+    pub async fn wait_rejoined(&self, id: u64) -> Status {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let st = self.get(id).status().await.unwrap();
-            if st.voters == voters {
-                return st;
+            let st = self.statuses().await;
+            let leader = st.values().find(|s| s.role == Role::Leader);
+            if let (Some(l), Some(me)) = (leader, st.get(&id))
+                && l.voters.contains(&id)
+                && l.learners.is_empty()
+                && me.applied >= l.commit
+                && me.voters == l.voters
+            {
+                return me.clone();
             }
-            assert!(
-                Instant::now() < deadline,
-                "voters never became {voters:?}: {st:?}"
-            );
+            assert!(Instant::now() < deadline, "{id} never rejoined: {st:#?}");
             sleep(Duration::from_millis(20)).await;
         }
     }
