@@ -58,11 +58,16 @@ pub struct RunArgs {
     /// certificate (`mcdnnctl enroll coordinator NAME --san HOST`).
     #[arg(long, env = "MCDNN_ADVERTISE", default_value = "")]
     pub advertise: String,
-    /// Start a brand-new cluster when the disk is empty. Leave it off for a replica that lost
-    /// its disk or joins an existing cluster: it then waits for the leader's snapshot. A replica
-    /// alone (no --peers) always bootstraps.
-    #[arg(long, env = "MCDNN_BOOTSTRAP")]
+    /// Deprecated and ignored: a replica with an empty disk asks its --peers and forms a new
+    /// cluster (a majority of them new) or rejoins the existing one by itself. Still accepted
+    /// so old manifests start.
+    #[arg(long, env = "MCDNN_BOOTSTRAP", hide = true)]
     pub bootstrap: bool,
+    /// Cluster name; its hash is the cluster id stored with the Raft log. Replicas of
+    /// differently named clusters refuse each other, and a replica refuses to start on another
+    /// cluster's data folder.
+    #[arg(long, env = "MCDNN_CLUSTER_NAME", default_value = crate::raft::cluster_id::DEFAULT_CLUSTER_NAME)]
+    pub cluster_name: String,
     /// Folder for the Raft log and snapshots.
     #[arg(long, env = "MCDNN_DATA_DIR", default_value = "coordinator-data")]
     pub data_dir: PathBuf,
@@ -126,6 +131,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "--peers does not list this replica ({})",
         args.name
     );
+    if args.bootstrap {
+        tracing::warn!(
+            "--bootstrap / MCDNN_BOOTSTRAP is deprecated and ignored: an empty disk forms or rejoins the cluster by itself"
+        );
+    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let cancel = CancellationToken::new();
@@ -140,7 +150,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     )?;
     let config = ReplicaConfig {
         tick_interval: Duration::from_millis(args.raft_tick_ms.max(10)),
-        bootstrap: args.bootstrap || peers.0.len() == 1,
+        cluster_name: args.cluster_name.clone(),
         ..ReplicaConfig::default()
     };
     let raft = Replica::start_with_shutdown(

@@ -4,225 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+mod support;
+
 use std::time::Duration;
 
-use mcdnn_coordinator::raft::{
-    InProcessNetwork, ProposeError, Replica, ReplicaConfig, ReplicaHandle, Role, Status,
-};
-use mcdnn_coordinator::state::{Command, FleetState, PolicyValue};
+use mcdnn_coordinator::raft::{ProposeError, ReplicaConfig, Role};
+use mcdnn_coordinator::state::Command;
+use support::{Cluster, PATIENCE, acked_ids, assert_consistent, fast_config, write, write_many};
 use tokio::time::{Instant, sleep};
-
-/// Generous bound for anything that needs an election or catch-up; tests never assert speed.
-const PATIENCE: Duration = Duration::from_secs(20);
-
-fn fast_config() -> ReplicaConfig {
-    ReplicaConfig {
-        tick_interval: Duration::from_millis(20),
-        proposal_timeout: Duration::from_secs(2),
-        ..ReplicaConfig::default()
-    }
-}
-
-struct Cluster {
-    net: InProcessNetwork,
-    root: tempfile::TempDir,
-    peers: Vec<u64>,
-    config: ReplicaConfig,
-    replicas: BTreeMap<u64, ReplicaHandle>,
-}
-
-impl Cluster {
-    /// A brand-new cluster of `n` bootstrapped replicas.
-    fn new(n: u64, config: ReplicaConfig) -> Self {
-        // Logs show with `RUST_LOG=debug cargo test ... -- --nocapture`.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-        let mut c = Cluster {
-            net: InProcessNetwork::new(),
-            root: tempfile::tempdir().unwrap(),
-            peers: (1..=n).collect(),
-            config,
-            replicas: BTreeMap::new(),
-        };
-        for id in 1..=n {
-            c.start(id, true);
-        }
-        c
-    }
-
-    fn dir(&self, id: u64) -> PathBuf {
-        self.root.path().join(format!("replica-{id}"))
-    }
-
-    fn start(&mut self, id: u64, bootstrap: bool) {
-        let config = ReplicaConfig {
-            bootstrap,
-            ..self.config.clone()
-        };
-        let h = Replica::start(
-            id,
-            &self.peers,
-            self.dir(id),
-            self.net.transport(id),
-            config,
-        )
-        .unwrap();
-        self.net.register(h.clone());
-        self.replicas.insert(id, h);
-    }
-
-    /// Stops replica `id` (its task ends and the sled database closes).
-    async fn stop(&mut self, id: u64) {
-        self.net.unregister(id);
-        let h = self.replicas.remove(&id).unwrap();
-        h.shutdown().await.unwrap();
-    }
-
-    fn get(&self, id: u64) -> &ReplicaHandle {
-        &self.replicas[&id]
-    }
-
-    async fn statuses(&self) -> BTreeMap<u64, Status> {
-        let mut out = BTreeMap::new();
-        for (&id, h) in &self.replicas {
-            if let Ok(s) = h.status().await {
-                out.insert(id, s);
-            }
-        }
-        out
-    }
-
-    /// Waits for a leader that every replica in `among` agrees on.
-    async fn wait_leader(&self, among: &[u64]) -> u64 {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let st = self.statuses().await;
-            let leaders: Vec<u64> = among
-                .iter()
-                .filter_map(|id| st.get(id))
-                .filter(|s| s.role == Role::Leader)
-                .map(|s| s.id)
-                .collect();
-            if let [l] = leaders[..]
-                && among
-                    .iter()
-                    .all(|id| st.get(id).and_then(|s| s.leader_id) == Some(l))
-            {
-                return l;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no agreed leader among {among:?}: {st:#?}"
-            );
-            sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits until every replica in `among` follows `expected` (e.g. after a transfer).
-    async fn wait_leader_is(&self, among: &[u64], expected: u64) {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let st = self.statuses().await;
-            if among
-                .iter()
-                .all(|id| st.get(id).and_then(|s| s.leader_id) == Some(expected))
-                && st.get(&expected).map(|s| s.role) == Some(Role::Leader)
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{expected} never led {among:?}: {st:#?}"
-            );
-            sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Proposes on whichever replica leads, retrying until acknowledged; returns the index.
-    async fn propose(&self, cmd: Command) -> u64 {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let ids: Vec<u64> = self.replicas.keys().copied().collect();
-            for id in ids {
-                match self.get(id).propose(cmd.clone()).await {
-                    Ok(index) => return index,
-                    Err(ProposeError::NotLeader { .. })
-                    | Err(ProposeError::Dropped(_))
-                    | Err(ProposeError::Timeout(_)) => {}
-                    Err(e) => panic!("proposal failed: {e}"),
-                }
-            }
-            assert!(Instant::now() < deadline, "no replica accepted {cmd:?}");
-            sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn wait_applied(&self, ids: &[u64], index: u64) {
-        for id in ids {
-            tokio::time::timeout(PATIENCE, self.get(*id).wait_applied(index))
-                .await
-                .unwrap_or_else(|_| panic!("replica {id} did not apply {index}"))
-                .unwrap();
-        }
-    }
-}
-
-fn write(writer: &str, write_id: u64) -> Command {
-    Command::SetPolicy {
-        key: "fleet.cost_budget_usd".into(),
-        value: PolicyValue::Number(write_id as f64),
-        writer: writer.into(),
-        write_id,
-    }
-}
-
-fn acked_ids(state: &FleetState) -> Vec<(String, u64)> {
-    state
-        .policy_log()
-        .iter()
-        .map(|w| (w.writer.clone(), w.write_id))
-        .collect()
-}
-
-/// Every acknowledged write is present, in acknowledgement order, on each of `ids`, and the
-/// replicas' states are identical.
-fn assert_consistent(c: &Cluster, ids: &[u64], acked: &[(String, u64)]) {
-    let first = c.get(ids[0]).state();
-    for id in ids {
-        let s = c.get(*id).state();
-        let log = acked_ids(&s);
-        let present: Vec<_> = log.iter().filter(|w| acked.contains(w)).cloned().collect();
-        assert_eq!(
-            present, acked,
-            "replica {id} lost or reordered acknowledged writes"
-        );
-        assert_eq!(
-            log,
-            acked_ids(&first),
-            "replica {id} diverged from {}",
-            ids[0]
-        );
-        assert_eq!(s.policies(), first.policies());
-    }
-}
-
-async fn write_many(
-    c: &Cluster,
-    writer: &str,
-    ids: std::ops::Range<u64>,
-) -> (Vec<(String, u64)>, u64) {
-    let mut acked = Vec::new();
-    let mut last = 0;
-    for i in ids {
-        last = c.propose(write(writer, i)).await;
-        acked.push((writer.to_string(), i));
-    }
-    (acked, last)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_elect_a_leader_and_replicate() {
@@ -278,9 +67,9 @@ async fn leader_failover_loses_no_acknowledged_write_and_restart_recovers() {
     c.wait_applied(&rest, last).await;
     assert_consistent(&c, &rest, &acked);
 
-    // The old leader restarts from its disk (bootstrap is ignored: the disk has state) and
+    // The old leader restarts from its disk (the same configuration as its first start) and
     // catches up.
-    c.start(old, true);
+    c.start(old);
     c.wait_applied(&[old], last).await;
     assert_consistent(&c, &[1, 2, 3], &acked);
     for id in [1, 2, 3] {
@@ -305,7 +94,7 @@ async fn whole_cluster_restarts_from_disk() {
         c.stop(id).await;
     }
     for id in [1, 2, 3] {
-        c.start(id, false);
+        c.start(id);
     }
     c.wait_leader(&[1, 2, 3]).await;
     c.wait_applied(&[1, 2, 3], last).await;
@@ -354,11 +143,13 @@ async fn wipe_and_rejoin(config: ReplicaConfig, compacted: bool) {
         "leader log compaction: {st:?}"
     );
 
-    // Same id, empty disk, join mode: it must be restored from the leader's snapshot.
-    c.start(victim, false);
+    // Same id, empty disk, unchanged configuration: it must be restored from the leader's
+    // snapshot (as a learner, then promoted).
+    c.start(victim);
     c.wait_applied(&[victim], last).await;
     assert_consistent(&c, &[1, 2, 3], &acked);
-    let vs = c.get(victim).status().await.unwrap();
+    // Learner first, promoted by the leader once caught up.
+    let vs = c.wait_rejoined(victim).await;
     assert_eq!(vs.voters, vec![1, 2, 3]);
     assert_eq!(
         vs.first_index > 2,
@@ -459,8 +250,8 @@ async fn add_and_remove_members() {
     let leader = c.wait_leader(&[1, 2, 3]).await;
     let (mut acked, _) = write_many(&c, "op", 0..5).await;
 
-    // A new replica starts empty in join mode, then the leader adds it.
-    c.start(4, false);
+    // A new replica (outside the configured set) starts empty, then the leader adds it.
+    c.start(4);
     let idx = c.get(leader).add_member(4).await.unwrap();
     let (more, last) = write_many(&c, "op", 5..8).await;
     acked.extend(more);

@@ -55,7 +55,6 @@ docker exec "$C" bash -euc '
   # The shipped examples, pointed at one replica on loopback.
   sed -e "s/^MCDNN_LISTEN=.*/MCDNN_LISTEN=127.0.0.1:7400/" -e "s/^MCDNN_ADMIN=.*/MCDNN_ADMIN=127.0.0.1:7480/" \
       -e "s/^MCDNN_RAFT_LISTEN=.*/MCDNN_RAFT_LISTEN=127.0.0.1:7500/" -e "s/^MCDNN_PEERS=.*/MCDNN_PEERS=coord-0=127.0.0.1/" \
-      -e "s/^MCDNN_BOOTSTRAP=.*/MCDNN_BOOTSTRAP=true/" \
       /etc/mcdnn-coordinator.env.example >/etc/mcdnn/coordinator.env
   sed -e "s/^MCDNN_COORDINATORS=.*/MCDNN_COORDINATORS=127.0.0.1:7400/" -e "s/^MCDNN_SHIFT_S=.*/MCDNN_SHIFT_S=3600/" \
       /etc/mcdnn-node.env.example >/etc/mcdnn/node.env

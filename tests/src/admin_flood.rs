@@ -144,7 +144,7 @@ pub fn run(o: &FloodOptions) -> anyhow::Result<serde_json::Value> {
         c.terminate(i)?;
     }
     for i in 0..c.size {
-        c.start(i, false)?;
+        c.start(i)?;
     }
     let _ = c.wait_leader(T, None)?;
     let after = policy_views(&c)?;

@@ -130,7 +130,7 @@ pub fn snapshot_restore(writes: usize) -> anyhow::Result<serde_json::Value> {
         ])?;
     }
     for i in 0..b.size {
-        b.start(i, false)?;
+        b.start(i)?;
     }
     b.wait_leader(T, None)?;
     let restore_ms = restored_at.elapsed().as_millis() as u64;

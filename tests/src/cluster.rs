@@ -145,8 +145,9 @@ impl Cluster {
         self.dir.path().join(format!("coord-{i}"))
     }
 
-    /// Starts replica i (`bootstrap` only on a brand-new cluster's first start).
-    pub fn start(&mut self, i: usize, bootstrap: bool) -> anyhow::Result<()> {
+    /// Starts replica i, always with the same configuration: on an empty disk it forms the
+    /// cluster with the others or rejoins it by itself.
+    pub fn start(&mut self, i: usize) -> anyhow::Result<()> {
         let name = format!("coord-{i}");
         let log = self.dir.path().join(format!("{name}.log"));
         let file = std::fs::OpenOptions::new()
@@ -181,9 +182,6 @@ impl Cluster {
         .stdout(std::process::Stdio::null())
         .stderr(file);
         cmd.args(&self.extra_args);
-        if bootstrap {
-            cmd.arg("--bootstrap");
-        }
         let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
         self.replicas[i] = Some(Proc { name, child, log });
         Ok(())
@@ -191,7 +189,7 @@ impl Cluster {
 
     pub fn start_all(&mut self) -> anyhow::Result<()> {
         for i in 0..self.size {
-            self.start(i, true)?;
+            self.start(i)?;
         }
         Ok(())
     }
@@ -359,6 +357,27 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// Waits until replica i is a voter again in the leader's view (not a learner) and has
+    /// applied the leader's commit index: a replica back from an empty disk has rejoined.
+    pub fn wait_rejoined(&self, i: usize, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let id = i as u64 + 1;
+        loop {
+            if let Some(l) = self.leader()
+                && let (Ok(ls), Ok(me)) = (self.status(l), self.status(i))
+                && ls.voters.contains(&id)
+                && !ls.learners.contains(&id)
+                && me.applied >= ls.commit
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("replica {i} did not rejoin as a voter within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Cuts replica i off from every other replica and node (its QUIC traffic is dropped).

@@ -6,6 +6,7 @@ pub mod admin_flood;
 pub mod backup_chaos;
 pub mod cluster;
 pub mod raft_chaos;
+pub mod wiped_chaos;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

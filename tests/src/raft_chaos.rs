@@ -18,14 +18,14 @@ const CLASSES: [&str; 3] = ["bodycam-lite", "phone-2016", "laptop"];
 
 /// Writes policies one after another until stopped. A write is retried with the same id until
 /// acknowledged, so a write whose acknowledgement was lost in a failover is applied once.
-struct Writer {
+pub(crate) struct Writer {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<u64>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
-    fn start(cluster: Arc<Mutex<Cluster>>) -> Self {
+    pub(crate) fn start(cluster: Arc<Mutex<Cluster>>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let (s, a) = (stop.clone(), acked.clone());
@@ -55,7 +55,7 @@ impl Writer {
         }
     }
 
-    fn finish(mut self) -> Vec<u64> {
+    pub(crate) fn finish(mut self) -> Vec<u64> {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -65,7 +65,10 @@ impl Writer {
 }
 
 /// (lost, duplicated, out_of_order) of the acknowledged ids against each replica's log.
-fn audit(c: &Cluster, acked: &[u64]) -> anyhow::Result<(usize, usize, bool, Vec<usize>)> {
+pub(crate) fn audit(
+    c: &Cluster,
+    acked: &[u64],
+) -> anyhow::Result<(usize, usize, bool, Vec<usize>)> {
     let leader = c.wait_leader(T, None)?;
     let commit = c.status(leader)?.commit;
     c.wait_applied(commit, T)?;
@@ -87,7 +90,7 @@ fn audit(c: &Cluster, acked: &[u64]) -> anyhow::Result<(usize, usize, bool, Vec<
     Ok((lost, dup, ordered, lens))
 }
 
-fn percentile(v: &mut [f64], q: f64) -> f64 {
+pub(crate) fn percentile(v: &mut [f64], q: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
@@ -162,7 +165,7 @@ pub fn leader_kill(kills: usize, nodes: usize) -> anyhow::Result<serde_json::Val
         shared
             .lock()
             .map_err(|_| anyhow::anyhow!("poisoned"))?
-            .start(leader, false)?;
+            .start(leader)?;
     }
     let acked = writer.finish();
     let c = shared.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
@@ -301,7 +304,7 @@ pub fn rolling_restart(nodes: usize) -> anyhow::Result<serde_json::Value> {
         let mut c = shared.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
         let t0 = Instant::now();
         let exit = c.terminate(i)?;
-        c.start(i, false)?;
+        c.start(i)?;
         let l = c.wait_leader(T, None)?;
         let commit = c.status(l)?.commit;
         c.wait_applied(commit, T)?;

@@ -27,7 +27,7 @@ fn writes_survive_leader_crash_and_every_replica_agrees() {
         acked.push(("op".to_string(), id));
     }
     // The crashed replica comes back from its disk and catches up.
-    c.start(leader, false).expect("restart");
+    c.start(leader).expect("restart");
     let last = c.status(next).expect("status").commit;
     c.wait_applied(last, T).expect("caught up");
     for i in 0..3 {
@@ -85,7 +85,7 @@ fn a_replica_that_lost_its_disk_rejoins_from_a_snapshot() {
         c.write_policy("fleet.cost_budget_usd", id as f64, "op", id)
             .expect("write while it is gone");
     }
-    c.start(victim, false).expect("rejoin in join mode");
+    c.start(victim).expect("rejoin in join mode");
     let commit = c.status(leader).expect("status").commit;
     c.wait_applied(commit, T).expect("restored");
     assert_eq!(
@@ -98,15 +98,15 @@ fn a_replica_that_lost_its_disk_rejoins_from_a_snapshot() {
 #[test]
 fn readiness_needs_a_leader_and_followers_redirect_writes() {
     let mut c = Cluster::new(3).expect("cluster");
-    c.start(0, true).expect("start one");
+    c.start(0).expect("start one");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         c.readyz(0, T).expect("readyz"),
         503,
         "a lone replica of three has no leader and is not ready"
     );
-    c.start(1, true).expect("start");
-    c.start(2, true).expect("start");
+    c.start(1).expect("start");
+    c.start(2).expect("start");
     let leader = c.wait_leader(T, None).expect("leader");
     let follower = (leader + 1) % 3;
     let body =
@@ -135,7 +135,7 @@ fn readiness_needs_a_leader_and_followers_redirect_writes() {
         .post_json(&c.admin(follower), "/policy", &body, Duration::from_secs(3))
         .expect("post");
     assert_eq!(followed.status, 200, "{}", followed.body);
-    // Its view of the leader refreshes every 50 ms.
+    // Its view of the leader follows Raft as it changes.
     assert_eq!(c.wait_readyz(0, 200, T).expect("readyz"), 200);
     let m = mcdnn_coordinator::ctl::http::health_get(
         &c.health(leader),
@@ -172,7 +172,9 @@ fn members_are_removed_and_added_through_the_admin_api() {
         .change_members(leader, serde_json::json!({ "add": victim + 1 }))
         .expect("add");
     assert_eq!(r.status, 200, "{}", r.body);
-    c.start(victim, false).expect("join");
+    c.start(victim).expect("join");
+    // Its disk is empty: it goes through learner before it votes again.
+    c.wait_rejoined(victim, T).expect("rejoined");
     let commit = c.status(leader).expect("status").commit;
     c.wait_applied(commit, T)
         .expect("the new member catches up");

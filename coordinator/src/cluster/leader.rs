@@ -1,16 +1,16 @@
-//! Who leads: a watcher polls the local replica's Raft status, publishes leader id and term for
-//! the rest of the coordinator, counts leader changes, and when this replica stops leading sends
-//! its node sessions to the new leader (a follower never serves or pushes plans).
+//! Who leads: a watcher follows the Raft driver's published soft state (leader, role) and
+//! progress (term, commit, applied) as Raft changes them, publishes them for the rest of the
+//! coordinator, counts leader changes, and when this replica stops leading sends its node
+//! sessions to the new leader (a follower never serves or pushes plans).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
 use protocol::msg::{CoordMsg, ErrorCode};
 use tokio_util::sync::CancellationToken;
 
 use crate::fleet::hub::Hub;
-use crate::raft::Role;
+use crate::raft::{RaftView, Role};
 
 /// The leadership view other tasks read without asking the Raft task.
 #[derive(Debug, Default)]
@@ -34,39 +34,50 @@ impl LeaderView {
     }
 }
 
+/// Runs until cancelled, or until the Raft driver stops (its channel closes): then this
+/// replica leads nobody and says so before returning.
 pub async fn watch(hub: Arc<Hub>, cancel: CancellationToken) {
+    let mut views = hub.raft.raft_view();
     let mut last_leader: Option<u64> = None;
     loop {
+        let view = *views.borrow_and_update();
+        follow(&hub, view, &mut last_leader);
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            changed = views.changed() => if changed.is_err() {
+                hub.leader.is_leader.store(false, Ordering::Release);
+                hub.leader.leader_id.store(0, Ordering::Release);
+                tracing::error!("the raft driver stopped; this replica no longer leads");
+                return;
+            }
         }
-        let Ok(status) = hub.raft.status().await else {
-            continue;
-        };
-        let view = &hub.leader;
-        let leading = status.role == Role::Leader;
-        let was_leading = view.is_leader.swap(leading, Ordering::AcqRel);
-        view.leader_id
-            .store(status.leader_id.unwrap_or(0), Ordering::Release);
-        view.term.store(status.term, Ordering::Relaxed);
-        view.commit.store(status.commit, Ordering::Relaxed);
-        view.applied.store(status.applied, Ordering::Relaxed);
-        if status.leader_id.is_some() && status.leader_id != last_leader {
-            view.leader_changes_total.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(leader = ?status.leader_id, term = status.term, me = status.id, "leader changed");
-            last_leader = status.leader_id;
-        }
-        if leading && !was_leading {
-            publish_catalog_index(&hub);
-        }
-        if was_leading && !leading {
-            tracing::warn!(
-                term = status.term,
-                "lost leadership; sending nodes to the new leader"
-            );
-            redirect_sessions(&hub);
-        }
+    }
+}
+
+/// Applies one published view: metrics, leadership and what a change of it requires.
+fn follow(hub: &Arc<Hub>, status: RaftView, last_leader: &mut Option<u64>) {
+    let view = &hub.leader;
+    let leading = status.role == Role::Leader;
+    let was_leading = view.is_leader.swap(leading, Ordering::AcqRel);
+    view.leader_id
+        .store(status.leader_id.unwrap_or(0), Ordering::Release);
+    view.term.store(status.term, Ordering::Relaxed);
+    view.commit.store(status.commit, Ordering::Relaxed);
+    view.applied.store(status.applied, Ordering::Relaxed);
+    if status.leader_id.is_some() && status.leader_id != *last_leader {
+        view.leader_changes_total.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(leader = ?status.leader_id, term = status.term, me = hub.self_id, "leader changed");
+        *last_leader = status.leader_id;
+    }
+    if leading && !was_leading {
+        publish_catalog_index(hub);
+    }
+    if was_leading && !leading {
+        tracing::warn!(
+            term = status.term,
+            "lost leadership; sending nodes to the new leader"
+        );
+        redirect_sessions(hub);
     }
 }
 

@@ -32,7 +32,6 @@ pub async fn standalone_hub(
         data_dir,
         InProcessNetwork::new().transport(id),
         ReplicaConfig {
-            bootstrap: true,
             tick_interval: Duration::from_millis(20),
             ..ReplicaConfig::default()
         },

@@ -111,7 +111,7 @@ pub fn restore(args: &RestoreArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     writeln!(
         out,
         "restored the fleet state taken at raft index {} (sha256 {}) into {} for voters {voters:?}; \
-         start the replica without --bootstrap",
+         start the replica with its usual configuration",
         b.index,
         b.sha256,
         raft_dir.display()

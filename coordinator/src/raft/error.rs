@@ -98,13 +98,15 @@ pub enum ReplicaError {
         /// What was wrong with it.
         reason: String,
     },
-    /// Bootstrap was asked with a peer list that does not contain this replica.
-    #[error("bootstrap peer list {peers:?} does not contain this replica's id {id}")]
-    NotInPeers {
-        /// This replica's id.
-        id: u64,
-        /// The peer list given.
-        peers: Vec<u64>,
+    /// The data folder holds the log of another cluster than the configured one.
+    #[error(
+        "the data folder belongs to cluster {stored}, but this replica is configured for cluster {configured}; check the cluster name or point it at its own data folder"
+    )]
+    ForeignCluster {
+        /// Cluster id stored with the log.
+        stored: crate::raft::ClusterId,
+        /// Cluster id of the configured cluster name.
+        configured: crate::raft::ClusterId,
     },
     /// Ids must be non-zero (raft reserves 0 for "none").
     #[error("replica id must be non-zero (use StatefulSet ordinal + 1)")]

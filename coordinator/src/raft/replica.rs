@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::driver::{Driver, Request};
 use super::error::{ProposeError, ReplicaError, StepError};
 use super::transport::Transport;
+use super::view::RaftView;
 use crate::state::{Command, FleetState};
 
 /// Tuning of a replica. `Default` gives the production values.
@@ -34,9 +35,9 @@ pub struct ReplicaConfig {
     pub log_retain_entries: u64,
     /// How long [`ReplicaHandle::propose`] and membership changes wait for commit + apply.
     pub proposal_timeout: Duration,
-    /// Initialise a brand-new cluster from the peer list when the disk is empty. Must be
-    /// `false` for a replica that lost its disk or joins an existing cluster.
-    pub bootstrap: bool,
+    /// Name of the cluster; its hash is the cluster id stored with the log. Replicas of
+    /// differently named clusters refuse each other.
+    pub cluster_name: String,
     /// Leader steps down when it has not heard from a quorum for an election timeout, so a
     /// leader cut off in a minority stops accepting proposals.
     pub check_quorum: bool,
@@ -59,7 +60,7 @@ impl Default for ReplicaConfig {
             snapshot_interval: 1000,
             log_retain_entries: 100,
             proposal_timeout: Duration::from_secs(5),
-            bootstrap: false,
+            cluster_name: super::cluster_id::DEFAULT_CLUSTER_NAME.to_owned(),
             check_quorum: true,
             pre_vote: true,
             max_size_per_msg: 1024 * 1024,
@@ -131,8 +132,9 @@ impl Replica {
     /// Opens the log in `data_dir`, builds the raft node and spawns its driver task (must be
     /// called inside a tokio runtime).
     ///
-    /// `peers` (stable ids, StatefulSet ordinal + 1, including `id`) are the initial voters and
-    /// only used when `config.bootstrap` is set and the disk is empty.
+    /// `peers` (stable ids, StatefulSet ordinal + 1, including `id`) is the configured replica
+    /// set, the same on every start: with an empty disk the replica asks them whether to form a
+    /// new cluster (they become its voters) or rejoin the existing one.
     pub fn start(
         id: u64,
         peers: &[u64],
@@ -175,6 +177,7 @@ impl Replica {
         )?;
         let state = driver.shared_state();
         let applied = driver.applied_watch();
+        let view = driver.view_watch();
         let task = tokio::spawn(driver.run());
         Ok(ReplicaHandle {
             inner: Arc::new(HandleInner {
@@ -183,6 +186,7 @@ impl Replica {
                 inbound: msg_tx,
                 state,
                 applied,
+                view,
                 shutdown,
                 task: Mutex::new(Some(task)),
                 proposal_timeout,
@@ -197,6 +201,7 @@ struct HandleInner {
     inbound: mpsc::Sender<Message>,
     state: Arc<RwLock<FleetState>>,
     applied: watch::Receiver<u64>,
+    view: watch::Receiver<RaftView>,
     shutdown: CancellationToken,
     task: Mutex<Option<JoinHandle<Result<(), ReplicaError>>>>,
     proposal_timeout: Duration,
@@ -266,8 +271,8 @@ impl ReplicaHandle {
             .await
     }
 
-    /// Adds `id` as a voter; resolves once the change is applied here. Start the new replica
-    /// with `bootstrap: false`; it is brought up to date with a snapshot.
+    /// Adds `id` as a voter; resolves once the change is applied here. The new replica starts
+    /// with an empty disk and is brought up to date with a snapshot.
     pub async fn add_member(&self, id: u64) -> Result<u64, ProposeError> {
         self.request_timed(|reply| Request::ConfChange {
             change: ConfChangeType::AddNode,
@@ -355,6 +360,12 @@ impl ReplicaHandle {
         // (apply is infallible once decoded), so a poisoned lock still holds a valid state.
         let guard = self.inner.state.read().unwrap_or_else(|e| e.into_inner());
         f(&guard)
+    }
+
+    /// Leader, role, term, commit and applied, updated by the driver whenever Raft changes
+    /// them (the channel closes when the driver stops).
+    pub fn raft_view(&self) -> watch::Receiver<RaftView> {
+        self.inner.view.clone()
     }
 
     /// Index of the last entry applied here.

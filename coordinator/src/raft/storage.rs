@@ -176,28 +176,6 @@ impl SledStorage {
         Ok(s)
     }
 
-    /// True once the storage holds a configuration (bootstrapped, or restored from a snapshot).
-    pub fn is_initialized(&self) -> bool {
-        self.conf_state != ConfState::default()
-    }
-
-    /// Creates the initial state of a brand-new cluster: a snapshot at index 1, term 1 holding
-    /// `voters` and the empty state machine `data`.
-    ///
-    /// Every bootstrapping replica writes the identical snapshot, and because the log then
-    /// starts at 2, a replica that later joins with an empty disk cannot be served from the log
-    /// and always receives a snapshot (which carries the membership) first.
-    pub fn bootstrap(&mut self, voters: &[u64], data: Vec<u8>) -> Result<(), StorageError> {
-        let mut snap = Snapshot::default();
-        let meta = snap.mut_metadata();
-        meta.index = 1;
-        meta.term = 1;
-        meta.mut_conf_state().voters = voters.to_vec();
-        snap.data = data.into();
-        self.apply_snapshot(snap)?;
-        self.flush()
-    }
-
     /// Current hard state.
     pub fn hard_state(&self) -> &HardState {
         &self.hard_state
@@ -523,6 +501,9 @@ impl Storage for SledStorage {
         }
     }
 }
+
+#[path = "storage_meta.rs"]
+mod meta;
 
 #[cfg(test)]
 #[path = "storage_tests.rs"]

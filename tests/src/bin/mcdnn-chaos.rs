@@ -9,13 +9,14 @@ use mcdnn_tests::chaos::{self, Options, SCENARIOS};
 use mcdnn_tests::raft_chaos;
 
 /// The replicated-coordinator scenarios.
-const RAFT_SCENARIOS: [&str; 6] = [
+const RAFT_SCENARIOS: [&str; 7] = [
     "leader-kill",
     "minority-partition",
     "rolling-restart",
     "bench-writes",
     "admin-flood",
     "snapshot-restore",
+    "wiped-replica",
 ];
 
 fn usage() -> String {
@@ -90,6 +91,7 @@ fn main() -> anyhow::Result<()> {
         "bench-writes" => raft_chaos::write_bench(500, 8)?,
         "admin-flood" => mcdnn_tests::admin_flood::run(&Default::default())?,
         "snapshot-restore" => mcdnn_tests::backup_chaos::snapshot_restore(500)?,
+        "wiped-replica" => mcdnn_tests::wiped_chaos::wiped_replica(kills)?,
         _ => chaos::run(&scenario, &opts)?,
     };
     if as_json {

@@ -67,6 +67,7 @@ impl Driver {
         match res {
             Ok(cs) => {
                 info!(id = self.id, index, voters = ?cs.voters, learners = ?cs.learners, "membership changed");
+                self.note_membership(&cs)?;
                 self.raw.mut_store().set_conf_state(cs)?;
                 Ok(EntryOutcome::Ok)
             }
@@ -104,10 +105,12 @@ impl Driver {
 
     pub(super) fn restore_snapshot(&mut self, snap: Snapshot) -> Result<(), ReplicaError> {
         let index = snap.get_metadata().index;
+        let members = snap.get_metadata().get_conf_state().clone();
         // Decode first: a bad snapshot must not half-replace the log.
         let mut fleet = FleetState::from_snapshot_bytes(&snap.data)?;
         fleet.note_applied(index);
         self.raw.mut_store().apply_snapshot(snap)?;
+        self.note_membership(&members)?;
         *self.fleet_mut() = fleet;
         info!(
             id = self.id,

@@ -2,16 +2,18 @@
 //! handles `Ready` in the order raft-rs requires, applies committed entries, and snapshots.
 //!
 //! Split by concern: `requests` (what handles ask), `apply` (committed entries and
-//! snapshots into the state machine), `lost_disk` (surviving a replica that lost its disk).
+//! snapshots into the state machine), `discovery` (hellos, cluster id, forming a new
+//! cluster), `rejoin` (a replica back with an empty disk: learner first, voter when caught up).
 
 mod apply;
-mod lost_disk;
+mod discovery;
 mod membership;
+mod rejoin;
 mod requests;
 
 pub(crate) use requests::Request;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 
@@ -22,11 +24,14 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use super::cluster_id::ClusterId;
 use super::error::{ProposeError, ReplicaError};
+use super::hello::Hello;
 use super::logger::raft_logger;
 use super::replica::ReplicaConfig;
 use super::storage::SledStorage;
 use super::transport::Transport;
+use super::view::{RaftView, role_of};
 use crate::state::FleetState;
 
 /// Runs a blocking disk operation (an fsync) without stalling the other tasks of a
@@ -70,6 +75,25 @@ pub(crate) struct Driver {
     seq: u64,
     /// Peers sent a snapshot during the current ready, reported after `advance`.
     snapshots_sent: Vec<u64>,
+    /// raft-rs configuration, kept to rebuild the `RawNode` after forming a new cluster.
+    raft_config: raft::Config,
+    /// The configured replica set (ids), the same on every start.
+    peers: Vec<u64>,
+    cluster: ClusterId,
+    /// Digest of the genesis this replica holds or would write.
+    genesis: u64,
+    /// Latest `Hello` from each peer: its cluster id (messages from a peer are stepped only
+    /// once it is known to be ours) and what its disk holds.
+    heard: BTreeMap<u64, Hello>,
+    /// Peers asked for a `Hello` since the last round, so unknown senders are asked once.
+    asked: BTreeSet<u64>,
+    /// Ticks until the next round of hellos (and rejoin requests).
+    hello_in: usize,
+    /// Empty disk, not yet decided between forming a new cluster and rejoining.
+    forming: bool,
+    /// Back with an empty disk into a formed cluster, not yet a learner: never votes.
+    rejoining: bool,
+    view_tx: watch::Sender<RaftView>,
 }
 
 impl Driver {
@@ -91,23 +115,13 @@ impl Driver {
             return Err(raft::Error::ConfigInvalid("tick_interval must be non-zero".into()).into());
         }
         let mut store = SledStorage::open(data_dir)?;
-        if !store.is_initialized() {
-            if config.bootstrap {
-                if !peers.contains(&id) {
-                    return Err(ReplicaError::NotInPeers {
-                        id,
-                        peers: peers.to_vec(),
-                    });
-                }
-                info!(id, ?peers, "bootstrapping a new raft cluster");
-                store.bootstrap(peers, FleetState::default().to_snapshot_bytes()?)?;
-            } else {
-                info!(
-                    id,
-                    "empty raft storage; waiting for the leader to send a snapshot"
-                );
-            }
-        }
+        let cluster = ClusterId::from_name(&config.cluster_name);
+        let empty_state = FleetState::default().to_snapshot_bytes()?;
+        let discovery::Start {
+            genesis,
+            forming,
+            rejoining,
+        } = discovery::prepare(&mut store, id, peers, cluster, &empty_state)?;
 
         // The state machine lives in memory: rebuild it from the stored snapshot; raft then
         // replays the committed entries after it (`applied` = snapshot index).
@@ -131,6 +145,7 @@ impl Driver {
         rc.validate()?;
         let raw = RawNode::new(&rc, store, &raft_logger(id))?;
         let (applied_tx, _) = watch::channel(applied);
+        let (view_tx, _) = watch::channel(RaftView::initial(applied));
         Ok(Driver {
             id,
             raw,
@@ -145,6 +160,16 @@ impl Driver {
             nonce: rand::random(),
             seq: 0,
             snapshots_sent: Vec::new(),
+            raft_config: rc,
+            peers: peers.to_vec(),
+            cluster,
+            genesis,
+            heard: BTreeMap::new(),
+            asked: BTreeSet::new(),
+            hello_in: 0,
+            forming,
+            rejoining,
+            view_tx,
         })
     }
 
@@ -154,6 +179,10 @@ impl Driver {
 
     pub(crate) fn applied_watch(&self) -> watch::Receiver<u64> {
         self.applied_tx.subscribe()
+    }
+
+    pub(crate) fn view_watch(&self) -> watch::Receiver<RaftView> {
+        self.view_tx.subscribe()
     }
 
     /// The task body. Returns when shut down, or with the error that made the replica stop
@@ -167,12 +196,16 @@ impl Driver {
                 _ = self.shutdown.cancelled() => break Ok(()),
                 _ = ticker.tick() => {
                     self.raw.tick();
+                    self.on_tick();
                 }
                 Some(m) = self.inbound.recv() => {
-                    self.step(m);
+                    let mut res = self.step(m);
                     // Drain what is queued so one Ready (and one fsync) covers the batch.
-                    while let Ok(m) = self.inbound.try_recv() {
-                        self.step(m);
+                    while res.is_ok() && let Ok(m) = self.inbound.try_recv() {
+                        res = self.step(m);
+                    }
+                    if let Err(e) = res {
+                        break Err(e);
                     }
                 }
                 Some(r) = self.requests.recv() => self.handle_request(r),
@@ -180,6 +213,7 @@ impl Driver {
             if let Err(e) = self.on_ready().and_then(|()| self.maintain()) {
                 break Err(e);
             }
+            self.publish_view();
         };
         if let Err(e) = &result {
             error!(id = self.id, error = %e, "raft replica stopped");
@@ -192,7 +226,9 @@ impl Driver {
         result
     }
 
-    fn step(&mut self, mut m: Message) {
+    /// Takes one inbound message: control messages are handled here, Raft traffic is
+    /// stepped only from peers known to be of this cluster and once this replica has a log.
+    fn step(&mut self, mut m: Message) -> Result<(), ReplicaError> {
         if m.to != self.id {
             warn!(
                 id = self.id,
@@ -200,15 +236,43 @@ impl Driver {
                 from = m.from,
                 "message for another replica dropped"
             );
-            return;
+            return Ok(());
         }
-        if !self.guard_lost_disk(&mut m) {
-            return;
+        if let Some(control) = super::hello::decode(&m) {
+            return match control {
+                Ok(c) => self.on_control(m.from, c),
+                Err(e) => {
+                    warn!(id = self.id, from = m.from, error = %e, "bad control message dropped");
+                    Ok(())
+                }
+            };
+        }
+        if !self.is_our_cluster(m.from) || self.forming || !self.guard_rejoin(&mut m) {
+            return Ok(());
         }
         if let Err(e) = self.raw.step(m) {
             // E.g. a message from a peer no longer in the configuration.
             debug!(id = self.id, error = %e, "raft rejected a message");
         }
+        Ok(())
+    }
+
+    /// Publishes leader, role, term, commit and applied if this turn changed them.
+    fn publish_view(&self) {
+        let raft = &self.raw.raft;
+        let soft = raft.soft_state();
+        let view = RaftView {
+            leader_id: Some(soft.leader_id).filter(|&l| l != 0),
+            role: role_of(soft.raft_state),
+            term: raft.term,
+            commit: raft.raft_log.committed,
+            applied: raft.raft_log.applied,
+        };
+        self.view_tx.send_if_modified(|cur| {
+            let changed = *cur != view;
+            *cur = view;
+            changed
+        });
     }
 
     fn leader_hint(&self) -> Option<u64> {
@@ -233,6 +297,7 @@ impl Driver {
                 self.snapshots_sent.push(m.to);
             }
         }
+        let msgs = self.silence_rejoining(msgs);
         self.transport.send(msgs);
     }
 
@@ -296,6 +361,8 @@ impl Driver {
                 let _ = p.reply.send(Err(err.clone()));
             }
         }
+
+        self.maintain_rejoin()?;
 
         let applied = self.raw.raft.raft_log.applied;
         let store = self.raw.store();

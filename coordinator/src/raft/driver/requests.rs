@@ -9,7 +9,8 @@ use tracing::info;
 
 use super::{Driver, Pending};
 use crate::raft::error::ProposeError;
-use crate::raft::replica::{PeerProgress, Role, Status};
+use crate::raft::replica::{PeerProgress, Status};
+use crate::raft::view::role_of;
 use crate::state::Command;
 
 /// Requests from [`super::ReplicaHandle`] to the driver.
@@ -38,7 +39,7 @@ pub(crate) enum Request {
 }
 
 impl Driver {
-    fn next_ctx(&mut self) -> Vec<u8> {
+    pub(super) fn next_ctx(&mut self) -> Vec<u8> {
         self.seq += 1;
         let mut ctx = Vec::with_capacity(24);
         ctx.extend_from_slice(&self.id.to_be_bytes());
@@ -155,12 +156,7 @@ impl Driver {
 
     fn status(&self) -> Status {
         let raft = &self.raw.raft;
-        let role = match raft.state {
-            StateRole::Follower => Role::Follower,
-            StateRole::PreCandidate => Role::PreCandidate,
-            StateRole::Candidate => Role::Candidate,
-            StateRole::Leader => Role::Leader,
-        };
+        let role = role_of(raft.state);
         let cs = raft.prs().conf().to_conf_state();
         let mut voters = cs.voters.clone();
         voters.sort_unstable();
