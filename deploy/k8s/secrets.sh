@@ -64,6 +64,10 @@ for ((i = 0; i < COORDINATORS; i++)); do
   sans=("$host" "$host.$NAMESPACE.svc" "$host.$NAMESPACE.svc.$DOMAIN")
   # `HOST.NS` too, unless NS is "mcdnn": names under .mcdnn are reserved for fleet identities.
   [ "$NAMESPACE" = mcdnn ] || sans+=("$host.$NAMESPACE")
+  # Names cameras and operators outside the cluster dial (the prod overlay's per-replica
+  # Services; the same names go into MCDNN_ADVERTISE): FIELD_DOMAIN=fleet.example.org adds
+  # coord-N.fleet.example.org.
+  [ -n "${FIELD_DOMAIN:-}" ] && sans+=("coord-$i.$FIELD_DOMAIN")
   san_args=()
   for s in "${sans[@]}"; do san_args+=(--san "$s"); done
   issue coordinator "$name" "${san_args[@]}"

@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 
 python3 - <<'PY'
 import glob, sys, yaml
-files = sorted(glob.glob("*.yaml")) + sorted(glob.glob(".secrets/*.yaml"))
+files = sorted(glob.glob("**/*.yaml", recursive=True)) + sorted(glob.glob(".secrets/*.yaml"))
 for f in files:
     docs = [d for d in yaml.safe_load_all(open(f)) if d]
     kinds = ", ".join(f"{d['kind']}/{d.get('metadata', {}).get('name', '-')}" for d in docs)
@@ -21,15 +21,17 @@ if ! command -v kubectl >/dev/null 2>&1; then
   echo "validate: kubectl not found: rendering and schema checks skipped"
   exit 0
 fi
-rendered=$(mktemp)
-trap 'rm -f "$rendered"' EXIT
-kubectl kustomize . >"$rendered"
-echo "validate: kustomize ok ($(grep -c '^kind:' "$rendered") objects)"
-if command -v kubernetes-validate >/dev/null 2>&1; then
-  extra=()
-  [ -f .secrets/secrets.yaml ] && extra+=(.secrets/secrets.yaml)
-  kubernetes-validate --strict --quiet "$rendered" "${extra[@]}"
-  echo "validate: schemas ok (strict, $(kubernetes-validate --version 2>&1 | tail -1))"
-else
-  echo "validate: kubernetes-validate not found: schema check skipped"
-fi
+for overlay in overlays/dev overlays/prod; do
+  rendered=$(mktemp)
+  kubectl kustomize "$overlay" >"$rendered"
+  echo "validate: kustomize ok $overlay ($(grep -c '^kind:' "$rendered") objects)"
+  if command -v kubernetes-validate >/dev/null 2>&1; then
+    extra=()
+    [ -f .secrets/secrets.yaml ] && extra+=(.secrets/secrets.yaml)
+    kubernetes-validate --strict --quiet "$rendered" "${extra[@]}"
+    echo "validate: schemas ok $overlay (strict)"
+  else
+    echo "validate: kubernetes-validate not found: schema check skipped"
+  fi
+  rm -f "$rendered"
+done
