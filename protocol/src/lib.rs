@@ -5,5 +5,6 @@ pub mod codec;
 pub mod identity;
 pub mod manifest;
 pub mod msg;
+pub mod revocation;
 pub mod shutdown;
 pub mod tls;

@@ -3,6 +3,7 @@
 //! end-of-run summaries. Used by the tests in `tests/tests` and by `mcdnn-chaos`.
 
 pub mod cluster;
+pub mod identity;
 pub mod raft_chaos;
 
 use std::path::{Path, PathBuf};

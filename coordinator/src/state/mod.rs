@@ -7,9 +7,11 @@
 mod codec;
 mod command;
 mod fleet;
+mod identity;
 mod results;
 
 pub use codec::StateError;
 pub use command::{Command, PolicyValue, SpecialisedVariant};
 pub use fleet::{ApplyOutcome, CommittedPlan, FleetState, NodeRecord, PolicyWrite};
+pub use identity::{IdentityState, Revocation, TokenRecord};
 pub use results::{NodeResults, ResultRecord};

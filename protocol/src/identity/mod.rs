@@ -6,15 +6,22 @@
 //! the SAN is a valid DNS name that TLS libraries check like any other.
 
 mod ca;
+mod csr;
 mod files;
+mod issuing;
 mod load;
+mod revoked;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 pub use ca::{CA_CERT_FILE, CA_KEY_FILE, Ca, Enrolled, Validity};
+pub use csr::{CertificateRequest, MAX_CSR_PEM_BYTES, store_issued};
+pub use files::replace_atomically;
+pub use issuing::{ISSUING_CERT_FILE, ISSUING_KEY_FILE, IssuingCa};
 pub use load::Identity;
+pub use revoked::{MAX_REVOKED, RevokedSet};
 
 /// DNS suffix of every fleet identity SAN.
 pub const IDENTITY_DOMAIN: &str = "mcdnn";
@@ -182,6 +189,11 @@ pub enum IdentityError {
     },
     #[error("{path}: {reason}")]
     BadFile { path: PathBuf, reason: String },
+    #[error(
+        "{path} is readable by other users (mode {mode:o}); a private key must be private: run \
+         `chmod 600 {path}` (and make its folder 0700), then start again"
+    )]
+    KeyExposed { path: PathBuf, mode: u32 },
     #[error("{key} does not belong to the certificate in {cert}; the CA files are mixed up")]
     KeyMismatch { key: PathBuf, cert: PathBuf },
     #[error("{path} holds a different fleet CA than the one signing; use a fresh output directory")]
