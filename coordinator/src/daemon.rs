@@ -36,9 +36,13 @@ pub struct RunArgs {
     /// QUIC address other replicas send Raft messages to.
     #[arg(long, env = "MCDNN_RAFT_LISTEN", default_value = "127.0.0.1:7500")]
     pub raft_listen: SocketAddr,
-    /// Admin HTTP address (/livez, /readyz, /metrics, /status, /cluster, /policy, /members).
+    /// Operator API address: HTTPS, operator certificates only (/status, /cluster, /policy,
+    /// /members, ...). Every replica uses the same port.
     #[arg(long, env = "MCDNN_ADMIN", default_value = "127.0.0.1:7480")]
     pub admin: SocketAddr,
+    /// Health port: plain HTTP /livez, /readyz and /metrics for the kubelet and Prometheus.
+    #[arg(long, env = "MCDNN_HEALTH_LISTEN", default_value = "127.0.0.1:7481")]
+    pub health_listen: SocketAddr,
     /// The replica set, `coord-0=HOST,coord-1=HOST,...` (every replica uses this replica's
     /// ports on its own host). Default: this replica alone, on its --listen host.
     #[arg(long, env = "MCDNN_PEERS", default_value = "")]
@@ -188,7 +192,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Duration::from_secs_f64(args.node_timeout_s.max(1.0)),
         cancel.clone(),
     ));
-    let admin = tokio::spawn(crate::admin::serve(args.admin, hub.clone(), cancel.clone()));
+    let admin_config = crate::admin::AdminConfig {
+        health: args.health_listen,
+        operator: args.admin,
+        tls: Arc::new(
+            protocol::https::server_config(&identity)
+                .context("building the operator API's TLS config")?,
+        ),
+        limits: crate::admin::listener::Limits::default(),
+    };
+    let admin = tokio::spawn(crate::admin::serve(
+        admin_config,
+        hub.clone(),
+        cancel.clone(),
+    ));
     let stop = cancel.clone();
     let stepping = raft.clone();
     tokio::spawn(async move {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mcdnn_coordinator::ctl::identity::{self, CaInitArgs, EnrollArgs};
-use mcdnn_coordinator::ctl::{bench, cluster, demo};
+use mcdnn_coordinator::ctl::{bench, cluster, demo, nodes};
 
 #[derive(Debug, Parser)]
 #[command(name = "mcdnnctl", version, about = "Operate an MCDNN fleet")]
@@ -34,6 +34,11 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: cluster::PolicyCommand,
+    },
+    /// Node identities: one-time enrollment tokens and revocation.
+    Node {
+        #[command(subcommand)]
+        command: nodes::NodeCommand,
     },
     /// Add or remove coordinator replicas.
     Members {
@@ -104,6 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => cluster::status(&t, &mut stdout),
         Command::Policy { command } => cluster::policy(&command, &mut stdout),
         Command::Members { command } => cluster::members(&command, &mut stdout),
+        Command::Node { command } => nodes::node(&command, &mut stdout),
         Command::Demo(args) => {
             let summary = demo::run(&args, &mut stdout)?;
             if args.json {

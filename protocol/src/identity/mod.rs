@@ -11,6 +11,7 @@ mod files;
 mod issuing;
 mod load;
 mod revoked;
+mod role;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ pub use files::replace_atomically;
 pub use issuing::{ISSUING_CERT_FILE, ISSUING_KEY_FILE, IssuingCa};
 pub use load::Identity;
 pub use revoked::{MAX_REVOKED, RevokedSet};
+pub use role::OperatorRole;
 
 /// DNS suffix of every fleet identity SAN.
 pub const IDENTITY_DOMAIN: &str = "mcdnn";
@@ -164,6 +166,8 @@ pub enum IdentityError {
     InvalidName { name: String, reason: String },
     #[error("unknown identity kind {kind:?}; expected node, coordinator or operator")]
     UnknownKind { kind: String },
+    #[error("unknown operator role {role:?}; expected read-only or admin")]
+    UnknownRole { role: String },
     #[error("invalid extra SAN {san:?}: {reason}")]
     InvalidSan { san: String, reason: String },
     #[error("invalid validity period: {reason}")]
