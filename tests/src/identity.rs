@@ -86,3 +86,30 @@ pub async fn refused_at_handshake(ca_dir: &Path, name: &str, addr: &str) -> anyh
         Err(_) => anyhow::bail!("{addr} did not answer within 3 s"),
     })
 }
+
+/// POSTs JSON to replica `i`'s operator API as the harness's admin operator; the answer's body
+/// as JSON if it is 200, else an error with the status and reason.
+pub fn admin_post(
+    cluster: &crate::cluster::Cluster,
+    i: usize,
+    path: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let r = cluster
+        .ops
+        .post_json(&cluster.admin(i), path, &body.to_string(), Duration::from_secs(5))?;
+    anyhow::ensure!(r.status == 200, "{path}: HTTP {}: {}", r.status, r.body.trim());
+    Ok(serde_json::from_str(&r.body)?)
+}
+
+/// GETs JSON from replica `i`'s operator API as the harness's admin operator.
+pub fn admin_get(
+    cluster: &crate::cluster::Cluster,
+    i: usize,
+    path: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let body = cluster
+        .ops
+        .get(&cluster.admin(i), path, Duration::from_secs(3))?;
+    Ok(serde_json::from_str(&body)?)
+}

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod identity;
+pub mod revoke_chaos;
 pub mod raft_chaos;
 
 use std::path::{Path, PathBuf};

@@ -15,7 +15,7 @@ use protocol::identity::Kind;
 use serde_json::json;
 
 use crate::cluster::Cluster;
-use crate::identity::{hold_session, refused_at_handshake};
+use crate::identity::{admin_get, admin_post, hold_session, refused_at_handshake};
 
 /// The budget the issue sets: a revoked node's session ends within 1 s of the commit.
 const DISCONNECT_BUDGET: Duration = Duration::from_secs(1);
@@ -91,8 +91,7 @@ async fn revoke_one(
     }
     let started = Instant::now();
     let path = format!("/v1/nodes/{victim}/revoke");
-    cluster
-        .admin_post(leader, &path, &json!({}))
+    admin_post(cluster, leader, &path, &json!({}))
         .with_context(|| format!("revoking {victim}"))?;
     let disconnect_ms = held
         .closed_within(Duration::from_secs(5))
@@ -137,7 +136,7 @@ async fn refused_when_caught_up(cluster: &Cluster, i: usize, names: &[&str]) -> 
 fn count_duplicated(cluster: &Cluster, names: &[&str]) -> anyhow::Result<usize> {
     let mut bad = 0;
     for i in 0..cluster.size {
-        let list = cluster.admin_get(i, "/v1/revocations")?;
+        let list = admin_get(cluster, i, "/v1/revocations")?;
         let entries = list["revoked"].as_array().cloned().unwrap_or_default();
         let once = names.iter().all(|n| {
             entries.iter().filter(|e| e["name"] == *n).count() == 1
