@@ -26,15 +26,19 @@ fn fleet_with_issuer(leaf_s: &str) -> (Fleet, mcdnn_tests::Proc) {
 }
 
 fn token(fleet: &Fleet, name: &str, ttl_s: f64) -> String {
-    let r = fleet
-        .ops
-        .post_json(
-            &fleet.admin(),
-            "/v1/tokens",
-            &json!({ "name": name, "ttl_s": ttl_s }).to_string(),
-            Duration::from_secs(5),
-        )
-        .expect("token request");
+    let body = json!({ "name": name, "ttl_s": ttl_s }).to_string();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let r = loop {
+        let r = fleet
+            .ops
+            .post_json(&fleet.admin(), "/v1/tokens", &body, Duration::from_secs(5))
+            .expect("token request");
+        // 503 until the fresh coordinator has elected itself.
+        if r.status != 503 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(r.status, 200, "{}", r.body);
     let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
     v["token"].as_str().expect("token").to_owned()

@@ -44,6 +44,12 @@ impl Credentials {
         self.current.borrow().clone()
     }
 
+    /// A client config presenting the current certificate (built per connection: cheap next to
+    /// a handshake, and a renewed certificate is picked up without touching the endpoint).
+    pub fn client_config(&self) -> anyhow::Result<quinn::ClientConfig> {
+        protocol::tls::client_config(&self.current()).context("building the QUIC client config")
+    }
+
     /// Sees every replacement of the identity.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Identity>> {
         self.current.subscribe()
@@ -89,19 +95,6 @@ impl Credentials {
     pub fn retry_delay(&self) -> Duration {
         RETRY
     }
-}
-
-/// Keeps a client endpoint's default config on the current identity.
-pub fn follow_client(mut endpoint: quinn::Endpoint, mut rx: watch::Receiver<Arc<Identity>>) {
-    tokio::spawn(async move {
-        while rx.changed().await.is_ok() {
-            let identity = rx.borrow_and_update().clone();
-            match protocol::tls::client_config(&identity) {
-                Ok(config) => endpoint.set_default_client_config(config),
-                Err(e) => tracing::warn!(error = %e, "renewed identity unusable for clients"),
-            }
-        }
-    });
 }
 
 /// Keeps a server endpoint's config on the current identity, refusing `revoked` peers.

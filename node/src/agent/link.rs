@@ -64,17 +64,13 @@ enum Ended {
 /// Runs until `cancel`: connect, serve the session, back off, repeat.
 pub async fn run(
     cfg: LinkConfig,
-    client: quinn::ClientConfig,
     credentials: Arc<Credentials>,
     shared: Shared,
     store: NodeStore,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))
+    let endpoint = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))
         .context("binding the node's QUIC client socket")?;
-    endpoint.set_default_client_config(client);
-    // A renewed certificate is used from the next connection on.
-    super::credentials::follow_client(endpoint.clone(), credentials.subscribe());
     let mut attempt: u32 = 0;
     let mut target = 0usize;
     let mut redirect: Option<String> = None;
@@ -170,8 +166,11 @@ async fn session(
         .with_context(|| format!("resolving {addr}"))?
         .next()
         .with_context(|| format!("{addr} resolves to nothing"))?;
+    // Each connection presents the current certificate, so a renewed one is used from the next
+    // connection on.
+    let client = credentials.client_config()?;
     let connecting = endpoint
-        .connect(sock, &tls::server_name_for(addr))
+        .connect_with(client, sock, &tls::server_name_for(addr))
         .context("starting the QUIC handshake")?;
     // A dead replica never answers: give up well before the idle timeout and try the next one.
     let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)

@@ -65,13 +65,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
             args.identity_dir.display()
         )
     })?;
-    let client =
-        protocol::tls::client_config(&identity).context("building the QUIC client config")?;
     let credentials = super::credentials::Credentials::new(
         args.identity_dir.clone(),
         args.name.clone(),
-        identity.clone(),
+        identity,
     );
+    // Fail at start, not at the first connection, if the identity cannot make a TLS config.
+    credentials.client_config()?;
     let store = NodeStore::open(&args.store)?;
     let (manifest, catalog_bytes, model_dir) = load_catalog(&args, &store)?;
     let sched_catalog = Arc::new(
@@ -157,7 +157,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
     };
     let link_task = tokio::spawn(link::run(
         link_cfg,
-        client.clone(),
         credentials.clone(),
         shared.clone(),
         store.clone(),
@@ -178,7 +177,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
             manifest,
             sched_catalog,
             cache,
-            client,
+            credentials.clone(),
             &shared,
             &stop,
         )
@@ -224,7 +223,7 @@ async fn serve_device(
     manifest: Manifest,
     sched_catalog: Arc<Catalog>,
     cache: ModelCache,
-    client: quinn::ClientConfig,
+    credentials: Arc<super::credentials::Credentials>,
     shared: &Shared,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Summary> {
@@ -252,7 +251,7 @@ async fn serve_device(
     );
     let offloader: Box<dyn Offloader> = Box::new(crate::offload::client::QuicOffloader::new(
         tokio::runtime::Handle::current(),
-        client,
+        credentials,
         shared.clone(),
         args.offload_server.clone(),
         Duration::from_millis(args.offload_timeout_ms.max(1)),
