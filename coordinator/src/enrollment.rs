@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::fleet::hub::Hub;
 use crate::fleet::identity::Issuer;
 use crate::raft::ProposeError;
-use crate::state::Command;
+use crate::state::{Command, constant_time_eq};
 
 /// Largest enrollment request body: a request (at most 8 KiB of PEM), a name and a token.
 pub const MAX_ENROLL_BODY_BYTES: usize = 16 * 1024;
@@ -132,7 +132,7 @@ pub fn attach_issuer(hub: &Hub, dir: &Path, leaf_lifetime: Duration) -> anyhow::
 /// Parses `--leaf-lifetime-s`: positive, finite, at most ten years.
 pub fn leaf_lifetime(seconds: f64) -> anyhow::Result<Duration> {
     anyhow::ensure!(
-        seconds.is_finite() && seconds >= 1.0 && seconds <= 3_650.0 * 86_400.0,
+        (1.0..=3_650.0 * 86_400.0).contains(&seconds),
         "--leaf-lifetime-s must be between 1 s and 10 years, not {seconds}"
     );
     Ok(Duration::from_secs_f64(seconds))
@@ -214,9 +214,24 @@ pub async fn enroll(hub: &Hub, req: EnrollRequest) -> Result<Enrolled, Refusal> 
     issuer
         .check_request(&request)
         .map_err(Refusal::BadRequest)?;
+    // A guess that cannot match is refused here, without a Raft entry: floods of wrong tokens
+    // must not fill the log. The replicated redeem below stays the authority.
+    let sha256 = token_sha256(&req.token);
+    let plausible = hub.raft.with_state(|s| {
+        s.identity()
+            .tokens()
+            .get(&req.name)
+            .is_some_and(|t| constant_time_eq(&t.sha256, &sha256))
+    });
+    if !plausible {
+        return Err(Refusal::Forbidden(format!(
+            "wrong enrollment token for {} (or none is outstanding: never issued, already used,              or replaced)",
+            req.name
+        )));
+    }
     let cmd = Command::RedeemToken {
         name: req.name.clone(),
-        sha256: token_sha256(&req.token),
+        sha256,
         now_unix_ms: now_unix_ms(),
     };
     match hub.raft.propose(cmd).await {

@@ -89,7 +89,11 @@ mod tests {
     use crate::identity::{Ca, CertificateRequest, IssuingCa, Validity};
 
     /// A root, an issuing CA, and a chain for node `cam-1` signed from a request.
-    fn issued() -> (tempfile::TempDir, Vec<CertificateDer<'static>>, RevocationChecking) {
+    fn issued() -> (
+        tempfile::TempDir,
+        Vec<CertificateDer<'static>>,
+        RevocationChecking,
+    ) {
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = Ca::init(&tmp.path().join("root")).expect("root");
         IssuingCa::create(&root, &tmp.path().join("coord")).expect("issuing");
@@ -111,7 +115,11 @@ mod tests {
         let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()
             .expect("verifier");
-        (tmp, chain, RevocationChecking::new(webpki, RevokedSet::default()))
+        (
+            tmp,
+            chain,
+            RevocationChecking::new(webpki, RevokedSet::default()),
+        )
     }
 
     #[test]
@@ -119,7 +127,9 @@ mod tests {
         let (_tmp, chain, verifier) = issued();
         assert_eq!(chain.len(), 2, "leaf then issuing CA");
         assert_eq!(
-            PeerId::from_cert_der(&chain[0]).expect("identity").dns_name(),
+            PeerId::from_cert_der(&chain[0])
+                .expect("identity")
+                .dns_name(),
             "cam-1.node.mcdnn"
         );
         let now = UnixTime::now();

@@ -73,8 +73,7 @@ pub async fn refused_at_handshake(ca_dir: &Path, name: &str, addr: &str) -> anyh
             apps: vec![],
         };
         codec::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
-        let reply =
-            codec::read_frame::<_, CoordMsg>(&mut recv, codec::MAX_FRAME_BYTES).await?;
+        let reply = codec::read_frame::<_, CoordMsg>(&mut recv, codec::MAX_FRAME_BYTES).await?;
         anyhow::Ok(reply)
     };
     let outcome = tokio::time::timeout(Duration::from_secs(3), attempt).await;
@@ -95,10 +94,18 @@ pub fn admin_post(
     path: &str,
     body: &serde_json::Value,
 ) -> anyhow::Result<serde_json::Value> {
-    let r = cluster
-        .ops
-        .post_json(&cluster.admin(i), path, &body.to_string(), Duration::from_secs(5))?;
-    anyhow::ensure!(r.status == 200, "{path}: HTTP {}: {}", r.status, r.body.trim());
+    let r = cluster.ops.post_json(
+        &cluster.admin(i),
+        path,
+        &body.to_string(),
+        Duration::from_secs(5),
+    )?;
+    anyhow::ensure!(
+        r.status == 200,
+        "{path}: HTTP {}: {}",
+        r.status,
+        r.body.trim()
+    );
     Ok(serde_json::from_str(&r.body)?)
 }
 

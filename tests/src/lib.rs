@@ -4,8 +4,8 @@
 
 pub mod cluster;
 pub mod identity;
-pub mod revoke_chaos;
 pub mod raft_chaos;
+pub mod revoke_chaos;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -32,8 +32,14 @@ pub fn run(bystanders: usize) -> anyhow::Result<serde_json::Value> {
     let rt = tokio::runtime::Runtime::new()?;
     let mut cluster = Cluster::new(3)?;
     let ca = protocol::identity::Ca::load(&cluster.ca)?;
-    let names: Vec<String> = (0..bystanders.max(1)).map(|i| format!("bystander-{i}")).collect();
-    for name in names.iter().map(String::as_str).chain(["victim-a", "victim-b"]) {
+    let names: Vec<String> = (0..bystanders.max(1))
+        .map(|i| format!("bystander-{i}"))
+        .collect();
+    for name in names
+        .iter()
+        .map(String::as_str)
+        .chain(["victim-a", "victim-b"])
+    {
         ca.enroll(Kind::Node, name, &cluster.ca, &[], 30)?;
     }
     cluster.start_all()?;
@@ -45,14 +51,21 @@ pub fn run(bystanders: usize) -> anyhow::Result<serde_json::Value> {
     let second = rt.block_on(revoke_one(&cluster, next, "victim-b", &names))?;
     // The killed replica comes back and catches up from the log: it must refuse both.
     cluster.start(leader, false)?;
-    let back = rt.block_on(refused_when_caught_up(&cluster, leader, &["victim-a", "victim-b"]))?;
+    let back = rt.block_on(refused_when_caught_up(
+        &cluster,
+        leader,
+        &["victim-a", "victim-b"],
+    ))?;
 
     let lost = [&first, &second]
         .iter()
         .filter(|m| !m.bystander_kept)
         .count();
     let duplicated = count_duplicated(&cluster, &["victim-a", "victim-b"])?;
-    let within = |m: &Measured| m.disconnect_ms.is_some_and(|ms| ms <= DISCONNECT_BUDGET.as_secs_f64() * 1e3);
+    let within = |m: &Measured| {
+        m.disconnect_ms
+            .is_some_and(|ms| ms <= DISCONNECT_BUDGET.as_secs_f64() * 1e3)
+    };
     let ok = within(&first)
         && within(&second)
         && first.refused == 3
@@ -89,8 +102,7 @@ async fn revoke_one(
     }
     let started = Instant::now();
     let path = format!("/v1/nodes/{victim}/revoke");
-    admin_post(cluster, leader, &path, &json!({}))
-        .with_context(|| format!("revoking {victim}"))?;
+    admin_post(cluster, leader, &path, &json!({})).with_context(|| format!("revoking {victim}"))?;
     let disconnect_ms = held
         .closed_within(Duration::from_secs(5))
         .await
@@ -137,7 +149,11 @@ async fn join_leader(cluster: &Cluster, name: &str, addr: &str) -> anyhow::Resul
 }
 
 /// Waits (up to 20 s) until replica `i` refuses every name; false if it never does.
-async fn refused_when_caught_up(cluster: &Cluster, i: usize, names: &[&str]) -> anyhow::Result<bool> {
+async fn refused_when_caught_up(
+    cluster: &Cluster,
+    i: usize,
+    names: &[&str],
+) -> anyhow::Result<bool> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         let mut all = true;
@@ -160,9 +176,9 @@ fn count_duplicated(cluster: &Cluster, names: &[&str]) -> anyhow::Result<usize> 
     for i in 0..cluster.size {
         let list = admin_get(cluster, i, "/v1/revocations")?;
         let entries = list["revoked"].as_array().cloned().unwrap_or_default();
-        let once = names.iter().all(|n| {
-            entries.iter().filter(|e| e["name"] == *n).count() == 1
-        });
+        let once = names
+            .iter()
+            .all(|n| entries.iter().filter(|e| e["name"] == *n).count() == 1);
         if !once {
             bad += 1;
         }

@@ -55,7 +55,15 @@ fn device_dir(fleet: &Fleet, label: &str) -> std::path::PathBuf {
 /// Runs `mcdnn-node enroll`; Ok(stdout) on success, Err(stderr) on failure.
 fn enroll(fleet: &Fleet, dir: &Path, name: &str, token: &str) -> Result<String, String> {
     let out = Command::new(bin("mcdnn-node").expect("built"))
-        .args(["enroll", "--name", name, "--token", token, "--admin", &fleet.admin()])
+        .args([
+            "enroll",
+            "--name",
+            name,
+            "--token",
+            token,
+            "--admin",
+            &fleet.admin(),
+        ])
         .arg("--identity-dir")
         .arg(dir)
         .output()
@@ -69,7 +77,11 @@ fn enroll(fleet: &Fleet, dir: &Path, name: &str, token: &str) -> Result<String, 
 }
 
 fn not_after(dir: &Path, name: &str) -> std::time::SystemTime {
-    Identity::load(dir, name).expect("identity").validity().expect("dates").1
+    Identity::load(dir, name)
+        .expect("identity")
+        .validity()
+        .expect("dates")
+        .1
 }
 
 #[test]
@@ -85,16 +97,23 @@ fn token_enrollment_is_one_time_for_its_own_name_and_renewal_needs_no_restart() 
     assert!(cross.contains("403"), "{cross}");
     // A wrong guess does not burn the real token.
     enroll(&fleet, &dev, "cam-1", &t1).expect("enrolled with its token");
-    let key_mode = std::fs::metadata(dev.join("cam-1.key")).expect("key").permissions().mode();
+    let key_mode = std::fs::metadata(dev.join("cam-1.key"))
+        .expect("key")
+        .permissions()
+        .mode();
     assert_eq!(key_mode & 0o777, 0o600);
     let identity = Identity::load(&dev, "cam-1").expect("issued identity loads");
     assert_eq!(identity.cert_chain().len(), 2, "leaf and issuing CA");
 
     let again = enroll(&fleet, &device_dir(&fleet, "dev-b"), "cam-1", &t1).expect_err("reuse");
-    assert!(again.contains("no enrollment token is outstanding"), "{again}");
+    assert!(
+        again.contains("no enrollment token is outstanding"),
+        "{again}"
+    );
     let short = token(&fleet, "cam-3", 1.0);
     std::thread::sleep(Duration::from_millis(1500));
-    let expired = enroll(&fleet, &device_dir(&fleet, "dev-c"), "cam-3", &short).expect_err("expired");
+    let expired =
+        enroll(&fleet, &device_dir(&fleet, "dev-c"), "cam-3", &short).expect_err("expired");
     assert!(expired.contains("expired"), "{expired}");
 
     // The enrolled device runs on its 30 s certificate, renews it over its session at about
@@ -111,7 +130,11 @@ fn token_enrollment_is_one_time_for_its_own_name_and_renewal_needs_no_restart() 
     let deadline = Instant::now() + Duration::from_secs(40);
     while not_after(&dev, "cam-1") <= first_expiry {
         assert!(Instant::now() < deadline, "no renewal: {}", node.log_text());
-        assert!(node.child.try_wait().expect("wait").is_none(), "node exited: {}", node.log_text());
+        assert!(
+            node.child.try_wait().expect("wait").is_none(),
+            "node exited: {}",
+            node.log_text()
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     let renewed = Identity::load(&dev, "cam-1").expect("renewed identity loads");
@@ -122,13 +145,20 @@ fn token_enrollment_is_one_time_for_its_own_name_and_renewal_needs_no_restart() 
         std::thread::sleep(Duration::from_millis(250));
     }
     coordinator.kill();
-    let _coordinator = fleet.coordinator(&["--leaf-lifetime-s", "30"]).expect("restart");
+    let _coordinator = fleet
+        .coordinator(&["--leaf-lifetime-s", "30"])
+        .expect("restart");
     fleet
-        .wait_for("the renewed node to reconnect", Duration::from_secs(20), |s| {
-            s.nodes.iter().any(|n| n.id == "cam-1" && n.connected)
-        })
+        .wait_for(
+            "the renewed node to reconnect",
+            Duration::from_secs(20),
+            |s| s.nodes.iter().any(|n| n.id == "cam-1" && n.connected),
+        )
         .unwrap_or_else(|e| panic!("{e:#}\n{}", node.log_text()));
-    assert!(node.child.try_wait().expect("wait").is_none(), "the node restarted");
+    assert!(
+        node.child.try_wait().expect("wait").is_none(),
+        "the node restarted"
+    );
     node.kill();
 }
 
@@ -141,7 +171,10 @@ fn revoke_closes_the_live_session_in_a_second_and_every_replica_refuses_it() {
     assert_eq!(r["reconnect_refused"], 3, "{r:#}");
     assert_eq!(r["reconnect_refused_after_failover"], 3, "{r:#}");
     for key in ["disconnect_ms", "disconnect_ms_after_failover"] {
-        assert!(r[key].as_f64().is_some_and(|ms| ms <= 1000.0), "{key}: {r:#}");
+        assert!(
+            r[key].as_f64().is_some_and(|ms| ms <= 1000.0),
+            "{key}: {r:#}"
+        );
     }
 }
 
@@ -188,7 +221,12 @@ fn an_offload_server_refuses_and_cuts_off_a_revoked_peer() {
         .expect("served before revocation");
     let r = fleet
         .ops
-        .post_json(&fleet.admin(), "/v1/nodes/cam-9/revoke", "{}", Duration::from_secs(5))
+        .post_json(
+            &fleet.admin(),
+            "/v1/nodes/cam-9/revoke",
+            "{}",
+            Duration::from_secs(5),
+        )
         .expect("revoke");
     assert_eq!(r.status, 200, "{}", r.body);
     let closed =
@@ -211,9 +249,61 @@ fn a_key_other_users_can_read_is_refused_at_start() {
     fleet.enroll(Kind::Node, "cam-4").expect("enroll");
     let key = fleet.ca.join("cam-4.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let mut node = fleet.node("cam-4", "phone-2016", 5.0, &[]).expect("spawned");
+    let mut node = fleet
+        .node("cam-4", "phone-2016", 5.0, &[])
+        .expect("spawned");
     let status = node.wait_exit(Duration::from_secs(20)).expect("exited");
     assert!(!status.success());
     let log = node.log_text();
     assert!(log.contains("chmod 600"), "{log}");
+}
+
+#[test]
+fn identity_routes_refuse_strangers_viewers_floods_and_oversized_requests() {
+    use mcdnn_coordinator::ctl::http::Client;
+    use protocol::identity::OperatorRole;
+
+    let (fleet, _coordinator) = fleet_with_issuer("600");
+    let good = token(&fleet, "cam-5", 600.0);
+    let post = |client: &Client, path: &str, body: &str| {
+        client
+            .post_json(&fleet.admin(), path, body, Duration::from_secs(5))
+            .expect("answered")
+    };
+    // Without a certificate only enrollment is reachable; a read-only operator cannot write.
+    let stranger =
+        Client::anonymous(&std::fs::read(fleet.ca.join("ca.pem")).expect("ca")).expect("client");
+    Ca::load(&fleet.ca)
+        .expect("ca")
+        .enroll_operator("viewer", &fleet.ca, OperatorRole::ReadOnly, 30)
+        .expect("viewer");
+    let viewer = Client::load(&fleet.ca, "viewer").expect("viewer client");
+    let token_body = json!({ "name": "cam-6" }).to_string();
+    for (client, want) in [(&stranger, 401), (&viewer, 403)] {
+        assert_eq!(post(client, "/v1/tokens", &token_body).status, want);
+        assert_eq!(post(client, "/v1/nodes/cam-5/revoke", "{}").status, want);
+    }
+    // Bad input is refused with a reason and changes nothing.
+    for body in [
+        json!({ "name": "Not A Name" }),
+        json!({ "name": "cam-6", "ttl_s": 0.0 }),
+        json!({ "name": "cam-6", "ttl_s": 1e12 }),
+    ] {
+        let r = post(&fleet.ops, "/v1/tokens", &body.to_string());
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+    }
+    let huge = json!({ "name": "cam-5", "token": good, "csr_pem": "x".repeat(20_000) });
+    assert_eq!(post(&stranger, "/v1/enroll", &huge.to_string()).status, 413);
+    // A flood of guesses is cut off at the rate limit, and does not burn the real token.
+    let guess = |t: &str| json!({ "name": "cam-5", "token": t, "csr_pem": "-" }).to_string();
+    let statuses: Vec<u16> = (0..40)
+        .map(|i| post(&stranger, "/v1/enroll", &guess(&format!("{i:064}"))).status)
+        .collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [400, 429].contains(s)),
+        "{statuses:?}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    enroll(&fleet, &device_dir(&fleet, "dev-e"), "cam-5", &good).expect("the real token works");
 }

@@ -58,11 +58,7 @@ async fn enroll(State(hub): State<Arc<Hub>>, Json(req): Json<EnrollRequest>) -> 
     }
 }
 
-async fn revoke(
-    State(hub): State<Arc<Hub>>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> Response {
+async fn revoke(State(hub): State<Arc<Hub>>, caller: Caller, Path(name): Path<String>) -> Response {
     if let Err(denied) = caller.require_admin() {
         return denied.into_response();
     }

@@ -212,9 +212,14 @@ mod tests {
         let a1 = slots.take(a, &limits).expect("first from a");
         let _a2 = slots.take(a, &limits).expect("second from a");
         assert!(slots.take(a, &limits).is_none(), "a third from one address");
-        let _b1 = slots.take(b, &limits).expect("another address still gets in");
+        let _b1 = slots
+            .take(b, &limits)
+            .expect("another address still gets in");
         assert!(slots.take(b, &limits).is_none(), "the overall cap holds");
         drop(a1);
-        assert!(slots.take(b, &limits).is_some(), "a closed slot is free again");
+        assert!(
+            slots.take(b, &limits).is_some(),
+            "a closed slot is free again"
+        );
     }
 }

@@ -58,9 +58,8 @@ pub fn node(cmd: &NodeCommand, out: &mut dyn Write) -> anyhow::Result<()> {
                 name: name.clone(),
                 ttl_s: Some(ttl.as_secs_f64()),
             };
-            let issued: TokenIssued =
-                post_as(target, "/v1/tokens", &serde_json::to_string(&req)?)
-                    .with_context(|| format!("making an enrollment token for {name}"))?;
+            let issued: TokenIssued = post_as(target, "/v1/tokens", &serde_json::to_string(&req)?)
+                .with_context(|| format!("making an enrollment token for {name}"))?;
             if target.json {
                 writeln!(out, "{}", serde_json::to_string(&issued)?)?;
             } else {

@@ -48,7 +48,13 @@ pub struct IdentityState {
 
 impl IdentityState {
     /// Records a token for `name`, replacing any earlier one; expired tokens are dropped first.
-    pub fn issue(&mut self, index: u64, name: &str, token: TokenRecord, now_unix_ms: u64) -> ApplyOutcome {
+    pub fn issue(
+        &mut self,
+        index: u64,
+        name: &str,
+        token: TokenRecord,
+        now_unix_ms: u64,
+    ) -> ApplyOutcome {
         if self.revoked.contains_key(name) {
             return ApplyOutcome::Rejected(format!(
                 "node {name} is revoked; a revoked name cannot be enrolled again"
@@ -146,11 +152,23 @@ mod tests {
     #[test]
     fn a_token_is_used_once_by_its_name_before_it_expires() {
         let mut s = IdentityState::default();
-        assert_eq!(s.issue(1, "cam-1", token(7, 1_000), 0), ApplyOutcome::Applied);
-        assert!(matches!(s.redeem("cam-2", &[7; 32], 10), ApplyOutcome::Rejected(_)));
-        assert!(matches!(s.redeem("cam-1", &[8; 32], 10), ApplyOutcome::Rejected(_)));
+        assert_eq!(
+            s.issue(1, "cam-1", token(7, 1_000), 0),
+            ApplyOutcome::Applied
+        );
+        assert!(matches!(
+            s.redeem("cam-2", &[7; 32], 10),
+            ApplyOutcome::Rejected(_)
+        ));
+        assert!(matches!(
+            s.redeem("cam-1", &[8; 32], 10),
+            ApplyOutcome::Rejected(_)
+        ));
         assert_eq!(s.redeem("cam-1", &[7; 32], 10), ApplyOutcome::Applied);
-        assert!(matches!(s.redeem("cam-1", &[7; 32], 11), ApplyOutcome::Rejected(_)));
+        assert!(matches!(
+            s.redeem("cam-1", &[7; 32], 11),
+            ApplyOutcome::Rejected(_)
+        ));
         s.issue(2, "cam-1", token(7, 1_000), 0);
         let ApplyOutcome::Rejected(why) = s.redeem("cam-1", &[7; 32], 1_000) else {
             panic!("expired token accepted");
@@ -165,8 +183,14 @@ mod tests {
         assert_eq!(s.revoke(2, "cam-1", "ops"), ApplyOutcome::Applied);
         assert_eq!(s.revoke(3, "cam-1", "ops"), ApplyOutcome::Duplicate);
         assert!(s.tokens().is_empty());
-        assert!(matches!(s.issue(4, "cam-1", token(1, 100), 0), ApplyOutcome::Rejected(_)));
-        assert!(matches!(s.redeem("cam-1", &[1; 32], 0), ApplyOutcome::Rejected(_)));
+        assert!(matches!(
+            s.issue(4, "cam-1", token(1, 100), 0),
+            ApplyOutcome::Rejected(_)
+        ));
+        assert!(matches!(
+            s.redeem("cam-1", &[1; 32], 0),
+            ApplyOutcome::Rejected(_)
+        ));
         assert_eq!(s.revoked()["cam-1"].by, "ops");
     }
 
@@ -174,11 +198,20 @@ mod tests {
     fn outstanding_tokens_are_bounded_and_expired_ones_pruned() {
         let mut s = IdentityState::default();
         for i in 0..MAX_TOKENS {
-            assert_eq!(s.issue(1, &format!("n{i}"), token(1, 100), 0), ApplyOutcome::Applied);
+            assert_eq!(
+                s.issue(1, &format!("n{i}"), token(1, 100), 0),
+                ApplyOutcome::Applied
+            );
         }
-        assert!(matches!(s.issue(2, "extra", token(1, 100), 0), ApplyOutcome::Rejected(_)));
+        assert!(matches!(
+            s.issue(2, "extra", token(1, 100), 0),
+            ApplyOutcome::Rejected(_)
+        ));
         // Once the others expire they make room.
-        assert_eq!(s.issue(3, "extra", token(1, 500), 200), ApplyOutcome::Applied);
+        assert_eq!(
+            s.issue(3, "extra", token(1, 500), 200),
+            ApplyOutcome::Applied
+        );
         assert_eq!(s.tokens().len(), 1);
     }
 }

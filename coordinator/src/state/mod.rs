@@ -13,5 +13,5 @@ mod results;
 pub use codec::StateError;
 pub use command::{Command, PolicyValue, SpecialisedVariant};
 pub use fleet::{ApplyOutcome, CommittedPlan, FleetState, NodeRecord, PolicyWrite};
-pub use identity::{IdentityState, Revocation, TokenRecord};
+pub use identity::{IdentityState, Revocation, TokenRecord, constant_time_eq};
 pub use results::{NodeResults, ResultRecord};

@@ -77,8 +77,8 @@ impl Credentials {
     pub fn finish_renewal(&self, pending: PendingRenewal, chain_pem: &str) -> anyhow::Result<()> {
         store_issued(&self.dir, &self.name, &pending.key_pem, chain_pem)
             .context("storing the renewed certificate")?;
-        let identity = Identity::load(&self.dir, &self.name)
-            .context("loading the renewed certificate")?;
+        let identity =
+            Identity::load(&self.dir, &self.name).context("loading the renewed certificate")?;
         if let Ok((_, not_after)) = identity.validity() {
             let days = not_after
                 .duration_since(SystemTime::now())

@@ -61,7 +61,10 @@ impl Renewal {
         match credentials.finish_renewal(pending, chain_pem) {
             Ok(()) => self.schedule(credentials.renew_in().unwrap_or(NEVER)),
             Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), "could not use the renewed certificate");
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "could not use the renewed certificate"
+                );
                 self.schedule(credentials.retry_delay());
             }
         }

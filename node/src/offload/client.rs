@@ -13,8 +13,8 @@ use protocol::identity::Kind;
 use protocol::msg::{OffloadReply, OffloadRequest};
 use protocol::tls;
 
-use crate::agent::serve::Offloader;
 use crate::agent::credentials::Credentials;
+use crate::agent::serve::Offloader;
 use crate::agent::shared::Shared;
 use crate::engine::Prediction;
 

@@ -62,15 +62,17 @@ impl Validity {
     pub fn lifetime(lifetime: Duration) -> Result<Self, IdentityError> {
         if lifetime.is_zero() || lifetime > DAY * MAX_VALIDITY_DAYS {
             return Err(IdentityError::InvalidValidity {
-                reason: format!("{lifetime:?}; choose a positive lifetime up to {MAX_VALIDITY_DAYS} days"),
+                reason: format!(
+                    "{lifetime:?}; choose a positive lifetime up to {MAX_VALIDITY_DAYS} days"
+                ),
             });
         }
         let now = SystemTime::now();
-        let not_after = now
-            .checked_add(lifetime)
-            .ok_or_else(|| IdentityError::InvalidValidity {
-                reason: format!("now + {lifetime:?} is not representable"),
-            })?;
+        let not_after =
+            now.checked_add(lifetime)
+                .ok_or_else(|| IdentityError::InvalidValidity {
+                    reason: format!("now + {lifetime:?} is not representable"),
+                })?;
         let skew = CLOCK_SKEW.min(lifetime / 10);
         Ok(Validity {
             not_before: now.checked_sub(skew).unwrap_or(now),

@@ -25,12 +25,7 @@ impl CertificateRequest {
     pub fn generate() -> Result<(String, CertificateRequest), IdentityError> {
         let key = KeyPair::generate()?;
         let csr = CertificateParams::default().serialize_request(&key)?;
-        Ok((
-            key.serialize_pem(),
-            CertificateRequest {
-                pem: csr.pem()?,
-            },
-        ))
+        Ok((key.serialize_pem(), CertificateRequest { pem: csr.pem()? }))
     }
 
     /// Wraps received PEM text after checking its size.
@@ -76,7 +71,11 @@ pub fn store_issued(
     key_pem: &str,
     chain_pem: &str,
 ) -> Result<(), IdentityError> {
-    let identity = super::Identity::from_pem(chain_pem.as_bytes(), key_pem.as_bytes(), chain_pem.as_bytes())?;
+    let identity = super::Identity::from_pem(
+        chain_pem.as_bytes(),
+        key_pem.as_bytes(),
+        chain_pem.as_bytes(),
+    )?;
     let peer: &PeerId = identity.peer();
     if peer.name != name {
         return Err(IdentityError::NameMismatch {
@@ -92,11 +91,10 @@ pub fn store_issued(
         .cert_chain()
         .first()
         .ok_or(IdentityError::NoIdentity)?;
-    let (_, parsed) = x509_parser::parse_x509_certificate(leaf).map_err(|e| {
-        IdentityError::BadCertificate {
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(leaf).map_err(|e| IdentityError::BadCertificate {
             reason: format!("the issued certificate is not X.509: {e}"),
-        }
-    })?;
+        })?;
     if parsed.public_key().raw != key.public_key_der().as_slice() {
         return Err(IdentityError::BadCertificate {
             reason: "the issued certificate is for another key than the one requested".to_owned(),
@@ -110,7 +108,11 @@ pub fn store_issued(
         });
     }
     ensure_dir(dir)?;
-    replace_atomically(&dir.join(format!("{name}.key")), key_pem.as_bytes(), KEY_MODE)?;
+    replace_atomically(
+        &dir.join(format!("{name}.key")),
+        key_pem.as_bytes(),
+        KEY_MODE,
+    )?;
     replace_atomically(
         &dir.join(format!("{name}.pem")),
         chain_pem.as_bytes(),

@@ -124,7 +124,9 @@ impl Identity {
     }
 
     /// When the leaf certificate is valid (`not_before`, `not_after`), for renewal schedules.
-    pub fn validity(&self) -> Result<(std::time::SystemTime, std::time::SystemTime), IdentityError> {
+    pub fn validity(
+        &self,
+    ) -> Result<(std::time::SystemTime, std::time::SystemTime), IdentityError> {
         let leaf = self.chain.first().ok_or(IdentityError::NoIdentity)?;
         let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| {
             IdentityError::BadCertificate {

@@ -38,10 +38,7 @@ impl RevokedSet {
 
     /// The current set (cheap: shares the set).
     pub fn snapshot(&self) -> Arc<BTreeSet<String>> {
-        self.names
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.names.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Replaces the set; wakes subscribers if it changed. Names beyond [`MAX_REVOKED`] are
