@@ -225,7 +225,7 @@ pub async fn enroll(hub: &Hub, req: EnrollRequest) -> Result<Enrolled, Refusal> 
     });
     if !plausible {
         return Err(Refusal::Forbidden(format!(
-            "wrong enrollment token for {} (or none is outstanding: never issued, already used,              or replaced)",
+            "wrong enrollment token for {} (or none is outstanding: never issued, used or replaced)",
             req.name
         )));
     }

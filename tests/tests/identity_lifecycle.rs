@@ -106,10 +106,7 @@ fn token_enrollment_is_one_time_for_its_own_name_and_renewal_needs_no_restart() 
     assert_eq!(identity.cert_chain().len(), 2, "leaf and issuing CA");
 
     let again = enroll(&fleet, &device_dir(&fleet, "dev-b"), "cam-1", &t1).expect_err("reuse");
-    assert!(
-        again.contains("no enrollment token is outstanding"),
-        "{again}"
-    );
+    assert!(again.contains("none is outstanding"), "{again}");
     let short = token(&fleet, "cam-3", 1.0);
     std::thread::sleep(Duration::from_millis(1500));
     let expired =

@@ -42,7 +42,7 @@ pub fn ca_issuing(args: &CaIssuingArgs, out: &mut dyn Write) -> anyhow::Result<(
         .with_context(|| format!("creating an issuing CA in {}", args.out.display()))?;
     writeln!(
         out,
-        "created issuing CA {cert} (key mode 0600): copy {dir} to every coordinator replica's          identity folder; they sign node certificates with it (token enrollment, renewal)",
+        "created issuing CA {cert} (key mode 0600): copy {dir} to every coordinator replica's identity folder; they sign node certificates with it (token enrollment, renewal)",
         cert = cert.display(),
         dir = args.out.display(),
     )?;

@@ -178,33 +178,7 @@ impl Ca {
 
     /// Loads the CA from `dir` and checks that key and certificate belong together.
     pub fn load(dir: &Path) -> Result<Ca, IdentityError> {
-        let key_path = dir.join(CA_KEY_FILE);
-        let cert_path = dir.join(CA_CERT_FILE);
-        let key_pem = read_private_key(&key_path)?;
-        let pem = read_text(&cert_path)?;
-        let key = KeyPair::from_pem(&key_pem).map_err(|e| IdentityError::BadFile {
-            path: key_path.clone(),
-            reason: format!("not a PEM private key: {e}"),
-        })?;
-        let bad_cert = |reason: String| IdentityError::BadFile {
-            path: cert_path.clone(),
-            reason,
-        };
-        let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
-            .map_err(|e| bad_cert(format!("not a PEM certificate: {e}")))?;
-        let (_, parsed) = x509_parser::parse_x509_certificate(&der)
-            .map_err(|e| bad_cert(format!("not an X.509 certificate: {e}")))?;
-        if parsed.public_key().raw != key.public_key_der().as_slice() {
-            return Err(IdentityError::KeyMismatch {
-                key: key_path,
-                cert: cert_path,
-            });
-        }
-        let params = CertificateParams::from_ca_cert_der(&der)
-            .map_err(|e| bad_cert(format!("cannot use as a CA: {e}")))?;
-        // Re-signing yields an issuer with the same subject and key identifier as `ca.pem`,
-        // which is all rcgen needs to sign leaves; `ca.pem` itself stays the trusted copy.
-        let cert = params.self_signed(&key)?;
+        let (cert, key, pem) = load_signer(&dir.join(CA_KEY_FILE), &dir.join(CA_CERT_FILE))?;
         Ok(Ca {
             dir: dir.to_owned(),
             cert,
@@ -348,6 +322,41 @@ impl Ca {
             not_after: validity.not_after,
         })
     }
+}
+
+/// Loads a signing CA (the root, or an issuing CA): its key (refused if others can read it) and
+/// certificate, checked to belong together. Returns the CA as rcgen's issuer, its key, and the
+/// certificate PEM verbatim.
+pub(super) fn load_signer(
+    key_path: &Path,
+    cert_path: &Path,
+) -> Result<(Certificate, KeyPair, String), IdentityError> {
+    let key_pem = read_private_key(key_path)?;
+    let pem = read_text(cert_path)?;
+    let key = KeyPair::from_pem(&key_pem).map_err(|e| IdentityError::BadFile {
+        path: key_path.to_owned(),
+        reason: format!("not a PEM private key: {e}"),
+    })?;
+    let bad_cert = |reason: String| IdentityError::BadFile {
+        path: cert_path.to_owned(),
+        reason,
+    };
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| bad_cert(format!("not a PEM certificate: {e}")))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| bad_cert(format!("not an X.509 certificate: {e}")))?;
+    if parsed.public_key().raw != key.public_key_der().as_slice() {
+        return Err(IdentityError::KeyMismatch {
+            key: key_path.to_owned(),
+            cert: cert_path.to_owned(),
+        });
+    }
+    let params = CertificateParams::from_ca_cert_der(&der)
+        .map_err(|e| bad_cert(format!("cannot use as a CA: {e}")))?;
+    // Re-signing yields an issuer with the same subject and key identifier as the file, which is
+    // all rcgen needs to sign leaves; the file itself stays the copy peers see.
+    let cert = params.self_signed(&key)?;
+    Ok((cert, key, pem))
 }
 
 /// Parameters of every leaf certificate, whoever signs it (the root offline, or an issuing CA

@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
-use rustls_pki_types::pem::PemObject;
 
-use super::ca::{ORGANISATION, Validity, key_tag, leaf_params, to_san_type};
+use super::ca::{ORGANISATION, Validity, key_tag, leaf_params, load_signer, to_san_type};
 use super::csr::CertificateRequest;
-use super::files::{CERT_MODE, KEY_MODE, ensure_dir, read_private_key, read_text, write_new};
+use super::files::{CERT_MODE, KEY_MODE, ensure_dir, write_new};
 use super::{CA_CERT_FILE, Ca, IdentityError, PeerId};
 
 /// File name of the issuing CA's private key.
@@ -90,32 +89,7 @@ impl IssuingCa {
         if !key_path.exists() && !cert_path.exists() {
             return Ok(None);
         }
-        let key = KeyPair::from_pem(&read_private_key(&key_path)?).map_err(|e| {
-            IdentityError::BadFile {
-                path: key_path.clone(),
-                reason: format!("not a PEM private key: {e}"),
-            }
-        })?;
-        let pem = read_text(&cert_path)?;
-        let bad_cert = |reason: String| IdentityError::BadFile {
-            path: cert_path.clone(),
-            reason,
-        };
-        let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
-            .map_err(|e| bad_cert(format!("not a PEM certificate: {e}")))?;
-        let (_, parsed) = x509_parser::parse_x509_certificate(&der)
-            .map_err(|e| bad_cert(format!("not an X.509 certificate: {e}")))?;
-        if parsed.public_key().raw != key.public_key_der().as_slice() {
-            return Err(IdentityError::KeyMismatch {
-                key: key_path,
-                cert: cert_path,
-            });
-        }
-        let params = CertificateParams::from_ca_cert_der(&der)
-            .map_err(|e| bad_cert(format!("cannot use as a CA: {e}")))?;
-        // As for the root: a re-signed copy carries the subject and key identifier rcgen needs
-        // to sign leaves; `issuing.pem` stays what peers see.
-        let cert = params.self_signed(&key)?;
+        let (cert, key, pem) = load_signer(&key_path, &cert_path)?;
         Ok(Some(IssuingCa { cert, key, pem }))
     }
 
