@@ -195,6 +195,30 @@ mod tests {
     }
 
     #[test]
+    fn revocations_and_tokens_survive_a_snapshot() {
+        use crate::state::{Command, FleetState};
+        let mut s = FleetState::default();
+        let issue = Command::IssueToken {
+            name: "cam-1".into(),
+            sha256: [3; 32],
+            expires_unix_ms: 1_000,
+            now_unix_ms: 0,
+            by: "ops".into(),
+        };
+        assert_eq!(s.apply(1, &issue), ApplyOutcome::Applied);
+        let revoke = Command::Revoke {
+            name: "cam-2".into(),
+            by: "ops".into(),
+        };
+        assert_eq!(s.apply(2, &revoke), ApplyOutcome::Applied);
+        let restored = FleetState::from_snapshot_bytes(&s.to_snapshot_bytes().expect("encode"))
+            .expect("decode");
+        assert_eq!(restored.identity(), s.identity());
+        assert!(restored.identity().revoked().contains_key("cam-2"));
+        assert_eq!(restored.identity().tokens()["cam-1"].sha256, [3; 32]);
+    }
+
+    #[test]
     fn outstanding_tokens_are_bounded_and_expired_ones_pruned() {
         let mut s = IdentityState::default();
         for i in 0..MAX_TOKENS {
