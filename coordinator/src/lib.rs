@@ -10,3 +10,4 @@ pub mod enrollment;
 pub mod fleet;
 pub mod raft;
 pub mod state;
+pub mod supervisor;

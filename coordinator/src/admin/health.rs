@@ -20,6 +20,12 @@ pub fn routes() -> Router<Arc<Hub>> {
 }
 
 async fn readyz(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
+    if !hub.health.is_healthy() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: a worker of this replica failed; it is stopping\n".to_string(),
+        );
+    }
     match hub.leader.leader_id() {
         Some(id) => (StatusCode::OK, format!("ready: leader is replica {id}\n")),
         None => (

@@ -10,9 +10,11 @@
 //! body limit here.
 
 pub mod auth;
+pub mod backup;
 mod fleet;
 mod health;
 mod identity;
+pub mod leader;
 pub mod listener;
 mod members;
 pub mod policy;
@@ -30,7 +32,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tokio_util::sync::CancellationToken;
 
-pub use fleet::ClusterStatus;
+pub use fleet::{ClusterStatus, Member};
 pub use members::MemberChange;
 pub use policy::PolicyWriteRequest;
 pub use writes::WriteAck;
@@ -58,6 +60,8 @@ pub fn operator_router(hub: Arc<Hub>) -> Router {
         .merge(policy::routes())
         .merge(members::routes())
         .merge(identity::routes())
+        .merge(backup::routes())
+        .merge(leader::routes())
         .layer(middleware::from_fn(auth::require_operator))
         .layer(middleware::from_fn(deadline))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

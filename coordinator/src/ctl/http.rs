@@ -120,6 +120,37 @@ impl Client {
         ok_body(self.request("GET", addr, path, None, timeout)?, addr, path)
     }
 
+    /// GETs `path` as bytes (at most `limit`) from a 200 response; any other status is an
+    /// error carrying the status and the server's message, and its `Location` if it redirected.
+    pub fn get_bytes(
+        &self,
+        addr: &str,
+        path: &str,
+        timeout: Duration,
+        limit: u64,
+    ) -> anyhow::Result<Vec<u8>> {
+        let url = format!("https://{addr}{path}");
+        let mut response = self
+            .agent
+            .get(&url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .call()
+            .with_context(|| format!("GET {url}"))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let body = response.body_mut().read_to_string().unwrap_or_default();
+            bail!("GET {path} from {addr}: HTTP {status}: {}", body.trim());
+        }
+        response
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .with_context(|| format!("reading {path} from {addr}"))
+    }
+
     /// POSTs JSON, following one 307 redirect (a follower pointing at the leader).
     pub fn post_json(
         &self,

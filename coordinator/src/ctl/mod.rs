@@ -6,4 +6,7 @@ pub mod cluster;
 pub mod demo;
 pub mod http;
 pub mod identity;
+pub mod node_identity;
 pub mod nodes;
+pub mod output;
+pub mod snapshot;

@@ -28,6 +28,9 @@ pub struct NodeStatus {
     pub offload_queue: u32,
     #[serde(default)]
     pub served_offload: u64,
+    /// Seconds since the coordinator last heard from the node.
+    #[serde(default)]
+    pub last_seen_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,6 +81,7 @@ pub fn fleet_status(hub: &Hub) -> FleetStatus {
                 telemetry_seq: t.map_or(0, |t| t.seq),
                 offload_queue: t.map_or(0, |t| t.offload_queue),
                 served_offload: t.map_or(0, |t| t.served_offload),
+                last_seen_s: e.last_seen.elapsed().as_secs_f64(),
             }
         })
         .collect();

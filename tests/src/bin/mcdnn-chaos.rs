@@ -9,12 +9,13 @@ use mcdnn_tests::chaos::{self, Options, SCENARIOS};
 use mcdnn_tests::raft_chaos;
 
 /// The replicated-coordinator scenarios.
-const RAFT_SCENARIOS: [&str; 5] = [
+const RAFT_SCENARIOS: [&str; 6] = [
     "leader-kill",
     "minority-partition",
     "rolling-restart",
     "bench-writes",
     "revoke",
+    "snapshot-restore",
 ];
 
 fn usage() -> String {
@@ -88,6 +89,7 @@ fn main() -> anyhow::Result<()> {
         "rolling-restart" => raft_chaos::rolling_restart(nodes)?,
         "bench-writes" => raft_chaos::write_bench(500, 8)?,
         "revoke" => mcdnn_tests::revoke_chaos::run(nodes)?,
+        "snapshot-restore" => mcdnn_tests::backup_chaos::snapshot_restore(500)?,
         _ => chaos::run(&scenario, &opts)?,
     };
     if as_json {
