@@ -88,7 +88,35 @@ fn not_after(dir: &Path, name: &str) -> std::time::SystemTime {
 fn token_enrollment_is_one_time_for_its_own_name_and_renewal_needs_no_restart() {
     let (fleet, mut coordinator) = fleet_with_issuer("30");
     let dev = device_dir(&fleet, "dev-a");
-    let t1 = token(&fleet, "cam-1", 600.0);
+    // The operator's way: `mcdnnctl node token` prints the secret once.
+    token(&fleet, "warm-up", 60.0); // waits out the fresh coordinator's election
+    let out = Command::new(bin("mcdnnctl").expect("built"))
+        .args([
+            "node",
+            "token",
+            "cam-1",
+            "--ttl",
+            "10m",
+            "--coordinator",
+            &fleet.admin(),
+        ])
+        .args(["--identity", mcdnn_tests::OPERATOR, "--identity-dir"])
+        .arg(&fleet.ca)
+        .output()
+        .expect("mcdnnctl ran");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let t1 = printed
+        .lines()
+        .next()
+        .expect("token line")
+        .trim()
+        .to_owned();
+    assert_eq!(t1.len(), 64, "{printed}");
 
     let wrong = enroll(&fleet, &dev, "cam-1", &"0".repeat(64)).expect_err("wrong token");
     assert!(wrong.contains("wrong enrollment token"), "{wrong}");

@@ -145,25 +145,13 @@ impl Ca {
         }
         ensure_dir(dir)?;
         let key = KeyPair::generate()?;
-        let (not_before, not_after) = Validity::days(CA_VALIDITY_DAYS)?.check()?;
-        let mut params = CertificateParams::default();
-        let tag = key_tag(&key);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("MCDNN fleet CA {tag}"));
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, ORGANISATION);
         // Path length 1: the root signs leaves (offline `enroll`) and issuing CAs for the
         // coordinators (`ca issuing`), which in turn sign leaves only.
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.not_before = not_before;
-        params.not_after = not_after;
+        let params = ca_params(
+            format!("MCDNN fleet CA {}", key_tag(&key)),
+            1,
+            Validity::days(CA_VALIDITY_DAYS)?,
+        )?;
         let cert = params.self_signed(&key)?;
         let pem = cert.pem();
         write_new(&key_path, key.serialize_pem().as_bytes(), KEY_MODE)?;
@@ -385,6 +373,31 @@ pub(super) fn leaf_params(
     params.not_before = not_before;
     params.not_after = not_after;
     params
+}
+
+/// Parameters of a CA certificate: its name, how many CAs may sit below it, its lifetime.
+pub(super) fn ca_params(
+    common_name: String,
+    path_len: u8,
+    validity: Validity,
+) -> Result<CertificateParams, IdentityError> {
+    let (not_before, not_after) = validity.check()?;
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, ORGANISATION);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = not_before;
+    params.not_after = not_after;
+    Ok(params)
 }
 
 /// A per-key tag for CA common names: peers look issuers up by name, so two CAs with one name

@@ -5,11 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
+use rcgen::{Certificate, KeyPair};
 
-use super::ca::{ORGANISATION, Validity, key_tag, leaf_params, load_signer, to_san_type};
+use super::ca::{Validity, ca_params, key_tag, leaf_params, load_signer, to_san_type};
 use super::csr::CertificateRequest;
 use super::files::{CERT_MODE, KEY_MODE, ensure_dir, write_new};
 use super::{CA_CERT_FILE, Ca, IdentityError, PeerId};
@@ -52,25 +50,13 @@ impl IssuingCa {
         }
         let copy_ca = root.needs_copy_at(&ca_path)?;
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(
-            DnType::CommonName,
-            format!("MCDNN fleet issuing CA {}", key_tag(&key)),
-        );
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, ORGANISATION);
         // Path length 0: it signs leaves only.
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let mut params = ca_params(
+            format!("MCDNN fleet issuing CA {}", key_tag(&key)),
+            0,
+            Validity::days(ISSUING_VALIDITY_DAYS)?,
+        )?;
         params.use_authority_key_identifier_extension = true;
-        let (not_before, not_after) = Validity::days(ISSUING_VALIDITY_DAYS)?.check()?;
-        params.not_before = not_before;
-        params.not_after = not_after;
         let (root_cert, root_key) = root.signer();
         let cert = params.signed_by(&key, root_cert, root_key)?;
         write_new(&key_path, key.serialize_pem().as_bytes(), KEY_MODE)?;
