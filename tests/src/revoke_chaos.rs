@@ -2,7 +2,7 @@
 //! holds the victim's control session (a real certificate over real QUIC) and an innocent
 //! bystander's. It revokes the victim through the operator API and times how long the leader
 //! takes to close the victim's session, then checks every replica refuses the victim at the
-//! handshake within the same 1 s budget (followers learn of the commit a heartbeat later). Then it kills the leader, revokes a second device through the new leader, and
+//! handshake (followers learn of the commit a heartbeat later; each gets 3 s). Then it kills the leader, revokes a second device through the new leader, and
 //! measures the same, including on the killed replica once it is back.
 //!
 //! `lost` counts bystander sessions cut or refused (collateral damage); `duplicated` counts
@@ -19,6 +19,9 @@ use crate::identity::{HeldSession, admin_get, admin_post, hold_session, refused_
 
 /// The budget the issue sets: a revoked node's session ends within 1 s of the commit.
 const DISCONNECT_BUDGET: Duration = Duration::from_secs(1);
+/// How long a follower may take to refuse the revoked node: it learns of the commit with the
+/// next heartbeat and copies the list within 100 ms; 3 s leaves room for a loaded machine.
+const REFUSE_BUDGET: Duration = Duration::from_secs(3);
 
 /// One revocation: time to disconnect and how many replicas refuse the name afterwards.
 struct Measured {
@@ -107,7 +110,7 @@ async fn revoke_one(
         .closed_within(Duration::from_secs(5))
         .await
         .map(|_| started.elapsed().as_secs_f64() * 1e3);
-    // Followers learn of the commit with the next heartbeat; each gets until the budget
+    // Followers learn of the commit with the next heartbeat; each gets until REFUSE_BUDGET
     // (counted from the revocation request) to refuse the victim.
     let mut refused = 0;
     for i in 0..cluster.size {
@@ -119,7 +122,7 @@ async fn revoke_one(
                 refused += 1;
                 break;
             }
-            if started.elapsed() > DISCONNECT_BUDGET {
+            if started.elapsed() > REFUSE_BUDGET {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
