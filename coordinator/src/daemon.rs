@@ -87,6 +87,14 @@ pub struct RunArgs {
     /// Raft tick length; elections time out after 10 ticks.
     #[arg(long, env = "MCDNN_RAFT_TICK_MS", default_value_t = 100)]
     pub raft_tick_ms: u64,
+    /// Folder with `issuing.pem` and `issuing.key` (`mcdnnctl ca issuing`); default: the
+    /// identity folder. Without them this replica cannot enroll or renew node certificates.
+    #[arg(long, env = "MCDNN_ISSUING_DIR")]
+    pub issuing_dir: Option<PathBuf>,
+    /// Lifetime of node certificates the issuing CA signs (enrollment and renewal), seconds.
+    /// Nodes renew after two thirds of it. Default 7 days.
+    #[arg(long, env = "MCDNN_LEAF_LIFETIME_S", default_value_t = 604_800.0)]
+    pub leaf_lifetime_s: f64,
     /// Log as JSON lines.
     #[arg(long, env = "MCDNN_LOG_JSON")]
     pub log_json: bool,
@@ -115,8 +123,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.identity_dir.display()
         )
     })?;
-    let node_server = protocol::tls::server_config(&identity)
-        .context("building the node endpoint's TLS config")?;
     let raft_server = protocol::tls::server_config(&identity)
         .context("building the raft endpoint's TLS config")?;
     let raft_client =
@@ -162,8 +168,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         cancel.child_token(),
     )
     .context("starting the raft replica")?;
-    let endpoint = quinn::Endpoint::server(node_server, args.listen)
-        .with_context(|| format!("binding the node endpoint on {}", args.listen))?;
     let node_addr = peers
         .get(self_id)
         .map_or_else(|| args.listen.to_string(), |p| p.node_addr.clone());
@@ -179,6 +183,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         peers,
         node_addr,
     }));
+    // Built after the hub: the verifier consults the hub's live revoked set at every handshake.
+    let node_server = protocol::tls::server_config_revoking(&identity, &hub.revoked)
+        .context("building the node endpoint's TLS config")?;
+    let endpoint = quinn::Endpoint::server(node_server, args.listen)
+        .with_context(|| format!("binding the node endpoint on {}", args.listen))?;
+    crate::enrollment::attach_issuer(
+        &hub,
+        args.issuing_dir.as_deref().unwrap_or(&args.identity_dir),
+        crate::enrollment::leaf_lifetime(args.leaf_lifetime_s)?,
+    )?;
     tracing::info!(name = %args.name, id = self_id, listen = %args.listen, raft = %args.raft_listen, admin = %args.admin, "coordinator replica up");
     // Model shards for nodes and the durable result ledger (issue 5).
     crate::blobs::attach(&hub, &catalog_path)?;
@@ -209,6 +223,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     workers.spawn(
         "node-sessions",
         until_done(sessions::serve(endpoint, hub.clone(), cancel.clone())),
+    );
+    workers.spawn(
+        "revocations",
+        until_done(crate::fleet::identity::sync_revocations(
+            hub.clone(),
+            cancel.clone(),
+        )),
     );
     workers.spawn(
         "solver",

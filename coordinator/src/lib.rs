@@ -6,6 +6,7 @@ pub mod blobs;
 pub mod cluster;
 pub mod ctl;
 pub mod daemon;
+pub mod enrollment;
 pub mod fleet;
 pub mod raft;
 pub mod state;

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod config;
 pub mod dataset;
 pub mod engine;
+pub mod enroll;
 pub mod frames;
 pub mod meminfo;
 pub mod models;

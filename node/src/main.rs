@@ -17,6 +17,9 @@ struct Cli {
 enum Command {
     /// Run the node agent: serve the replayed camera stream under the coordinator's assignment.
     Run(Box<mcdnn_node::config::RunArgs>),
+    /// Get this device's certificate with a one-time token: the key is made here and never
+    /// leaves the device.
+    Enroll(mcdnn_node::enroll::EnrollArgs),
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -107,6 +110,10 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let summary = runtime.block_on(mcdnn_node::agent::run::run(*args))?;
             println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::Enroll(args) => {
+            let cert = mcdnn_node::enroll::enroll(&args)?;
+            println!("enrolled {}: certificate {}", args.name, cert.display());
         }
         Command::Bench {
             command:

@@ -7,5 +7,6 @@ pub mod https;
 pub mod identity;
 pub mod manifest;
 pub mod msg;
+pub mod revocation;
 pub mod shutdown;
 pub mod tls;

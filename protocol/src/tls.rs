@@ -12,8 +12,9 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::CertificateDer;
 
-use crate::identity::{Identity, IdentityError, PeerId};
+use crate::identity::{Identity, IdentityError, PeerId, RevokedSet};
 use crate::msg::ALPN;
+use crate::revocation::RevocationChecking;
 
 /// Interval of QUIC keep-alive pings: keeps NAT bindings open and detects dead peers early.
 pub const KEEP_ALIVE: Duration = Duration::from_millis(500);
@@ -73,10 +74,20 @@ fn transport() -> quinn::TransportConfig {
 /// certificate chaining to the fleet CA (expired, foreign or missing certificates fail the
 /// handshake). ALPN `mcdnn/1`, TLS 1.3 only (QUIC requires it).
 pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, TlsError> {
+    server_config_revoking(identity, &RevokedSet::default())
+}
+
+/// [`server_config`] that also refuses, at every handshake, node certificates whose name is in
+/// `revoked` (a live set: later changes apply to later handshakes).
+pub fn server_config_revoking(
+    identity: &Identity,
+    revoked: &RevokedSet,
+) -> Result<quinn::ServerConfig, TlsError> {
     let provider = provider();
-    let verifier =
+    let webpki =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots(identity)?), provider.clone())
             .build()?;
+    let verifier = Arc::new(RevocationChecking::new(webpki, revoked.clone()));
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)

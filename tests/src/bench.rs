@@ -201,7 +201,11 @@ fn offload() -> anyhow::Result<Value> {
         let _guard = rt.enter();
         mcdnn_node::offload::client::QuicOffloader::new(
             rt.handle().clone(),
-            protocol::tls::client_config(&identity)?,
+            mcdnn_node::agent::credentials::Credentials::new(
+                fleet.ca.clone(),
+                "bench-dev".to_owned(),
+                identity,
+            ),
             mcdnn_node::agent::shared::Shared::default(),
             Some(listen.clone()),
             Duration::from_secs(2),

@@ -5,7 +5,9 @@
 pub mod admin_flood;
 pub mod backup_chaos;
 pub mod cluster;
+pub mod identity;
 pub mod raft_chaos;
+pub mod revoke_chaos;
 pub mod wiped_chaos;
 
 use std::path::{Path, PathBuf};

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod backup;
 mod fleet;
 mod health;
+mod identity;
 pub mod leader;
 pub mod listener;
 mod members;
@@ -59,6 +60,7 @@ pub fn operator_router(hub: Arc<Hub>) -> Router {
         .merge(fleet::routes())
         .merge(policy::routes())
         .merge(members::routes())
+        .merge(identity::routes())
         .merge(backup::routes())
         .merge(leader::routes())
         .layer(middleware::from_fn(auth::require_operator))

@@ -40,7 +40,8 @@ enum Command {
         #[command(subcommand)]
         command: cluster::MembersCommand,
     },
-    /// The fleet's nodes as the leader sees them.
+    /// The fleet's nodes as the leader sees them; enrollment tokens and revocation.
+    #[command(visible_alias = "node")]
     Nodes {
         #[command(subcommand)]
         command: fleet_view::NodesCommand,
@@ -84,6 +85,8 @@ enum BenchCommand {
 enum CaCommand {
     /// Create a new fleet CA (refuses to overwrite an existing one).
     Init(CaInitArgs),
+    /// Sign an issuing CA for the coordinators with the (offline) root CA.
+    Issuing(identity::CaIssuingArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -92,6 +95,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ca {
             command: CaCommand::Init(args),
         } => identity::ca_init(&args, &mut stdout),
+        Command::Ca {
+            command: CaCommand::Issuing(args),
+        } => identity::ca_issuing(&args, &mut stdout),
         Command::Enroll(args) => identity::enroll(&args, &mut stdout),
         Command::Bench {
             command: BenchCommand::Telemetry(args),

@@ -101,7 +101,7 @@ fn telemetry(seq: u64) -> Telemetry {
 }
 
 /// Handshake, hello and welcome for one virtual node.
-async fn join(
+pub async fn join(
     endpoint: &quinn::Endpoint,
     addr: SocketAddr,
     name: &str,

@@ -233,7 +233,7 @@ pub fn raw_get(path: &str, t: &Target, out: &mut dyn Write) -> anyhow::Result<()
 }
 
 /// Posts to the first replica that answers; followers redirect to the leader.
-fn post(t: &Target, path: &str, body: &str) -> anyhow::Result<http::Response> {
+pub(super) fn post(t: &Target, path: &str, body: &str) -> anyhow::Result<http::Response> {
     let client = t.identity.client()?;
     let mut last = None;
     for admin in &t.admins {

@@ -23,6 +23,23 @@ pub enum NodesCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Make a one-time enrollment token for NAME (printed once; only its hash is stored).
+    /// The device then runs `mcdnn-node enroll --name NAME --token TOKEN --admin HOST:PORT`.
+    Token {
+        name: String,
+        /// How long the token works: a number with s, m, h or d (e.g. 30m, 1h, 7d).
+        #[arg(long, default_value = "1h", value_parser = super::node_identity::parse_ttl)]
+        ttl: Duration,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Revoke NAME: refused at every handshake on every replica, its live session closed,
+    /// offload servers told; it can never renew or enroll again.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// Arguments of `mcdnnctl top`.
@@ -133,6 +150,10 @@ pub fn rows_table(rows: &Vec<NodeRow>, out: &mut dyn Write) -> anyhow::Result<()
 
 pub fn run(cmd: &NodesCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     match cmd {
+        NodesCommand::Token { name, ttl, target } => {
+            super::node_identity::token(name, *ttl, target, out)
+        }
+        NodesCommand::Revoke { name, target } => super::node_identity::revoke(name, target, out),
         NodesCommand::List(t) => {
             let s = fleet_status(t)?;
             output::emit(t.output, &rows(&s), out, rows_table)

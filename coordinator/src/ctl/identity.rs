@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use protocol::identity::{CA_CERT_FILE, CA_KEY_FILE, Ca, Kind, OperatorRole};
+use protocol::identity::{CA_CERT_FILE, CA_KEY_FILE, Ca, IssuingCa, Kind, OperatorRole};
 
 /// Environment variable naming the CA directory.
 pub const CA_DIR_ENV: &str = "MCDNN_CA_DIR";
@@ -20,6 +20,33 @@ pub struct CaInitArgs {
     /// Directory for the new CA's `ca.key` and `ca.pem` (created if missing).
     #[arg(long, env = CA_DIR_ENV, default_value = DEFAULT_CA_DIR)]
     pub dir: PathBuf,
+}
+
+/// Arguments of `mcdnnctl ca issuing`.
+#[derive(Debug, Clone, Args)]
+pub struct CaIssuingArgs {
+    /// Directory of the root fleet CA (kept offline apart from this).
+    #[arg(long, env = CA_DIR_ENV, default_value = DEFAULT_CA_DIR)]
+    pub dir: PathBuf,
+    /// Where to write `issuing.key`, `issuing.pem` (and `ca.pem`): a coordinator's identity
+    /// folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Signs an issuing CA for the coordinators with the root CA.
+pub fn ca_issuing(args: &CaIssuingArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let root = Ca::load(&args.dir)
+        .with_context(|| format!("loading the root fleet CA from {}", args.dir.display()))?;
+    let cert = IssuingCa::create(&root, &args.out)
+        .with_context(|| format!("creating an issuing CA in {}", args.out.display()))?;
+    writeln!(
+        out,
+        "created issuing CA {cert} (key mode 0600): copy {dir} to every coordinator replica's identity folder; they sign node certificates with it (token enrollment, renewal)",
+        cert = cert.display(),
+        dir = args.out.display(),
+    )?;
+    Ok(())
 }
 
 /// What a certificate is for (the `<kind>` in `<name>.<kind>.mcdnn`).

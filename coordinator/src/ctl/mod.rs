@@ -7,5 +7,6 @@ pub mod demo;
 pub mod fleet_view;
 pub mod http;
 pub mod identity;
+pub mod node_identity;
 pub mod output;
 pub mod snapshot;

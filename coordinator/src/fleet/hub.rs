@@ -57,6 +57,11 @@ pub struct Hub {
     pub health: crate::supervisor::Health,
     /// Model shards served to nodes (set at start by [`crate::blobs::attach`]).
     pub blobs: std::sync::OnceLock<std::sync::Arc<crate::blobs::BlobStore>>,
+    /// Revoked node names, live: consulted by the node endpoint's TLS verifier at every
+    /// handshake and kept in step with the replicated list by [`super::identity`].
+    pub revoked: protocol::identity::RevokedSet,
+    /// The issuing CA, if this replica holds one (enrollment and renewal need it).
+    pub issuer: std::sync::OnceLock<super::identity::Issuer>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -98,6 +103,8 @@ impl Hub {
             node_addr: c.node_addr,
             health: crate::supervisor::Health::default(),
             blobs: std::sync::OnceLock::new(),
+            revoked: protocol::identity::RevokedSet::default(),
+            issuer: std::sync::OnceLock::new(),
         }
     }
 

@@ -4,6 +4,7 @@
 #[cfg(test)]
 mod fixtures;
 pub mod hub;
+pub mod identity;
 pub mod metrics;
 pub mod plan;
 pub mod prom;

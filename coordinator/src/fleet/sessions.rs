@@ -162,7 +162,17 @@ async fn session(conn: quinn::Connection, hub: &Hub) -> Result<(), String> {
         hub.blobs.get().cloned().map(|store| {
             tokio::spawn(crate::blobs::serve::accept(conn.clone(), store, id.clone()))
         });
-    let result = read_loop(&mut recv, hub, &id, sid).await;
+    // The revoked list first, so an offload server learns it before it serves anyone.
+    let _ = hub
+        .registry()
+        .get(&id)
+        .and_then(|e| e.tx.clone())
+        .map(|tx| tx.try_send(super::identity::revocations_msg(hub)));
+    // A revocation committed while the session is live ends it (within the sync interval).
+    let result = tokio::select! {
+        r = read_loop(&mut recv, hub, &id, sid) => r,
+        () = hub.revoked.revoked(&id) => Err(format!("{id} was revoked")),
+    };
     hub.registry().disconnect(&id, sid);
     writer.abort();
     if let Some(b) = blobs {
@@ -201,6 +211,7 @@ async fn read_loop(
     id: &str,
     sid: u64,
 ) -> Result<(), String> {
+    let mut renew_gate = super::identity::RenewGate::default();
     loop {
         let msg = match codec::read_frame::<_, NodeMsg>(recv, MAX_FRAME_BYTES).await {
             Ok(Some(m)) => m,
@@ -227,6 +238,10 @@ async fn read_loop(
                 }
             }
             NodeMsg::Results(batch) => record_results(hub, id, sid, &batch).await?,
+            NodeMsg::Renew { csr_pem } => {
+                let reply = super::identity::renew(hub, id, csr_pem, &mut renew_gate);
+                send_to_session(hub, id, sid, reply).await;
+            }
             NodeMsg::Bye => return Ok(()),
             NodeMsg::Hello(_) => return Err(format!("{id} sent a second hello")),
         }
@@ -267,13 +282,18 @@ async fn record_results(
     let up_to_seq = hub
         .raft
         .with_state(|s| s.results().get(id).map_or(0, |r| r.up_to_seq));
+    send_to_session(hub, id, sid, CoordMsg::ResultsAck { up_to_seq }).await;
+    Ok(())
+}
+
+/// Queues `msg` for node `id` if session `sid` is still its current one.
+async fn send_to_session(hub: &Hub, id: &str, sid: u64, msg: CoordMsg) {
     let tx = hub
         .registry()
         .get(id)
         .filter(|e| e.session == sid)
         .and_then(|e| e.tx.clone());
     if let Some(tx) = tx {
-        let _ = tx.send(CoordMsg::ResultsAck { up_to_seq }).await;
+        let _ = tx.send(msg).await;
     }
-    Ok(())
 }

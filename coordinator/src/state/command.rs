@@ -55,6 +55,36 @@ pub enum Command {
         /// In sequence order.
         records: Vec<super::results::ResultRecord>,
     },
+    /// An operator made a one-time enrollment token for `name` (only its hash is replicated).
+    IssueToken {
+        /// Node name the token enrolls (the certificate's identity comes from here).
+        name: String,
+        /// sha256 of the secret.
+        sha256: [u8; 32],
+        /// Unix milliseconds when it stops working.
+        expires_unix_ms: u64,
+        /// The proposing leader's clock, so every replica prunes expired tokens alike.
+        now_unix_ms: u64,
+        /// Operator (from the operator certificate).
+        by: String,
+    },
+    /// A device used its token: consumed before its certificate is returned, so a token works
+    /// once, even across failover.
+    RedeemToken {
+        /// Name the device enrolls as.
+        name: String,
+        /// sha256 of the secret it presented.
+        sha256: [u8; 32],
+        /// The proposing leader's clock (expiry check).
+        now_unix_ms: u64,
+    },
+    /// A node's identity is revoked: refused at every handshake, enrollment and renewal.
+    Revoke {
+        /// Node name.
+        name: String,
+        /// Operator (from the operator certificate).
+        by: String,
+    },
     /// Retires a specialised variant.
     RemoveSpecialisedVariant {
         /// App it belongs to.

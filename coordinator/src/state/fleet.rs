@@ -55,6 +55,8 @@ pub struct FleetState {
     specialised: BTreeMap<String, BTreeMap<String, SpecialisedVariant>>,
     /// node -> what its result spool was recorded up to.
     results: BTreeMap<String, super::results::NodeResults>,
+    /// Enrollment tokens and revoked node names.
+    identity: super::identity::IdentityState,
     /// Cached bound on the encoded size; see [`size_guard`].
     #[serde(skip)]
     size: SizeBound,
@@ -142,6 +144,27 @@ impl FleetState {
                     .insert(v.variant.clone(), v.clone());
                 ApplyOutcome::Applied
             }
+            Command::IssueToken {
+                name,
+                sha256,
+                expires_unix_ms,
+                now_unix_ms,
+                by,
+            } => {
+                let token = super::identity::TokenRecord {
+                    sha256: *sha256,
+                    expires_unix_ms: *expires_unix_ms,
+                    issued_by: by.clone(),
+                    index,
+                };
+                self.identity.issue(index, name, token, *now_unix_ms)
+            }
+            Command::RedeemToken {
+                name,
+                sha256,
+                now_unix_ms,
+            } => self.identity.redeem(name, sha256, *now_unix_ms),
+            Command::Revoke { name, by } => self.identity.revoke(index, name, by),
             Command::RemoveSpecialisedVariant { app, variant } => {
                 let removed = self
                     .specialised
@@ -216,6 +239,11 @@ impl FleetState {
     /// Specialised variants: app -> variant -> metadata.
     pub fn specialised(&self) -> &BTreeMap<String, BTreeMap<String, SpecialisedVariant>> {
         &self.specialised
+    }
+
+    /// Enrollment tokens and revoked node names.
+    pub fn identity(&self) -> &super::identity::IdentityState {
+        &self.identity
     }
 
     /// Serialises the state for a Raft snapshot.

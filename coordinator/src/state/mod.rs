@@ -8,6 +8,7 @@ pub mod backup;
 mod codec;
 mod command;
 mod fleet;
+mod identity;
 mod policy;
 mod policy_schema;
 mod results;
@@ -16,6 +17,7 @@ mod size_guard;
 pub use codec::StateError;
 pub use command::{Command, PolicyValue, SpecialisedVariant};
 pub use fleet::{ApplyOutcome, CommittedPlan, FleetState, NodeRecord};
+pub use identity::{IdentityState, Revocation, TokenRecord, constant_time_eq};
 pub use policy::{MAX_WRITERS, POLICY_LOG_CAPACITY, PolicyWrite, WRITE_ID_WINDOW};
 pub use policy_schema::{
     MAX_KEY_BYTES, MAX_TEXT_BYTES, MAX_WRITER_BYTES, known_keys, validate as validate_policy,

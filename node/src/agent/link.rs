@@ -4,6 +4,7 @@
 //! thread keeps following the last assignment.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
@@ -15,6 +16,8 @@ use protocol::tls;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
+use super::credentials::Credentials;
+use super::renewal::Renewal;
 use super::shared::Shared;
 use crate::store::NodeStore;
 
@@ -61,14 +64,13 @@ enum Ended {
 /// Runs until `cancel`: connect, serve the session, back off, repeat.
 pub async fn run(
     cfg: LinkConfig,
-    client: quinn::ClientConfig,
+    credentials: Arc<Credentials>,
     shared: Shared,
     store: NodeStore,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))
+    let endpoint = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))
         .context("binding the node's QUIC client socket")?;
-    endpoint.set_default_client_config(client);
     let mut attempt: u32 = 0;
     let mut target = 0usize;
     let mut redirect: Option<String> = None;
@@ -77,7 +79,13 @@ pub async fn run(
         let addr = redirect
             .take()
             .unwrap_or_else(|| cfg.coordinators[target % cfg.coordinators.len()].clone());
-        let outcome = session(&endpoint, &addr, &cfg, &shared, &store, &mut seq, &cancel).await;
+        let ctx = SessionCtx {
+            cfg: &cfg,
+            credentials: &credentials,
+            shared: &shared,
+            store: &store,
+        };
+        let outcome = session(&endpoint, &addr, ctx, &mut seq, &cancel).await;
         {
             let mut inner = shared.lock();
             inner.coordinator_connected = false;
@@ -131,22 +139,38 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// What a session works with besides its connection.
+#[derive(Clone, Copy)]
+struct SessionCtx<'a> {
+    cfg: &'a LinkConfig,
+    credentials: &'a Credentials,
+    shared: &'a Shared,
+    store: &'a NodeStore,
+}
+
 async fn session(
     endpoint: &quinn::Endpoint,
     addr: &str,
-    cfg: &LinkConfig,
-    shared: &Shared,
-    store: &NodeStore,
+    ctx: SessionCtx<'_>,
     seq: &mut u64,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Ended> {
+    let SessionCtx {
+        cfg,
+        credentials,
+        shared,
+        store,
+    } = ctx;
     let sock = tokio::net::lookup_host(addr)
         .await
         .with_context(|| format!("resolving {addr}"))?
         .next()
         .with_context(|| format!("{addr} resolves to nothing"))?;
+    // Each connection presents the current certificate, so a renewed one is used from the next
+    // connection on.
+    let client = credentials.client_config()?;
     let connecting = endpoint
-        .connect(sock, &tls::server_name_for(addr))
+        .connect_with(client, sock, &tls::server_name_for(addr))
         .context("starting the QUIC handshake")?;
     // A dead replica never answers: give up well before the idle timeout and try the next one.
     let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
@@ -218,6 +242,7 @@ async fn session(
         }
     });
     let _reader = AbortOnDrop(reader);
+    let mut renewal = Renewal::new(credentials);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => {
@@ -246,6 +271,10 @@ async fn session(
                     sent_up_to = last_seq;
                 }
             }
+            () = renewal.due() => {
+                let csr_pem = renewal.start(credentials)?;
+                codec::write_frame(&mut send, &NodeMsg::Renew { csr_pem }).await?;
+            }
             msg = frames.recv() => {
                 let Some(msg) = msg else { bail!("coordinator stream reader ended") };
                 match msg? {
@@ -260,6 +289,9 @@ async fn session(
                         codec::write_frame(&mut send, &NodeMsg::Ack { epoch }).await?;
                     }
                     Some(CoordMsg::Redirect { leader_addr }) => return Ok(Ended::Redirect(leader_addr)),
+                    Some(CoordMsg::Renewed { chain_pem }) => renewal.finish(credentials, &chain_pem),
+                    Some(CoordMsg::RenewRefused { reason }) => renewal.refused(credentials, &reason),
+                    Some(CoordMsg::Revocations { names }) => credentials.revoked.replace(names),
                     Some(CoordMsg::Error { code, message }) => bail!("coordinator error {code:?}: {message}"),
                     Some(_) => {}
                     None => bail!("coordinator closed the control stream"),

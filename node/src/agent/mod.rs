@@ -2,7 +2,9 @@
 //! task that keeps a QUIC session with the coordinator (hello, telemetry, assignments).
 
 pub mod constraints;
+pub mod credentials;
 pub mod link;
+pub mod renewal;
 pub mod run;
 pub mod serve;
 pub mod shared;

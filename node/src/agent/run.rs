@@ -65,8 +65,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
             args.identity_dir.display()
         )
     })?;
-    let client =
-        protocol::tls::client_config(&identity).context("building the QUIC client config")?;
+    let credentials = super::credentials::Credentials::new(
+        args.identity_dir.clone(),
+        args.name.clone(),
+        identity,
+    );
+    // Fail at start, not at the first connection, if the identity cannot make a TLS config.
+    credentials.client_config()?;
     let store = NodeStore::open(&args.store)?;
     let (manifest, catalog_bytes, model_dir) = load_catalog(&args, &store)?;
     let sched_catalog = Arc::new(
@@ -152,7 +157,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
     };
     let link_task = tokio::spawn(link::run(
         link_cfg,
-        client.clone(),
+        credentials.clone(),
         shared.clone(),
         store.clone(),
         cancel.clone(),
@@ -165,14 +170,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
         signal_stop.store(true, Ordering::Relaxed);
     });
     let mut summary = if server_role {
-        serve_offloads(&args, &identity, cache, &shared, &stop, &cancel).await?
+        serve_offloads(&args, &credentials, cache, &shared, &stop, &cancel).await?
     } else {
         serve_device(
             &args,
             manifest,
             sched_catalog,
             cache,
-            client,
+            credentials.clone(),
             &shared,
             &stop,
         )
@@ -218,7 +223,7 @@ async fn serve_device(
     manifest: Manifest,
     sched_catalog: Arc<Catalog>,
     cache: ModelCache,
-    client: quinn::ClientConfig,
+    credentials: Arc<super::credentials::Credentials>,
     shared: &Shared,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Summary> {
@@ -246,7 +251,7 @@ async fn serve_device(
     );
     let offloader: Box<dyn Offloader> = Box::new(crate::offload::client::QuicOffloader::new(
         tokio::runtime::Handle::current(),
-        client,
+        credentials,
         shared.clone(),
         args.offload_server.clone(),
         Duration::from_millis(args.offload_timeout_ms.max(1)),
@@ -286,16 +291,23 @@ async fn serve_device(
 /// Server role: serve offloads until the duration ends or a signal arrives.
 async fn serve_offloads(
     args: &RunArgs,
-    identity: &Identity,
+    credentials: &super::credentials::Credentials,
     cache: ModelCache,
     shared: &Shared,
     stop: &AtomicBool,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Summary> {
+    // Revoked peers are refused at the handshake; a renewed certificate is served from then on.
     let config =
-        protocol::tls::server_config(identity).context("building the offload server config")?;
+        protocol::tls::server_config_revoking(&credentials.current(), &credentials.revoked)
+            .context("building the offload server config")?;
     let endpoint = quinn::Endpoint::server(config, args.offload_listen)
         .with_context(|| format!("binding the offload endpoint on {}", args.offload_listen))?;
+    super::credentials::follow_server(
+        endpoint.clone(),
+        credentials.subscribe(),
+        credentials.revoked.clone(),
+    );
     // Requests beyond about a second of work would miss any app's latency limit: refuse them.
     let max_queue = args.capacity_rps.ceil().clamp(1.0, 10_000.0) as u32;
     let worker = crate::offload::server::Worker::start(cache, max_queue)
@@ -306,6 +318,7 @@ async fn serve_offloads(
         endpoint,
         worker,
         shared.clone(),
+        credentials.revoked.clone(),
         server_cancel.clone(),
     ));
     let started = Instant::now();

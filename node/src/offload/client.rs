@@ -4,6 +4,7 @@
 //! is left alone for a short back-off, so a dead server costs one timeout, not one per request.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -12,6 +13,7 @@ use protocol::identity::Kind;
 use protocol::msg::{OffloadReply, OffloadRequest};
 use protocol::tls;
 
+use crate::agent::credentials::Credentials;
 use crate::agent::serve::Offloader;
 use crate::agent::shared::Shared;
 use crate::engine::Prediction;
@@ -29,6 +31,8 @@ struct Session {
 pub struct QuicOffloader {
     handle: tokio::runtime::Handle,
     endpoint: quinn::Endpoint,
+    /// Each new connection presents the current (possibly renewed) certificate.
+    credentials: Arc<Credentials>,
     shared: Shared,
     /// A target fixed at start (`--offload-server`); otherwise the assignment's.
     fixed_target: Option<String>,
@@ -44,18 +48,18 @@ impl QuicOffloader {
     /// Must be called inside the tokio runtime whose `handle` is given.
     pub fn new(
         handle: tokio::runtime::Handle,
-        client: quinn::ClientConfig,
+        credentials: Arc<Credentials>,
         shared: Shared,
         fixed_target: Option<String>,
         timeout: Duration,
         (height, width): (u16, u16),
     ) -> anyhow::Result<Self> {
-        let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))
+        let endpoint = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))
             .context("binding the offload client socket")?;
-        endpoint.set_default_client_config(client);
         Ok(Self {
             handle,
             endpoint,
+            credentials,
             shared,
             fixed_target,
             timeout,
@@ -83,14 +87,18 @@ impl QuicOffloader {
     }
 }
 
-async fn connect(endpoint: &quinn::Endpoint, addr: &str) -> anyhow::Result<Session> {
+async fn connect(
+    endpoint: &quinn::Endpoint,
+    client: quinn::ClientConfig,
+    addr: &str,
+) -> anyhow::Result<Session> {
     let sock = tokio::net::lookup_host(addr)
         .await
         .with_context(|| format!("resolving {addr}"))?
         .next()
         .with_context(|| format!("{addr} resolves to nothing"))?;
     let conn = endpoint
-        .connect(sock, &tls::server_name_for(addr))?
+        .connect_with(client, sock, &tls::server_name_for(addr))?
         .await
         .with_context(|| format!("handshake with {addr}"))?;
     let peer = tls::peer(&conn)?;
@@ -145,12 +153,13 @@ impl Offloader for QuicOffloader {
             width: self.width,
         };
         let (endpoint, timeout) = (self.endpoint.clone(), self.timeout);
+        let credentials = self.credentials.clone();
         let mut session = self.session.take();
         let outcome = self.handle.block_on(async {
             tokio::time::timeout(timeout, async {
                 let mut s = match session.take() {
                     Some(s) => s,
-                    None => connect(&endpoint, &target).await?,
+                    None => connect(&endpoint, credentials.client_config()?, &target).await?,
                 };
                 let reply = exchange(&mut s, &req).await;
                 Ok::<_, anyhow::Error>((s, reply?))

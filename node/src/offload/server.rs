@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use protocol::codec::{self, MAX_FRAME_BYTES};
-use protocol::identity::Kind;
+use protocol::identity::{Kind, RevokedSet};
 use protocol::msg::{OffloadReply, OffloadRequest};
 use protocol::tls;
 use tokio::sync::oneshot;
@@ -110,6 +110,7 @@ pub async fn serve(
     endpoint: quinn::Endpoint,
     worker: Worker,
     shared: Shared,
+    revoked: RevokedSet,
     cancel: CancellationToken,
 ) {
     let publisher = {
@@ -130,6 +131,7 @@ pub async fn serve(
             i = endpoint.accept() => match i { Some(i) => i, None => break },
         };
         let worker = worker.clone();
+        let revoked = revoked.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             let conn = match incoming.await {
@@ -139,8 +141,8 @@ pub async fn serve(
                     return;
                 }
             };
-            match tls::peer(&conn) {
-                Ok(p) if p.kind == Kind::Node => {}
+            let peer = match tls::peer(&conn) {
+                Ok(p) if p.kind == Kind::Node => p,
                 Ok(p) => {
                     conn.close(1u32.into(), b"only fleet nodes may offload");
                     tracing::warn!(peer = %p.dns_name(), "refused a non-node offload client");
@@ -151,9 +153,20 @@ pub async fn serve(
                     tracing::warn!(error = %e, "refused an offload client without identity");
                     return;
                 }
-            }
-            while let Ok((send, recv)) = conn.accept_bi().await {
-                tokio::spawn(stream(send, recv, worker.clone()));
+            };
+            // The handshake already refused names revoked then; one revoked later is cut off
+            // as soon as the coordinator's list arrives.
+            let serving = async {
+                while let Ok((send, recv)) = conn.accept_bi().await {
+                    tokio::spawn(stream(send, recv, worker.clone()));
+                }
+            };
+            tokio::select! {
+                () = serving => {}
+                () = revoked.revoked(&peer.name) => {
+                    tracing::warn!(peer = %peer.name, "closed the offload connection of a revoked node");
+                    conn.close(2u32.into(), b"revoked");
+                }
             }
         });
     }

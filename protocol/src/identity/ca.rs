@@ -12,7 +12,7 @@ use rustls_pki_types::pem::PemObject;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::files::{CERT_MODE, KEY_MODE, ensure_dir, read_text, write_new};
+use super::files::{CERT_MODE, KEY_MODE, ensure_dir, read_private_key, read_text, write_new};
 use super::{IDENTITY_DOMAIN, IdentityError, Kind, OperatorRole, PeerId};
 
 /// File name of the CA's private key inside the CA directory.
@@ -28,7 +28,7 @@ const CA_VALIDITY_DAYS: u32 = 3_650;
 /// Longest validity accepted, far below where date encodings run out.
 const MAX_VALIDITY_DAYS: u32 = 36_500;
 /// Organisation in every subject, so certificates are recognisable in other tools.
-const ORGANISATION: &str = "MCDNN fleet";
+pub(super) const ORGANISATION: &str = "MCDNN fleet";
 
 /// When a certificate is valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,30 @@ impl Validity {
         })
     }
 
-    fn check(&self) -> Result<(OffsetDateTime, OffsetDateTime), IdentityError> {
+    /// From now until `lifetime` from now, backdated by a tenth of the lifetime (at most the
+    /// usual hour of clock skew), so a short-lived certificate keeps most of its life ahead.
+    pub fn lifetime(lifetime: Duration) -> Result<Self, IdentityError> {
+        if lifetime.is_zero() || lifetime > DAY * MAX_VALIDITY_DAYS {
+            return Err(IdentityError::InvalidValidity {
+                reason: format!(
+                    "{lifetime:?}; choose a positive lifetime up to {MAX_VALIDITY_DAYS} days"
+                ),
+            });
+        }
+        let now = SystemTime::now();
+        let not_after =
+            now.checked_add(lifetime)
+                .ok_or_else(|| IdentityError::InvalidValidity {
+                    reason: format!("now + {lifetime:?} is not representable"),
+                })?;
+        let skew = CLOCK_SKEW.min(lifetime / 10);
+        Ok(Validity {
+            not_before: now.checked_sub(skew).unwrap_or(now),
+            not_after,
+        })
+    }
+
+    pub(super) fn check(&self) -> Result<(OffsetDateTime, OffsetDateTime), IdentityError> {
         if self.not_after <= self.not_before {
             return Err(IdentityError::InvalidValidity {
                 reason: "not_after must be later than not_before".to_owned(),
@@ -122,27 +145,13 @@ impl Ca {
         }
         ensure_dir(dir)?;
         let key = KeyPair::generate()?;
-        let (not_before, not_after) = Validity::days(CA_VALIDITY_DAYS)?.check()?;
-        let mut params = CertificateParams::default();
-        // A per-CA tag in the name: peers look issuers up by name, so two fleets' CAs with one
-        // name would fail as "bad signature" instead of the clearer "unknown issuer".
-        let digest = Sha256::digest(key.public_key_der());
-        let tag = hex::encode(digest.get(..4).unwrap_or_default());
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("MCDNN fleet CA {tag}"));
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, ORGANISATION);
-        // Path length 0: the CA signs leaves only, never intermediate CAs.
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.not_before = not_before;
-        params.not_after = not_after;
+        // Path length 1: the root signs leaves (offline `enroll`) and issuing CAs for the
+        // coordinators (`ca issuing`), which in turn sign leaves only.
+        let params = ca_params(
+            format!("MCDNN fleet CA {}", key_tag(&key)),
+            1,
+            Validity::days(CA_VALIDITY_DAYS)?,
+        )?;
         let cert = params.self_signed(&key)?;
         let pem = cert.pem();
         write_new(&key_path, key.serialize_pem().as_bytes(), KEY_MODE)?;
@@ -157,33 +166,7 @@ impl Ca {
 
     /// Loads the CA from `dir` and checks that key and certificate belong together.
     pub fn load(dir: &Path) -> Result<Ca, IdentityError> {
-        let key_path = dir.join(CA_KEY_FILE);
-        let cert_path = dir.join(CA_CERT_FILE);
-        let key_pem = read_text(&key_path)?;
-        let pem = read_text(&cert_path)?;
-        let key = KeyPair::from_pem(&key_pem).map_err(|e| IdentityError::BadFile {
-            path: key_path.clone(),
-            reason: format!("not a PEM private key: {e}"),
-        })?;
-        let bad_cert = |reason: String| IdentityError::BadFile {
-            path: cert_path.clone(),
-            reason,
-        };
-        let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
-            .map_err(|e| bad_cert(format!("not a PEM certificate: {e}")))?;
-        let (_, parsed) = x509_parser::parse_x509_certificate(&der)
-            .map_err(|e| bad_cert(format!("not an X.509 certificate: {e}")))?;
-        if parsed.public_key().raw != key.public_key_der().as_slice() {
-            return Err(IdentityError::KeyMismatch {
-                key: key_path,
-                cert: cert_path,
-            });
-        }
-        let params = CertificateParams::from_ca_cert_der(&der)
-            .map_err(|e| bad_cert(format!("cannot use as a CA: {e}")))?;
-        // Re-signing yields an issuer with the same subject and key identifier as `ca.pem`,
-        // which is all rcgen needs to sign leaves; `ca.pem` itself stays the trusted copy.
-        let cert = params.self_signed(&key)?;
+        let (cert, key, pem) = load_signer(&dir.join(CA_KEY_FILE), &dir.join(CA_CERT_FILE))?;
         Ok(Ca {
             dir: dir.to_owned(),
             cert,
@@ -195,6 +178,27 @@ impl Ca {
     /// The CA directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The root certificate (as issuer) and key, for signing an issuing CA.
+    pub(super) fn signer(&self) -> (&Certificate, &KeyPair) {
+        (&self.cert, &self.key)
+    }
+
+    /// Whether `ca.pem` must be copied to `ca_path`: `false` if the same CA is already there;
+    /// an error if another CA is (mixing fleets in one folder breaks every identity in it).
+    pub(super) fn needs_copy_at(&self, ca_path: &Path) -> Result<bool, IdentityError> {
+        match std::fs::read_to_string(ca_path) {
+            Ok(existing) if existing == self.pem => Ok(false),
+            Ok(_) => Err(IdentityError::CaMismatch {
+                path: ca_path.to_owned(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+            Err(error) => Err(IdentityError::Read {
+                path: ca_path.to_owned(),
+                error,
+            }),
+        }
     }
 
     /// The CA certificate in PEM, as stored in `ca.pem`.
@@ -286,36 +290,10 @@ impl Ca {
                 return Err(IdentityError::FileExists { path: path.clone() });
             }
         }
-        let copy_ca = match std::fs::read_to_string(&ca_path) {
-            Ok(existing) if existing == self.pem => false,
-            Ok(_) => return Err(IdentityError::CaMismatch { path: ca_path }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-            Err(error) => {
-                return Err(IdentityError::Read {
-                    path: ca_path,
-                    error,
-                });
-            }
-        };
+        let copy_ca = self.needs_copy_at(&ca_path)?;
 
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        params.subject_alt_names = san_types;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, peer.dns_name());
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, ORGANISATION);
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.use_authority_key_identifier_extension = true;
-        params.not_before = not_before;
-        params.not_after = not_after;
+        let params = leaf_params(&peer, san_types, (not_before, not_after));
         let cert = params.signed_by(&key, &self.cert, &self.key)?;
 
         write_new(&key_path, key.serialize_pem().as_bytes(), KEY_MODE)?;
@@ -334,6 +312,101 @@ impl Ca {
     }
 }
 
+/// Loads a signing CA (the root, or an issuing CA): its key (refused if others can read it) and
+/// certificate, checked to belong together. Returns the CA as rcgen's issuer, its key, and the
+/// certificate PEM verbatim.
+pub(super) fn load_signer(
+    key_path: &Path,
+    cert_path: &Path,
+) -> Result<(Certificate, KeyPair, String), IdentityError> {
+    let key_pem = read_private_key(key_path)?;
+    let pem = read_text(cert_path)?;
+    let key = KeyPair::from_pem(&key_pem).map_err(|e| IdentityError::BadFile {
+        path: key_path.to_owned(),
+        reason: format!("not a PEM private key: {e}"),
+    })?;
+    let bad_cert = |reason: String| IdentityError::BadFile {
+        path: cert_path.to_owned(),
+        reason,
+    };
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| bad_cert(format!("not a PEM certificate: {e}")))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| bad_cert(format!("not an X.509 certificate: {e}")))?;
+    if parsed.public_key().raw != key.public_key_der().as_slice() {
+        return Err(IdentityError::KeyMismatch {
+            key: key_path.to_owned(),
+            cert: cert_path.to_owned(),
+        });
+    }
+    let params = CertificateParams::from_ca_cert_der(&der)
+        .map_err(|e| bad_cert(format!("cannot use as a CA: {e}")))?;
+    // Re-signing yields an issuer with the same subject and key identifier as the file, which is
+    // all rcgen needs to sign leaves; the file itself stays the copy peers see.
+    let cert = params.self_signed(&key)?;
+    Ok((cert, key, pem))
+}
+
+/// Parameters of every leaf certificate, whoever signs it (the root offline, or an issuing CA
+/// from a certificate request): the identity SAN (and CN), both server and client
+/// authentication (nodes also serve offload), never a CA.
+pub(super) fn leaf_params(
+    peer: &PeerId,
+    sans: Vec<SanType>,
+    (not_before, not_after): (OffsetDateTime, OffsetDateTime),
+) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = sans;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, peer.dns_name());
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, ORGANISATION);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params
+}
+
+/// Parameters of a CA certificate: its name, how many CAs may sit below it, its lifetime.
+pub(super) fn ca_params(
+    common_name: String,
+    path_len: u8,
+    validity: Validity,
+) -> Result<CertificateParams, IdentityError> {
+    let (not_before, not_after) = validity.check()?;
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, ORGANISATION);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = not_before;
+    params.not_after = not_after;
+    Ok(params)
+}
+
+/// A per-key tag for CA common names: peers look issuers up by name, so two CAs with one name
+/// would fail as "bad signature" instead of the clearer "unknown issuer".
+pub(super) fn key_tag(key: &KeyPair) -> String {
+    let digest = Sha256::digest(key.public_key_der());
+    hex::encode(digest.get(..4).unwrap_or_default())
+}
+
 /// Extra SANs may not look like fleet identities: the identity SAN must be unique and come only
 /// from the kind and name the operator enrolled.
 fn check_extra_san(san: &str) -> Result<(), IdentityError> {
@@ -350,7 +423,7 @@ fn check_extra_san(san: &str) -> Result<(), IdentityError> {
     Ok(())
 }
 
-fn to_san_type(san: &str) -> Result<SanType, IdentityError> {
+pub(super) fn to_san_type(san: &str) -> Result<SanType, IdentityError> {
     if let Ok(ip) = san.parse::<IpAddr>() {
         return Ok(SanType::IpAddress(ip));
     }

@@ -6,7 +6,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::ca::CA_CERT_FILE;
-use super::files::read_text;
+use super::files::{read_private_key, read_text};
 use super::{IdentityError, PeerId};
 
 /// A process's own fleet identity: what it presents in TLS and which CA it trusts.
@@ -48,7 +48,7 @@ impl Identity {
         let ca_path = dir.join(CA_CERT_FILE);
         let identity = Identity::parse(
             (read_text(&cert_path)?.as_bytes(), &cert_path),
-            (read_text(&key_path)?.as_bytes(), &key_path),
+            (read_private_key(&key_path)?.as_bytes(), &key_path),
             (read_text(&ca_path)?.as_bytes(), &ca_path),
         )?;
         if identity.peer.name != name {
@@ -121,6 +121,29 @@ impl Identity {
     /// A copy of the private key (rustls configs take ownership).
     pub fn private_key(&self) -> PrivateKeyDer<'static> {
         self.key.clone_key()
+    }
+
+    /// When the leaf certificate is valid (`not_before`, `not_after`), for renewal schedules.
+    pub fn validity(
+        &self,
+    ) -> Result<(std::time::SystemTime, std::time::SystemTime), IdentityError> {
+        let leaf = self.chain.first().ok_or(IdentityError::NoIdentity)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| {
+            IdentityError::BadCertificate {
+                reason: format!("not a valid X.509 certificate: {e}"),
+            }
+        })?;
+        let at = |t: x509_parser::time::ASN1Time| {
+            let secs = t.timestamp();
+            let since = std::time::Duration::from_secs(secs.unsigned_abs());
+            if secs >= 0 {
+                std::time::UNIX_EPOCH + since
+            } else {
+                std::time::UNIX_EPOCH - since
+            }
+        };
+        let v = cert.validity();
+        Ok((at(v.not_before), at(v.not_after)))
     }
 
     /// The fleet CA certificate(s) peers must chain to.

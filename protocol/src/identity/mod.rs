@@ -6,8 +6,11 @@
 //! the SAN is a valid DNS name that TLS libraries check like any other.
 
 mod ca;
+mod csr;
 mod files;
+mod issuing;
 mod load;
+mod revoked;
 mod role;
 
 use std::fmt;
@@ -15,7 +18,11 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 pub use ca::{CA_CERT_FILE, CA_KEY_FILE, Ca, Enrolled, Validity};
+pub use csr::{CertificateRequest, MAX_CSR_PEM_BYTES, store_issued};
+pub use files::replace_atomically;
+pub use issuing::{ISSUING_CERT_FILE, ISSUING_KEY_FILE, IssuingCa};
 pub use load::Identity;
+pub use revoked::{MAX_REVOKED, RevokedSet};
 pub use role::OperatorRole;
 
 /// DNS suffix of every fleet identity SAN.
@@ -186,6 +193,11 @@ pub enum IdentityError {
     },
     #[error("{path}: {reason}")]
     BadFile { path: PathBuf, reason: String },
+    #[error(
+        "{path} is readable by other users (mode {mode:o}); a private key must be private: run \
+         `chmod 600 {path}` (and make its folder 0700), then start again"
+    )]
+    KeyExposed { path: PathBuf, mode: u32 },
     #[error("{key} does not belong to the certificate in {cert}; the CA files are mixed up")]
     KeyMismatch { key: PathBuf, cert: PathBuf },
     #[error("{path} holds a different fleet CA than the one signing; use a fresh output directory")]

@@ -23,7 +23,7 @@ pub use telemetry::{AppTelemetry, Battery, BatterySource, Link, LoadProfile, Tel
 
 /// Version of the message set; carried in every frame header and in [`Hello`]. Bump on any change
 /// to a message's shape: bincode is not self-describing, so old and new peers cannot mix.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// TLS ALPN identifier for this protocol version.
 pub const ALPN: &[u8] = b"mcdnn/1";
@@ -44,6 +44,12 @@ pub enum NodeMsg {
     Results(ResultBatch),
     /// Orderly goodbye before closing the connection.
     Bye,
+    /// Asks for a new certificate for a key the node just made (its identity is the session's
+    /// certificate, never a field); answered with [`CoordMsg::Renewed`] or an error.
+    Renew {
+        /// PKCS#10 request, PEM, at most [`crate::identity::MAX_CSR_PEM_BYTES`].
+        csr_pem: String,
+    },
 }
 
 /// Coordinator -> node.
@@ -69,6 +75,22 @@ pub enum CoordMsg {
     ResultsAck {
         /// Highest acknowledged [`InferenceResult::seq`].
         up_to_seq: u64,
+    },
+    /// Answer to [`NodeMsg::Renew`]: the new chain (leaf, then the issuing CA), PEM.
+    Renewed {
+        /// Leaf certificate followed by the issuing CA certificate.
+        chain_pem: String,
+    },
+    /// A renewal the coordinator refused (the session stays open; the node retries later).
+    RenewRefused {
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// The fleet's revoked node names (the whole list, sent on welcome and on every change):
+    /// an offload server refuses these peers and closes their connections.
+    Revocations {
+        /// Revoked node names (at most [`crate::identity::MAX_REVOKED`]).
+        names: Vec<String>,
     },
     /// The coordinator refuses something; the connection is usually closed after this.
     Error {

@@ -9,12 +9,13 @@ use mcdnn_tests::chaos::{self, Options, SCENARIOS};
 use mcdnn_tests::raft_chaos;
 
 /// The replicated-coordinator scenarios.
-const RAFT_SCENARIOS: [&str; 7] = [
+const RAFT_SCENARIOS: [&str; 8] = [
     "leader-kill",
     "minority-partition",
     "rolling-restart",
     "bench-writes",
     "admin-flood",
+    "revoke",
     "snapshot-restore",
     "wiped-replica",
 ];
@@ -90,6 +91,7 @@ fn main() -> anyhow::Result<()> {
         "rolling-restart" => raft_chaos::rolling_restart(nodes)?,
         "bench-writes" => raft_chaos::write_bench(500, 8)?,
         "admin-flood" => mcdnn_tests::admin_flood::run(&Default::default())?,
+        "revoke" => mcdnn_tests::revoke_chaos::run(nodes)?,
         "snapshot-restore" => mcdnn_tests::backup_chaos::snapshot_restore(500)?,
         "wiped-replica" => mcdnn_tests::wiped_chaos::wiped_replica(kills)?,
         _ => chaos::run(&scenario, &opts)?,
