@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod raft_chaos;
+pub mod rogue_chaos;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,6 +17,7 @@ use protocol::identity::{Ca, Kind};
 
 pub mod bench;
 pub mod chaos;
+pub mod peers;
 pub mod proxy;
 
 /// The folder with the workspace's binaries (target/debug or target/release), found from the
@@ -285,6 +287,18 @@ impl Fleet {
         listen: &str,
         capacity_rps: f64,
     ) -> anyhow::Result<Proc> {
+        self.server_with(name, secs, listen, capacity_rps, &[])
+    }
+
+    /// [`Self::server`] with extra `mcdnn-node run` arguments.
+    pub fn server_with(
+        &self,
+        name: &str,
+        secs: f64,
+        listen: &str,
+        capacity_rps: f64,
+        extra: &[&str],
+    ) -> anyhow::Result<Proc> {
         if !self.ca.join(format!("{name}.pem")).exists() {
             let host = listen
                 .rsplit_once(':')
@@ -321,7 +335,8 @@ impl Fleet {
         .arg("--summary")
         .arg(self.summary_path(name))
         .arg("--catalog")
-        .arg(catalog());
+        .arg(catalog())
+        .args(extra);
         self.spawn(name, cmd)
     }
 

@@ -45,7 +45,11 @@ pub struct Hub {
     pub peers: Peers,
     pub leader: LeaderView,
     pub last_plan: Mutex<PlanInfo>,
+    /// Connected nodes the last solve left out, with the reason ([`super::validate`]).
+    excluded: Mutex<std::collections::BTreeMap<String, String>>,
     pub metrics: Metrics,
+    /// One connection per node identity and its message rates.
+    pub limits: super::limits::NodeLimits,
     /// Wakes the solve loop early (a node joined or left).
     pub replan: Notify,
     pub started: Instant,
@@ -87,7 +91,9 @@ impl Hub {
             peers: c.peers,
             leader: LeaderView::default(),
             last_plan: Mutex::new(PlanInfo::default()),
+            excluded: Mutex::new(std::collections::BTreeMap::new()),
             metrics: Metrics::default(),
+            limits: super::limits::NodeLimits::default(),
             replan: Notify::new(),
             started: Instant::now(),
             node_addr: c.node_addr,
@@ -124,6 +130,11 @@ impl Hub {
 
     pub fn last_plan(&self) -> PlanInfo {
         lock(&self.last_plan).clone()
+    }
+
+    /// Nodes the last solve left out, by id, with the reason.
+    pub fn excluded(&self) -> MutexGuard<'_, std::collections::BTreeMap<String, String>> {
+        lock(&self.excluded)
     }
 
     pub fn set_last_plan(&self, info: PlanInfo) {

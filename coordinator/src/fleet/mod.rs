@@ -4,9 +4,11 @@
 #[cfg(test)]
 mod fixtures;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod plan;
 pub mod registry;
 pub mod sessions;
 pub mod solve_loop;
 pub mod status;
+pub mod validate;

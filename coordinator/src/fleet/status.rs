@@ -28,6 +28,9 @@ pub struct NodeStatus {
     pub offload_queue: u32,
     #[serde(default)]
     pub served_offload: u64,
+    /// Why the planner leaves this node out, if it does ([`super::validate`]).
+    #[serde(default)]
+    pub excluded: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,6 +46,7 @@ pub struct FleetStatus {
 }
 
 pub fn fleet_status(hub: &Hub) -> FleetStatus {
+    let excluded = hub.excluded().clone();
     let nodes = hub
         .registry()
         .iter()
@@ -78,6 +82,7 @@ pub fn fleet_status(hub: &Hub) -> FleetStatus {
                 telemetry_seq: t.map_or(0, |t| t.seq),
                 offload_queue: t.map_or(0, |t| t.offload_queue),
                 served_offload: t.map_or(0, |t| t.served_offload),
+                excluded: excluded.get(id).cloned(),
             }
         })
         .collect();

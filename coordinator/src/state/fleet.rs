@@ -70,6 +70,8 @@ pub struct FleetState {
     specialised: BTreeMap<String, BTreeMap<String, SpecialisedVariant>>,
     /// node -> what its result spool was recorded up to.
     results: BTreeMap<String, super::results::NodeResults>,
+    /// Nodes approved for the offload-server role.
+    servers: super::servers::ServerApprovals,
 }
 
 impl FleetState {
@@ -138,13 +140,22 @@ impl FleetState {
                 });
                 ApplyOutcome::Applied
             }
-            Command::RecordResults { node_id, records } => {
+            Command::RecordResults {
+                node_id,
+                incarnation,
+                records,
+            } => {
                 self.results
                     .entry(node_id.clone())
                     .or_default()
-                    .record(records);
+                    .record(*incarnation, records);
                 ApplyOutcome::Applied
             }
+            Command::SetServerApproval {
+                node_id,
+                approved,
+                by,
+            } => self.servers.apply(index, node_id, *approved, by),
             Command::SetCatalogIndex { digests } => {
                 self.catalog_digests = digests.clone();
                 ApplyOutcome::Applied
@@ -210,7 +221,11 @@ impl FleetState {
         self.plan.as_ref().map_or(0, |p| p.epoch)
     }
 
-    /// Catalog content digests.
+    /// Nodes approved for the offload-server role.
+    pub fn servers(&self) -> &super::servers::ServerApprovals {
+        &self.servers
+    }
+
     /// The result ledger, per node.
     pub fn results(&self) -> &BTreeMap<String, super::results::NodeResults> {
         &self.results

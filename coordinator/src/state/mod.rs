@@ -8,8 +8,10 @@ mod codec;
 mod command;
 mod fleet;
 mod results;
+mod servers;
 
 pub use codec::StateError;
 pub use command::{Command, PolicyValue, SpecialisedVariant};
 pub use fleet::{ApplyOutcome, CommittedPlan, FleetState, NodeRecord, PolicyWrite};
 pub use results::{NodeResults, ResultRecord};
+pub use servers::{ServerApproval, ServerApprovals};

@@ -11,11 +11,13 @@ use protocol::codec::{self, MAX_FRAME_BYTES};
 use protocol::msg::{
     Assignment, CoordMsg, Hello, Link, NodeMsg, PROTOCOL_VERSION, ResultBatch, Role, Telemetry,
 };
+use protocol::identity::Kind;
 use protocol::tls;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use super::shared::Shared;
+use crate::spool::Spool;
 use crate::store::NodeStore;
 
 /// Static facts the link announces and needs.
@@ -49,6 +51,18 @@ impl Drop for AbortOnDrop {
 
 /// A handshake on a live link takes milliseconds.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The answer to hello comes at once from a live coordinator.
+const WELCOME_WITHIN: codec::Deadlines = codec::Deadlines {
+    idle: Duration::from_secs(5),
+    frame: Duration::from_secs(5),
+};
+/// A coordinator may be quiet for long (the QUIC idle timeout catches a dead one), but a frame it
+/// starts must arrive whole soon.
+const COORD_STREAM: codec::Deadlines = codec::Deadlines {
+    idle: Duration::from_secs(3600),
+    frame: Duration::from_secs(30),
+};
 
 /// How a session ended.
 enum Ended {
@@ -153,6 +167,16 @@ async fn session(
         .await
         .with_context(|| format!("no QUIC handshake from {addr} within {HANDSHAKE_TIMEOUT:?}"))?
         .with_context(|| format!("QUIC/TLS handshake with {addr}"))?;
+    // Any fleet certificate chains to the CA; only a coordinator's may steer this node.
+    let peer = tls::peer(&conn).context("reading the coordinator's certificate")?;
+    if peer.kind != Kind::Coordinator {
+        conn.close(0u32.into(), b"not a coordinator");
+        bail!(
+            "{addr} presented the certificate of {} {:?}, not a coordinator; refusing it",
+            peer.kind,
+            peer.name
+        );
+    }
     let (mut send, mut recv) = conn.open_bi().await.context("opening the control stream")?;
     let battery = shared.lock().snapshot.battery.clone();
     let hello = Hello {
@@ -166,7 +190,7 @@ async fn session(
         apps: cfg.apps.clone(),
     };
     codec::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
-    match codec::read_frame::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES).await? {
+    match codec::read_frame_within::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES, WELCOME_WITHIN).await? {
         Some(CoordMsg::Welcome {
             node_id,
             leader,
@@ -200,12 +224,14 @@ async fn session(
         Some(s) => s.acked_up_to()?,
         None => 0,
     };
+    // Incarnation of the last batch sent; an ack for any other one is not for what is in flight.
+    let mut sent_incarnation = 0u64;
     // Frames are read by their own task: a half-read frame must never be dropped by `select!`.
     let (frames_tx, mut frames) =
         tokio::sync::mpsc::channel::<anyhow::Result<Option<CoordMsg>>>(16);
     let reader = tokio::spawn(async move {
         loop {
-            let msg = codec::read_frame::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES).await;
+            let msg = codec::read_frame_within::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES, COORD_STREAM).await;
             let done = !matches!(msg, Ok(Some(_)));
             if frames_tx
                 .send(msg.map_err(anyhow::Error::from))
@@ -240,18 +266,24 @@ async fn session(
                     continue;
                 }
                 let batch = spool.batch_after(sent_up_to, BATCH)?;
-                if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
+                if let (Some(first), Some(last)) = (batch.results.first(), batch.results.last()) {
                     let (first_seq, last_seq) = (first.seq, last.seq);
-                    codec::write_frame(&mut send, &NodeMsg::Results(ResultBatch { first_seq, results: batch })).await?;
+                    sent_incarnation = batch.incarnation;
+                    let msg = NodeMsg::Results(ResultBatch {
+                        incarnation: batch.incarnation,
+                        first_seq,
+                        results: batch.results,
+                    });
+                    codec::write_frame(&mut send, &msg).await?;
                     sent_up_to = last_seq;
                 }
             }
             msg = frames.recv() => {
                 let Some(msg) = msg else { bail!("coordinator stream reader ended") };
                 match msg? {
-                    Some(CoordMsg::ResultsAck { up_to_seq }) => {
+                    Some(CoordMsg::ResultsAck { incarnation, up_to_seq }) => {
                         if let Some(spool) = &spool {
-                            spool.ack(up_to_seq)?;
+                            take_ack(spool, (incarnation, up_to_seq), (sent_incarnation, sent_up_to))?;
                         }
                     }
                     Some(CoordMsg::Assignment(a)) => {
@@ -267,6 +299,25 @@ async fn session(
             }
         }
     }
+}
+
+/// Applies a results acknowledgement `(incarnation, up_to)` if it covers only what this session
+/// sent (`sent`); anything else is logged, counted and ignored, so a confused or forged
+/// coordinator cannot make the spool drop results it never received.
+fn take_ack(spool: &Spool, ack: (u64, u64), sent: (u64, u64)) -> anyhow::Result<()> {
+    let ((incarnation, up_to), (sent_incarnation, sent_up_to)) = (ack, sent);
+    if incarnation != sent_incarnation || up_to > sent_up_to || !spool.ack(up_to)? {
+        let refused = spool.refuse_ack();
+        tracing::warn!(
+            incarnation,
+            up_to,
+            sent_incarnation,
+            sent_up_to,
+            refused,
+            "ignoring a results ack for results this node did not send"
+        );
+    }
+    Ok(())
 }
 
 /// Persists an assignment before using it, so a node restarted offline resumes on it.
@@ -314,6 +365,24 @@ fn telemetry(seq: u64, shared: &Shared, rtt_ms: f64) -> Telemetry {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn acks_for_results_not_sent_are_ignored_and_counted() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = NodeStore::open(dir.path()).expect("store");
+        let spool = Spool::open(&store).expect("spool");
+        for _ in 0..3 {
+            spool.append(crate::spool::test_result()).expect("append");
+        }
+        let inc = spool.incarnation();
+        // A forged ack for everything, one for another store, one past what was sent.
+        take_ack(&spool, (inc, u64::MAX), (inc, 2)).expect("forged");
+        take_ack(&spool, (inc + 1, 2), (inc, 2)).expect("other incarnation");
+        take_ack(&spool, (inc, 3), (inc, 2)).expect("past what was sent");
+        assert_eq!((spool.pending(), spool.acks_refused()), (3, 3));
+        take_ack(&spool, (inc, 2), (inc, 2)).expect("genuine");
+        assert_eq!((spool.pending(), spool.acks_refused()), (1, 3));
+    }
 
     #[test]
     fn backoff_grows_caps_and_jitters() {

@@ -23,7 +23,7 @@ pub use telemetry::{AppTelemetry, Battery, BatterySource, Link, LoadProfile, Tel
 
 /// Version of the message set; carried in every frame header and in [`Hello`]. Bump on any change
 /// to a message's shape: bincode is not self-describing, so old and new peers cannot mix.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// TLS ALPN identifier for this protocol version.
 pub const ALPN: &[u8] = b"mcdnn/1";
@@ -67,6 +67,8 @@ pub enum CoordMsg {
     },
     /// Results up to and including this sequence number are durable; the node may drop them.
     ResultsAck {
+        /// The store incarnation ([`ResultBatch::incarnation`]) the acknowledged results came from.
+        incarnation: u64,
         /// Highest acknowledged [`InferenceResult::seq`].
         up_to_seq: u64,
     },

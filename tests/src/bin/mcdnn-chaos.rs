@@ -6,14 +6,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mcdnn_tests::chaos::{self, Options, SCENARIOS};
-use mcdnn_tests::raft_chaos;
+use mcdnn_tests::{raft_chaos, rogue_chaos};
 
-/// The replicated-coordinator scenarios.
-const RAFT_SCENARIOS: [&str; 4] = [
+/// The replicated-coordinator and trust-boundary scenarios.
+const RAFT_SCENARIOS: [&str; 6] = [
     "leader-kill",
     "minority-partition",
     "rolling-restart",
     "bench-writes",
+    "rogue-node",
+    "store-wipe",
 ];
 
 fn usage() -> String {
@@ -86,6 +88,8 @@ fn main() -> anyhow::Result<()> {
         "minority-partition" => raft_chaos::minority_partition(cut_s, nodes)?,
         "rolling-restart" => raft_chaos::rolling_restart(nodes)?,
         "bench-writes" => raft_chaos::write_bench(500, 8)?,
+        "rogue-node" => rogue_chaos::rogue_node(&Default::default())?,
+        "store-wipe" => rogue_chaos::store_wipe(&Default::default())?,
         _ => chaos::run(&scenario, &opts)?,
     };
     if as_json {
