@@ -15,6 +15,10 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+mod servers;
+
+pub use servers::ServerApprovalRequest;
+
 use crate::fleet::hub::Hub;
 use crate::fleet::status;
 use crate::raft::ProposeError;
@@ -33,6 +37,7 @@ pub async fn serve(
         .route("/cluster", get(cluster))
         .route("/policy", get(policies).post(write_policy))
         .route("/members", post(members))
+        .merge(servers::routes())
         .with_state(hub);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

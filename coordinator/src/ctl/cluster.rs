@@ -120,7 +120,7 @@ pub fn status(t: &Target, out: &mut dyn Write) -> anyhow::Result<()> {
 }
 
 /// Posts to the first replica that answers; followers redirect to the leader.
-fn post(t: &Target, path: &str, body: &str) -> anyhow::Result<WriteAck> {
+pub(crate) fn post(t: &Target, path: &str, body: &str) -> anyhow::Result<WriteAck> {
     let mut last = None;
     for admin in &t.admins {
         match http::post_json(admin, path, body, TIMEOUT) {
