@@ -83,6 +83,26 @@ pub async fn say_hello(addr: &str, identity: &Identity, hello: Hello) -> anyhow:
     })
 }
 
+/// [`say_hello`], retried while the coordinator answers `Unavailable` (no leader yet, as right
+/// after it starts), for up to 20 s.
+pub async fn join(addr: &str, identity: &Identity, hello: Hello) -> anyhow::Result<Session> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = say_hello(addr, identity, hello.clone()).await?;
+        let unavailable = matches!(
+            s.answer,
+            Some(CoordMsg::Error {
+                code: protocol::msg::ErrorCode::Unavailable,
+                ..
+            })
+        );
+        if !unavailable || tokio::time::Instant::now() > deadline {
+            return Ok(s);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// What a fake server saw.
 #[derive(Debug, Default)]
 pub struct Seen {

@@ -66,7 +66,7 @@ pub fn rogue_node(opts: &RogueOptions) -> anyhow::Result<Value> {
     };
     hello.offload_addr = Some(format!("127.0.0.1:{offload_port}"));
     hello.battery.energy_left_j = f64::INFINITY;
-    let mut session = rt.block_on(peers::say_hello(&fleet.quic(), &identity, hello))?;
+    let mut session = rt.block_on(peers::join(&fleet.quic(), &identity, hello))?;
     let epoch_at_start = fleet.status()?.plan.epoch;
     let started = Instant::now();
     let mut reports = 0u64;

@@ -186,7 +186,7 @@ fn invalid_hellos_are_left_out_and_the_fleet_is_still_planned() {
     for h in [unknown_app, infinite, negative] {
         let identity = peers::node_identity(&fleet, &h.node_id).expect("identity");
         let s = rt
-            .block_on(peers::say_hello(&fleet.quic(), &identity, h))
+            .block_on(peers::join(&fleet.quic(), &identity, h))
             .expect("session");
         assert!(
             matches!(s.answer, Some(CoordMsg::Welcome { .. })),
@@ -199,7 +199,7 @@ fn invalid_hellos_are_left_out_and_the_fleet_is_still_planned() {
     let identity = peers::node_identity(&fleet, "cam-old").expect("identity");
     let old = peers::hello("cam-old", "laptop", "0000", &["garment"]);
     let s = rt
-        .block_on(peers::say_hello(&fleet.quic(), &identity, old))
+        .block_on(peers::join(&fleet.quic(), &identity, old))
         .expect("answer");
     assert!(
         matches!(
@@ -252,7 +252,7 @@ fn half_sent_frames_do_not_make_the_coordinator_allocate() {
     while attempted < 60 {
         let h = peers::hello("cam-hog", "laptop", &digest, &["garment"]);
         let s = rt
-            .block_on(peers::say_hello(&fleet.quic(), &identity, h))
+            .block_on(peers::join(&fleet.quic(), &identity, h))
             .expect("session");
         let want = (60 - attempted).min(16);
         let open = rt.block_on(peers::half_sent_frames(&s.conn, want, 1 << 20));
@@ -287,10 +287,10 @@ fn a_second_session_of_the_same_identity_replaces_the_first() {
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let hello = || peers::hello("cam-twice", "laptop", &digest, &["garment"]);
     let first = rt
-        .block_on(peers::say_hello(&fleet.quic(), &identity, hello()))
+        .block_on(peers::join(&fleet.quic(), &identity, hello()))
         .expect("first");
     let second = rt
-        .block_on(peers::say_hello(&fleet.quic(), &identity, hello()))
+        .block_on(peers::join(&fleet.quic(), &identity, hello()))
         .expect("second");
     assert!(matches!(second.answer, Some(CoordMsg::Welcome { .. })));
     let reason = rt
