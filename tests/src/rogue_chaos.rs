@@ -30,7 +30,8 @@ impl Default for RogueOptions {
 }
 
 /// A node with a valid certificate claims the server role (unapproved) with its own offload
-/// endpoint, names an app the catalog lacks and reports an infinite battery, every 100 ms. Plan
+/// endpoint, names an app the catalog lacks and reports an infinite battery, every 100 ms, beside
+/// two honest devices with a cloud budget. Plan
 /// epochs must keep advancing, no frame may reach it, and the honest nodes' accuracy must hold.
 pub fn rogue_node(opts: &RogueOptions) -> anyhow::Result<Value> {
     let fleet = Fleet::new()?;
@@ -40,8 +41,8 @@ pub fn rogue_node(opts: &RogueOptions) -> anyhow::Result<Value> {
         coordinator: None,
         energy_budget_j: Some(1000.0),
     };
-    // `cloud` offloads whenever the plan names a server: the rogue's claim is put to the test.
-    let extra = ["--policy", "cloud", "--cost-budget-usd", "100"];
+    // A cloud budget, so a plan that named the rogue as a server would offload to it.
+    let extra = ["--cost-budget-usd", "100"];
     let mut honest = vec![
         fleet.node_with("cam-a", "laptop", secs, &node_opts, &extra)?,
         fleet.node_with("cam-b", "laptop", secs, &node_opts, &extra)?,
