@@ -239,7 +239,7 @@ pub async fn half_sent_frames(
 /// `name` for the offload-server role. Fails unless the write committed.
 pub fn approve_server(fleet: &Fleet, name: &str, approved: bool) -> anyhow::Result<()> {
     let body = serde_json::json!({ "approved": approved }).to_string();
-    let r = mcdnn_coordinator::ctl::http::post_json(
+    let r = fleet.ops.post_json(
         &fleet.admin(),
         &format!("/v1/nodes/{name}/server"),
         &body,

@@ -225,7 +225,7 @@ pub fn minority_partition(cut_s: f64, nodes: usize) -> anyhow::Result<serde_json
     wait_nodes_on(&c, leader, nodes, 0, T)?;
     let before = c.status(leader)?;
     let sent_metric = |i: usize| -> f64 {
-        mcdnn_coordinator::ctl::http::get(&c.admin(i), "/metrics", Duration::from_secs(2))
+        mcdnn_coordinator::ctl::http::health_get(&c.health(i), "/metrics", Duration::from_secs(2))
             .ok()
             .and_then(|m| crate::metric(&m, "mcdnn_assignments_sent_total"))
             .unwrap_or(0.0)
@@ -348,12 +348,9 @@ pub fn write_bench(count: usize, concurrency: usize) -> anyhow::Result<serde_jso
     let post = |writer: &str, id: u64| -> anyhow::Result<()> {
         let body = json!({"key": "bench.k", "value": id as f64, "writer": writer, "write_id": id})
             .to_string();
-        let r = mcdnn_coordinator::ctl::http::post_json(
-            &admin,
-            "/policy",
-            &body,
-            Duration::from_secs(5),
-        )?;
+        let r = c
+            .ops
+            .post_json(&admin, "/policy", &body, Duration::from_secs(5))?;
         anyhow::ensure!(r.status == 200, "HTTP {}: {}", r.status, r.body);
         Ok(())
     };

@@ -1,10 +1,10 @@
 //! `POST /v1/nodes/{name}/server` (`mcdnnctl node approve-server NAME [--revoke]`): an admin
 //! operator approves or withdraws a node for the offload-server role. The approval is replicated
-//! (`Command::SetServerApproval`); the planner only ever names approved servers as offload
-//! targets, so a device certificate claiming the role in its hello gets nothing by it.
+//! (`Command::SetServerApproval`, recorded with the operator's certificate name); the planner
+//! only ever names approved servers as offload targets, so a device certificate claiming the
+//! role in its hello gets nothing by it.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
 
-use super::{WriteAck, propose_error};
+use super::auth::Caller;
+use super::writes;
 use crate::fleet::hub::Hub;
 use crate::state::Command;
 
@@ -29,27 +30,25 @@ pub fn routes() -> Router<Arc<Hub>> {
 }
 
 async fn set_approval(
+    caller: Caller,
     State(hub): State<Arc<Hub>>,
     Path(name): Path<String>,
     Json(req): Json<ServerApprovalRequest>,
 ) -> Response {
+    if let Err(refusal) = caller.require_admin() {
+        return refusal.into_response();
+    }
     if let Err(e) = protocol::identity::validate_name(&name) {
         return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
     }
     let cmd = Command::SetServerApproval {
         node_id: name.clone(),
         approved: req.approved,
-        by: "operator".into(),
+        by: caller.name,
     };
-    let path = format!("/v1/nodes/{name}/server");
-    match hub.raft.propose(cmd).await {
-        Ok(index) => {
-            hub.metrics
-                .proposals_committed_total
-                .fetch_add(1, Ordering::Relaxed);
-            hub.replan.notify_one();
-            Json(WriteAck { index }).into_response()
-        }
-        Err(e) => propose_error(&hub, &path, e),
+    let result = hub.raft.propose(cmd).await;
+    if result.is_ok() {
+        hub.replan.notify_one();
     }
+    writes::committed(&hub, &format!("/v1/nodes/{name}/server"), result)
 }

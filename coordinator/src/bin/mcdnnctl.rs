@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mcdnn_coordinator::ctl::identity::{self, CaInitArgs, EnrollArgs};
-use mcdnn_coordinator::ctl::{bench, cluster, demo, nodes};
+use mcdnn_coordinator::ctl::{bench, cluster, demo, nodes, snapshot};
 
 #[derive(Debug, Parser)]
 #[command(name = "mcdnnctl", version, about = "Operate an MCDNN fleet")]
@@ -44,6 +44,11 @@ enum Command {
     Node {
         #[command(subcommand)]
         command: nodes::NodeCommand,
+    },
+    /// Back up the replicated fleet state, or seed a new cluster from a backup.
+    Snapshot {
+        #[command(subcommand)]
+        command: snapshot::SnapshotCommand,
     },
     /// Benchmarks that print figures.
     Bench {
@@ -105,6 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy { command } => cluster::policy(&command, &mut stdout),
         Command::Members { command } => cluster::members(&command, &mut stdout),
         Command::Node { command } => nodes::node(&command, &mut stdout),
+        Command::Snapshot { command } => snapshot::run(&command, &mut stdout),
         Command::Demo(args) => {
             let summary = demo::run(&args, &mut stdout)?;
             if args.json {

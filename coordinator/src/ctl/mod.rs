@@ -7,3 +7,4 @@ pub mod demo;
 pub mod http;
 pub mod identity;
 pub mod nodes;
+pub mod snapshot;

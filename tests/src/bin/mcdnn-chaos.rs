@@ -9,13 +9,14 @@ use mcdnn_tests::chaos::{self, Options, SCENARIOS};
 use mcdnn_tests::{raft_chaos, rogue_chaos};
 
 /// The replicated-coordinator and trust-boundary scenarios.
-const RAFT_SCENARIOS: [&str; 6] = [
+const RAFT_SCENARIOS: [&str; 7] = [
     "leader-kill",
     "minority-partition",
     "rolling-restart",
     "bench-writes",
     "rogue-node",
     "store-wipe",
+    "snapshot-restore",
 ];
 
 fn usage() -> String {
@@ -90,6 +91,7 @@ fn main() -> anyhow::Result<()> {
         "bench-writes" => raft_chaos::write_bench(500, 8)?,
         "rogue-node" => rogue_chaos::rogue_node(&Default::default())?,
         "store-wipe" => rogue_chaos::store_wipe(&Default::default())?,
+        "snapshot-restore" => mcdnn_tests::backup_chaos::snapshot_restore(500)?,
         _ => chaos::run(&scenario, &opts)?,
     };
     if as_json {
