@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use protocol::codec;
-use rand::Rng;
 use protocol::msg::InferenceResult;
+use rand::Rng;
 
 use crate::store::{NodeStore, StoreError};
 
@@ -127,7 +127,11 @@ impl Spool {
     /// changes nothing: only a confused or forged peer sends one, and taking it would make the
     /// spool drop results never delivered.
     pub fn ack(&self, up_to: u64) -> Result<bool, StoreError> {
-        let last_numbered = self.next_seq.lock().unwrap_or_else(|p| p.into_inner()).saturating_sub(1);
+        let last_numbered = self
+            .next_seq
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .saturating_sub(1);
         if up_to > last_numbered {
             return Ok(false);
         }
@@ -182,7 +186,10 @@ fn decode_entry(v: &[u8]) -> Result<(u64, InferenceResult), StoreError> {
     let Some((inc, body)) = v.split_first_chunk::<INCARNATION_BYTES>() else {
         return Err(corrupt(codec::CodecError::TooShort { len: v.len() }));
     };
-    Ok((u64::from_be_bytes(*inc), codec::decode(body).map_err(corrupt)?))
+    Ok((
+        u64::from_be_bytes(*inc),
+        codec::decode(body).map_err(corrupt)?,
+    ))
 }
 
 fn read_acked(meta: &sled::Tree) -> Result<u64, StoreError> {
@@ -234,7 +241,11 @@ mod tests {
             assert!(spool.ack(3).expect("ack"));
             assert!(spool.ack(2).expect("an older ack is harmless"));
             assert!(!spool.ack(u64::MAX).expect("a forged ack is refused"));
-            assert!(!spool.ack(6).expect("an ack beyond the last result is refused"));
+            assert!(
+                !spool
+                    .ack(6)
+                    .expect("an ack beyond the last result is refused")
+            );
             assert_eq!(spool.pending(), 2);
         }
         let store = NodeStore::open(dir.path()).expect("reopen");
@@ -242,7 +253,10 @@ mod tests {
         assert_eq!(spool.acked_up_to().expect("acked"), 3);
         let rest = spool.batch_after(3, 100).expect("batch");
         assert_eq!(
-            rest.results.iter().map(|r| (r.seq, r.label)).collect::<Vec<_>>(),
+            rest.results
+                .iter()
+                .map(|r| (r.seq, r.label))
+                .collect::<Vec<_>>(),
             vec![(4, 3), (5, 4)]
         );
         // Numbering continues after the survivors, never reusing an acknowledged number.

@@ -315,7 +315,10 @@ async fn read_prefix<R: AsyncRead + Unpin>(
 
 /// `len` payload bytes. The buffer grows with the bytes that actually arrive: a peer that
 /// announces 4 MiB and sends nothing more costs one chunk, not the announced length.
-async fn read_body<R: AsyncRead + Unpin>(reader: &mut R, len: usize) -> Result<Vec<u8>, CodecError> {
+async fn read_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    len: usize,
+) -> Result<Vec<u8>, CodecError> {
     let mut payload = Vec::with_capacity(len.min(READ_CHUNK_BYTES));
     let mut chunk = [0u8; READ_CHUNK_BYTES];
     while payload.len() < len {
@@ -433,7 +436,7 @@ mod tests {
 
     #[tokio::test]
     async fn half_sent_frame_holds_only_what_arrived() {
-        let (mut a, mut b) = tokio::io::duplex(64 * 1024);
+        let (mut a, b) = tokio::io::duplex(64 * 1024);
         let len = MAX_FRAME_BYTES as u32;
         a.write_all(&len.to_be_bytes()).await.expect("write");
         a.write_all(&[7u8; 100]).await.expect("write");
@@ -478,21 +481,36 @@ mod tests {
         let err = read_frame_within::<_, NodeMsg>(&mut b, MAX_FRAME_BYTES, d)
             .await
             .expect_err("idle");
-        assert!(matches!(err, CodecError::TimedOut { what: "frame", .. }), "{err}");
+        assert!(
+            matches!(err, CodecError::TimedOut { what: "frame", .. }),
+            "{err}"
+        );
         a.write_all(&[0, 0, 0, 10, 1, 2]).await.expect("write");
         let err = read_frame_within::<_, NodeMsg>(&mut b, MAX_FRAME_BYTES, d)
             .await
             .expect_err("half sent");
         assert!(
-            matches!(err, CodecError::TimedOut { what: "rest of the frame", .. }),
+            matches!(
+                err,
+                CodecError::TimedOut {
+                    what: "rest of the frame",
+                    ..
+                }
+            ),
             "{err}"
         );
         let (mut a, mut b) = tokio::io::duplex(1024);
-        write_frame(&mut a, &NodeMsg::Ack { epoch: 3 }).await.expect("write");
+        write_frame(&mut a, &NodeMsg::Ack { epoch: 3 })
+            .await
+            .expect("write");
         drop(a);
-        let got: Option<NodeMsg> = read_frame_within(&mut b, MAX_FRAME_BYTES, d).await.expect("read");
+        let got: Option<NodeMsg> = read_frame_within(&mut b, MAX_FRAME_BYTES, d)
+            .await
+            .expect("read");
         assert_eq!(got, Some(NodeMsg::Ack { epoch: 3 }));
-        let got: Option<NodeMsg> = read_frame_within(&mut b, MAX_FRAME_BYTES, d).await.expect("eof");
+        let got: Option<NodeMsg> = read_frame_within(&mut b, MAX_FRAME_BYTES, d)
+            .await
+            .expect("eof");
         assert_eq!(got, None);
     }
 

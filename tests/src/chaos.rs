@@ -65,7 +65,11 @@ pub(crate) fn u(v: &Value, path: &[&str]) -> u64 {
 }
 
 /// Node accepted vs coordinator recorded, from the node summary and the coordinator's ledger.
-pub(crate) fn exactly_once(fleet: &Fleet, node: &str, summary: &Value) -> anyhow::Result<(u64, u64, Value)> {
+pub(crate) fn exactly_once(
+    fleet: &Fleet,
+    node: &str,
+    summary: &Value,
+) -> anyhow::Result<(u64, u64, Value)> {
     let status = fleet.status()?;
     let rec = status.results.get(node).cloned().unwrap_or_default();
     let accepted = u(summary, &["results_accepted"]);

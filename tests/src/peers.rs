@@ -162,7 +162,8 @@ async fn fake_stream(
 ) {
     match kind {
         Fake::Coordinator => {
-            while let Ok(Some(msg)) = codec::read_frame::<_, NodeMsg>(&mut recv, MAX_FRAME_BYTES).await
+            while let Ok(Some(msg)) =
+                codec::read_frame::<_, NodeMsg>(&mut recv, MAX_FRAME_BYTES).await
             {
                 seen.frames.fetch_add(1, Ordering::Relaxed);
                 let answer = match msg {

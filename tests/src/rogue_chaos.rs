@@ -43,7 +43,7 @@ pub fn rogue_node(opts: &RogueOptions) -> anyhow::Result<Value> {
     };
     // A cloud budget, so a plan that named the rogue as a server would offload to it.
     let extra = ["--cost-budget-usd", "100"];
-    let mut honest = vec![
+    let mut honest = [
         fleet.node_with("cam-a", "laptop", secs, &node_opts, &extra)?,
         fleet.node_with("cam-b", "laptop", secs, &node_opts, &extra)?,
     ];
@@ -161,18 +161,16 @@ pub fn store_wipe(opts: &RogueOptions) -> anyhow::Result<Value> {
     let name = "cam-wipe";
     let secs = opts.run.as_secs_f64();
     let mut first = fleet.node(name, "laptop", secs * 10.0, &[])?;
-    fleet.wait_for("results from the first store", Duration::from_secs(30), |s| {
-        s.results.get(name).is_some_and(|r| r.received > 0)
-    })?;
+    fleet.wait_for(
+        "results from the first store",
+        Duration::from_secs(30),
+        |s| s.results.get(name).is_some_and(|r| r.received > 0),
+    )?;
     std::thread::sleep(opts.run);
     first.kill();
     // Let a batch in flight at the kill commit before reading the ledger.
     std::thread::sleep(Duration::from_secs(1));
-    let recorded_before = fleet
-        .status()?
-        .results
-        .get(name)
-        .map_or(0, |r| r.received);
+    let recorded_before = fleet.status()?.results.get(name).map_or(0, |r| r.received);
     let store = fleet.store_path(name);
     let unsent_at_wipe = pending_in(&store)?;
     std::fs::remove_dir_all(&store).with_context(|| format!("wiping {}", store.display()))?;

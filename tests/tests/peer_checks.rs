@@ -28,12 +28,22 @@ fn a_node_refuses_a_coordinator_with_a_node_certificate() {
         energy_budget_j: None,
     };
     let mut node = fleet
-        .node_with("cam-victim", "laptop", 4.0, &opts, &["--drain-timeout-s", "1"])
+        .node_with(
+            "cam-victim",
+            "laptop",
+            4.0,
+            &opts,
+            &["--drain-timeout-s", "1"],
+        )
         .expect("node");
     let exit = node.wait_exit(Duration::from_secs(30)).expect("exit");
     assert!(exit.success(), "{}", node.log_text());
     assert!(seen.connections() >= 1, "the node did try the address");
-    assert_eq!(seen.frames(), 0, "the node sent nothing to a non-coordinator");
+    assert_eq!(
+        seen.frames(),
+        0,
+        "the node sent nothing to a non-coordinator"
+    );
     assert!(
         node.log_text().contains("not a coordinator"),
         "{}",
@@ -56,7 +66,9 @@ fn an_offload_impostor_is_refused_and_the_victim_falls_back() {
     let impostor = peers::node_identity(&fleet, "cam-evil").expect("identity");
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let (_endpoint, seen) = rt
-        .block_on(async { peers::fake_server(&impostor, loopback(advertised), Fake::OffloadServer) })
+        .block_on(async {
+            peers::fake_server(&impostor, loopback(advertised), Fake::OffloadServer)
+        })
         .expect("impostor");
     let advertise = format!("127.0.0.1:{advertised}");
     let _server = fleet
@@ -100,7 +112,9 @@ fn an_unapproved_server_is_never_a_target_and_an_approved_one_is_used() {
     let fleet = Fleet::new().expect("fleet");
     let _coord = fleet.coordinator(&[]).expect("coordinator");
     let listen = format!("127.0.0.1:{}", free_port());
-    let _server = fleet.server("edge-1", 60.0, &listen, 200.0).expect("server");
+    let _server = fleet
+        .server("edge-1", 60.0, &listen, 200.0)
+        .expect("server");
     let opts = NodeOpts {
         coordinator: None,
         energy_budget_j: Some(1000.0),
@@ -122,9 +136,15 @@ fn an_unapproved_server_is_never_a_target_and_an_approved_one_is_used() {
         })
         .expect("planned");
     assert!(!offloads(&status), "unapproved: nothing offloaded");
-    let edge = status.nodes.iter().find(|n| n.id == "edge-1").expect("edge");
+    let edge = status
+        .nodes
+        .iter()
+        .find(|n| n.id == "edge-1")
+        .expect("edge");
     assert!(
-        edge.excluded.as_deref().is_some_and(|w| w.contains("approval")),
+        edge.excluded
+            .as_deref()
+            .is_some_and(|w| w.contains("approval")),
         "{:?}",
         edge.excluded
     );
@@ -132,11 +152,15 @@ fn an_unapproved_server_is_never_a_target_and_an_approved_one_is_used() {
 
     peers::approve_server(&fleet, "edge-1", true).expect("approve");
     let status = fleet
-        .wait_for("the approved server to serve", Duration::from_secs(20), |s| {
-            s.nodes
-                .iter()
-                .any(|n| n.id == "edge-1" && n.served_offload > 0 && n.excluded.is_none())
-        })
+        .wait_for(
+            "the approved server to serve",
+            Duration::from_secs(20),
+            |s| {
+                s.nodes
+                    .iter()
+                    .any(|n| n.id == "edge-1" && n.served_offload > 0 && n.excluded.is_none())
+            },
+        )
         .expect("approved server used");
     assert!(offloads(&status));
 }
@@ -170,7 +194,9 @@ fn invalid_hellos_are_left_out_and_the_fleet_is_still_planned() {
     let mut good = fleet.node("cam-good", "laptop", 12.0, &[]).expect("node");
     let status = fleet
         .wait_for("the good node's first plan", Duration::from_secs(20), |s| {
-            s.nodes.iter().any(|n| n.id == "cam-good" && n.acked_epoch >= 1)
+            s.nodes
+                .iter()
+                .any(|n| n.id == "cam-good" && n.acked_epoch >= 1)
         })
         .expect("planned");
     let digest = status.catalog_digest.clone();
@@ -180,9 +206,7 @@ fn invalid_hellos_are_left_out_and_the_fleet_is_still_planned() {
     let mut infinite = peers::hello("cam-inf", "laptop", &digest, &["garment"]);
     infinite.battery.energy_left_j = f64::INFINITY;
     let mut negative = peers::hello("cam-neg", "laptop", &digest, &["garment"]);
-    negative.role = Role::Server {
-        capacity_rps: -5.0,
-    };
+    negative.role = Role::Server { capacity_rps: -5.0 };
     for h in [unknown_app, infinite, negative] {
         let identity = peers::node_identity(&fleet, &h.node_id).expect("identity");
         let s = rt
@@ -231,9 +255,16 @@ fn invalid_hellos_are_left_out_and_the_fleet_is_still_planned() {
     }
     let m = fleet.metrics().expect("metrics");
     assert_eq!(metric(&m, "mcdnn_nodes_excluded"), Some(3.0), "{m}");
-    assert!(metric(&m, "mcdnn_catalog_mismatch_total") >= Some(1.0), "{m}");
+    assert!(
+        metric(&m, "mcdnn_catalog_mismatch_total") >= Some(1.0),
+        "{m}"
+    );
     drop(sessions);
-    assert!(good.wait_exit(Duration::from_secs(30)).expect("exit").success());
+    assert!(
+        good.wait_exit(Duration::from_secs(30))
+            .expect("exit")
+            .success()
+    );
 }
 
 #[test]
@@ -275,7 +306,10 @@ fn half_sent_frames_do_not_make_the_coordinator_allocate() {
     );
     assert!(held < 60, "the stream cap refused some streams");
     let m = fleet.metrics().expect("metrics");
-    assert!(metric(&m, "mcdnn_sessions_replaced_total") >= Some(1.0), "{m}");
+    assert!(
+        metric(&m, "mcdnn_sessions_replaced_total") >= Some(1.0),
+        "{m}"
+    );
 }
 
 #[test]
@@ -297,7 +331,10 @@ fn a_second_session_of_the_same_identity_replaces_the_first() {
         .block_on(async { tokio::time::timeout(Duration::from_secs(5), first.conn.closed()).await })
         .expect("the first connection is closed");
     assert!(reason.to_string().contains("replaced"), "{reason}");
-    assert!(second.conn.close_reason().is_none(), "the newer session lives");
+    assert!(
+        second.conn.close_reason().is_none(),
+        "the newer session lives"
+    );
     let status = fleet.status().expect("status");
     assert_eq!(
         status.nodes.iter().filter(|n| n.id == "cam-twice").count(),

@@ -61,23 +61,23 @@ async fn stream(
 
 fn answer(store: &BlobStore, req: BlobRequest) -> BlobReply {
     match req {
-            BlobRequest::Catalog => BlobReply::Catalog {
-                bytes: store.catalog().to_vec(),
+        BlobRequest::Catalog => BlobReply::Catalog {
+            bytes: store.catalog().to_vec(),
+        },
+        BlobRequest::Manifest { variant } => match store.manifest(&variant) {
+            Some(m) => BlobReply::Manifest(m.clone()),
+            None => BlobReply::Missing {
+                what: format!("variant {variant}"),
             },
-            BlobRequest::Manifest { variant } => match store.manifest(&variant) {
-                Some(m) => BlobReply::Manifest(m.clone()),
-                None => BlobReply::Missing {
-                    what: format!("variant {variant}"),
-                },
+        },
+        BlobRequest::Shard { digest } => match store.shard(&digest) {
+            Some(bytes) => BlobReply::Shard {
+                digest,
+                bytes: bytes.to_vec(),
             },
-            BlobRequest::Shard { digest } => match store.shard(&digest) {
-                Some(bytes) => BlobReply::Shard {
-                    digest,
-                    bytes: bytes.to_vec(),
-                },
-                None => BlobReply::Missing {
-                    what: format!("shard {digest}"),
-                },
+            None => BlobReply::Missing {
+                what: format!("shard {digest}"),
             },
+        },
     }
 }

@@ -110,7 +110,10 @@ impl NodeLimits {
         let replaced = old.is_some();
         if let Some((_, old)) = old {
             tracing::info!(%node, "a new connection replaces the node's older one");
-            old.close(2u32.into(), b"replaced by a newer session of the same identity");
+            old.close(
+                2u32.into(),
+                b"replaced by a newer session of the same identity",
+            );
         }
         (id, replaced)
     }
@@ -152,7 +155,10 @@ mod tests {
         let t0 = Instant::now();
         assert!((0..3).all(|_| b.try_take_at(t0)));
         assert!(!b.try_take_at(t0), "burst spent");
-        assert!(b.try_take_at(t0 + Duration::from_millis(100)), "one token per 100 ms");
+        assert!(
+            b.try_take_at(t0 + Duration::from_millis(100)),
+            "one token per 100 ms"
+        );
         assert!(!b.try_take_at(t0 + Duration::from_millis(150)));
         // A long pause refills to the burst, not beyond.
         let later = t0 + Duration::from_secs(60);

@@ -330,10 +330,12 @@ async fn record_results(
         .filter(|e| e.session == sid)
         .and_then(|e| e.tx.clone());
     if let Some(tx) = tx {
-        let _ = tx.send(CoordMsg::ResultsAck {
+        let _ = tx
+            .send(CoordMsg::ResultsAck {
                 incarnation: batch.incarnation,
                 up_to_seq,
-            }).await;
+            })
+            .await;
     }
     Ok(())
 }

@@ -71,7 +71,9 @@ pub fn fleet_status(hub: &Hub) -> FleetStatus {
                 connected: e.connected,
                 energy_budget_j: shown(battery.capacity_j),
                 energy_left_j: shown(battery.energy_left_j),
-                energy_used_j: shown(t.map_or(0.0, |t| t.apps.iter().map(|a| a.energy_used_j).sum())),
+                energy_used_j: shown(
+                    t.map_or(0.0, |t| t.apps.iter().map(|a| a.energy_used_j).sum()),
+                ),
                 loaded_variants: t.map_or_else(Vec::new, |t| t.loaded_variants.clone()),
                 requests,
                 correct,

@@ -181,7 +181,11 @@ mod tests {
         join(&mut r, hello("inf", &class, Role::Device), Some(inf));
         let mut negative = telemetry(1);
         negative.link.rtt_ms = -1.0;
-        join(&mut r, hello("negative", &class, Role::Device), Some(negative));
+        join(
+            &mut r,
+            hello("negative", &class, Role::Device),
+            Some(negative),
+        );
         let mut huge = telemetry(1);
         huge.loaded_variants = vec![String::new(); MAX_LIST + 1];
         join(&mut r, hello("huge", &class, Role::Device), Some(huge));
@@ -190,7 +194,13 @@ mod tests {
         join(&mut r, hello("srv-ok", &class, server), None);
         join(
             &mut r,
-            hello("nan-cap", &class, Role::Server { capacity_rps: f64::NAN }),
+            hello(
+                "nan-cap",
+                &class,
+                Role::Server {
+                    capacity_rps: f64::NAN,
+                },
+            ),
             None,
         );
         let mut approvals = ServerApprovals::default();
@@ -203,7 +213,11 @@ mod tests {
             ids,
             vec!["huge", "inf", "nan-cap", "negative", "srv", "unknown-app"]
         );
-        assert!(out["unknown-app"].contains("no-such-app"), "{}", out["unknown-app"]);
+        assert!(
+            out["unknown-app"].contains("no-such-app"),
+            "{}",
+            out["unknown-app"]
+        );
         assert!(out["inf"].contains("inf"), "{}", out["inf"]);
         assert!(out["srv"].contains("approval"), "{}", out["srv"]);
         assert!(check_hello(&good, &catalogs).is_ok());

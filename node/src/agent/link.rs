@@ -8,10 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use protocol::codec::{self, MAX_FRAME_BYTES};
+use protocol::identity::Kind;
 use protocol::msg::{
     Assignment, CoordMsg, Hello, Link, NodeMsg, PROTOCOL_VERSION, ResultBatch, Role, Telemetry,
 };
-use protocol::identity::Kind;
 use protocol::tls;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
@@ -190,7 +190,9 @@ async fn session(
         apps: cfg.apps.clone(),
     };
     codec::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
-    match codec::read_frame_within::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES, WELCOME_WITHIN).await? {
+    match codec::read_frame_within::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES, WELCOME_WITHIN)
+        .await?
+    {
         Some(CoordMsg::Welcome {
             node_id,
             leader,
@@ -231,7 +233,9 @@ async fn session(
         tokio::sync::mpsc::channel::<anyhow::Result<Option<CoordMsg>>>(16);
     let reader = tokio::spawn(async move {
         loop {
-            let msg = codec::read_frame_within::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES, COORD_STREAM).await;
+            let msg =
+                codec::read_frame_within::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES, COORD_STREAM)
+                    .await;
             let done = !matches!(msg, Ok(Some(_)));
             if frames_tx
                 .send(msg.map_err(anyhow::Error::from))

@@ -149,13 +149,9 @@ impl Offloader for QuicOffloader {
         if self.down_until.is_some_and(|t| Instant::now() < t) {
             return Err(format!("offload server {target} failed recently"));
         }
-        if self
-            .session
-            .as_ref()
-            .is_some_and(|s| {
-                s.addr != target || s.server != server_name || s.conn.close_reason().is_some()
-            })
-        {
+        if self.session.as_ref().is_some_and(|s| {
+            s.addr != target || s.server != server_name || s.conn.close_reason().is_some()
+        }) {
             self.session = None;
         }
         self.next_id += 1;
