@@ -236,18 +236,25 @@ pub async fn half_sent_frames(
     open
 }
 
-/// `POST /v1/nodes/{name}/server` on the fleet's coordinator: an operator approves (or withdraws)
-/// `name` for the offload-server role. Fails unless the write committed.
+/// `POST /v1/nodes/{name}/server` on the fleet's coordinator as its admin operator: approves (or
+/// withdraws) `name` for the offload-server role, retrying while no leader is known (for up to
+/// 10 s). Fails unless the write committed.
 pub fn approve_server(fleet: &Fleet, name: &str, approved: bool) -> anyhow::Result<()> {
     let body = serde_json::json!({ "approved": approved }).to_string();
-    let r = fleet.ops.post_json(
-        &fleet.admin(),
-        &format!("/v1/nodes/{name}/server"),
-        &body,
-        Duration::from_secs(10),
-    )?;
-    if r.status != 200 {
-        anyhow::bail!("approving {name}: HTTP {}: {}", r.status, r.body.trim());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = fleet.ops.post_json(
+            &fleet.admin(),
+            &format!("/v1/nodes/{name}/server"),
+            &body,
+            Duration::from_secs(10),
+        )?;
+        match r.status {
+            200 => return Ok(()),
+            503 if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            status => anyhow::bail!("approving {name}: HTTP {status}: {}", r.body.trim()),
+        }
     }
-    Ok(())
 }

@@ -75,7 +75,8 @@ pub fn rogue_node(opts: &RogueOptions) -> anyhow::Result<Value> {
         let mut seq = 0;
         while started.elapsed() < opts.run {
             seq += 1;
-            let mut t: Telemetry = rogue_telemetry(seq);
+            // A virtual node's plausible report, with the lie in it.
+            let mut t: Telemetry = mcdnn_coordinator::ctl::bench::telemetry(seq);
             t.battery.energy_left_j = f64::INFINITY;
             if codec::write_frame(&mut session.send, &NodeMsg::Telemetry(t))
                 .await
@@ -129,27 +130,6 @@ pub fn rogue_node(opts: &RogueOptions) -> anyhow::Result<Value> {
         }),
         json!({ "honest": figures }),
     ))
-}
-
-/// A report like a real node's, but from the rogue.
-fn rogue_telemetry(seq: u64) -> Telemetry {
-    Telemetry {
-        seq,
-        at_unix_ms: seq,
-        battery: protocol::msg::Battery::unreported(),
-        memory_free_bytes: 1 << 30,
-        model_memory_budget_bytes: 1 << 30,
-        loaded_variants: vec![],
-        apps: vec![],
-        link: protocol::msg::Link {
-            rtt_ms: 1.0,
-            bandwidth_bps: 0.0,
-            connected: true,
-        },
-        offload_queue: 0,
-        served_offload: 0,
-        load_profiles: vec![],
-    }
 }
 
 /// A node is killed mid-run, its store deleted, and it starts again on an empty store. Its new

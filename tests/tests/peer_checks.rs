@@ -341,3 +341,48 @@ fn a_second_session_of_the_same_identity_replaces_the_first() {
         1
     );
 }
+
+#[test]
+fn only_an_admin_operator_may_approve_a_server_and_bad_names_change_nothing() {
+    let fleet = Fleet::new().expect("fleet");
+    let _coord = fleet.coordinator(&[]).expect("coordinator");
+    Ca::load(&fleet.ca)
+        .and_then(|ca| {
+            ca.enroll_operator(
+                "auditor",
+                &fleet.ca,
+                protocol::identity::OperatorRole::ReadOnly,
+                30,
+            )
+        })
+        .expect("enroll");
+    let auditor = mcdnn_coordinator::ctl::http::Client::load(&fleet.ca, "auditor").expect("client");
+    let body = r#"{"approved":true}"#;
+    let r = auditor
+        .post_json(
+            &fleet.admin(),
+            "/v1/nodes/edge-1/server",
+            body,
+            Duration::from_secs(5),
+        )
+        .expect("answer");
+    assert_eq!(r.status, 403, "{}", r.body);
+    for bad in ["Edge%201", "a.b", &"x".repeat(300)] {
+        let r = fleet
+            .ops
+            .post_json(
+                &fleet.admin(),
+                &format!("/v1/nodes/{bad}/server"),
+                body,
+                Duration::from_secs(5),
+            )
+            .expect("answer");
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
+    peers::approve_server(&fleet, "edge-1", true).expect("an admin may");
+    let policy = fleet
+        .ops
+        .get(&fleet.admin(), "/policy", Duration::from_secs(5))
+        .expect("get");
+    assert!(!policy.contains("edge-1"), "approvals are not policies");
+}

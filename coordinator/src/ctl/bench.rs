@@ -68,7 +68,8 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn telemetry(seq: u64) -> Telemetry {
+/// A virtual node's plausible report (two apps, a full battery); also what attack tests lie in.
+pub fn telemetry(seq: u64) -> Telemetry {
     let app = |name: &str, classes: usize| AppTelemetry {
         app: name.into(),
         rate_per_s: 2.0,
