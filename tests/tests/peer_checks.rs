@@ -386,3 +386,55 @@ fn only_an_admin_operator_may_approve_a_server_and_bad_names_change_nothing() {
         .expect("get");
     assert!(!policy.contains("edge-1"), "approvals are not policies");
 }
+
+#[test]
+fn a_telemetry_flood_is_dropped_over_the_rate_and_counted() {
+    let fleet = Fleet::new().expect("fleet");
+    let _coord = fleet.coordinator(&[]).expect("coordinator");
+    let digest = fleet.status().expect("status").catalog_digest;
+    let identity = peers::node_identity(&fleet, "cam-flood").expect("identity");
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let h = peers::hello("cam-flood", "laptop", &digest, &["garment"]);
+    let mut s = rt
+        .block_on(peers::join(&fleet.quic(), &identity, h))
+        .expect("session");
+    assert!(matches!(s.answer, Some(CoordMsg::Welcome { .. })));
+    rt.block_on(async {
+        for seq in 1..=500 {
+            let t = mcdnn_coordinator::ctl::bench::telemetry(seq);
+            protocol::codec::write_frame(&mut s.send, &protocol::msg::NodeMsg::Telemetry(t))
+                .await
+                .expect("send");
+        }
+    });
+    let status = fleet
+        .wait_for("the flood to be read", Duration::from_secs(10), |s| {
+            s.nodes
+                .iter()
+                .any(|n| n.id == "cam-flood" && n.telemetry_seq > 0)
+        })
+        .expect("read");
+    let seq = status
+        .nodes
+        .iter()
+        .find(|n| n.id == "cam-flood")
+        .map(|n| n.telemetry_seq);
+    assert!(
+        seq < Some(500),
+        "the reports over the rate were dropped: {seq:?}"
+    );
+    // 500 reports at once against a burst of 40 and 20/s: most are dropped once all are read.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut m = fleet.metrics().expect("metrics");
+    while metric(&m, "mcdnn_rate_limited_total") < Some(300.0)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+        m = fleet.metrics().expect("metrics");
+    }
+    assert!(metric(&m, "mcdnn_rate_limited_total") >= Some(300.0), "{m}");
+    assert!(
+        s.conn.close_reason().is_none(),
+        "dropping is not disconnecting"
+    );
+}
