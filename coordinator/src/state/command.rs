@@ -58,6 +58,13 @@ pub enum Command {
         /// In sequence order.
         records: Vec<super::results::ResultRecord>,
     },
+    /// Retires a specialised variant.
+    RemoveSpecialisedVariant {
+        /// App it belongs to.
+        app: String,
+        /// Variant name.
+        variant: String,
+    },
     /// An operator approves (or withdraws) a node for the offload-server role; only approved
     /// nodes are planned as offload targets.
     SetServerApproval {
@@ -67,13 +74,6 @@ pub enum Command {
         approved: bool,
         /// The operator (from the operator's certificate).
         by: String,
-    },
-    /// Retires a specialised variant.
-    RemoveSpecialisedVariant {
-        /// App it belongs to.
-        app: String,
-        /// Variant name.
-        variant: String,
     },
 }
 
