@@ -1,7 +1,8 @@
 //! What one node identity may cost the coordinator: one live connection (a new one replaces and
 //! closes the older), and token-bucket rates for telemetry, result batches and blob requests.
-//! Excess messages are dropped or refused and counted, never queued, so a misbehaving or stolen
-//! device cannot crowd out the rest of the fleet.
+//! Excess is dropped or refused and counted, never queued (a result batch over the rate ends the
+//! session, so the node resends it from its last ack), so a misbehaving or stolen device cannot
+//! crowd out the rest of the fleet.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -258,15 +258,21 @@ async fn read_loop(
                 return Err(format!("bad frame from {id}: {e}"));
             }
         };
-        // Over its rate a node's telemetry is dropped (the next report supersedes it) and its
-        // results are not recorded or acknowledged (they stay spooled and are resent).
+        // Over its rate a node's telemetry is dropped (the next report supersedes it). A result
+        // batch over the rate ends the session instead: dropping it would leave a hole the next
+        // batch's ack covers, while on a new session the node resends from its last ack.
         let rated = match &msg {
             NodeMsg::Telemetry(_) => Some(Rated::Telemetry),
             NodeMsg::Results(_) => Some(Rated::Results),
             _ => None,
         };
-        if rated.is_some_and(|what| !hub.limits.allow(id, what)) {
+        if let Some(what) = rated
+            && !hub.limits.allow(id, what)
+        {
             Metrics::inc(&hub.metrics.rate_limited_total);
+            if what == Rated::Results {
+                return Err(format!("{id} sent result batches over its rate; reconnect"));
+            }
             continue;
         }
         match msg {

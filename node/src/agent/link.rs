@@ -226,8 +226,9 @@ async fn session(
         Some(s) => s.acked_up_to()?,
         None => 0,
     };
-    // Incarnation of the last batch sent; an ack for any other one is not for what is in flight.
-    let mut sent_incarnation = 0u64;
+    // (incarnation, last seq) of what this session sent, per run of one incarnation: an ack is
+    // only taken for something in here.
+    let mut sent: Vec<(u64, u64)> = Vec::new();
     // Frames are read by their own task: a half-read frame must never be dropped by `select!`.
     let (frames_tx, mut frames) =
         tokio::sync::mpsc::channel::<anyhow::Result<Option<CoordMsg>>>(16);
@@ -272,7 +273,7 @@ async fn session(
                 let batch = spool.batch_after(sent_up_to, BATCH)?;
                 if let (Some(first), Some(last)) = (batch.results.first(), batch.results.last()) {
                     let (first_seq, last_seq) = (first.seq, last.seq);
-                    sent_incarnation = batch.incarnation;
+                    note_sent(&mut sent, batch.incarnation, last_seq);
                     let msg = NodeMsg::Results(ResultBatch {
                         incarnation: batch.incarnation,
                         first_seq,
@@ -287,7 +288,7 @@ async fn session(
                 match msg? {
                     Some(CoordMsg::ResultsAck { incarnation, up_to_seq }) => {
                         if let Some(spool) = &spool {
-                            take_ack(spool, (incarnation, up_to_seq), (sent_incarnation, sent_up_to))?;
+                            take_ack(spool, (incarnation, up_to_seq), &sent)?;
                         }
                     }
                     Some(CoordMsg::Assignment(a)) => {
@@ -305,18 +306,35 @@ async fn session(
     }
 }
 
+/// Runs of (incarnation, last seq) remembered per session; more than a spool holds in practice.
+const SENT_RUNS: usize = 64;
+
+/// Records that results of `incarnation` up to `last_seq` were sent.
+fn note_sent(sent: &mut Vec<(u64, u64)>, incarnation: u64, last_seq: u64) {
+    match sent.last_mut() {
+        Some((inc, last)) if *inc == incarnation => *last = last_seq,
+        _ => {
+            if sent.len() >= SENT_RUNS {
+                sent.remove(0);
+            }
+            sent.push((incarnation, last_seq));
+        }
+    }
+}
+
 /// Applies a results acknowledgement `(incarnation, up_to)` if it covers only what this session
-/// sent (`sent`); anything else is logged, counted and ignored, so a confused or forged
-/// coordinator cannot make the spool drop results it never received.
-fn take_ack(spool: &Spool, ack: (u64, u64), sent: (u64, u64)) -> anyhow::Result<()> {
-    let ((incarnation, up_to), (sent_incarnation, sent_up_to)) = (ack, sent);
-    if incarnation != sent_incarnation || up_to > sent_up_to || !spool.ack(up_to)? {
+/// sent of that incarnation; anything else is logged, counted and ignored, so a confused or
+/// forged coordinator cannot make the spool drop results it never received.
+fn take_ack(spool: &Spool, ack: (u64, u64), sent: &[(u64, u64)]) -> anyhow::Result<()> {
+    let (incarnation, up_to) = ack;
+    let covered = sent
+        .iter()
+        .any(|&(inc, last)| inc == incarnation && up_to <= last);
+    if !covered || !spool.ack(up_to)? {
         let refused = spool.refuse_ack();
         tracing::warn!(
             incarnation,
             up_to,
-            sent_incarnation,
-            sent_up_to,
             refused,
             "ignoring a results ack for results this node did not send"
         );
@@ -379,12 +397,18 @@ mod tests {
             spool.append(crate::spool::test_result()).expect("append");
         }
         let inc = spool.incarnation();
+        let mut sent = Vec::new();
+        note_sent(&mut sent, inc, 1);
+        note_sent(&mut sent, inc, 2);
+        assert_eq!(sent, vec![(inc, 2)]);
         // A forged ack for everything, one for another store, one past what was sent.
-        take_ack(&spool, (inc, u64::MAX), (inc, 2)).expect("forged");
-        take_ack(&spool, (inc + 1, 2), (inc, 2)).expect("other incarnation");
-        take_ack(&spool, (inc, 3), (inc, 2)).expect("past what was sent");
+        take_ack(&spool, (inc, u64::MAX), &sent).expect("forged");
+        take_ack(&spool, (inc + 1, 2), &sent).expect("other incarnation");
+        take_ack(&spool, (inc, 3), &sent).expect("past what was sent");
         assert_eq!((spool.pending(), spool.acks_refused()), (3, 3));
-        take_ack(&spool, (inc, 2), (inc, 2)).expect("genuine");
+        // A late ack for an earlier incarnation's run still counts once that run was sent.
+        note_sent(&mut sent, inc + 1, 9);
+        take_ack(&spool, (inc, 2), &sent).expect("genuine");
         assert_eq!((spool.pending(), spool.acks_refused()), (1, 3));
     }
 
