@@ -24,6 +24,10 @@ use crate::supervisor::Supervisor;
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
+    /// A TOML file of settings named like these flags (`solve-interval-ms = 500`); flags and
+    /// `MCDNN_*` variables override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// This replica's name, `<prefix>-<ordinal>`; must be the name in its coordinator
     /// certificate. Its Raft id is ordinal + 1.
     #[arg(long, env = "MCDNN_COORDINATOR_NAME", default_value = "coord-0")]
@@ -48,6 +52,12 @@ pub struct RunArgs {
     /// ports on its own host). Default: this replica alone, on its --listen host.
     #[arg(long, env = "MCDNN_PEERS", default_value = "")]
     pub peers: String,
+    /// Where cameras and operators outside the cluster reach each replica, for redirects to
+    /// the leader: `coord-0=HOST[:NODE_PORT[:ADMIN_PORT]],...` (default: the --peers hosts and
+    /// this replica's ports). The same on every replica; each HOST must be in that replica's
+    /// certificate (`mcdnnctl enroll coordinator NAME --san HOST`).
+    #[arg(long, env = "MCDNN_ADVERTISE", default_value = "")]
+    pub advertise: String,
     /// Start a brand-new cluster when the disk is empty. Leave it off for a replica that lost
     /// its disk or joins an existing cluster: it then waits for the leader's snapshot. A replica
     /// alone (no --peers) always bootstraps.
@@ -88,7 +98,8 @@ fn peers_of(args: &RunArgs) -> anyhow::Result<Peers> {
         &args.listen.to_string(),
         &args.raft_listen.to_string(),
         &args.admin.to_string(),
-    )
+    )?
+    .with_advertised(&args.advertise)
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {

@@ -1,7 +1,7 @@
 //! `mcdnn-coordinator`: the fleet coordinator daemon.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "mcdnn-coordinator", version, about = "MCDNN fleet coordinator")]
@@ -17,7 +17,10 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    let Command::Run(args) = Cli::parse().command;
+    // `--config FILE` settings go in under flags and `MCDNN_*` variables.
+    let command = Cli::command().mut_subcommand("run", |c| c.args_override_self(true));
+    let argv = protocol::config_file::args_with_file(&command, std::env::args_os().collect())?;
+    let Command::Run(args) = Cli::from_arg_matches(&command.get_matches_from(argv))?.command;
     let filter = tracing_subscriber::EnvFilter::try_from_env("MCDNN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

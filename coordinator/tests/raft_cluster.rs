@@ -173,7 +173,7 @@ impl Cluster {
 
 fn write(writer: &str, write_id: u64) -> Command {
     Command::SetPolicy {
-        key: format!("budget.{}", write_id % 3),
+        key: "fleet.cost_budget_usd".into(),
         value: PolicyValue::Number(write_id as f64),
         writer: writer.into(),
         write_id,

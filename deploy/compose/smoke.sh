@@ -58,10 +58,11 @@ if ! docker image inspect "$MCDNN_IMAGE" >/dev/null 2>&1; then
   MCDNN_IMAGE=$MCDNN_IMAGE ../../scripts/image.sh
 fi
 
-# The admin API of a replica, from inside its container (bash's /dev/tcp; the image has no curl),
-# so any replica can be asked, not only coord-0 whose port is published.
+# The operator API of a replica, from inside its container with the `ops` identity (HTTPS,
+# operator certificates only), so any replica can be asked, not only coord-0 whose port is
+# published.
 admin_get() { # SERVICE PATH
-  "${DC[@]}" exec -T "$1" bash -c "exec 3<>/dev/tcp/127.0.0.1/7480 && printf 'GET $2 HTTP/1.0\\r\\n\\r\\n' >&3 && sed '1,/^\\r\\?\$/d' <&3" 2>/dev/null
+  "${DC[@]}" exec -T -e MCDNN_OPERATOR=ops -e MCDNN_IDENTITY_DIR=/fleet/ops "$1" mcdnnctl api "$2" --admin 127.0.0.1:7480 2>/dev/null
 }
 ADMIN=coord-0   # the replica whose /status the checks read: the leader (only it holds the fleet)
 status() { admin_get "$ADMIN" /status; }
@@ -91,7 +92,9 @@ trap cleanup EXIT
 step "1. up (project $PROJECT)"
 "${DC[@]}" up -d "${UP[@]}" >"${TMPDIR:-/tmp}/$PROJECT-up.log" 2>&1 || { cat "${TMPDIR:-/tmp}/$PROJECT-up.log" >&2; fail "docker-compose up"; }
 wait_for 90 "coord-0 /status answers" '.coordinator == "coord-0"'
-curl -fsS --max-time 3 "http://127.0.0.1:$MCDNN_ADMIN_PORT/readyz" >/dev/null || fail "coord-0's published admin port"
+# The published operator port answers TLS and refuses a client without a certificate (401).
+[ "$(curl -ks --max-time 3 -o /dev/null -w '%{http_code}' "https://127.0.0.1:$MCDNN_ADMIN_PORT/status")" = 401 ] \
+  || fail "coord-0's published operator port"
 if [ "$RAFT" = 1 ]; then
   leader_of() { admin_get "$1" /cluster | jq -r '.leader_name // empty'; }
   deadline=$((SECONDS + 60))

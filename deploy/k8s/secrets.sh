@@ -1,26 +1,32 @@
 #!/usr/bin/env bash
 # Makes the fleet CA (once) and the certificates the Kubernetes manifests mount, and writes them as
-# Secret manifests to deploy/k8s/.secrets/secrets.yaml (git ignores .secrets/):
-#   mcdnn-coordinator-tls: ca.pem + mcdnn-coordinator-N.{pem,key}, N < COORDINATORS, with SANs
-#       mcdnn-coordinator-N.mcdnn-coordinator[.NS.svc[.cluster.local]] (what peers and nodes dial)
-#   mcdnn-node-tls:        ca.pem + mcdnn-node-N.{pem,key}, N < NODES
+# Secret manifests to deploy/k8s/.secrets/secrets.yaml (git ignores .secrets/). One Secret per
+# identity, so a pod can mount its own key and nobody else's:
+#   mcdnn-coordinator-N-tls: ca.pem + mcdnn-coordinator-N.{pem,key}, N < COORDINATORS, with SANs
+#       mcdnn-coordinator-N-0.mcdnn-coordinator[.NS.svc[.cluster.local]] (what peers and nodes dial)
+#   mcdnn-node-N-tls:        ca.pem + mcdnn-node-N.{pem,key}, N < NODES
+# Operator certificates (OPERATORS, NAME:ROLE, role admin or read-only) go to .secrets/operator/
+# for the people who run mcdnnctl; they are not Secrets in the cluster.
 # Idempotent: an existing CA and existing certificates are kept; only missing ones are issued.
+# The CA folder is 0700 and every key 0600 (umask 077); a CA key others can read is refused.
 #   deploy/k8s/secrets.sh && kubectl apply -f deploy/k8s/.secrets/secrets.yaml
-# Env: NAMESPACE (mcdnn), COORDINATORS (3), NODES (3), CLUSTER_DOMAIN (cluster.local),
+# Env: NAMESPACE (mcdnn), COORDINATORS (3), NODES (3), OPERATORS (ops:admin), CLUSTER_DOMAIN (cluster.local),
 #      MCDNN_CA_DIR (deploy/k8s/.secrets/fleet-ca: move the CA key offline once done),
 #      MCDNNCTL (mcdnnctl on PATH, else target/release/mcdnnctl, else the mcdnn:latest image).
 set -euo pipefail
+umask 077
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
 NAMESPACE=${NAMESPACE:-mcdnn}
 COORDINATORS=${COORDINATORS:-3}
 NODES=${NODES:-3}
+OPERATORS=${OPERATORS:-ops:admin}
 DOMAIN=${CLUSTER_DOMAIN:-cluster.local}
 OUT=$here/.secrets
 CA_DIR=${MCDNN_CA_DIR:-$OUT/fleet-ca}
 mkdir -p "$OUT" "$CA_DIR"
-chmod 0700 "$OUT"
+chmod 0700 "$OUT" "$CA_DIR"
 
 # mcdnnctl ARGS...: the CLI from PATH, the repo's release build, or the image (bind-mounting $OUT
 # and the CA folder at the same paths, as the calling user so the files stay theirs).
@@ -33,45 +39,53 @@ else
 fi
 
 [ -f "$CA_DIR/ca.pem" ] || "${ctl[@]}" ca init --dir "$CA_DIR"
+# An older run (or a copy) may have left the CA key readable by others: refuse to sign with it.
+if [ -n "$(find "$CA_DIR" -maxdepth 1 -name '*.key' -perm /077 -print -quit)" ]; then
+  echo "secrets: a key in $CA_DIR is readable by group or others; chmod 0600 it (and check who" \
+    "copied it) before issuing more certificates" >&2
+  exit 1
+fi
 
-issue() { # KIND NAME [SAN...]
+issue() { # KIND NAME [ENROLL-ARG...]
   local kind=$1 name=$2 dir="$OUT/$1"
   shift 2
   mkdir -p "$dir"
+  chmod 0700 "$dir"
   [ -f "$dir/$name.pem" ] && return 0
-  local sans=()
-  for s in "$@"; do sans+=(--san "$s"); done
-  "${ctl[@]}" enroll "$kind" "$name" --dir "$CA_DIR" --out "$dir" "${sans[@]}" >/dev/null
+  "${ctl[@]}" enroll "$kind" "$name" --dir "$CA_DIR" --out "$dir" "$@" >/dev/null
+  chmod 0600 "$dir/$name.key"
   echo "secrets: issued $kind certificate $name"
 }
 
 for ((i = 0; i < COORDINATORS; i++)); do
-  pod=mcdnn-coordinator-$i
-  host=$pod.mcdnn-coordinator
+  name=mcdnn-coordinator-$i
+  # The replica runs in pod NAME-0 of its own StatefulSet NAME (see coordinator.yaml).
+  host=$name-0.mcdnn-coordinator
   sans=("$host" "$host.$NAMESPACE.svc" "$host.$NAMESPACE.svc.$DOMAIN")
   # `HOST.NS` too, unless NS is "mcdnn": names under .mcdnn are reserved for fleet identities.
   [ "$NAMESPACE" = mcdnn ] || sans+=("$host.$NAMESPACE")
-  issue coordinator "$pod" "${sans[@]}"
+  san_args=()
+  for s in "${sans[@]}"; do san_args+=(--san "$s"); done
+  issue coordinator "$name" "${san_args[@]}"
 done
 for ((i = 0; i < NODES; i++)); do issue node "mcdnn-node-$i"; done
+for op in $OPERATORS; do issue operator "${op%%:*}" --role "${op#*:}"; done
 
-secret() { # NAME KIND COUNT PREFIX
-  local name=$1 dir="$OUT/$2" count=$3 prefix=$4
-  printf -- '---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\n  namespace: %s\n' "$name" "$NAMESPACE"
-  printf '  labels: {app.kubernetes.io/part-of: mcdnn}\ntype: Opaque\ndata:\n'
+secret() { # KIND NAME: the Secret NAME-tls with ca.pem and NAME's own certificate and key only
+  local dir="$OUT/$1" name=$2
+  printf -- '---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: %s-tls\n  namespace: %s\n' "$name" "$NAMESPACE"
+  printf '  labels: {app.kubernetes.io/part-of: mcdnn, mcdnn.io/identity: %s}\ntype: Opaque\ndata:\n' "$name"
   printf '  ca.pem: %s\n' "$(base64 -w0 <"$CA_DIR/ca.pem")"
-  for ((i = 0; i < count; i++)); do
-    for ext in pem key; do
-      printf '  %s-%d.%s: %s\n' "$prefix" "$i" "$ext" "$(base64 -w0 <"$dir/$prefix-$i.$ext")"
-    done
+  for ext in pem key; do
+    printf '  %s.%s: %s\n' "$name" "$ext" "$(base64 -w0 <"$dir/$name.$ext")"
   done
 }
-umask 077
 {
   echo "# Generated by deploy/k8s/secrets.sh: private keys. Do not commit."
-  secret mcdnn-coordinator-tls coordinator "$COORDINATORS" mcdnn-coordinator
-  secret mcdnn-node-tls node "$NODES" mcdnn-node
+  for ((i = 0; i < COORDINATORS; i++)); do secret coordinator "mcdnn-coordinator-$i"; done
+  for ((i = 0; i < NODES; i++)); do secret node "mcdnn-node-$i"; done
 } >"$OUT/secrets.yaml.part"
 mv "$OUT/secrets.yaml.part" "$OUT/secrets.yaml"
-echo "secrets: wrote $OUT/secrets.yaml ($COORDINATORS coordinators, $NODES nodes, namespace $NAMESPACE)"
+echo "secrets: wrote $OUT/secrets.yaml ($COORDINATORS coordinator and $NODES node Secrets, namespace $NAMESPACE)"
+echo "secrets: operator identities ($OPERATORS) are in $OUT/operator: give each to its operator"
 echo "secrets: the CA key is $CA_DIR/ca.key: keep it offline once the fleet is enrolled"

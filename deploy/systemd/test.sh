@@ -51,6 +51,7 @@ docker exec "$C" bash -euc '
   mcdnnctl ca init --dir ca >/dev/null
   mcdnnctl enroll coordinator coord-0 --dir ca --out /etc/mcdnn/identity >/dev/null
   mcdnnctl enroll node cam-0001 --dir ca --out /etc/mcdnn/identity >/dev/null
+  mcdnnctl enroll operator ops --role read-only --dir ca --out /etc/mcdnn/identity >/dev/null
   # The shipped examples, pointed at one replica on loopback.
   sed -e "s/^MCDNN_LISTEN=.*/MCDNN_LISTEN=127.0.0.1:7400/" -e "s/^MCDNN_ADMIN=.*/MCDNN_ADMIN=127.0.0.1:7480/" \
       -e "s/^MCDNN_RAFT_LISTEN=.*/MCDNN_RAFT_LISTEN=127.0.0.1:7500/" -e "s/^MCDNN_PEERS=.*/MCDNN_PEERS=coord-0=127.0.0.1/" \
@@ -63,7 +64,7 @@ docker exec "$C" bash -euc '
   systemctl enable --now mcdnn-coordinator.service mcdnn-node.service 2>/dev/null
 ' || fail "installing the units"
 
-status() { docker exec "$C" bash -c 'exec 3<>/dev/tcp/127.0.0.1/7480 && printf "GET /status HTTP/1.0\r\n\r\n" >&3 && tail -1 <&3' 2>/dev/null; }
+status() { docker exec "$C" mcdnnctl api /status --admin 127.0.0.1:7480 --identity-dir /etc/mcdnn/identity --identity ops 2>/dev/null; }
 wait_serving() {
   for _ in $(seq 40); do
     if status | jq -e '.nodes[] | select(.id == "cam-0001" and .connected and .requests > 0 and .acked_epoch > 0)' >/dev/null 2>&1; then return 0; fi

@@ -10,6 +10,10 @@ use crate::frames::ClassMix;
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
+    /// A TOML file of settings named like these flags (`device-class = "laptop"`); flags and
+    /// `MCDNN_*` variables override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Node id; must be the name in this node's certificate.
     #[arg(long, env = "MCDNN_NODE_NAME")]
     pub name: String,
@@ -84,8 +88,9 @@ pub struct RunArgs {
     /// Server role: requests per second this server can sustain (reported to the fleet solver).
     #[arg(long, env = "MCDNN_CAPACITY_RPS", default_value_t = 50.0)]
     pub capacity_rps: f64,
-    /// Server role: QUIC address to accept offload requests on.
-    #[arg(long, env = "MCDNN_OFFLOAD_LISTEN", default_value = "127.0.0.1:7500")]
+    /// Server role: QUIC address to accept offload requests on (7600: clear of the
+    /// coordinator's 7400 nodes, 7480/7481 operator/health and 7500 Raft ports).
+    #[arg(long, env = "MCDNN_OFFLOAD_LISTEN", default_value = "127.0.0.1:7600")]
     pub offload_listen: std::net::SocketAddr,
     /// Server role: address devices are told to use (default: --offload-listen). The server's
     /// certificate must name its host (enrol with `--san`).

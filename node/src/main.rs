@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use mcdnn_node::{catalog, dataset};
 
 #[derive(Parser)]
@@ -92,8 +92,15 @@ fn init_logging(json: bool) {
     }
 }
 
+/// The command line, with `--config FILE` settings put in under flags and `MCDNN_*` variables.
+fn parse_cli() -> anyhow::Result<Cli> {
+    let command = Cli::command().mut_subcommand("run", |c| c.args_override_self(true));
+    let args = protocol::config_file::args_with_file(&command, std::env::args_os().collect())?;
+    Ok(Cli::from_arg_matches(&command.get_matches_from(args))?)
+}
+
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = parse_cli()?;
     match cli.command {
         Command::Run(args) => {
             init_logging(args.log_json);

@@ -20,6 +20,7 @@ use crate::trace::{Connectivity, Request};
 #[derive(Parser)]
 #[command(
     name = "mcdnn-sim",
+    version,
     about = "Evaluate MCDNN scheduling policies on traces"
 )]
 struct Cli {

@@ -97,7 +97,7 @@ pub fn snapshot_restore(writes: usize) -> anyhow::Result<serde_json::Value> {
             "snapshot",
             "save",
             &file_arg,
-            "--coordinator",
+            "--admin",
             &admins,
             "--identity-dir",
             &ca,

@@ -46,6 +46,8 @@ pub struct Cluster {
     /// Node QUIC port; operator API is +1, raft +2, health +3.
     pub port: u16,
     pub replicas: Vec<Option<Proc>>,
+    /// Flags every replica is started with, after the harness's own.
+    pub extra_args: Vec<String>,
     /// An admin operator's client for the operator API.
     pub ops: http::Client,
     /// Last, so it is released after the replicas' processes are killed (fields drop in order).
@@ -109,6 +111,7 @@ impl Cluster {
             size,
             port: free_ports(size),
             replicas: (0..size).map(|_| None).collect(),
+            extra_args: Vec::new(),
         })
     }
 
@@ -177,6 +180,7 @@ impl Cluster {
         .env("MCDNN_LOG", "info,raft=warn")
         .stdout(std::process::Stdio::null())
         .stderr(file);
+        cmd.args(&self.extra_args);
         if bootstrap {
             cmd.arg("--bootstrap");
         }

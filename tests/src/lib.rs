@@ -2,6 +2,7 @@
 //! node agents started as real processes (the workspace's built binaries), their admin API and
 //! end-of-run summaries. Used by the tests in `tests/tests` and by `mcdnn-chaos`.
 
+pub mod admin_flood;
 pub mod backup_chaos;
 pub mod cluster;
 pub mod raft_chaos;

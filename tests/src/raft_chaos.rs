@@ -33,7 +33,7 @@ impl Writer {
             let mut id = 1u64;
             while !s.load(Ordering::Relaxed) {
                 let result = match cluster.lock() {
-                    Ok(c) => c.write_policy("chaos.budget", id as f64, WRITER, id),
+                    Ok(c) => c.write_policy("fleet.cost_budget_usd", id as f64, WRITER, id),
                     Err(_) => return,
                 };
                 match result {
@@ -241,7 +241,7 @@ pub fn minority_partition(cut_s: f64, nodes: usize) -> anyhow::Result<serde_json
     let mut acked = Vec::new();
     let mut id = 1u64;
     while t0.elapsed().as_secs_f64() < cut_s {
-        if c.write_policy("chaos.budget", id as f64, WRITER, id)
+        if c.write_policy("fleet.cost_budget_usd", id as f64, WRITER, id)
             .is_ok()
         {
             acked.push(id);
@@ -346,7 +346,7 @@ pub fn write_bench(count: usize, concurrency: usize) -> anyhow::Result<serde_jso
     let leader = c.wait_leader(T, None)?;
     let admin = c.admin(leader);
     let post = |writer: &str, id: u64| -> anyhow::Result<()> {
-        let body = json!({"key": "bench.k", "value": id as f64, "writer": writer, "write_id": id})
+        let body = json!({"key": "fleet.cost_budget_usd", "value": id as f64, "writer": writer, "write_id": id})
             .to_string();
         let r = c
             .ops

@@ -65,7 +65,7 @@ fn sigterm_on_the_leader_hands_leadership_over() {
         .expect("handover");
     let s = c.status(next).expect("status");
     assert!(s.term > term);
-    c.write_policy("k", 1.0, "op", 1)
+    c.write_policy("fleet.cost_budget_usd", 1.0, "op", 1)
         .expect("the new leader commits");
 }
 
@@ -76,12 +76,13 @@ fn a_replica_that_lost_its_disk_rejoins_from_a_snapshot() {
     let leader = c.wait_leader(T, None).expect("leader");
     let victim = (leader + 1) % 3;
     for id in 1..=5 {
-        c.write_policy("k", id as f64, "op", id).expect("write");
+        c.write_policy("fleet.cost_budget_usd", id as f64, "op", id)
+            .expect("write");
     }
     c.kill(victim);
     c.wipe(victim);
     for id in 6..=8 {
-        c.write_policy("k", id as f64, "op", id)
+        c.write_policy("fleet.cost_budget_usd", id as f64, "op", id)
             .expect("write while it is gone");
     }
     c.start(victim, false).expect("rejoin in join mode");
@@ -109,7 +110,7 @@ fn readiness_needs_a_leader_and_followers_redirect_writes() {
     let leader = c.wait_leader(T, None).expect("leader");
     let follower = (leader + 1) % 3;
     let body =
-        serde_json::json!({"key": "k", "value": 5.0, "writer": "op", "write_id": 1}).to_string();
+        serde_json::json!({"key": "fleet.cost_budget_usd", "value": 5.0, "writer": "op", "write_id": 1}).to_string();
     let direct = c
         .ops
         .request(
@@ -164,7 +165,7 @@ fn members_are_removed_and_added_through_the_admin_api() {
     assert_eq!(r.status, 200, "{}", r.body);
     c.kill(victim);
     assert_eq!(c.status(leader).expect("status").voters.len(), 2);
-    c.write_policy("k", 1.0, "op", 1)
+    c.write_policy("fleet.cost_budget_usd", 1.0, "op", 1)
         .expect("two voters still commit");
     c.wipe(victim);
     let r = c
@@ -177,4 +178,34 @@ fn members_are_removed_and_added_through_the_admin_api() {
         .expect("the new member catches up");
     assert_eq!(c.status(leader).expect("status").voters.len(), 3);
     assert_eq!(c.policy_log(victim).expect("log").len(), 1);
+}
+
+#[test]
+fn followers_send_writers_to_the_leaders_advertised_address() {
+    let mut c = Cluster::new(3).expect("cluster");
+    // What operators outside would dial: every replica advertises another name for itself.
+    let advertised: Vec<String> = (0..3)
+        .map(|i| format!("coord-{i}=ops-{i}.example.org:9:10"))
+        .collect();
+    c.extra_args = vec!["--advertise".into(), advertised.join(",")];
+    c.start_all().expect("start");
+    let leader = c.wait_leader(T, None).expect("leader");
+    let follower = (leader + 1) % 3;
+    let body = serde_json::json!({"key": "fleet.cost_budget_usd", "value": 1.0, "write_id": 1})
+        .to_string();
+    let r = c
+        .ops
+        .request(
+            "POST",
+            &c.admin(follower),
+            "/policy",
+            Some(&body),
+            Duration::from_secs(3),
+        )
+        .expect("post");
+    assert_eq!(r.status, 307, "{}", r.body);
+    assert_eq!(
+        r.location.as_deref(),
+        Some(format!("https://ops-{leader}.example.org:10/policy").as_str())
+    );
 }

@@ -18,10 +18,22 @@ pub fn routes() -> Router<Arc<Hub>> {
     Router::new()
         .route("/status", get(status_json))
         .route("/cluster", get(cluster))
+        .route("/v1/metrics/nodes", get(node_metrics))
 }
 
 async fn status_json(_: Caller, State(hub): State<Arc<Hub>>) -> Json<status::FleetStatus> {
     Json(status::fleet_status(&hub))
+}
+
+/// Per-node gauges (they name nodes, so they are not on the health port).
+async fn node_metrics(_: Caller, State(hub): State<Arc<Hub>>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::fleet::prom::render_nodes(&status::fleet_status(&hub)),
+    )
 }
 
 /// `mcdnnctl cluster status`: members, leader, term, commit/applied index and lag.
@@ -46,6 +58,20 @@ pub struct ClusterStatus {
     pub registered_nodes: usize,
     /// Content digests of the catalog the fleet runs (replicated).
     pub catalog_index: usize,
+    /// Every member by name, as this replica's configuration has it.
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+/// One replica of the set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Member {
+    pub id: u64,
+    pub name: String,
+    /// `voter` or `learner`.
+    pub role: String,
+    /// Its operator API address.
+    pub admin: String,
 }
 
 async fn cluster(_: Caller, State(hub): State<Arc<Hub>>) -> Response {
@@ -60,6 +86,24 @@ async fn cluster(_: Caller, State(hub): State<Arc<Hub>>) -> Response {
                         st.catalog_digests().len(),
                     )
                 });
+            let member = |id: u64, role: &str| Member {
+                id,
+                name: hub
+                    .peers
+                    .get(id)
+                    .map_or_else(|| format!("replica-{id}"), |p| p.name.clone()),
+                role: role.to_string(),
+                admin: hub
+                    .peers
+                    .get(id)
+                    .map_or_else(String::new, |p| p.admin_addr.clone()),
+            };
+            let members = s
+                .voters
+                .iter()
+                .map(|&id| member(id, "voter"))
+                .chain(s.learners.iter().map(|&id| member(id, "learner")))
+                .collect();
             Json(ClusterStatus {
                 replica: hub.name.clone(),
                 id: s.id,
@@ -81,6 +125,7 @@ async fn cluster(_: Caller, State(hub): State<Arc<Hub>>) -> Response {
                 policy_writes,
                 registered_nodes,
                 catalog_index,
+                members,
             })
             .into_response()
         }

@@ -93,5 +93,6 @@ async fn metrics(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
     for (name, help, kind, v) in gauges {
         text += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n");
     }
+    text += &hub.histograms.render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -1,12 +1,11 @@
 //! A hardened HTTP/1.1 accept loop shared by the health port (plain) and the operator API (TLS):
-//! a cap on connections overall and per source address, deadlines on the TLS handshake, on the
+//! a cap on connections overall and per source address ([`super::slots`]: a full table makes
+//! room by closing its oldest connection that serves no request), deadlines on the TLS handshake, on the
 //! request head, on each request and on a connection's whole life, so half-sent requests cannot
 //! hold sockets or file descriptors for long. Each request carries the client's certificate
 //! identity ([`ClientIdentity`]) as an extension, which [`super::auth`] reads.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -17,6 +16,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+use super::slots::{BusyMarker, Slots};
 
 /// What bounds one listener. The defaults suit an operator API used by a few people and tools,
 /// and a health port scraped by a kubelet and Prometheus.
@@ -69,38 +70,6 @@ impl ClientIdentity {
     }
 }
 
-/// Counts open connections overall and per address; a slot is released when dropped.
-#[derive(Clone, Default)]
-struct Slots(Arc<Mutex<(usize, HashMap<IpAddr, usize>)>>);
-
-struct Slot(Slots, IpAddr);
-
-impl Slots {
-    fn take(&self, ip: IpAddr, limits: &Limits) -> Option<Slot> {
-        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let per = g.1.get(&ip).copied().unwrap_or(0);
-        if g.0 >= limits.max_connections || per >= limits.max_per_address {
-            return None;
-        }
-        g.0 += 1;
-        g.1.insert(ip, per + 1);
-        Some(Slot(self.clone(), ip))
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut g = (self.0).0.lock().unwrap_or_else(|p| p.into_inner());
-        g.0 = g.0.saturating_sub(1);
-        if let Some(n) = g.1.get_mut(&self.1) {
-            *n -= 1;
-            if *n == 0 {
-                g.1.remove(&self.1);
-            }
-        }
-    }
-}
-
 /// Serves `router` on `listener` until `cancel`; TLS when `tls` is given.
 pub async fn serve(
     listener: TcpListener,
@@ -123,7 +92,8 @@ pub async fn serve(
                 }
             },
         };
-        let Some(slot) = slots.take(remote.ip(), &limits) else {
+        let Some(slot) = slots.take(remote.ip(), limits.max_connections, limits.max_per_address)
+        else {
             tracing::debug!(%remote, "HTTP connection refused: connection cap reached");
             drop(stream);
             continue;
@@ -131,11 +101,12 @@ pub async fn serve(
         let (tls, router, limits, cancel) =
             (tls.clone(), router.clone(), limits.clone(), cancel.clone());
         tokio::spawn(async move {
-            let _slot = slot;
+            let marker = slot.marker();
             tokio::select! {
                 _ = cancel.cancelled() => {}
+                _ = slot.evicted.cancelled() => {}
                 _ = tokio::time::sleep(limits.connection_lifetime) => {}
-                _ = connection(stream, remote, tls, router, &limits) => {}
+                _ = connection(stream, remote, tls, router, &limits, marker) => {}
             }
         });
     }
@@ -147,17 +118,13 @@ async fn connection(
     tls: Option<TlsAcceptor>,
     router: Router,
     limits: &Limits,
+    marker: BusyMarker,
 ) {
     let _ = stream.set_nodelay(true);
     match tls {
         None => {
-            http1(
-                TokioIo::new(stream),
-                ClientIdentity::default(),
-                router,
-                limits,
-            )
-            .await
+            let io = TokioIo::new(stream);
+            http1(io, ClientIdentity::default(), router, limits, marker).await;
         }
         Some(acceptor) => {
             let tls_stream =
@@ -171,19 +138,31 @@ async fn connection(
                     Err(_) => return,
                 };
             let who = ClientIdentity::from_certs(tls_stream.get_ref().1.peer_certificates());
-            http1(TokioIo::new(tls_stream), who, router, limits).await;
+            http1(TokioIo::new(tls_stream), who, router, limits, marker).await;
         }
     }
 }
 
-async fn http1<IO>(io: TokioIo<IO>, who: ClientIdentity, router: Router, limits: &Limits)
-where
+async fn http1<IO>(
+    io: TokioIo<IO>,
+    who: ClientIdentity,
+    router: Router,
+    limits: &Limits,
+    marker: BusyMarker,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service =
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(who.clone());
-            router.clone().oneshot(req)
+            // While a request is served its connection is never evicted to make room.
+            let busy = marker.busy();
+            let router = router.clone();
+            async move {
+                let response = router.oneshot(req).await;
+                drop(busy);
+                response
+            }
         });
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -192,34 +171,5 @@ where
         .await;
     if let Err(e) = served {
         tracing::debug!(error = %e, "HTTP connection ended with an error");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connection_slots_cap_overall_and_per_address_and_free_on_drop() {
-        let limits = Limits {
-            max_connections: 3,
-            max_per_address: 2,
-            ..Limits::default()
-        };
-        let slots = Slots::default();
-        let a: IpAddr = [127, 0, 0, 5].into();
-        let b: IpAddr = [127, 0, 0, 6].into();
-        let a1 = slots.take(a, &limits).expect("first from a");
-        let _a2 = slots.take(a, &limits).expect("second from a");
-        assert!(slots.take(a, &limits).is_none(), "a third from one address");
-        let _b1 = slots
-            .take(b, &limits)
-            .expect("another address still gets in");
-        assert!(slots.take(b, &limits).is_none(), "the overall cap holds");
-        drop(a1);
-        assert!(
-            slots.take(b, &limits).is_some(),
-            "a closed slot is free again"
-        );
     }
 }

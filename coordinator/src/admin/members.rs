@@ -1,4 +1,6 @@
-//! `POST /members` (admin): add or remove a coordinator replica.
+//! `POST /members` (admin): add or remove a coordinator replica. The leader refuses changes that
+//! name an unknown replica or would leave the group unable to commit (409 with the reason; see
+//! `raft/driver/membership.rs`); `"force": true` allows shrinking below three voters.
 
 use std::sync::Arc;
 
@@ -17,13 +19,16 @@ pub fn routes() -> Router<Arc<Hub>> {
     Router::new().route("/members", post(members))
 }
 
-/// `{"add": id}` or `{"remove": id}`.
+/// `{"add": id}` or `{"remove": id}` (with `"force": true` to shrink below three voters).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MemberChange {
     #[serde(default)]
     pub add: Option<u64>,
     #[serde(default)]
     pub remove: Option<u64>,
+    #[serde(default)]
+    pub force: bool,
 }
 
 async fn members(
@@ -36,7 +41,7 @@ async fn members(
     }
     let result = match (req.add, req.remove) {
         (Some(id), None) if hub.peers.get(id).is_some() => hub.raft.add_member(id).await,
-        (None, Some(id)) => hub.raft.remove_member(id).await,
+        (None, Some(id)) => hub.raft.remove_member_forced(id, req.force).await,
         (Some(id), None) => {
             return (
                 StatusCode::BAD_REQUEST,

@@ -13,10 +13,12 @@ pub mod auth;
 pub mod backup;
 mod fleet;
 mod health;
+pub mod leader;
 pub mod listener;
 mod members;
 pub mod policy;
 mod servers;
+mod slots;
 pub mod writes;
 
 use std::net::SocketAddr;
@@ -31,7 +33,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tokio_util::sync::CancellationToken;
 
-pub use fleet::ClusterStatus;
+pub use fleet::{ClusterStatus, Member};
 pub use members::MemberChange;
 pub use policy::PolicyWriteRequest;
 pub use servers::ServerApprovalRequest;
@@ -61,6 +63,7 @@ pub fn operator_router(hub: Arc<Hub>) -> Router {
         .merge(members::routes())
         .merge(backup::routes())
         .merge(servers::routes())
+        .merge(leader::routes())
         .layer(middleware::from_fn(auth::require_operator))
         .layer(middleware::from_fn(deadline))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

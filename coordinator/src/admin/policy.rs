@@ -1,5 +1,6 @@
-//! Replicated fleet policies: `GET /policy` (current values and the write log) and `POST /policy`
-//! (admin). The writer recorded is the caller's certificate name; a client-chosen `writer` label
+//! Replicated fleet policies: `GET /policy` (current values and the recent write log, any
+//! operator) and `POST /policy` (admin; checked against the policy schema before it is proposed,
+//! 400 with the reason, so nothing invalid reaches the log). The writer recorded is the caller's certificate name; a client-chosen `writer` label
 //! only names a write-id space under it (`ops/chaos-writer`), so a retry keeps its idempotency
 //! without anyone being able to write in another operator's name.
 
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::Caller;
 use super::writes;
 use crate::fleet::hub::Hub;
-use crate::state::{Command, PolicyValue};
+use crate::state::{Command, PolicyValue, validate_policy};
 
 pub fn routes() -> Router<Arc<Hub>> {
     Router::new().route("/policy", get(policies).post(write_policy))
@@ -25,7 +26,7 @@ pub fn routes() -> Router<Arc<Hub>> {
 async fn policies(_: Caller, State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
     let (current, log) = hub
         .raft
-        .with_state(|s| (s.policies().clone(), s.policy_log().to_vec()));
+        .with_state(|s| (s.policies().clone(), s.policy_log().clone()));
     Json(serde_json::json!({ "policies": current, "log": log }))
 }
 
@@ -70,13 +71,18 @@ async fn write_policy(
         _ => return bad_request("value must be a finite number, a string or null"),
     };
     let label = req.writer.as_deref().unwrap_or("");
-    if req.key.is_empty() || req.key.len() > 256 || label.len() > 64 {
-        return bad_request("key must be 1..=256 bytes and the writer label at most 64");
+    if label.len() > 64 {
+        return bad_request("the writer label must be at most 64 bytes");
+    }
+    let writer = writer_of(&caller, req.writer.as_deref());
+    // The state machine checks the same again when the entry applies.
+    if let Err(reason) = validate_policy(&req.key, &value, &writer) {
+        return bad_request(&reason);
     }
     let cmd = Command::SetPolicy {
         key: req.key,
         value,
-        writer: writer_of(&caller, req.writer.as_deref()),
+        writer,
         write_id: req.write_id,
     };
     let result = hub.raft.propose(cmd).await;

@@ -58,6 +58,11 @@ pub fn propose_error(hub: &Hub, path: &str, e: ProposeError) -> Response {
         ProposeError::Rejected { reason, .. } => {
             (StatusCode::CONFLICT, format!("rejected: {reason}\n")).into_response()
         }
+        refused @ (ProposeError::MembershipRefused(_)
+        | ProposeError::CannotRemoveLeader
+        | ProposeError::ConfChangeInProgress) => {
+            (StatusCode::CONFLICT, format!("{refused}\n")).into_response()
+        }
         other => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not committed: {other}\n"),

@@ -3,9 +3,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use mcdnn_coordinator::ctl::identity::{self, CaInitArgs, EnrollArgs};
-use mcdnn_coordinator::ctl::{bench, cluster, demo, nodes, snapshot};
+use mcdnn_coordinator::ctl::{bench, cluster, demo, fleet_view, nodes, snapshot};
 
 #[derive(Debug, Parser)]
 #[command(name = "mcdnnctl", version, about = "Operate an MCDNN fleet")]
@@ -44,6 +44,28 @@ enum Command {
     Node {
         #[command(subcommand)]
         command: nodes::NodeCommand,
+    },
+    /// The fleet's nodes as the leader sees them.
+    Nodes {
+        #[command(subcommand)]
+        command: fleet_view::NodesCommand,
+    },
+    /// A live view of the fleet: per node battery, rate, accuracy and variants.
+    Top(fleet_view::TopArgs),
+    /// GET any operator API path and print the answer (like `kubectl get --raw`), e.g.
+    /// `mcdnnctl api /status`.
+    Api {
+        /// The path, e.g. /status.
+        path: String,
+        #[command(flatten)]
+        target: cluster::Target,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion { shell: clap_complete::Shell },
+    /// Write man pages for mcdnnctl and its subcommands into a folder.
+    Man {
+        #[arg(long, default_value = "man")]
+        out: std::path::PathBuf,
     },
     /// Back up the replicated fleet state, or seed a new cluster from a backup.
     Snapshot {
@@ -104,13 +126,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Cluster {
-            command: cluster::ClusterCommand::Status(t),
-        } => cluster::status(&t, &mut stdout),
+        Command::Cluster { command } => cluster::cluster(&command, &mut stdout),
         Command::Policy { command } => cluster::policy(&command, &mut stdout),
         Command::Members { command } => cluster::members(&command, &mut stdout),
         Command::Node { command } => nodes::node(&command, &mut stdout),
         Command::Snapshot { command } => snapshot::run(&command, &mut stdout),
+        Command::Api { path, target } => cluster::raw_get(&path, &target, &mut stdout),
+        Command::Nodes { command } => fleet_view::run(&command, &mut stdout),
+        Command::Top(args) => fleet_view::top(&args, &mut stdout),
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "mcdnnctl", &mut stdout);
+            Ok(())
+        }
+        Command::Man { out } => {
+            std::fs::create_dir_all(&out)?;
+            clap_mangen::generate_to(Cli::command(), &out)?;
+            writeln!(stdout, "man pages written to {}", out.display())?;
+            Ok(())
+        }
         Command::Demo(args) => {
             let summary = demo::run(&args, &mut stdout)?;
             if args.json {
@@ -131,5 +164,16 @@ fn main() -> ExitCode {
             eprintln!("mcdnnctl: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Duplicate argument ids, bad defaults and the like panic here, not in an operator's hands.
+        Cli::command().debug_assert();
     }
 }

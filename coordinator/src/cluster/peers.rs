@@ -36,6 +36,17 @@ fn port_of(addr: &str) -> anyhow::Result<u16> {
         .with_context(|| format!("{addr:?} has no port"))
 }
 
+/// Splits `host:ports` or `[v6]:ports` into the host and the rest after its first colon.
+fn split_host(s: &str) -> (&str, &str) {
+    if let Some(rest) = s.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((h, tail)) => (h, tail.strip_prefix(':').unwrap_or(tail)),
+            None => (rest, ""),
+        };
+    }
+    s.split_once(':').unwrap_or((s, ""))
+}
+
 /// `host` with IPv6 literals bracketed.
 fn join(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
@@ -85,6 +96,42 @@ impl Peers {
 
     pub fn ids(&self) -> Vec<u64> {
         self.0.keys().copied().collect()
+    }
+
+    /// Applies `--advertise NAME=HOST[:NODE_PORT[:ADMIN_PORT]],...`: the addresses cameras and
+    /// operators outside the cluster reach each replica at (a per-pod load balancer, a node
+    /// port), used in every redirect to the leader. Raft keeps the internal addresses. Every
+    /// replica gets the same list, so a follower can send anyone to the leader's outside address.
+    pub fn with_advertised(mut self, spec: &str) -> anyhow::Result<Self> {
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, target) = part
+                .split_once('=')
+                .with_context(|| format!("--advertise entry {part:?} is not NAME=HOST"))?;
+            let peer = self
+                .0
+                .values_mut()
+                .find(|p| p.name == name.trim())
+                .with_context(|| format!("--advertise names {name:?}, which is not in --peers"))?;
+            let (host, ports) = split_host(target.trim());
+            if host.is_empty() {
+                bail!("--advertise entry {part:?} has no host");
+            }
+            let mut ports = ports.split(':').filter(|p| !p.is_empty()).map(|p| {
+                p.parse::<u16>()
+                    .with_context(|| format!("--advertise entry {part:?}: {p:?} is not a port"))
+            });
+            let node_port = ports
+                .next()
+                .transpose()?
+                .unwrap_or(port_of(&peer.node_addr)?);
+            let admin_port = ports
+                .next()
+                .transpose()?
+                .unwrap_or(port_of(&peer.admin_addr)?);
+            peer.node_addr = join(host, node_port);
+            peer.admin_addr = join(host, admin_port);
+        }
+        Ok(self)
     }
 
     pub fn get(&self, id: u64) -> Option<&Peer> {
@@ -140,5 +187,33 @@ mod tests {
         assert_eq!(p.id_by_name("evil-1"), None, "same ordinal, other name");
         assert_eq!(p.id_by_name("coord-1x"), None);
         assert_eq!(p.id_by_name("xcoord-1"), None);
+    }
+
+    #[test]
+    fn advertised_addresses_replace_redirect_targets_not_raft() {
+        let p = Peers::parse(
+            "coord-0=in0,coord-1=in1",
+            "0.0.0.0:7400",
+            "0.0.0.0:7500",
+            "0.0.0.0:7480",
+        )
+        .expect("peers")
+        .with_advertised("coord-1=cams.example.org:31400:31480, coord-0=[2001:db8::1]")
+        .expect("advertise");
+        let c1 = p.get(2).expect("coord-1");
+        assert_eq!(c1.node_addr, "cams.example.org:31400");
+        assert_eq!(c1.admin_addr, "cams.example.org:31480");
+        assert_eq!(c1.raft_addr, "in1:7500", "raft stays inside");
+        assert_eq!(p.get(1).expect("coord-0").node_addr, "[2001:db8::1]:7400");
+        let peers = Peers::parse("coord-0=in0", "a:1", "a:2", "a:3").expect("peers");
+        assert!(
+            peers.clone().with_advertised("coord-9=x").is_err(),
+            "unknown replica"
+        );
+        assert!(
+            peers.clone().with_advertised("coord-0=x:port").is_err(),
+            "bad port"
+        );
+        assert!(peers.with_advertised("coord-0").is_err(), "no host");
     }
 }

@@ -4,7 +4,9 @@
 pub mod bench;
 pub mod cluster;
 pub mod demo;
+pub mod fleet_view;
 pub mod http;
 pub mod identity;
 pub mod nodes;
+pub mod output;
 pub mod snapshot;

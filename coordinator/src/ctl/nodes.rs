@@ -5,7 +5,7 @@ use std::io::Write;
 
 use clap::Subcommand;
 
-use super::cluster::{Target, post};
+use super::cluster::{Target, post_write};
 use crate::admin::ServerApprovalRequest;
 
 #[derive(Debug, Subcommand)]
@@ -31,7 +31,7 @@ pub fn node(cmd: &NodeCommand, out: &mut dyn Write) -> anyhow::Result<()> {
         } => {
             protocol::identity::validate_name(name)?;
             let body = serde_json::to_string(&ServerApprovalRequest { approved: !revoke })?;
-            let ack = post(target, &format!("/v1/nodes/{name}/server"), &body)?;
+            let ack = post_write(target, &format!("/v1/nodes/{name}/server"), &body)?;
             let what = if *revoke { "withdrawn" } else { "approved" };
             writeln!(
                 out,

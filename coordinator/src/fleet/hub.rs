@@ -50,6 +50,8 @@ pub struct Hub {
     pub metrics: Metrics,
     /// One connection per node identity and its message rates.
     pub limits: super::limits::NodeLimits,
+    /// Latency histograms and build info (`prometheus-client`).
+    pub histograms: super::prom::Histograms,
     /// Wakes the solve loop early (a node joined or left).
     pub replan: Notify,
     pub started: Instant,
@@ -96,6 +98,7 @@ impl Hub {
             excluded: Mutex::new(std::collections::BTreeMap::new()),
             metrics: Metrics::default(),
             limits: super::limits::NodeLimits::default(),
+            histograms: super::prom::Histograms::default(),
             replan: Notify::new(),
             started: Instant::now(),
             node_addr: c.node_addr,

@@ -7,6 +7,7 @@ pub mod hub;
 pub mod limits;
 pub mod metrics;
 pub mod plan;
+pub mod prom;
 pub mod registry;
 pub mod sessions;
 pub mod solve_loop;

@@ -20,6 +20,8 @@ pub struct NodeEntry {
     /// since: how fresh what the planner reads from this node is.
     pub telemetry_at: Instant,
     pub sent_epoch: u64,
+    /// When the plan of `sent_epoch` was committed (for the plan-push latency).
+    pub sent_at: Option<Instant>,
     pub acked_epoch: u64,
     pub tx: Option<mpsc::Sender<CoordMsg>>,
 }
@@ -54,6 +56,7 @@ impl Registry {
                 telemetry: previous.and_then(|p| p.telemetry),
                 telemetry_at: Instant::now(),
                 sent_epoch: 0,
+                sent_at: None,
                 acked_epoch: 0,
                 tx: Some(tx),
             },
@@ -78,11 +81,16 @@ impl Registry {
         true
     }
 
-    pub fn ack(&mut self, id: &str, session: u64, epoch: u64) {
-        if let Some(e) = self.nodes.get_mut(id).filter(|e| e.session == session) {
-            e.acked_epoch = e.acked_epoch.max(epoch);
-            e.last_seen = Instant::now();
+    /// Records an acknowledged epoch; returns how long after its commit the node acknowledged
+    /// the latest plan sent to it (once per sent plan).
+    pub fn ack(&mut self, id: &str, session: u64, epoch: u64) -> Option<Duration> {
+        let e = self.nodes.get_mut(id).filter(|e| e.session == session)?;
+        e.acked_epoch = e.acked_epoch.max(epoch);
+        e.last_seen = Instant::now();
+        if epoch >= e.sent_epoch {
+            return e.sent_at.take().map(|at| e.last_seen - at);
         }
+        None
     }
 
     pub fn disconnect(&mut self, id: &str, session: u64) {

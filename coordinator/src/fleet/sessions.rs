@@ -280,7 +280,12 @@ async fn read_loop(
                 Metrics::inc(&hub.metrics.telemetry_messages_total);
                 hub.registry().telemetry(id, sid, t);
             }
-            NodeMsg::Ack { epoch } => hub.registry().ack(id, sid, epoch),
+            NodeMsg::Ack { epoch } => {
+                let latency = hub.registry().ack(id, sid, epoch);
+                if let Some(d) = latency {
+                    hub.histograms.observe_plan_push(d);
+                }
+            }
             NodeMsg::Results(batch) => record_results(hub, id, sid, &batch).await?,
             NodeMsg::Bye => return Ok(()),
             NodeMsg::Hello(_) => return Err(format!("{id} sent a second hello")),

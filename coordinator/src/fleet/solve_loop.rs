@@ -109,6 +109,7 @@ pub async fn solve_once(hub: &Hub) {
         }
     };
     let solve_s = started.elapsed().as_secs_f64();
+    hub.histograms.observe_solve(started.elapsed());
     let epoch = hub.raft.with_state(|s| s.plan_epoch()) + 1;
     let assignments = plan::assignments(&solved, &hub.catalogs, &problem, epoch, target.as_ref());
     let encoded = match protocol::codec::encode_with_limit(&assignments, 64 << 20) {
@@ -119,6 +120,7 @@ pub async fn solve_once(hub: &Hub) {
             return;
         }
     };
+    let proposed = Instant::now();
     if let Err(e) = hub
         .raft
         .propose(Command::CommitPlan {
@@ -133,6 +135,8 @@ pub async fn solve_once(hub: &Hub) {
         return;
     }
     Metrics::inc(&hub.metrics.proposals_committed_total);
+    let committed_at = Instant::now();
+    hub.histograms.observe_commit(committed_at - proposed);
     let mixes = mix_view(&assignments);
     {
         let mut registry = hub.registry();
@@ -145,6 +149,7 @@ pub async fn solve_once(hub: &Hub) {
             };
             if tx.try_send(CoordMsg::Assignment(a)).is_ok() {
                 entry.sent_epoch = epoch;
+                entry.sent_at = Some(committed_at);
                 Metrics::inc(&hub.metrics.assignments_sent_total);
             }
         }

@@ -31,6 +31,9 @@ pub struct NodeStatus {
     /// Why the planner leaves this node out, if it does ([`super::validate`]).
     #[serde(default)]
     pub excluded: Option<String>,
+    /// Seconds since the coordinator last heard from the node.
+    #[serde(default)]
+    pub last_seen_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,6 +94,7 @@ pub fn fleet_status(hub: &Hub) -> FleetStatus {
                 offload_queue: t.map_or(0, |t| t.offload_queue),
                 served_offload: t.map_or(0, |t| t.served_offload),
                 excluded: excluded.get(id).cloned(),
+                last_seen_s: e.last_seen.elapsed().as_secs_f64(),
             }
         })
         .collect();

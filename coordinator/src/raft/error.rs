@@ -138,6 +138,9 @@ pub enum ProposeError {
     /// Another membership change has not been applied yet; raft allows one at a time.
     #[error("another membership change is still pending; retry after it applies")]
     ConfChangeInProgress,
+    /// The membership change is unknown, redundant or would leave the group unable to commit.
+    #[error("membership change refused: {0}")]
+    MembershipRefused(String),
     /// The leader was asked to remove itself; transfer leadership first.
     #[error("the leader cannot remove itself; transfer leadership to another member first")]
     CannotRemoveLeader,

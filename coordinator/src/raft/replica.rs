@@ -272,16 +272,25 @@ impl ReplicaHandle {
         self.request_timed(|reply| Request::ConfChange {
             change: ConfChangeType::AddNode,
             node: id,
+            force: false,
             reply,
         })
         .await
     }
 
-    /// Removes member `id`; resolves once the change is applied here.
+    /// Removes member `id`; resolves once the change is applied here. Refused (with
+    /// [`ProposeError::MembershipRefused`]) when `id` is not a member or the remaining voters
+    /// could not commit; shrinking below three voters needs [`Self::remove_member_forced`].
     pub async fn remove_member(&self, id: u64) -> Result<u64, ProposeError> {
+        self.remove_member_forced(id, false).await
+    }
+
+    /// [`Self::remove_member`], allowing the group to shrink below three voters when `force`.
+    pub async fn remove_member_forced(&self, id: u64, force: bool) -> Result<u64, ProposeError> {
         self.request_timed(|reply| Request::ConfChange {
             change: ConfChangeType::RemoveNode,
             node: id,
+            force,
             reply,
         })
         .await

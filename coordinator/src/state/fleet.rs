@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{self, StateError};
 use super::command::{Command, PolicyValue, SpecialisedVariant};
+use super::policy::{PolicyState, PolicyWrite};
+use super::size_guard::{self, SizeBound};
 
 /// A registered node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -14,21 +16,6 @@ pub struct NodeRecord {
     pub device_class: String,
     /// Raft index at which it was (last) registered.
     pub registered_at: u64,
-}
-
-/// One applied policy write, in apply order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PolicyWrite {
-    /// Raft index it was applied at.
-    pub index: u64,
-    /// Policy key.
-    pub key: String,
-    /// Value written.
-    pub value: PolicyValue,
-    /// Writer identity.
-    pub writer: String,
-    /// Writer-chosen id.
-    pub write_id: u64,
 }
 
 /// The current committed plan.
@@ -60,10 +47,8 @@ pub enum ApplyOutcome {
 pub struct FleetState {
     applied_index: u64,
     nodes: BTreeMap<String, NodeRecord>,
-    policies: BTreeMap<String, PolicyValue>,
-    /// Every applied policy write, in order: the audit trail operators (and tests) check.
-    /// It grows with the number of operator writes, which are rare.
-    policy_log: Vec<PolicyWrite>,
+    /// Operator policy: latest value per key and a bounded audit log.
+    policy: PolicyState,
     plan: Option<CommittedPlan>,
     catalog_digests: Vec<String>,
     /// app -> variant -> metadata.
@@ -72,6 +57,9 @@ pub struct FleetState {
     results: BTreeMap<String, super::results::NodeResults>,
     /// Nodes approved for the offload-server role.
     servers: super::servers::ServerApprovals,
+    /// Cached bound on the encoded size; see [`size_guard`].
+    #[serde(skip)]
+    size: SizeBound,
 }
 
 impl FleetState {
@@ -81,6 +69,25 @@ impl FleetState {
             return ApplyOutcome::Duplicate;
         }
         self.applied_index = index;
+        if let Command::SetPolicy {
+            writer, write_id, ..
+        } = cmd
+            && self.policy.already_applied(writer, *write_id)
+        {
+            return ApplyOutcome::Duplicate;
+        }
+        let growth = size_guard::growth_bound(cmd);
+        let mut size = std::mem::take(&mut self.size);
+        let admitted = size.admit(&*self, growth);
+        self.size = size;
+        if let Err(reason) = admitted {
+            return ApplyOutcome::Rejected(reason);
+        }
+        self.apply_admitted(index, cmd)
+    }
+
+    /// Applies a command the size guard admitted.
+    fn apply_admitted(&mut self, index: u64, cmd: &Command) -> ApplyOutcome {
         match cmd {
             Command::RegisterNode {
                 node_id,
@@ -104,28 +111,7 @@ impl FleetState {
                 value,
                 writer,
                 write_id,
-            } => {
-                // Linear scan: policy writes are operator actions, a handful a day.
-                if self
-                    .policy_log
-                    .iter()
-                    .any(|w| w.writer == *writer && w.write_id == *write_id)
-                {
-                    return ApplyOutcome::Duplicate;
-                }
-                match value {
-                    PolicyValue::Unset => self.policies.remove(key),
-                    v => self.policies.insert(key.clone(), v.clone()),
-                };
-                self.policy_log.push(PolicyWrite {
-                    index,
-                    key: key.clone(),
-                    value: value.clone(),
-                    writer: writer.clone(),
-                    write_id: *write_id,
-                });
-                ApplyOutcome::Applied
-            }
+            } => self.policy.apply(index, key, value, writer, *write_id),
             Command::CommitPlan { epoch, plan } => {
                 let current = self.plan_epoch();
                 if *epoch <= current {
@@ -210,12 +196,12 @@ impl FleetState {
 
     /// Current policy values by key.
     pub fn policies(&self) -> &BTreeMap<String, PolicyValue> {
-        &self.policies
+        self.policy.values()
     }
 
-    /// Every applied policy write, in apply order.
-    pub fn policy_log(&self) -> &[PolicyWrite] {
-        &self.policy_log
+    /// The most recent policy writes (at most [`super::POLICY_LOG_CAPACITY`]), in apply order.
+    pub fn policy_log(&self) -> &std::collections::VecDeque<PolicyWrite> {
+        self.policy.log()
     }
 
     /// The committed plan, if any.
@@ -238,6 +224,7 @@ impl FleetState {
         &self.results
     }
 
+    /// Catalog content digests.
     pub fn catalog_digests(&self) -> &[String] {
         &self.catalog_digests
     }
@@ -288,23 +275,25 @@ mod tests {
         assert_eq!(s.applied_index(), 4);
     }
 
+    const KEY: &str = "fleet.cost_budget_usd";
+
     #[test]
     fn policy_writes_are_logged_in_order_and_deduplicated() {
         let mut s = FleetState::default();
         assert_eq!(
-            s.apply(1, &policy("a", 1.0, "op", 1)),
+            s.apply(1, &policy(KEY, 1.0, "op", 1)),
             ApplyOutcome::Applied
         );
         assert_eq!(
-            s.apply(2, &policy("b", 2.0, "op", 2)),
+            s.apply(2, &policy(KEY, 2.0, "op", 2)),
             ApplyOutcome::Applied
         );
         assert_eq!(
-            s.apply(3, &policy("a", 9.0, "op", 1)),
+            s.apply(3, &policy(KEY, 9.0, "op", 1)),
             ApplyOutcome::Duplicate
         );
         assert_eq!(
-            s.apply(4, &policy("a", 3.0, "other", 1)),
+            s.apply(4, &policy(KEY, 3.0, "other", 1)),
             ApplyOutcome::Applied
         );
         let ids: Vec<_> = s
@@ -313,15 +302,46 @@ mod tests {
             .map(|w| (w.writer.as_str(), w.write_id, w.index))
             .collect();
         assert_eq!(ids, [("op", 1, 1), ("op", 2, 2), ("other", 1, 4)]);
-        assert_eq!(s.policies()["a"], PolicyValue::Number(3.0));
+        assert_eq!(s.policies()[KEY], PolicyValue::Number(3.0));
         let unset = Command::SetPolicy {
-            key: "a".into(),
+            key: KEY.into(),
             value: PolicyValue::Unset,
             writer: "op".into(),
             write_id: 3,
         };
         assert_eq!(s.apply(5, &unset), ApplyOutcome::Applied);
-        assert!(!s.policies().contains_key("a"));
+        assert!(!s.policies().contains_key(KEY));
+    }
+
+    /// A bad write already in a log (the admin API refuses it, but a log written by an older
+    /// build or a buggy leader may hold one) changes nothing but the applied index.
+    #[test]
+    fn invalid_policy_entries_are_rejected_and_change_nothing() {
+        let mut s = FleetState::default();
+        s.apply(1, &policy(KEY, 0.5, "op", 1));
+        let before = s.clone();
+        for (i, cmd) in [
+            policy("fleet.cost_budgt_usd", 1.0, "op", 2),
+            policy(KEY, 1e300, "op", 3),
+            policy(KEY, f64::NAN, "op", 4),
+            Command::SetPolicy {
+                key: KEY.into(),
+                value: PolicyValue::Text("x".repeat(1_900_000)),
+                writer: "op".into(),
+                write_id: 5,
+            },
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert!(matches!(
+                s.apply(2 + i as u64, cmd),
+                ApplyOutcome::Rejected(_)
+            ));
+        }
+        let mut expected = before;
+        expected.note_applied(5);
+        assert_eq!(s, expected);
     }
 
     #[test]
@@ -404,7 +424,7 @@ mod tests {
     #[test]
     fn snapshot_round_trip_and_corruption() {
         let mut s = FleetState::default();
-        s.apply(1, &policy("fleet.cloud_budget", 0.0667, "op", 1));
+        s.apply(1, &policy(KEY, 0.0667, "op", 1));
         s.apply(
             2,
             &Command::CommitPlan {

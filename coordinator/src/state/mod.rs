@@ -8,11 +8,18 @@ pub mod backup;
 mod codec;
 mod command;
 mod fleet;
+mod policy;
+mod policy_schema;
 mod results;
 mod servers;
+mod size_guard;
 
 pub use codec::StateError;
 pub use command::{Command, PolicyValue, SpecialisedVariant};
-pub use fleet::{ApplyOutcome, CommittedPlan, FleetState, NodeRecord, PolicyWrite};
+pub use fleet::{ApplyOutcome, CommittedPlan, FleetState, NodeRecord};
+pub use policy::{MAX_WRITERS, POLICY_LOG_CAPACITY, PolicyWrite, WRITE_ID_WINDOW};
+pub use policy_schema::{
+    MAX_KEY_BYTES, MAX_TEXT_BYTES, MAX_WRITER_BYTES, known_keys, validate as validate_policy,
+};
 pub use results::{NodeResults, ResultRecord};
 pub use servers::{ServerApproval, ServerApprovals};

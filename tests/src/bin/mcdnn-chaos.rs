@@ -9,13 +9,14 @@ use mcdnn_tests::chaos::{self, Options, SCENARIOS};
 use mcdnn_tests::{raft_chaos, rogue_chaos};
 
 /// The replicated-coordinator and trust-boundary scenarios.
-const RAFT_SCENARIOS: [&str; 7] = [
+const RAFT_SCENARIOS: [&str; 8] = [
     "leader-kill",
     "minority-partition",
     "rolling-restart",
     "bench-writes",
     "rogue-node",
     "store-wipe",
+    "admin-flood",
     "snapshot-restore",
 ];
 
@@ -91,6 +92,7 @@ fn main() -> anyhow::Result<()> {
         "bench-writes" => raft_chaos::write_bench(500, 8)?,
         "rogue-node" => rogue_chaos::rogue_node(&Default::default())?,
         "store-wipe" => rogue_chaos::store_wipe(&Default::default())?,
+        "admin-flood" => mcdnn_tests::admin_flood::run(&Default::default())?,
         "snapshot-restore" => mcdnn_tests::backup_chaos::snapshot_restore(500)?,
         _ => chaos::run(&scenario, &opts)?,
     };

@@ -6,6 +6,7 @@
 
 mod apply;
 mod lost_disk;
+mod membership;
 mod requests;
 
 pub(crate) use requests::Request;

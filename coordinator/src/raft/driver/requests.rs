@@ -21,6 +21,8 @@ pub(crate) enum Request {
     ConfChange {
         change: ConfChangeType,
         node: u64,
+        /// Allow shrinking below three voters (see [`super::membership::check`]).
+        force: bool,
         reply: oneshot::Sender<Result<u64, ProposeError>>,
     },
     TransferLeader {
@@ -66,22 +68,15 @@ impl Driver {
             Request::ConfChange {
                 change,
                 node,
+                force,
                 reply,
             } => {
                 if self.raw.raft.state != StateRole::Leader {
                     let _ = reply.send(Err(self.not_leader()));
                     return;
                 }
-                // A leader that removes itself keeps leading a group it is not in; hand
-                // leadership over first.
-                if change == ConfChangeType::RemoveNode && node == self.id {
-                    let _ = reply.send(Err(ProposeError::CannotRemoveLeader));
-                    return;
-                }
-                // raft-rs silently turns a second concurrent conf change into an empty entry;
-                // refuse it up front with a clear error instead.
-                if self.raw.raft.has_pending_conf() {
-                    let _ = reply.send(Err(ProposeError::ConfChangeInProgress));
+                if let Err(e) = self.check_membership(change, node, force) {
+                    let _ = reply.send(Err(e));
                     return;
                 }
                 let mut cc = ConfChange::default();
@@ -112,6 +107,31 @@ impl Driver {
                 let _ = reply.send(self.status());
             }
         }
+    }
+
+    /// Validates a membership change against the group as this leader sees it now.
+    fn check_membership(
+        &self,
+        change: ConfChangeType,
+        node: u64,
+        force: bool,
+    ) -> Result<(), ProposeError> {
+        let raft = &self.raw.raft;
+        let cs = raft.prs().conf().to_conf_state();
+        let active: std::collections::BTreeSet<u64> = raft
+            .prs()
+            .iter()
+            .filter(|(id, pr)| **id == self.id || pr.recent_active)
+            .map(|(id, _)| *id)
+            .collect();
+        let group = super::membership::Group {
+            leader: self.id,
+            voters: &cs.voters,
+            learners: &cs.learners,
+            active: &active,
+            pending: raft.has_pending_conf(),
+        };
+        super::membership::check(&group, change, node, force)
     }
 
     /// Records a proposal that raft accepted, at the index it was appended at.
