@@ -3,12 +3,18 @@
 //! deletes them only when the coordinator acknowledges them as durable, so a lost link, a lost ack
 //! or a node crash loses nothing; the coordinator drops resends it already holds, so nothing is
 //! counted twice.
+//!
+//! Every open of the spool starts a new random *incarnation*, stored with each result it appends.
+//! The coordinator deduplicates per (node, incarnation), so a wiped store, or one sled rolled back
+//! to an older state, numbering from where it stands never has its new results taken for resends.
+//! Results left from an earlier incarnation are still sent under theirs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use protocol::codec;
 use protocol::msg::InferenceResult;
+use rand::Rng;
 
 use crate::store::{NodeStore, StoreError};
 
@@ -16,15 +22,22 @@ const SPOOL_TREE: &str = "spool";
 const META_TREE: &str = "spool_meta";
 const ACKED_KEY: &[u8] = b"acked_up_to";
 
+/// Bytes of the incarnation id in front of each stored result.
+const INCARNATION_BYTES: usize = 8;
+
 /// Cheap to clone; every clone appends to and acknowledges the same spool.
 #[derive(Clone)]
 pub struct Spool {
     tree: sled::Tree,
     meta: sled::Tree,
+    /// This open's incarnation id (random, non-zero).
+    incarnation: u64,
     /// Serialises appends so sequence numbers are dense and in key order.
     next_seq: Arc<Mutex<u64>>,
     /// Results accepted by this process (since it opened the spool).
     accepted: Arc<AtomicU64>,
+    /// Acknowledgements refused because they covered results never sent.
+    acks_refused: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Spool {
@@ -60,8 +73,10 @@ impl Spool {
         Ok(Self {
             tree,
             meta,
+            incarnation: rand::thread_rng().gen_range(1..=u64::MAX),
             next_seq: Arc::new(Mutex::new(last.max(acked) + 1)),
             accepted: Arc::new(AtomicU64::new(0)),
+            acks_refused: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -70,10 +85,13 @@ impl Spool {
     pub fn append(&self, mut result: InferenceResult) -> Result<u64, StoreError> {
         let mut next = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
         result.seq = *next;
-        let bytes = codec::encode(&result).map_err(|source| StoreError::Encode {
+        let body = codec::encode(&result).map_err(|source| StoreError::Encode {
             what: "spooled result",
             source,
         })?;
+        let mut bytes = Vec::with_capacity(INCARNATION_BYTES + body.len());
+        bytes.extend_from_slice(&self.incarnation.to_be_bytes());
+        bytes.extend_from_slice(&body);
         self.tree.insert(key(result.seq), bytes)?;
         self.tree.flush()?;
         *next += 1;
@@ -81,31 +99,51 @@ impl Spool {
         Ok(result.seq)
     }
 
-    /// Up to `max` results with sequence numbers above `after`, in order.
-    pub fn batch_after(&self, after: u64, max: usize) -> Result<Vec<InferenceResult>, StoreError> {
+    /// Up to `max` results with sequence numbers above `after`, in order, all of one incarnation
+    /// (the first one's), with that incarnation's id.
+    pub fn batch_after(&self, after: u64, max: usize) -> Result<SpooledBatch, StoreError> {
         let start = after.saturating_add(1);
-        let mut out = Vec::new();
+        let mut batch = SpooledBatch::default();
         for item in self.tree.range(key(start)..).take(max) {
             let (_, v) = item?;
-            out.push(codec::decode(&v).map_err(|source| StoreError::Corrupt {
-                what: "spooled result",
-                source,
-            })?);
+            let (incarnation, result) = decode_entry(&v)?;
+            if batch.results.is_empty() {
+                batch.incarnation = incarnation;
+            } else if incarnation != batch.incarnation {
+                break;
+            }
+            batch.results.push(result);
         }
-        Ok(out)
+        Ok(batch)
+    }
+
+    /// This open's incarnation id.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     /// The coordinator holds every result up to `up_to`: record that, then delete them.
-    pub fn ack(&self, up_to: u64) -> Result<(), StoreError> {
+    /// An ack beyond the last result this spool ever numbered is refused (returns `false`) and
+    /// changes nothing: only a confused or forged peer sends one, and taking it would make the
+    /// spool drop results never delivered.
+    pub fn ack(&self, up_to: u64) -> Result<bool, StoreError> {
+        let last_numbered = self
+            .next_seq
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .saturating_sub(1);
+        if up_to > last_numbered {
+            return Ok(false);
+        }
         if up_to <= self.acked_up_to()? {
-            return Ok(());
+            return Ok(true);
         }
         self.meta.insert(ACKED_KEY, &key(up_to))?;
         self.meta.flush()?;
         for k in self.tree.range(..=key(up_to)).keys() {
             self.tree.remove(k?)?;
         }
-        Ok(())
+        Ok(true)
     }
 
     pub fn acked_up_to(&self) -> Result<u64, StoreError> {
@@ -117,14 +155,51 @@ impl Spool {
         self.tree.len()
     }
 
+    /// Counts an acknowledgement the link refused; returns the count so far.
+    pub fn refuse_ack(&self) -> u64 {
+        self.acks_refused.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Acknowledgements refused since the spool was opened.
+    pub fn acks_refused(&self) -> u64 {
+        self.acks_refused.load(Ordering::Relaxed)
+    }
+
     /// Results this process accepted.
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
     }
 }
 
+/// Results from [`Spool::batch_after`]: one incarnation's, in order.
+#[derive(Debug, Default)]
+pub struct SpooledBatch {
+    pub incarnation: u64,
+    pub results: Vec<InferenceResult>,
+}
+
+fn decode_entry(v: &[u8]) -> Result<(u64, InferenceResult), StoreError> {
+    let corrupt = |source| StoreError::Corrupt {
+        what: "spooled result",
+        source,
+    };
+    let Some((inc, body)) = v.split_first_chunk::<INCARNATION_BYTES>() else {
+        return Err(corrupt(codec::CodecError::TooShort { len: v.len() }));
+    };
+    Ok((
+        u64::from_be_bytes(*inc),
+        codec::decode(body).map_err(corrupt)?,
+    ))
+}
+
 fn read_acked(meta: &sled::Tree) -> Result<u64, StoreError> {
     Ok(meta.get(ACKED_KEY)?.and_then(|v| seq_of(&v)).unwrap_or(0))
+}
+
+/// A result for tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn test_result() -> InferenceResult {
+    tests::result(1)
 }
 
 #[cfg(test)]
@@ -132,7 +207,7 @@ mod tests {
     use super::*;
     use protocol::msg::PlaceTag;
 
-    fn result(label: u32) -> InferenceResult {
+    pub(super) fn result(label: u32) -> InferenceResult {
         InferenceResult {
             seq: 0,
             app: "garment".into(),
@@ -158,12 +233,19 @@ mod tests {
                 assert_eq!(spool.append(result(i)).expect("append"), u64::from(i) + 1);
             }
             let first = spool.batch_after(0, 3).expect("batch");
+            assert_eq!(first.incarnation, spool.incarnation());
             assert_eq!(
-                first.iter().map(|r| r.seq).collect::<Vec<_>>(),
+                first.results.iter().map(|r| r.seq).collect::<Vec<_>>(),
                 vec![1, 2, 3]
             );
-            spool.ack(3).expect("ack");
-            spool.ack(2).expect("an older ack is harmless");
+            assert!(spool.ack(3).expect("ack"));
+            assert!(spool.ack(2).expect("an older ack is harmless"));
+            assert!(!spool.ack(u64::MAX).expect("a forged ack is refused"));
+            assert!(
+                !spool
+                    .ack(6)
+                    .expect("an ack beyond the last result is refused")
+            );
             assert_eq!(spool.pending(), 2);
         }
         let store = NodeStore::open(dir.path()).expect("reopen");
@@ -171,12 +253,25 @@ mod tests {
         assert_eq!(spool.acked_up_to().expect("acked"), 3);
         let rest = spool.batch_after(3, 100).expect("batch");
         assert_eq!(
-            rest.iter().map(|r| (r.seq, r.label)).collect::<Vec<_>>(),
+            rest.results
+                .iter()
+                .map(|r| (r.seq, r.label))
+                .collect::<Vec<_>>(),
             vec![(4, 3), (5, 4)]
         );
         // Numbering continues after the survivors, never reusing an acknowledged number.
         assert_eq!(spool.append(result(9)).expect("append"), 6);
-        spool.ack(6).expect("ack all");
+        // The survivors keep their old incarnation; the new result is in this open's, so a batch
+        // never mixes the two.
+        assert_ne!(rest.incarnation, spool.incarnation());
+        let old = spool.batch_after(3, 100).expect("batch");
+        assert_eq!(old.results.len(), 2);
+        let new = spool.batch_after(5, 100).expect("batch");
+        assert_eq!(
+            (new.incarnation, new.results.len()),
+            (spool.incarnation(), 1)
+        );
+        assert!(spool.ack(6).expect("ack all"));
         assert_eq!(spool.pending(), 0);
         assert_eq!(spool.append(result(9)).expect("append"), 7);
     }

@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::msg::PROTOCOL_VERSION;
 
@@ -84,6 +84,14 @@ pub enum CodecError {
     /// The body is not a valid encoding of the expected message.
     #[error("malformed message body: {0}")]
     Decode(#[from] bincode::error::DecodeError),
+    /// The peer sent nothing (or not the rest of a frame) within the deadline.
+    #[error("no {what} within {after:?}; the peer is too slow or stalling on purpose")]
+    TimedOut {
+        /// What was awaited: "frame" (between frames) or "rest of the frame".
+        what: &'static str,
+        /// The deadline that passed.
+        after: std::time::Duration,
+    },
     /// Reading or writing the stream failed.
     #[error("frame I/O failed: {0}")]
     Io(#[from] std::io::Error),
@@ -212,45 +220,9 @@ where
     Ok(())
 }
 
-/// Reads one frame and decodes it.
-///
-/// Returns `Ok(None)` when the stream ends cleanly before a length prefix (the peer is done).
-/// A length prefix over `max_bytes` is rejected before any buffer for the body is allocated.
-pub async fn read_frame<R, T>(reader: &mut R, max_bytes: usize) -> Result<Option<T>, CodecError>
-where
-    R: AsyncRead + Unpin,
-    T: DeserializeOwned,
-{
-    let mut prefix = [0u8; 4];
-    let mut got = 0;
-    while got < prefix.len() {
-        let n = reader.read(&mut prefix[got..]).await?;
-        if n == 0 {
-            if got == 0 {
-                return Ok(None);
-            }
-            return Err(CodecError::Truncated { expected: 4, got });
-        }
-        got += n;
-    }
-    let len = u32::from_be_bytes(prefix) as usize;
-    if len > max_bytes {
-        return Err(CodecError::FrameTooLarge {
-            len,
-            max: max_bytes,
-        });
-    }
-    let mut payload = vec![0u8; len];
-    let mut got = 0;
-    while got < len {
-        let n = reader.read(&mut payload[got..]).await?;
-        if n == 0 {
-            return Err(CodecError::Truncated { expected: len, got });
-        }
-        got += n;
-    }
-    decode_with_limit(&payload, max_bytes).map(Some)
-}
+mod read;
+
+pub use read::{Deadlines, read_frame, read_frame_within};
 
 #[cfg(test)]
 mod tests {
@@ -320,54 +292,5 @@ mod tests {
         payload.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
         payload.extend_from_slice(&[4, 0, 255, 255, 255, 255, 255, 255, 255, 255, 255]);
         assert!(decode::<CoordMsg>(&payload).is_err());
-    }
-
-    #[tokio::test]
-    async fn frames_round_trip_and_eof_is_clean() {
-        let (mut a, mut b) = tokio::io::duplex(1024);
-        let msg = NodeMsg::Ack { epoch: 42 };
-        write_frame(&mut a, &msg).await.expect("write");
-        write_frame(&mut a, &NodeMsg::Bye).await.expect("write");
-        drop(a);
-        let got: Option<NodeMsg> = read_frame(&mut b, MAX_FRAME_BYTES).await.expect("read");
-        assert_eq!(got, Some(msg));
-        let got: Option<NodeMsg> = read_frame(&mut b, MAX_FRAME_BYTES).await.expect("read");
-        assert_eq!(got, Some(NodeMsg::Bye));
-        let got: Option<NodeMsg> = read_frame(&mut b, MAX_FRAME_BYTES).await.expect("eof");
-        assert_eq!(got, None);
-    }
-
-    #[tokio::test]
-    async fn oversized_prefix_is_rejected_before_reading_the_body() {
-        let (mut a, mut b) = tokio::io::duplex(64);
-        a.write_all(&u32::MAX.to_be_bytes()).await.expect("write");
-        // `a` stays open: had the reader tried to allocate and fill 4 GiB it would block here.
-        let err = read_frame::<_, NodeMsg>(&mut b, MAX_FRAME_BYTES)
-            .await
-            .expect_err("oversized");
-        assert!(
-            matches!(err, CodecError::FrameTooLarge { len, max } if len == u32::MAX as usize && max == MAX_FRAME_BYTES),
-            "{err}"
-        );
-    }
-
-    #[tokio::test]
-    async fn eof_inside_a_frame_is_an_error() {
-        let (mut a, mut b) = tokio::io::duplex(64);
-        a.write_all(&[0, 0, 0, 10, 1, 2]).await.expect("write");
-        drop(a);
-        let err = read_frame::<_, NodeMsg>(&mut b, MAX_FRAME_BYTES)
-            .await
-            .expect_err("truncated");
-        assert!(
-            matches!(
-                err,
-                CodecError::Truncated {
-                    expected: 10,
-                    got: 2
-                }
-            ),
-            "{err}"
-        );
     }
 }

@@ -22,6 +22,11 @@ pub const KEEP_ALIVE: Duration = Duration::from_millis(500);
 /// it bounds how long a node keeps talking to a crashed coordinator leader before failing over.
 pub const IDLE_TIMEOUT: Duration = Duration::from_millis(2500);
 
+/// Streams of each direction a peer may have open at once on one connection. A node needs its
+/// control stream and one blob or offload stream at a time; a replica one Raft stream. The cap
+/// bounds what one certificate can make a server hold (each open stream may buffer a frame).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 8;
+
 /// Server name used when the address gives no host (see [`server_name_for`]).
 pub const DEFAULT_SERVER_NAME: &str = "localhost";
 
@@ -67,7 +72,22 @@ fn transport() -> quinn::TransportConfig {
     t.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
         IDLE_TIMEOUT.as_millis() as u32,
     ))));
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_STREAMS_PER_CONNECTION));
+    t.max_concurrent_uni_streams(quinn::VarInt::from_u32(MAX_STREAMS_PER_CONNECTION));
     t
+}
+
+/// Address validation for a server's accept loop: a connection attempt from an address that has
+/// not proven it can receive packets there gets a stateless retry first (no state is kept for
+/// it), so a spoofed source cannot make the server do handshake work or amplify traffic.
+/// Returns the attempt to accept, or `None` when a retry was sent instead.
+pub fn validated(incoming: quinn::Incoming) -> Option<quinn::Incoming> {
+    if incoming.remote_address_validated() || !incoming.may_retry() {
+        return Some(incoming);
+    }
+    // A retry can only fail if the attempt was already retried, which `may_retry` excludes.
+    let _ = incoming.retry();
+    None
 }
 
 /// A QUIC server config that presents `identity` and requires every client to present a

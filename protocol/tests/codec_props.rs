@@ -112,8 +112,13 @@ fn node_msg() -> impl Strategy<Value = NodeMsg> {
         hello().prop_map(NodeMsg::Hello),
         telemetry().prop_map(NodeMsg::Telemetry),
         any::<u64>().prop_map(|epoch| NodeMsg::Ack { epoch }),
-        (any::<u64>(), vec(inference_result(), 0..4))
-            .prop_map(|(first_seq, results)| NodeMsg::Results(ResultBatch { first_seq, results })),
+        (any::<u64>(), any::<u64>(), vec(inference_result(), 0..4)).prop_map(
+            |(incarnation, first_seq, results)| NodeMsg::Results(ResultBatch {
+                incarnation,
+                first_seq,
+                results
+            })
+        ),
         Just(NodeMsg::Bye),
     ]
 }
@@ -124,10 +129,11 @@ prop_compose! {
         mix in vec((text(), place(), 0.0f64..=1.0)
             .prop_map(|(variant, place, fraction)| MixEntry { variant, place, fraction }), 0..4),
         allowed_variants in texts(), offload_target in option::of(text()),
+        offload_server in option::of(text()),
         energy_budget_j_per_request in f64s(), cost_budget_usd_per_request in f64s(),
     ) -> AppAssignment {
-        AppAssignment { app, mix, allowed_variants, offload_target, energy_budget_j_per_request,
-                        cost_budget_usd_per_request }
+        AppAssignment { app, mix, allowed_variants, offload_target, offload_server,
+                        energy_budget_j_per_request, cost_budget_usd_per_request }
     }
 }
 
@@ -162,7 +168,10 @@ fn coord_msg() -> impl Strategy<Value = CoordMsg> {
         }),
         assignment().prop_map(CoordMsg::Assignment),
         text().prop_map(|leader_addr| CoordMsg::Redirect { leader_addr }),
-        any::<u64>().prop_map(|up_to_seq| CoordMsg::ResultsAck { up_to_seq }),
+        (any::<u64>(), any::<u64>()).prop_map(|(incarnation, up_to_seq)| CoordMsg::ResultsAck {
+            incarnation,
+            up_to_seq
+        }),
         (error_code(), text()).prop_map(|(code, message)| CoordMsg::Error { code, message }),
     ]
 }

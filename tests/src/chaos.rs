@@ -47,7 +47,7 @@ pub fn run(scenario: &str, opts: &Options) -> anyhow::Result<Value> {
     }
 }
 
-fn wait_exit(p: &mut Proc, timeout: Duration) -> anyhow::Result<()> {
+pub(crate) fn wait_exit(p: &mut Proc, timeout: Duration) -> anyhow::Result<()> {
     let status = p.wait_exit(timeout)?;
     if !status.success() {
         bail!("{} exited with {status}: {}", p.name, tail(&p.log_text()));
@@ -60,12 +60,16 @@ fn tail(text: &str) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-fn u(v: &Value, path: &[&str]) -> u64 {
+pub(crate) fn u(v: &Value, path: &[&str]) -> u64 {
     path.iter().fold(v, |v, k| &v[*k]).as_u64().unwrap_or(0)
 }
 
 /// Node accepted vs coordinator recorded, from the node summary and the coordinator's ledger.
-fn exactly_once(fleet: &Fleet, node: &str, summary: &Value) -> anyhow::Result<(u64, u64, Value)> {
+pub(crate) fn exactly_once(
+    fleet: &Fleet,
+    node: &str,
+    summary: &Value,
+) -> anyhow::Result<(u64, u64, Value)> {
     let status = fleet.status()?;
     let rec = status.results.get(node).cloned().unwrap_or_default();
     let accepted = u(summary, &["results_accepted"]);
@@ -84,7 +88,7 @@ fn exactly_once(fleet: &Fleet, node: &str, summary: &Value) -> anyhow::Result<(u
     ))
 }
 
-fn merge(mut a: Value, b: Value) -> Value {
+pub(crate) fn merge(mut a: Value, b: Value) -> Value {
     if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
         a.extend(b);
     }

@@ -45,7 +45,9 @@ fn endpoint(ca_dir: &Path, name: &str) -> anyhow::Result<quinn::Endpoint> {
 pub async fn hold_session(ca_dir: &Path, name: &str, addr: &str) -> anyhow::Result<HeldSession> {
     let endpoint = endpoint(ca_dir, name)?;
     let sock: SocketAddr = addr.parse().context("replica address")?;
-    let (conn, send, recv) = mcdnn_coordinator::ctl::bench::join(&endpoint, sock, name).await?;
+    let digest = crate::catalog_digest()?;
+    let (conn, send, recv) =
+        mcdnn_coordinator::ctl::bench::join(&endpoint, sock, name, &digest).await?;
     Ok(HeldSession {
         endpoint,
         conn,

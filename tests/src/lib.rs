@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod identity;
 pub mod raft_chaos;
 pub mod revoke_chaos;
+pub mod rogue_chaos;
 pub mod wiped_chaos;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use protocol::identity::{Ca, Kind, OperatorRole};
 
 pub mod bench;
 pub mod chaos;
+pub mod peers;
 pub mod proxy;
 
 /// The folder with the workspace's binaries (target/debug or target/release), found from the
@@ -51,6 +53,13 @@ pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
 /// The repo's catalog.
 pub fn catalog() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/catalog.json")
+}
+
+/// The digest nodes announce for the repo's catalog (what the coordinator checks hellos against).
+pub fn catalog_digest() -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(catalog()).context("reading the catalog")?;
+    Ok(hex::encode(Sha256::digest(bytes)))
 }
 
 /// A free port base on loopback: QUIC on `p`, operator API on `p + 1`, Raft on `p + 2`, health
@@ -311,6 +320,18 @@ impl Fleet {
         listen: &str,
         capacity_rps: f64,
     ) -> anyhow::Result<Proc> {
+        self.server_with(name, secs, listen, capacity_rps, &[])
+    }
+
+    /// [`Self::server`] with extra `mcdnn-node run` arguments.
+    pub fn server_with(
+        &self,
+        name: &str,
+        secs: f64,
+        listen: &str,
+        capacity_rps: f64,
+        extra: &[&str],
+    ) -> anyhow::Result<Proc> {
         if !self.ca.join(format!("{name}.pem")).exists() {
             let host = listen
                 .rsplit_once(':')
@@ -347,7 +368,8 @@ impl Fleet {
         .arg("--summary")
         .arg(self.summary_path(name))
         .arg("--catalog")
-        .arg(catalog());
+        .arg(catalog())
+        .args(extra);
         self.spawn(name, cmd)
     }
 

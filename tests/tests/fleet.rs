@@ -59,7 +59,15 @@ fn a_client_without_a_fleet_certificate_is_refused() {
         result.is_err(),
         "a foreign certificate must not complete the handshake"
     );
-    let m = fleet.metrics().expect("metrics");
+    // The server counts the refusal as it sends it; the client may see it first.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let mut m = fleet.metrics().expect("metrics");
+    while metric(&m, "mcdnn_handshakes_refused_total") < Some(1.0)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        m = fleet.metrics().expect("metrics");
+    }
     assert!(
         metric(&m, "mcdnn_handshakes_refused_total").unwrap_or(0.0) >= 1.0,
         "{m}"

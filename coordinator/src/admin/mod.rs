@@ -18,6 +18,7 @@ pub mod leader;
 pub mod listener;
 mod members;
 pub mod policy;
+mod servers;
 mod slots;
 pub mod writes;
 
@@ -36,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 pub use fleet::{ClusterStatus, Member};
 pub use members::MemberChange;
 pub use policy::PolicyWriteRequest;
+pub use servers::ServerApprovalRequest;
 pub use writes::WriteAck;
 
 use crate::fleet::hub::Hub;
@@ -62,6 +64,7 @@ pub fn operator_router(hub: Arc<Hub>) -> Router {
         .merge(members::routes())
         .merge(identity::routes())
         .merge(backup::routes())
+        .merge(servers::routes())
         .merge(leader::routes())
         .layer(middleware::from_fn(auth::require_operator))
         .layer(middleware::from_fn(deadline))

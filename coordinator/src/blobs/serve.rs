@@ -8,11 +8,16 @@ use protocol::codec::{self, MAX_FRAME_BYTES};
 use protocol::msg::{BlobReply, BlobRequest};
 
 use super::store::BlobStore;
+use crate::fleet::hub::Hub;
+use crate::fleet::limits::{NODE_STREAM, Rated};
+use crate::fleet::metrics::Metrics;
 
-/// Accepts blob streams on `conn` until it closes.
-pub async fn accept(conn: quinn::Connection, store: Arc<BlobStore>, node: String) {
+/// Accepts blob streams on `conn` until it closes. How many streams a node may open at once is
+/// capped by the QUIC transport ([`protocol::tls`]); how many requests a second, by its
+/// identity's blob rate ([`crate::fleet::limits`]).
+pub async fn accept(conn: quinn::Connection, store: Arc<BlobStore>, node: String, hub: Arc<Hub>) {
     while let Ok((send, recv)) = conn.accept_bi().await {
-        tokio::spawn(stream(send, recv, store.clone(), node.clone()));
+        tokio::spawn(stream(send, recv, store.clone(), node.clone(), hub.clone()));
     }
 }
 
@@ -21,9 +26,16 @@ async fn stream(
     mut recv: quinn::RecvStream,
     store: Arc<BlobStore>,
     node: String,
+    hub: Arc<Hub>,
 ) {
     loop {
-        let req = match codec::read_frame::<_, BlobRequest>(&mut recv, MAX_FRAME_BYTES).await {
+        let req = match codec::read_frame_within::<_, BlobRequest>(
+            &mut recv,
+            MAX_FRAME_BYTES,
+            NODE_STREAM,
+        )
+        .await
+        {
             Ok(Some(r)) => r,
             Ok(None) => break,
             Err(e) => {
@@ -31,25 +43,13 @@ async fn stream(
                 break;
             }
         };
-        let reply = match req {
-            BlobRequest::Catalog => BlobReply::Catalog {
-                bytes: store.catalog().to_vec(),
-            },
-            BlobRequest::Manifest { variant } => match store.manifest(&variant) {
-                Some(m) => BlobReply::Manifest(m.clone()),
-                None => BlobReply::Missing {
-                    what: format!("variant {variant}"),
-                },
-            },
-            BlobRequest::Shard { digest } => match store.shard(&digest) {
-                Some(bytes) => BlobReply::Shard {
-                    digest,
-                    bytes: bytes.to_vec(),
-                },
-                None => BlobReply::Missing {
-                    what: format!("shard {digest}"),
-                },
-            },
+        let reply = if !hub.limits.allow(&node, Rated::Blob) {
+            Metrics::inc(&hub.metrics.rate_limited_total);
+            BlobReply::Missing {
+                what: "answer: blob request rate exceeded, retry later".into(),
+            }
+        } else {
+            answer(&store, req)
         };
         if let Err(e) = codec::write_frame(&mut send, &reply).await {
             tracing::debug!(%node, error = %e, "blob stream closed by the node");
@@ -57,4 +57,27 @@ async fn stream(
         }
     }
     let _ = send.finish();
+}
+
+fn answer(store: &BlobStore, req: BlobRequest) -> BlobReply {
+    match req {
+        BlobRequest::Catalog => BlobReply::Catalog {
+            bytes: store.catalog().to_vec(),
+        },
+        BlobRequest::Manifest { variant } => match store.manifest(&variant) {
+            Some(m) => BlobReply::Manifest(m.clone()),
+            None => BlobReply::Missing {
+                what: format!("variant {variant}"),
+            },
+        },
+        BlobRequest::Shard { digest } => match store.shard(&digest) {
+            Some(bytes) => BlobReply::Shard {
+                digest,
+                bytes: bytes.to_vec(),
+            },
+            None => BlobReply::Missing {
+                what: format!("shard {digest}"),
+            },
+        },
+    }
 }

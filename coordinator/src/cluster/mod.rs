@@ -16,6 +16,15 @@ use crate::fleet::hub::{Hub, HubConfig};
 use crate::fleet::plan::FleetPolicy;
 use crate::raft::{InProcessNetwork, Replica, ReplicaConfig};
 
+/// Hex sha256 of a manifest's JSON (a stand-in for the file's digest when only the parsed
+/// manifest is at hand).
+fn manifest_digest(manifest: &Manifest) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(
+        serde_json::to_vec(manifest).unwrap_or_default(),
+    ))
+}
+
 /// A one-replica coordinator hub (its own Raft group, bootstrapped in `data_dir`) that leads
 /// once this returns: for benchmarks and in-process tests.
 pub async fn standalone_hub(
@@ -43,10 +52,12 @@ pub async fn standalone_hub(
         "127.0.0.1:2",
         "127.0.0.1:3",
     )?;
+    // What its virtual nodes announce: the digest of the manifest it runs.
+    let catalog_digest = manifest_digest(&manifest);
     let hub = Arc::new(Hub::new(HubConfig {
         name: name.to_string(),
         manifest,
-        catalog_digest: String::new(),
+        catalog_digest,
         policy: FleetPolicy {
             cost_budget_usd: 1.0,
         },

@@ -137,6 +137,12 @@ impl Peers {
     pub fn get(&self, id: u64) -> Option<&Peer> {
         self.0.get(&id)
     }
+
+    /// Raft id of the replica configured under exactly `name` (a certificate's name). Matching
+    /// on the whole name, not the ordinal alone, keeps `evil-1` from passing for `coord-1`.
+    pub fn id_by_name(&self, name: &str) -> Option<u64> {
+        self.0.values().find(|p| p.name == name).map(|p| p.id)
+    }
 }
 
 #[cfg(test)]
@@ -172,6 +178,15 @@ mod tests {
         assert!(Peers::parse("coord-0", "a:1", "a:2", "a:3").is_err());
         assert!(Peers::parse("coord-0=h,coord-0=g", "a:1", "a:2", "a:3").is_err());
         assert!(Peers::parse("coord-0=h", "a", "a:2", "a:3").is_err());
+    }
+
+    #[test]
+    fn peers_are_matched_on_their_full_name() {
+        let p = Peers::parse("coord-0=h0,coord-1=h1", "a:1", "a:2", "a:3").expect("peers");
+        assert_eq!(p.id_by_name("coord-1"), Some(2));
+        assert_eq!(p.id_by_name("evil-1"), None, "same ordinal, other name");
+        assert_eq!(p.id_by_name("coord-1x"), None);
+        assert_eq!(p.id_by_name("xcoord-1"), None);
     }
 
     #[test]

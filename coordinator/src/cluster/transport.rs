@@ -17,11 +17,18 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::peers::{Peers, id_of};
+use super::peers::Peers;
 use crate::raft::{MAX_MESSAGE_BYTES, ReplicaHandle, Transport, decode_message, encode_message};
 
 /// Messages queued per peer before new ones are dropped.
 const QUEUE: usize = 4096;
+
+/// Deadlines on an inbound Raft stream: the leader's heartbeats come every tick (100 ms), so 10 s
+/// of silence means the peer is gone; a large snapshot message gets a minute to arrive.
+const RAFT_STREAM: codec::Deadlines = codec::Deadlines {
+    idle: Duration::from_secs(10),
+    frame: Duration::from_secs(60),
+};
 
 /// One frame between replicas.
 #[derive(Debug, Serialize, Deserialize)]
@@ -66,6 +73,7 @@ impl QuicTransport {
             tokio::spawn(sender(
                 endpoint.clone(),
                 peer.raft_addr.clone(),
+                peer.name.clone(),
                 rx,
                 cancel.clone(),
             ));
@@ -77,12 +85,13 @@ impl QuicTransport {
 async fn sender(
     endpoint: quinn::Endpoint,
     addr: String,
+    name: String,
     mut rx: mpsc::Receiver<Message>,
     cancel: CancellationToken,
 ) {
     let mut attempt = 0u32;
     while !cancel.is_cancelled() {
-        match connect(&endpoint, &addr).await {
+        match connect(&endpoint, &addr, &name).await {
             Ok((conn, mut send)) => {
                 attempt = 0;
                 loop {
@@ -124,6 +133,7 @@ async fn sender(
 async fn connect(
     endpoint: &quinn::Endpoint,
     addr: &str,
+    name: &str,
 ) -> anyhow::Result<(quinn::Connection, quinn::SendStream)> {
     let sock = tokio::net::lookup_host(addr)
         .await?
@@ -135,8 +145,9 @@ async fn connect(
     )
     .await??;
     let peer = tls::peer(&conn)?;
-    if peer.kind != Kind::Coordinator {
-        anyhow::bail!("{addr} is {}, not a coordinator", peer.dns_name());
+    if peer.kind != Kind::Coordinator || peer.name != name {
+        conn.close(1u32.into(), b"not the replica configured here");
+        anyhow::bail!("{addr} is {}, not coordinator {name}", peer.dns_name());
     }
     let send = conn.open_uni().await?;
     Ok((conn, send))
@@ -154,6 +165,9 @@ pub async fn serve(
             _ = cancel.cancelled() => break,
             i = endpoint.accept() => match i { Some(i) => i, None => break },
         };
+        let Some(incoming) = tls::validated(incoming) else {
+            continue;
+        };
         let replica = replica.clone();
         let peers = peers.clone();
         tokio::spawn(async move {
@@ -165,9 +179,10 @@ pub async fn serve(
                 }
             };
             let from = match tls::peer(&conn) {
-                Ok(p) if p.kind == Kind::Coordinator => match id_of(&p.name) {
-                    Ok(id) if peers.get(id).is_some() => id,
-                    _ => {
+                Ok(p) if p.kind == Kind::Coordinator => match peers.id_by_name(&p.name) {
+                    Some(id) => id,
+                    None => {
+                        tracing::warn!(peer = %p.name, "refused a raft peer not in --peers");
                         conn.close(1u32.into(), b"not a member of this replica set");
                         return;
                     }
@@ -179,8 +194,12 @@ pub async fn serve(
             };
             while let Ok(mut recv) = conn.accept_uni().await {
                 loop {
-                    match codec::read_frame::<_, PeerFrame>(&mut recv, MAX_MESSAGE_BYTES + 1024)
-                        .await
+                    match codec::read_frame_within::<_, PeerFrame>(
+                        &mut recv,
+                        MAX_MESSAGE_BYTES + 1024,
+                        RAFT_STREAM,
+                    )
+                    .await
                     {
                         Ok(Some(PeerFrame::Raft(bytes))) => match decode_message(&bytes) {
                             // A replica may only speak for itself.

@@ -68,7 +68,8 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn telemetry(seq: u64) -> Telemetry {
+/// A virtual node's plausible report (two apps, a full battery); also what attack tests lie in.
+pub fn telemetry(seq: u64) -> Telemetry {
     let app = |name: &str, classes: usize| AppTelemetry {
         app: name.into(),
         rate_per_s: 2.0,
@@ -100,11 +101,13 @@ fn telemetry(seq: u64) -> Telemetry {
     }
 }
 
-/// Handshake, hello and welcome for one virtual node.
+/// Handshake, hello and welcome for one virtual node holding the catalog `catalog_digest`
+/// (the coordinator refuses a node whose catalog is not the fleet's).
 pub async fn join(
     endpoint: &quinn::Endpoint,
     addr: SocketAddr,
     name: &str,
+    catalog_digest: &str,
 ) -> anyhow::Result<(quinn::Connection, quinn::SendStream, quinn::RecvStream)> {
     let conn = endpoint.connect(addr, "localhost")?.await?;
     let (mut send, mut recv) = conn.open_bi().await?;
@@ -113,7 +116,7 @@ pub async fn join(
         device_class: "phone-2016".into(),
         role: Role::Device,
         protocol_version: PROTOCOL_VERSION,
-        catalog_digests: vec![],
+        catalog_digests: vec![catalog_digest.to_string()],
         offload_addr: None,
         battery: battery(),
         apps: vec!["garment".into(), "category".into()],
@@ -130,6 +133,7 @@ pub async fn join(
 async fn virtual_node(
     endpoint: quinn::Endpoint,
     addr: SocketAddr,
+    catalog_digest: String,
     name: String,
     go: CancellationToken,
     rate_per_s: f64,
@@ -140,7 +144,7 @@ async fn virtual_node(
     let mut attempt = 0;
     let (conn, mut send, mut recv) = loop {
         attempt += 1;
-        match join(&endpoint, addr, &name).await {
+        match join(&endpoint, addr, &name, &catalog_digest).await {
             Ok(joined) => break joined,
             Err(e) if attempt >= 20 => return Err(e),
             Err(_) => tokio::time::sleep(Duration::from_millis(100 * attempt.min(10))).await,
@@ -215,6 +219,7 @@ pub async fn telemetry_bench(args: &TelemetryBenchArgs) -> anyhow::Result<Vec<Te
             tasks.push(tokio::spawn(virtual_node(
                 ep,
                 addr,
+                hub.catalog_digest.clone(),
                 name.clone(),
                 go.clone(),
                 args.rate_per_node,

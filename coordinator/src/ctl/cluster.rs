@@ -249,7 +249,7 @@ pub(super) fn post(t: &Target, path: &str, body: &str) -> anyhow::Result<http::R
     )
 }
 
-fn post_write(t: &Target, path: &str, body: &str) -> anyhow::Result<WriteAck> {
+pub(crate) fn post_write(t: &Target, path: &str, body: &str) -> anyhow::Result<WriteAck> {
     serde_json::from_str(&post(t, path, body)?.body).context("parsing the acknowledgement")
 }
 

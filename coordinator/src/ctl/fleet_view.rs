@@ -33,6 +33,16 @@ pub enum NodesCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Approve NAME for the offload-server role (other devices will send it their frames).
+    ApproveServer {
+        /// The node's certificate name.
+        name: String,
+        /// Withdraw the approval instead.
+        #[arg(long)]
+        revoke: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Revoke NAME: refused at every handshake on every replica, its live session closed,
     /// offload servers told; it can never renew or enroll again.
     Revoke {
@@ -153,6 +163,11 @@ pub fn run(cmd: &NodesCommand, out: &mut dyn Write) -> anyhow::Result<()> {
         NodesCommand::Token { name, ttl, target } => {
             super::node_identity::token(name, *ttl, target, out)
         }
+        NodesCommand::ApproveServer {
+            name,
+            revoke,
+            target,
+        } => super::server_approval::approve(name, *revoke, target, out),
         NodesCommand::Revoke { name, target } => super::node_identity::revoke(name, target, out),
         NodesCommand::List(t) => {
             let s = fleet_status(t)?;

@@ -9,4 +9,5 @@ pub mod http;
 pub mod identity;
 pub mod node_identity;
 pub mod output;
+pub mod server_approval;
 pub mod snapshot;

@@ -45,7 +45,11 @@ pub struct Hub {
     pub peers: Peers,
     pub leader: LeaderView,
     pub last_plan: Mutex<PlanInfo>,
+    /// Connected nodes the last solve left out, with the reason ([`super::validate`]).
+    excluded: Mutex<std::collections::BTreeMap<String, String>>,
     pub metrics: Metrics,
+    /// One connection per node identity and its message rates.
+    pub limits: super::limits::NodeLimits,
     /// Latency histograms and build info (`prometheus-client`).
     pub histograms: super::prom::Histograms,
     /// Wakes the solve loop early (a node joined or left).
@@ -96,7 +100,9 @@ impl Hub {
             peers: c.peers,
             leader: LeaderView::default(),
             last_plan: Mutex::new(PlanInfo::default()),
+            excluded: Mutex::new(std::collections::BTreeMap::new()),
             metrics: Metrics::default(),
+            limits: super::limits::NodeLimits::default(),
             histograms: super::prom::Histograms::default(),
             replan: Notify::new(),
             started: Instant::now(),
@@ -137,6 +143,11 @@ impl Hub {
 
     pub fn last_plan(&self) -> PlanInfo {
         lock(&self.last_plan).clone()
+    }
+
+    /// Nodes the last solve left out, by id, with the reason.
+    pub fn excluded(&self) -> MutexGuard<'_, std::collections::BTreeMap<String, String>> {
+        lock(&self.excluded)
     }
 
     pub fn set_last_plan(&self, info: PlanInfo) {

@@ -15,11 +15,19 @@ pub struct Metrics {
     pub plan_failures_total: AtomicU64,
     pub assignments_sent_total: AtomicU64,
     pub nodes_expired_total: AtomicU64,
+    /// Node messages dropped or refused for exceeding their identity's rate.
+    pub rate_limited_total: AtomicU64,
+    /// Older node connections closed because the same identity connected again.
+    pub sessions_replaced_total: AtomicU64,
+    /// Hellos refused because the node's catalog digest is not the fleet's.
+    pub catalog_mismatch_total: AtomicU64,
     /// f64 bits.
     pub plan_solve_seconds: AtomicU64,
     pub plan_gap: AtomicU64,
     pub plan_epoch: AtomicU64,
     pub nodes_connected: AtomicU64,
+    /// Connected nodes the last solve left out (invalid hello/telemetry, unapproved server).
+    pub nodes_excluded: AtomicU64,
     pub proposals_committed_total: AtomicU64,
     pub proposals_failed_total: AtomicU64,
 }
@@ -82,6 +90,21 @@ impl Metrics {
                 "Nodes forgotten after the node timeout",
                 &self.nodes_expired_total,
             ),
+            (
+                "mcdnn_rate_limited_total",
+                "Node messages dropped or refused over their identity's rate",
+                &self.rate_limited_total,
+            ),
+            (
+                "mcdnn_sessions_replaced_total",
+                "Node connections closed because the same identity connected again",
+                &self.sessions_replaced_total,
+            ),
+            (
+                "mcdnn_catalog_mismatch_total",
+                "Hellos refused for a catalog digest that is not the fleet's",
+                &self.catalog_mismatch_total,
+            ),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(
@@ -110,6 +133,11 @@ impl Metrics {
                 "mcdnn_nodes_connected",
                 "Nodes with a live session",
                 self.nodes_connected.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "mcdnn_nodes_excluded",
+                "Connected nodes left out of the last plan (invalid reports, unapproved server)",
+                self.nodes_excluded.load(Ordering::Relaxed) as f64,
             ),
         ];
         for (name, help, v) in gauges {

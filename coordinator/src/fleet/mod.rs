@@ -5,6 +5,7 @@
 mod fixtures;
 pub mod hub;
 pub mod identity;
+pub mod limits;
 pub mod metrics;
 pub mod plan;
 pub mod prom;
@@ -12,3 +13,4 @@ pub mod registry;
 pub mod sessions;
 pub mod solve_loop;
 pub mod status;
+pub mod validate;

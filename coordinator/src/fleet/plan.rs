@@ -73,8 +73,12 @@ pub fn effective_capacity(hello_rps: f64, queue: Option<u32>, report_age: Durati
 /// The class catalogs with each variant's paging cost replaced by the fleet mean of what the
 /// class's nodes measured and reported (`Telemetry::load_profiles`). Deterministic: nodes in id
 /// order, variants by name, a plain mean over the nodes that loaded the variant at least once.
-/// Variants nobody has loaded keep the profiled figures.
-pub fn measured_catalogs(registry: &Registry, catalogs: &[Catalog]) -> Vec<Catalog> {
+/// Variants nobody has loaded keep the profiled figures; `excluded` nodes' reports do not count.
+pub fn measured_catalogs(
+    registry: &Registry,
+    catalogs: &[Catalog],
+    excluded: &BTreeMap<String, String>,
+) -> Vec<Catalog> {
     catalogs
         .iter()
         .map(|c| {
@@ -82,7 +86,9 @@ pub fn measured_catalogs(registry: &Registry, catalogs: &[Catalog]) -> Vec<Catal
             let mut sums: BTreeMap<&str, (f64, f64, u32)> = BTreeMap::new();
             let reports = registry
                 .iter()
-                .filter(|(_, e)| e.hello.device_class == c.device_class)
+                .filter(|(id, e)| {
+                    e.hello.device_class == c.device_class && !excluded.contains_key(*id)
+                })
                 .filter_map(|(_, e)| e.telemetry.as_ref());
             for t in reports {
                 for p in &t.load_profiles {
@@ -109,14 +115,24 @@ pub fn measured_catalogs(registry: &Registry, catalogs: &[Catalog]) -> Vec<Catal
         .collect()
 }
 
-/// The problem for every connected device node whose class has a catalog. Returns it with the
-/// offload target (the first connected server node with capacity left) if any.
+/// Where offloaded requests go: the server's address and the certificate name the client must
+/// find there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffloadTarget {
+    pub addr: String,
+    pub name: String,
+}
+
+/// The problem for every connected device node whose class has a catalog and that is not in
+/// `excluded` ([`super::validate::exclusions`]). Returns it with the offload target (the first
+/// connected, approved server node with capacity left) if any.
 pub fn problem(
     registry: &Registry,
     catalogs: &[Catalog],
     policy: &FleetPolicy,
-) -> (FleetProblem, Option<String>) {
-    problem_at(registry, catalogs, policy, Instant::now())
+    excluded: &BTreeMap<String, String>,
+) -> (FleetProblem, Option<OffloadTarget>) {
+    problem_at(registry, catalogs, policy, excluded, Instant::now())
 }
 
 /// [`problem`] as of `at` (telemetry ages are measured to it).
@@ -124,12 +140,13 @@ pub fn problem_at(
     registry: &Registry,
     catalogs: &[Catalog],
     policy: &FleetPolicy,
+    excluded: &BTreeMap<String, String>,
     at: Instant,
-) -> (FleetProblem, Option<String>) {
+) -> (FleetProblem, Option<OffloadTarget>) {
     let now = unix_ms();
     let servers: Vec<(&String, f64, Option<String>)> = registry
         .iter()
-        .filter(|(_, e)| e.connected && e.is_server())
+        .filter(|(id, e)| e.connected && e.is_server() && !excluded.contains_key(*id))
         .map(|(id, e)| {
             let hello_cap = match e.hello.role {
                 protocol::msg::Role::Server { capacity_rps } => capacity_rps,
@@ -145,11 +162,16 @@ pub fn problem_at(
         })
         .filter(|(_, cap, _)| *cap > 0.0)
         .collect();
-    let target = servers.iter().find_map(|(_, _, addr)| addr.clone());
+    let target = servers.iter().find_map(|(id, _, addr)| {
+        addr.as_ref().map(|addr| OffloadTarget {
+            addr: addr.clone(),
+            name: (*id).clone(),
+        })
+    });
     let capacity: f64 = servers.iter().map(|(_, c, _)| *c).sum();
     let nodes = registry
         .iter()
-        .filter(|(_, e)| e.connected && !e.is_server())
+        .filter(|(id, e)| e.connected && !e.is_server() && !excluded.contains_key(*id))
         .filter(|(_, e)| {
             catalogs
                 .iter()
@@ -186,7 +208,7 @@ pub fn problem_at(
         })
         .collect();
     let problem = FleetProblem {
-        catalogs: measured_catalogs(registry, catalogs),
+        catalogs: measured_catalogs(registry, catalogs, excluded),
         nodes,
         cost_budget_usd: if target.is_some() {
             policy.cost_budget_usd
@@ -207,7 +229,7 @@ pub fn assignments(
     catalogs: &[Catalog],
     problem: &FleetProblem,
     epoch: u64,
-    target: Option<&str>,
+    target: Option<&OffloadTarget>,
 ) -> Vec<Assignment> {
     let issued = unix_ms();
     plan.nodes
@@ -243,11 +265,8 @@ pub fn assignments(
                         app: ap.app.clone(),
                         mix,
                         allowed_variants: allowed,
-                        offload_target: if offloads {
-                            target.map(str::to_string)
-                        } else {
-                            None
-                        },
+                        offload_target: target.filter(|_| offloads).map(|t| t.addr.clone()),
+                        offload_server: target.filter(|_| offloads).map(|t| t.name.clone()),
                         energy_budget_j_per_request: ap.energy_per_request_j,
                         cost_budget_usd_per_request: ap.cost_per_request_usd,
                     }
@@ -343,21 +362,27 @@ mod tests {
             Some(telemetry(1, 8, vec![])),
         );
         let now = Instant::now();
-        let (p, target) = problem_at(&r, &catalogs, &policy(), now);
+        let (p, target) = problem_at(&r, &catalogs, &policy(), &BTreeMap::new(), now);
         // srv-a: 10 * (1 - 4/10) = 6; srv-b's queue is full.
         assert!((p.server_capacity_rps - 6.0).abs() < 1e-9);
-        assert_eq!(target.as_deref(), Some("srv-a:7000"));
+        assert_eq!(
+            target,
+            Some(OffloadTarget {
+                addr: "srv-a:7000".into(),
+                name: "srv-a".into()
+            })
+        );
         assert!(p.nodes.iter().all(|n| n.connected));
 
         // The backlog drains: the next report restores the capacity.
         let session = r.get("srv-b").map(|e| e.session).unwrap();
         assert!(r.telemetry("srv-b", session, telemetry(2, 0, vec![])));
-        let (p, _) = problem_at(&r, &catalogs, &policy(), Instant::now());
+        let (p, _) = problem_at(&r, &catalogs, &policy(), &BTreeMap::new(), Instant::now());
         assert!((p.server_capacity_rps - 14.0).abs() < 1e-9);
 
         // No report for a few intervals: no server counts, nothing is offloaded.
         let later = Instant::now() + SERVER_STALE_AFTER + Duration::from_secs(1);
-        let (p, target) = problem_at(&r, &catalogs, &policy(), later);
+        let (p, target) = problem_at(&r, &catalogs, &policy(), &BTreeMap::new(), later);
         assert_eq!(p.server_capacity_rps, 0.0);
         assert_eq!(target, None);
         assert_eq!(p.cost_budget_usd, 0.0);
@@ -404,7 +429,7 @@ mod tests {
             hello("d", &class, Role::Device),
             Some(telemetry(1, 0, vec![lp(&v, f64::NAN, 1.0, 3)])),
         );
-        let (p, _) = problem_at(&r, &catalogs, &policy(), Instant::now());
+        let (p, _) = problem_at(&r, &catalogs, &policy(), &BTreeMap::new(), Instant::now());
         let measured = &p.catalogs[0];
         assert_eq!(measured.load_profile(&v), Some((40.0, 4.0)));
         for app in &measured.apps {

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::hub::Hub;
+use super::limits::{NODE_STREAM, Rated};
 use super::metrics::Metrics;
 use crate::state::ResultRecord;
 
@@ -28,6 +29,9 @@ pub async fn serve(endpoint: quinn::Endpoint, hub: Arc<Hub>, cancel: Cancellatio
         let incoming = tokio::select! {
             _ = cancel.cancelled() => break,
             i = endpoint.accept() => match i { Some(i) => i, None => break },
+        };
+        let Some(incoming) = tls::validated(incoming) else {
+            continue;
         };
         let hub = hub.clone();
         tokio::spawn(async move {
@@ -68,7 +72,20 @@ async fn refuse(send: &mut quinn::SendStream, code: ErrorCode, message: String) 
     message
 }
 
-async fn session(conn: quinn::Connection, hub: &Hub) -> Result<(), String> {
+/// Holds an identity's one live connection; releases it when the session ends.
+struct Admitted<'a> {
+    hub: &'a Hub,
+    node: String,
+    id: u64,
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.hub.limits.release(&self.node, self.id);
+    }
+}
+
+async fn session(conn: quinn::Connection, hub: &Arc<Hub>) -> Result<(), String> {
     let peer = tls::peer(&conn).map_err(|e| e.to_string())?;
     let (mut send, mut recv) = conn
         .accept_bi()
@@ -82,6 +99,17 @@ async fn session(conn: quinn::Connection, hub: &Hub) -> Result<(), String> {
         );
         return Err(refuse(&mut send, ErrorCode::Forbidden, msg).await);
     }
+    // One connection per identity: a reconnect replaces (and closes) the older one, so a stolen
+    // certificate cannot pile up sessions.
+    let (conn_id, replaced) = hub.limits.admit(&peer.name, &conn);
+    if replaced {
+        Metrics::inc(&hub.metrics.sessions_replaced_total);
+    }
+    let _admitted = Admitted {
+        hub,
+        node: peer.name.clone(),
+        id: conn_id,
+    };
     let first = tokio::time::timeout(
         HELLO_TIMEOUT,
         codec::read_frame::<_, NodeMsg>(&mut recv, MAX_FRAME_BYTES),
@@ -126,6 +154,15 @@ async fn session(conn: quinn::Connection, hub: &Hub) -> Result<(), String> {
         );
         return Err(refuse(&mut send, ErrorCode::IdentityMismatch, msg).await);
     }
+    if !hello.catalog_digests.contains(&hub.catalog_digest) {
+        Metrics::inc(&hub.metrics.sessions_rejected_total);
+        Metrics::inc(&hub.metrics.catalog_mismatch_total);
+        let msg = format!(
+            "the node holds catalog {:?} but the fleet's is {}; install the fleet's catalog",
+            hello.catalog_digests, hub.catalog_digest
+        );
+        return Err(refuse(&mut send, ErrorCode::CatalogMismatch, msg).await);
+    }
     let id = peer.name.clone();
     if !hub.is_leader() {
         // Only the leader serves nodes: point this one at the leader (or say there is none yet).
@@ -158,10 +195,14 @@ async fn session(conn: quinn::Connection, hub: &Hub) -> Result<(), String> {
         }
     });
     // Further bi streams on this connection are blob streams (model shards).
-    let blobs =
-        hub.blobs.get().cloned().map(|store| {
-            tokio::spawn(crate::blobs::serve::accept(conn.clone(), store, id.clone()))
-        });
+    let blobs = hub.blobs.get().cloned().map(|store| {
+        tokio::spawn(crate::blobs::serve::accept(
+            conn.clone(),
+            store,
+            id.clone(),
+            hub.clone(),
+        ))
+    });
     // The revoked list first, so an offload server learns it before it serves anyone.
     let _ = hub
         .registry()
@@ -213,7 +254,9 @@ async fn read_loop(
 ) -> Result<(), String> {
     let mut renew_gate = super::identity::RenewGate::default();
     loop {
-        let msg = match codec::read_frame::<_, NodeMsg>(recv, MAX_FRAME_BYTES).await {
+        let msg = match codec::read_frame_within::<_, NodeMsg>(recv, MAX_FRAME_BYTES, NODE_STREAM)
+            .await
+        {
             Ok(Some(m)) => m,
             Ok(None) => return Ok(()),
             // The connection went away (node stopped, crashed or lost its link): not bad input.
@@ -226,6 +269,23 @@ async fn read_loop(
                 return Err(format!("bad frame from {id}: {e}"));
             }
         };
+        // Over its rate a node's telemetry is dropped (the next report supersedes it). A result
+        // batch over the rate ends the session instead: dropping it would leave a hole the next
+        // batch's ack covers, while on a new session the node resends from its last ack.
+        let rated = match &msg {
+            NodeMsg::Telemetry(_) => Some(Rated::Telemetry),
+            NodeMsg::Results(_) => Some(Rated::Results),
+            _ => None,
+        };
+        if let Some(what) = rated
+            && !hub.limits.allow(id, what)
+        {
+            Metrics::inc(&hub.metrics.rate_limited_total);
+            if what == Rated::Results {
+                return Err(format!("{id} sent result batches over its rate; reconnect"));
+            }
+            continue;
+        }
         match msg {
             NodeMsg::Telemetry(t) => {
                 Metrics::inc(&hub.metrics.telemetry_messages_total);
@@ -271,6 +331,7 @@ async fn record_results(
         .collect();
     let cmd = crate::state::Command::RecordResults {
         node_id: id.to_string(),
+        incarnation: batch.incarnation,
         records,
     };
     if let Err(e) = hub.raft.propose(cmd).await {
@@ -281,8 +342,24 @@ async fn record_results(
     Metrics::inc(&hub.metrics.proposals_committed_total);
     let up_to_seq = hub
         .raft
-        .with_state(|s| s.results().get(id).map_or(0, |r| r.up_to_seq));
-    send_to_session(hub, id, sid, CoordMsg::ResultsAck { up_to_seq }).await;
+        .with_state(|s| {
+            s.results()
+                .get(id)
+                .map_or(0, |r| r.up_to_seq(batch.incarnation))
+        })
+        // Never past what this batch carried: a store rolled back below the mark resends old
+        // results, and an ack above what it sent would be refused by the node.
+        .min(batch.results.last().map_or(0, |r| r.seq));
+    send_to_session(
+        hub,
+        id,
+        sid,
+        CoordMsg::ResultsAck {
+            incarnation: batch.incarnation,
+            up_to_seq,
+        },
+    )
+    .await;
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::hub::{Hub, PlanInfo};
 use super::metrics::Metrics;
 use super::plan;
+use super::validate;
 use crate::state::Command;
 
 pub async fn run(
@@ -40,6 +41,20 @@ pub async fn run(
             solve_once(&hub).await;
         }
     }
+}
+
+/// Publishes the nodes left out of this plan (gauge and `/status`), logging each newcomer once.
+fn note_exclusions(hub: &Hub, excluded: &std::collections::BTreeMap<String, String>) {
+    hub.metrics
+        .nodes_excluded
+        .store(excluded.len() as u64, Ordering::Relaxed);
+    let mut held = hub.excluded();
+    for (id, why) in excluded {
+        if held.get(id) != Some(why) {
+            tracing::warn!(node = %id, reason = %why, "node left out of the plan");
+        }
+    }
+    *held = excluded.clone();
 }
 
 /// Per node, app -> "variant@place:fraction", for the status view.
@@ -74,7 +89,13 @@ pub async fn solve_once(hub: &Hub) {
     hub.metrics
         .nodes_connected
         .store(connected, Ordering::Relaxed);
-    let (problem, target) = plan::problem(&hub.registry(), &hub.catalogs, &hub.effective_policy());
+    let approvals = hub.raft.with_state(|s| s.servers().clone());
+    let (problem, target) = {
+        let registry = hub.registry();
+        let excluded = validate::exclusions(&registry, &hub.catalogs, &approvals);
+        note_exclusions(hub, &excluded);
+        plan::problem(&registry, &hub.catalogs, &hub.effective_policy(), &excluded)
+    };
     if problem.nodes.is_empty() {
         return;
     }
@@ -90,7 +111,7 @@ pub async fn solve_once(hub: &Hub) {
     let solve_s = started.elapsed().as_secs_f64();
     hub.histograms.observe_solve(started.elapsed());
     let epoch = hub.raft.with_state(|s| s.plan_epoch()) + 1;
-    let assignments = plan::assignments(&solved, &hub.catalogs, &problem, epoch, target.as_deref());
+    let assignments = plan::assignments(&solved, &hub.catalogs, &problem, epoch, target.as_ref());
     let encoded = match protocol::codec::encode_with_limit(&assignments, 64 << 20) {
         Ok(b) => b,
         Err(e) => {

@@ -28,6 +28,9 @@ pub struct NodeStatus {
     pub offload_queue: u32,
     #[serde(default)]
     pub served_offload: u64,
+    /// Why the planner leaves this node out, if it does ([`super::validate`]).
+    #[serde(default)]
+    pub excluded: Option<String>,
     /// Seconds since the coordinator last heard from the node.
     #[serde(default)]
     pub last_seen_s: f64,
@@ -45,7 +48,14 @@ pub struct FleetStatus {
     pub results: std::collections::BTreeMap<String, crate::state::NodeResults>,
 }
 
+/// A node's number as shown: JSON has no infinity or NaN (serde writes `null`, which readers then
+/// fail on), so a non-finite report, from a node excluded for it, shows as 0.
+fn shown(v: f64) -> f64 {
+    if v.is_finite() { v } else { 0.0 }
+}
+
 pub fn fleet_status(hub: &Hub) -> FleetStatus {
+    let excluded = hub.excluded().clone();
     let nodes = hub
         .registry()
         .iter()
@@ -62,15 +72,17 @@ pub fn fleet_status(hub: &Hub) -> FleetStatus {
                 device_class: e.hello.device_class.clone(),
                 server: e.is_server(),
                 connected: e.connected,
-                energy_budget_j: battery.capacity_j,
-                energy_left_j: battery.energy_left_j,
-                energy_used_j: t.map_or(0.0, |t| t.apps.iter().map(|a| a.energy_used_j).sum()),
+                energy_budget_j: shown(battery.capacity_j),
+                energy_left_j: shown(battery.energy_left_j),
+                energy_used_j: shown(
+                    t.map_or(0.0, |t| t.apps.iter().map(|a| a.energy_used_j).sum()),
+                ),
                 loaded_variants: t.map_or_else(Vec::new, |t| t.loaded_variants.clone()),
                 requests,
                 correct,
                 dropped: sum(|a| a.dropped),
                 offloaded: sum(|a| a.offloaded),
-                requests_per_s: t.map_or(0.0, |t| t.apps.iter().map(|a| a.rate_per_s).sum()),
+                requests_per_s: shown(t.map_or(0.0, |t| t.apps.iter().map(|a| a.rate_per_s).sum())),
                 accuracy: if requests == 0 {
                     0.0
                 } else {
@@ -81,6 +93,7 @@ pub fn fleet_status(hub: &Hub) -> FleetStatus {
                 telemetry_seq: t.map_or(0, |t| t.seq),
                 offload_queue: t.map_or(0, |t| t.offload_queue),
                 served_offload: t.map_or(0, |t| t.served_offload),
+                excluded: excluded.get(id).cloned(),
                 last_seen_s: e.last_seen.elapsed().as_secs_f64(),
             }
         })

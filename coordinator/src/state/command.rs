@@ -52,6 +52,9 @@ pub enum Command {
     RecordResults {
         /// The node (from its certificate).
         node_id: String,
+        /// The node's store incarnation the results belong to (sequence numbers are per
+        /// incarnation).
+        incarnation: u64,
         /// In sequence order.
         records: Vec<super::results::ResultRecord>,
     },
@@ -91,6 +94,16 @@ pub enum Command {
         app: String,
         /// Variant name.
         variant: String,
+    },
+    /// An operator approves (or withdraws) a node for the offload-server role; only approved
+    /// nodes are planned as offload targets.
+    SetServerApproval {
+        /// The node's identity (certificate name).
+        node_id: String,
+        /// `false` withdraws the approval.
+        approved: bool,
+        /// The operator (from the operator's certificate).
+        by: String,
     },
 }
 

@@ -57,6 +57,8 @@ pub struct FleetState {
     results: BTreeMap<String, super::results::NodeResults>,
     /// Enrollment tokens and revoked node names.
     identity: super::identity::IdentityState,
+    /// Nodes approved for the offload-server role.
+    servers: super::servers::ServerApprovals,
     /// Cached bound on the encoded size; see [`size_guard`].
     #[serde(skip)]
     size: SizeBound,
@@ -126,13 +128,22 @@ impl FleetState {
                 });
                 ApplyOutcome::Applied
             }
-            Command::RecordResults { node_id, records } => {
+            Command::RecordResults {
+                node_id,
+                incarnation,
+                records,
+            } => {
                 self.results
                     .entry(node_id.clone())
                     .or_default()
-                    .record(records);
+                    .record(*incarnation, records);
                 ApplyOutcome::Applied
             }
+            Command::SetServerApproval {
+                node_id,
+                approved,
+                by,
+            } => self.servers.apply(index, node_id, *approved, by),
             Command::SetCatalogIndex { digests } => {
                 self.catalog_digests = digests.clone();
                 ApplyOutcome::Applied
@@ -224,6 +235,11 @@ impl FleetState {
     /// Epoch of the committed plan (0 if none).
     pub fn plan_epoch(&self) -> u64 {
         self.plan.as_ref().map_or(0, |p| p.epoch)
+    }
+
+    /// Nodes approved for the offload-server role.
+    pub fn servers(&self) -> &super::servers::ServerApprovals {
+        &self.servers
     }
 
     /// The result ledger, per node.

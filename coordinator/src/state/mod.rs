@@ -12,6 +12,7 @@ mod identity;
 mod policy;
 mod policy_schema;
 mod results;
+mod servers;
 mod size_guard;
 
 pub use codec::StateError;
@@ -23,3 +24,4 @@ pub use policy_schema::{
     MAX_KEY_BYTES, MAX_TEXT_BYTES, MAX_WRITER_BYTES, known_keys, validate as validate_policy,
 };
 pub use results::{NodeResults, ResultRecord};
+pub use servers::{ServerApproval, ServerApprovals};

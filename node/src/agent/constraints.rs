@@ -89,6 +89,7 @@ mod tests {
             }],
             allowed_variants: allowed.iter().map(|s| s.to_string()).collect(),
             offload_target: offload.map(str::to_string),
+            offload_server: offload.map(|_| "srv".to_string()),
             energy_budget_j_per_request: cap,
             cost_budget_usd_per_request: 0.0,
         }

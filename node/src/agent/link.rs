@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use protocol::codec::{self, MAX_FRAME_BYTES};
+use protocol::identity::Kind;
 use protocol::msg::{
     Assignment, CoordMsg, Hello, Link, NodeMsg, PROTOCOL_VERSION, ResultBatch, Role, Telemetry,
 };
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::credentials::Credentials;
 use super::renewal::Renewal;
 use super::shared::Shared;
+use crate::spool::Spool;
 use crate::store::NodeStore;
 
 /// Static facts the link announces and needs.
@@ -52,6 +54,18 @@ impl Drop for AbortOnDrop {
 
 /// A handshake on a live link takes milliseconds.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The answer to hello comes at once from a live coordinator.
+const WELCOME_WITHIN: codec::Deadlines = codec::Deadlines {
+    idle: Duration::from_secs(5),
+    frame: Duration::from_secs(5),
+};
+/// A coordinator may be quiet for long (the QUIC idle timeout catches a dead one), but a frame it
+/// starts must arrive whole soon.
+const COORD_STREAM: codec::Deadlines = codec::Deadlines {
+    idle: Duration::from_secs(3600),
+    frame: Duration::from_secs(30),
+};
 
 /// How a session ended.
 enum Ended {
@@ -177,6 +191,16 @@ async fn session(
         .await
         .with_context(|| format!("no QUIC handshake from {addr} within {HANDSHAKE_TIMEOUT:?}"))?
         .with_context(|| format!("QUIC/TLS handshake with {addr}"))?;
+    // Any fleet certificate chains to the CA; only a coordinator's may steer this node.
+    let peer = tls::peer(&conn).context("reading the coordinator's certificate")?;
+    if peer.kind != Kind::Coordinator {
+        conn.close(0u32.into(), b"not a coordinator");
+        bail!(
+            "{addr} presented the certificate of {} {:?}, not a coordinator; refusing it",
+            peer.kind,
+            peer.name
+        );
+    }
     let (mut send, mut recv) = conn.open_bi().await.context("opening the control stream")?;
     let battery = shared.lock().snapshot.battery.clone();
     let hello = Hello {
@@ -190,7 +214,9 @@ async fn session(
         apps: cfg.apps.clone(),
     };
     codec::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
-    match codec::read_frame::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES).await? {
+    match codec::read_frame_within::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES, WELCOME_WITHIN)
+        .await?
+    {
         Some(CoordMsg::Welcome {
             node_id,
             leader,
@@ -224,12 +250,17 @@ async fn session(
         Some(s) => s.acked_up_to()?,
         None => 0,
     };
+    // (incarnation, last seq) of what this session sent, per run of one incarnation: an ack is
+    // only taken for something in here.
+    let mut sent: Vec<(u64, u64)> = Vec::new();
     // Frames are read by their own task: a half-read frame must never be dropped by `select!`.
     let (frames_tx, mut frames) =
         tokio::sync::mpsc::channel::<anyhow::Result<Option<CoordMsg>>>(16);
     let reader = tokio::spawn(async move {
         loop {
-            let msg = codec::read_frame::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES).await;
+            let msg =
+                codec::read_frame_within::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES, COORD_STREAM)
+                    .await;
             let done = !matches!(msg, Ok(Some(_)));
             if frames_tx
                 .send(msg.map_err(anyhow::Error::from))
@@ -265,9 +296,15 @@ async fn session(
                     continue;
                 }
                 let batch = spool.batch_after(sent_up_to, BATCH)?;
-                if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
+                if let (Some(first), Some(last)) = (batch.results.first(), batch.results.last()) {
                     let (first_seq, last_seq) = (first.seq, last.seq);
-                    codec::write_frame(&mut send, &NodeMsg::Results(ResultBatch { first_seq, results: batch })).await?;
+                    note_sent(&mut sent, batch.incarnation, last_seq);
+                    let msg = NodeMsg::Results(ResultBatch {
+                        incarnation: batch.incarnation,
+                        first_seq,
+                        results: batch.results,
+                    });
+                    codec::write_frame(&mut send, &msg).await?;
                     sent_up_to = last_seq;
                 }
             }
@@ -278,9 +315,9 @@ async fn session(
             msg = frames.recv() => {
                 let Some(msg) = msg else { bail!("coordinator stream reader ended") };
                 match msg? {
-                    Some(CoordMsg::ResultsAck { up_to_seq }) => {
+                    Some(CoordMsg::ResultsAck { incarnation, up_to_seq }) => {
                         if let Some(spool) = &spool {
-                            spool.ack(up_to_seq)?;
+                            take_ack(spool, (incarnation, up_to_seq), &sent)?;
                         }
                     }
                     Some(CoordMsg::Assignment(a)) => {
@@ -299,6 +336,42 @@ async fn session(
             }
         }
     }
+}
+
+/// Runs of (incarnation, last seq) remembered per session; more than a spool holds in practice.
+const SENT_RUNS: usize = 64;
+
+/// Records that results of `incarnation` up to `last_seq` were sent.
+fn note_sent(sent: &mut Vec<(u64, u64)>, incarnation: u64, last_seq: u64) {
+    match sent.last_mut() {
+        Some((inc, last)) if *inc == incarnation => *last = last_seq,
+        _ => {
+            if sent.len() >= SENT_RUNS {
+                sent.remove(0);
+            }
+            sent.push((incarnation, last_seq));
+        }
+    }
+}
+
+/// Applies a results acknowledgement `(incarnation, up_to)` if it covers only what this session
+/// sent of that incarnation; anything else is logged, counted and ignored, so a confused or
+/// forged coordinator cannot make the spool drop results it never received.
+fn take_ack(spool: &Spool, ack: (u64, u64), sent: &[(u64, u64)]) -> anyhow::Result<()> {
+    let (incarnation, up_to) = ack;
+    let covered = sent
+        .iter()
+        .any(|&(inc, last)| inc == incarnation && up_to <= last);
+    if !covered || !spool.ack(up_to)? {
+        let refused = spool.refuse_ack();
+        tracing::warn!(
+            incarnation,
+            up_to,
+            refused,
+            "ignoring a results ack for results this node did not send"
+        );
+    }
+    Ok(())
 }
 
 /// Persists an assignment before using it, so a node restarted offline resumes on it.
@@ -346,6 +419,30 @@ fn telemetry(seq: u64, shared: &Shared, rtt_ms: f64) -> Telemetry {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn acks_for_results_not_sent_are_ignored_and_counted() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = NodeStore::open(dir.path()).expect("store");
+        let spool = Spool::open(&store).expect("spool");
+        for _ in 0..3 {
+            spool.append(crate::spool::test_result()).expect("append");
+        }
+        let inc = spool.incarnation();
+        let mut sent = Vec::new();
+        note_sent(&mut sent, inc, 1);
+        note_sent(&mut sent, inc, 2);
+        assert_eq!(sent, vec![(inc, 2)]);
+        // A forged ack for everything, one for another store, one past what was sent.
+        take_ack(&spool, (inc, u64::MAX), &sent).expect("forged");
+        take_ack(&spool, (inc + 1, 2), &sent).expect("other incarnation");
+        take_ack(&spool, (inc, 3), &sent).expect("past what was sent");
+        assert_eq!((spool.pending(), spool.acks_refused()), (3, 3));
+        // A late ack for an earlier incarnation's run still counts once that run was sent.
+        note_sent(&mut sent, inc + 1, 9);
+        take_ack(&spool, (inc, 2), &sent).expect("genuine");
+        assert_eq!((spool.pending(), spool.acks_refused()), (1, 3));
+    }
 
     #[test]
     fn backoff_grows_caps_and_jitters() {

@@ -23,6 +23,8 @@ const BACKOFF: Duration = Duration::from_secs(1);
 
 struct Session {
     addr: String,
+    /// The certificate name checked at connect (if the plan gave one).
+    server: Option<String>,
     conn: quinn::Connection,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
@@ -71,26 +73,31 @@ impl QuicOffloader {
         })
     }
 
-    fn target(&self, app: &str) -> Option<String> {
+    /// The server for `app`: its address and, from the assignment, the certificate name that
+    /// must answer there (`None` only for an operator-fixed `--offload-server`).
+    fn target(&self, app: &str) -> Option<(String, Option<String>)> {
         if let Some(t) = &self.fixed_target {
-            return Some(t.clone());
+            return Some((t.clone(), None));
         }
         let inner = self.shared.lock();
-        inner
+        let a = inner
             .assignment
             .as_ref()?
             .apps
             .iter()
-            .find(|a| a.app == app)?
-            .offload_target
-            .clone()
+            .find(|a| a.app == app)?;
+        // A plan naming an address without the server's identity cannot be checked: not used.
+        Some((a.offload_target.clone()?, Some(a.offload_server.clone()?)))
     }
 }
 
+/// Connects to the offload server at `addr`; `expected` is the node name the plan gave for it.
+/// Any other node answering there (a device posing as the server) is refused.
 async fn connect(
     endpoint: &quinn::Endpoint,
     client: quinn::ClientConfig,
     addr: &str,
+    expected: Option<&str>,
 ) -> anyhow::Result<Session> {
     let sock = tokio::net::lookup_host(addr)
         .await
@@ -103,11 +110,22 @@ async fn connect(
         .with_context(|| format!("handshake with {addr}"))?;
     let peer = tls::peer(&conn)?;
     if peer.kind != Kind::Node {
+        conn.close(1u32.into(), b"not an offload server");
         bail!("{addr} is {}, not an offload server node", peer.dns_name());
+    }
+    if let Some(expected) = expected
+        && peer.name != expected
+    {
+        conn.close(1u32.into(), b"not the server the plan names");
+        bail!(
+            "{addr} answered as node {:?}, but the plan names {expected:?} as the server there; refusing it",
+            peer.name
+        );
     }
     let (send, recv) = conn.open_bi().await?;
     Ok(Session {
         addr: addr.to_string(),
+        server: expected.map(str::to_string),
         conn,
         send,
         recv,
@@ -132,15 +150,13 @@ impl Offloader for QuicOffloader {
         variant: &str,
         pixels: &[u8],
     ) -> Result<(Prediction, f64), String> {
-        let target = self.target(app).ok_or("no offload target")?;
+        let (target, server_name) = self.target(app).ok_or("no offload target")?;
         if self.down_until.is_some_and(|t| Instant::now() < t) {
             return Err(format!("offload server {target} failed recently"));
         }
-        if self
-            .session
-            .as_ref()
-            .is_some_and(|s| s.addr != target || s.conn.close_reason().is_some())
-        {
+        if self.session.as_ref().is_some_and(|s| {
+            s.addr != target || s.server != server_name || s.conn.close_reason().is_some()
+        }) {
             self.session = None;
         }
         self.next_id += 1;
@@ -159,7 +175,10 @@ impl Offloader for QuicOffloader {
             tokio::time::timeout(timeout, async {
                 let mut s = match session.take() {
                     Some(s) => s,
-                    None => connect(&endpoint, credentials.client_config()?, &target).await?,
+                    None => {
+                        let client = credentials.client_config()?;
+                        connect(&endpoint, client, &target, server_name.as_deref()).await?
+                    }
                 };
                 let reply = exchange(&mut s, &req).await;
                 Ok::<_, anyhow::Error>((s, reply?))

@@ -18,6 +18,13 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::shared::Shared;
 use crate::cache::ModelCache;
 
+/// Deadlines on an offload stream: a client that stops sending for 30 s, or takes more than 5 s
+/// to finish a frame (a camera frame is a few kilobytes), loses the stream.
+const OFFLOAD_STREAM: codec::Deadlines = codec::Deadlines {
+    idle: std::time::Duration::from_secs(30),
+    frame: std::time::Duration::from_secs(5),
+};
+
 struct Job {
     req: OffloadRequest,
     reply: oneshot::Sender<OffloadReply>,
@@ -130,6 +137,9 @@ pub async fn serve(
             _ = cancel.cancelled() => break,
             i = endpoint.accept() => match i { Some(i) => i, None => break },
         };
+        let Some(incoming) = tls::validated(incoming) else {
+            continue;
+        };
         let worker = worker.clone();
         let revoked = revoked.clone();
         tokio::spawn(async move {
@@ -176,7 +186,13 @@ pub async fn serve(
 
 async fn stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, worker: Worker) {
     loop {
-        let req = match codec::read_frame::<_, OffloadRequest>(&mut recv, MAX_FRAME_BYTES).await {
+        let req = match codec::read_frame_within::<_, OffloadRequest>(
+            &mut recv,
+            MAX_FRAME_BYTES,
+            OFFLOAD_STREAM,
+        )
+        .await
+        {
             Ok(Some(r)) => r,
             Ok(None) => break,
             Err(e) => {

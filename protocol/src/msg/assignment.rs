@@ -29,6 +29,8 @@ pub struct AppAssignment {
     pub allowed_variants: Vec<String>,
     /// `host:port` of the offload server for this app, if offloading is allowed.
     pub offload_target: Option<String>,
+    /// Certificate name of the server at `offload_target`; the client refuses any other peer.
+    pub offload_server: Option<String>,
     pub energy_budget_j_per_request: f64,
     pub cost_budget_usd_per_request: f64,
 }

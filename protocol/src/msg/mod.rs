@@ -73,6 +73,8 @@ pub enum CoordMsg {
     },
     /// Results up to and including this sequence number are durable; the node may drop them.
     ResultsAck {
+        /// The store incarnation ([`ResultBatch::incarnation`]) the acknowledged results came from.
+        incarnation: u64,
         /// Highest acknowledged [`InferenceResult::seq`].
         up_to_seq: u64,
     },

@@ -7,6 +7,9 @@ use super::assignment::PlaceTag;
 /// A contiguous run of spooled results, starting at `first_seq`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultBatch {
+    /// Random id the node's store got when it was created: a wiped or restored store starts a
+    /// new incarnation whose sequence numbers never collide with the old one's in the ledger.
+    pub incarnation: u64,
     pub first_seq: u64,
     pub results: Vec<InferenceResult>,
 }

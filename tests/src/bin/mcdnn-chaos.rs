@@ -6,14 +6,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mcdnn_tests::chaos::{self, Options, SCENARIOS};
-use mcdnn_tests::raft_chaos;
+use mcdnn_tests::{raft_chaos, rogue_chaos};
 
-/// The replicated-coordinator scenarios.
-const RAFT_SCENARIOS: [&str; 8] = [
+/// The replicated-coordinator and trust-boundary scenarios.
+const RAFT_SCENARIOS: [&str; 10] = [
     "leader-kill",
     "minority-partition",
     "rolling-restart",
     "bench-writes",
+    "rogue-node",
+    "store-wipe",
     "admin-flood",
     "revoke",
     "snapshot-restore",
@@ -90,6 +92,8 @@ fn main() -> anyhow::Result<()> {
         "minority-partition" => raft_chaos::minority_partition(cut_s, nodes)?,
         "rolling-restart" => raft_chaos::rolling_restart(nodes)?,
         "bench-writes" => raft_chaos::write_bench(500, 8)?,
+        "rogue-node" => rogue_chaos::rogue_node(&Default::default())?,
+        "store-wipe" => rogue_chaos::store_wipe(&Default::default())?,
         "admin-flood" => mcdnn_tests::admin_flood::run(&Default::default())?,
         "revoke" => mcdnn_tests::revoke_chaos::run(nodes)?,
         "snapshot-restore" => mcdnn_tests::backup_chaos::snapshot_restore(500)?,
