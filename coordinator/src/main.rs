@@ -36,3 +36,16 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(mcdnn_coordinator::daemon::run(args))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_flag_has_help_and_the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+        let missing = protocol::config_file::undocumented_args(&Cli::command());
+        assert!(missing.is_empty(), "flags without help: {missing:#?}");
+    }
+}

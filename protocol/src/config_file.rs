@@ -136,6 +136,25 @@ fn file_flags(command: &clap::Command, path: &Path) -> Result<Vec<OsString>, Con
     Ok(flags)
 }
 
+/// Every flag and argument of `cmd` and its subcommands that has no help text, as
+/// `"command sub arg"` (the binaries' tests require none).
+pub fn undocumented_args(cmd: &clap::Command) -> Vec<String> {
+    fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if arg.get_help().is_none() && id != "help" && id != "version" {
+                out.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(cmd, cmd.get_name(), &mut out);
+    out
+}
+
 fn scalar(v: &toml::Value) -> Option<String> {
     match v {
         toml::Value::String(s) => Some(s.clone()),

@@ -57,10 +57,14 @@ enum Command {
         target: cluster::Target,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    Completion { shell: clap_complete::Shell },
+    Completion {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
     /// Write man pages for mcdnnctl and its subcommands into a folder.
     Man {
         #[arg(long, default_value = "man")]
+        /// Folder for the pages (created if missing).
         out: std::path::PathBuf,
     },
     /// Back up the replicated fleet state, or seed a new cluster from a backup.
@@ -170,6 +174,12 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_flag_has_help() {
+        let missing = protocol::config_file::undocumented_args(&Cli::command());
+        assert!(missing.is_empty(), "flags without help: {missing:#?}");
+    }
 
     #[test]
     fn the_command_line_is_consistent() {

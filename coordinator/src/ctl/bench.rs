@@ -34,6 +34,7 @@ pub struct TelemetryBenchArgs {
     /// coordinator's ingest capacity). Real nodes send 1/s.
     #[arg(long, default_value_t = 0.0)]
     pub rate_per_node: f64,
+    /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -26,6 +26,7 @@ pub enum NodesCommand {
     /// Make a one-time enrollment token for NAME (printed once; only its hash is stored).
     /// The device then runs `mcdnn-node enroll --name NAME --token TOKEN --admin HOST:PORT`.
     Token {
+        /// The node name the certificate will carry.
         name: String,
         /// How long the token works: a number with s, m, h or d (e.g. 30m, 1h, 7d).
         #[arg(long, default_value = "1h", value_parser = super::node_identity::parse_ttl)]
@@ -46,6 +47,7 @@ pub enum NodesCommand {
     /// Revoke NAME: refused at every handshake on every replica, its live session closed,
     /// offload servers told; it can never renew or enroll again.
     Revoke {
+        /// The node's certificate name.
         name: String,
         #[command(flatten)]
         target: Target,

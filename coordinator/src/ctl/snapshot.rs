@@ -23,6 +23,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 pub enum SnapshotCommand {
     /// Save the replicated fleet state, as the leader has applied it, to FILE.
     Save {
+        /// Where to write the backup (written atomically).
         file: PathBuf,
         #[command(flatten)]
         target: Target,
@@ -33,6 +34,7 @@ pub enum SnapshotCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct RestoreArgs {
+    /// A backup written by `mcdnnctl snapshot save`.
     pub file: PathBuf,
     /// The replica's data folder (its `--data-dir`); must hold no Raft state yet.
     #[arg(long)]
