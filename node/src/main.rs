@@ -126,13 +126,14 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 println!(
-                    "variant {}: raw ort {:.1} us/frame, node request path {:.1} us/frame, ratio {:.3} (median of {} rounds x {} frames)",
+                    "variant {}: raw ort {:.1} us/frame, node request path {:.1} us/frame, ratio {:.3} (median of {} rounds x {} frames, same images; node answered {})",
                     r.variant,
                     r.direct_us_per_frame,
                     r.node_us_per_frame,
                     r.ratio,
                     r.rounds,
-                    r.frames
+                    r.frames,
+                    r.node_answered
                 );
             }
         }

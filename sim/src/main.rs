@@ -142,7 +142,7 @@ fn cmd_run(a: RunArgs) -> Result<()> {
     }
     let report = if a.policy == "bound" {
         let reqs = engine::bound_requests(&catalog, &requests, &conn);
-        let bound = engine::trace_bound(&catalog, &reqs, &b);
+        let bound = engine::trace_bound(&catalog, &reqs, &b)?;
         engine::RunReport {
             policy: "bound".into(),
             mean_accuracy: bound.mean_accuracy,

@@ -124,7 +124,7 @@ fn run_cell(
         let r = engine::run(&sc.catalog, &sc.requests, &sc.conn, p, &budgets)?;
         out.push((p.clone(), r.mean_accuracy, r.violations));
     }
-    let bound = engine::trace_bound(&sc.catalog, bound_reqs, &budgets).mean_accuracy;
+    let bound = engine::trace_bound(&sc.catalog, bound_reqs, &budgets)?.mean_accuracy;
     Ok(Cell {
         energy_j: energy,
         cost_usd: cost,

@@ -16,7 +16,10 @@ use protocol::identity::{Ca, Kind};
 
 pub mod bench;
 pub mod chaos;
+mod chaos_models;
+pub mod evidence;
 pub mod proxy;
+pub mod verdict;
 
 /// The folder with the workspace's binaries (target/debug or target/release), found from the
 /// running executable: a test runs from target/*/deps, a tool from target/*.

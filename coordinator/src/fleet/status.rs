@@ -28,6 +28,12 @@ pub struct NodeStatus {
     pub offload_queue: u32,
     #[serde(default)]
     pub served_offload: u64,
+    /// The node's spool intake from its telemetry (results accepted, answered requests the
+    /// spool could not hold): `requests == dropped + results_accepted` when nothing failed.
+    #[serde(default)]
+    pub results_accepted: u64,
+    #[serde(default)]
+    pub spool_failures: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,6 +84,8 @@ pub fn fleet_status(hub: &Hub) -> FleetStatus {
                 telemetry_seq: t.map_or(0, |t| t.seq),
                 offload_queue: t.map_or(0, |t| t.offload_queue),
                 served_offload: t.map_or(0, |t| t.served_offload),
+                results_accepted: t.map_or(0, |t| t.spool.accepted),
+                spool_failures: t.map_or(0, |t| t.spool.failures),
             }
         })
         .collect();

@@ -1,0 +1,66 @@
+//! Collecting the chaos verdicts' evidence from real processes: node summaries, the
+//! coordinator's `/status` (ledger and telemetry), replica audit logs. Every read that fails or
+//! lacks a field is an error, never a 0 that would read as "nothing lost".
+
+use anyhow::Context;
+use mcdnn_coordinator::fleet::status::FleetStatus;
+use serde_json::Value;
+
+use crate::verdict::{NodeEvidence, TelemetryCounters};
+
+/// A counter of a node summary; missing is an error (an old binary, or a broken summary).
+pub fn field(summary: &Value, key: &str) -> anyhow::Result<u64> {
+    summary[key]
+        .as_u64()
+        .with_context(|| format!("the node summary lacks {key:?}: {summary}"))
+}
+
+/// Results the coordinator's replicated ledger recorded for `node` (over all its runs) and the
+/// sequence gaps it saw.
+pub fn recorded(status: &FleetStatus, node: &str) -> (u64, u64) {
+    status
+        .results
+        .get(node)
+        .map_or((0, 0), |r| (r.received, r.gaps))
+}
+
+/// One node run's evidence: its own summary against the ledger.
+pub fn node(name: &str, summary: &Value, status: &FleetStatus) -> anyhow::Result<NodeEvidence> {
+    let (recorded, gaps) = recorded(status, name);
+    Ok(NodeEvidence {
+        node: name.to_string(),
+        requests: field(summary, "requests")?,
+        dropped: field(summary, "dropped")?,
+        accepted: field(summary, "results_accepted")?,
+        spool_failures: field(summary, "spool_failures")?,
+        pending: field(summary, "results_pending")?,
+        recorded,
+        gaps,
+    })
+}
+
+/// The node's last telemetry as the coordinator holds it, if it ever reported.
+pub fn telemetry(status: &FleetStatus, node: &str) -> Option<TelemetryCounters> {
+    status
+        .nodes
+        .iter()
+        .find(|n| n.id == node)
+        .map(|n| TelemetryCounters {
+            requests: n.requests,
+            dropped: n.dropped,
+            accepted: n.results_accepted,
+            spool_failures: n.spool_failures,
+        })
+}
+
+/// Problems in the nodes' last telemetry (conservation, spool failures); a node that never
+/// reported is a problem too.
+pub fn telemetry_problems(status: &FleetStatus, nodes: &[&str]) -> Vec<String> {
+    nodes
+        .iter()
+        .flat_map(|n| match telemetry(status, n) {
+            Some(t) => crate::verdict::telemetry(n, &t),
+            None => vec![format!("{n} never sent telemetry")],
+        })
+        .collect()
+}
