@@ -64,3 +64,23 @@ pub fn telemetry_problems(status: &FleetStatus, nodes: &[&str]) -> Vec<String> {
         })
         .collect()
 }
+
+/// A replica's policy audit log (`GET /policy` -> `log`), every entry with writer, write id
+/// and index; an entry lacking one is an error.
+pub fn policy_log(admin: &str) -> anyhow::Result<Vec<crate::verdict::LogEntry>> {
+    let body = mcdnn_coordinator::ctl::http::get(admin, "/policy", std::time::Duration::from_secs(3))?;
+    let v: Value = serde_json::from_str(&body)?;
+    let log = v["log"]
+        .as_array()
+        .with_context(|| format!("{admin}/policy has no log: {body}"))?;
+    log.iter()
+        .map(|w| {
+            Some(crate::verdict::LogEntry {
+                writer: w["writer"].as_str()?.to_string(),
+                write_id: w["write_id"].as_u64()?,
+                index: w["index"].as_u64()?,
+            })
+            .with_context(|| format!("{admin}: malformed audit entry {w}"))
+        })
+        .collect()
+}

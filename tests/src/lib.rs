@@ -4,6 +4,9 @@
 
 pub mod cluster;
 pub mod raft_chaos;
+mod raft_partition;
+mod write_bench;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -146,15 +146,19 @@ fn old_audit(acked: &[u64], replicas: &[Vec<LogEntry>]) -> (usize, usize, bool) 
     (lost, dup, ordered)
 }
 
+fn judge(acked: &[Ack], replicas: &[Vec<LogEntry>]) -> WriteVerdict {
+    writes(&WriteEvidence {
+        writer: "w",
+        acked,
+        replicas,
+    })
+}
+
 #[test]
 fn sound_writes_pass() {
     let replicas = vec![log(&[1, 2, 3]), log(&[1, 2, 3]), log(&[1, 2, 3])];
     let a = acked(&[1, 2, 3]);
-    let v = writes(&WriteEvidence {
-        writer: "w",
-        acked: &a,
-        replicas: &replicas,
-    });
+    let v = judge(&a, &replicas);
     assert!(v.ok(), "{:?}", v.problems);
 }
 
@@ -162,11 +166,7 @@ fn sound_writes_pass() {
 fn a_lost_write_fails() {
     let replicas = vec![log(&[1, 2, 3]), log(&[1, 3])];
     let a = acked(&[1, 2, 3]);
-    let v = writes(&WriteEvidence {
-        writer: "w",
-        acked: &a,
-        replicas: &replicas,
-    });
+    let v = judge(&a, &replicas);
     assert!(!v.ok());
     assert_eq!(v.lost, 1);
 }
@@ -175,11 +175,7 @@ fn a_lost_write_fails() {
 fn a_write_applied_twice_fails() {
     let replicas = vec![log(&[1, 2, 2, 3]), log(&[1, 2, 2, 3])];
     let a = acked(&[1, 2, 3]);
-    let v = writes(&WriteEvidence {
-        writer: "w",
-        acked: &a,
-        replicas: &replicas,
-    });
+    let v = judge(&a, &replicas);
     assert!(!v.ok());
     assert_eq!(v.duplicated, 1);
 }
@@ -197,11 +193,7 @@ fn replicas_that_disagree_fail_even_when_each_holds_every_ack() {
         (0, 0, true),
         "the old verdict passed this"
     );
-    let v = writes(&WriteEvidence {
-        writer: "w",
-        acked: &a,
-        replicas: &replicas,
-    });
+    let v = judge(&a, &replicas);
     assert!(!v.ok());
     assert!(!v.replicas_agree);
     assert_eq!(v.problems.len(), 2, "{:?}", v.problems);
@@ -210,11 +202,7 @@ fn replicas_that_disagree_fail_even_when_each_holds_every_ack() {
 #[test]
 fn no_acknowledged_write_is_not_a_pass() {
     let replicas = vec![log(&[])];
-    let v = writes(&WriteEvidence {
-        writer: "w",
-        acked: &[],
-        replicas: &replicas,
-    });
+    let v = judge(&[], &replicas);
     assert!(!v.ok());
 }
 
@@ -234,11 +222,7 @@ fn a_retry_whose_first_attempt_was_applied_counts_as_deduplicated() {
         },
     ];
     let replicas = vec![log(&[1, 2])];
-    let v = writes(&WriteEvidence {
-        writer: "w",
-        acked: &a,
-        replicas: &replicas,
-    });
+    let v = judge(&a, &replicas);
     assert!(v.ok(), "{:?}", v.problems);
     assert_eq!((v.retried, v.deduplicated_retries), (1, 1));
 }
