@@ -42,6 +42,15 @@ fn energy_only_greedy_fills_best_ratio_first() {
     assert!(sol.gap() < 1e-9);
 }
 
+/// 1000 requests on table 0.
+fn one_group(server_weight: f64) -> Vec<Group> {
+    vec![Group {
+        table: 0,
+        weight: 1000.0,
+        server_weight,
+    }]
+}
+
 #[test]
 fn cost_budget_binds_and_gap_is_small() {
     let t = Table::new(vec![
@@ -49,12 +58,7 @@ fn cost_budget_binds_and_gap_is_small() {
         opt(80.0, 0.01, 1e-6),
         opt(70.0, 0.01, 4e-7),
     ]);
-    let groups = vec![Group {
-        table: 0,
-        weight: 1000.0,
-        server_weight: 0.0,
-    }];
-    let p = Problem::single(vec![t], groups, 100.0, 5e-4);
+    let p = Problem::single(vec![t], one_group(0.0), 100.0, 5e-4);
     let sol = p.solve(1e-9).expect("solve");
     assert!(sol.cost_used <= 5e-4 * (1.0 + 1e-9));
     assert!(sol.energy_used <= 100.0 + 1e-9);
@@ -70,12 +74,7 @@ fn both_coupling_constraints_bind() {
         opt(90.0, 0.0, 1e-6),
         opt(80.0, 0.0, 1e-7),
     ]);
-    let groups = vec![Group {
-        table: 0,
-        weight: 1000.0,
-        server_weight: 1.0,
-    }];
-    let mut p = Problem::single(vec![t], groups, 300.0, 2e-4);
+    let mut p = Problem::single(vec![t], one_group(1.0), 300.0, 2e-4);
     p.server_budget = 0.5;
     let sol = p.solve(1e-6).expect("solve");
     assert!(sol.cost_used <= 2e-4 * (1.0 + 1e-9));

@@ -75,12 +75,14 @@ pub fn policy_log(admin: &str) -> anyhow::Result<Vec<crate::verdict::LogEntry>> 
         .with_context(|| format!("{admin}/policy has no log: {body}"))?;
     log.iter()
         .map(|w| {
-            Some(crate::verdict::LogEntry {
-                writer: w["writer"].as_str()?.to_string(),
-                write_id: w["write_id"].as_u64()?,
-                index: w["index"].as_u64()?,
-            })
-            .with_context(|| format!("{admin}: malformed audit entry {w}"))
+            let entry = || {
+                Some(crate::verdict::LogEntry {
+                    writer: w["writer"].as_str()?.to_string(),
+                    write_id: w["write_id"].as_u64()?,
+                    index: w["index"].as_u64()?,
+                })
+            };
+            entry().with_context(|| format!("{admin}: malformed audit entry {w}"))
         })
         .collect()
 }
