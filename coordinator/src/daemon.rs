@@ -19,7 +19,8 @@ use crate::cluster::{leader, transport};
 use crate::fleet::hub::{Hub, HubConfig};
 use crate::fleet::plan::FleetPolicy;
 use crate::fleet::{sessions, solve_loop};
-use crate::raft::{Replica, ReplicaConfig};
+use crate::raft::{Replica, ReplicaConfig, ReplicaHandle};
+use crate::supervisor::Supervisor;
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -36,9 +37,13 @@ pub struct RunArgs {
     /// QUIC address other replicas send Raft messages to.
     #[arg(long, env = "MCDNN_RAFT_LISTEN", default_value = "127.0.0.1:7500")]
     pub raft_listen: SocketAddr,
-    /// Admin HTTP address (/livez, /readyz, /metrics, /status, /cluster, /policy, /members).
+    /// Operator API address: HTTPS, operator certificates only (/status, /cluster, /policy,
+    /// /members, ...). Every replica uses the same port.
     #[arg(long, env = "MCDNN_ADMIN", default_value = "127.0.0.1:7480")]
     pub admin: SocketAddr,
+    /// Health port: plain HTTP /livez, /readyz and /metrics for the kubelet and Prometheus.
+    #[arg(long, env = "MCDNN_HEALTH_LISTEN", default_value = "127.0.0.1:7481")]
+    pub health_listen: SocketAddr,
     /// The replica set, `coord-0=HOST,coord-1=HOST,...` (every replica uses this replica's
     /// ports on its own host). Default: this replica alone, on its --listen host.
     #[arg(long, env = "MCDNN_PEERS", default_value = "")]
@@ -136,12 +141,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         cancel.child_token(),
     )
     .context("starting the raft replica")?;
-    let raft_task = tokio::spawn(transport::serve(
-        raft_endpoint,
-        raft.clone(),
-        peers.clone(),
-        cancel.clone(),
-    ));
     let endpoint = quinn::Endpoint::server(node_server, args.listen)
         .with_context(|| format!("binding the node endpoint on {}", args.listen))?;
     let node_addr = peers
@@ -160,36 +159,92 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         node_addr,
     }));
     tracing::info!(name = %args.name, id = self_id, listen = %args.listen, raft = %args.raft_listen, admin = %args.admin, "coordinator replica up");
-    let watcher = tokio::spawn(leader::watch(hub.clone(), cancel.clone()));
     // Model shards for nodes and the durable result ledger (issue 5).
     crate::blobs::attach(&hub, &catalog_path)?;
-    let sessions = tokio::spawn(sessions::serve(endpoint, hub.clone(), cancel.clone()));
-    let solver = tokio::spawn(solve_loop::run(
-        hub.clone(),
-        Duration::from_millis(args.solve_interval_ms.max(50)),
-        Duration::from_secs_f64(args.node_timeout_s.max(1.0)),
-        cancel.clone(),
-    ));
-    let admin = tokio::spawn(crate::admin::serve(args.admin, hub.clone(), cancel.clone()));
-    let stop = cancel.clone();
-    let stepping = raft.clone();
-    tokio::spawn(async move {
-        protocol::shutdown::signal().await;
-        // A leader hands over first, so the fleet sees one short election-free handoff.
-        match stepping.step_down(Duration::from_secs(3)).await {
-            Ok(Some(to)) => tracing::info!(to, "handed leadership over before exiting"),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "could not hand leadership over; exiting anyway"),
+    let admin_config = crate::admin::AdminConfig {
+        health: args.health_listen,
+        operator: args.admin,
+        tls: Arc::new(
+            protocol::https::server_config(&identity)
+                .context("building the operator API's TLS config")?,
+        ),
+        limits: crate::admin::listener::Limits::default(),
+    };
+    let mut workers = Supervisor::new(cancel.clone(), hub.health.clone());
+    workers.spawn("raft-driver", raft_driver(raft.clone(), cancel.clone()));
+    workers.spawn(
+        "raft-transport",
+        until_done(transport::serve(
+            raft_endpoint,
+            raft.clone(),
+            hub.peers.clone(),
+            cancel.clone(),
+        )),
+    );
+    workers.spawn(
+        "leader-watch",
+        until_done(leader::watch(hub.clone(), cancel.clone())),
+    );
+    workers.spawn(
+        "node-sessions",
+        until_done(sessions::serve(endpoint, hub.clone(), cancel.clone())),
+    );
+    workers.spawn(
+        "solver",
+        until_done(solve_loop::run(
+            hub.clone(),
+            Duration::from_millis(args.solve_interval_ms.max(50)),
+            Duration::from_secs_f64(args.node_timeout_s.max(1.0)),
+            cancel.clone(),
+        )),
+    );
+    workers.spawn(
+        "operator-api",
+        crate::admin::serve(admin_config, hub.clone(), cancel.clone()),
+    );
+    workers.spawn("signals", on_signal(raft.clone(), cancel.clone()));
+    let outcome = workers.run().await;
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(error = %e, "the raft replica stopped with an error");
+    }
+    outcome
+}
+
+/// A worker that returns nothing ends only when cancelled; if it returns while the daemon runs,
+/// the supervisor treats that as a failure.
+async fn until_done(worker: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    worker.await;
+    Ok(())
+}
+
+/// Watches the Raft driver task: if it stops on its own (a storage error), this worker fails
+/// with the driver's error and the supervisor stops the replica.
+async fn raft_driver(raft: ReplicaHandle, cancel: CancellationToken) -> anyhow::Result<()> {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
-        tracing::info!("stopping on signal");
-        stop.cancel();
-    });
-    let admin_result = admin.await.context("admin task")?;
+        if !raft.is_running() {
+            raft.shutdown().await.context("the raft driver stopped")?;
+            anyhow::bail!("the raft driver stopped");
+        }
+    }
+}
+
+/// On SIGTERM/SIGINT a leader hands over first, so the fleet sees one short election-free
+/// handoff; then every worker is cancelled.
+async fn on_signal(raft: ReplicaHandle, cancel: CancellationToken) -> anyhow::Result<()> {
+    tokio::select! {
+        _ = cancel.cancelled() => return Ok(()),
+        _ = protocol::shutdown::signal() => {}
+    }
+    match raft.step_down(Duration::from_secs(3)).await {
+        Ok(Some(to)) => tracing::info!(to, "handed leadership over before exiting"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "could not hand leadership over; exiting anyway"),
+    }
+    tracing::info!("stopping on signal");
     cancel.cancel();
-    let _ = sessions.await;
-    let _ = solver.await;
-    let _ = watcher.await;
-    let _ = raft_task.await;
-    let _ = raft.shutdown().await;
-    admin_result
+    Ok(())
 }

@@ -9,3 +9,4 @@ pub mod daemon;
 pub mod fleet;
 pub mod raft;
 pub mod state;
+pub mod supervisor;

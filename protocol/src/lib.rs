@@ -2,6 +2,7 @@
 //! No I/O loops live here.
 
 pub mod codec;
+pub mod https;
 pub mod identity;
 pub mod manifest;
 pub mod msg;

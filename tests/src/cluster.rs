@@ -43,9 +43,11 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub ca: PathBuf,
     pub size: usize,
-    /// Node QUIC port; admin is +1, raft +2.
+    /// Node QUIC port; operator API is +1, raft +2, health +3.
     pub port: u16,
     pub replicas: Vec<Option<Proc>>,
+    /// An admin operator's client for the operator API.
+    pub ops: http::Client,
     /// Last, so it is released after the replicas' processes are killed (fields drop in order).
     _exclusive: Exclusive,
 }
@@ -67,6 +69,7 @@ fn free_ports(size: usize) -> u16 {
             std::net::UdpSocket::bind((ip.as_str(), p)).is_ok()
                 && std::net::TcpListener::bind((ip.as_str(), p + 1)).is_ok()
                 && std::net::UdpSocket::bind((ip.as_str(), p + 2)).is_ok()
+                && std::net::TcpListener::bind((ip.as_str(), p + 3)).is_ok()
         });
         if ok {
             return p;
@@ -97,7 +100,9 @@ impl Cluster {
                 30,
             )?;
         }
+        let ops = crate::enroll_operator(&ca_dir)?;
         Ok(Self {
+            ops,
             _exclusive: exclusive,
             dir,
             ca: ca_dir,
@@ -120,6 +125,10 @@ impl Cluster {
 
     pub fn admin(&self, i: usize) -> String {
         format!("{}:{}", host(i), self.port + 1)
+    }
+
+    pub fn health(&self, i: usize) -> String {
+        format!("{}:{}", host(i), self.port + 3)
     }
 
     pub fn node_addrs(&self) -> String {
@@ -157,6 +166,8 @@ impl Cluster {
         .arg(self.admin(i))
         .arg("--raft-listen")
         .arg(format!("{}:{}", host(i), self.port + 2))
+        .arg("--health-listen")
+        .arg(self.health(i))
         .arg("--identity-dir")
         .arg(&self.ca)
         .arg("--data-dir")
@@ -199,7 +210,9 @@ impl Cluster {
     }
 
     pub fn status(&self, i: usize) -> anyhow::Result<ClusterStatus> {
-        let body = http::get(&self.admin(i), "/cluster", Duration::from_secs(2))?;
+        let body = self
+            .ops
+            .get(&self.admin(i), "/cluster", Duration::from_secs(2))?;
         Ok(serde_json::from_str(&body)?)
     }
 
@@ -249,7 +262,10 @@ impl Cluster {
             if self.replicas[i].is_none() {
                 continue;
             }
-            match http::post_json(&self.admin(i), "/policy", &body, Duration::from_secs(3)) {
+            match self
+                .ops
+                .post_json(&self.admin(i), "/policy", &body, Duration::from_secs(3))
+            {
                 Ok(r) if r.status == 200 => {
                     let v: serde_json::Value = serde_json::from_str(&r.body)?;
                     return v["index"].as_u64().context("ack without index");
@@ -262,18 +278,12 @@ impl Cluster {
     }
 
     /// The HTTP status of replica i's `/readyz` (200 ready, 503 without a known leader) once its
-    /// admin API answers at all, within `timeout`.
+    /// health port answers at all, within `timeout`.
     pub fn readyz(&self, i: usize, timeout: Duration) -> anyhow::Result<u16> {
         let deadline = Instant::now() + timeout;
         loop {
-            match http::request(
-                "GET",
-                &self.admin(i),
-                "/readyz",
-                None,
-                Duration::from_secs(2),
-            ) {
-                Ok(r) => return Ok(r.status),
+            match http::health_status(&self.health(i), "/readyz", Duration::from_secs(2)) {
+                Ok(status) => return Ok(status),
                 Err(e) if Instant::now() > deadline => return Err(e),
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
@@ -298,7 +308,7 @@ impl Cluster {
         i: usize,
         change: serde_json::Value,
     ) -> anyhow::Result<http::Response> {
-        http::post_json(
+        self.ops.post_json(
             &self.admin(i),
             "/members",
             &change.to_string(),
@@ -306,16 +316,24 @@ impl Cluster {
         )
     }
 
-    /// The policy write log as replica i holds it: (writer, write_id, value) in commit order.
+    /// The policy write log as replica i holds it: (writer label, write_id) in commit order.
+    /// The coordinator records writers as `ops/<label>` (certificate name, then the label the
+    /// harness chose); the prefix is taken off so callers compare with their own labels.
     pub fn policy_log(&self, i: usize) -> anyhow::Result<Vec<(String, u64)>> {
-        let body = http::get(&self.admin(i), "/policy", Duration::from_secs(3))?;
+        let body = self
+            .ops
+            .get(&self.admin(i), "/policy", Duration::from_secs(3))?;
         let v: serde_json::Value = serde_json::from_str(&body)?;
         Ok(v["log"]
             .as_array()
             .map(|log| {
                 log.iter()
                     .filter_map(|w| {
-                        Some((w["writer"].as_str()?.to_string(), w["write_id"].as_u64()?))
+                        let writer = w["writer"].as_str()?;
+                        let label = writer
+                            .strip_prefix(&format!("{}/", crate::OPERATOR))
+                            .unwrap_or(writer);
+                        Some((label.to_string(), w["write_id"].as_u64()?))
                     })
                     .collect()
             })
@@ -413,6 +431,6 @@ impl Cluster {
         &self,
         i: usize,
     ) -> anyhow::Result<mcdnn_coordinator::fleet::status::FleetStatus> {
-        mcdnn_coordinator::ctl::demo::fetch_status(&self.admin(i))
+        mcdnn_coordinator::ctl::demo::fetch_status(&self.ops, &self.admin(i))
     }
 }

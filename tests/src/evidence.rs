@@ -66,9 +66,13 @@ pub fn telemetry_problems(status: &FleetStatus, nodes: &[&str]) -> Vec<String> {
 }
 
 /// A replica's policy audit log (`GET /policy` -> `log`), every entry with writer, write id
-/// and index; an entry lacking one is an error.
-pub fn policy_log(admin: &str) -> anyhow::Result<Vec<crate::verdict::LogEntry>> {
-    let body = mcdnn_coordinator::ctl::http::get(admin, "/policy", std::time::Duration::from_secs(3))?;
+/// and index; an entry lacking one is an error. Writers are recorded as `<operator>/<label>`:
+/// the harness operator's prefix is taken off so entries compare with the labels chosen.
+pub fn policy_log(
+    client: &mcdnn_coordinator::ctl::http::Client,
+    admin: &str,
+) -> anyhow::Result<Vec<crate::verdict::LogEntry>> {
+    let body = client.get(admin, "/policy", std::time::Duration::from_secs(3))?;
     let v: Value = serde_json::from_str(&body)?;
     let log = v["log"]
         .as_array()
@@ -76,8 +80,10 @@ pub fn policy_log(admin: &str) -> anyhow::Result<Vec<crate::verdict::LogEntry>> 
     log.iter()
         .map(|w| {
             let entry = || {
+                let writer = w["writer"].as_str()?;
+                let prefix = format!("{}/", crate::OPERATOR);
                 Some(crate::verdict::LogEntry {
-                    writer: w["writer"].as_str()?.to_string(),
+                    writer: writer.strip_prefix(&prefix).unwrap_or(writer).to_string(),
                     write_id: w["write_id"].as_u64()?,
                     index: w["index"].as_u64()?,
                 })

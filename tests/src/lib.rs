@@ -2,6 +2,7 @@
 //! node agents started as real processes (the workspace's built binaries), their admin API and
 //! end-of-run summaries. Used by the tests in `tests/tests` and by `mcdnn-chaos`.
 
+pub mod backup_chaos;
 pub mod cluster;
 pub mod raft_chaos;
 mod raft_partition;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use mcdnn_coordinator::ctl::{demo, http};
 use mcdnn_coordinator::fleet::status::FleetStatus;
-use protocol::identity::{Ca, Kind};
+use protocol::identity::{Ca, Kind, OperatorRole};
 
 pub mod bench;
 pub mod chaos;
@@ -54,7 +55,8 @@ pub fn catalog() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/catalog.json")
 }
 
-/// A free UDP+TCP port pair base on loopback (QUIC on `p`, admin HTTP on `p + 1`).
+/// A free port base on loopback: QUIC on `p`, operator API on `p + 1`, Raft on `p + 2`, health
+/// on `p + 3`.
 pub fn free_port() -> u16 {
     for _ in 0..200 {
         let Ok(udp) = std::net::UdpSocket::bind("127.0.0.1:0") else {
@@ -62,10 +64,11 @@ pub fn free_port() -> u16 {
         };
         let Ok(addr) = udp.local_addr() else { continue };
         let p = addr.port();
-        // Raft listens on p + 2 (UDP) for the coordinator's own replica.
+        // Raft listens on p + 2 (UDP) for the coordinator's own replica, health on p + 3.
         if p < 65000
             && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
             && std::net::UdpSocket::bind(("127.0.0.1", p + 2)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", p + 3)).is_ok()
         {
             return p;
         }
@@ -124,11 +127,22 @@ impl Drop for Proc {
     }
 }
 
+/// The admin operator every test CA enrolls; harness reads and writes go through it.
+pub const OPERATOR: &str = "ops";
+
+/// Enrolls [`OPERATOR`] (admin) in `ca_dir` and returns a client presenting it.
+pub fn enroll_operator(ca_dir: &Path) -> anyhow::Result<http::Client> {
+    Ca::load(ca_dir)?.enroll_operator(OPERATOR, ca_dir, OperatorRole::Admin, 30)?;
+    http::Client::load(ca_dir, OPERATOR)
+}
+
 /// A test fleet in a temp folder.
 pub struct Fleet {
     pub dir: tempfile::TempDir,
     pub ca: PathBuf,
     pub port: u16,
+    /// An admin operator's client for the operator API.
+    pub ops: http::Client,
 }
 
 impl Fleet {
@@ -137,10 +151,12 @@ impl Fleet {
         let ca = dir.path().join("ca");
         std::fs::create_dir_all(&ca)?;
         Ca::init(&ca)?;
+        let ops = enroll_operator(&ca)?;
         Ok(Self {
             dir,
             ca,
             port: free_port(),
+            ops,
         })
     }
 
@@ -154,6 +170,10 @@ impl Fleet {
 
     pub fn admin(&self) -> String {
         format!("127.0.0.1:{}", self.port + 1)
+    }
+
+    pub fn health(&self) -> String {
+        format!("127.0.0.1:{}", self.port + 3)
     }
 
     pub fn enroll(&self, kind: Kind, name: &str) -> anyhow::Result<()> {
@@ -181,6 +201,8 @@ impl Fleet {
             &self.admin(),
             "--raft-listen",
             &format!("127.0.0.1:{}", self.port + 2),
+            "--health-listen",
+            &self.health(),
         ])
         .args(["--solve-interval-ms", "500", "--identity-dir"])
         .arg(&self.ca)
@@ -192,7 +214,7 @@ impl Fleet {
         let p = self.spawn("coordinator", cmd)?;
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if http::get(&self.admin(), "/livez", Duration::from_millis(300)).is_ok() {
+            if http::health_get(&self.health(), "/livez", Duration::from_millis(300)).is_ok() {
                 return Ok(p);
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -241,11 +263,11 @@ impl Fleet {
     }
 
     pub fn status(&self) -> anyhow::Result<FleetStatus> {
-        demo::fetch_status(&self.admin())
+        demo::fetch_status(&self.ops, &self.admin())
     }
 
     pub fn metrics(&self) -> anyhow::Result<String> {
-        http::get(&self.admin(), "/metrics", Duration::from_secs(2))
+        http::health_get(&self.health(), "/metrics", Duration::from_secs(2))
     }
 
     /// Polls `/status` until `pred` holds.

@@ -22,7 +22,7 @@ pub(crate) const WRITER: &str = "chaos-writer";
 const CLASSES: [&str; 3] = ["bodycam-lite", "phone-2016", "laptop"];
 
 pub(crate) fn client(c: &Cluster) -> PolicyClient {
-    PolicyClient::new((0..c.size).map(|i| c.admin(i)).collect())
+    PolicyClient::new(c.ops.clone(), (0..c.size).map(|i| c.admin(i)).collect())
 }
 
 /// Every running replica's audit log once all have applied the leader's commit index.
@@ -30,7 +30,9 @@ pub(crate) fn replica_logs(c: &Cluster) -> anyhow::Result<Vec<Vec<verdict::LogEn
     let leader = c.wait_leader(T, None)?;
     let commit = c.status(leader)?.commit;
     c.wait_applied(commit, T)?;
-    (0..c.size).map(|i| evidence::policy_log(&c.admin(i))).collect()
+    (0..c.size)
+        .map(|i| evidence::policy_log(&c.ops, &c.admin(i)))
+        .collect()
 }
 
 /// The writes verdict for `writer`'s acknowledged log.

@@ -14,15 +14,17 @@ use anyhow::Context;
 
 use crate::verdict::Ack;
 
-/// Posts policy writes to replicas by index.
+/// Posts policy writes to replicas by index, as an operator (its certificate names the writer;
+/// the coordinator records `<operator>/<label>`).
 #[derive(Debug, Clone)]
 pub struct PolicyClient {
     admins: Vec<String>,
+    http: mcdnn_coordinator::ctl::http::Client,
 }
 
 impl PolicyClient {
-    pub fn new(admins: Vec<String>) -> Self {
-        Self { admins }
+    pub fn new(http: mcdnn_coordinator::ctl::http::Client, admins: Vec<String>) -> Self {
+        Self { admins, http }
     }
 
     pub fn replicas(&self) -> usize {
@@ -39,7 +41,7 @@ impl PolicyClient {
             "write_id": write_id,
         })
         .to_string();
-        let r = mcdnn_coordinator::ctl::http::post_json(admin, "/policy", &body, timeout)?;
+        let r = self.http.post_json(admin, "/policy", &body, timeout)?;
         anyhow::ensure!(r.status == 200, "HTTP {}: {}", r.status, r.body.trim());
         let v: serde_json::Value = serde_json::from_str(&r.body)?;
         v["index"].as_u64().context("ack without index")

@@ -110,14 +110,16 @@ fn readiness_needs_a_leader_and_followers_redirect_writes() {
     let follower = (leader + 1) % 3;
     let body =
         serde_json::json!({"key": "k", "value": 5.0, "writer": "op", "write_id": 1}).to_string();
-    let direct = mcdnn_coordinator::ctl::http::request(
-        "POST",
-        &c.admin(follower),
-        "/policy",
-        Some(&body),
-        Duration::from_secs(3),
-    )
-    .expect("post");
+    let direct = c
+        .ops
+        .request(
+            "POST",
+            &c.admin(follower),
+            "/policy",
+            Some(&body),
+            Duration::from_secs(3),
+        )
+        .expect("post");
     assert_eq!(direct.status, 307, "a follower redirects writes");
     assert!(
         direct
@@ -127,18 +129,19 @@ fn readiness_needs_a_leader_and_followers_redirect_writes() {
         "{:?}",
         direct.location
     );
-    let followed = mcdnn_coordinator::ctl::http::post_json(
-        &c.admin(follower),
-        "/policy",
-        &body,
-        Duration::from_secs(3),
-    )
-    .expect("post");
+    let followed = c
+        .ops
+        .post_json(&c.admin(follower), "/policy", &body, Duration::from_secs(3))
+        .expect("post");
     assert_eq!(followed.status, 200, "{}", followed.body);
     // Its view of the leader refreshes every 50 ms.
     assert_eq!(c.wait_readyz(0, 200, T).expect("readyz"), 200);
-    let m = mcdnn_coordinator::ctl::http::get(&c.admin(leader), "/metrics", Duration::from_secs(2))
-        .expect("metrics");
+    let m = mcdnn_coordinator::ctl::http::health_get(
+        &c.health(leader),
+        "/metrics",
+        Duration::from_secs(2),
+    )
+    .expect("metrics");
     for name in [
         "mcdnn_has_leader 1",
         "mcdnn_leader_changes_total",

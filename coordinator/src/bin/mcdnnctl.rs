@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mcdnn_coordinator::ctl::identity::{self, CaInitArgs, EnrollArgs};
-use mcdnn_coordinator::ctl::{bench, cluster, demo};
+use mcdnn_coordinator::ctl::{bench, cluster, demo, snapshot};
 
 #[derive(Debug, Parser)]
 #[command(name = "mcdnnctl", version, about = "Operate an MCDNN fleet")]
@@ -39,6 +39,11 @@ enum Command {
     Members {
         #[command(subcommand)]
         command: cluster::MembersCommand,
+    },
+    /// Back up the replicated fleet state, or seed a new cluster from a backup.
+    Snapshot {
+        #[command(subcommand)]
+        command: snapshot::SnapshotCommand,
     },
     /// Benchmarks that print figures.
     Bench {
@@ -99,6 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => cluster::status(&t, &mut stdout),
         Command::Policy { command } => cluster::policy(&command, &mut stdout),
         Command::Members { command } => cluster::members(&command, &mut stdout),
+        Command::Snapshot { command } => snapshot::run(&command, &mut stdout),
         Command::Demo(args) => {
             let summary = demo::run(&args, &mut stdout)?;
             if args.json {

@@ -22,8 +22,28 @@ pub struct Target {
         default_value = "127.0.0.1:7480"
     )]
     pub admins: Vec<String>,
+    #[command(flatten)]
+    pub identity: OperatorIdentity,
     #[arg(long)]
     pub json: bool,
+}
+
+/// The operator certificate `mcdnnctl` presents to the operator API.
+#[derive(Debug, Clone, Args)]
+pub struct OperatorIdentity {
+    /// Folder with `<name>.pem`, `<name>.key` and `ca.pem` of an operator certificate
+    /// (`mcdnnctl enroll operator NAME --role admin|read-only`).
+    #[arg(long, env = "MCDNN_IDENTITY_DIR", default_value = "fleet-ca")]
+    pub identity_dir: std::path::PathBuf,
+    /// The operator certificate's name.
+    #[arg(long = "identity", env = "MCDNN_OPERATOR", default_value = "operator")]
+    pub name: String,
+}
+
+impl OperatorIdentity {
+    pub fn client(&self) -> anyhow::Result<http::Client> {
+        http::Client::load(&self.identity_dir, &self.name)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,7 +58,8 @@ pub enum PolicyCommand {
     Set {
         key: String,
         value: String,
-        /// Who writes (default: $USER).
+        /// A label for this writer's idempotency ids; the audit trail records it under the
+        /// certificate's name (`NAME/LABEL`).
         #[arg(long)]
         writer: Option<String>,
         /// Idempotency id: a retried write with the same writer and id is applied once.
@@ -68,9 +89,11 @@ pub enum MembersCommand {
 }
 
 pub fn status(t: &Target, out: &mut dyn Write) -> anyhow::Result<()> {
+    let client = t.identity.client()?;
     let mut rows = Vec::new();
     for admin in &t.admins {
-        match http::get(admin, "/cluster", TIMEOUT)
+        match client
+            .get(admin, "/cluster", TIMEOUT)
             .and_then(|b| serde_json::from_str::<ClusterStatus>(&b).context("parsing /cluster"))
         {
             Ok(s) => rows.push((admin.clone(), Ok(s))),
@@ -121,9 +144,10 @@ pub fn status(t: &Target, out: &mut dyn Write) -> anyhow::Result<()> {
 
 /// Posts to the first replica that answers; followers redirect to the leader.
 fn post(t: &Target, path: &str, body: &str) -> anyhow::Result<WriteAck> {
+    let client = t.identity.client()?;
     let mut last = None;
     for admin in &t.admins {
-        match http::post_json(admin, path, body, TIMEOUT) {
+        match client.post_json(admin, path, body, TIMEOUT) {
             Ok(r) if r.status == 200 => {
                 return serde_json::from_str(&r.body).context("parsing the acknowledgement");
             }
@@ -156,10 +180,7 @@ pub fn policy(cmd: &PolicyCommand, out: &mut dyn Write) -> anyhow::Result<()> {
             let req = PolicyWriteRequest {
                 key: key.clone(),
                 value,
-                writer: writer
-                    .clone()
-                    .or_else(|| std::env::var("USER").ok())
-                    .unwrap_or_else(|| "operator".into()),
+                writer: writer.clone(),
                 write_id: write_id.unwrap_or_else(|| {
                     std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
@@ -171,7 +192,11 @@ pub fn policy(cmd: &PolicyCommand, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         PolicyCommand::Get(t) => {
             let admin = t.admins.first().context("no coordinator given")?;
-            writeln!(out, "{}", http::get(admin, "/policy", TIMEOUT)?)?;
+            writeln!(
+                out,
+                "{}",
+                t.identity.client()?.get(admin, "/policy", TIMEOUT)?
+            )?;
         }
     }
     Ok(())

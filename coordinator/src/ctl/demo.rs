@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use protocol::identity::{Ca, Kind};
+use protocol::identity::{Ca, Kind, OperatorRole};
 use serde::Serialize;
 
 use super::http;
@@ -38,7 +38,7 @@ pub struct DemoArgs {
     /// Catalog manifest passed to every process.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
-    /// Base port: coordinator QUIC on it, admin HTTP on it + 1.
+    /// Base port: coordinator QUIC on it, operator API on it + 1, health port on it + 2.
     #[arg(long, default_value_t = 7400)]
     pub port: u16,
 }
@@ -143,6 +143,9 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The read-only operator identity the demo's live view reads `/status` with.
+pub const DEMO_OPERATOR: &str = "demo-viewer";
+
 /// Creates the CA and the certificates the demo needs, keeping any that exist.
 fn certificates(dir: &Path, nodes: &[NodeSpec]) -> anyhow::Result<()> {
     let ca = if dir.join(protocol::identity::CA_CERT_FILE).exists() {
@@ -156,6 +159,9 @@ fn certificates(dir: &Path, nodes: &[NodeSpec]) -> anyhow::Result<()> {
         if !dir.join(format!("{name}.pem")).exists() {
             ca.enroll(kind, &name, dir, &[], 30)?;
         }
+    }
+    if !dir.join(format!("{DEMO_OPERATOR}.pem")).exists() {
+        ca.enroll_operator(DEMO_OPERATOR, dir, OperatorRole::ReadOnly, 30)?;
     }
     Ok(())
 }
@@ -176,6 +182,8 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<DemoSummary> 
     std::fs::create_dir_all(&run_dir)?;
     let quic = format!("127.0.0.1:{}", args.port);
     let admin = format!("127.0.0.1:{}", args.port + 1);
+    let health = format!("127.0.0.1:{}", args.port + 2);
+    let viewer = http::Client::load(&ca_dir, DEMO_OPERATOR)?;
     let secs = args.duration.as_secs_f64();
     let mut procs = Procs(Vec::new());
     let log = |name: &str| -> anyhow::Result<Stdio> {
@@ -191,6 +199,8 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<DemoSummary> 
             &quic,
             "--admin",
             &admin,
+            "--health-listen",
+            &health,
             "--solve-interval-ms",
             "1000",
         ])
@@ -207,7 +217,7 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<DemoSummary> 
         .spawn()
         .context("starting the coordinator")?;
     procs.0.push(("coordinator".into(), child));
-    wait_ready(&admin)?;
+    wait_ready(&health)?;
     for (i, spec) in specs.iter().enumerate() {
         let mut node = Command::new(sibling("mcdnn-node")?);
         node.args([
@@ -272,7 +282,7 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<DemoSummary> 
         }
         if live
             && (tty || last_line.elapsed() >= Duration::from_secs(5))
-            && let Ok(status) = fetch_status(&admin)
+            && let Ok(status) = fetch_status(&viewer, &admin)
         {
             let view = render(&status, started.elapsed().as_secs_f64(), secs);
             if tty {
@@ -285,7 +295,7 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<DemoSummary> 
         }
         std::thread::sleep(Duration::from_millis(1000));
     }
-    let final_status = fetch_status(&admin).ok();
+    let final_status = fetch_status(&viewer, &admin).ok();
     for (name, child) in &mut procs.0 {
         if name == "coordinator" {
             let _ = Command::new("kill")
@@ -357,19 +367,20 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<DemoSummary> 
     Ok(summary)
 }
 
-fn wait_ready(admin: &str) -> anyhow::Result<()> {
+fn wait_ready(health: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if http::get(admin, "/livez", Duration::from_millis(500)).is_ok() {
+        if http::health_get(health, "/livez", Duration::from_millis(500)).is_ok() {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    bail!("the coordinator's admin API at {admin} did not come up within 20 s")
+    bail!("the coordinator's health port at {health} did not come up within 20 s")
 }
 
-pub fn fetch_status(admin: &str) -> anyhow::Result<FleetStatus> {
-    let body = http::get(admin, "/status", Duration::from_secs(2))?;
+/// The fleet as the operator API's `/status` shows it.
+pub fn fetch_status(client: &http::Client, admin: &str) -> anyhow::Result<FleetStatus> {
+    let body = client.get(admin, "/status", Duration::from_secs(2))?;
     serde_json::from_str(&body).context("parsing /status")
 }
 

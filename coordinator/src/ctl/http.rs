@@ -1,11 +1,13 @@
-//! A minimal HTTP/1.1 client for the admin API (loopback or cluster-internal, plain HTTP), so the
-//! CLI and the test tools need no HTTP client stack.
+//! The operator API client (HTTPS with an operator certificate, through `ureq` on rustls) and a
+//! plain client for the health port. Used by `mcdnnctl`, the demo and the test tools.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use protocol::identity::Identity;
+use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
 
 /// A response: status code, `Location` header if any, body.
 #[derive(Debug, Clone)]
@@ -15,64 +17,185 @@ pub struct Response {
     pub body: String,
 }
 
-/// One request; `body` is sent as JSON.
-pub fn request(
-    method: &str,
-    addr: &str,
-    path: &str,
-    body: Option<&str>,
-    timeout: Duration,
-) -> anyhow::Result<Response> {
-    let sock = std::net::ToSocketAddrs::to_socket_addrs(addr)
-        .with_context(|| format!("resolving {addr}"))?
-        .next()
-        .with_context(|| format!("{addr} resolves to nothing"))?;
-    let mut stream = TcpStream::connect_timeout(&sock, timeout)
-        .with_context(|| format!("connecting to {addr}"))?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    let body = body.unwrap_or("");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .with_context(|| format!("reading {path} from {addr}"))?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .context("malformed HTTP response")?;
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("malformed HTTP status line")?;
-    let location = head.lines().find_map(|l| {
-        l.split_once(':')
-            .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
-            .map(|(_, v)| v.trim().to_string())
-    });
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Ok(Response {
-        status,
-        location,
-        body,
-    })
+/// An HTTPS client that trusts only the fleet CA and presents an operator identity.
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
 }
 
-/// GETs `path` from `addr` (host:port) and returns the body of a 200 response.
-pub fn get(addr: &str, path: &str, timeout: Duration) -> anyhow::Result<String> {
-    let r = request("GET", addr, path, None, timeout)?;
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+fn agent(tls: Option<TlsConfig>) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(10)));
+    if let Some(tls) = tls {
+        config = config.tls_config(tls);
+    }
+    config.build().into()
+}
+
+impl Client {
+    /// Loads `<dir>/<name>.pem`, `.key` and `ca.pem` (as `mcdnnctl enroll operator` writes
+    /// them) and presents that certificate.
+    pub fn load(dir: &Path, name: &str) -> anyhow::Result<Self> {
+        let identity = Identity::load(dir, name).with_context(|| {
+            format!(
+                "loading operator identity {name} from {} (mcdnnctl enroll operator {name} \
+                 --role admin|read-only; then --identity-dir / --identity)",
+                dir.display()
+            )
+        })?;
+        // ureq takes the key as PEM (its DER constructor needs a key kind it does not export);
+        // the identity above has already checked these files.
+        let key_path = dir.join(format!("{name}.key"));
+        let key_pem =
+            std::fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+        let key = PrivateKey::from_pem(&key_pem)
+            .with_context(|| format!("{} is not a PEM private key", key_path.display()))?;
+        let chain: Vec<Certificate<'static>> = identity
+            .cert_chain()
+            .iter()
+            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        Ok(Self::with_tls(
+            identity.ca_certs(),
+            Some(ClientCert::new_with_certs(&chain, key)),
+        ))
+    }
+
+    /// A client with no certificate (a device enrolling with a token), trusting `ca_pem`.
+    pub fn anonymous(ca_pem: &[u8]) -> anyhow::Result<Self> {
+        use rustls_pki_types::pem::PemObject;
+        let roots = rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .context("the fleet CA file is not PEM certificates")?;
+        anyhow::ensure!(!roots.is_empty(), "the fleet CA file holds no certificate");
+        Ok(Self::with_tls(&roots, None))
+    }
+
+    fn with_tls(
+        roots: &[rustls_pki_types::CertificateDer<'static>],
+        cert: Option<ClientCert>,
+    ) -> Self {
+        let roots = roots
+            .iter()
+            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        let tls = TlsConfig::builder()
+            .root_certs(RootCerts::Specific(Arc::new(roots)))
+            .client_cert(cert)
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .build();
+        Self {
+            agent: agent(Some(tls)),
+        }
+    }
+
+    /// One request to `https://{addr}{path}`; `body` is sent as JSON.
+    pub fn request(
+        &self,
+        method: &str,
+        addr: &str,
+        path: &str,
+        body: Option<&str>,
+        timeout: Duration,
+    ) -> anyhow::Result<Response> {
+        send(
+            &self.agent,
+            method,
+            &format!("https://{addr}{path}"),
+            body,
+            timeout,
+        )
+    }
+
+    /// GETs `path` and returns the body of a 200 response.
+    pub fn get(&self, addr: &str, path: &str, timeout: Duration) -> anyhow::Result<String> {
+        ok_body(self.request("GET", addr, path, None, timeout)?, addr, path)
+    }
+
+    /// GETs `path` as bytes (at most `limit`) from a 200 response; any other status is an
+    /// error carrying the status and the server's message, and its `Location` if it redirected.
+    pub fn get_bytes(
+        &self,
+        addr: &str,
+        path: &str,
+        timeout: Duration,
+        limit: u64,
+    ) -> anyhow::Result<Vec<u8>> {
+        let url = format!("https://{addr}{path}");
+        let mut response = self
+            .agent
+            .get(&url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .call()
+            .with_context(|| format!("GET {url}"))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let body = response.body_mut().read_to_string().unwrap_or_default();
+            bail!("GET {path} from {addr}: HTTP {status}: {}", body.trim());
+        }
+        response
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .with_context(|| format!("reading {path} from {addr}"))
+    }
+
+    /// POSTs JSON, following one 307 redirect (a follower pointing at the leader).
+    pub fn post_json(
+        &self,
+        addr: &str,
+        path: &str,
+        body: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Response> {
+        let r = self.request("POST", addr, path, Some(body), timeout)?;
+        match (r.status, &r.location) {
+            (307, Some(loc)) => {
+                let url = if loc.starts_with("https://") {
+                    loc.clone()
+                } else {
+                    bail!("the coordinator redirected to {loc:?}, which is not an https URL")
+                };
+                send(&self.agent, "POST", &url, Some(body), timeout)
+            }
+            _ => Ok(r),
+        }
+    }
+}
+
+/// GETs `path` from a health port (plain HTTP).
+pub fn health_request(addr: &str, path: &str, timeout: Duration) -> anyhow::Result<Response> {
+    send(
+        &agent(None),
+        "GET",
+        &format!("http://{addr}{path}"),
+        None,
+        timeout,
+    )
+}
+
+/// GETs `path` from a health port and returns the body of a 200 response.
+pub fn health_get(addr: &str, path: &str, timeout: Duration) -> anyhow::Result<String> {
+    ok_body(health_request(addr, path, timeout)?, addr, path)
+}
+
+/// The HTTP status of `path` on a health port (e.g. 503 from `/readyz` without a leader).
+pub fn health_status(addr: &str, path: &str, timeout: Duration) -> anyhow::Result<u16> {
+    Ok(health_request(addr, path, timeout)?.status)
+}
+
+fn ok_body(r: Response, addr: &str, path: &str) -> anyhow::Result<String> {
     if r.status != 200 {
         bail!(
             "GET {path} from {addr}: HTTP {}: {}",
@@ -83,48 +206,43 @@ pub fn get(addr: &str, path: &str, timeout: Duration) -> anyhow::Result<String> 
     Ok(r.body)
 }
 
-/// POSTs JSON, following one 307 redirect (a follower pointing at the leader).
-pub fn post_json(
-    addr: &str,
-    path: &str,
-    body: &str,
+fn send(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    body: Option<&str>,
     timeout: Duration,
 ) -> anyhow::Result<Response> {
-    let r = request("POST", addr, path, Some(body), timeout)?;
-    match (r.status, &r.location) {
-        (307, Some(loc)) => {
-            let rest = loc.strip_prefix("http://").unwrap_or(loc);
-            let (host, p) = rest
-                .split_once('/')
-                .map_or((rest, path.to_string()), |(h, p)| (h, format!("/{p}")));
-            request("POST", host, &p, Some(body), timeout)
-        }
-        _ => Ok(r),
-    }
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn dechunks() {
-        assert_eq!(
-            super::dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
-            "hello world"
-        );
-    }
+    let result = match (method, body) {
+        ("GET", _) => agent
+            .get(url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .call(),
+        ("POST", body) => agent
+            .post(url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .header("content-type", "application/json")
+            .send(body.unwrap_or("")),
+        (other, _) => bail!("unsupported method {other}"),
+    };
+    let mut response = result.with_context(|| format!("{method} {url}"))?;
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .with_context(|| format!("reading the answer to {method} {url}"))?;
+    Ok(Response {
+        status,
+        location,
+        body,
+    })
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use protocol::identity::{CA_CERT_FILE, CA_KEY_FILE, Ca, Kind};
+use protocol::identity::{CA_CERT_FILE, CA_KEY_FILE, Ca, Kind, OperatorRole};
 
 /// Environment variable naming the CA directory.
 pub const CA_DIR_ENV: &str = "MCDNN_CA_DIR";
@@ -63,6 +63,15 @@ pub struct EnrollArgs {
     /// Days the certificate stays valid.
     #[arg(long, default_value_t = DEFAULT_DAYS)]
     pub days: u32,
+    /// For an operator: what the certificate may do on the operator API (read-only by default;
+    /// `admin` may also write policies, change members, revoke and approve nodes).
+    #[arg(long, value_name = "ROLE", value_parser = parse_role)]
+    pub role: Option<OperatorRole>,
+}
+
+fn parse_role(s: &str) -> Result<OperatorRole, String> {
+    s.parse()
+        .map_err(|e: protocol::identity::IdentityError| e.to_string())
 }
 
 /// Creates a fleet CA and reports where it is.
@@ -91,9 +100,23 @@ pub fn enroll(args: &EnrollArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         )
     })?;
     let kind = Kind::from(args.kind);
-    let done = ca
-        .enroll(kind, &args.name, &args.out, &args.sans, args.days)
-        .with_context(|| format!("enrolling {kind} {:?}", args.name))?;
+    let done = match (kind, args.role) {
+        (Kind::Operator, role) => {
+            anyhow::ensure!(
+                args.sans.is_empty(),
+                "operator certificates carry no extra SANs (they are clients only)"
+            );
+            ca.enroll_operator(
+                &args.name,
+                &args.out,
+                role.unwrap_or(OperatorRole::ReadOnly),
+                args.days,
+            )
+        }
+        (_, Some(_)) => anyhow::bail!("--role is for operator certificates only"),
+        (_, None) => ca.enroll(kind, &args.name, &args.out, &args.sans, args.days),
+    }
+    .with_context(|| format!("enrolling {kind} {:?}", args.name))?;
     writeln!(
         out,
         "enrolled {peer} as {id}, valid for {days} days\n  SANs: {sans}\n  {key}  private key \
@@ -145,6 +168,7 @@ mod tests {
             out: tmp.join("cam-1"),
             sans: vec![],
             days: 30,
+            role: None,
         };
         enroll(&args, &mut log)?;
         let id = Identity::load(&args.out, "cam-1")?;

@@ -6,3 +6,4 @@ pub mod cluster;
 pub mod demo;
 pub mod http;
 pub mod identity;
+pub mod snapshot;

@@ -51,6 +51,8 @@ pub struct Hub {
     pub started: Instant,
     /// The node endpoint's address, as nodes are told in redirects.
     pub node_addr: String,
+    /// Whether every worker of this replica still runs (`/readyz` fails at once when not).
+    pub health: crate::supervisor::Health,
     /// Model shards served to nodes (set at start by [`crate::blobs::attach`]).
     pub blobs: std::sync::OnceLock<std::sync::Arc<crate::blobs::BlobStore>>,
 }
@@ -91,6 +93,7 @@ impl Hub {
             replan: Notify::new(),
             started: Instant::now(),
             node_addr: c.node_addr,
+            health: crate::supervisor::Health::default(),
             blobs: std::sync::OnceLock::new(),
         }
     }

@@ -180,6 +180,13 @@ impl FleetState {
         self.applied_index = self.applied_index.max(index);
     }
 
+    /// The same state as if it had been applied up to `index` (restoring a backup into a new
+    /// cluster, whose log starts over: entries after `index` must apply, not count as replays).
+    pub fn rebased_at(mut self, index: u64) -> Self {
+        self.applied_index = index;
+        self
+    }
+
     /// Raft index of the last entry applied to this state.
     pub fn applied_index(&self) -> u64 {
         self.applied_index

@@ -4,6 +4,7 @@
 //! metadata and the result ledger (what each node's results were recorded up to) are replicated so that a new leader resumes from the last committed plan.
 //! Telemetry is soft state and deliberately not here.
 
+pub mod backup;
 mod codec;
 mod command;
 mod fleet;

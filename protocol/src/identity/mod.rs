@@ -8,6 +8,7 @@
 mod ca;
 mod files;
 mod load;
+mod role;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use std::str::FromStr;
 
 pub use ca::{CA_CERT_FILE, CA_KEY_FILE, Ca, Enrolled, Validity};
 pub use load::Identity;
+pub use role::OperatorRole;
 
 /// DNS suffix of every fleet identity SAN.
 pub const IDENTITY_DOMAIN: &str = "mcdnn";
@@ -157,6 +159,8 @@ pub enum IdentityError {
     InvalidName { name: String, reason: String },
     #[error("unknown identity kind {kind:?}; expected node, coordinator or operator")]
     UnknownKind { kind: String },
+    #[error("unknown operator role {role:?}; expected read-only or admin")]
+    UnknownRole { role: String },
     #[error("invalid extra SAN {san:?}: {reason}")]
     InvalidSan { san: String, reason: String },
     #[error("invalid validity period: {reason}")]

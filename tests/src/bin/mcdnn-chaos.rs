@@ -9,11 +9,12 @@ use mcdnn_tests::chaos::{self, Options, SCENARIOS};
 use mcdnn_tests::raft_chaos;
 
 /// The replicated-coordinator scenarios.
-const RAFT_SCENARIOS: [&str; 4] = [
+const RAFT_SCENARIOS: [&str; 5] = [
     "leader-kill",
     "minority-partition",
     "rolling-restart",
     "bench-writes",
+    "snapshot-restore",
 ];
 
 fn usage() -> String {
@@ -86,6 +87,7 @@ fn main() -> anyhow::Result<()> {
         "minority-partition" => raft_chaos::minority_partition(cut_s, nodes)?,
         "rolling-restart" => raft_chaos::rolling_restart(nodes)?,
         "bench-writes" => raft_chaos::write_bench(500, 8)?,
+        "snapshot-restore" => mcdnn_tests::backup_chaos::snapshot_restore(500)?,
         _ => chaos::run(&scenario, &opts)?,
     };
     if as_json {

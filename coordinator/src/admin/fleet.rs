@@ -1,0 +1,93 @@
+//! Operator reads of the fleet and the replica set: `/status` (every node, its battery and plan)
+//! and `/cluster` (members, leader, term, indexes, lag).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use super::auth::Caller;
+use crate::fleet::hub::Hub;
+use crate::fleet::status;
+
+pub fn routes() -> Router<Arc<Hub>> {
+    Router::new()
+        .route("/status", get(status_json))
+        .route("/cluster", get(cluster))
+}
+
+async fn status_json(_: Caller, State(hub): State<Arc<Hub>>) -> Json<status::FleetStatus> {
+    Json(status::fleet_status(&hub))
+}
+
+/// `mcdnnctl cluster status`: members, leader, term, commit/applied index and lag.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub replica: String,
+    pub id: u64,
+    pub role: String,
+    pub leader_id: Option<u64>,
+    pub leader_name: Option<String>,
+    pub term: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub first_index: u64,
+    pub last_index: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// Per peer id: (matched index, lag); only on the leader.
+    pub lag: std::collections::BTreeMap<u64, u64>,
+    pub plan_epoch: u64,
+    pub policy_writes: usize,
+    pub registered_nodes: usize,
+    /// Content digests of the catalog the fleet runs (replicated).
+    pub catalog_index: usize,
+}
+
+async fn cluster(_: Caller, State(hub): State<Arc<Hub>>) -> Response {
+    match hub.raft.status().await {
+        Ok(s) => {
+            let (plan_epoch, policy_writes, registered_nodes, catalog_index) =
+                hub.raft.with_state(|st| {
+                    (
+                        st.plan_epoch(),
+                        st.policy_log().len(),
+                        st.nodes().len(),
+                        st.catalog_digests().len(),
+                    )
+                });
+            Json(ClusterStatus {
+                replica: hub.name.clone(),
+                id: s.id,
+                role: format!("{:?}", s.role),
+                leader_id: s.leader_id,
+                leader_name: s
+                    .leader_id
+                    .and_then(|id| hub.peers.get(id))
+                    .map(|p| p.name.clone()),
+                term: s.term,
+                commit: s.commit,
+                applied: s.applied,
+                first_index: s.first_index,
+                last_index: s.last_index,
+                voters: s.voters,
+                learners: s.learners,
+                lag: s.progress.iter().map(|(id, p)| (*id, p.lag)).collect(),
+                plan_epoch,
+                policy_writes,
+                registered_nodes,
+                catalog_index,
+            })
+            .into_response()
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("raft unavailable: {e}\n"),
+        )
+            .into_response(),
+    }
+}

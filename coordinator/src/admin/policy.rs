@@ -1,0 +1,105 @@
+//! Replicated fleet policies: `GET /policy` (current values and the write log) and `POST /policy`
+//! (admin). The writer recorded is the caller's certificate name; a client-chosen `writer` label
+//! only names a write-id space under it (`ops/chaos-writer`), so a retry keeps its idempotency
+//! without anyone being able to write in another operator's name.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use super::auth::Caller;
+use super::writes;
+use crate::fleet::hub::Hub;
+use crate::state::{Command, PolicyValue};
+
+pub fn routes() -> Router<Arc<Hub>> {
+    Router::new().route("/policy", get(policies).post(write_policy))
+}
+
+/// Replicated policies and their write log (in commit order).
+async fn policies(_: Caller, State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
+    let (current, log) = hub
+        .raft
+        .with_state(|s| (s.policies().clone(), s.policy_log().to_vec()));
+    Json(serde_json::json!({ "policies": current, "log": log }))
+}
+
+/// An operator's write: `{"key": ..., "value": number|string|null, "write_id": n}` and an
+/// optional `"writer"` label (see the module comment).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyWriteRequest {
+    pub key: String,
+    pub value: serde_json::Value,
+    #[serde(default)]
+    pub writer: Option<String>,
+    pub write_id: u64,
+}
+
+/// The writer recorded for a write: the certificate's name, then the client's label if any.
+pub fn writer_of(caller: &Caller, label: Option<&str>) -> String {
+    match label.map(str::trim).filter(|l| !l.is_empty()) {
+        Some(l) if l != caller.name => format!("{}/{l}", caller.name),
+        _ => caller.name.clone(),
+    }
+}
+
+fn bad_request(msg: &str) -> Response {
+    (StatusCode::BAD_REQUEST, format!("{msg}\n")).into_response()
+}
+
+async fn write_policy(
+    caller: Caller,
+    State(hub): State<Arc<Hub>>,
+    Json(req): Json<PolicyWriteRequest>,
+) -> Response {
+    if let Err(refusal) = caller.require_admin() {
+        return refusal.into_response();
+    }
+    let value = match req.value {
+        serde_json::Value::Number(n) => match n.as_f64() {
+            Some(v) if v.is_finite() => PolicyValue::Number(v),
+            _ => return bad_request("value must be a finite number, a string or null"),
+        },
+        serde_json::Value::String(s) => PolicyValue::Text(s),
+        serde_json::Value::Null => PolicyValue::Unset,
+        _ => return bad_request("value must be a finite number, a string or null"),
+    };
+    let label = req.writer.as_deref().unwrap_or("");
+    if req.key.is_empty() || req.key.len() > 256 || label.len() > 64 {
+        return bad_request("key must be 1..=256 bytes and the writer label at most 64");
+    }
+    let cmd = Command::SetPolicy {
+        key: req.key,
+        value,
+        writer: writer_of(&caller, req.writer.as_deref()),
+        write_id: req.write_id,
+    };
+    let result = hub.raft.propose(cmd).await;
+    if result.is_ok() {
+        hub.replan.notify_one();
+    }
+    writes::committed(&hub, "/policy", result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::identity::OperatorRole;
+
+    #[test]
+    fn the_writer_is_always_the_certificate_name_first() {
+        let caller = Caller {
+            name: "alice".into(),
+            role: OperatorRole::Admin,
+        };
+        assert_eq!(writer_of(&caller, None), "alice");
+        assert_eq!(writer_of(&caller, Some("  ")), "alice");
+        assert_eq!(writer_of(&caller, Some("alice")), "alice");
+        assert_eq!(writer_of(&caller, Some("bob")), "alice/bob");
+    }
+}
