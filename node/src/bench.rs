@@ -89,12 +89,21 @@ struct NodeRound {
 
 /// Serves `frames` frames back to back (no arrival pacing): the whole per-request path (policy,
 /// cache, inference, accounting), and fails unless every request was answered.
-fn node_round(server: &mut Server<'_>, cfg: &ServeConfig, frames: usize) -> anyhow::Result<NodeRound> {
+fn node_round(
+    server: &mut Server<'_>,
+    cfg: &ServeConfig,
+    frames: usize,
+) -> anyhow::Result<NodeRound> {
     let frame_rate: f64 = cfg.apps.iter().map(|(_, r)| *r).fold(0.0, f64::max);
     let mut stats: Vec<AppStats> = cfg
         .apps
         .iter()
-        .map(|(name, _)| AppStats::new(name, server.manifest.app(name).map_or(0, |a| a.classes.len())))
+        .map(|(name, _)| {
+            AppStats::new(
+                name,
+                server.manifest.app(name).map_or(0, |a| a.classes.len()),
+            )
+        })
         .collect();
     let mut state = DeviceState::new(&cfg.budgets, 0.0);
     let mut served = Vec::with_capacity(frames);

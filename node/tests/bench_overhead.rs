@@ -14,7 +14,10 @@ fn overhead_runs_both_paths_and_the_node_path_answers_every_frame() {
     let test = Dataset::test_split().expect("Fashion-MNIST test split");
     let r = mcdnn_node::bench::overhead(&manifest, &dir, &test, "quarter", 20, 2).expect("bench");
     assert_eq!(r.node_answered, 40, "{r:?}");
-    assert!(r.direct_us_per_frame > 0.0 && r.node_us_per_frame > 0.0, "{r:?}");
+    assert!(
+        r.direct_us_per_frame > 0.0 && r.node_us_per_frame > 0.0,
+        "{r:?}"
+    );
 }
 
 #[test]

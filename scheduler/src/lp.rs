@@ -454,7 +454,10 @@ impl Problem {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().map_err(|p| SolveError::WorkerPanicked(panic_text(&p))))
+                .map(|h| {
+                    h.join()
+                        .map_err(|p| SolveError::WorkerPanicked(panic_text(&p)))
+                })
                 .collect()
         });
         let parts = parts?;

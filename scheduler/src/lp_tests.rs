@@ -126,8 +126,8 @@ mod props {
     use proptest::prelude::*;
 
     fn arb_opt() -> impl Strategy<Value = Opt> {
-        (0.0f64..100.0, 0.0f64..5.0, 0usize..3, 1e-7f64..1e-5).prop_map(|(v, e, kind, c)| {
-            match kind {
+        (0.0f64..100.0, 0.0f64..5.0, 0usize..3, 1e-7f64..1e-5).prop_map(
+            |(v, e, kind, c)| match kind {
                 0 => opt(v, e, 0.0),
                 1 => opt(v, 0.004, c),
                 _ => Opt {
@@ -136,8 +136,8 @@ mod props {
                     cost: c,
                     server: 0.0,
                 },
-            }
-        })
+            },
+        )
     }
 
     fn arb_problem() -> impl Strategy<Value = Problem> {

@@ -372,7 +372,9 @@ mod tests {
         let g = crate::generators::generate(&format!("{spec}@{seed}"), horizon)
             .map_err(|e| TestCaseError::fail(format!("generating {spec}@{seed}: {e:#}")))?;
         if g.requests.is_empty() {
-            return Err(TestCaseError::fail(format!("{spec}@{seed} generated no requests")));
+            return Err(TestCaseError::fail(format!(
+                "{spec}@{seed} generated no requests"
+            )));
         }
         Ok((g.requests, g.connectivity))
     }

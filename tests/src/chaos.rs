@@ -63,15 +63,15 @@ pub(crate) fn tail(text: &str) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-/// The results verdict for one node run that has exited (its spool drained), with its telemetry
-/// checked too: (verdict, problems, figures).
+/// The results verdict for a node's runs (oldest first; the last has exited, its spool
+/// drained), with its last telemetry checked too: (verdict, problems, figures).
 pub(crate) fn node_results(
     fleet: &Fleet,
     node: &str,
-    summary: &Value,
+    runs: &[&Value],
 ) -> anyhow::Result<(verdict::ResultVerdict, Vec<String>, Value)> {
     let status = fleet.status()?;
-    let e = evidence::node(node, summary, &status)?;
+    let e = evidence::node_runs(node, runs, &status)?;
     let v = verdict::results(std::slice::from_ref(&e));
     let mut problems = v.problems.clone();
     problems.extend(evidence::telemetry_problems(&status, &[node]));
@@ -133,7 +133,7 @@ fn partition_spool(partition: Duration) -> anyhow::Result<Value> {
     let backlog = evidence::recorded(&after, "cam-spool").0 - at_heal;
     wait_exit(&mut node, Duration::from_secs(secs as u64 + 90))?;
     let summary = fleet.summary("cam-spool")?;
-    let (v, mut problems, figures) = node_results(&fleet, "cam-spool", &summary)?;
+    let (v, mut problems, figures) = node_results(&fleet, "cam-spool", &[&summary])?;
     problems.extend(verdict::partition(&PartitionEvidence {
         datagrams_dropped: dropped,
         recorded_at_cut: at_cut,
@@ -210,7 +210,7 @@ fn offload_server_kill() -> anyhow::Result<Value> {
     server.kill();
     wait_exit(&mut node, Duration::from_secs(120))?;
     let summary = fleet.summary("cam-off")?;
-    let (v, mut problems, figures) = node_results(&fleet, "cam-off", &summary)?;
+    let (v, mut problems, figures) = node_results(&fleet, "cam-off", &[&summary])?;
     let apps = summary["apps"].as_object().cloned().unwrap_or_default();
     let sum = |k: &str| {
         apps.values()
@@ -221,7 +221,9 @@ fn offload_server_kill() -> anyhow::Result<Value> {
     let dropped = evidence::field(&summary, "dropped")?;
     // Every request must be answered, on the server or locally: a dropped one is lost here.
     if dropped > 0 {
-        problems.push(format!("{dropped} requests dropped instead of falling back"));
+        problems.push(format!(
+            "{dropped} requests dropped instead of falling back"
+        ));
     }
     if offloaded == 0 {
         problems.push("nothing was offloaded: the server was never used".into());

@@ -68,7 +68,7 @@ pub fn crash_during_download() -> anyhow::Result<Value> {
     )?;
     wait_exit(&mut second, Duration::from_secs(120))?;
     let summary = fleet.summary("cam-dl")?;
-    let (results, mut problems, figures) = node_results(&fleet, "cam-dl", &summary)?;
+    let (results, mut problems, figures) = node_results(&fleet, "cam-dl", &[&summary])?;
     let m = &summary["models"];
     let resumed = evidence::field(m, "shards_resumed")?;
     let fetched = evidence::field(m, "shards_fetched")?;
@@ -188,7 +188,7 @@ pub fn corrupt_shard() -> anyhow::Result<Value> {
     let mut second = fleet.node("cam-cs", "laptop", 12.0, &extra)?;
     wait_exit(&mut second, Duration::from_secs(120))?;
     let summary = fleet.summary("cam-cs")?;
-    let (results, mut problems, figures) = node_results(&fleet, "cam-cs", &summary)?;
+    let (results, mut problems, figures) = node_results(&fleet, "cam-cs", &[&before, &summary])?;
     let m = &summary["models"];
     let after = stored_shards(&fleet, "cam-cs")?;
     let corrupt_left = after.values().filter(|sound| !**sound).count() as u64;

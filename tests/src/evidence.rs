@@ -26,14 +26,26 @@ pub fn recorded(status: &FleetStatus, node: &str) -> (u64, u64) {
 
 /// One node run's evidence: its own summary against the ledger.
 pub fn node(name: &str, summary: &Value, status: &FleetStatus) -> anyhow::Result<NodeEvidence> {
+    node_runs(name, &[summary], status)
+}
+
+/// Every run of one node (oldest first) against the ledger, which counts over all of them:
+/// counters summed over the runs, pending from the last (each run drains its predecessors').
+pub fn node_runs(
+    name: &str,
+    summaries: &[&Value],
+    status: &FleetStatus,
+) -> anyhow::Result<NodeEvidence> {
     let (recorded, gaps) = recorded(status, name);
+    let sum = |key: &str| -> anyhow::Result<u64> { summaries.iter().map(|s| field(s, key)).sum() };
+    let last = summaries.last().context("no run of the node to judge")?;
     Ok(NodeEvidence {
         node: name.to_string(),
-        requests: field(summary, "requests")?,
-        dropped: field(summary, "dropped")?,
-        accepted: field(summary, "results_accepted")?,
-        spool_failures: field(summary, "spool_failures")?,
-        pending: field(summary, "results_pending")?,
+        requests: sum("requests")?,
+        dropped: sum("dropped")?,
+        accepted: sum("results_accepted")?,
+        spool_failures: sum("spool_failures")?,
+        pending: field(last, "results_pending")?,
         recorded,
         gaps,
     })

@@ -286,8 +286,10 @@ pub fn rolling_restart(nodes: usize) -> anyhow::Result<Value> {
         let l = c.wait_leader(T, None)?;
         let commit = c.status(l)?.commit;
         c.wait_applied(commit, T)?;
-        restarts.push(json!({"replica": i, "clean_exit": exit.success(), "write_in_flight": hit,
-            "back_in_ms": t0.elapsed().as_secs_f64() * 1e3}));
+        restarts.push(
+            json!({"replica": i, "clean_exit": exit.success(), "write_in_flight": hit,
+            "back_in_ms": t0.elapsed().as_secs_f64() * 1e3}),
+        );
     }
     let acked = writer.finish();
     let w = audit(&c, WRITER, &acked)?;

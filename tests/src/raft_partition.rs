@@ -13,7 +13,8 @@ use crate::raft_chaos::{T, WRITER, audit, start_nodes, wait_nodes_on, write_figu
 use crate::verdict::{self, Ack};
 
 fn assignments_sent(c: &Cluster, i: usize) -> anyhow::Result<f64> {
-    let m = mcdnn_coordinator::ctl::http::health_get(&c.health(i), "/metrics", Duration::from_secs(2))?;
+    let m =
+        mcdnn_coordinator::ctl::http::health_get(&c.health(i), "/metrics", Duration::from_secs(2))?;
     crate::metric(&m, "mcdnn_assignments_sent_total")
         .ok_or_else(|| anyhow::anyhow!("replica {i} has no mcdnn_assignments_sent_total"))
 }

@@ -216,8 +216,10 @@ pub fn results(nodes: &[NodeEvidence]) -> ResultVerdict {
                 .push(format!("{name}: {dup} results recorded more than once"));
         }
         if n.gaps > 0 {
-            v.problems
-                .push(format!("{name}: the ledger saw {} skipped sequence numbers", n.gaps));
+            v.problems.push(format!(
+                "{name}: the ledger saw {} skipped sequence numbers",
+                n.gaps
+            ));
         }
     }
     if !nodes.is_empty() && v.accepted == 0 {
@@ -320,7 +322,10 @@ pub fn corruption(e: &CorruptionEvidence) -> Vec<String> {
         ));
     }
     if e.corrupt_left > 0 {
-        out.push(format!("{} corrupt shards left in the store", e.corrupt_left));
+        out.push(format!(
+            "{} corrupt shards left in the store",
+            e.corrupt_left
+        ));
     }
     if e.loaded_corrupt > 0 {
         out.push(format!(
@@ -332,7 +337,13 @@ pub fn corruption(e: &CorruptionEvidence) -> Vec<String> {
 }
 
 /// The report every scenario prints: `ok` is computed from the problems found, never set.
-pub fn report(scenario: &str, lost: u64, duplicated: u64, problems: &[String], figures: Value) -> Value {
+pub fn report(
+    scenario: &str,
+    lost: u64,
+    duplicated: u64,
+    problems: &[String],
+    figures: Value,
+) -> Value {
     let mut out = json!({
         "scenario": scenario,
         "ok": problems.is_empty(),

@@ -277,7 +277,11 @@ fn an_undetected_corrupt_shard_fails() {
         corrupt_on_disk_before: 0,
         ..e
     };
-    assert_eq!(corruption(&never_corrupt).len(), 1, "the flip never reached disk");
+    assert_eq!(
+        corruption(&never_corrupt).len(),
+        1,
+        "the flip never reached disk"
+    );
     let sound = CorruptionEvidence {
         detected: 6,
         refetched: 6,
@@ -288,7 +292,13 @@ fn an_undetected_corrupt_shard_fails() {
 
 #[test]
 fn the_report_computes_ok_from_the_problems() {
-    let r = report("x", 0, 0, &["something broke".into()], json!({"ok": true, "n": 1}));
+    let r = report(
+        "x",
+        0,
+        0,
+        &["something broke".into()],
+        json!({"ok": true, "n": 1}),
+    );
     assert_eq!(r["ok"], false, "a figure cannot override the verdict");
     assert_eq!(r["n"], 1);
     assert_eq!(report("x", 0, 0, &[], json!({}))["ok"], true);

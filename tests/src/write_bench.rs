@@ -61,7 +61,8 @@ pub fn write_bench(count: usize, concurrency: usize) -> anyhow::Result<Value> {
     let applied = c.status(c.wait_leader(T, None)?)?.policy_writes - writes_before;
     let mut problems = Vec::new();
     let (mut lost, mut duplicated) = (0, 0);
-    let runs = std::iter::once(("serial", &serial)).chain(writers.iter().map(String::as_str).zip(&concurrent));
+    let runs = std::iter::once(("serial", &serial))
+        .chain(writers.iter().map(String::as_str).zip(&concurrent));
     for (writer, acked) in runs {
         let v = verdict::writes(&verdict::WriteEvidence {
             writer,

@@ -32,7 +32,13 @@ impl PolicyClient {
     }
 
     /// One attempt at replica `i`: Ok(index) when acknowledged (committed and applied).
-    pub fn post(&self, i: usize, writer: &str, write_id: u64, timeout: Duration) -> anyhow::Result<u64> {
+    pub fn post(
+        &self,
+        i: usize,
+        writer: &str,
+        write_id: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<u64> {
         let admin = self.admins.get(i).context("no such replica")?;
         let body = serde_json::json!({
             "key": "chaos.budget",
@@ -68,7 +74,12 @@ impl Writer {
         let in_flight = Arc::new(AtomicU64::new(NONE));
         let target = Arc::new(AtomicUsize::new(0));
         let acked = Arc::new(Mutex::new(Vec::new()));
-        let (s, f, t, a) = (stop.clone(), in_flight.clone(), target.clone(), acked.clone());
+        let (s, f, t, a) = (
+            stop.clone(),
+            in_flight.clone(),
+            target.clone(),
+            acked.clone(),
+        );
         let thread = std::thread::spawn(move || run(&client, name, &s, &f, &t, &a));
         Self {
             stop,

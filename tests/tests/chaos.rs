@@ -31,7 +31,10 @@ fn node_crash_during_download_resumes_and_verifies() {
 fn corrupt_shard_is_detected_refetched_and_never_loaded() {
     let r = check("corrupt-shard", &Options::default());
     assert!(r["shards_flipped"].as_u64() > Some(0), "{r}");
-    assert_eq!(r["corrupt_on_disk_before_restart"], r["shards_flipped"], "{r}");
+    assert_eq!(
+        r["corrupt_on_disk_before_restart"], r["shards_flipped"],
+        "{r}"
+    );
     assert!(
         r["corrupt_detected_and_dropped"].as_u64() >= r["shards_flipped"].as_u64(),
         "{r}"

@@ -466,7 +466,12 @@ impl Server<'_> {
     }
 
     fn publish(&mut self, now_s: f64, stats: &[AppStats]) {
-        let accepted = self.shared.lock().spool.as_ref().map_or(0, |s| s.accepted());
+        let accepted = self
+            .shared
+            .lock()
+            .spool
+            .as_ref()
+            .map_or(0, |s| s.accepted());
         let snapshot = Snapshot {
             spool: protocol::msg::SpoolCounters {
                 accepted,
