@@ -31,7 +31,8 @@ impl PolicyClient {
         self.admins.len()
     }
 
-    /// One attempt at replica `i`: Ok(index) when acknowledged (committed and applied).
+    /// One attempt at replica `i`: Ok(index) when acknowledged (committed and applied); a
+    /// follower's redirect is an error (the caller tries the next replica).
     pub fn post(
         &self,
         i: usize,
@@ -47,7 +48,11 @@ impl PolicyClient {
             "write_id": write_id,
         })
         .to_string();
-        let r = self.http.post_json(admin, "/policy", &body, timeout)?;
+        // Not following a follower's 307: the attempt must go to the leader itself, so the
+        // kill loop knows which process an in-flight write depends on.
+        let r = self
+            .http
+            .request("POST", admin, "/policy", Some(&body), timeout)?;
         anyhow::ensure!(r.status == 200, "HTTP {}: {}", r.status, r.body.trim());
         let v: serde_json::Value = serde_json::from_str(&r.body)?;
         v["index"].as_u64().context("ack without index")
