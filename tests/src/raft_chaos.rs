@@ -105,28 +105,30 @@ fn ledger_total(c: &Cluster, leader: usize) -> anyhow::Result<u64> {
 struct Kill {
     replica: usize,
     write_in_flight: Option<u64>,
-    results_recorded_in_last_ms: u64,
+    /// Results the ledger recorded while the kill waited for them (before the kill).
+    results_recorded_before_kill: u64,
     failover_ms: f64,
 }
 
-/// Kills (SIGKILL) or terminates (SIGTERM) replica `leader` the moment a write attempt is in
-/// flight to it (waiting up to 5 s for one), after checking results flow into its ledger.
-fn strike(c: &mut Cluster, w: &Writer, leader: usize, sigkill: bool) -> anyhow::Result<Kill> {
+/// Kills (SIGKILL) replica `leader` the moment a write attempt is in
+/// flight to it (waiting up to 5 s for one), after seeing results flow into its ledger (waiting
+/// up to 3 s for it to grow).
+fn strike(c: &mut Cluster, w: &Writer, leader: usize) -> anyhow::Result<Kill> {
     let r0 = ledger_total(c, leader)?;
-    std::thread::sleep(Duration::from_millis(300));
-    let r1 = ledger_total(c, leader)?;
-    let in_flight = w.wait_in_flight_to(leader, Duration::from_secs(5));
-    if sigkill {
-        c.kill(leader);
-    } else {
-        c.terminate(leader)?;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut r1 = r0;
+    while r1 == r0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        r1 = ledger_total(c, leader)?;
     }
+    let in_flight = w.wait_in_flight_to(leader, Duration::from_secs(5));
+    c.kill(leader);
     // Only an attempt still unanswered when the process died was in flight at the kill.
     let still = w.in_flight().map(|(id, _)| id);
     Ok(Kill {
         replica: leader,
         write_in_flight: in_flight.filter(|id| still == Some(*id)),
-        results_recorded_in_last_ms: r1.saturating_sub(r0),
+        results_recorded_before_kill: r1.saturating_sub(r0),
         failover_ms: 0.0,
     })
 }
@@ -144,7 +146,7 @@ fn kill_problems(kills: &[Kill], acked: &[Ack]) -> Vec<String> {
         out.push("no kill hit a write in flight that was then retried with its id".into());
     }
     for k in kills {
-        if k.results_recorded_in_last_ms == 0 {
+        if k.results_recorded_before_kill == 0 {
             out.push(format!(
                 "no results were flowing to replica {} when it was stopped",
                 k.replica
@@ -218,7 +220,7 @@ pub fn leader_kill(kills: usize, nodes: usize) -> anyhow::Result<Value> {
         let leader = c.wait_leader(T, None)?;
         let epoch = c.status(leader)?.plan_epoch;
         let t0 = Instant::now();
-        let mut kill = strike(&mut c, &writer, leader, true)?;
+        let mut kill = strike(&mut c, &writer, leader)?;
         let next = c.wait_leader(T, Some(leader))?;
         wait_nodes_on(&c, next, nodes, epoch, T)?;
         kill.failover_ms = t0.elapsed().as_secs_f64() * 1e3;
