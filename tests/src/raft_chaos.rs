@@ -183,19 +183,24 @@ pub(crate) fn node_results(
 
 /// The figures every write scenario reports from its verdicts.
 pub(crate) fn write_figures(w: &WriteVerdict, r: Option<&ResultVerdict>) -> Value {
-    json!({
+    let writes = json!({
         "acknowledged": w.acknowledged,
         "in_order": w.in_order,
         "replicas_agree": w.replicas_agree,
         "replica_log_lengths": w.replica_log_lengths,
         "writes_retried": w.retried,
         "retries_deduplicated": w.deduplicated_retries,
-        "results_accepted": r.map(|r| r.accepted),
-        "results_recorded": r.map(|r| r.recorded),
-        "results_lost": r.map(|r| r.lost),
-        "results_duplicated": r.map(|r| r.duplicated),
-        "results_pending_after_drain": r.map(|r| r.pending),
-    })
+    });
+    let results = r.map_or(json!({}), |r| {
+        json!({
+            "results_accepted": r.accepted,
+            "results_recorded": r.recorded,
+            "results_lost": r.lost,
+            "results_duplicated": r.duplicated,
+            "results_pending_after_drain": r.pending,
+        })
+    });
+    crate::chaos::merge(writes, results)
 }
 
 /// `leader-kill`: the leader is killed with SIGKILL `kills` times, each time at a random moment
