@@ -1,6 +1,9 @@
 //! `mcdnn-node bench overhead`: what the node's per-request path (policy decision, model cache,
 //! engine, accounting) adds to plain ONNX Runtime calls on the same variant. Both run in this
-//! process on the same images, interleaved in rounds so machine noise hits both alike.
+//! process on the same images: each round the node path serves frames from its frame source, and
+//! the direct path then runs exactly those images; rounds interleave so machine noise hits both
+//! alike. A round in which the node path did not answer every frame is an error (a path that
+//! drops requests would look cheap).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use ort::value::TensorRef;
 use protocol::manifest::Manifest;
 use rand::SeedableRng;
 use scheduler::catalog::Catalog;
-use scheduler::state::{Budgets, Constraints};
+use scheduler::state::{Budgets, Constraints, DeviceState};
 use serde::Serialize;
 
 use crate::agent::serve::{ServeConfig, Server};
@@ -24,6 +27,7 @@ use crate::dataset::Dataset;
 use crate::engine::{EngineError, preprocess};
 use crate::frames::{ClassMix, FrameSource};
 use crate::runtime;
+use crate::stats::AppStats;
 
 #[derive(Debug, Serialize)]
 pub struct OverheadReport {
@@ -34,6 +38,8 @@ pub struct OverheadReport {
     pub direct_us_per_frame: f64,
     pub node_us_per_frame: f64,
     pub ratio: f64,
+    /// Requests the node path answered over all rounds (every one of `frames x rounds`).
+    pub node_answered: u64,
 }
 
 fn session(dir: &Path, file: &str) -> anyhow::Result<Session> {
@@ -47,17 +53,18 @@ fn session(dir: &Path, file: &str) -> anyhow::Result<Session> {
         .map_err(|e| anyhow::anyhow!("loading {file}: {e}"))
 }
 
-/// Trunk + garment head through raw ort sessions, as an application would call them.
+/// Trunk + garment head through raw ort sessions, as an application would call them, on the
+/// images `frames` (dataset indices).
 fn direct_round(
     trunk: &mut Session,
     head: &mut Session,
     manifest: &Manifest,
     data: &Dataset,
-    frames: usize,
+    frames: &[usize],
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    for i in 0..frames {
-        let x = preprocess(data.image(i % data.len()), &manifest.input)?;
+    for &i in frames {
+        let x = preprocess(data.image(i), &manifest.input)?;
         let input = TensorRef::from_array_view((
             [1usize, 1, manifest.input.height, manifest.input.width],
             x.as_slice(),
@@ -71,6 +78,53 @@ fn direct_round(
         std::hint::black_box(l.iter().copied().fold(f32::MIN, f32::max));
     }
     Ok(started.elapsed())
+}
+
+/// One round of the node path: which images it served and how many requests it answered.
+struct NodeRound {
+    frames: Vec<usize>,
+    answered: u64,
+    elapsed: Duration,
+}
+
+/// Serves `frames` frames back to back (no arrival pacing): the whole per-request path (policy,
+/// cache, inference, accounting), and fails unless every request was answered.
+fn node_round(
+    server: &mut Server<'_>,
+    cfg: &ServeConfig,
+    frames: usize,
+) -> anyhow::Result<NodeRound> {
+    let frame_rate: f64 = cfg.apps.iter().map(|(_, r)| *r).fold(0.0, f64::max);
+    let mut stats: Vec<AppStats> = cfg
+        .apps
+        .iter()
+        .map(|(name, _)| {
+            AppStats::new(
+                name,
+                server.manifest.app(name).map_or(0, |a| a.classes.len()),
+            )
+        })
+        .collect();
+    let mut state = DeviceState::new(&cfg.budgets, 0.0);
+    let mut served = Vec::with_capacity(frames);
+    let started = Instant::now();
+    for i in 0..frames {
+        let now_s = i as f64 / frame_rate;
+        served.push(server.serve_frame(now_s, frame_rate, cfg, &mut stats, &mut state, None)?);
+    }
+    let elapsed = started.elapsed();
+    let requests: u64 = stats.iter().map(|s| s.requests).sum();
+    let answered: u64 = stats.iter().flat_map(|s| s.by_variant.values()).sum();
+    anyhow::ensure!(
+        requests == frames as u64 && answered == requests,
+        "the node path answered {answered} of {requests} requests for {frames} frames; \
+         the comparison needs every frame answered"
+    );
+    Ok(NodeRound {
+        frames: served,
+        answered,
+        elapsed,
+    })
 }
 
 pub fn overhead(
@@ -138,18 +192,21 @@ pub fn overhead(
         stop: Arc::new(AtomicBool::new(false)),
         load_profiles: Default::default(),
     };
+    anyhow::ensure!(
+        frames > 0 && rounds > 0,
+        "frames and rounds must be at least 1"
+    );
     // Warm up both paths (model load, first-run allocations).
-    direct_round(&mut trunk, &mut head, manifest, data, 50)?;
-    server.serve_frames_now(&cfg, 50)?;
+    let warm = node_round(&mut server, &cfg, 50)?;
+    direct_round(&mut trunk, &mut head, manifest, data, &warm.frames)?;
     let (mut direct, mut node) = (Vec::new(), Vec::new());
+    let mut node_answered = 0;
     for _ in 0..rounds {
-        direct.push(
-            direct_round(&mut trunk, &mut head, manifest, data, frames)?.as_secs_f64() * 1e6
-                / frames as f64,
-        );
-        let t = Instant::now();
-        server.serve_frames_now(&cfg, frames)?;
-        node.push(t.elapsed().as_secs_f64() * 1e6 / frames as f64);
+        let round = node_round(&mut server, &cfg, frames)?;
+        node_answered += round.answered;
+        node.push(round.elapsed.as_secs_f64() * 1e6 / frames as f64);
+        let d = direct_round(&mut trunk, &mut head, manifest, data, &round.frames)?;
+        direct.push(d.as_secs_f64() * 1e6 / frames as f64);
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -163,5 +220,6 @@ pub fn overhead(
         direct_us_per_frame: d,
         node_us_per_frame: n,
         ratio: n / d,
+        node_answered,
     })
 }

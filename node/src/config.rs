@@ -74,6 +74,7 @@ pub struct RunArgs {
     /// Write the end-of-run summary (JSON) here.
     #[arg(long)]
     pub summary: Option<PathBuf>,
+    /// Send telemetry this often (milliseconds).
     #[arg(long, env = "MCDNN_TELEMETRY_MS", default_value_t = 1000)]
     pub telemetry_ms: u64,
     /// Seed for the replayed stream.

@@ -36,14 +36,19 @@ enum Command {
 enum BenchCommand {
     /// Per-frame cost of the node's request path against raw ONNX Runtime calls (ratio).
     Overhead {
+        /// The variant both paths run.
         #[arg(long, default_value = "full")]
         variant: String,
+        /// Frames per round (the same frames on both paths).
         #[arg(long, default_value_t = 1000)]
         frames: usize,
+        /// Rounds; the figures are medians over them.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// The catalog manifest (default: models/catalog.json, or MCDNN_CATALOG).
         #[arg(long)]
         catalog: Option<PathBuf>,
+        /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -55,8 +60,10 @@ enum CatalogCommand {
     /// variant so the allocator's reuse does not hide the footprint).
     #[command(hide = true)]
     ProbeMemory {
+        /// The variant to load.
         #[arg(long)]
         variant: String,
+        /// The catalog manifest.
         #[arg(long)]
         catalog: Option<PathBuf>,
     },
@@ -140,13 +147,14 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 println!(
-                    "variant {}: raw ort {:.1} us/frame, node request path {:.1} us/frame, ratio {:.3} (median of {} rounds x {} frames)",
+                    "variant {}: raw ort {:.1} us/frame, node request path {:.1} us/frame, ratio {:.3} (median of {} rounds x {} frames, same images; node answered {})",
                     r.variant,
                     r.direct_us_per_frame,
                     r.node_us_per_frame,
                     r.ratio,
                     r.rounds,
-                    r.frames
+                    r.frames,
+                    r.node_answered
                 );
             }
         }

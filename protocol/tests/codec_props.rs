@@ -80,11 +80,12 @@ prop_compose! {
         loaded_variants in texts(), apps in vec(app_telemetry(), 0..3),
         rtt_ms in f64s(), bandwidth_bps in f64s(), connected in any::<bool>(),
         offload_queue in any::<u32>(), served_offload in any::<u64>(),
-        load_profiles in vec(load_profile(), 0..3),
+        load_profiles in vec(load_profile(), 0..3), spool in any::<[u64; 2]>(),
     ) -> Telemetry {
         Telemetry { seq, at_unix_ms, battery, memory_free_bytes, model_memory_budget_bytes,
                     loaded_variants, apps, link: Link { rtt_ms, bandwidth_bps, connected },
-                    offload_queue, served_offload, load_profiles }
+                    offload_queue, served_offload, load_profiles,
+                    spool: SpoolCounters { accepted: spool[0], failures: spool[1] } }
     }
 }
 

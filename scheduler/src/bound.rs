@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, Place};
-use crate::lp::{Group, Problem, Table};
+use crate::lp::{Group, Problem, SolveError, Table};
 use crate::options::{OptionSpec, Specialised, steady_options};
 use crate::state::Budgets;
 
@@ -56,7 +56,11 @@ pub struct BoundResult {
 const SHARE_STEPS: f64 = 100.0;
 
 /// Computes the bound for `requests` under `budgets`.
-pub fn bound(catalog: &Catalog, budgets: &Budgets, requests: &[BoundRequest]) -> BoundResult {
+pub fn bound(
+    catalog: &Catalog,
+    budgets: &Budgets,
+    requests: &[BoundRequest],
+) -> Result<BoundResult, SolveError> {
     let trigger_min = catalog
         .apps
         .iter()
@@ -116,15 +120,15 @@ pub fn bound(catalog: &Catalog, budgets: &Budgets, requests: &[BoundRequest]) ->
         });
     }
     let problem = Problem::single(tables, groups, budgets.energy_j, budgets.cost_usd);
-    let sol = problem.solve(1e-9);
+    let sol = problem.solve(1e-9)?;
     let n = requests.len();
-    BoundResult {
+    Ok(BoundResult {
         mean_accuracy: if n == 0 { 0.0 } else { sol.dual / n as f64 },
         requests: n,
         energy_used_j: sol.energy_used,
         cost_used_usd: sol.cost_used,
         gap: sol.gap(),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -154,7 +158,7 @@ mod tests {
             horizon_s: 36_000.0,
             memory_mb: 1e9,
         };
-        let r = bound(&c, &b, &reqs(&c, "deepface", 100));
+        let r = bound(&c, &b, &reqs(&c, "deepface", 100)).expect("bound");
         assert!((r.mean_accuracy - 78.6).abs() < 1e-6, "{}", r.mean_accuracy);
     }
 
@@ -167,7 +171,7 @@ mod tests {
             horizon_s: 36_000.0,
             memory_mb: 1e9,
         };
-        let r = bound(&c, &b, &reqs(&c, "deepface", 100));
+        let r = bound(&c, &b, &reqs(&c, "deepface", 100)).expect("bound");
         assert!(r.mean_accuracy.abs() < 1e-9);
     }
 }

@@ -76,9 +76,10 @@ pub struct FleetPlan {
     pub capacity_price: f64,
     /// Mean accuracy (percent over all expected requests) of the plan.
     pub primal: f64,
-    /// Certified upper bound on the mean accuracy any plan can reach.
+    /// Certified upper bound on the mean accuracy any plan can reach, as the solver found it
+    /// (never raised to the primal, so a broken bound shows).
     pub dual: f64,
-    /// (dual - primal) / dual.
+    /// (dual - primal) / dual, not clamped: negative means the bound is wrong.
     pub gap: f64,
     pub cost_usd: f64,
     pub server_rps: f64,
@@ -95,6 +96,8 @@ pub enum FleetError {
     UnknownApp { node: String, app: String },
     #[error("node {node}: negative or non-finite energy, time or rate")]
     BadNumber { node: String },
+    #[error("the fleet solver failed: {0}")]
+    Solver(String),
 }
 
 /// Solves the fleet problem.
@@ -170,7 +173,9 @@ pub fn solve(problem: &FleetProblem) -> Result<FleetPlan, FleetError> {
     } else {
         1e-3
     };
-    let sol = lp.solve(tol);
+    let sol = lp
+        .solve(tol)
+        .map_err(|e| FleetError::Solver(e.to_string()))?;
     let mut nodes = Vec::with_capacity(problem.nodes.len());
     for (node, n) in problem.nodes.iter().zip(&lp.nodes) {
         let mut apps = Vec::with_capacity(n.len as usize);

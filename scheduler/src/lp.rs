@@ -254,6 +254,24 @@ pub struct Problem {
     pub server_budget: f64,
 }
 
+/// `(dual - primal) / |dual|`, 0 when both are 0 (nothing to serve), unclamped.
+pub fn relative_gap(primal: f64, dual: f64) -> f64 {
+    if dual == 0.0 && primal == 0.0 {
+        0.0
+    } else {
+        (dual - primal) / dual.abs().max(f64::MIN_POSITIVE)
+    }
+}
+
+/// Why a solve produced no answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SolveError {
+    /// A worker thread of the parallel node sweep panicked: its share of the sum is unknown, so
+    /// no plan or bound built from it can be trusted.
+    #[error("a solver worker thread panicked: {0}")]
+    WorkerPanicked(String),
+}
+
 /// Solution: per group a mix of options (the rest is dropped), the primal value and the dual
 /// bound.
 #[derive(Debug, Clone)]
@@ -273,13 +291,11 @@ pub struct Solution {
 }
 
 impl Solution {
-    /// Relative optimality gap (dual - primal) / dual; 0 when both are 0.
+    /// Relative optimality gap (dual - primal) / dual; 0 when both are 0. Not clamped: a
+    /// negative gap means the "bound" is below a feasible plan, i.e. the dual is broken, and
+    /// callers must see that rather than a reassuring 0.
     pub fn gap(&self) -> f64 {
-        if self.dual <= 0.0 {
-            0.0
-        } else {
-            ((self.dual - self.value) / self.dual).max(0.0)
-        }
+        relative_gap(self.value, self.dual)
     }
 }
 
@@ -399,7 +415,7 @@ impl Problem {
         nu: f64,
         s: &mut Scratch,
         rec: Option<&mut Vec<[(u32, f64); 2]>>,
-    ) -> Totals {
+    ) -> Result<Totals, SolveError> {
         s.priced.resize_with(self.tables.len(), Vec::new);
         for (t, out) in self.tables.iter().zip(s.priced.iter_mut()) {
             t.priced(mu, out);
@@ -416,13 +432,13 @@ impl Problem {
         nu: f64,
         s: &mut Scratch,
         rec: Option<&mut Vec<[(u32, f64); 2]>>,
-    ) -> Totals {
+    ) -> Result<Totals, SolveError> {
         if self.nodes.len() < PARALLEL_MIN_NODES {
-            return self.eval_nodes(&self.nodes, priced, nu, s, rec);
+            return Ok(self.eval_nodes(&self.nodes, priced, nu, s, rec));
         }
         let chunk = self.nodes.len().div_ceil(CHUNKS);
         let want = rec.is_some();
-        let parts: Vec<(Totals, Vec<Picks>)> = std::thread::scope(|sc| {
+        let parts: Result<Vec<(Totals, Vec<Picks>)>, SolveError> = std::thread::scope(|sc| {
             let handles: Vec<_> = self
                 .nodes
                 .chunks(chunk)
@@ -438,9 +454,13 @@ impl Problem {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_default())
+                .map(|h| {
+                    h.join()
+                        .map_err(|p| SolveError::WorkerPanicked(panic_text(&p)))
+                })
                 .collect()
         });
+        let parts = parts?;
         let mut tot = Totals::default();
         let mut rec = rec;
         for (t, out) in &parts {
@@ -449,7 +469,7 @@ impl Problem {
                 r.extend_from_slice(out);
             }
         }
-        tot
+        Ok(tot)
     }
 
     /// Each node's problem at fixed prices: per group the upper hull of (energy, priced value),
@@ -584,9 +604,9 @@ impl Problem {
         out
     }
 
-    fn cut(&self, q: [f64; 2], caps: [f64; 2], s: &mut Scratch) -> Cut {
+    fn cut(&self, q: [f64; 2], caps: [f64; 2], s: &mut Scratch) -> Result<Cut, SolveError> {
         let (mu, nu) = (q[0] * caps[0], q[1] * caps[1]);
-        let t = self.eval(mu, nu, s, None);
+        let t = self.eval(mu, nu, s, None)?;
         let d = self.dual_at(mu, nu, &t);
         let slack = |budget: f64, used: f64, cap: f64| {
             if budget.is_finite() {
@@ -595,7 +615,7 @@ impl Problem {
                 0.0
             }
         };
-        Cut {
+        Ok(Cut {
             q,
             d,
             g: [
@@ -605,7 +625,7 @@ impl Problem {
             mu,
             nu,
             t,
-        }
+        })
     }
 
     /// Solves to relative gap `tol` (or as close as the iteration limit gets).
@@ -616,11 +636,13 @@ impl Problem {
     /// seen is the certified bound; the primal is the best convex combination of at most three
     /// evaluated pure solutions that meets both coupling budgets (the LP dual of the cut model),
     /// so the gap closes as the model does. Usually a dozen or two evaluations.
-    pub fn solve(&self, tol: f64) -> Solution {
+    ///
+    /// Fails only when a worker thread of the parallel sweep (large fleets) panicked.
+    pub fn solve(&self, tol: f64) -> Result<Solution, SolveError> {
         let mut s = Scratch::default();
         let caps = self.price_caps();
         let active = [caps[0] > 0.0, caps[1] > 0.0];
-        let mut cuts: Vec<Cut> = vec![self.cut([0.0, 0.0], caps, &mut s)];
+        let mut cuts: Vec<Cut> = vec![self.cut([0.0, 0.0], caps, &mut s)?];
         let mut best = cuts[0].d;
         let feasible = |c: &Cut| c.g[0] >= 0.0 && c.g[1] >= 0.0;
         let combo = if feasible(&cuts[0]) {
@@ -638,32 +660,37 @@ impl Problem {
                 if cuts.iter().any(|c| c.q == q) {
                     break; // the model is exact there: nothing more to learn
                 }
-                let c = self.cut(q, caps, &mut s);
+                let c = self.cut(q, caps, &mut s)?;
                 best = best.min(c.d);
                 cuts.push(c);
             }
-            let combo = combo.or_else(|| best_combo(&cuts, active));
-            // Unreachable in practice: the price box's corner uses nothing priced.
-            combo.unwrap_or_else(|| {
-                let c = self.cut([1.0, 1.0], caps, &mut s);
-                best = best.min(c.d);
-                cuts.push(c);
-                Combo::pure(c.mu, c.nu, c.t)
-            })
+            match combo.or_else(|| best_combo(&cuts, active)) {
+                Some(c) => c,
+                // Unreachable in practice: the price box's corner uses nothing priced.
+                None => {
+                    let c = self.cut([1.0, 1.0], caps, &mut s)?;
+                    best = best.min(c.d);
+                    cuts.push(c);
+                    Combo::pure(c.mu, c.nu, c.t)
+                }
+            }
         };
         self.realise(&combo, best, cuts.len(), &mut s)
     }
 
-    fn realise(&self, combo: &Combo, best: f64, evals: usize, s: &mut Scratch) -> Solution {
-        let picks: Vec<(f64, Vec<Picks>)> = combo
-            .parts
-            .iter()
-            .map(|&(w, m, n)| {
-                let mut pure = Vec::with_capacity(self.groups.len());
-                self.eval(m, n, s, Some(&mut pure));
-                (w, pure)
-            })
-            .collect();
+    fn realise(
+        &self,
+        combo: &Combo,
+        best: f64,
+        evals: usize,
+        s: &mut Scratch,
+    ) -> Result<Solution, SolveError> {
+        let mut picks: Vec<(f64, Vec<Picks>)> = Vec::with_capacity(combo.parts.len());
+        for &(w, m, n) in &combo.parts {
+            let mut pure = Vec::with_capacity(self.groups.len());
+            self.eval(m, n, s, Some(&mut pure))?;
+            picks.push((w, pure));
+        }
         let mixes: Vec<Vec<(u32, f64)>> = (0..self.groups.len())
             .map(|gi| {
                 let mut mix: Vec<(u32, f64)> = Vec::with_capacity(2 * picks.len());
@@ -686,9 +713,10 @@ impl Problem {
             .parts
             .iter()
             .fold((0.0, 0.0, 0.0), |a, p| if p.0 > a.0 { *p } else { a });
-        Solution {
+        // The raw dual: if it ever fell below the primal the gap turns negative and shows it.
+        Ok(Solution {
             value: combo.t.value,
-            dual: best.max(combo.t.value),
+            dual: best,
             cost_price: heavy.1,
             server_price: heavy.2,
             cost_used: combo.t.cost,
@@ -696,8 +724,17 @@ impl Problem {
             energy_used: combo.t.energy,
             mixes,
             evaluations: evals,
-        }
+        })
     }
+}
+
+/// The message a panicking thread left, for the error that replaces its missing share.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
 }
 
 /// Evaluations the price search may spend at most.
@@ -846,183 +883,5 @@ fn best_combo(cuts: &[Cut], active: [bool; 2]) -> Option<Combo> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn opt(value: f64, energy: f64, cost: f64) -> Opt {
-        Opt {
-            value,
-            energy,
-            cost,
-            server: if cost > 0.0 { 1.0 } else { 0.0 },
-        }
-    }
-
-    #[test]
-    fn energy_only_greedy_fills_best_ratio_first() {
-        // Two groups of 10 requests; budget 10 J.
-        let a = Table::new(vec![opt(66.0, 0.36, 0.0), opt(78.0, 3.3, 0.0)]);
-        let b = Table::new(vec![opt(42.0, 1.24, 0.0)]);
-        let groups = vec![
-            Group {
-                table: 0,
-                weight: 10.0,
-                server_weight: 0.0,
-            },
-            Group {
-                table: 1,
-                weight: 10.0,
-                server_weight: 0.0,
-            },
-        ];
-        let p = Problem::single(vec![a, b], groups, 10.0, f64::INFINITY);
-        let sol = p.solve(1e-9);
-        // 3.6 J for all of A at 66 (183/J), then B at 34/J vs A upgrade at 12/J/1 -> B.
-        let expected = 10.0 * 66.0 + (10.0 - 3.6) / 1.24 * 42.0;
-        assert!(
-            (sol.value - expected).abs() < 1e-6,
-            "{} vs {expected}",
-            sol.value
-        );
-        assert!(sol.energy_used <= 10.0 + 1e-9);
-        assert!(sol.gap() < 1e-9);
-    }
-
-    #[test]
-    fn cost_budget_binds_and_gap_is_small() {
-        let t = Table::new(vec![
-            opt(60.0, 1.0, 0.0),
-            opt(80.0, 0.01, 1e-6),
-            opt(70.0, 0.01, 4e-7),
-        ]);
-        let groups = vec![Group {
-            table: 0,
-            weight: 1000.0,
-            server_weight: 0.0,
-        }];
-        let p = Problem::single(vec![t], groups, 100.0, 5e-4);
-        let sol = p.solve(1e-9);
-        assert!(sol.cost_used <= 5e-4 * (1.0 + 1e-9));
-        assert!(sol.energy_used <= 100.0 + 1e-9);
-        assert!(sol.gap() < 1e-6, "gap {}", sol.gap());
-        let total: f64 = sol.mixes[0].iter().map(|m| m.1).sum();
-        assert!(total <= 1.0 + 1e-9);
-    }
-
-    #[test]
-    fn both_coupling_constraints_bind() {
-        let t = Table::new(vec![
-            opt(50.0, 1.0, 0.0),
-            opt(90.0, 0.0, 1e-6),
-            opt(80.0, 0.0, 1e-7),
-        ]);
-        let groups = vec![Group {
-            table: 0,
-            weight: 1000.0,
-            server_weight: 1.0,
-        }];
-        let mut p = Problem::single(vec![t], groups, 300.0, 2e-4);
-        p.server_budget = 0.5;
-        let sol = p.solve(1e-6);
-        assert!(sol.cost_used <= 2e-4 * (1.0 + 1e-9));
-        assert!(sol.server_used <= 0.5 + 1e-9);
-        assert!(sol.gap() < 1e-3, "gap {}", sol.gap());
-    }
-
-    mod props {
-        use super::*;
-        use proptest::prelude::*;
-
-        fn arb_opt() -> impl Strategy<Value = Opt> {
-            (0.0f64..100.0, 0.0f64..5.0, 0usize..3, 1e-7f64..1e-5).prop_map(|(v, e, kind, c)| {
-                match kind {
-                    0 => opt(v, e, 0.0),
-                    1 => opt(v, 0.004, c),
-                    _ => Opt {
-                        value: v,
-                        energy: e,
-                        cost: c,
-                        server: 0.0,
-                    },
-                }
-            })
-        }
-
-        fn arb_problem() -> impl Strategy<Value = Problem> {
-            (
-                prop::collection::vec(prop::collection::vec(arb_opt(), 1..6), 1..4),
-                prop::collection::vec(
-                    (
-                        0.0f64..500.0,
-                        prop::collection::vec((0usize..4, 1.0f64..2000.0, 0.01f64..2.0), 1..4),
-                    ),
-                    1..8,
-                ),
-                1e-6f64..5e-3,
-                0.1f64..5.0,
-                any::<bool>(),
-            )
-                .prop_map(|(tables, nodes, cost, server, capped)| {
-                    let nt = tables.len();
-                    let mut p = Problem {
-                        tables: tables.into_iter().map(Table::new).collect(),
-                        cost_budget: cost,
-                        server_budget: if capped { server } else { f64::INFINITY },
-                        ..Problem::default()
-                    };
-                    for (energy, groups) in nodes {
-                        let first = p.groups.len() as u32;
-                        for (t, w, rate) in groups {
-                            p.groups.push(Group {
-                                table: (t % nt) as u32,
-                                weight: w,
-                                server_weight: rate,
-                            });
-                        }
-                        p.nodes.push(Node {
-                            energy_budget: energy,
-                            first,
-                            len: p.groups.len() as u32 - first,
-                        });
-                    }
-                    p
-                })
-        }
-
-        proptest! {
-            #![proptest_config(ProptestConfig::with_cases(200))]
-
-            /// On random small fleets: the mixes meet every node's energy and both coupling
-            /// budgets, add up to the reported primal, never beat the dual, and the gap closes.
-            #[test]
-            fn dual_bounds_a_feasible_primal(p in arb_problem()) {
-                let sol = p.solve(1e-4);
-                prop_assert!(sol.value <= sol.dual * (1.0 + 1e-9) + 1e-9);
-                prop_assert!(sol.gap() <= 1e-4 + 1e-9, "gap {} after {} evaluations", sol.gap(), sol.evaluations);
-                let (mut value, mut cost, mut server) = (0.0, 0.0, 0.0);
-                for node in &p.nodes {
-                    let mut energy = 0.0;
-                    for gi in node.first..node.first + node.len {
-                        let g = &p.groups[gi as usize];
-                        let opts = p.tables[g.table as usize].opts();
-                        let mix = &sol.mixes[gi as usize];
-                        let served: f64 = mix.iter().map(|m| m.1).sum();
-                        prop_assert!(served <= 1.0 + 1e-9);
-                        for &(o, f) in mix {
-                            prop_assert!(f >= 0.0);
-                            let o = &opts[o as usize];
-                            value += g.weight * f * o.value;
-                            energy += g.weight * f * o.energy;
-                            cost += g.weight * f * o.cost;
-                            server += g.server_weight * f * o.server;
-                        }
-                    }
-                    prop_assert!(energy <= node.energy_budget * (1.0 + 1e-9) + 1e-9, "energy {energy} > {}", node.energy_budget);
-                }
-                prop_assert!(cost <= p.cost_budget * (1.0 + 1e-9), "cost {cost} > {}", p.cost_budget);
-                prop_assert!(server <= p.server_budget * (1.0 + 1e-9), "server {server} > {}", p.server_budget);
-                prop_assert!((value - sol.value).abs() <= 1e-6 * value.abs().max(1.0), "{value} vs {}", sol.value);
-            }
-        }
-    }
-}
+#[path = "lp_tests.rs"]
+mod tests;

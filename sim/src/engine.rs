@@ -333,7 +333,7 @@ pub fn trace_bound(
     catalog: &Catalog,
     per_node: &[Vec<BoundRequest>],
     budgets: &Budgets,
-) -> BoundResult {
+) -> Result<BoundResult> {
     let mut total = BoundResult {
         mean_accuracy: 0.0,
         requests: 0,
@@ -343,17 +343,20 @@ pub fn trace_bound(
     };
     let mut sum = 0.0;
     for reqs in per_node {
-        let b = bound(catalog, budgets, reqs);
+        let b = bound(catalog, budgets, reqs)?;
         sum += b.mean_accuracy * b.requests as f64;
         total.requests += b.requests;
         total.energy_used_j += b.energy_used_j;
         total.cost_used_usd += b.cost_used_usd;
-        total.gap = total.gap.max(b.gap);
+        // The worst gap either way: a negative one (a broken bound) must not hide behind max.
+        if b.gap.abs() > total.gap.abs() {
+            total.gap = b.gap;
+        }
     }
     if total.requests > 0 {
         total.mean_accuracy = sum / total.requests as f64;
     }
-    total
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -362,12 +365,18 @@ mod tests {
     use proptest::prelude::*;
     use scheduler::policy::POLICY_NAMES;
 
-    fn trace(seed: u64, horizon: f64) -> (Vec<Request>, Connectivity) {
+    /// A generated trace; a generator error fails the test case (an empty trace would make
+    /// every property below hold vacuously).
+    fn trace(seed: u64, horizon: f64) -> Result<(Vec<Request>, Connectivity), TestCaseError> {
         let spec = ["two-apps", "specialisation", "outages", "one-app"][(seed % 4) as usize];
-        match crate::generators::generate(&format!("{spec}@{seed}"), horizon) {
-            Ok(g) => (g.requests, g.connectivity),
-            Err(_) => (Vec::new(), Connectivity::default()),
+        let g = crate::generators::generate(&format!("{spec}@{seed}"), horizon)
+            .map_err(|e| TestCaseError::fail(format!("generating {spec}@{seed}: {e:#}")))?;
+        if g.requests.is_empty() {
+            return Err(TestCaseError::fail(format!(
+                "{spec}@{seed} generated no requests"
+            )));
         }
+        Ok((g.requests, g.connectivity))
     }
 
     fn budgets(e: f64, c: f64, horizon: f64, mem: f64) -> Budgets {
@@ -386,7 +395,7 @@ mod tests {
         #[test]
         fn budgets_never_exceeded(seed in 0u64..1000, e in 0.0f64..300.0, c in 0.0f64..0.003, mem in 50.0f64..1200.0) {
             let horizon = 900.0;
-            let (reqs, conn) = trace(seed, horizon);
+            let (reqs, conn) = trace(seed, horizon)?;
             let cat = Catalog::paper();
             let b = budgets(e, c, horizon, mem);
             for p in POLICY_NAMES {
@@ -401,10 +410,12 @@ mod tests {
         #[test]
         fn bound_dominates_every_policy(seed in 0u64..1000, e in 0.0f64..400.0, c in 0.0f64..0.004) {
             let horizon = 900.0;
-            let (reqs, conn) = trace(seed, horizon);
+            let (reqs, conn) = trace(seed, horizon)?;
             let cat = Catalog::paper();
             let b = budgets(e, c, horizon, 1024.0);
-            let bound = trace_bound(&cat, &bound_requests(&cat, &reqs, &conn), &b).mean_accuracy;
+            let bound = trace_bound(&cat, &bound_requests(&cat, &reqs, &conn), &b)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?
+                .mean_accuracy;
             for p in POLICY_NAMES {
                 let r = run(&cat, &reqs, &conn, p, &b).map_err(|e| TestCaseError::fail(e.to_string()))?;
                 prop_assert!(r.mean_accuracy <= bound + 1e-6, "{p}: {} > bound {bound}", r.mean_accuracy);
@@ -415,11 +426,15 @@ mod tests {
         #[test]
         fn more_budget_never_lowers_the_bound(seed in 0u64..1000, e in 0.0f64..400.0, c in 0.0f64..0.004, de in 0.0f64..400.0, dc in 0.0f64..0.004) {
             let horizon = 900.0;
-            let (reqs, conn) = trace(seed, horizon);
+            let (reqs, conn) = trace(seed, horizon)?;
             let cat = Catalog::paper();
             let per_node = bound_requests(&cat, &reqs, &conn);
-            let lo = trace_bound(&cat, &per_node, &budgets(e, c, horizon, 1024.0)).mean_accuracy;
-            let hi = trace_bound(&cat, &per_node, &budgets(e + de, c + dc, horizon, 1024.0)).mean_accuracy;
+            let at = |e: f64, c: f64| {
+                trace_bound(&cat, &per_node, &budgets(e, c, horizon, 1024.0))
+                    .map(|b| b.mean_accuracy)
+                    .map_err(|err| TestCaseError::fail(err.to_string()))
+            };
+            let (lo, hi) = (at(e, c)?, at(e + de, c + dc)?);
             prop_assert!(hi >= lo - 1e-6 * lo.max(1.0), "{hi} < {lo}");
         }
     }
@@ -435,7 +450,7 @@ mod tests {
             &cat,
             &bound_requests(&cat, &g.requests, &g.connectivity),
             &b,
-        );
+        )?;
         assert!(ours.mean_accuracy >= paper.mean_accuracy);
         assert!(
             ours.mean_accuracy >= 0.95 * bound.mean_accuracy,

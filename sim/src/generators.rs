@@ -114,6 +114,9 @@ pub fn generate(spec: &str, horizon_s: f64) -> Result<Generated> {
         ),
         None => (spec, 1),
     };
+    if !(horizon_s.is_finite() && horizon_s > 0.0) {
+        bail!("{spec:?}: the horizon must be a positive number of seconds, got {horizon_s}");
+    }
     let mut rng = StdRng::seed_from_u64(seed);
     let face = |rng: &mut StdRng, rate, classes| poisson(rng, "deepface", rate, horizon_s, classes);
     let connected = Connectivity::default();
@@ -164,6 +167,9 @@ pub fn generate(spec: &str, horizon_s: f64) -> Result<Generated> {
                     Classes::None
                 };
                 parts.push(poisson(&mut rng, app, rate, horizon_s, classes));
+            }
+            if parts.is_empty() {
+                bail!("{spec:?} names no app: want poisson:APP=RATE,...");
             }
             Generated {
                 requests: merge(parts),
@@ -216,5 +222,9 @@ mod tests {
         assert!(generate("nonsense", 10.0).is_err());
         assert!(generate("poisson:deepface=x", 10.0).is_err());
         assert!(generate("poisson:deepface=-1", 10.0).is_err());
+        assert!(generate("poisson:", 10.0).is_err());
+        assert!(generate("one-app", f64::NAN).is_err());
+        assert!(generate("one-app", 0.0).is_err());
+        assert!(generate("one-app@x", 10.0).is_err());
     }
 }

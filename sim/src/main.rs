@@ -52,12 +52,16 @@ struct RunArgs {
     /// poisson:APP=RATE,...), optionally with @SEED.
     #[arg(long)]
     trace: String,
+    /// Energy budget over the horizon, joules (default: the catalog's).
     #[arg(long)]
     energy_budget_j: Option<f64>,
+    /// Cloud budget over the horizon, USD (default: the catalog's).
     #[arg(long)]
     cost_budget_usd: Option<f64>,
+    /// Length of the simulated shift, seconds (default: the catalog's).
     #[arg(long)]
     horizon_s: Option<f64>,
+    /// Model memory on the device, MB (default: the catalog's).
     #[arg(long)]
     memory_mb: Option<f64>,
     /// paper, mcdnn, best-device, cloud, cheapest, or bound.
@@ -143,7 +147,7 @@ fn cmd_run(a: RunArgs) -> Result<()> {
     }
     let report = if a.policy == "bound" {
         let reqs = engine::bound_requests(&catalog, &requests, &conn);
-        let bound = engine::trace_bound(&catalog, &reqs, &b);
+        let bound = engine::trace_bound(&catalog, &reqs, &b)?;
         engine::RunReport {
             policy: "bound".into(),
             mean_accuracy: bound.mean_accuracy,

@@ -35,8 +35,10 @@ pub struct ReportArgs {
     /// Output folder.
     #[arg(long, default_value = "sim-report")]
     pub out: PathBuf,
+    /// Length of the simulated shift, seconds.
     #[arg(long, default_value_t = 36_000.0)]
     pub horizon_s: f64,
+    /// Worker threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     /// Only these scenarios (default: all).

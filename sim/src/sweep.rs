@@ -22,8 +22,10 @@ pub struct SweepArgs {
     /// Generator (one-app, two-apps, specialisation, outages, poisson:...) or trace CSV.
     #[arg(long, default_value = "two-apps")]
     pub scenario: String,
+    /// `paper` or a path to a models manifest (models/catalog.json).
     #[arg(long, default_value = "paper")]
     pub catalog: String,
+    /// Device class to take from a manifest catalog.
     #[arg(long, default_value = "phone")]
     pub device_class: String,
     /// Energy budgets (J), comma separated.
@@ -35,6 +37,7 @@ pub struct SweepArgs {
     /// Policies to run besides the bound.
     #[arg(long, value_delimiter = ',', default_value = "paper,mcdnn")]
     pub policies: Vec<String>,
+    /// Length of the simulated shift, seconds.
     #[arg(long, default_value_t = 36_000.0)]
     pub horizon_s: f64,
     /// Worker threads.
@@ -124,7 +127,7 @@ fn run_cell(
         let r = engine::run(&sc.catalog, &sc.requests, &sc.conn, p, &budgets)?;
         out.push((p.clone(), r.mean_accuracy, r.violations));
     }
-    let bound = engine::trace_bound(&sc.catalog, bound_reqs, &budgets).mean_accuracy;
+    let bound = engine::trace_bound(&sc.catalog, bound_reqs, &budgets)?.mean_accuracy;
     Ok(Cell {
         energy_j: energy,
         cost_usd: cost,

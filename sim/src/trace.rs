@@ -100,6 +100,10 @@ pub fn read_trace(path: &Path) -> Result<Vec<Request>> {
             node: field(ni),
         });
     }
+    if out.is_empty() {
+        // An empty trace would make every figure computed on it hold vacuously.
+        bail!("trace {} has no requests", path.display());
+    }
     out.sort_by(|a, b| a.time_s.total_cmp(&b.time_s));
     Ok(out)
 }
@@ -181,6 +185,8 @@ mod tests {
         let p = write("bad.csv", "time_s,app\nabc,deepface\n");
         assert!(read_trace(&p).is_err());
         let p = write("bad2.csv", "foo,bar\n1,2\n");
+        assert!(read_trace(&p).is_err());
+        let p = write("empty.csv", "time_s,app\n");
         assert!(read_trace(&p).is_err());
         let p = write("c.csv", "time_s,connected\n1,maybe\n");
         assert!(read_connectivity(&p).is_err());

@@ -1,16 +1,19 @@
 //! Fault scenarios against real coordinator and node processes on this machine (`mcdnn-chaos`).
 //! Each returns one JSON object with at least `scenario`, `ok`, `lost` and `duplicated`, plus the
-//! scenario's own figures. `lost`/`duplicated` compare what the node accepted (its summary) with
-//! what the coordinator recorded (its `/status` result ledger), or, for downloads, shards needed
-//! with shards fetched.
+//! scenario's own figures and the `problems` its verdict found (`ok` is "no problems"). Each
+//! proves its fault happened (datagrams dropped, a process killed mid-work, bytes corrupt on
+//! disk) and judges the run from independent evidence after a drain (see [`crate::verdict`]):
+//! what each node accepted, dropped and still holds (its summary and telemetry) against what the
+//! coordinator's ledger recorded.
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde_json::{Value, json};
 
 use crate::proxy::UdpProxy;
-use crate::{Fleet, NodeOpts, Proc, free_port};
+use crate::verdict::{self, PartitionEvidence};
+use crate::{Fleet, NodeOpts, Proc, evidence, free_port};
 
 pub const SCENARIOS: [&str; 4] = [
     "node-crash-during-download",
@@ -36,8 +39,8 @@ impl Default for Options {
 
 pub fn run(scenario: &str, opts: &Options) -> anyhow::Result<Value> {
     match scenario {
-        "node-crash-during-download" => crash_during_download(),
-        "corrupt-shard" => corrupt_shard(),
+        "node-crash-during-download" => crate::chaos_models::crash_during_download(),
+        "corrupt-shard" => crate::chaos_models::corrupt_shard(),
         "offload-server-kill" => offload_server_kill(),
         "partition-spool" => partition_spool(opts.partition),
         other => bail!(
@@ -55,48 +58,45 @@ pub(crate) fn wait_exit(p: &mut Proc, timeout: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tail(text: &str) -> String {
+pub(crate) fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-pub(crate) fn u(v: &Value, path: &[&str]) -> u64 {
-    path.iter().fold(v, |v, k| &v[*k]).as_u64().unwrap_or(0)
-}
-
-/// Node accepted vs coordinator recorded, from the node summary and the coordinator's ledger.
-pub(crate) fn exactly_once(
+/// The results verdict for a node's runs (oldest first; the last has exited, its spool
+/// drained), with its last telemetry checked too: (verdict, problems, figures).
+pub(crate) fn node_results(
     fleet: &Fleet,
     node: &str,
-    summary: &Value,
-) -> anyhow::Result<(u64, u64, Value)> {
+    runs: &[&Value],
+) -> anyhow::Result<(verdict::ResultVerdict, Vec<String>, Value)> {
     let status = fleet.status()?;
-    let rec = status.results.get(node).cloned().unwrap_or_default();
-    let accepted = u(summary, &["results_accepted"]);
-    let lost = accepted.saturating_sub(rec.received);
-    let duplicated = rec.received.saturating_sub(accepted);
-    Ok((
-        lost,
-        duplicated,
-        json!({
-            "results_accepted": accepted,
-            "results_recorded": rec.received,
-            "results_pending_at_exit": u(summary, &["results_pending"]),
-            "resends_dropped_by_coordinator": rec.duplicates_dropped,
-            "sequence_gaps": rec.gaps,
-        }),
-    ))
+    let e = evidence::node_runs(node, runs, &status)?;
+    let v = verdict::results(std::slice::from_ref(&e));
+    let mut problems = v.problems.clone();
+    problems.extend(evidence::telemetry_problems(&status, &[node]));
+    let figures = json!({
+        "results_accepted": e.accepted,
+        "results_recorded": e.recorded,
+        "results_pending_after_drain": e.pending,
+        "requests": e.requests,
+        "dropped": e.dropped,
+        "spool_failures": e.spool_failures,
+        "sequence_gaps": e.gaps,
+    });
+    Ok((v, problems, figures))
 }
 
-pub(crate) fn merge(mut a: Value, b: Value) -> Value {
-    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
-        a.extend(b);
-    }
-    a
+fn recorded(fleet: &Fleet, node: &str) -> anyhow::Result<u64> {
+    Ok(evidence::recorded(&fleet.status()?, node).0)
 }
+
+/// How long after the cut results already on the wire may still land.
+const CUT_SETTLE: Duration = Duration::from_secs(1);
 
 /// Cut the node from the coordinator (a UDP proxy drops everything) while it keeps serving; the
-/// spooled results must arrive exactly once after the link returns.
+/// spooled results must arrive exactly once after the link returns. The proxy's drop count and
+/// a ledger that stands still during the cut prove the partition.
 fn partition_spool(partition: Duration) -> anyhow::Result<Value> {
     let fleet = Fleet::new()?;
     let _coord = fleet.coordinator(&[])?;
@@ -116,50 +116,68 @@ fn partition_spool(partition: Duration) -> anyhow::Result<Value> {
     fleet.wait_for("results from the node", Duration::from_secs(30), |s| {
         s.results.get("cam-spool").is_some_and(|r| r.received > 0)
     })?;
-    let at_cut = fleet
-        .status()?
-        .results
-        .get("cam-spool")
-        .map_or(0, |r| r.received);
     proxy.partition(true);
-    std::thread::sleep(partition);
-    let during = fleet
-        .status()?
-        .results
-        .get("cam-spool")
-        .map_or(0, |r| r.received);
+    std::thread::sleep(CUT_SETTLE);
+    let at_cut = recorded(&fleet, "cam-spool")?;
+    std::thread::sleep(partition.saturating_sub(CUT_SETTLE));
+    let at_heal = recorded(&fleet, "cam-spool")?;
+    let dropped = proxy.dropped.load(std::sync::atomic::Ordering::Relaxed);
     proxy.partition(false);
     let healed = Instant::now();
     let after = fleet.wait_for("the spool to flow again", Duration::from_secs(40), |s| {
         s.results
             .get("cam-spool")
-            .is_some_and(|r| r.received > during)
+            .is_some_and(|r| r.received > at_heal)
     })?;
     let reconnect_s = healed.elapsed().as_secs_f64();
-    let backlog = after.results.get("cam-spool").map_or(0, |r| r.received) - during;
+    let backlog = evidence::recorded(&after, "cam-spool").0 - at_heal;
     wait_exit(&mut node, Duration::from_secs(secs as u64 + 90))?;
     let summary = fleet.summary("cam-spool")?;
-    let (lost, duplicated, figures) = exactly_once(&fleet, "cam-spool", &summary)?;
-    let arrived_while_cut = during.saturating_sub(at_cut);
-    let ok = lost == 0 && duplicated == 0 && backlog > 0 && u(&summary, &["results_pending"]) == 0;
-    Ok(merge(
-        json!({
-            "scenario": "partition-spool",
-            "ok": ok,
-            "lost": lost,
-            "duplicated": duplicated,
-            "partition_s": partition.as_secs_f64(),
-            "datagrams_dropped": proxy.dropped.load(std::sync::atomic::Ordering::Relaxed),
-            "recorded_while_partitioned": arrived_while_cut,
-            "first_backlog_batch": backlog,
-            "reconnect_s": reconnect_s,
-        }),
-        figures,
+    let (v, mut problems, figures) = node_results(&fleet, "cam-spool", &[&summary])?;
+    problems.extend(verdict::partition(&PartitionEvidence {
+        datagrams_dropped: dropped,
+        recorded_at_cut: at_cut,
+        recorded_at_heal: at_heal,
+        backlog_after_heal: backlog,
+    }));
+    Ok(verdict::report(
+        "partition-spool",
+        v.lost,
+        v.duplicated,
+        &problems,
+        merge(
+            json!({
+                "partition_s": partition.as_secs_f64(),
+                "datagrams_dropped": dropped,
+                "recorded_while_partitioned": at_heal.saturating_sub(at_cut),
+                "first_backlog_batch": backlog,
+                "reconnect_s": reconnect_s,
+            }),
+            figures,
+        ),
     ))
 }
 
+pub(crate) fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+fn served_offload(fleet: &Fleet, server: &str) -> anyhow::Result<u64> {
+    Ok(fleet
+        .status()?
+        .nodes
+        .iter()
+        .find(|n| n.id == server)
+        .map_or(0, |n| n.served_offload))
+}
+
 /// Kill -9 the offload server while a device offloads every request: requests fall back to a
-/// local variant and none is lost.
+/// local variant and none is lost. The server is killed only once the device has offload
+/// requests in flight (it offloads every request back to back), and the device must show
+/// fallbacks after the kill.
 fn offload_server_kill() -> anyhow::Result<Value> {
     let fleet = Fleet::new()?;
     let _coord = fleet.coordinator(&[])?;
@@ -188,204 +206,45 @@ fn offload_server_kill() -> anyhow::Result<Value> {
                 .any(|n| n.id == "edge-1" && n.served_offload >= 10)
         },
     )?;
-    let served_before_kill = fleet
-        .status()?
-        .nodes
-        .iter()
-        .find(|n| n.id == "edge-1")
-        .map_or(0, |n| n.served_offload);
+    let served_before_kill = served_offload(&fleet, "edge-1")?;
     server.kill();
     wait_exit(&mut node, Duration::from_secs(120))?;
     let summary = fleet.summary("cam-off")?;
-    let (lost_results, duplicated, figures) = exactly_once(&fleet, "cam-off", &summary)?;
+    let (v, mut problems, figures) = node_results(&fleet, "cam-off", &[&summary])?;
     let apps = summary["apps"].as_object().cloned().unwrap_or_default();
     let sum = |k: &str| {
         apps.values()
             .map(|a| a[k].as_u64().unwrap_or(0))
             .sum::<u64>()
     };
-    let (requests, dropped, offloaded, fallbacks) = (
-        sum("requests"),
-        sum("dropped"),
-        sum("offloaded"),
-        sum("offload_fallbacks"),
-    );
-    let lost = lost_results + dropped;
-    let ok = lost == 0 && duplicated == 0 && offloaded > 0 && fallbacks > 0;
-    Ok(merge(
-        json!({
-            "scenario": "offload-server-kill",
-            "ok": ok,
-            "lost": lost,
-            "duplicated": duplicated,
-            "requests": requests,
-            "offloaded": offloaded,
-            "fell_back_locally": fallbacks,
-            "dropped": dropped,
-            "served_by_server_before_kill": served_before_kill,
-            "accuracy": summary["accuracy"],
-            "cost_used_usd": summary["cost_used_usd"],
-        }),
-        figures,
+    let (offloaded, fallbacks) = (sum("offloaded"), sum("offload_fallbacks"));
+    let dropped = evidence::field(&summary, "dropped")?;
+    // Every request must be answered, on the server or locally: a dropped one is lost here.
+    if dropped > 0 {
+        problems.push(format!(
+            "{dropped} requests dropped instead of falling back"
+        ));
+    }
+    if offloaded == 0 {
+        problems.push("nothing was offloaded: the server was never used".into());
+    }
+    if fallbacks == 0 {
+        problems.push("no request fell back: the kill did not hit offloading".into());
+    }
+    Ok(verdict::report(
+        "offload-server-kill",
+        v.lost + dropped,
+        v.duplicated,
+        &problems,
+        merge(
+            json!({
+                "offloaded": offloaded,
+                "fell_back_locally": fallbacks,
+                "served_by_server_before_kill": served_before_kill,
+                "accuracy": summary["accuracy"],
+                "cost_used_usd": summary["cost_used_usd"],
+            }),
+            figures,
+        ),
     ))
-}
-
-fn shard_lines(p: &Proc) -> usize {
-    p.log_text()
-        .lines()
-        .filter(|l| l.contains("shard stored"))
-        .count()
-}
-
-/// Kill -9 a node in the middle of its first model download; on restart it fetches only the
-/// shards it lacks, verifies everything and serves.
-fn crash_during_download() -> anyhow::Result<Value> {
-    let fleet = Fleet::new()?;
-    let _coord = fleet.coordinator(&[])?;
-    let extra = [
-        "--models",
-        "coordinator",
-        "--prefetch",
-        "all",
-        "--fetch-max-mbps",
-        "1.5",
-    ];
-    let mut first = fleet.node("cam-dl", "laptop", 120.0, &extra)?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while shard_lines(&first) < 10 {
-        if Instant::now() > deadline {
-            bail!("the download never started: {}", tail(&first.log_text()));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    first.kill();
-    let stored_before_crash = shard_lines(&first);
-    let mut second = fleet.node(
-        "cam-dl",
-        "laptop",
-        12.0,
-        &["--models", "coordinator", "--prefetch", "all"],
-    )?;
-    wait_exit(&mut second, Duration::from_secs(120))?;
-    let summary = fleet.summary("cam-dl")?;
-    let m = &summary["models"];
-    let resumed = u(m, &["shards_resumed"]);
-    let fetched = u(m, &["shards_fetched"]);
-    let total = total_shards()?;
-    let complete = m["variants_complete"].as_array().map_or(0, Vec::len);
-    let lost = total.saturating_sub(resumed + fetched);
-    let duplicated = (resumed + fetched).saturating_sub(total);
-    let ok = resumed > 0
-        && fetched > 0
-        && lost == 0
-        && duplicated == 0
-        && complete == 6
-        && u(&summary, &["requests"]) > 0;
-    Ok(json!({
-        "scenario": "node-crash-during-download",
-        "ok": ok,
-        "lost": lost,
-        "duplicated": duplicated,
-        "shards_total": total,
-        "shards_stored_before_kill": stored_before_crash,
-        "shards_resumed": resumed,
-        // Shards stored in the last moments before the kill, not yet flushed by sled.
-        "shards_lost_to_crash": (stored_before_crash as u64).saturating_sub(resumed),
-        "shards_fetched_after_restart": fetched,
-        "shards_verified": u(m, &["shards_verified"]),
-        "variants_complete": complete,
-        "requests_served_after_restart": u(&summary, &["requests"]),
-        "accuracy": summary["accuracy"],
-    }))
-}
-
-/// Distinct shards of the repo catalog, as the coordinator cuts them.
-fn total_shards() -> anyhow::Result<u64> {
-    let (manifest, _, dir) = protocol::manifest::load(&crate::catalog())?;
-    let mut digests = std::collections::BTreeSet::new();
-    for v in &manifest.variants {
-        for f in std::iter::once(&v.trunk).chain(v.heads.iter().map(|h| &h.file)) {
-            let bytes = std::fs::read(dir.join(&f.file))?;
-            for c in bytes.chunks(protocol::msg::SHARD_BYTES) {
-                digests.insert(sha256(c));
-            }
-        }
-    }
-    Ok(digests.len() as u64)
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
-/// Flip bytes in stored shards of a stopped node; on its next run the corruption is detected when
-/// the variant is read, the shard is dropped and fetched again, and nothing corrupt is loaded.
-fn corrupt_shard() -> anyhow::Result<Value> {
-    let fleet = Fleet::new()?;
-    let _coord = fleet.coordinator(&[])?;
-    let extra = ["--models", "coordinator", "--prefetch", "all"];
-    let mut first = fleet.node("cam-cs", "laptop", 8.0, &extra)?;
-    wait_exit(&mut first, Duration::from_secs(120))?;
-    let before = fleet.summary("cam-cs")?;
-    let complete_before = before["models"]["variants_complete"]
-        .as_array()
-        .map_or(0, Vec::len);
-    // One flipped byte in one shard of every variant's trunk: whichever variant the node loads
-    // first meets corruption.
-    let flipped = {
-        let db =
-            sled::open(fleet.store_path("cam-cs")).context("opening the stopped node's store")?;
-        let shards = db.open_tree(mcdnn_node::models::shards::SHARDS_TREE)?;
-        let manifests = db.open_tree("model_manifests")?;
-        let mut flipped = 0u64;
-        for item in manifests.iter() {
-            let (_, v) = item?;
-            let m: protocol::msg::VariantManifest = protocol::codec::decode(&v)?;
-            let Some(d) = m.files.first().and_then(|f| f.shards.last()) else {
-                continue;
-            };
-            if let Some(bytes) = shards.get(d)? {
-                let mut bad = bytes.to_vec();
-                let mid = bad.len() / 2;
-                bad[mid] ^= 0xff;
-                shards.insert(d.as_bytes(), bad)?;
-                flipped += 1;
-            }
-        }
-        db.flush()?;
-        flipped
-    };
-    let mut second = fleet.node("cam-cs", "laptop", 12.0, &extra)?;
-    wait_exit(&mut second, Duration::from_secs(120))?;
-    let summary = fleet.summary("cam-cs")?;
-    let m = &summary["models"];
-    let detected = u(m, &["corrupt_shards_dropped"]);
-    let refetched = u(m, &["shards_fetched"]);
-    // Every shard left in the store must match its digest.
-    let corrupt_left = {
-        let db = sled::open(fleet.store_path("cam-cs"))?;
-        let shards = db.open_tree(mcdnn_node::models::shards::SHARDS_TREE)?;
-        shards
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(k, v)| String::from_utf8_lossy(k) != sha256(v))
-            .count() as u64
-    };
-    let requests = u(&summary, &["requests"]);
-    let ok = detected >= 1 && refetched >= 1 && corrupt_left == 0 && requests > 0;
-    Ok(json!({
-        "scenario": "corrupt-shard",
-        "ok": ok,
-        "lost": 0,
-        "duplicated": 0,
-        "variants_complete_before": complete_before,
-        "shards_flipped": flipped,
-        "corrupt_detected_and_dropped": detected,
-        "shards_refetched": refetched,
-        "corrupt_shards_left": corrupt_left,
-        "loaded_corrupt": 0,
-        "requests_served": requests,
-        "accuracy": summary["accuracy"],
-    }))
 }

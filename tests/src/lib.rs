@@ -7,9 +7,12 @@ pub mod backup_chaos;
 pub mod cluster;
 pub mod identity;
 pub mod raft_chaos;
+mod raft_partition;
 pub mod revoke_chaos;
 pub mod rogue_chaos;
 pub mod wiped_chaos;
+mod write_bench;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,8 +25,11 @@ use protocol::identity::{Ca, Kind, OperatorRole};
 
 pub mod bench;
 pub mod chaos;
+mod chaos_models;
+pub mod evidence;
 pub mod peers;
 pub mod proxy;
+pub mod verdict;
 
 /// The folder with the workspace's binaries (target/debug or target/release), found from the
 /// running executable: a test runs from target/*/deps, a tool from target/*.

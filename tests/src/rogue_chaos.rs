@@ -9,7 +9,8 @@ use protocol::codec;
 use protocol::msg::{NodeMsg, Role, Telemetry};
 use serde_json::{Value, json};
 
-use crate::chaos::{exactly_once, merge, u, wait_exit};
+use crate::chaos::{merge, node_results, wait_exit};
+use crate::evidence;
 use crate::peers::{self, Fake};
 use crate::{Fleet, NodeOpts, free_port};
 
@@ -94,13 +95,15 @@ pub fn rogue_node(opts: &RogueOptions) -> anyhow::Result<Value> {
     let rogue_excluded = rogue.and_then(|n| n.excluded.clone());
     let rogue_planned = during.plan.mixes.contains_key("cam-rogue");
     let (mut lost, mut duplicated, mut accuracies, mut figures) = (0, 0, Vec::new(), json!({}));
+    let mut problems = Vec::new();
     for (i, node) in honest.iter_mut().enumerate() {
         wait_exit(node, Duration::from_secs(secs as u64 + 60))?;
         let name = ["cam-a", "cam-b"][i];
         let summary = fleet.summary(name)?;
-        let (l, d, f) = exactly_once(&fleet, name, &summary)?;
-        lost += l;
-        duplicated += d;
+        let (v, p, f) = node_results(&fleet, name, &[&summary])?;
+        lost += v.lost;
+        duplicated += v.duplicated;
+        problems.extend(p);
         let acc = summary["apps"]["garment"]["accuracy"]
             .as_f64()
             .unwrap_or(0.0);
@@ -110,6 +113,7 @@ pub fn rogue_node(opts: &RogueOptions) -> anyhow::Result<Value> {
     let min_accuracy = accuracies.iter().copied().fold(f64::INFINITY, f64::min);
     let ok = lost == 0
         && duplicated == 0
+        && problems.is_empty()
         && epochs_advanced >= 3
         && seen.frames() == 0
         && rogue_excluded.is_some()
@@ -127,6 +131,7 @@ pub fn rogue_node(opts: &RogueOptions) -> anyhow::Result<Value> {
             "rogue_excluded": rogue_excluded,
             "rogue_planned": rogue_planned,
             "honest_min_garment_accuracy": min_accuracy,
+            "problems": problems,
         }),
         json!({ "honest": figures }),
     ))
@@ -158,26 +163,33 @@ pub fn store_wipe(opts: &RogueOptions) -> anyhow::Result<Value> {
     wait_exit(&mut second, Duration::from_secs(secs as u64 + 60))?;
     let summary = fleet.summary(name)?;
     // The ledger now holds both stores' results: take the first store's part out.
-    let (_, _, figures) = exactly_once(&fleet, name, &summary)?;
-    let recorded_total = figures["results_recorded"].as_u64().unwrap_or(0);
+    let recorded_total = evidence::recorded(&fleet.status()?, name).0;
     let recorded_after = recorded_total.saturating_sub(recorded_before);
-    let accepted_after = u(&summary, &["results_accepted"]);
+    let accepted_after = summary["results_accepted"]
+        .as_u64()
+        .context("the node summary has no results_accepted")?;
+    let pending_after = summary["results_pending"]
+        .as_u64()
+        .context("the node summary has no results_pending")?;
     let lost = accepted_after.saturating_sub(recorded_after);
     let duplicated = recorded_after.saturating_sub(accepted_after);
-    let ok = lost == 0 && duplicated == 0 && accepted_after > 0 && recorded_before > 0;
-    Ok(merge(
-        json!({
-            "scenario": "store-wipe",
-            "ok": ok,
-            "lost": lost,
-            "duplicated": duplicated,
-            "recorded_from_first_store": recorded_before,
-            "spooled_in_first_store_at_wipe": unsent_at_wipe,
-            "accepted_by_new_store": accepted_after,
-            "recorded_from_new_store": recorded_after,
-        }),
-        figures,
-    ))
+    let ok = lost == 0
+        && duplicated == 0
+        && pending_after == 0
+        && accepted_after > 0
+        && recorded_before > 0;
+    Ok(json!({
+        "scenario": "store-wipe",
+        "ok": ok,
+        "lost": lost,
+        "duplicated": duplicated,
+        "recorded_from_first_store": recorded_before,
+        "spooled_in_first_store_at_wipe": unsent_at_wipe,
+        "accepted_by_new_store": accepted_after,
+        "recorded_from_new_store": recorded_after,
+        "pending_after_drain": pending_after,
+        "results_recorded": recorded_total,
+    }))
 }
 
 /// Results still spooled in a (stopped) node's store: destroyed with it.

@@ -4,83 +4,60 @@
 //! promoted once caught up) and every acknowledged write must be on every replica, in order,
 //! exactly once.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::cluster::Cluster;
-use crate::raft_chaos::{Writer, audit, percentile};
+use crate::raft_chaos::{audit, client, percentile};
+use crate::writer::Writer;
 
 const T: Duration = Duration::from_secs(30);
-
-fn locked(c: &Arc<Mutex<Cluster>>) -> anyhow::Result<std::sync::MutexGuard<'_, Cluster>> {
-    c.lock()
-        .map_err(|_| anyhow::anyhow!("cluster lock poisoned"))
-}
+const WRITER: &str = "wiped-writer";
 
 /// Runs `rounds` wipe-and-restart rounds on a three-replica cluster under writes.
 pub fn wiped_replica(rounds: usize) -> anyhow::Result<serde_json::Value> {
     let mut c = Cluster::new(3)?;
     c.start_all()?;
     c.wait_leader(T, None)?;
-    let shared = Arc::new(Mutex::new(c));
-    let writer = Writer::start(shared.clone());
+    // The writer has its own client and thread: it shares no lock with the rounds below.
+    let writer = Writer::start(client(&c), WRITER);
     let mut rejoin_s = Vec::new();
     for round in 0..rounds {
         // Let writes pile up (and the log compact) between rounds.
         std::thread::sleep(Duration::from_millis(700));
-        let t0 = {
-            let mut c = locked(&shared)?;
-            let leader = c.wait_leader(T, None)?;
-            let victim = if round % 2 == 0 {
-                leader
-            } else {
-                (leader + 1 + round / 2 % 2) % 3
-            };
-            c.kill(victim);
-            c.wipe(victim);
-            drop(c);
-            // Writes go on with two replicas while the third is gone.
-            std::thread::sleep(Duration::from_millis(500));
-            let mut c = locked(&shared)?;
-            c.start(victim)?;
-            let t0 = Instant::now();
-            drop(c);
-            (victim, t0)
+        let leader = c.wait_leader(T, None)?;
+        let victim = if round % 2 == 0 {
+            leader
+        } else {
+            (leader + 1 + round / 2 % 2) % 3
         };
-        // Poll without holding the lock for long, so the writer keeps writing meanwhile.
-        let deadline = Instant::now() + T;
-        loop {
-            let done = locked(&shared)?
-                .wait_rejoined(t0.0, Duration::from_millis(1))
-                .is_ok();
-            if done {
-                break;
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "round {round}: replica {} did not rejoin within {T:?}",
-                t0.0
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        rejoin_s.push(t0.1.elapsed().as_secs_f64());
+        c.kill(victim);
+        c.wipe(victim);
+        // Writes go on with two replicas while the third is gone.
+        std::thread::sleep(Duration::from_millis(500));
+        c.start(victim)?;
+        let t0 = Instant::now();
+        c.wait_rejoined(victim, T).map_err(|e| {
+            anyhow::anyhow!("round {round}: replica {victim} did not rejoin within {T:?}: {e:#}")
+        })?;
+        rejoin_s.push(t0.elapsed().as_secs_f64());
     }
     let acked = writer.finish();
-    let c = locked(&shared)?;
-    let (lost, duplicated, ordered, lens) = audit(&c, &acked)?;
+    let w = audit(&c, WRITER, &acked)?;
     let p50 = percentile(&mut rejoin_s.clone(), 0.5);
     let max = rejoin_s.iter().copied().fold(0.0, f64::max);
     Ok(json!({
         "scenario": "wiped-replica",
-        "ok": lost == 0 && duplicated == 0 && ordered && !acked.is_empty(),
+        "ok": w.ok() && !acked.is_empty(),
         "rounds": rounds,
-        "acknowledged": acked.len(),
-        "lost": lost,
-        "duplicated": duplicated,
-        "in_order": ordered,
-        "replica_log_lengths": lens,
+        "acknowledged": w.acknowledged,
+        "lost": w.lost,
+        "duplicated": w.duplicated,
+        "in_order": w.in_order,
+        "replicas_agree": w.replicas_agree,
+        "replica_log_lengths": w.replica_log_lengths,
+        "problems": w.problems,
         "rejoin_s": { "p50": p50, "max": max, "all": rejoin_s },
     }))
 }

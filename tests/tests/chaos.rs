@@ -9,6 +9,7 @@ use mcdnn_tests::chaos::{self, Options};
 fn check(scenario: &str, opts: &Options) -> serde_json::Value {
     let result = chaos::run(scenario, opts).unwrap_or_else(|e| panic!("{scenario}: {e:#}"));
     assert_eq!(result["scenario"], scenario);
+    assert_eq!(result["problems"], serde_json::json!([]), "{result}");
     assert_eq!(result["lost"], 0, "{result}");
     assert_eq!(result["duplicated"], 0, "{result}");
     assert_eq!(result["ok"], true, "{result}");
@@ -19,14 +20,27 @@ fn check(scenario: &str, opts: &Options) -> serde_json::Value {
 fn node_crash_during_download_resumes_and_verifies() {
     let r = check("node-crash-during-download", &Options::default());
     assert!(r["shards_resumed"].as_u64() > Some(0), "{r}");
+    assert!(
+        r["shards_on_disk_after_kill"].as_u64() < r["shards_total"].as_u64(),
+        "the kill hit the download: {r}"
+    );
     assert_eq!(r["variants_complete"], 6, "{r}");
 }
 
 #[test]
 fn corrupt_shard_is_detected_refetched_and_never_loaded() {
     let r = check("corrupt-shard", &Options::default());
-    assert!(r["corrupt_detected_and_dropped"].as_u64() >= Some(1), "{r}");
+    assert!(r["shards_flipped"].as_u64() > Some(0), "{r}");
+    assert_eq!(
+        r["corrupt_on_disk_before_restart"], r["shards_flipped"],
+        "{r}"
+    );
+    assert!(
+        r["corrupt_detected_and_dropped"].as_u64() >= r["shards_flipped"].as_u64(),
+        "{r}"
+    );
     assert_eq!(r["corrupt_shards_left"], 0, "{r}");
+    assert_eq!(r["loaded_corrupt"], 0, "{r}");
 }
 
 #[test]
@@ -47,6 +61,9 @@ fn partition_spool_delivers_exactly_once() {
         },
     );
     assert_eq!(r["results_accepted"], r["results_recorded"], "{r}");
+    assert_eq!(r["results_pending_after_drain"], 0, "{r}");
+    assert!(r["datagrams_dropped"].as_u64() > Some(0), "{r}");
+    assert_eq!(r["recorded_while_partitioned"], 0, "{r}");
     assert!(
         r["first_backlog_batch"].as_u64() > Some(0),
         "the spool flowed after the cut: {r}"

@@ -99,6 +99,7 @@ pub fn telemetry(seq: u64) -> Telemetry {
         offload_queue: 0,
         served_offload: 0,
         load_profiles: vec![],
+        spool: Default::default(),
     }
 }
 

@@ -48,5 +48,6 @@ pub fn telemetry(seq: u64) -> Telemetry {
         offload_queue: 0,
         served_offload: 0,
         load_profiles: vec![],
+        spool: Default::default(),
     }
 }

@@ -34,6 +34,12 @@ pub struct NodeStatus {
     /// Seconds since the coordinator last heard from the node.
     #[serde(default)]
     pub last_seen_s: f64,
+    /// The node's spool intake from its telemetry (results accepted, answered requests the
+    /// spool could not hold): `requests == dropped + results_accepted` when nothing failed.
+    #[serde(default)]
+    pub results_accepted: u64,
+    #[serde(default)]
+    pub spool_failures: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,6 +101,8 @@ pub fn fleet_status(hub: &Hub) -> FleetStatus {
                 served_offload: t.map_or(0, |t| t.served_offload),
                 excluded: excluded.get(id).cloned(),
                 last_seen_s: e.last_seen.elapsed().as_secs_f64(),
+                results_accepted: t.map_or(0, |t| t.spool.accepted),
+                spool_failures: t.map_or(0, |t| t.spool.failures),
             }
         })
         .collect();

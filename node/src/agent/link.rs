@@ -412,6 +412,7 @@ fn telemetry(seq: u64, shared: &Shared, rtt_ms: f64) -> Telemetry {
         offload_queue: inner.offload_queue,
         served_offload: inner.served_offload,
         load_profiles: snap.load_profiles.clone(),
+        spool: snap.spool,
     }
 }
 

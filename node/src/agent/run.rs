@@ -340,6 +340,8 @@ async fn serve_offloads(
         apps: Default::default(),
         results_accepted: 0,
         results_pending: 0,
+        dropped: 0,
+        spool_failures: 0,
         offload_fallbacks: 0,
         served_offload: shared.lock().served_offload,
         models: None,

@@ -58,6 +58,8 @@ pub struct AppSummary {
     pub requests: u64,
     pub correct: u64,
     pub dropped: u64,
+    /// Answered requests the spool could not hold: never reported, so counted as lost.
+    pub spool_failures: u64,
     pub offloaded: u64,
     pub offload_fallbacks: u64,
     pub accuracy: f64,
@@ -81,6 +83,11 @@ pub struct Summary {
     pub results_accepted: u64,
     /// Results still waiting for the coordinator's ack when the node stopped.
     pub results_pending: u64,
+    /// Requests dropped (no affordable or loadable variant) over all apps.
+    pub dropped: u64,
+    /// Answered requests the spool could not hold; with a spool, `requests == dropped +
+    /// results_accepted + spool_failures`, and a sound run has no failures.
+    pub spool_failures: u64,
     pub offload_fallbacks: u64,
     /// Offload requests this node served (server role).
     pub served_offload: u64,
@@ -175,25 +182,6 @@ impl Server<'_> {
         Ok(self.summary(&stats, cfg, applied, last_epoch))
     }
 
-    /// Serves `frames` frames back to back (no arrival pacing): the whole per-request path
-    /// (policy, cache, inference, accounting) for benchmarks.
-    pub fn serve_frames_now(&mut self, cfg: &ServeConfig, frames: usize) -> anyhow::Result<u64> {
-        let frame_rate: f64 = cfg.apps.iter().map(|(_, r)| *r).fold(0.0, f64::max);
-        let mut stats: Vec<AppStats> = cfg
-            .apps
-            .iter()
-            .map(|(name, _)| {
-                AppStats::new(name, self.manifest.app(name).map_or(0, |a| a.classes.len()))
-            })
-            .collect();
-        let mut state = DeviceState::new(&cfg.budgets, 0.0);
-        for i in 0..frames {
-            let now_s = i as f64 / frame_rate;
-            self.serve_frame(now_s, frame_rate, cfg, &mut stats, &mut state, None)?;
-        }
-        Ok(stats.iter().map(|s| s.requests).sum())
-    }
-
     /// Sets the policy's constraints from the assignment (if any), narrowed to present variants.
     fn apply(
         &mut self,
@@ -240,7 +228,8 @@ impl Server<'_> {
         inner.broken.insert(variant.to_string());
     }
 
-    fn serve_frame(
+    /// Serves one frame (every app due on it) and returns the dataset index of its image.
+    pub(crate) fn serve_frame(
         &mut self,
         now_s: f64,
         frame_rate: f64,
@@ -248,7 +237,7 @@ impl Server<'_> {
         stats: &mut [AppStats],
         state: &mut DeviceState,
         spool: Option<&crate::spool::Spool>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<usize> {
         let frame = self.frames.next(now_s);
         let pixels = self.data.image(frame.index);
         state.frame_trunks.clear();
@@ -401,7 +390,7 @@ impl Server<'_> {
                 },
             );
         }
-        Ok(())
+        Ok(frame.index)
     }
 
     /// Folds a measured load of `variant` (`ms`) into the profiles: the smoothed figure
@@ -477,7 +466,17 @@ impl Server<'_> {
     }
 
     fn publish(&mut self, now_s: f64, stats: &[AppStats]) {
+        let accepted = self
+            .shared
+            .lock()
+            .spool
+            .as_ref()
+            .map_or(0, |s| s.accepted());
         let snapshot = Snapshot {
+            spool: protocol::msg::SpoolCounters {
+                accepted,
+                failures: stats.iter().map(|s| s.spool_failures).sum(),
+            },
             battery: Some(self.energy.reading(unix_ms())),
             apps: stats.iter().map(|s| s.telemetry(now_s)).collect(),
             loaded_variants: self.cache.resident(),
@@ -520,6 +519,8 @@ impl Server<'_> {
             last_epoch,
             results_accepted: 0,
             results_pending: 0,
+            dropped: stats.iter().map(|s| s.dropped).sum(),
+            spool_failures: stats.iter().map(|s| s.spool_failures).sum(),
             offload_fallbacks: stats.iter().map(|s| s.offload_fallbacks).sum(),
             served_offload: 0,
             models: None,
@@ -532,6 +533,7 @@ impl Server<'_> {
                             requests: s.requests,
                             correct: s.correct,
                             dropped: s.dropped,
+                            spool_failures: s.spool_failures,
                             offloaded: s.offloaded,
                             offload_fallbacks: s.offload_fallbacks,
                             accuracy: s.accuracy_pct(),

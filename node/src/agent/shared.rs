@@ -15,6 +15,9 @@ pub struct Snapshot {
     pub model_memory_budget_bytes: u64,
     /// Smoothed measured load cost per variant loaded so far.
     pub load_profiles: Vec<protocol::msg::LoadProfile>,
+    /// Spool intake as of the same frame as `apps`, so `requests == dropped + accepted` holds
+    /// within one snapshot.
+    pub spool: protocol::msg::SpoolCounters,
 }
 
 #[derive(Debug, Default)]

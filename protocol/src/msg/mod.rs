@@ -19,7 +19,9 @@ pub use blobs::{BlobReply, BlobRequest, FileShards, SHARD_BYTES, VariantManifest
 pub use hello::{Hello, Role};
 pub use offload::{OffloadReply, OffloadRequest};
 pub use results::{InferenceResult, ResultBatch};
-pub use telemetry::{AppTelemetry, Battery, BatterySource, Link, LoadProfile, Telemetry};
+pub use telemetry::{
+    AppTelemetry, Battery, BatterySource, Link, LoadProfile, SpoolCounters, Telemetry,
+};
 
 /// Version of the message set; carried in every frame header and in [`Hello`]. Bump on any change
 /// to a message's shape: bincode is not self-describing, so old and new peers cannot mix.

@@ -24,6 +24,17 @@ pub struct Telemetry {
     /// Measured paging cost per variant loaded since start (smoothed), so the coordinator's
     /// per-class profiles follow what loading really costs on the fleet's hardware.
     pub load_profiles: Vec<LoadProfile>,
+    /// What this run's result spool took in, so the leader can check that every request was
+    /// dropped or accepted (`requests == dropped + accepted`, `failures == 0`).
+    pub spool: SpoolCounters,
+}
+
+/// Results accepted into the spool and answered requests the spool could not hold, since the
+/// node process started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoolCounters {
+    pub accepted: u64,
+    pub failures: u64,
 }
 
 /// The measured cost of paging one variant into memory on this node.

@@ -205,7 +205,11 @@ impl Mcdnn {
             }
         }
         let mut problem = Problem::single(tables, groups, state.energy_left_j, state.cost_left_usd);
-        let mut sol = problem.solve(1e-6);
+        // A one-node problem is solved on this thread, so the solver's only error (a worker
+        // thread's panic) cannot happen here; if it ever did, the previous plan stays.
+        let Ok(mut sol) = problem.solve(1e-6) else {
+            return;
+        };
         // Reserve the load energy of the device variants the plan will page in, and re-plan.
         let mut pages: Vec<VariantKey> = Vec::new();
         for ((a, _, _, opts), mix) in meta.iter().zip(&sol.mixes) {
@@ -228,7 +232,10 @@ impl Mcdnn {
         let reserve: f64 = pages.iter().map(|k| cat.variant(*k).load_energy_j).sum();
         if reserve > 0.0 {
             problem.nodes[0].energy_budget = (state.energy_left_j - reserve).max(0.0);
-            sol = problem.solve(1e-6);
+            let Ok(replanned) = problem.solve(1e-6) else {
+                return;
+            };
+            sol = replanned;
         }
         // Credits carry over so a choice that keeps its place in the mix keeps its turn.
         let old: Vec<Option<PlanGroup>> = self.plan.iter_mut().map(Option::take).collect();
