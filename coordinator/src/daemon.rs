@@ -291,3 +291,46 @@ async fn on_signal(raft: ReplicaHandle, cancel: CancellationToken) -> anyhow::Re
     cancel.cancel();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Raft driver ending on its own (a storage error, say) must make the replica unready
+    /// and end the daemon with an error that names it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_raft_driver_fails_readiness_and_the_daemon() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/catalog.json");
+        let (manifest, _, _) = protocol::manifest::load(&path).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let hub = crate::cluster::standalone_hub(
+            "coord-0",
+            manifest,
+            dir.path(),
+            "127.0.0.1:1".into(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        let cancel = CancellationToken::new();
+        let mut workers = Supervisor::new(cancel.clone(), hub.health.clone());
+        workers.spawn("raft-driver", raft_driver(hub.raft.clone(), cancel.clone()));
+        let steady = cancel.clone();
+        workers.spawn("solver", async move {
+            steady.cancelled().await;
+            Ok(())
+        });
+        let supervised = tokio::spawn(workers.run());
+        assert!(hub.health.is_healthy());
+        // Stopped from outside the supervisor: to it, the driver ended on its own.
+        hub.raft.shutdown().await.unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), supervised)
+            .await
+            .unwrap()
+            .unwrap();
+        let err = outcome.expect_err("the daemon must fail");
+        assert!(format!("{err:#}").contains("raft-driver"), "{err:#}");
+        assert!(!hub.health.is_healthy(), "readiness fails");
+        assert!(cancel.is_cancelled(), "the other workers are stopped");
+    }
+}

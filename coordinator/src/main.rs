@@ -39,13 +39,10 @@ fn main() -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use clap::CommandFactory;
 
     #[test]
     fn every_flag_has_help_and_the_command_line_is_consistent() {
-        Cli::command().debug_assert();
-        let missing = protocol::config_file::undocumented_args(&Cli::command());
-        assert!(missing.is_empty(), "flags without help: {missing:#?}");
+        protocol::config_file::check_command(&super::Cli::command()).unwrap();
     }
 }

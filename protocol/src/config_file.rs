@@ -136,6 +136,18 @@ fn file_flags(command: &clap::Command, path: &Path) -> Result<Vec<OsString>, Con
     Ok(flags)
 }
 
+/// Checks a binary's command line the way its test does: clap's own consistency assertions
+/// (they panic on duplicate ids and the like), then that every flag has a help text.
+pub fn check_command(cmd: &clap::Command) -> Result<(), String> {
+    cmd.clone().debug_assert();
+    let missing = undocumented_args(cmd);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("flags without help: {missing:?}"))
+    }
+}
+
 /// Every flag and argument of `cmd` and its subcommands that has no help text, as
 /// `"command sub arg"` (the binaries' tests require none).
 pub fn undocumented_args(cmd: &clap::Command) -> Vec<String> {

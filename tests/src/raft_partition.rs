@@ -36,7 +36,12 @@ pub fn minority_partition(cut_s: f64, nodes: usize) -> anyhow::Result<Value> {
     let mut acked = Vec::new();
     let mut id = 1u64;
     while t0.elapsed().as_secs_f64() < cut_s {
-        if let Ok(index) = c.write_policy("chaos.budget", id as f64, WRITER, id) {
+        if let Ok(index) = c.write_policy(
+            "fleet.cost_budget_usd",
+            crate::writer::budget_for(id),
+            WRITER,
+            id,
+        ) {
             acked.push(Ack {
                 write_id: id,
                 index,

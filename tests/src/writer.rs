@@ -42,8 +42,9 @@ impl PolicyClient {
     ) -> anyhow::Result<u64> {
         let admin = self.admins.get(i).context("no such replica")?;
         let body = serde_json::json!({
-            "key": "chaos.budget",
-            "value": write_id as f64,
+            // A key the schema knows, with a value in its range (0.5..1.5 USD).
+            "key": "fleet.cost_budget_usd",
+            "value": budget_for(write_id),
             "writer": writer,
             "write_id": write_id,
         })
@@ -166,4 +167,9 @@ fn run(
             None => std::thread::sleep(Duration::from_millis(50)),
         }
     }
+}
+
+/// The cloud budget a chaos write sets: varies with the write, stays in the key's range.
+pub(crate) fn budget_for(write_id: u64) -> f64 {
+    0.5 + (write_id % 1000) as f64 / 1000.0
 }

@@ -111,16 +111,7 @@ fn readiness_needs_a_leader_and_followers_redirect_writes() {
     let follower = (leader + 1) % 3;
     let body =
         serde_json::json!({"key": "fleet.cost_budget_usd", "value": 5.0, "writer": "op", "write_id": 1}).to_string();
-    let direct = c
-        .ops
-        .request(
-            "POST",
-            &c.admin(follower),
-            "/policy",
-            Some(&body),
-            Duration::from_secs(3),
-        )
-        .expect("post");
+    let direct = post_policy(&c, follower, &body);
     assert_eq!(direct.status, 307, "a follower redirects writes");
     assert!(
         direct
@@ -195,19 +186,23 @@ fn followers_send_writers_to_the_leaders_advertised_address() {
     let follower = (leader + 1) % 3;
     let body = serde_json::json!({"key": "fleet.cost_budget_usd", "value": 1.0, "write_id": 1})
         .to_string();
-    let r = c
-        .ops
-        .request(
-            "POST",
-            &c.admin(follower),
-            "/policy",
-            Some(&body),
-            Duration::from_secs(3),
-        )
-        .expect("post");
+    let r = post_policy(&c, follower, &body);
     assert_eq!(r.status, 307, "{}", r.body);
     assert_eq!(
         r.location.as_deref(),
         Some(format!("https://ops-{leader}.example.org:10/policy").as_str())
     );
+}
+
+/// One `POST /policy` to replica `i`, without following a redirect.
+fn post_policy(c: &Cluster, i: usize, body: &str) -> mcdnn_coordinator::ctl::http::Response {
+    c.ops
+        .request(
+            "POST",
+            &c.admin(i),
+            "/policy",
+            Some(body),
+            Duration::from_secs(3),
+        )
+        .expect("post")
 }

@@ -1,112 +1,162 @@
-//! `mcdnn-chaos SCENARIO [--json] [--partition-s N] [--kills N] [--nodes N] [--cut-s N]`: runs a
-//! named fault scenario against real coordinator and node processes on this machine and prints
-//! its figures. Exit status 1 when the scenario's checks fail.
+//! `mcdnn-chaos SCENARIO [flags] [--json]`: runs a named fault scenario against real coordinator
+//! and node processes on this machine and prints its figures (JSON with at least `scenario`,
+//! `ok`, `lost`, `duplicated`). Exit status 1 when the scenario's checks fail.
+//! `mcdnn-chaos bench transfer|offload` prints benchmark figures instead.
 
 use std::time::Duration;
 
-use anyhow::Context;
-use mcdnn_tests::chaos::{self, Options, SCENARIOS};
+use clap::{Parser, Subcommand, ValueEnum};
+use mcdnn_tests::chaos::{self, Options};
 use mcdnn_tests::{raft_chaos, rogue_chaos};
 
-/// The replicated-coordinator and trust-boundary scenarios.
-const RAFT_SCENARIOS: [&str; 10] = [
-    "leader-kill",
-    "minority-partition",
-    "rolling-restart",
-    "bench-writes",
-    "rogue-node",
-    "store-wipe",
-    "admin-flood",
-    "revoke",
-    "snapshot-restore",
-    "wiped-replica",
-];
+#[derive(Parser)]
+#[command(
+    name = "mcdnn-chaos",
+    version,
+    about = "Fault scenarios against real MCDNN processes on this machine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// Print the result as one JSON line instead of pretty JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
 
-fn usage() -> String {
-    format!(
-        "usage: mcdnn-chaos SCENARIO [--json] [--partition-s N] [--kills N] [--nodes N] [--cut-s N]\n       mcdnn-chaos bench transfer|offload\nscenarios: {}, {}",
-        SCENARIOS.join(", "),
-        RAFT_SCENARIOS.join(", ")
-    )
+#[derive(Subcommand)]
+enum Scenario {
+    /// A node fetching every variant is killed mid-download; restarted, it resumes and verifies.
+    NodeCrashDuringDownload,
+    /// Stored shards are corrupted on disk; the scrub detects, drops and refetches them.
+    CorruptShard,
+    /// The offload server is killed mid-run; devices fall back locally within the timeout.
+    OffloadServerKill,
+    /// A UDP proxy cuts a node off while it serves; its spool drains once after the heal.
+    PartitionSpool {
+        /// How long the node is cut off, seconds.
+        #[arg(long, default_value_t = 30.0)]
+        partition_s: f64,
+    },
+    /// The leader is SIGKILLed with a write in flight, again and again, under writes and nodes.
+    LeaderKill {
+        /// How many kills.
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+        /// Node agents serving meanwhile.
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+    },
+    /// The leader is cut off (iptables); it must not commit or push, the majority goes on.
+    MinorityPartition {
+        /// How long the leader is cut off, seconds.
+        #[arg(long, default_value_t = 10.0)]
+        cut_s: f64,
+        /// Node agents serving meanwhile.
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+    },
+    /// Every replica SIGTERMed and restarted in turn under writes and node load.
+    RollingRestart {
+        /// Node agents serving meanwhile.
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+    },
+    /// Policy-write commit latency and throughput on a 3-replica cluster (audited).
+    BenchWrites,
+    /// A node with a valid certificate claims the server role, names unknown apps, reports inf.
+    RogueNode,
+    /// A node's store is wiped mid-run; nothing it accepted afterwards is lost.
+    StoreWipe,
+    /// Oversized and numerous operator writes are refused; every replica restarts cleanly.
+    AdminFlood,
+    /// A live node is revoked: session closed, handshakes refused, also after a leader kill.
+    Revoke {
+        /// Node agents serving meanwhile.
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+    },
+    /// A backup saved under writes is restored into a new cluster with every earlier write.
+    SnapshotRestore {
+        /// Writes acknowledged before the save.
+        #[arg(long, default_value_t = 500)]
+        writes: usize,
+    },
+    /// A replica's data is wiped and it restarts with unchanged configuration, again and again.
+    WipedReplica {
+        /// How many wipe-and-restart rounds.
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+    },
+    /// Benchmarks against a baseline measured in the same run (no ok/fail).
+    Bench {
+        /// What to measure.
+        what: BenchKind,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BenchKind {
+    /// Model shard transfer vs one raw QUIC stream.
+    Transfer,
+    /// Offload round trip vs local inference of the same variant.
+    Offload,
+}
+
+fn run(scenario: Scenario) -> anyhow::Result<serde_json::Value> {
+    Ok(match scenario {
+        Scenario::NodeCrashDuringDownload => {
+            chaos::run("node-crash-during-download", &Options::default())?
+        }
+        Scenario::CorruptShard => chaos::run("corrupt-shard", &Options::default())?,
+        Scenario::OffloadServerKill => chaos::run("offload-server-kill", &Options::default())?,
+        Scenario::PartitionSpool { partition_s } => chaos::run(
+            "partition-spool",
+            &Options {
+                partition: Duration::from_secs_f64(partition_s.max(0.0)),
+            },
+        )?,
+        Scenario::LeaderKill { kills, nodes } => raft_chaos::leader_kill(kills, nodes)?,
+        Scenario::MinorityPartition { cut_s, nodes } => {
+            raft_chaos::minority_partition(cut_s, nodes)?
+        }
+        Scenario::RollingRestart { nodes } => raft_chaos::rolling_restart(nodes)?,
+        Scenario::BenchWrites => raft_chaos::write_bench(500, 8)?,
+        Scenario::RogueNode => rogue_chaos::rogue_node(&Default::default())?,
+        Scenario::StoreWipe => rogue_chaos::store_wipe(&Default::default())?,
+        Scenario::AdminFlood => mcdnn_tests::admin_flood::run(&Default::default())?,
+        Scenario::Revoke { nodes } => mcdnn_tests::revoke_chaos::run(nodes)?,
+        Scenario::SnapshotRestore { writes } => {
+            mcdnn_tests::backup_chaos::snapshot_restore(writes)?
+        }
+        Scenario::WipedReplica { kills } => mcdnn_tests::wiped_chaos::wiped_replica(kills)?,
+        Scenario::Bench { what } => mcdnn_tests::bench::run(match what {
+            BenchKind::Transfer => "transfer",
+            BenchKind::Offload => "offload",
+        })?,
+    })
 }
 
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let mut scenario = None;
-    let mut as_json = false;
-    let mut opts = Options::default();
-    // `bench transfer|offload`: figures against a same-run baseline (no ok/fail).
-    let mut bench: Option<String> = None;
-    let (mut kills, mut nodes, mut cut_s) = (20usize, 5usize, 10.0f64);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--json" => as_json = true,
-            "--partition-s" => {
-                let v: f64 = args
-                    .next()
-                    .context("--partition-s needs seconds")?
-                    .parse()
-                    .context("--partition-s")?;
-                opts.partition = Duration::from_secs_f64(v.max(0.0));
-            }
-            "--kills" => {
-                kills = args
-                    .next()
-                    .context("--kills needs a count")?
-                    .parse()
-                    .context("--kills")?
-            }
-            "--nodes" => {
-                nodes = args
-                    .next()
-                    .context("--nodes needs a count")?
-                    .parse()
-                    .context("--nodes")?
-            }
-            "--cut-s" => {
-                cut_s = args
-                    .next()
-                    .context("--cut-s needs seconds")?
-                    .parse()
-                    .context("--cut-s")?
-            }
-            "-h" | "--help" => {
-                println!("{}", usage());
-                return Ok(());
-            }
-            s if scenario.is_none() => scenario = Some(s.to_string()),
-            s if scenario.as_deref() == Some("bench") && bench.is_none() => {
-                bench = Some(s.to_string())
-            }
-            other => anyhow::bail!("unexpected argument {other:?}\n{}", usage()),
-        }
-    }
-    let scenario = scenario.with_context(usage)?;
-    if scenario == "bench" {
-        let figures = mcdnn_tests::bench::run(&bench.context("bench needs transfer or offload")?)?;
-        println!("{}", serde_json::to_string_pretty(&figures)?);
-        return Ok(());
-    }
-    let result = match scenario.as_str() {
-        "leader-kill" => raft_chaos::leader_kill(kills, nodes)?,
-        "minority-partition" => raft_chaos::minority_partition(cut_s, nodes)?,
-        "rolling-restart" => raft_chaos::rolling_restart(nodes)?,
-        "bench-writes" => raft_chaos::write_bench(500, 8)?,
-        "rogue-node" => rogue_chaos::rogue_node(&Default::default())?,
-        "store-wipe" => rogue_chaos::store_wipe(&Default::default())?,
-        "admin-flood" => mcdnn_tests::admin_flood::run(&Default::default())?,
-        "revoke" => mcdnn_tests::revoke_chaos::run(nodes)?,
-        "snapshot-restore" => mcdnn_tests::backup_chaos::snapshot_restore(500)?,
-        "wiped-replica" => mcdnn_tests::wiped_chaos::wiped_replica(kills)?,
-        _ => chaos::run(&scenario, &opts)?,
-    };
-    if as_json {
+    let cli = Cli::parse();
+    let is_bench = matches!(cli.scenario, Scenario::Bench { .. });
+    let result = run(cli.scenario)?;
+    if cli.json {
         println!("{}", serde_json::to_string(&result)?);
     } else {
         println!("{}", serde_json::to_string_pretty(&result)?);
     }
-    if result["ok"].as_bool() != Some(true) {
+    if !is_bench && result["ok"].as_bool() != Some(true) {
         std::process::exit(1);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_flag_has_help_and_the_command_line_is_consistent() {
+        protocol::config_file::check_command(&super::Cli::command()).unwrap();
+    }
 }
