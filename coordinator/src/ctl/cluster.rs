@@ -94,16 +94,18 @@ pub enum PolicyCommand {
 pub enum MembersCommand {
     /// Every replica by name, with its Raft id, role and operator address.
     List(Target),
-    /// Add replica ID (ordinal + 1) as a voter; it must be in every replica's --peers.
+    /// Add a replica as a voter; it must be in every replica's --peers.
     Add {
-        /// Raft id (ordinal + 1).
+        /// The replica's name (coord-2) or Raft id (ordinal + 1).
+        #[arg(value_parser = parse_member)]
         id: u64,
         #[command(flatten)]
         target: Target,
     },
-    /// Remove replica ID. Refused when it would leave the group unable to commit.
+    /// Remove a replica. Refused when it would leave the group unable to commit.
     Remove {
-        /// Raft id (ordinal + 1).
+        /// The replica's name (coord-2) or Raft id (ordinal + 1).
+        #[arg(value_parser = parse_member)]
         id: u64,
         /// Allow shrinking below three voters (the group then survives no failure).
         #[arg(long)]
@@ -111,6 +113,13 @@ pub enum MembersCommand {
         #[command(flatten)]
         target: Target,
     },
+}
+
+/// A replica named as `coord-2` or by its Raft id `3`.
+fn parse_member(s: &str) -> Result<u64, String> {
+    s.parse::<u64>()
+        .or_else(|_| crate::cluster::peers::id_of(s))
+        .map_err(|e| format!("{s:?} is neither a replica name nor a Raft id: {e:#}"))
 }
 
 /// One replica's answer to `/cluster`, or why it gave none.
@@ -386,6 +395,13 @@ mod tests {
             status: Some(status),
             error: None,
         }
+    }
+
+    #[test]
+    fn members_are_named_or_numbered() {
+        assert_eq!(parse_member("coord-2"), Ok(3));
+        assert_eq!(parse_member("3"), Ok(3));
+        assert!(parse_member("coordinator").is_err());
     }
 
     #[test]
