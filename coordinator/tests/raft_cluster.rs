@@ -158,7 +158,7 @@ async fn wipe_and_rejoin(config: ReplicaConfig, compacted: bool) {
     );
 
     // It is a full member again: it can take over leadership.
-    c.get(leader).transfer_leader(victim).await.unwrap();
+    c.transfer_until_leads(victim).await;
     c.wait_leader_is(&[1, 2, 3], victim).await;
     c.propose(write("op", 100)).await;
     for id in [1, 2, 3] {

@@ -137,9 +137,12 @@ fn file_flags(command: &clap::Command, path: &Path) -> Result<Vec<OsString>, Con
 }
 
 /// Checks a binary's command line the way its test does: clap's own consistency assertions
-/// (they panic on duplicate ids and the like), then that every flag has a help text.
+/// (they panic on duplicate ids and the like), `--version`, and a help text on every flag.
 pub fn check_command(cmd: &clap::Command) -> Result<(), String> {
     cmd.clone().debug_assert();
+    if cmd.get_version().is_none() {
+        return Err(format!("{} has no --version", cmd.get_name()));
+    }
     let missing = undocumented_args(cmd);
     if missing.is_empty() {
         Ok(())

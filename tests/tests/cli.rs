@@ -87,7 +87,9 @@ fn operator_reads_follow_one_convention_and_health_sets_the_exit_code() {
     let man = ctl(&fleet, &["man", "--out", &man_dir.to_string_lossy()]);
     assert!(man.status.success());
     assert!(man_dir.join("mcdnnctl.1").is_file());
-    for binary in ["mcdnnctl", "mcdnn-coordinator", "mcdnn-node", "mcdnn-sim"] {
+    // (mcdnn-sim and mcdnn-chaos check theirs in their own unit tests: a workspace test run
+    // builds only the binaries of packages with integration tests.)
+    for binary in ["mcdnnctl", "mcdnn-coordinator", "mcdnn-node"] {
         let v = Command::new(bin(binary).expect("bin"))
             .arg("--version")
             .output()

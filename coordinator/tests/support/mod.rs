@@ -168,6 +168,24 @@ impl Cluster {
         }
     }
 
+    /// Asks whichever replica leads to hand leadership to `to` until `to` leads: raft-rs drops a
+    /// transfer when the transferee is not caught up within an election timeout (a replica
+    /// just promoted may still be receiving the last entries), so one request can go unheard.
+    pub async fn transfer_until_leads(&self, to: u64) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let st = self.statuses().await;
+            if st.get(&to).map(|s| s.role) == Some(Role::Leader) {
+                return;
+            }
+            if let Some(leader) = st.values().find(|s| s.role == Role::Leader).map(|s| s.id) {
+                let _ = self.get(leader).transfer_leader(to).await;
+            }
+            assert!(Instant::now() < deadline, "{to} never took over: {st:#?}");
+            sleep(Duration::from_millis(300)).await;
+        }
+    }
+
     /// Waits until every replica in `among` follows `expected` (e.g. after a transfer).
     pub async fn wait_leader_is(&self, among: &[u64], expected: u64) {
         let deadline = Instant::now() + PATIENCE;
