@@ -29,7 +29,12 @@ pub enum ConfigError {
     BadValue { path: PathBuf, key: String },
     #[error("--config needs a file path")]
     MissingPath,
+    #[error("config file {path} is {len} bytes; a config file is at most {MAX_CONFIG_BYTES}")]
+    TooLarge { path: PathBuf, len: u64 },
 }
+
+/// Largest config file read: settings are a few hundred bytes; anything near this is a mistake.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// The command line with the file's settings put in, for `Parser::parse_from`. `command` is the
 /// clap command (`Cli::command()`); the file applies to the subcommand named on the command line
@@ -77,10 +82,18 @@ fn config_flag(args: &[OsString]) -> Result<Option<PathBuf>, ConfigError> {
 
 /// The file's settings as flags, skipping those whose environment variable is set.
 fn file_flags(command: &clap::Command, path: &Path) -> Result<Vec<OsString>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+    let read_error = |error| ConfigError::Read {
         path: path.to_owned(),
         error,
-    })?;
+    };
+    let len = std::fs::metadata(path).map_err(read_error)?.len();
+    if len > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_owned(),
+            len,
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(read_error)?;
     let table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| ConfigError::Parse {
@@ -271,6 +284,11 @@ mod tests {
         assert!(matches!(
             parse("name = \n", &[]),
             Err(ConfigError::Parse { .. })
+        ));
+        let huge = format!("# {}\n", "x".repeat(MAX_CONFIG_BYTES as usize));
+        assert!(matches!(
+            parse(&huge, &[]),
+            Err(ConfigError::TooLarge { .. })
         ));
     }
 }

@@ -82,6 +82,14 @@ pub fn save(file: &PathBuf, target: &Target, out: &mut dyn Write) -> anyhow::Res
 
 /// Writes the backup as the initial Raft snapshot of a new cluster's replica.
 pub fn restore(args: &RestoreArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let len = std::fs::metadata(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?
+        .len();
+    anyhow::ensure!(
+        len <= MAX_BACKUP_BYTES,
+        "{} is {len} bytes, more than any backup can be ({MAX_BACKUP_BYTES}); is it a backup?",
+        args.file.display()
+    );
     let bytes =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let b = backup::decode(&bytes).with_context(|| format!("{}", args.file.display()))?;
