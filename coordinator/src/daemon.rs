@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use protocol::identity::Identity;
+use net::identity::Identity;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -123,12 +123,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.identity_dir.display()
         )
     })?;
-    let raft_server = protocol::tls::server_config(&identity)
-        .context("building the raft endpoint's TLS config")?;
+    let raft_server =
+        net::tls::server_config(&identity).context("building the raft endpoint's TLS config")?;
     let raft_client =
-        protocol::tls::client_config(&identity).context("building the raft client TLS config")?;
-    let catalog_path = protocol::manifest::locate(args.catalog.as_deref())?;
-    let (manifest, bytes, _) = protocol::manifest::load(&catalog_path)
+        net::tls::client_config(&identity).context("building the raft client TLS config")?;
+    let catalog_path = wire::manifest::locate(args.catalog.as_deref())?;
+    let (manifest, bytes, _) = wire::manifest::load(&catalog_path)
         .with_context(|| format!("catalog {}", catalog_path.display()))?;
     let self_id = id_of(&args.name)?;
     let peers = peers_of(&args)?;
@@ -184,7 +184,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         node_addr,
     }));
     // Built after the hub: the verifier consults the hub's live revoked set at every handshake.
-    let node_server = protocol::tls::server_config_revoking(&identity, &hub.revoked)
+    let node_server = net::tls::server_config_revoking(&identity, &hub.revoked)
         .context("building the node endpoint's TLS config")?;
     let endpoint = quinn::Endpoint::server(node_server, args.listen)
         .with_context(|| format!("binding the node endpoint on {}", args.listen))?;
@@ -200,7 +200,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         health: args.health_listen,
         operator: args.admin,
         tls: Arc::new(
-            protocol::https::server_config(&identity)
+            net::https::server_config(&identity)
                 .context("building the operator API's TLS config")?,
         ),
         limits: crate::admin::listener::Limits::default(),
@@ -280,7 +280,7 @@ async fn raft_driver(raft: ReplicaHandle, cancel: CancellationToken) -> anyhow::
 async fn on_signal(raft: ReplicaHandle, cancel: CancellationToken) -> anyhow::Result<()> {
     tokio::select! {
         _ = cancel.cancelled() => return Ok(()),
-        _ = protocol::shutdown::signal() => {}
+        _ = net::shutdown::signal() => {}
     }
     match raft.step_down(Duration::from_secs(3)).await {
         Ok(Some(to)) => tracing::info!(to, "handed leadership over before exiting"),
@@ -301,7 +301,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stopped_raft_driver_fails_readiness_and_the_daemon() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/catalog.json");
-        let (manifest, _, _) = protocol::manifest::load(&path).unwrap();
+        let (manifest, _, _) = wire::manifest::load(&path).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let hub = crate::cluster::standalone_hub(
             "coord-0",

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use protocol::identity::{CertificateRequest, IssuingCa, Kind, PeerId};
+use net::identity::{CertificateRequest, IssuingCa, Kind, PeerId};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -19,7 +19,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     // `--config FILE` settings go in under flags and `MCDNN_*` variables.
     let command = Cli::command().mut_subcommand("run", |c| c.args_override_self(true));
-    let argv = protocol::config_file::args_with_file(&command, std::env::args_os().collect())?;
+    let argv = config_file::args_with_file(&command, std::env::args_os().collect())?;
     let Command::Run(args) = Cli::from_arg_matches(&command.get_matches_from(argv))?.command;
     let filter = tracing_subscriber::EnvFilter::try_from_env("MCDNN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -43,6 +43,6 @@ mod tests {
 
     #[test]
     fn every_flag_has_help_and_the_command_line_is_consistent() {
-        protocol::config_file::check_command(&super::Cli::command()).unwrap();
+        config_file::check_command(&super::Cli::command()).unwrap();
     }
 }

@@ -26,7 +26,7 @@ async fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_view_follows_raft_and_drops_leadership_when_the_driver_stops() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/catalog.json");
-    let (manifest, _, _) = protocol::manifest::load(&path).expect("catalog");
+    let (manifest, _, _) = wire::manifest::load(&path).expect("catalog");
     let dir = tempfile::tempdir().unwrap();
     let cancel = CancellationToken::new();
     let hub = standalone_hub(

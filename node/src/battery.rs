@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use protocol::msg::{Battery, BatterySource};
+use wire::msg::{Battery, BatterySource};
 
 /// Where battery figures come from.
 #[derive(Debug, Clone)]

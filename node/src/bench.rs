@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ort::session::Session;
 use ort::value::TensorRef;
-use protocol::manifest::Manifest;
 use rand::SeedableRng;
 use scheduler::catalog::Catalog;
 use scheduler::state::{Budgets, Constraints, DeviceState};
 use serde::Serialize;
+use wire::manifest::Manifest;
 
 use crate::agent::serve::{ServeConfig, Server};
 use crate::agent::shared::Shared;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use protocol::manifest::{FileSpec, Manifest};
+use wire::manifest::{FileSpec, Manifest};
 
 use crate::engine::{EngineError, LoadedVariant};
 

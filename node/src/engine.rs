@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use ort::session::Session;
 use ort::value::TensorRef;
-use protocol::manifest::{FileSpec, InputSpec, VariantSpec};
 use sha2::{Digest, Sha256};
+use wire::manifest::{FileSpec, InputSpec, VariantSpec};
 
 use crate::runtime::{self, RuntimeError};
 

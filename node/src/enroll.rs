@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use protocol::identity::{CA_CERT_FILE, CertificateRequest, Kind, PeerId, store_issued};
+use net::identity::{CA_CERT_FILE, CertificateRequest, Kind, PeerId, store_issued};
 use serde::{Deserialize, Serialize};
 
 /// Enrollment answers within this; a coordinator that takes longer is not answering.

@@ -105,7 +105,7 @@ fn init_logging(json: bool) {
 /// The command line, with `--config FILE` settings put in under flags and `MCDNN_*` variables.
 fn parse_cli() -> anyhow::Result<Cli> {
     let command = Cli::command().mut_subcommand("run", |c| c.args_override_self(true));
-    let args = protocol::config_file::args_with_file(&command, std::env::args_os().collect())?;
+    let args = config_file::args_with_file(&command, std::env::args_os().collect())?;
     Ok(Cli::from_arg_matches(&command.get_matches_from(args))?)
 }
 
@@ -205,6 +205,6 @@ mod tests {
 
     #[test]
     fn every_flag_has_help_and_the_command_line_is_consistent() {
-        protocol::config_file::check_command(&super::Cli::command()).unwrap();
+        config_file::check_command(&super::Cli::command()).unwrap();
     }
 }

@@ -12,9 +12,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use protocol::codec;
-use protocol::msg::InferenceResult;
 use rand::Rng;
+use wire::codec;
+use wire::msg::InferenceResult;
 
 use crate::store::{NodeStore, StoreError};
 
@@ -205,7 +205,7 @@ pub(crate) fn test_result() -> InferenceResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::msg::PlaceTag;
+    use wire::msg::PlaceTag;
 
     pub(super) fn result(label: u32) -> InferenceResult {
         InferenceResult {

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use protocol::msg::AppTelemetry;
+use wire::msg::AppTelemetry;
 
 /// Recent latencies kept for the median.
 const LATENCY_WINDOW: usize = 512;

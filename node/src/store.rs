@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use protocol::codec;
-use protocol::msg::Assignment;
+use wire::codec;
+use wire::msg::Assignment;
 
 const ASSIGNMENT_KEY: &[u8] = b"assignment";
 const CATALOG_KEY: &[u8] = b"catalog";

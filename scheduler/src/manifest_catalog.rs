@@ -1,12 +1,12 @@
 //! The project's own catalog: profiles derived from `models/catalog.json`
-//! (`protocol::manifest::Manifest`) for one device class.
+//! (`wire::manifest::Manifest`) for one device class.
 //!
 //! Training measures accuracy, not energy: device energy and latency are the class's
 //! per-operation coefficients times the variant's operations (int8 variants run `int8_speedup`
 //! times faster, and, doing less work, spend that much less energy per operation). Every variant
 //! is one trunk + one head per app, so the trunk's cost is shared by the apps on the same frame.
 
-use protocol::manifest::{DeviceClassSpec, Manifest};
+use wire::manifest::{DeviceClassSpec, Manifest};
 
 use crate::catalog::{App, Catalog, CatalogError, Constants, Trunk, Variant};
 
@@ -116,7 +116,7 @@ fn server_ms(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use protocol::manifest::{
+    use wire::manifest::{
         AppSpec, DeviceClassSpec, FileSpec, HeadSpec, InputSpec, Manifest, VariantSpec,
     };
 

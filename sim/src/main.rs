@@ -81,7 +81,7 @@ pub fn load_catalog(spec: &str, device_class: &str) -> Result<Catalog> {
         return Ok(Catalog::paper());
     }
     let text = std::fs::read_to_string(spec).with_context(|| format!("reading catalog {spec}"))?;
-    let manifest = protocol::manifest::Manifest::from_json(&text)
+    let manifest = wire::manifest::Manifest::from_json(&text)
         .with_context(|| format!("parsing catalog manifest {spec}"))?;
     Catalog::from_manifest(&manifest, device_class)
         .with_context(|| format!("building the {device_class} catalog from {spec}"))
@@ -198,6 +198,6 @@ mod tests {
 
     #[test]
     fn every_flag_has_help_and_the_command_line_is_consistent() {
-        protocol::config_file::check_command(&super::Cli::command()).unwrap();
+        config_file::check_command(&super::Cli::command()).unwrap();
     }
 }

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use mcdnn_node::agent::serve::Offloader;
-use protocol::codec::{self, MAX_FRAME_BYTES};
-use protocol::identity::{Identity, Kind};
-use protocol::msg::{Battery, BatterySource, CoordMsg, Hello, NodeMsg, PROTOCOL_VERSION, Role};
+use net::identity::{Identity, Kind};
 use serde_json::{Value, json};
+use wire::codec::MAX_FRAME_BYTES;
+use wire::msg::{Battery, BatterySource, CoordMsg, Hello, NodeMsg, PROTOCOL_VERSION, Role};
 
 use crate::{Fleet, free_port};
 
@@ -29,7 +29,7 @@ pub fn run(what: &str) -> anyhow::Result<Value> {
 
 fn client_endpoint(identity: &Identity) -> anyhow::Result<quinn::Endpoint> {
     let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    endpoint.set_default_client_config(protocol::tls::client_config(identity)?);
+    endpoint.set_default_client_config(net::tls::client_config(identity)?);
     Ok(endpoint)
 }
 
@@ -59,8 +59,8 @@ async fn node_session(
         },
         apps: vec!["garment".into()],
     };
-    codec::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
-    match codec::read_frame::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES).await? {
+    net::framing::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
+    match net::framing::read_frame::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES).await? {
         Some(CoordMsg::Welcome { .. }) => Ok((conn, send)),
         other => bail!("coordinator answered hello with {other:?}"),
     }
@@ -71,7 +71,7 @@ fn transfer() -> anyhow::Result<Value> {
     let _coord = fleet.coordinator(&[])?;
     fleet.enroll(Kind::Node, "bench-node")?;
     let identity = Identity::load(&fleet.ca, "bench-node")?;
-    let (manifest, _, _) = protocol::manifest::load(&crate::catalog())?;
+    let (manifest, _, _) = wire::manifest::load(&crate::catalog())?;
     let rt = tokio::runtime::Runtime::new()?;
     let rounds = 3;
     let mut shard_mbps = Vec::new();
@@ -127,7 +127,7 @@ async fn raw_quic(fleet: &Fleet, bytes: usize, rounds: usize) -> anyhow::Result<
     let server_id = Identity::load(&fleet.ca, "coord-0")?;
     let client_id = Identity::load(&fleet.ca, "bench-raw")?;
     let server = quinn::Endpoint::server(
-        protocol::tls::server_config(&server_id)?,
+        net::tls::server_config(&server_id)?,
         SocketAddr::from(([127, 0, 0, 1], free_port())),
     )?;
     let addr = server.local_addr()?;
@@ -190,7 +190,7 @@ fn offload() -> anyhow::Result<Value> {
     })?;
     fleet.enroll(Kind::Node, "bench-dev")?;
     let identity = Identity::load(&fleet.ca, "bench-dev")?;
-    let (manifest, _, dir) = protocol::manifest::load(&crate::catalog())?;
+    let (manifest, _, dir) = wire::manifest::load(&crate::catalog())?;
     let data = mcdnn_node::dataset::Dataset::load(&mcdnn_node::dataset::data_dir(), "t10k")
         .context("test images")?;
     let variant = "half";

@@ -119,12 +119,12 @@ pub fn crash_during_download() -> anyhow::Result<Value> {
 
 /// Distinct shards of the repo catalog, as the coordinator cuts them.
 fn total_shards() -> anyhow::Result<u64> {
-    let (manifest, _, dir) = protocol::manifest::load(&crate::catalog())?;
+    let (manifest, _, dir) = wire::manifest::load(&crate::catalog())?;
     let mut digests = std::collections::BTreeSet::new();
     for v in &manifest.variants {
         for f in std::iter::once(&v.trunk).chain(v.heads.iter().map(|h| &h.file)) {
             let bytes = std::fs::read(dir.join(&f.file))?;
-            for c in bytes.chunks(protocol::msg::SHARD_BYTES) {
+            for c in bytes.chunks(wire::msg::SHARD_BYTES) {
                 digests.insert(sha256(c));
             }
         }
@@ -146,7 +146,7 @@ fn flip_shards(fleet: &Fleet, node: &str) -> anyhow::Result<BTreeMap<String, Str
     let mut flipped = BTreeMap::new();
     for item in manifests.iter() {
         let (_, v) = item?;
-        let m: protocol::msg::VariantManifest = protocol::codec::decode(&v)?;
+        let m: wire::msg::VariantManifest = wire::codec::decode(&v)?;
         let Some(d) = m.files.first().and_then(|f| f.shards.last()) else {
             continue;
         };

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use mcdnn_coordinator::admin::ClusterStatus;
 use mcdnn_coordinator::ctl::http;
-use protocol::identity::{Ca, Kind};
+use net::identity::{Ca, Kind};
 
 use crate::{Proc, bin, catalog};
 

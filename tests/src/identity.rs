@@ -7,9 +7,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use protocol::codec;
-use protocol::identity::Identity;
-use protocol::msg::{CoordMsg, Hello, NodeMsg};
+use net::identity::Identity;
+use wire::codec;
+use wire::msg::{CoordMsg, Hello, NodeMsg};
 
 /// A node session the test holds open: the coordinator's view of `name` being connected.
 pub struct HeldSession {
@@ -37,7 +37,7 @@ impl HeldSession {
 fn endpoint(ca_dir: &Path, name: &str) -> anyhow::Result<quinn::Endpoint> {
     let identity = Identity::load(ca_dir, name)?;
     let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    endpoint.set_default_client_config(protocol::tls::client_config(&identity)?);
+    endpoint.set_default_client_config(net::tls::client_config(&identity)?);
     Ok(endpoint)
 }
 
@@ -67,15 +67,16 @@ pub async fn refused_at_handshake(ca_dir: &Path, name: &str, addr: &str) -> anyh
         let hello = Hello {
             node_id: name.to_owned(),
             device_class: "phone-2016".into(),
-            role: protocol::msg::Role::Device,
-            protocol_version: protocol::msg::PROTOCOL_VERSION,
+            role: wire::msg::Role::Device,
+            protocol_version: wire::msg::PROTOCOL_VERSION,
             catalog_digests: vec![],
             offload_addr: None,
-            battery: protocol::msg::Battery::unreported(),
+            battery: wire::msg::Battery::unreported(),
             apps: vec![],
         };
-        codec::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
-        let reply = codec::read_frame::<_, CoordMsg>(&mut recv, codec::MAX_FRAME_BYTES).await?;
+        net::framing::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
+        let reply =
+            net::framing::read_frame::<_, CoordMsg>(&mut recv, codec::MAX_FRAME_BYTES).await?;
         anyhow::Ok(reply)
     };
     let outcome = tokio::time::timeout(Duration::from_secs(3), attempt).await;

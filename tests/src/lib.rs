@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use mcdnn_coordinator::ctl::{demo, http};
 use mcdnn_coordinator::fleet::status::FleetStatus;
-use protocol::identity::{Ca, Kind, OperatorRole};
+use net::identity::{Ca, Kind, OperatorRole};
 
 pub mod bench;
 pub mod chaos;

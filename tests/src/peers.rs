@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use protocol::codec::{self, MAX_FRAME_BYTES};
-use protocol::identity::{Ca, Identity, Kind};
-use protocol::msg::{
+use net::identity::{Ca, Identity, Kind};
+use wire::codec::MAX_FRAME_BYTES;
+use wire::msg::{
     Battery, BatterySource, CoordMsg, Hello, NodeMsg, OffloadReply, OffloadRequest,
     PROTOCOL_VERSION, Role,
 };
@@ -20,7 +20,7 @@ use crate::Fleet;
 /// A QUIC client endpoint on loopback presenting `identity`.
 pub fn client(identity: &Identity) -> anyhow::Result<quinn::Endpoint> {
     let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    endpoint.set_default_client_config(protocol::tls::client_config(identity)?);
+    endpoint.set_default_client_config(net::tls::client_config(identity)?);
     Ok(endpoint)
 }
 
@@ -67,10 +67,10 @@ pub async fn say_hello(addr: &str, identity: &Identity, hello: Hello) -> anyhow:
     let endpoint = client(identity)?;
     let conn = endpoint.connect(addr.parse()?, "localhost")?.await?;
     let (mut send, mut recv) = conn.open_bi().await?;
-    codec::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
+    net::framing::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
     let answer = tokio::time::timeout(
         Duration::from_secs(5),
-        codec::read_frame::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES),
+        net::framing::read_frame::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES),
     )
     .await
     .context("no answer to hello")??;
@@ -92,7 +92,7 @@ pub async fn join(addr: &str, identity: &Identity, hello: Hello) -> anyhow::Resu
         let unavailable = matches!(
             s.answer,
             Some(CoordMsg::Error {
-                code: protocol::msg::ErrorCode::Unavailable,
+                code: wire::msg::ErrorCode::Unavailable,
                 ..
             })
         );
@@ -136,7 +136,7 @@ pub fn fake_server(
     listen: SocketAddr,
     kind: Fake,
 ) -> anyhow::Result<(quinn::Endpoint, Arc<Seen>)> {
-    let endpoint = quinn::Endpoint::server(protocol::tls::server_config(identity)?, listen)?;
+    let endpoint = quinn::Endpoint::server(net::tls::server_config(identity)?, listen)?;
     let seen = Arc::new(Seen::default());
     let (ep, s) = (endpoint.clone(), seen.clone());
     tokio::spawn(async move {
@@ -163,7 +163,7 @@ async fn fake_stream(
     match kind {
         Fake::Coordinator => {
             while let Ok(Some(msg)) =
-                codec::read_frame::<_, NodeMsg>(&mut recv, MAX_FRAME_BYTES).await
+                net::framing::read_frame::<_, NodeMsg>(&mut recv, MAX_FRAME_BYTES).await
             {
                 seen.frames.fetch_add(1, Ordering::Relaxed);
                 let answer = match msg {
@@ -177,21 +177,21 @@ async fn fake_stream(
                         up_to_seq: u64::MAX,
                     },
                 };
-                if codec::write_frame(&mut send, &answer).await.is_err() {
+                if net::framing::write_frame(&mut send, &answer).await.is_err() {
                     return;
                 }
             }
         }
         Fake::OffloadServer => {
             while let Ok(Some(req)) =
-                codec::read_frame::<_, OffloadRequest>(&mut recv, MAX_FRAME_BYTES).await
+                net::framing::read_frame::<_, OffloadRequest>(&mut recv, MAX_FRAME_BYTES).await
             {
                 seen.frames.fetch_add(1, Ordering::Relaxed);
                 let forged = OffloadReply {
                     id: req.id,
                     result: Ok((0, 0.99, 1.0)),
                 };
-                if codec::write_frame(&mut send, &forged).await.is_err() {
+                if net::framing::write_frame(&mut send, &forged).await.is_err() {
                     return;
                 }
             }

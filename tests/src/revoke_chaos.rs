@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use protocol::identity::Kind;
+use net::identity::Kind;
 use serde_json::json;
 
 use crate::cluster::Cluster;
@@ -34,7 +34,7 @@ struct Measured {
 pub fn run(bystanders: usize) -> anyhow::Result<serde_json::Value> {
     let rt = tokio::runtime::Runtime::new()?;
     let mut cluster = Cluster::new(3)?;
-    let ca = protocol::identity::Ca::load(&cluster.ca)?;
+    let ca = net::identity::Ca::load(&cluster.ca)?;
     let names: Vec<String> = (0..bystanders.max(1))
         .map(|i| format!("bystander-{i}"))
         .collect();

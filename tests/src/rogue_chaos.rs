@@ -5,9 +5,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use protocol::codec;
-use protocol::msg::{NodeMsg, Role, Telemetry};
 use serde_json::{Value, json};
+use wire::msg::{NodeMsg, Role, Telemetry};
 
 use crate::chaos::{merge, node_results, wait_exit};
 use crate::evidence;
@@ -79,7 +78,7 @@ pub fn rogue_node(opts: &RogueOptions) -> anyhow::Result<Value> {
             // A virtual node's plausible report, with the lie in it.
             let mut t: Telemetry = mcdnn_coordinator::ctl::bench::telemetry(seq);
             t.battery.energy_left_j = f64::INFINITY;
-            if codec::write_frame(&mut session.send, &NodeMsg::Telemetry(t))
+            if net::framing::write_frame(&mut session.send, &NodeMsg::Telemetry(t))
                 .await
                 .is_err()
             {

@@ -105,7 +105,7 @@ fn operator_reads_follow_one_convention_and_health_sets_the_exit_code() {
 fn a_coordinator_runs_from_a_config_file_and_refuses_unknown_keys() {
     let fleet = Fleet::new().expect("fleet");
     fleet
-        .enroll(protocol::identity::Kind::Coordinator, "coord-0")
+        .enroll(net::identity::Kind::Coordinator, "coord-0")
         .expect("enroll");
     let file = fleet.path().join("coordinator.toml");
     std::fs::write(

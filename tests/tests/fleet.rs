@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use mcdnn_tests::{Fleet, metric};
-use protocol::identity::{Ca, Identity, Kind};
+use net::identity::{Ca, Identity, Kind};
 
 #[test]
 fn nodes_receive_assignments_and_serve_real_inference() {
@@ -80,7 +80,7 @@ fn a_client_without_a_fleet_certificate_is_refused() {
 
 async fn connect(addr: &str, identity: &Identity) -> anyhow::Result<quinn::Connection> {
     let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    endpoint.set_default_client_config(protocol::tls::client_config(identity)?);
+    endpoint.set_default_client_config(net::tls::client_config(identity)?);
     let conn = endpoint.connect(addr.parse()?, "localhost")?.await?;
     // The server verifies the client certificate after the client considers the handshake done;
     // a refused client sees its connection closed on first use.
@@ -125,7 +125,7 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
     for bytes in payloads {
         let closed = rt.block_on(async {
             let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-            endpoint.set_default_client_config(protocol::tls::client_config(&identity)?);
+            endpoint.set_default_client_config(net::tls::client_config(&identity)?);
             let conn = endpoint
                 .connect(fleet.quic().parse()?, "localhost")?
                 .await?;
@@ -181,36 +181,36 @@ fn a_node_may_only_report_for_itself() {
     let answer = rt
         .block_on(async {
             let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-            endpoint.set_default_client_config(protocol::tls::client_config(&identity)?);
+            endpoint.set_default_client_config(net::tls::client_config(&identity)?);
             let conn = endpoint
                 .connect(fleet.quic().parse()?, "localhost")?
                 .await?;
             let (mut send, mut recv) = conn.open_bi().await?;
-            let hello = protocol::msg::Hello {
+            let hello = wire::msg::Hello {
                 node_id: "cam-someone-else".into(),
                 device_class: "laptop".into(),
-                role: protocol::msg::Role::Device,
-                protocol_version: protocol::msg::PROTOCOL_VERSION,
+                role: wire::msg::Role::Device,
+                protocol_version: wire::msg::PROTOCOL_VERSION,
                 catalog_digests: vec![],
                 offload_addr: None,
-                battery: protocol::msg::Battery {
+                battery: wire::msg::Battery {
                     capacity_j: 1.0,
                     energy_left_j: 1.0,
                     drain_w: 0.0,
                     shift_end_unix_ms: 0,
-                    source: protocol::msg::BatterySource::Model,
+                    source: wire::msg::BatterySource::Model,
                 },
                 apps: vec!["garment".into()],
             };
-            protocol::codec::write_frame(&mut send, &protocol::msg::NodeMsg::Hello(hello)).await?;
-            let reply: Option<protocol::msg::CoordMsg> =
-                protocol::codec::read_frame(&mut recv, protocol::codec::MAX_FRAME_BYTES).await?;
+            net::framing::write_frame(&mut send, &wire::msg::NodeMsg::Hello(hello)).await?;
+            let reply: Option<wire::msg::CoordMsg> =
+                net::framing::read_frame(&mut recv, wire::codec::MAX_FRAME_BYTES).await?;
             anyhow::Ok(reply)
         })
         .expect("an answer");
     match answer {
-        Some(protocol::msg::CoordMsg::Error { code, message }) => {
-            assert_eq!(code, protocol::msg::ErrorCode::IdentityMismatch);
+        Some(wire::msg::CoordMsg::Error { code, message }) => {
+            assert_eq!(code, wire::msg::ErrorCode::IdentityMismatch);
             assert!(message.contains("cam-x"), "{message}");
         }
         other => panic!("expected an identity error, got {other:?}"),

@@ -10,10 +10,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mcdnn_tests::{Fleet, NodeRun, bin, node_command, revoke_chaos, spawn_logged};
-use protocol::codec;
-use protocol::identity::{Ca, Identity, IssuingCa, Kind};
-use protocol::msg::{OffloadReply, OffloadRequest};
+use net::identity::{Ca, Identity, IssuingCa, Kind};
 use serde_json::json;
+use wire::codec;
+use wire::msg::{OffloadReply, OffloadRequest};
 
 /// A coordinator holding an issuing CA, with node certificates of `leaf_s` seconds.
 fn fleet_with_issuer(leaf_s: &str) -> (Fleet, mcdnn_tests::Proc) {
@@ -207,7 +207,7 @@ fn revoke_closes_the_live_session_in_a_second_and_every_replica_refuses_it() {
 async fn offload_once(fleet: &Fleet, name: &str, addr: &str) -> anyhow::Result<quinn::Connection> {
     let identity = Identity::load(&fleet.ca, name)?;
     let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    endpoint.set_default_client_config(protocol::tls::client_config(&identity)?);
+    endpoint.set_default_client_config(net::tls::client_config(&identity)?);
     let conn = endpoint.connect(addr.parse()?, "127.0.0.1")?.await?;
     let (mut send, mut recv) = conn.open_bi().await?;
     let req = OffloadRequest {
@@ -218,10 +218,10 @@ async fn offload_once(fleet: &Fleet, name: &str, addr: &str) -> anyhow::Result<q
         height: 28,
         width: 28,
     };
-    codec::write_frame(&mut send, &req).await?;
+    net::framing::write_frame(&mut send, &req).await?;
     let reply = tokio::time::timeout(
         Duration::from_secs(3),
-        codec::read_frame::<_, OffloadReply>(&mut recv, codec::MAX_FRAME_BYTES),
+        net::framing::read_frame::<_, OffloadReply>(&mut recv, codec::MAX_FRAME_BYTES),
     )
     .await??;
     anyhow::ensure!(reply.is_some(), "no reply");
@@ -286,7 +286,7 @@ fn a_key_other_users_can_read_is_refused_at_start() {
 #[test]
 fn identity_routes_refuse_strangers_viewers_floods_and_oversized_requests() {
     use mcdnn_coordinator::ctl::http::Client;
-    use protocol::identity::OperatorRole;
+    use net::identity::OperatorRole;
 
     let (fleet, _coordinator) = fleet_with_issuer("600");
     let good = token(&fleet, "cam-5", 600.0);

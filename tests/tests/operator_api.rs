@@ -12,7 +12,7 @@ use mcdnn_coordinator::ctl::http::{self, Client};
 use mcdnn_tests::Fleet;
 use mcdnn_tests::admin_flood::{self, FloodOptions};
 use mcdnn_tests::cluster::Cluster;
-use protocol::identity::{Ca, Kind, OperatorRole};
+use net::identity::{Ca, Kind, OperatorRole};
 
 const T: Duration = Duration::from_secs(5);
 const KEY: &str = "fleet.cost_budget_usd";

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use mcdnn_tests::peers::{self, Fake};
 use mcdnn_tests::{Fleet, NodeOpts, free_port, metric};
-use protocol::identity::{Ca, Identity, Kind};
-use protocol::msg::{CoordMsg, ErrorCode, Role};
+use net::identity::{Ca, Identity, Kind};
+use wire::msg::{CoordMsg, ErrorCode, Role};
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -351,7 +351,7 @@ fn only_an_admin_operator_may_approve_a_server_and_bad_names_change_nothing() {
             ca.enroll_operator(
                 "auditor",
                 &fleet.ca,
-                protocol::identity::OperatorRole::ReadOnly,
+                net::identity::OperatorRole::ReadOnly,
                 30,
             )
         })
@@ -402,7 +402,7 @@ fn a_telemetry_flood_is_dropped_over_the_rate_and_counted() {
     rt.block_on(async {
         for seq in 1..=500 {
             let t = mcdnn_coordinator::ctl::bench::telemetry(seq);
-            protocol::codec::write_frame(&mut s.send, &protocol::msg::NodeMsg::Telemetry(t))
+            net::framing::write_frame(&mut s.send, &wire::msg::NodeMsg::Telemetry(t))
                 .await
                 .expect("send");
         }

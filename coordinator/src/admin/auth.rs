@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use protocol::identity::{Kind, OperatorRole};
+use net::identity::{Kind, OperatorRole};
 
 use super::listener::ClientIdentity;
 

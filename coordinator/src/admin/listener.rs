@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use protocol::identity::{Kind, OperatorRole, PeerId};
+use net::identity::{Kind, OperatorRole, PeerId};
 use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;

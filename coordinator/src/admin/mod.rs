@@ -51,7 +51,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AdminConfig {
     pub health: SocketAddr,
     pub operator: SocketAddr,
-    /// The operator API's TLS config ([`protocol::https::server_config`]).
+    /// The operator API's TLS config ([`net::https::server_config`]).
     pub tls: Arc<rustls::ServerConfig>,
     pub limits: listener::Limits,
 }

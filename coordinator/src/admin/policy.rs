@@ -95,7 +95,7 @@ async fn write_policy(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::identity::OperatorRole;
+    use net::identity::OperatorRole;
 
     #[test]
     fn the_writer_is_always_the_certificate_name_first() {

@@ -38,7 +38,7 @@ async fn set_approval(
     if let Err(refusal) = caller.require_admin() {
         return refusal.into_response();
     }
-    if let Err(e) = protocol::identity::validate_name(&name) {
+    if let Err(e) = net::identity::validate_name(&name) {
         return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
     }
     let cmd = Command::SetServerApproval {

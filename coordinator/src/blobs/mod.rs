@@ -16,7 +16,7 @@ use crate::fleet::hub::Hub;
 /// Builds the blob store from the catalog at `catalog_path` and hands it to the hub before
 /// sessions start.
 pub fn attach(hub: &Hub, catalog_path: &Path) -> anyhow::Result<()> {
-    let (manifest, bytes, dir) = protocol::manifest::load(catalog_path)
+    let (manifest, bytes, dir) = wire::manifest::load(catalog_path)
         .with_context(|| format!("catalog {}", catalog_path.display()))?;
     let store =
         BlobStore::build(&manifest, bytes, &dir).context("sharding the catalog's model files")?;

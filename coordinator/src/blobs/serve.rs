@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use protocol::codec::{self, MAX_FRAME_BYTES};
-use protocol::msg::{BlobReply, BlobRequest};
+use wire::codec::MAX_FRAME_BYTES;
+use wire::msg::{BlobReply, BlobRequest};
 
 use super::store::BlobStore;
 use crate::fleet::hub::Hub;
@@ -13,7 +13,7 @@ use crate::fleet::limits::{NODE_STREAM, Rated};
 use crate::fleet::metrics::Metrics;
 
 /// Accepts blob streams on `conn` until it closes. How many streams a node may open at once is
-/// capped by the QUIC transport ([`protocol::tls`]); how many requests a second, by its
+/// capped by the QUIC transport ([`net::tls`]); how many requests a second, by its
 /// identity's blob rate ([`crate::fleet::limits`]).
 pub async fn accept(conn: quinn::Connection, store: Arc<BlobStore>, node: String, hub: Arc<Hub>) {
     while let Ok((send, recv)) = conn.accept_bi().await {
@@ -29,7 +29,7 @@ async fn stream(
     hub: Arc<Hub>,
 ) {
     loop {
-        let req = match codec::read_frame_within::<_, BlobRequest>(
+        let req = match net::framing::read_frame_within::<_, BlobRequest>(
             &mut recv,
             MAX_FRAME_BYTES,
             NODE_STREAM,
@@ -51,7 +51,7 @@ async fn stream(
         } else {
             answer(&store, req)
         };
-        if let Err(e) = codec::write_frame(&mut send, &reply).await {
+        if let Err(e) = net::framing::write_frame(&mut send, &reply).await {
             tracing::debug!(%node, error = %e, "blob stream closed by the node");
             break;
         }

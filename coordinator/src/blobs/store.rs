@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use protocol::manifest::{FileSpec, Manifest};
-use protocol::msg::{FileShards, SHARD_BYTES, VariantManifest};
 use sha2::{Digest, Sha256};
+use wire::manifest::{FileSpec, Manifest};
+use wire::msg::{FileShards, SHARD_BYTES, VariantManifest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -129,7 +129,7 @@ mod tests {
     #[test]
     fn the_repo_catalog_shards_and_reassembles() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/catalog.json");
-        let (manifest, bytes, dir) = protocol::manifest::load(&path).expect("catalog");
+        let (manifest, bytes, dir) = wire::manifest::load(&path).expect("catalog");
         let store = BlobStore::build(&manifest, bytes, &dir).expect("build");
         let full = store.manifest("full").expect("full variant");
         let trunk = &full.files[0];

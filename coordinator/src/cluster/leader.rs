@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use protocol::msg::{CoordMsg, ErrorCode};
 use tokio_util::sync::CancellationToken;
+use wire::msg::{CoordMsg, ErrorCode};
 
 use crate::fleet::hub::Hub;
 use crate::raft::{RaftView, Role};

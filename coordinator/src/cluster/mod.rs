@@ -9,8 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::manifest::Manifest;
 use tokio_util::sync::CancellationToken;
+use wire::manifest::Manifest;
 
 use crate::fleet::hub::{Hub, HubConfig};
 use crate::fleet::plan::FleetPolicy;

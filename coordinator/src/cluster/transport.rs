@@ -9,9 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::codec;
-use protocol::identity::Kind;
-use protocol::tls;
+use net::identity::Kind;
+use net::tls;
 use raft::prelude::Message;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -25,7 +24,7 @@ const QUEUE: usize = 4096;
 
 /// Deadlines on an inbound Raft stream: the leader's heartbeats come every tick (100 ms), so 10 s
 /// of silence means the peer is gone; a large snapshot message gets a minute to arrive.
-const RAFT_STREAM: codec::Deadlines = codec::Deadlines {
+const RAFT_STREAM: net::framing::Deadlines = net::framing::Deadlines {
     idle: Duration::from_secs(10),
     frame: Duration::from_secs(60),
 };
@@ -102,7 +101,7 @@ async fn sender(
                     let Ok(bytes) = encode_message(&msg) else {
                         continue;
                     };
-                    if let Err(e) = codec::write_frame_with_limit(
+                    if let Err(e) = net::framing::write_frame_with_limit(
                         &mut send,
                         &PeerFrame::Raft(bytes),
                         MAX_MESSAGE_BYTES + 1024,
@@ -194,7 +193,7 @@ pub async fn serve(
             };
             while let Ok(mut recv) = conn.accept_uni().await {
                 loop {
-                    match codec::read_frame_within::<_, PeerFrame>(
+                    match net::framing::read_frame_within::<_, PeerFrame>(
                         &mut recv,
                         MAX_MESSAGE_BYTES + 1024,
                         RAFT_STREAM,

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
-use protocol::codec;
-use protocol::identity::{Ca, Identity, Kind};
-use protocol::msg::{
-    AppTelemetry, Battery, BatterySource, Hello, Link, NodeMsg, PROTOCOL_VERSION, Role, Telemetry,
-};
+use net::identity::{Ca, Identity, Kind};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use wire::codec;
+use wire::msg::{
+    AppTelemetry, Battery, BatterySource, Hello, Link, NodeMsg, PROTOCOL_VERSION, Role, Telemetry,
+};
 
 use crate::fleet::{sessions, solve_loop};
 
@@ -123,10 +123,11 @@ pub async fn join(
         battery: battery(),
         apps: vec!["garment".into(), "category".into()],
     };
-    codec::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
-    match codec::read_frame::<_, protocol::msg::CoordMsg>(&mut recv, codec::MAX_FRAME_BYTES).await?
+    net::framing::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
+    match net::framing::read_frame::<_, wire::msg::CoordMsg>(&mut recv, codec::MAX_FRAME_BYTES)
+        .await?
     {
-        Some(protocol::msg::CoordMsg::Welcome { .. }) => {}
+        Some(wire::msg::CoordMsg::Welcome { .. }) => {}
         other => anyhow::bail!("no welcome: {other:?}"),
     }
     Ok((conn, send, recv))
@@ -155,9 +156,9 @@ async fn virtual_node(
     // Drain assignments so the coordinator's writer never blocks on this node.
     tokio::spawn(async move {
         while let Ok(Some(_)) =
-            codec::read_frame::<_, protocol::msg::CoordMsg>(&mut recv, codec::MAX_FRAME_BYTES).await
-        {
-        }
+            net::framing::read_frame::<_, wire::msg::CoordMsg>(&mut recv, codec::MAX_FRAME_BYTES)
+                .await
+        {}
     });
     // Every node joins first; then all report together.
     go.cancelled().await;
@@ -169,7 +170,7 @@ async fn virtual_node(
             t.tick().await;
         }
         seq += 1;
-        codec::write_frame(&mut send, &NodeMsg::Telemetry(telemetry(seq))).await?;
+        net::framing::write_frame(&mut send, &NodeMsg::Telemetry(telemetry(seq))).await?;
     }
     conn.close(0u32.into(), b"done");
     Ok(())
@@ -186,14 +187,14 @@ pub async fn telemetry_bench(args: &TelemetryBenchArgs) -> anyhow::Result<Vec<Te
         ca.enroll(Kind::Node, &name, &dir, &[], 1)?;
         clients.push((
             name.clone(),
-            protocol::tls::client_config(&Identity::load(&dir, &name)?)?,
+            net::tls::client_config(&Identity::load(&dir, &name)?)?,
         ));
     }
-    let path = protocol::manifest::locate(args.catalog.as_deref())?;
-    let (manifest, _, _) = protocol::manifest::load(&path)?;
+    let path = wire::manifest::locate(args.catalog.as_deref())?;
+    let (manifest, _, _) = wire::manifest::load(&path)?;
     let mut figures = Vec::new();
     for &n in &args.nodes {
-        let server = protocol::tls::server_config(&Identity::load(&dir, "bench-0")?)?;
+        let server = net::tls::server_config(&Identity::load(&dir, "bench-0")?)?;
         let endpoint = quinn::Endpoint::server(server, SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let addr = endpoint.local_addr()?;
         let cancel = CancellationToken::new();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use protocol::identity::{Ca, Kind, OperatorRole};
+use net::identity::{Ca, Kind, OperatorRole};
 use serde::Serialize;
 
 use super::http;
@@ -148,7 +148,7 @@ pub const DEMO_OPERATOR: &str = "demo-viewer";
 
 /// Creates the CA and the certificates the demo needs, keeping any that exist.
 fn certificates(dir: &Path, nodes: &[NodeSpec]) -> anyhow::Result<()> {
-    let ca = if dir.join(protocol::identity::CA_CERT_FILE).exists() {
+    let ca = if dir.join(net::identity::CA_CERT_FILE).exists() {
         Ca::load(dir)?
     } else {
         Ca::init(dir)?

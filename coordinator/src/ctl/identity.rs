@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use protocol::identity::{CA_CERT_FILE, CA_KEY_FILE, Ca, IssuingCa, Kind, OperatorRole};
+use net::identity::{CA_CERT_FILE, CA_KEY_FILE, Ca, IssuingCa, Kind, OperatorRole};
 
 /// Environment variable naming the CA directory.
 pub const CA_DIR_ENV: &str = "MCDNN_CA_DIR";
@@ -98,7 +98,7 @@ pub struct EnrollArgs {
 
 fn parse_role(s: &str) -> Result<OperatorRole, String> {
     s.parse()
-        .map_err(|e: protocol::identity::IdentityError| e.to_string())
+        .map_err(|e: net::identity::IdentityError| e.to_string())
 }
 
 /// Creates a fleet CA and reports where it is.
@@ -162,7 +162,7 @@ pub fn enroll(args: &EnrollArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::identity::Identity;
+    use net::identity::Identity;
 
     #[test]
     fn init_then_enroll_then_load() -> anyhow::Result<()> {

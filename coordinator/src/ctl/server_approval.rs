@@ -13,7 +13,7 @@ pub fn approve(
     target: &Target,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    protocol::identity::validate_name(name)?;
+    net::identity::validate_name(name)?;
     let body = serde_json::to_string(&ServerApprovalRequest { approved: !revoke })?;
     let ack = post_write(target, &format!("/v1/nodes/{name}/server"), &body)?;
     let what = if revoke { "withdrawn" } else { "approved" };

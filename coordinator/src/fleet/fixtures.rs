@@ -1,7 +1,7 @@
 //! Messages for the fleet module's unit tests: one place to build a hello, a battery reading and
 //! a telemetry report, so a new message field is added here once.
 
-use protocol::msg::{Battery, BatterySource, Hello, Link, PROTOCOL_VERSION, Role, Telemetry};
+use wire::msg::{Battery, BatterySource, Hello, Link, PROTOCOL_VERSION, Role, Telemetry};
 
 use super::plan::unix_ms;
 

@@ -4,10 +4,10 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
-use protocol::manifest::Manifest;
 use scheduler::catalog::Catalog;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
+use wire::manifest::Manifest;
 
 use super::metrics::Metrics;
 use super::plan::FleetPolicy;
@@ -63,7 +63,7 @@ pub struct Hub {
     pub blobs: std::sync::OnceLock<std::sync::Arc<crate::blobs::BlobStore>>,
     /// Revoked node names, live: consulted by the node endpoint's TLS verifier at every
     /// handshake and kept in step with the replicated list by [`super::identity`].
-    pub revoked: protocol::identity::RevokedSet,
+    pub revoked: net::identity::RevokedSet,
     /// The issuing CA, if this replica holds one (enrollment and renewal need it).
     pub issuer: std::sync::OnceLock<super::identity::Issuer>,
 }
@@ -109,7 +109,7 @@ impl Hub {
             node_addr: c.node_addr,
             health: crate::supervisor::Health::default(),
             blobs: std::sync::OnceLock::new(),
-            revoked: protocol::identity::RevokedSet::default(),
+            revoked: net::identity::RevokedSet::default(),
             issuer: std::sync::OnceLock::new(),
         }
     }

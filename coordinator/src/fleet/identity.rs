@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use protocol::identity::{CertificateRequest, IssuingCa, Kind, PeerId, Validity};
-use protocol::msg::CoordMsg;
+use net::identity::{CertificateRequest, IssuingCa, Kind, PeerId, Validity};
 use tokio_util::sync::CancellationToken;
+use wire::msg::CoordMsg;
 
 use super::hub::Hub;
 

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use protocol::codec::Deadlines;
+use net::framing::Deadlines;
 
 /// Deadlines on node streams: the next frame within 30 s (telemetry comes every second), the
 /// rest of a frame within 10 s of its first byte.

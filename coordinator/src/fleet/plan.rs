@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use protocol::manifest::Manifest;
-use protocol::msg::{AppAssignment, Assignment, MixEntry as WireMix, PlaceTag};
 use scheduler::catalog::{Catalog, Place};
 use scheduler::fleet::{FleetPlan, FleetProblem, NodeState};
+use wire::manifest::Manifest;
+use wire::msg::{AppAssignment, Assignment, MixEntry as WireMix, PlaceTag};
 
 use super::registry::Registry;
 
@@ -149,8 +149,8 @@ pub fn problem_at(
         .filter(|(id, e)| e.connected && e.is_server() && !excluded.contains_key(*id))
         .map(|(id, e)| {
             let hello_cap = match e.hello.role {
-                protocol::msg::Role::Server { capacity_rps } => capacity_rps,
-                protocol::msg::Role::Device => 0.0,
+                wire::msg::Role::Server { capacity_rps } => capacity_rps,
+                wire::msg::Role::Device => 0.0,
             };
             let queue = e.telemetry.as_ref().map(|t| t.offload_queue);
             let age = at.saturating_duration_since(e.telemetry_at);
@@ -299,8 +299,8 @@ fn cheapest_variant(catalog: &Catalog, app: &str) -> Option<String> {
 mod tests {
     use super::super::fixtures::{self, hello};
     use super::*;
-    use protocol::msg::{CoordMsg, Hello, LoadProfile, Role, Telemetry};
     use tokio::sync::mpsc;
+    use wire::msg::{CoordMsg, Hello, LoadProfile, Role, Telemetry};
 
     fn telemetry(seq: u64, queue: u32, load_profiles: Vec<LoadProfile>) -> Telemetry {
         Telemetry {

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use protocol::msg::{CoordMsg, Hello, Role, Telemetry};
 use tokio::sync::mpsc;
+use wire::msg::{CoordMsg, Hello, Role, Telemetry};
 
 /// One node as the leader knows it.
 #[derive(Debug)]

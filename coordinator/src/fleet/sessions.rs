@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::codec::{self, MAX_FRAME_BYTES};
-use protocol::identity::Kind;
-use protocol::msg::{CoordMsg, ErrorCode, NodeMsg, PROTOCOL_VERSION};
-use protocol::tls;
+use net::identity::Kind;
+use net::tls;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use wire::codec::MAX_FRAME_BYTES;
+use wire::msg::{CoordMsg, ErrorCode, NodeMsg, PROTOCOL_VERSION};
 
 use super::hub::Hub;
 use super::limits::{NODE_STREAM, Rated};
@@ -58,7 +58,7 @@ pub async fn serve(endpoint: quinn::Endpoint, hub: Arc<Hub>, cancel: Cancellatio
 
 /// Sends an error frame, then the caller closes the connection with the same reason.
 async fn refuse(send: &mut quinn::SendStream, code: ErrorCode, message: String) -> String {
-    let _ = codec::write_frame(
+    let _ = net::framing::write_frame(
         send,
         &CoordMsg::Error {
             code,
@@ -112,7 +112,7 @@ async fn session(conn: quinn::Connection, hub: &Arc<Hub>) -> Result<(), String> 
     };
     let first = tokio::time::timeout(
         HELLO_TIMEOUT,
-        codec::read_frame::<_, NodeMsg>(&mut recv, MAX_FRAME_BYTES),
+        net::framing::read_frame::<_, NodeMsg>(&mut recv, MAX_FRAME_BYTES),
     )
     .await;
     let hello = match first {
@@ -167,7 +167,7 @@ async fn session(conn: quinn::Connection, hub: &Arc<Hub>) -> Result<(), String> 
     if !hub.is_leader() {
         // Only the leader serves nodes: point this one at the leader (or say there is none yet).
         let msg = crate::cluster::leader::redirect_message(hub);
-        let _ = codec::write_frame(&mut send, &msg).await;
+        let _ = net::framing::write_frame(&mut send, &msg).await;
         let _ = send.finish();
         tokio::time::sleep(Duration::from_millis(50)).await;
         return Ok(());
@@ -180,7 +180,7 @@ async fn session(conn: quinn::Connection, hub: &Arc<Hub>) -> Result<(), String> 
         leader: hub.name.clone(),
         epoch,
     };
-    codec::write_frame(&mut send, &welcome)
+    net::framing::write_frame(&mut send, &welcome)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(node = %id, class = %hello.device_class, "node joined");
@@ -189,7 +189,7 @@ async fn session(conn: quinn::Connection, hub: &Arc<Hub>) -> Result<(), String> 
     hub.replan.notify_one();
     let writer = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
-            if codec::write_frame(&mut send, &msg).await.is_err() {
+            if net::framing::write_frame(&mut send, &msg).await.is_err() {
                 break;
             }
         }
@@ -254,21 +254,22 @@ async fn read_loop(
 ) -> Result<(), String> {
     let mut renew_gate = super::identity::RenewGate::default();
     loop {
-        let msg = match codec::read_frame_within::<_, NodeMsg>(recv, MAX_FRAME_BYTES, NODE_STREAM)
-            .await
-        {
-            Ok(Some(m)) => m,
-            Ok(None) => return Ok(()),
-            // The connection went away (node stopped, crashed or lost its link): not bad input.
-            Err(protocol::codec::CodecError::Io(e)) => {
-                tracing::info!(node = %id, error = %e, "node connection lost");
-                return Ok(());
-            }
-            Err(e) => {
-                Metrics::inc(&hub.metrics.frames_rejected_total);
-                return Err(format!("bad frame from {id}: {e}"));
-            }
-        };
+        let msg =
+            match net::framing::read_frame_within::<_, NodeMsg>(recv, MAX_FRAME_BYTES, NODE_STREAM)
+                .await
+            {
+                Ok(Some(m)) => m,
+                Ok(None) => return Ok(()),
+                // The connection went away (node stopped, crashed or lost its link): not bad input.
+                Err(wire::codec::CodecError::Io(e)) => {
+                    tracing::info!(node = %id, error = %e, "node connection lost");
+                    return Ok(());
+                }
+                Err(e) => {
+                    Metrics::inc(&hub.metrics.frames_rejected_total);
+                    return Err(format!("bad frame from {id}: {e}"));
+                }
+            };
         // Over its rate a node's telemetry is dropped (the next report supersedes it). A result
         // batch over the rate ends the session instead: dropping it would leave a hole the next
         // batch's ack covers, while on a new session the node resends from its last ack.
@@ -317,7 +318,7 @@ async fn record_results(
     hub: &Hub,
     id: &str,
     sid: u64,
-    batch: &protocol::msg::ResultBatch,
+    batch: &wire::msg::ResultBatch,
 ) -> Result<(), String> {
     let records: Vec<ResultRecord> = batch
         .results
@@ -325,7 +326,7 @@ async fn record_results(
         .map(|r| ResultRecord {
             seq: r.seq,
             correct: r.truth.map(|t| t == r.label),
-            offloaded: r.place == protocol::msg::PlaceTag::Server,
+            offloaded: r.place == wire::msg::PlaceTag::Server,
             cost_usd: r.cost_usd,
         })
         .collect();

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use protocol::msg::{Assignment, CoordMsg};
 use tokio_util::sync::CancellationToken;
+use wire::msg::{Assignment, CoordMsg};
 
 use super::hub::{Hub, PlanInfo};
 use super::metrics::Metrics;
@@ -112,7 +112,7 @@ pub async fn solve_once(hub: &Hub) {
     hub.histograms.observe_solve(started.elapsed());
     let epoch = hub.raft.with_state(|s| s.plan_epoch()) + 1;
     let assignments = plan::assignments(&solved, &hub.catalogs, &problem, epoch, target.as_ref());
-    let encoded = match protocol::codec::encode_with_limit(&assignments, 64 << 20) {
+    let encoded = match wire::codec::encode_with_limit(&assignments, 64 << 20) {
         Ok(b) => b,
         Err(e) => {
             Metrics::inc(&hub.metrics.plan_failures_total);

@@ -68,7 +68,7 @@ pub fn fleet_status(hub: &Hub) -> FleetStatus {
         .map(|(id, e)| {
             let t = e.telemetry.as_ref();
             let battery = t.map_or(&e.hello.battery, |t| &t.battery);
-            let sum = |f: fn(&protocol::msg::AppTelemetry) -> u64| {
+            let sum = |f: fn(&wire::msg::AppTelemetry) -> u64| {
                 t.map_or(0, |t| t.apps.iter().map(f).sum::<u64>())
             };
             let requests = sum(|a| a.requests);

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use protocol::msg::{Battery, Hello, Role, Telemetry};
 use scheduler::catalog::Catalog;
+use wire::msg::{Battery, Hello, Role, Telemetry};
 
 use super::registry::Registry;
 use crate::state::ServerApprovals;

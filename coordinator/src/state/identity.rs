@@ -14,7 +14,7 @@ use super::fleet::ApplyOutcome;
 /// expire. A fleet enrolls devices in batches far below this.
 pub const MAX_TOKENS: usize = 10_000;
 /// Most revoked names kept (the same bound nodes apply to the pushed list).
-pub const MAX_REVOKED: usize = protocol::identity::MAX_REVOKED;
+pub const MAX_REVOKED: usize = net::identity::MAX_REVOKED;
 
 /// An outstanding enrollment token for one name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -29,7 +29,7 @@ pub struct ResultRecord {
 /// The high-water mark of one store incarnation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct IncarnationMark {
-    /// Random id the node's store made ([`protocol::msg::ResultBatch::incarnation`]).
+    /// Random id the node's store made ([`wire::msg::ResultBatch::incarnation`]).
     pub incarnation: u64,
     /// Every result of this incarnation up to this sequence number is recorded (the ack).
     pub up_to_seq: u64,

@@ -29,7 +29,7 @@ pub struct ServerApprovals {
 impl ServerApprovals {
     /// Applies `SetServerApproval`. Invalid names are refused and change nothing.
     pub fn apply(&mut self, index: u64, node_id: &str, approved: bool, by: &str) -> ApplyOutcome {
-        if let Err(e) = protocol::identity::validate_name(node_id) {
+        if let Err(e) = net::identity::validate_name(node_id) {
             return ApplyOutcome::Rejected(format!("cannot approve a server: {e}"));
         }
         if by.is_empty() || by.len() > MAX_APPROVER_LEN {

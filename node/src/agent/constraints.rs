@@ -1,7 +1,7 @@
 //! Turning a coordinator assignment into the constraints the local per-request policy obeys.
 
-use protocol::msg::Assignment;
 use scheduler::state::Constraints;
+use wire::msg::Assignment;
 
 /// The assignment's allowed variants per app, whether offload is possible (the assignment names
 /// a target and this node can reach one), and the per-request caps of the fleet plan.
@@ -18,7 +18,7 @@ pub fn from_assignment(assignment: &Assignment, can_offload: bool) -> Constraint
     constraints.offload_forbidden =
         !can_offload || assignment.apps.iter().all(|a| a.offload_target.is_none());
     // The policy takes one cap per device; the loosest app's keeps every app's plan feasible.
-    let cap = |f: fn(&protocol::msg::AppAssignment) -> f64| {
+    let cap = |f: fn(&wire::msg::AppAssignment) -> f64| {
         assignment
             .apps
             .iter()
@@ -77,7 +77,7 @@ pub fn standalone(can_offload: bool) -> Constraints {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::msg::{AppAssignment, MixEntry, PlaceTag};
+    use wire::msg::{AppAssignment, MixEntry, PlaceTag};
 
     fn app(name: &str, allowed: &[&str], offload: Option<&str>, cap: f64) -> AppAssignment {
         AppAssignment {

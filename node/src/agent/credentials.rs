@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use protocol::identity::{CertificateRequest, Identity, RevokedSet, store_issued};
+use net::identity::{CertificateRequest, Identity, RevokedSet, store_issued};
 use tokio::sync::watch;
 
 /// Retry delay after a refused or failed renewal (the certificate is still valid for a third of
@@ -47,7 +47,7 @@ impl Credentials {
     /// A client config presenting the current certificate (built per connection: cheap next to
     /// a handshake, and a renewed certificate is picked up without touching the endpoint).
     pub fn client_config(&self) -> anyhow::Result<quinn::ClientConfig> {
-        protocol::tls::client_config(&self.current()).context("building the QUIC client config")
+        net::tls::client_config(&self.current()).context("building the QUIC client config")
     }
 
     /// Sees every replacement of the identity.
@@ -106,7 +106,7 @@ pub fn follow_server(
     tokio::spawn(async move {
         while rx.changed().await.is_ok() {
             let identity = rx.borrow_and_update().clone();
-            match protocol::tls::server_config_revoking(&identity, &revoked) {
+            match net::tls::server_config_revoking(&identity, &revoked) {
                 Ok(config) => endpoint.set_server_config(Some(config)),
                 Err(e) => tracing::warn!(error = %e, "renewed identity unusable for serving"),
             }

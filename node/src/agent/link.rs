@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use protocol::codec::{self, MAX_FRAME_BYTES};
-use protocol::identity::Kind;
-use protocol::msg::{
-    Assignment, CoordMsg, Hello, Link, NodeMsg, PROTOCOL_VERSION, ResultBatch, Role, Telemetry,
-};
-use protocol::tls;
+use net::identity::Kind;
+use net::tls;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
+use wire::codec::MAX_FRAME_BYTES;
+use wire::msg::{
+    Assignment, CoordMsg, Hello, Link, NodeMsg, PROTOCOL_VERSION, ResultBatch, Role, Telemetry,
+};
 
 use super::credentials::Credentials;
 use super::renewal::Renewal;
@@ -56,13 +56,13 @@ impl Drop for AbortOnDrop {
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The answer to hello comes at once from a live coordinator.
-const WELCOME_WITHIN: codec::Deadlines = codec::Deadlines {
+const WELCOME_WITHIN: net::framing::Deadlines = net::framing::Deadlines {
     idle: Duration::from_secs(5),
     frame: Duration::from_secs(5),
 };
 /// A coordinator may be quiet for long (the QUIC idle timeout catches a dead one), but a frame it
 /// starts must arrive whole soon.
-const COORD_STREAM: codec::Deadlines = codec::Deadlines {
+const COORD_STREAM: net::framing::Deadlines = net::framing::Deadlines {
     idle: Duration::from_secs(3600),
     frame: Duration::from_secs(30),
 };
@@ -210,11 +210,11 @@ async fn session(
         protocol_version: PROTOCOL_VERSION,
         catalog_digests: vec![cfg.catalog_digest.clone()],
         offload_addr: cfg.offload_addr.clone(),
-        battery: battery.unwrap_or_else(protocol::msg::Battery::unreported),
+        battery: battery.unwrap_or_else(wire::msg::Battery::unreported),
         apps: cfg.apps.clone(),
     };
-    codec::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
-    match codec::read_frame_within::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES, WELCOME_WITHIN)
+    net::framing::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
+    match net::framing::read_frame_within::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES, WELCOME_WITHIN)
         .await?
     {
         Some(CoordMsg::Welcome {
@@ -226,7 +226,7 @@ async fn session(
         }
         Some(CoordMsg::Redirect { leader_addr }) => return Ok(Ended::Redirect(leader_addr)),
         Some(CoordMsg::Error {
-            code: protocol::msg::ErrorCode::Unavailable,
+            code: wire::msg::ErrorCode::Unavailable,
             ..
         }) => return Ok(Ended::NoLeader),
         Some(CoordMsg::Error { code, message }) => {
@@ -258,9 +258,12 @@ async fn session(
         tokio::sync::mpsc::channel::<anyhow::Result<Option<CoordMsg>>>(16);
     let reader = tokio::spawn(async move {
         loop {
-            let msg =
-                codec::read_frame_within::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES, COORD_STREAM)
-                    .await;
+            let msg = net::framing::read_frame_within::<_, CoordMsg>(
+                &mut recv,
+                MAX_FRAME_BYTES,
+                COORD_STREAM,
+            )
+            .await;
             let done = !matches!(msg, Ok(Some(_)));
             if frames_tx
                 .send(msg.map_err(anyhow::Error::from))
@@ -277,7 +280,7 @@ async fn session(
     loop {
         tokio::select! {
             _ = cancel.cancelled() => {
-                let _ = codec::write_frame(&mut send, &NodeMsg::Bye).await;
+                let _ = net::framing::write_frame(&mut send, &NodeMsg::Bye).await;
                 let _ = send.finish();
                 // Let the coordinator read the goodbye and close first, so it sees an orderly
                 // end rather than a lost connection.
@@ -288,7 +291,7 @@ async fn session(
             _ = ticker.tick() => {
                 *seq += 1;
                 let telemetry = telemetry(*seq, shared, rtt_ms.max(conn.rtt().as_secs_f64() * 1e3));
-                codec::write_frame(&mut send, &NodeMsg::Telemetry(telemetry)).await?;
+                net::framing::write_frame(&mut send, &NodeMsg::Telemetry(telemetry)).await?;
             }
             _ = results_ticker.tick() => {
                 let Some(spool) = &spool else { continue };
@@ -304,13 +307,13 @@ async fn session(
                         first_seq,
                         results: batch.results,
                     });
-                    codec::write_frame(&mut send, &msg).await?;
+                    net::framing::write_frame(&mut send, &msg).await?;
                     sent_up_to = last_seq;
                 }
             }
             () = renewal.due() => {
                 let csr_pem = renewal.start(credentials)?;
-                codec::write_frame(&mut send, &NodeMsg::Renew { csr_pem }).await?;
+                net::framing::write_frame(&mut send, &NodeMsg::Renew { csr_pem }).await?;
             }
             msg = frames.recv() => {
                 let Some(msg) = msg else { bail!("coordinator stream reader ended") };
@@ -323,7 +326,7 @@ async fn session(
                     Some(CoordMsg::Assignment(a)) => {
                         let epoch = a.epoch;
                         accept_assignment(a, shared, store);
-                        codec::write_frame(&mut send, &NodeMsg::Ack { epoch }).await?;
+                        net::framing::write_frame(&mut send, &NodeMsg::Ack { epoch }).await?;
                     }
                     Some(CoordMsg::Redirect { leader_addr }) => return Ok(Ended::Redirect(leader_addr)),
                     Some(CoordMsg::Renewed { chain_pem }) => renewal.finish(credentials, &chain_pem),
@@ -399,7 +402,7 @@ fn telemetry(seq: u64, shared: &Shared, rtt_ms: f64) -> Telemetry {
         battery: snap
             .battery
             .clone()
-            .unwrap_or_else(protocol::msg::Battery::unreported),
+            .unwrap_or_else(wire::msg::Battery::unreported),
         memory_free_bytes: crate::meminfo::available_bytes().unwrap_or(0),
         model_memory_budget_bytes: snap.model_memory_budget_bytes,
         loaded_variants: snap.loaded_variants.clone(),

@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use protocol::identity::Identity;
-use protocol::manifest::Manifest;
-use protocol::msg::Role;
+use net::identity::Identity;
 use rand::SeedableRng;
 use scheduler::catalog::Catalog;
 use scheduler::state::Budgets;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
+use wire::manifest::Manifest;
+use wire::msg::Role;
 
 use super::link::{self, LinkConfig};
 use super::serve::{Offloader, ServeConfig, Server, Summary};
@@ -38,7 +38,7 @@ fn load_catalog(
     store: &NodeStore,
 ) -> anyhow::Result<(Manifest, Vec<u8>, std::path::PathBuf)> {
     match catalog::locate(args.catalog.as_deref()).and_then(|path| {
-        protocol::manifest::load(&path).with_context(|| format!("catalog {}", path.display()))
+        wire::manifest::load(&path).with_context(|| format!("catalog {}", path.display()))
     }) {
         Ok(loaded) => {
             store.save_catalog(&loaded.1)?;
@@ -165,7 +165,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
     let stop = Arc::new(AtomicBool::new(false));
     let signal_stop = stop.clone();
     tokio::spawn(async move {
-        protocol::shutdown::signal().await;
+        net::shutdown::signal().await;
         tracing::info!("stopping on signal");
         signal_stop.store(true, Ordering::Relaxed);
     });
@@ -298,9 +298,8 @@ async fn serve_offloads(
     cancel: &CancellationToken,
 ) -> anyhow::Result<Summary> {
     // Revoked peers are refused at the handshake; a renewed certificate is served from then on.
-    let config =
-        protocol::tls::server_config_revoking(&credentials.current(), &credentials.revoked)
-            .context("building the offload server config")?;
+    let config = net::tls::server_config_revoking(&credentials.current(), &credentials.revoked)
+        .context("building the offload server config")?;
     let endpoint = quinn::Endpoint::server(config, args.offload_listen)
         .with_context(|| format!("binding the offload endpoint on {}", args.offload_listen))?;
     super::credentials::follow_server(

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use protocol::manifest::Manifest;
 use scheduler::catalog::{Catalog, Place};
 use scheduler::load::{LoadProfiles, measured_load_j};
 use scheduler::policy::{Decision, Outcome, Policy, run_cost};
 use scheduler::state::{Budgets, DeviceState};
 use serde::Serialize;
+use wire::manifest::Manifest;
 
 use super::constraints;
 use super::shared::{Shared, Snapshot};
@@ -134,7 +134,7 @@ impl Server<'_> {
         state.connected = self.offloader.is_some();
         let spool = self.shared.lock().spool.clone();
         let app_names: Vec<String> = cfg.apps.iter().map(|(a, _)| a.clone()).collect();
-        let mut assignment: Option<protocol::msg::Assignment> = self.shared.take_fresh_assignment();
+        let mut assignment: Option<wire::msg::Assignment> = self.shared.take_fresh_assignment();
         let mut available = self.shared.lock().available.clone();
         self.apply(assignment.as_ref(), available.as_ref(), &app_names);
         let (mut applied, mut last_epoch) = (0u64, 0u64);
@@ -185,7 +185,7 @@ impl Server<'_> {
     /// Sets the policy's constraints from the assignment (if any), narrowed to present variants.
     fn apply(
         &mut self,
-        assignment: Option<&protocol::msg::Assignment>,
+        assignment: Option<&wire::msg::Assignment>,
         available: Option<&std::collections::BTreeSet<String>>,
         apps: &[String],
     ) {
@@ -351,7 +351,7 @@ impl Server<'_> {
                 place == Place::Server,
             );
             if let Some(spool) = spool {
-                let result = protocol::msg::InferenceResult {
+                let result = wire::msg::InferenceResult {
                     seq: 0,
                     app: app.clone(),
                     at_unix_ms: unix_ms(),
@@ -360,8 +360,8 @@ impl Server<'_> {
                     score: prediction.score,
                     variant: ran_variant.clone(),
                     place: match place {
-                        Place::Device => protocol::msg::PlaceTag::Device,
-                        Place::Server => protocol::msg::PlaceTag::Server,
+                        Place::Device => wire::msg::PlaceTag::Device,
+                        Place::Server => wire::msg::PlaceTag::Server,
                     },
                     energy_j,
                     cost_usd: usd,
@@ -473,7 +473,7 @@ impl Server<'_> {
             .as_ref()
             .map_or(0, |s| s.accepted());
         let snapshot = Snapshot {
-            spool: protocol::msg::SpoolCounters {
+            spool: wire::msg::SpoolCounters {
                 accepted,
                 failures: stats.iter().map(|s| s.spool_failures).sum(),
             },
@@ -484,7 +484,7 @@ impl Server<'_> {
             load_profiles: self
                 .load_profiles
                 .iter()
-                .map(|(variant, e)| protocol::msg::LoadProfile {
+                .map(|(variant, e)| wire::msg::LoadProfile {
                     variant: variant.to_string(),
                     load_ms: e.load_ms,
                     load_j: e.load_j,

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use protocol::msg::{AppTelemetry, Assignment, Battery};
+use wire::msg::{AppTelemetry, Assignment, Battery};
 
 /// What the serving thread last published for telemetry.
 #[derive(Debug, Clone, Default)]
@@ -14,10 +14,10 @@ pub struct Snapshot {
     pub loaded_variants: Vec<String>,
     pub model_memory_budget_bytes: u64,
     /// Smoothed measured load cost per variant loaded so far.
-    pub load_profiles: Vec<protocol::msg::LoadProfile>,
+    pub load_profiles: Vec<wire::msg::LoadProfile>,
     /// Spool intake as of the same frame as `apps`, so `requests == dropped + accepted` holds
     /// within one snapshot.
-    pub spool: protocol::msg::SpoolCounters,
+    pub spool: wire::msg::SpoolCounters,
 }
 
 #[derive(Debug, Default)]

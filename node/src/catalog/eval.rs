@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use protocol::manifest::{Manifest, VariantSpec};
 use serde::Serialize;
+use wire::manifest::{Manifest, VariantSpec};
 
 use crate::dataset::Dataset;
 use crate::engine::LoadedVariant;

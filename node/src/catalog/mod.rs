@@ -6,9 +6,9 @@ pub mod eval;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use protocol::manifest::{self, Manifest};
+use wire::manifest::{self, Manifest};
 
-/// See [`protocol::manifest::locate`].
+/// See [`wire::manifest::locate`].
 pub fn locate(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(manifest::locate(explicit)?)
 }

@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use protocol::codec::{self, MAX_FRAME_BYTES};
-use protocol::manifest::Manifest;
-use protocol::msg::{BlobReply, BlobRequest, VariantManifest};
 use tokio_util::sync::CancellationToken;
+use wire::codec::MAX_FRAME_BYTES;
+use wire::manifest::Manifest;
+use wire::msg::{BlobReply, BlobRequest, VariantManifest};
 
 use super::shards::ShardStore;
 use crate::agent::shared::Shared;
@@ -148,8 +148,8 @@ async fn request(
     recv: &mut quinn::RecvStream,
     req: &BlobRequest,
 ) -> anyhow::Result<BlobReply> {
-    codec::write_frame(send, req).await?;
-    codec::read_frame::<_, BlobReply>(recv, MAX_FRAME_BYTES)
+    net::framing::write_frame(send, req).await?;
+    net::framing::read_frame::<_, BlobReply>(recv, MAX_FRAME_BYTES)
         .await?
         .context("the coordinator closed the blob stream")
 }
@@ -200,10 +200,10 @@ pub async fn fetch_variant(
     let mut bytes_done = 0u64;
     // Pipeline: every request goes out first (they are tiny), then the replies are read in order.
     for d in &missing {
-        codec::write_frame(&mut send, &BlobRequest::Shard { digest: d.clone() }).await?;
+        net::framing::write_frame(&mut send, &BlobRequest::Shard { digest: d.clone() }).await?;
     }
     for (i, d) in missing.iter().enumerate() {
-        let reply = codec::read_frame::<_, BlobReply>(&mut recv, MAX_FRAME_BYTES)
+        let reply = net::framing::read_frame::<_, BlobReply>(&mut recv, MAX_FRAME_BYTES)
             .await?
             .context("the coordinator closed the blob stream mid-transfer")?;
         let BlobReply::Shard { digest, bytes } = reply else {
@@ -234,10 +234,7 @@ pub async fn fetch_variant(
 
 /// The coordinator's shard list must describe exactly the files the catalog names, with the
 /// catalog's digests: the catalog is the root of trust for model bytes.
-fn check_manifest(
-    m: &VariantManifest,
-    spec: &protocol::manifest::VariantSpec,
-) -> anyhow::Result<()> {
+fn check_manifest(m: &VariantManifest, spec: &wire::manifest::VariantSpec) -> anyhow::Result<()> {
     let mut expected: Vec<(&str, &str)> = std::iter::once(&spec.trunk)
         .chain(spec.heads.iter().map(|h| &h.file))
         .map(|f| (f.file.as_str(), f.sha256.as_str()))

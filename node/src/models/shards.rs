@@ -7,11 +7,11 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use protocol::codec;
-use protocol::manifest::FileSpec;
-use protocol::msg::VariantManifest;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use wire::codec;
+use wire::manifest::FileSpec;
+use wire::msg::VariantManifest;
 
 use crate::engine::EngineError;
 use crate::store::{NodeStore, StoreError};
@@ -359,7 +359,7 @@ impl ShardStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::msg::FileShards;
+    use wire::msg::FileShards;
 
     fn variant(name: &str, chunks: &[&[u8]]) -> (VariantManifest, FileSpec) {
         let whole: Vec<u8> = chunks.concat();

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use protocol::codec::{self, MAX_FRAME_BYTES};
-use protocol::identity::Kind;
-use protocol::msg::{OffloadReply, OffloadRequest};
-use protocol::tls;
+use net::identity::Kind;
+use net::tls;
+use wire::codec::MAX_FRAME_BYTES;
+use wire::msg::{OffloadReply, OffloadRequest};
 
 use crate::agent::credentials::Credentials;
 use crate::agent::serve::Offloader;
@@ -133,8 +133,8 @@ async fn connect(
 }
 
 async fn exchange(session: &mut Session, req: &OffloadRequest) -> anyhow::Result<OffloadReply> {
-    codec::write_frame(&mut session.send, req).await?;
-    codec::read_frame::<_, OffloadReply>(&mut session.recv, MAX_FRAME_BYTES)
+    net::framing::write_frame(&mut session.send, req).await?;
+    net::framing::read_frame::<_, OffloadReply>(&mut session.recv, MAX_FRAME_BYTES)
         .await?
         .context("the offload server closed the stream")
 }

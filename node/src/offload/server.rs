@@ -8,19 +8,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
-use protocol::codec::{self, MAX_FRAME_BYTES};
-use protocol::identity::{Kind, RevokedSet};
-use protocol::msg::{OffloadReply, OffloadRequest};
-use protocol::tls;
+use net::identity::{Kind, RevokedSet};
+use net::tls;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+use wire::codec::MAX_FRAME_BYTES;
+use wire::msg::{OffloadReply, OffloadRequest};
 
 use crate::agent::shared::Shared;
 use crate::cache::ModelCache;
 
 /// Deadlines on an offload stream: a client that stops sending for 30 s, or takes more than 5 s
 /// to finish a frame (a camera frame is a few kilobytes), loses the stream.
-const OFFLOAD_STREAM: codec::Deadlines = codec::Deadlines {
+const OFFLOAD_STREAM: net::framing::Deadlines = net::framing::Deadlines {
     idle: std::time::Duration::from_secs(30),
     frame: std::time::Duration::from_secs(5),
 };
@@ -186,7 +186,7 @@ pub async fn serve(
 
 async fn stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, worker: Worker) {
     loop {
-        let req = match codec::read_frame_within::<_, OffloadRequest>(
+        let req = match net::framing::read_frame_within::<_, OffloadRequest>(
             &mut recv,
             MAX_FRAME_BYTES,
             OFFLOAD_STREAM,
@@ -201,7 +201,7 @@ async fn stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, worker
             }
         };
         let reply = worker.submit(req).await;
-        if codec::write_frame(&mut send, &reply).await.is_err() {
+        if net::framing::write_frame(&mut send, &reply).await.is_err() {
             break;
         }
     }

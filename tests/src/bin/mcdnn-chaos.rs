@@ -157,6 +157,6 @@ mod tests {
 
     #[test]
     fn every_flag_has_help_and_the_command_line_is_consistent() {
-        protocol::config_file::check_command(&super::Cli::command()).unwrap();
+        config_file::check_command(&super::Cli::command()).unwrap();
     }
 }

@@ -3,15 +3,15 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcdnn_protocol::codec;
-use mcdnn_protocol::msg::{CoordMsg, NodeMsg, OffloadReply, OffloadRequest};
+use wire::codec;
+use wire::msg::{CoordMsg, NodeMsg, OffloadReply, OffloadRequest};
 
 fuzz_target!(|data: &[u8]| {
     // Once with the raw input (exercises the header checks), once behind a valid header so the
     // fuzzer spends its time inside the message decoder.
     let mut framed = Vec::with_capacity(codec::HEADER_BYTES + data.len());
     framed.extend_from_slice(&codec::MAGIC);
-    framed.extend_from_slice(&mcdnn_protocol::msg::PROTOCOL_VERSION.to_be_bytes());
+    framed.extend_from_slice(&wire::msg::PROTOCOL_VERSION.to_be_bytes());
     framed.extend_from_slice(data);
     for input in [data, framed.as_slice()] {
         let _ = codec::decode::<NodeMsg>(input);

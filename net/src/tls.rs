@@ -13,8 +13,8 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::CertificateDer;
 
 use crate::identity::{Identity, IdentityError, PeerId, RevokedSet};
-use crate::msg::ALPN;
 use crate::revocation::RevocationChecking;
+use wire::msg::ALPN;
 
 /// Interval of QUIC keep-alive pings: keeps NAT bindings open and detects dead peers early.
 pub const KEEP_ALIVE: Duration = Duration::from_millis(500);

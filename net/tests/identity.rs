@@ -1,6 +1,6 @@
 //! Fleet CA files and enrolment rules.
 
-use mcdnn_protocol::identity::{Ca, Identity, IdentityError, Kind, PeerId};
+use mcdnn_net::identity::{Ca, Identity, IdentityError, Kind, PeerId};
 
 #[test]
 fn ca_init_refuses_to_overwrite_and_keys_are_private() {

@@ -3,7 +3,7 @@
 //! Every stream carries frames of one direction's enum: a node sends [`NodeMsg`], a coordinator
 //! answers with [`CoordMsg`]; an offload stream carries [`OffloadRequest`] / [`OffloadReply`].
 //! Frames are built by [`crate::codec`]; the peer's identity comes from its certificate
-//! ([`crate::tls::peer`]), never from a field in these messages.
+//! (`mcdnn_net::tls::peer`), never from a field in these messages.
 
 mod assignment;
 mod blobs;
@@ -49,7 +49,7 @@ pub enum NodeMsg {
     /// Asks for a new certificate for a key the node just made (its identity is the session's
     /// certificate, never a field); answered with [`CoordMsg::Renewed`] or an error.
     Renew {
-        /// PKCS#10 request, PEM, at most [`crate::identity::MAX_CSR_PEM_BYTES`].
+        /// PKCS#10 request, PEM, at most `mcdnn_net::identity::MAX_CSR_PEM_BYTES`.
         csr_pem: String,
     },
 }

@@ -4,7 +4,7 @@
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::{CodecError, decode_with_limit};
+use wire::codec::{CodecError, decode_with_limit};
 
 /// Bytes read per step while filling a frame body; the body buffer never runs ahead of the data.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -124,9 +124,10 @@ async fn read_body<R: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{MAX_FRAME_BYTES, write_frame};
-    use crate::msg::NodeMsg;
+    use crate::framing::write_frame;
     use tokio::io::AsyncWriteExt;
+    use wire::codec::MAX_FRAME_BYTES;
+    use wire::msg::NodeMsg;
 
     #[tokio::test]
     async fn frames_round_trip_and_eof_is_clean() {

@@ -1,8 +1,8 @@
 //! Property tests of the codec: every message type survives a round trip, and no input makes
 //! decoding panic.
 
-use mcdnn_protocol::codec::{self, MAGIC};
-use mcdnn_protocol::msg::*;
+use mcdnn_wire::codec::{self, MAGIC};
+use mcdnn_wire::msg::*;
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;

@@ -6,13 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use mcdnn_protocol::codec::{self, CodecError, MAX_FRAME_BYTES};
-use mcdnn_protocol::identity::{Ca, Identity, Kind, PeerId, Validity};
-use mcdnn_protocol::msg::{
-    ALPN, Battery, BatterySource, CoordMsg, Hello, NodeMsg, PROTOCOL_VERSION, Role,
-};
-use mcdnn_protocol::tls;
+use mcdnn_net::identity::{Ca, Identity, Kind, PeerId, Validity};
+use mcdnn_net::tls;
 use tokio::time::timeout;
+use wire::codec::{CodecError, MAX_FRAME_BYTES};
+use wire::msg::{ALPN, Battery, BatterySource, CoordMsg, Hello, NodeMsg, PROTOCOL_VERSION, Role};
 
 const WAIT: Duration = Duration::from_secs(10);
 const DAYS: u32 = 30;
@@ -139,7 +137,7 @@ async fn fleet_node_is_identified_and_frames_round_trip() {
 
     let server_task = tokio::spawn(async move {
         let (mut send, mut recv) = server_conn.accept_bi().await.expect("accept stream");
-        let got: NodeMsg = codec::read_frame(&mut recv, MAX_FRAME_BYTES)
+        let got: NodeMsg = mcdnn_net::framing::read_frame(&mut recv, MAX_FRAME_BYTES)
             .await
             .expect("read")
             .expect("one frame");
@@ -149,9 +147,11 @@ async fn fleet_node_is_identified_and_frames_round_trip() {
             leader: "coord-0".to_owned(),
             epoch: 7,
         };
-        codec::write_frame(&mut send, &reply).await.expect("write");
+        mcdnn_net::framing::write_frame(&mut send, &reply)
+            .await
+            .expect("write");
         send.finish().expect("finish");
-        let end: Option<NodeMsg> = codec::read_frame(&mut recv, MAX_FRAME_BYTES)
+        let end: Option<NodeMsg> = mcdnn_net::framing::read_frame(&mut recv, MAX_FRAME_BYTES)
             .await
             .expect("eof");
         assert_eq!(end, None);
@@ -161,11 +161,11 @@ async fn fleet_node_is_identified_and_frames_round_trip() {
     });
 
     let (mut send, mut recv) = client_conn.open_bi().await.expect("open stream");
-    codec::write_frame(&mut send, &hello("cam-1"))
+    mcdnn_net::framing::write_frame(&mut send, &hello("cam-1"))
         .await
         .expect("write hello");
     send.finish().expect("finish");
-    let welcome: Option<CoordMsg> = codec::read_frame(&mut recv, MAX_FRAME_BYTES)
+    let welcome: Option<CoordMsg> = mcdnn_net::framing::read_frame(&mut recv, MAX_FRAME_BYTES)
         .await
         .expect("read");
     assert_eq!(
@@ -176,7 +176,7 @@ async fn fleet_node_is_identified_and_frames_round_trip() {
             epoch: 7
         })
     );
-    let end: Option<CoordMsg> = codec::read_frame(&mut recv, MAX_FRAME_BYTES)
+    let end: Option<CoordMsg> = mcdnn_net::framing::read_frame(&mut recv, MAX_FRAME_BYTES)
         .await
         .expect("eof");
     assert_eq!(end, None);
@@ -309,7 +309,7 @@ async fn oversized_length_prefix_on_a_stream_is_rejected_before_allocating() {
         .expect("accept");
     let err = timeout(
         WAIT,
-        codec::read_frame::<_, NodeMsg>(&mut recv, MAX_FRAME_BYTES),
+        mcdnn_net::framing::read_frame::<_, NodeMsg>(&mut recv, MAX_FRAME_BYTES),
     )
     .await
     .expect("rejected without waiting for the body")

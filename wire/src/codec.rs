@@ -1,5 +1,6 @@
-//! Framing and encoding of every message on the wire. The only module that knows the encoding
-//! (bincode 2 through serde), so it can be swapped without touching callers.
+//! Encoding of every message on the wire. The only module that knows the encoding (bincode 2
+//! through serde), so it can be swapped without touching callers. Moving frames over streams is
+//! `mcdnn_net::framing`'s job; this module has no I/O.
 //!
 //! A frame on a stream is a `u32` big-endian length followed by that many payload bytes. The payload
 //! is a 6-byte header (`b"MCDN"` and the protocol version as `u16` big-endian) and then the
@@ -8,7 +9,6 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::msg::PROTOCOL_VERSION;
 
@@ -186,43 +186,6 @@ fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<(T, usize), CodecErro
     };
     Ok(decoded?)
 }
-
-/// Writes `msg` as one frame (length prefix + payload), limited to [`MAX_FRAME_BYTES`].
-/// Does not flush or finish the stream.
-pub async fn write_frame<W, T>(writer: &mut W, msg: &T) -> Result<(), CodecError>
-where
-    W: AsyncWrite + Unpin,
-    T: Serialize,
-{
-    write_frame_with_limit(writer, msg, MAX_FRAME_BYTES).await
-}
-
-/// Writes `msg` as one frame, refusing payloads over `max_bytes`.
-pub async fn write_frame_with_limit<W, T>(
-    writer: &mut W,
-    msg: &T,
-    max_bytes: usize,
-) -> Result<(), CodecError>
-where
-    W: AsyncWrite + Unpin,
-    T: Serialize,
-{
-    let payload = encode_with_limit(msg, max_bytes)?;
-    let len = u32::try_from(payload.len()).map_err(|_| CodecError::FrameTooLarge {
-        len: payload.len(),
-        max: u32::MAX as usize,
-    })?;
-    // One buffer, one write: a frame is never interleaved with a half-written prefix.
-    let mut frame = Vec::with_capacity(4 + payload.len());
-    frame.extend_from_slice(&len.to_be_bytes());
-    frame.extend_from_slice(&payload);
-    writer.write_all(&frame).await?;
-    Ok(())
-}
-
-mod read;
-
-pub use read::{Deadlines, read_frame, read_frame_within};
 
 #[cfg(test)]
 mod tests {

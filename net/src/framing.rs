@@ -1,0 +1,44 @@
+//! Frames over async streams: a `u32` big-endian length, then a payload made by
+//! [`wire::codec`]. Reads grow their buffer as bytes arrive and run under deadlines, so a peer that
+//! announces a large frame and sends nothing costs neither memory nor a stuck task.
+
+use serde::Serialize;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use wire::codec::{CodecError, MAX_FRAME_BYTES, encode_with_limit};
+
+mod read;
+
+pub use read::{Deadlines, read_frame, read_frame_within};
+
+/// Writes `msg` as one frame (length prefix + payload), limited to [`MAX_FRAME_BYTES`].
+/// Does not flush or finish the stream.
+pub async fn write_frame<W, T>(writer: &mut W, msg: &T) -> Result<(), CodecError>
+where
+    W: AsyncWrite + Unpin,
+    T: Serialize,
+{
+    write_frame_with_limit(writer, msg, MAX_FRAME_BYTES).await
+}
+
+/// Writes `msg` as one frame, refusing payloads over `max_bytes`.
+pub async fn write_frame_with_limit<W, T>(
+    writer: &mut W,
+    msg: &T,
+    max_bytes: usize,
+) -> Result<(), CodecError>
+where
+    W: AsyncWrite + Unpin,
+    T: Serialize,
+{
+    let payload = encode_with_limit(msg, max_bytes)?;
+    let len = u32::try_from(payload.len()).map_err(|_| CodecError::FrameTooLarge {
+        len: payload.len(),
+        max: u32::MAX as usize,
+    })?;
+    // One buffer, one write: a frame is never interleaved with a half-written prefix.
+    let mut frame = Vec::with_capacity(4 + payload.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&payload);
+    writer.write_all(&frame).await?;
+    Ok(())
+}
