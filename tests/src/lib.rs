@@ -6,6 +6,7 @@ pub mod admin_flood;
 pub mod backup_chaos;
 pub mod cluster;
 pub mod identity;
+pub mod layering;
 pub mod raft_chaos;
 mod raft_partition;
 pub mod revoke_chaos;
