@@ -8,11 +8,9 @@ pub mod cluster;
 pub mod identity;
 pub mod layering;
 pub mod raft_chaos;
-mod raft_partition;
 pub mod revoke_chaos;
 pub mod rogue_chaos;
 pub mod wiped_chaos;
-mod write_bench;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -26,7 +24,6 @@ use net::identity::{Ca, Kind, OperatorRole};
 
 pub mod bench;
 pub mod chaos;
-mod chaos_models;
 pub mod evidence;
 pub mod peers;
 pub mod proxy;

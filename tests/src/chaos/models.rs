@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::chaos::{merge, node_results, tail, wait_exit};
+use super::{merge, node_results, tail, wait_exit};
 use crate::verdict::{self, CorruptionEvidence};
 use crate::{Fleet, Proc, evidence};
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::{T, WRITER, audit, start_nodes, wait_nodes_on, write_figures};
 use crate::cluster::Cluster;
-use crate::raft_chaos::{T, WRITER, audit, start_nodes, wait_nodes_on, write_figures};
 use crate::verdict::{self, Ack};
 
 fn assignments_sent(c: &Cluster, i: usize) -> anyhow::Result<f64> {

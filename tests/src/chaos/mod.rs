@@ -6,6 +6,8 @@
 //! what each node accepted, dropped and still holds (its summary and telemetry) against what the
 //! coordinator's ledger recorded.
 
+mod models;
+
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -39,8 +41,8 @@ impl Default for Options {
 
 pub fn run(scenario: &str, opts: &Options) -> anyhow::Result<Value> {
     match scenario {
-        "node-crash-during-download" => crate::chaos_models::crash_during_download(),
-        "corrupt-shard" => crate::chaos_models::corrupt_shard(),
+        "node-crash-during-download" => models::crash_during_download(),
+        "corrupt-shard" => models::corrupt_shard(),
         "offload-server-kill" => offload_server_kill(),
         "partition-spool" => partition_spool(opts.partition),
         other => bail!(

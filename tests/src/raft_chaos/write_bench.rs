@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use super::{T, client, percentile, replica_logs};
 use crate::cluster::Cluster;
-use crate::raft_chaos::{T, client, percentile, replica_logs};
 use crate::verdict::{self, Ack};
 
 pub fn write_bench(count: usize, concurrency: usize) -> anyhow::Result<Value> {

@@ -16,8 +16,11 @@ use crate::verdict::{self, Ack, NodeEvidence, ResultVerdict, WriteVerdict};
 use crate::writer::{PolicyClient, Writer};
 use crate::{Proc, evidence};
 
-pub use crate::raft_partition::minority_partition;
-pub use crate::write_bench::write_bench;
+mod partition;
+mod write_bench;
+
+pub use partition::minority_partition;
+pub use write_bench::write_bench;
 
 pub(crate) const T: Duration = Duration::from_secs(30);
 pub(crate) const WRITER: &str = "chaos-writer";
