@@ -1,3 +1,6 @@
+//! Command lines of the MCDNN binaries: `--config FILE` (below), the check every binary's test
+//! runs on its own command line, and [`node_command`], the typed `mcdnn-node run` line.
+//!
 //! `--config FILE` for the daemons: a TOML file whose keys are the command's long flag names
 //! (`solve-interval-ms = 500`, `peers = "coord-0=a,coord-1=b"`). Precedence is flag > environment
 //! variable > file > built-in default: a file value is passed as a flag placed before the
@@ -5,6 +8,8 @@
 //! `MCDNN_*` variable is not set. The command must accept `--config` itself (for its help) and
 //! let a later flag override an earlier one (`Command::args_override_self`). An unknown key or a value of the wrong shape is an error that
 //! names the file and lists the keys the command knows.
+
+pub mod node_command;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -207,4 +207,45 @@ mod tests {
     fn every_flag_has_help_and_the_command_line_is_consistent() {
         config_file::check_command(&super::Cli::command()).unwrap();
     }
+
+    /// The builder the demo, the test harness and chaos start nodes with speaks this command line.
+    #[test]
+    fn the_shared_node_command_builder_parses_as_written() {
+        use clap::Parser;
+        use config_file::node_command::{NodeRun, ServerRole};
+        let run = NodeRun {
+            apps: Some("garment=4".into()),
+            telemetry_ms: Some(250),
+            seed: Some(7),
+            summary: Some("s.json".into()),
+            catalog: Some("m.json".into()),
+            server: Some(ServerRole {
+                listen: "127.0.0.1:7601".into(),
+                capacity_rps: 12.5,
+            }),
+            ..NodeRun::new("cam-9", "a:1,b:2", "laptop", "ca", "st").shift(30.0, 2.5)
+        };
+        let argv = std::iter::once("mcdnn-node".into()).chain(run.args());
+        let super::Command::Run(a) = super::Cli::try_parse_from(argv).expect("parses").command
+        else {
+            panic!("not the run command");
+        };
+        assert_eq!(
+            (a.name.as_str(), a.device_class.as_str()),
+            ("cam-9", "laptop")
+        );
+        assert_eq!(a.coordinators, ["a:1", "b:2"]);
+        assert_eq!(
+            (a.energy_budget_j, a.shift_s, a.duration_s),
+            (2.5, 30.0, Some(30.0))
+        );
+        assert!(a.battery_model);
+        assert_eq!(
+            (a.telemetry_ms, a.seed, a.apps.as_str()),
+            (250, 7, "garment=4")
+        );
+        assert_eq!((a.role.as_str(), a.capacity_rps), ("server", 12.5));
+        assert_eq!(a.offload_listen.to_string(), "127.0.0.1:7601");
+        assert_eq!(a.store, std::path::PathBuf::from("st"));
+    }
 }

@@ -18,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use config_file::node_command::{NodeRun as NodeLine, ServerRole};
 use mcdnn_coordinator::ctl::{demo, http};
 use mcdnn_coordinator::fleet::status::FleetStatus;
 use net::identity::{Ca, Kind, OperatorRole};
@@ -343,37 +344,19 @@ impl Fleet {
                 .to_string();
             Ca::load(&self.ca)?.enroll(Kind::Node, name, &self.ca, &[host], 30)?;
         }
+        let line = NodeLine {
+            telemetry_ms: Some(200),
+            duration_s: Some(secs),
+            summary: Some(self.summary_path(name)),
+            catalog: Some(catalog()),
+            server: Some(ServerRole {
+                listen: listen.into(),
+                capacity_rps,
+            }),
+            ..NodeLine::new(name, self.quic(), "laptop", &self.ca, self.store_path(name))
+        };
         let mut cmd = Command::new(bin("mcdnn-node")?);
-        cmd.args([
-            "run",
-            "--name",
-            name,
-            "--coordinator",
-            &self.quic(),
-            "--device-class",
-            "laptop",
-        ])
-        .args([
-            "--role",
-            "server",
-            "--offload-listen",
-            listen,
-            "--telemetry-ms",
-            "200",
-        ])
-        .arg("--capacity-rps")
-        .arg(format!("{capacity_rps}"))
-        .arg("--duration-s")
-        .arg(format!("{secs}"))
-        .arg("--identity-dir")
-        .arg(&self.ca)
-        .arg("--store")
-        .arg(self.store_path(name))
-        .arg("--summary")
-        .arg(self.summary_path(name))
-        .arg("--catalog")
-        .arg(catalog())
-        .args(extra);
+        cmd.args(line.args()).args(extra);
         self.spawn(name, cmd)
     }
 
@@ -422,33 +405,22 @@ pub fn node_command(
     secs: f64,
     run: &NodeRun<'_>,
 ) -> anyhow::Result<Command> {
+    let line = NodeLine {
+        apps: Some(run.apps.into()),
+        telemetry_ms: Some(run.telemetry_ms),
+        summary: Some(dir.join(format!("{name}.summary.json"))),
+        catalog: Some(catalog()),
+        ..NodeLine::new(
+            name,
+            run.coordinators,
+            class,
+            ca,
+            dir.join(format!("{name}.store")),
+        )
+        .shift(secs, run.energy_budget_j)
+    };
     let mut cmd = Command::new(bin("mcdnn-node")?);
-    cmd.args([
-        "run",
-        "--name",
-        name,
-        "--coordinator",
-        run.coordinators,
-        "--device-class",
-        class,
-    ])
-    .args(["--battery-model", "--apps", run.apps])
-    .arg("--telemetry-ms")
-    .arg(run.telemetry_ms.to_string())
-    .arg("--energy-budget-j")
-    .arg(format!("{}", run.energy_budget_j))
-    .arg("--shift-s")
-    .arg(format!("{secs}"))
-    .arg("--duration-s")
-    .arg(format!("{secs}"))
-    .arg("--identity-dir")
-    .arg(ca)
-    .arg("--store")
-    .arg(dir.join(format!("{name}.store")))
-    .arg("--summary")
-    .arg(dir.join(format!("{name}.summary.json")))
-    .arg("--catalog")
-    .arg(catalog());
+    cmd.args(line.args());
     Ok(cmd)
 }
 

@@ -1,0 +1,92 @@
+//! The demo's summary: each node's own end-of-run report, and the fleet's accuracy weighted by
+//! requests.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::fleet::NodeSpec;
+use crate::fleet::status::FleetStatus;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeResult {
+    pub id: String,
+    pub device_class: String,
+    pub requests: u64,
+    pub accuracy: f64,
+    pub energy_used_j: f64,
+    pub energy_budget_j: f64,
+    pub model_loads: u64,
+    pub last_epoch: u64,
+    pub variants: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoSummary {
+    pub fleet_accuracy: f64,
+    pub requests: u64,
+    pub duration_s: f64,
+    pub plan_epoch: u64,
+    pub plan_gap: f64,
+    pub nodes: Vec<NodeResult>,
+}
+
+impl DemoSummary {
+    /// The fleet's figures from its nodes' reports and the coordinator's last plan.
+    pub(super) fn new(
+        nodes: Vec<NodeResult>,
+        duration_s: f64,
+        final_status: Option<&FleetStatus>,
+    ) -> DemoSummary {
+        let requests: u64 = nodes.iter().map(|n| n.requests).sum();
+        let correct: f64 = nodes
+            .iter()
+            .map(|n| n.accuracy * n.requests as f64 / 100.0)
+            .sum();
+        DemoSummary {
+            fleet_accuracy: if requests == 0 {
+                0.0
+            } else {
+                100.0 * correct / requests as f64
+            },
+            requests,
+            duration_s,
+            plan_epoch: final_status.map_or(0, |s| s.plan.epoch),
+            plan_gap: final_status.map_or(0.0, |s| s.plan.gap),
+            nodes,
+        }
+    }
+}
+
+/// A node's result from the summary file `mcdnn-node run --summary` wrote.
+pub(super) fn read_node_result(spec: &NodeSpec, path: &Path) -> anyhow::Result<NodeResult> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let variants = v["apps"]
+        .as_object()
+        .map(|apps| {
+            apps.iter()
+                .map(|(app, a)| {
+                    let by: BTreeMap<String, u64> =
+                        serde_json::from_value(a["by_variant"].clone()).unwrap_or_default();
+                    (app.clone(), by)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(NodeResult {
+        id: spec.name.clone(),
+        device_class: spec.class.to_string(),
+        requests: v["requests"].as_u64().unwrap_or(0),
+        accuracy: v["accuracy"].as_f64().unwrap_or(0.0),
+        energy_used_j: v["energy_used_j"].as_f64().unwrap_or(0.0),
+        energy_budget_j: v["energy_budget_j"].as_f64().unwrap_or(0.0),
+        model_loads: v["model_loads"].as_u64().unwrap_or(0),
+        last_epoch: v["last_epoch"].as_u64().unwrap_or(0),
+        variants,
+    })
+}
