@@ -414,6 +414,12 @@ impl Partition {
     }
 }
 
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        crate::keep_on_panic(&mut self.dir);
+    }
+}
+
 impl Drop for Partition {
     fn drop(&mut self) {
         let _ = Self::rule("-D", &self.host, "-s");

@@ -431,3 +431,43 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
 }
+
+/// A failed test's processes leave their story in the run folder: when the thread is panicking,
+/// keep the folder and print the tail of every log in it, so a flaky failure in CI can be read
+/// instead of guessed at.
+pub fn keep_on_panic(dir: &mut tempfile::TempDir) {
+    if !std::thread::panicking() {
+        return;
+    }
+    dir.disable_cleanup(true);
+    eprintln!("test failed: run folder kept at {}", dir.path().display());
+    let mut logs: Vec<PathBuf> = walk_logs(dir.path());
+    logs.sort();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(40)..];
+        eprintln!("---- {} (last {} lines)\n{}", log.display(), tail.len(), tail.join("\n"));
+    }
+}
+
+fn walk_logs(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        if path.is_dir() {
+            out.extend(walk_logs(&path));
+        } else if path.extension().is_some_and(|e| e == "log") {
+            out.push(path);
+        }
+    }
+    out
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        keep_on_panic(&mut self.dir);
+    }
+}
