@@ -1,0 +1,168 @@
+//! The seeded fault schedule: every 0.3-2.5 simulated seconds one of leader kill, random
+//! replica kill, restart from disk, minority partition, leader isolation, heal, node store loss
+//! or a change of network weather (loss, duplication, delay spread, which reorders).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::cluster::{Cluster, REPLICAS};
+use crate::net::{Addr, Partition, SimNet, Weather};
+use crate::node::NodeCtl;
+use crate::rng::SimRng;
+use crate::trace::Trace;
+
+/// Store losses per node at most (the ledger keeps 16 incarnations per node).
+const MAX_STORE_LOSSES_PER_NODE: usize = 4;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FaultStats {
+    pub kills: u64,
+    pub partitions: u64,
+    pub store_losses: u64,
+    pub weather_changes: u64,
+}
+
+pub struct Faults {
+    pub rng: SimRng,
+    pub trace: Trace,
+    pub net: SimNet,
+    pub nodes: Vec<mpsc::UnboundedSender<NodeCtl>>,
+    pub writers: usize,
+    pub stats: FaultStats,
+    store_losses: BTreeMap<usize, usize>,
+}
+
+impl Faults {
+    pub fn new(
+        rng: SimRng,
+        trace: Trace,
+        net: SimNet,
+        nodes: Vec<mpsc::UnboundedSender<NodeCtl>>,
+        writers: usize,
+    ) -> Self {
+        Faults {
+            rng,
+            trace,
+            net,
+            nodes,
+            writers,
+            stats: FaultStats::default(),
+            store_losses: BTreeMap::new(),
+        }
+    }
+
+    /// Injects faults until `until`.
+    pub async fn run(&mut self, cluster: &mut Cluster, until: Instant) -> Result<(), String> {
+        loop {
+            let next = Instant::now() + Duration::from_millis(self.rng.between(300, 2500));
+            if next >= until {
+                tokio::time::sleep_until(until).await;
+                return Ok(());
+            }
+            tokio::time::sleep_until(next).await;
+            self.one(cluster).await?;
+        }
+    }
+
+    async fn one(&mut self, cluster: &mut Cluster) -> Result<(), String> {
+        let all_up = cluster.down().is_empty();
+        match self.rng.index(9) {
+            0 | 1 if all_up => {
+                if let Some(l) = cluster.leader() {
+                    self.stats.kills += 1;
+                    cluster.kill(l).await?;
+                }
+            }
+            2 if all_up => {
+                let id = REPLICAS[self.rng.index(REPLICAS.len())];
+                self.stats.kills += 1;
+                cluster.kill(id).await?;
+            }
+            0..=2 => {
+                for id in cluster.down() {
+                    cluster.start(id)?;
+                }
+            }
+            3 if self.net.partition().is_none() => {
+                let alone = REPLICAS[self.rng.index(REPLICAS.len())];
+                self.partition(cluster, alone).await;
+            }
+            4 if self.net.partition().is_none() => {
+                if let Some(l) = cluster.leader() {
+                    self.partition(cluster, l).await;
+                }
+            }
+            3..=5 => {
+                if self.net.partition().is_some() {
+                    self.net.set_partition(None);
+                    self.trace.event("heal");
+                }
+            }
+            6 => {
+                let n = self.rng.index(self.nodes.len());
+                let lost = self.store_losses.entry(n).or_default();
+                if *lost < MAX_STORE_LOSSES_PER_NODE {
+                    *lost += 1;
+                    self.stats.store_losses += 1;
+                    let _ = self.nodes[n].send(NodeCtl::LoseStore);
+                }
+            }
+            _ => self.weather(),
+        }
+        Ok(())
+    }
+
+    fn weather(&mut self) {
+        let w = Weather {
+            loss: self.rng.uniform(0.0, 0.2),
+            duplicate: self.rng.uniform(0.0, 0.1),
+            min_delay_ms: self.rng.between(1, 5),
+            max_delay_ms: self.rng.between(5, 80),
+        };
+        self.stats.weather_changes += 1;
+        self.trace.event(format!(
+            "weather loss {:.3} dup {:.3} delay {}-{}ms",
+            w.loss, w.duplicate, w.min_delay_ms, w.max_delay_ms
+        ));
+        self.net.set_weather(w);
+    }
+
+    /// Cuts `alone` off from the other replicas; each client lands on either side.
+    async fn partition(&mut self, cluster: &Cluster, alone: u64) {
+        self.stats.partitions += 1;
+        let mut sides = BTreeMap::new();
+        let mut replicas_by_side: BTreeMap<u8, Vec<u64>> = BTreeMap::new();
+        for id in REPLICAS {
+            let side = u8::from(id == alone);
+            sides.insert(Addr::Replica(id), side);
+            replicas_by_side.entry(side).or_default().push(id);
+        }
+        let clients = (0..self.nodes.len())
+            .map(Addr::Node)
+            .chain((0..self.writers).map(Addr::Writer));
+        for c in clients {
+            sides.insert(c, u8::from(self.rng.chance(0.3)));
+        }
+        let id = self.stats.partitions;
+        self.net.set_partition(Some(Partition {
+            id,
+            sides,
+            replicas_by_side,
+            commit_bound: None,
+        }));
+        self.trace
+            .event(format!("partition {id}: r{alone} alone in the minority"));
+        // Nothing crosses from now on: the highest log index now bounds what the minority can
+        // ever see committed while this lasts.
+        let mut bound = 0;
+        for h in cluster.handles() {
+            if let Ok(st) = h.status().await {
+                bound = bound.max(st.last_index);
+            }
+        }
+        self.net.set_commit_bound(bound);
+    }
+}
