@@ -138,6 +138,16 @@ impl Cluster {
             .map_err(|e| format!("replica {id} had stopped with an error: {e}"))
     }
 
+    /// Stops replica `id` and deletes its folder: it comes back with an empty disk and must
+    /// rejoin (learner, snapshot, promotion).
+    pub async fn wipe(&mut self, id: u64) -> Result<(), String> {
+        self.kill(id).await?;
+        let dir = self.root.join(format!("replica-{id}"));
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("wiping {}: {e}", dir.display()))?;
+        self.trace.event(format!("wipe r{id}'s disk"));
+        Ok(())
+    }
+
     pub fn is_running(&self, id: u64) -> bool {
         self.running.contains_key(&id)
     }

@@ -1,6 +1,7 @@
 //! The seeded fault schedule: every 0.3-2.5 simulated seconds one of leader kill, random
-//! replica kill, restart from disk, minority partition, leader isolation, heal, node store loss
-//! or a change of network weather (loss, duplication, delay spread, which reorders).
+//! replica kill, restart from disk, replica disk loss (it rejoins), minority partition, leader
+//! isolation, heal, node store loss or a change of network weather (loss, duplication, delay
+//! spread, which reorders). At most one replica is down at a time.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,6 +21,8 @@ const MAX_STORE_LOSSES_PER_NODE: usize = 4;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FaultStats {
     pub kills: u64,
+    /// Replicas whose disk was deleted (they rejoin).
+    pub wipes: u64,
     pub partitions: u64,
     pub store_losses: u64,
     pub weather_changes: u64,
@@ -69,7 +72,7 @@ impl Faults {
 
     async fn one(&mut self, cluster: &mut Cluster) -> Result<(), String> {
         let all_up = cluster.down().is_empty();
-        match self.rng.index(9) {
+        match self.rng.index(10) {
             0 | 1 if all_up => {
                 if let Some(l) = cluster.leader() {
                     self.stats.kills += 1;
@@ -110,7 +113,13 @@ impl Faults {
                     let _ = self.nodes[n].send(NodeCtl::LoseStore);
                 }
             }
-            _ => self.weather(),
+            7 | 8 => self.weather(),
+            _ if all_up => {
+                let id = REPLICAS[self.rng.index(REPLICAS.len())];
+                self.stats.wipes += 1;
+                cluster.wipe(id).await?;
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::exchange::{ToClient, ToCoord};
 use crate::rng::SimRng;
+use crate::trace::Trace;
 
 /// An endpoint of the simulated network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -79,6 +80,35 @@ pub enum Payload {
     ToClient(ToClient),
 }
 
+impl Payload {
+    /// What the digest records of a message: everything that steers the run, nothing the real
+    /// code draws at random (spool incarnations, proposal nonces in entry contexts).
+    fn describe(&self) -> String {
+        match self {
+            Payload::Raft(m) => format!(
+                "{:?} t{} i{} lt{} c{} n{} r{}",
+                m.get_msg_type(),
+                m.term,
+                m.index,
+                m.log_term,
+                m.commit,
+                m.entries.len(),
+                m.reject
+            ),
+            Payload::ToCoord(ToCoord::Results { node, batch }) => format!(
+                "results node {node} {}..{}",
+                batch.first_seq,
+                batch.results.last().map_or(0, |r| r.seq)
+            ),
+            Payload::ToCoord(w @ ToCoord::Write { .. }) => format!("{w:?}"),
+            Payload::ToClient(ToClient::ResultsAck { up_to_seq, .. }) => {
+                format!("results ack {up_to_seq}")
+            }
+            Payload::ToClient(m) => format!("{m:?}"),
+        }
+    }
+}
+
 /// Messages an endpoint receives (not raft: that goes to the replica's handle).
 #[derive(Debug)]
 pub struct Envelope {
@@ -108,10 +138,11 @@ struct State {
 pub struct SimNet {
     state: Arc<Mutex<State>>,
     rng: SimRng,
+    trace: Trace,
 }
 
 impl SimNet {
-    pub fn new(rng: SimRng) -> Self {
+    pub fn new(rng: SimRng, trace: Trace) -> Self {
         SimNet {
             state: Arc::new(Mutex::new(State {
                 weather: Weather::CALM,
@@ -121,6 +152,7 @@ impl SimNet {
                 stats: NetStats::default(),
             })),
             rng,
+            trace,
         }
     }
 
@@ -189,6 +221,8 @@ impl SimNet {
     /// Sends `payload` from `from` to `to` through the weather: maybe lost, maybe twice, each
     /// copy after its own delay.
     pub fn send(&self, from: Addr, to: Addr, payload: Payload) {
+        self.trace
+            .fold(&format!("{from:?}>{to:?} {}", payload.describe()));
         let weather = {
             let mut st = self.lock();
             st.stats.sent += 1;

@@ -127,7 +127,7 @@ async fn run(seed: u64, config: &SimConfig) -> SeedReport {
     };
     let start = Instant::now();
     let trace = Trace::new();
-    let net = SimNet::new(SimRng::stream(seed, "net"));
+    let net = SimNet::new(SimRng::stream(seed, "net"), trace.clone());
     let monitor = Monitor::default();
     let cluster = Cluster::new(
         root.path().to_path_buf(),
