@@ -145,6 +145,121 @@ fn results(
         ));
     }
     if gaps > 0 {
-        problems.push(format!("node {n}: the ledger saw {gaps} skipped sequence numbers"));
+        problems.push(format!(
+            "node {n}: the ledger saw {gaps} skipped sequence numbers"
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mcdnn_coordinator::state::{Command, PolicyValue, ResultRecord};
+
+    use super::*;
+    use crate::node::Incarnation;
+    use crate::writer::WriteAck;
+
+    const INC: u64 = 0xfeed;
+
+    fn state(results: u64, writes: u64) -> FleetState {
+        let mut s = FleetState::default();
+        let mut index = 0;
+        let mut apply = |cmd: Command| {
+            index += 1;
+            s.apply(index, &cmd);
+        };
+        apply(Command::RecordResults {
+            node_id: node_name(0),
+            incarnation: INC,
+            records: (1..=results)
+                .map(|seq| ResultRecord {
+                    seq,
+                    correct: None,
+                    offloaded: false,
+                    cost_usd: 0.0,
+                })
+                .collect(),
+        });
+        for write_id in 1..=writes {
+            apply(Command::SetPolicy {
+                key: crate::exchange::serve::WRITE_KEY.into(),
+                value: PolicyValue::Number(1.0),
+                writer: writer_name(0),
+                write_id,
+            });
+        }
+        s
+    }
+
+    fn node(acked: u64, last_seq: u64, lost: bool) -> NodeEvidence {
+        NodeEvidence {
+            incarnations: vec![Incarnation {
+                id: INC,
+                first_seq: Some(1),
+                last_seq,
+                acked,
+                lost,
+            }],
+            ..NodeEvidence::default()
+        }
+    }
+
+    fn writer(ids: std::ops::RangeInclusive<u64>) -> WriterEvidence {
+        WriterEvidence {
+            acked: ids
+                .map(|write_id| WriteAck {
+                    write_id,
+                    index: write_id + 1,
+                    attempts: 1,
+                })
+                .collect(),
+            done: true,
+        }
+    }
+
+    fn judge(states: &[FleetState], n: NodeEvidence, w: WriterEvidence) -> Vec<String> {
+        let states: Vec<(u64, FleetState)> = (1..).zip(states.iter().cloned()).collect();
+        final_state(&states, &[n], &[w]).0
+    }
+
+    #[test]
+    fn a_clean_history_passes() {
+        let s = state(5, 3);
+        assert_eq!(
+            judge(&[s.clone(), s], node(5, 5, false), writer(1..=3)),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn each_broken_invariant_is_named() {
+        let s = state(5, 3);
+        let both = [s.clone(), s.clone()];
+        let has = |problems: Vec<String>, what: &str| {
+            assert!(
+                problems.iter().any(|p| p.contains(what)),
+                "{what:?} not in {problems:?}"
+            );
+        };
+        has(
+            judge(&both, node(7, 7, false), writer(1..=3)),
+            "acknowledged results lost",
+        );
+        has(
+            judge(&both, node(4, 4, true), writer(1..=3)),
+            "only 4 were appended",
+        );
+        has(
+            judge(&both, node(5, 6, false), writer(1..=3)),
+            "never acknowledged although the store survived",
+        );
+        has(
+            judge(&both, node(5, 5, false), writer(1..=4)),
+            "lacks 1 acknowledged writes",
+        );
+        has(
+            judge(&[s, state(5, 2)], node(5, 5, false), writer(1..=2)),
+            "ends with a state different",
+        );
     }
 }

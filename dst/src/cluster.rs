@@ -7,12 +7,12 @@
 //! picks each start's `election_tick` (and so its tick at which it campaigns) instead.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use mcdnn_coordinator::raft::{Replica, ReplicaConfig, ReplicaHandle, Role};
+use mcdnn_coordinator::raft::{Replica, ReplicaConfig, ReplicaHandle, Role, Transport};
 use tokio::task::JoinHandle;
 
 use crate::exchange::serve;
@@ -28,6 +28,29 @@ pub const REPLICAS: [u64; 3] = [1, 2, 3];
 struct Running {
     handle: ReplicaHandle,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts a replica, waiting (in real time) for the file lock of its previous run: sled's
+/// background threads release it shortly after the old database is dropped, and simulated
+/// time can restart a replica within real microseconds. Waiting in real time changes nothing
+/// simulated (the runtime is busy, so its clock does not move).
+fn start_when_unlocked(
+    id: u64,
+    dir: &Path,
+    transport: Arc<dyn Transport>,
+    config: ReplicaConfig,
+) -> Result<ReplicaHandle, String> {
+    let mut waited = 0;
+    loop {
+        match Replica::start(id, &REPLICAS, dir, transport.clone(), config.clone()) {
+            Ok(h) => return Ok(h),
+            Err(e) if e.to_string().contains("could not acquire lock") && waited < 500 => {
+                waited += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(format!("starting replica {id}: {e}")),
+        }
+    }
 }
 
 pub struct Cluster {
@@ -90,8 +113,7 @@ impl Cluster {
         let config = self.config();
         let ticks = config.election_tick;
         let dir = self.root.join(format!("replica-{id}"));
-        let handle = Replica::start(id, &REPLICAS, &dir, self.net.transport(id), config)
-            .map_err(|e| format!("starting replica {id}: {e}"))?;
+        let handle = start_when_unlocked(id, &dir, self.net.transport(id), config)?;
         self.monitor.forget(id);
         self.net.attach_replica(handle.clone());
         let server = serve::spawn(
@@ -146,6 +168,18 @@ impl Cluster {
         std::fs::remove_dir_all(&dir).map_err(|e| format!("wiping {}: {e}", dir.display()))?;
         self.trace.event(format!("wipe r{id}'s disk"));
         Ok(())
+    }
+
+    /// Every replica runs and is a voter again (no rejoin under way), as the leader sees it.
+    pub async fn all_voting(&self) -> bool {
+        let Some(h) = self.leader().and_then(|l| self.running.get(&l)) else {
+            return false;
+        };
+        self.down().is_empty()
+            && h.handle
+                .status()
+                .await
+                .is_ok_and(|st| st.voters == REPLICAS && st.learners.is_empty())
     }
 
     pub fn is_running(&self, id: u64) -> bool {

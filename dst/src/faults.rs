@@ -98,12 +98,7 @@ impl Faults {
                     self.partition(cluster, l).await;
                 }
             }
-            3..=5 => {
-                if self.net.partition().is_some() {
-                    self.net.set_partition(None);
-                    self.trace.event("heal");
-                }
-            }
+            3..=5 => self.heal(),
             6 => {
                 let n = self.rng.index(self.nodes.len());
                 let lost = self.store_losses.entry(n).or_default();
@@ -114,7 +109,9 @@ impl Faults {
                 }
             }
             7 | 8 => self.weather(),
-            _ if all_up => {
+            // A second disk loss before the first is restored is two failures at once, beyond
+            // what three replicas tolerate (the cluster then waits forever, by design).
+            _ if all_up && cluster.all_voting().await => {
                 let id = REPLICAS[self.rng.index(REPLICAS.len())];
                 self.stats.wipes += 1;
                 cluster.wipe(id).await?;
@@ -122,6 +119,13 @@ impl Faults {
             _ => {}
         }
         Ok(())
+    }
+
+    fn heal(&self) {
+        if self.net.partition().is_some() {
+            self.net.set_partition(None);
+            self.trace.event("heal");
+        }
     }
 
     fn weather(&mut self) {

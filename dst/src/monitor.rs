@@ -61,7 +61,13 @@ impl Monitor {
             .len()
     }
 
-    pub fn spawn(&self, net: SimNet, trace: Trace, book: PlanBook, voters: usize) -> JoinHandle<()> {
+    pub fn spawn(
+        &self,
+        net: SimNet,
+        trace: Trace,
+        book: PlanBook,
+        voters: usize,
+    ) -> JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             loop {

@@ -243,9 +243,7 @@ impl SimNet {
             1
         };
         for _ in 0..copies {
-            let delay = self
-                .rng
-                .between(weather.min_delay_ms, weather.max_delay_ms);
+            let delay = self.rng.between(weather.min_delay_ms, weather.max_delay_ms);
             let net = self.clone();
             let payload = payload.clone();
             tokio::spawn(async move {

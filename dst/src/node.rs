@@ -201,7 +201,10 @@ impl NodeActor {
             // An answer meant for a store this node no longer has.
             Action::AckSpool { incarnation, .. } if incarnation != spool.incarnation() => {}
             Action::AckSpool { up_to, .. } => {
-                if !spool.ack(up_to).map_err(|e| format!("node {} ack: {e}", self.n))? {
+                if !spool
+                    .ack(up_to)
+                    .map_err(|e| format!("node {} ack: {e}", self.n))?
+                {
                     self.trace.violation(format!(
                         "node {}: an acknowledgement up to {up_to} covers results never numbered",
                         self.n
@@ -210,8 +213,10 @@ impl NodeActor {
                 if let Some(inc) = self.evidence().incarnations.last_mut() {
                     inc.acked = inc.acked.max(up_to);
                 }
-                self.trace
-                    .event(format!("node {} incarnation {k} acked up to {up_to}", self.n));
+                self.trace.event(format!(
+                    "node {} incarnation {k} acked up to {up_to}",
+                    self.n
+                ));
             }
             Action::AdoptPlan { epoch } => {
                 let mut ev = self.evidence();

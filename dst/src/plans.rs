@@ -85,15 +85,18 @@ impl Planner {
         };
         match h.propose(cmd).await {
             Ok(_) => {
-                self.trace.event(format!("r{id} committed plan epoch {epoch}"));
-                self.book.saw(epoch, &plan, &format!("planner r{id}"), &self.trace);
+                self.trace
+                    .event(format!("r{id} committed plan epoch {epoch}"));
+                self.book
+                    .saw(epoch, &plan, &format!("planner r{id}"), &self.trace);
                 for n in 0..self.nodes {
                     let push = Payload::ToClient(ToClient::Plan { epoch });
                     self.net.send(Addr::Replica(id), Addr::Node(n), push);
                 }
             }
             Err(ProposeError::Rejected { .. }) => {
-                self.trace.event(format!("r{id} plan epoch {epoch} rejected as stale"));
+                self.trace
+                    .event(format!("r{id} plan epoch {epoch} rejected as stale"));
             }
             Err(_) => {}
         }

@@ -23,11 +23,9 @@ fn mix(mut z: u64) -> u64 {
 impl SimRng {
     /// The stream `name` of `seed`.
     pub fn stream(seed: u64, name: &str) -> Self {
-        let named = name
-            .bytes()
-            .fold(0xCBF2_9CE4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
-            });
+        let named = name.bytes().fold(0xCBF2_9CE4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
+        });
         SimRng {
             inner: Arc::new(Mutex::new(StdRng::seed_from_u64(mix(seed ^ mix(named))))),
         }

@@ -215,8 +215,12 @@ async fn drive(
     for id in REPLICAS {
         w.cluster.start(id)?;
     }
-    w.tasks
-        .push(monitor.spawn(w.net.clone(), w.trace.clone(), w.cluster.book.clone(), REPLICAS.len()));
+    w.tasks.push(monitor.spawn(
+        w.net.clone(),
+        w.trace.clone(),
+        w.cluster.book.clone(),
+        REPLICAS.len(),
+    ));
     for n in 0..config.nodes {
         let evidence = Arc::new(Mutex::new(NodeEvidence::default()));
         let actor = NodeActor {
@@ -307,6 +311,8 @@ async fn drive(
 fn check_alive(cluster: &Cluster) -> Result<(), String> {
     match cluster.crashed()[..] {
         [] => Ok(()),
-        ref ids => Err(format!("replicas {ids:?} stopped on their own (driver error)")),
+        ref ids => Err(format!(
+            "replicas {ids:?} stopped on their own (driver error)"
+        )),
     }
 }

@@ -101,14 +101,20 @@ impl WriterActor {
     ) -> Option<Result<u64, Option<u64>>> {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let env = tokio::time::timeout_at(deadline, inbox.recv()).await.ok()??;
+            let env = tokio::time::timeout_at(deadline, inbox.recv())
+                .await
+                .ok()??;
             match env.payload {
-                Payload::ToClient(ToClient::WriteOk { write_id: id, index }) if id == write_id => {
+                Payload::ToClient(ToClient::WriteOk {
+                    write_id: id,
+                    index,
+                }) if id == write_id => {
                     return Some(Ok(index));
                 }
-                Payload::ToClient(ToClient::WriteRejected { write_id: id, reason })
-                    if id == write_id =>
-                {
+                Payload::ToClient(ToClient::WriteRejected {
+                    write_id: id,
+                    reason,
+                }) if id == write_id => {
                     self.trace.violation(format!(
                         "writer {}: write {write_id} refused by the state machine: {reason}",
                         self.w

@@ -24,15 +24,25 @@ fn many_seeds() {
     for seed in first..first + count {
         let r = run_seed(seed, &config);
         println!("{}", summary(&r));
-        assert!(r.results_acked > 0 && r.writes_acked > 0, "seed {seed} tested nothing: {}", summary(&r));
+        assert!(
+            r.results_acked > 0 && r.writes_acked > 0,
+            "seed {seed} tested nothing: {}",
+            summary(&r)
+        );
         if !r.ok() {
             eprintln!("{}", explain(&r));
             failures.push(seed);
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("{count} seeds in {secs:.1}s: {:.2} seeds/s", count as f64 / secs);
-    assert!(failures.is_empty(), "failing seeds: {failures:?} (each printed with its reproduction command above)");
+    println!(
+        "{count} seeds in {secs:.1}s: {:.2} seeds/s",
+        count as f64 / secs
+    );
+    assert!(
+        failures.is_empty(),
+        "failing seeds: {failures:?} (each printed with its reproduction command above)"
+    );
 }
 
 #[test]
@@ -49,7 +59,11 @@ fn same_seed_same_history() {
     let config = SimConfig::default();
     let a = run_seed(seed, &config);
     let b = run_seed(seed, &config);
-    assert!(a.events > 100, "too little happened to compare: {}", summary(&a));
+    assert!(
+        a.events > 100,
+        "too little happened to compare: {}",
+        summary(&a)
+    );
     assert_eq!(
         (a.digest.as_str(), a.events),
         (b.digest.as_str(), b.events),

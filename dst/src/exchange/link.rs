@@ -24,11 +24,19 @@ pub enum Event {
 /// What the node must do.
 #[derive(Debug, PartialEq)]
 pub enum Action {
-    Send { to: u64, msg: ToCoord },
+    Send {
+        to: u64,
+        msg: ToCoord,
+    },
     /// Delete spooled results of `incarnation` up to `up_to` (they are committed).
-    AckSpool { incarnation: u64, up_to: u64 },
+    AckSpool {
+        incarnation: u64,
+        up_to: u64,
+    },
     /// Follow plan `epoch` from now on.
-    AdoptPlan { epoch: u64 },
+    AdoptPlan {
+        epoch: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -192,20 +200,46 @@ mod tests {
     async fn acks_apply_only_to_the_batch_in_flight_and_silence_moves_on() {
         let mut l = NodeLink::new(0, vec![1, 2, 3], Duration::from_secs(1));
         let t0 = Instant::now();
-        let sent = l.handle(Event::Tick { next: Some(batch(7, 1..=4)) }, t0);
+        let sent = l.handle(
+            Event::Tick {
+                next: Some(batch(7, 1..=4)),
+            },
+            t0,
+        );
         assert!(matches!(sent[..], [Action::Send { to: 1, .. }]));
         assert!(!l.wants_batch(t0));
         // Another incarnation's or too high an ack is ignored.
-        let ack = |incarnation, up_to_seq| Event::Received(ToClient::ResultsAck { incarnation, up_to_seq });
+        let ack = |incarnation, up_to_seq| {
+            Event::Received(ToClient::ResultsAck {
+                incarnation,
+                up_to_seq,
+            })
+        };
         assert!(l.handle(ack(8, 4), t0).is_empty());
         assert!(l.handle(ack(7, 5), t0).is_empty());
         assert_eq!(l.ignored_acks, 2);
-        assert_eq!(l.handle(ack(7, 4), t0), vec![Action::AckSpool { incarnation: 7, up_to: 4 }]);
+        assert_eq!(
+            l.handle(ack(7, 4), t0),
+            vec![Action::AckSpool {
+                incarnation: 7,
+                up_to: 4
+            }]
+        );
         // Silence: resent to the next replica.
-        l.handle(Event::Tick { next: Some(batch(7, 5..=6)) }, t0);
+        l.handle(
+            Event::Tick {
+                next: Some(batch(7, 5..=6)),
+            },
+            t0,
+        );
         let later = t0 + Duration::from_secs(1);
         assert!(l.wants_batch(later));
-        let resent = l.handle(Event::Tick { next: Some(batch(7, 5..=6)) }, later);
+        let resent = l.handle(
+            Event::Tick {
+                next: Some(batch(7, 5..=6)),
+            },
+            later,
+        );
         assert!(matches!(resent[..], [Action::Send { to: 2, .. }]));
     }
 
@@ -219,7 +253,12 @@ mod tests {
         assert!(l.handle(plan(3), now).is_empty());
         assert_eq!((l.plan_epoch(), l.stale_plans), (3, 2));
         l.handle(Event::Received(ToClient::Redirect { leader: Some(3) }), now);
-        let sent = l.handle(Event::Tick { next: Some(batch(1, 1..=1)) }, now);
+        let sent = l.handle(
+            Event::Tick {
+                next: Some(batch(1, 1..=1)),
+            },
+            now,
+        );
         assert!(matches!(sent[..], [Action::Send { to: 3, .. }]));
     }
 }

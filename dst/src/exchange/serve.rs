@@ -121,7 +121,9 @@ async fn answer(
                 up_to_seq,
             });
         }
-        (ToCoord::Write { write_id, .. }, Ok(index)) => reply(ToClient::WriteOk { write_id, index }),
+        (ToCoord::Write { write_id, .. }, Ok(index)) => {
+            reply(ToClient::WriteOk { write_id, index })
+        }
         (ToCoord::Write { write_id, .. }, Err(ProposeError::Rejected { reason, .. })) => {
             reply(ToClient::WriteRejected { write_id, reason })
         }
