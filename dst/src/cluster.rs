@@ -116,12 +116,7 @@ impl Cluster {
         let handle = start_when_unlocked(id, &dir, self.net.transport(id), config)?;
         self.monitor.forget(id);
         self.net.attach_replica(handle.clone());
-        let server = serve::spawn(
-            handle.clone(),
-            self.net.clone(),
-            self.trace.clone(),
-            REPLICAS.len(),
-        );
+        let server = serve::spawn(handle.clone(), self.net.clone(), REPLICAS.len());
         let planner = Planner {
             net: self.net.clone(),
             trace: self.trace.clone(),
@@ -170,16 +165,26 @@ impl Cluster {
         Ok(())
     }
 
-    /// Every replica runs and is a voter again (no rejoin under way), as the leader sees it.
+    /// Every replica runs, votes (no rejoin under way: a rejoining replica does not vote even
+    /// once a snapshot restored it) and is a voter, as the leader sees it.
     pub async fn all_voting(&self) -> bool {
-        let Some(h) = self.leader().and_then(|l| self.running.get(&l)) else {
+        let Some(l) = self.leader() else {
             return false;
         };
-        self.down().is_empty()
-            && h.handle
-                .status()
-                .await
-                .is_ok_and(|st| st.voters == REPLICAS && st.learners.is_empty())
+        if !self.down().is_empty() {
+            return false;
+        }
+        for (id, r) in &self.running {
+            match r.handle.status().await {
+                Ok(st) if st.rejoining => return false,
+                Ok(st) if *id == l && (st.voters != REPLICAS || !st.learners.is_empty()) => {
+                    return false;
+                }
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        true
     }
 
     pub fn is_running(&self, id: u64) -> bool {

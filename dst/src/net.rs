@@ -204,6 +204,28 @@ impl SimNet {
         }
     }
 
+    /// The partition that leaves replica `id` without a majority of `voters`, if any.
+    pub fn minority_partition(&self, id: u64, voters: usize) -> Option<u64> {
+        self.lock()
+            .partition
+            .as_ref()
+            .filter(|p| p.in_minority(id, voters))
+            .map(|p| p.id)
+    }
+
+    /// Checks an acknowledgement `what` given by replica `id` for a proposal submitted while it
+    /// was in the minority of partition `at_submit`: if that partition still lasts, the
+    /// minority committed, which must never happen.
+    pub fn check_minority_ack(&self, id: u64, at_submit: Option<u64>, what: &str) {
+        if let Some(pid) = at_submit
+            && self.partition().is_some_and(|p| p.id == pid)
+        {
+            self.trace.violation(format!(
+                "replica {id}, in the minority of partition {pid}, acknowledged {what} submitted there"
+            ));
+        }
+    }
+
     pub fn partition(&self) -> Option<Partition> {
         self.lock().partition.clone()
     }

@@ -83,8 +83,13 @@ impl Planner {
             epoch,
             plan: plan.clone(),
         };
+        let minority_at_submit = self
+            .net
+            .minority_partition(id, crate::cluster::REPLICAS.len());
         match h.propose(cmd).await {
             Ok(_) => {
+                let what = format!("plan epoch {epoch}");
+                self.net.check_minority_ack(id, minority_at_submit, &what);
                 self.trace
                     .event(format!("r{id} committed plan epoch {epoch}"));
                 self.book

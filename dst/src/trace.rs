@@ -16,6 +16,8 @@ const TAIL: usize = 60;
 
 struct Inner {
     start: Instant,
+    /// Print every event as it happens (`MCDNN_DST_TRACE=1`, for replaying one seed).
+    echo: bool,
     hasher: Sha256,
     events: u64,
     tail: VecDeque<String>,
@@ -34,6 +36,7 @@ impl Trace {
         Trace {
             inner: Arc::new(Mutex::new(Inner {
                 start: Instant::now(),
+                echo: std::env::var_os("MCDNN_DST_TRACE").is_some_and(|v| v != "0"),
                 hasher: Sha256::new(),
                 events: 0,
                 tail: VecDeque::with_capacity(TAIL),
@@ -59,6 +62,9 @@ impl Trace {
         g.hasher.update(line.as_bytes());
         g.hasher.update(b"\n");
         g.events += 1;
+        if g.echo {
+            println!("{line}");
+        }
         if g.tail.len() == TAIL {
             g.tail.pop_front();
         }

@@ -47,6 +47,12 @@ fn many_seeds() {
 
 #[test]
 fn one_seed() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     let seed = env_u64("MCDNN_DST_SEED").unwrap_or(1);
     let r = run_seed(seed, &SimConfig::default());
     println!("{}", summary(&r));

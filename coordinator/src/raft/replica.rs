@@ -129,6 +129,9 @@ pub struct Status {
     pub learners: Vec<u64>,
     /// Per-peer progress; filled only on the leader.
     pub progress: BTreeMap<u64, PeerProgress>,
+    /// Back with an empty disk and not yet re-admitted as a learner: it does not vote, even if
+    /// a snapshot already restored its data and lists it as a voter.
+    pub rejoining: bool,
 }
 
 /// Starts replicas.

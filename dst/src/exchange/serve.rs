@@ -14,7 +14,6 @@ use wire::msg::{PlaceTag, ResultBatch};
 
 use super::{ToClient, ToCoord};
 use crate::net::{Addr, Payload, SimNet};
-use crate::trace::Trace;
 
 /// The policy key every simulated write sets (a key the schema knows, any value in range).
 pub const WRITE_KEY: &str = "fleet.cost_budget_usd";
@@ -44,26 +43,19 @@ fn records(batch: &ResultBatch) -> Vec<ResultRecord> {
 }
 
 /// Serves `handle`'s clients until aborted (when the replica is stopped).
-pub fn spawn(handle: ReplicaHandle, net: SimNet, trace: Trace, voters: usize) -> JoinHandle<()> {
+pub fn spawn(handle: ReplicaHandle, net: SimNet, voters: usize) -> JoinHandle<()> {
     let mut inbox = net.inbox(Addr::Replica(handle.id()));
     tokio::spawn(async move {
         while let Some(env) = inbox.recv().await {
             if let Payload::ToCoord(msg) = env.payload {
-                let (h, net, trace) = (handle.clone(), net.clone(), trace.clone());
-                tokio::spawn(answer(h, net, trace, voters, env.from, msg));
+                let (h, net) = (handle.clone(), net.clone());
+                tokio::spawn(answer(h, net, voters, env.from, msg));
             }
         }
     })
 }
 
-async fn answer(
-    h: ReplicaHandle,
-    net: SimNet,
-    trace: Trace,
-    voters: usize,
-    from: Addr,
-    msg: ToCoord,
-) {
+async fn answer(h: ReplicaHandle, net: SimNet, voters: usize, from: Addr, msg: ToCoord) {
     let id = h.id();
     let view = *h.raft_view().borrow();
     let reply = |m: ToClient| net.send(Addr::Replica(id), from, Payload::ToClient(m));
@@ -73,10 +65,7 @@ async fn answer(
         });
         return;
     }
-    let minority_at_submit = net
-        .partition()
-        .filter(|p| p.in_minority(id, voters))
-        .map(|p| p.id);
+    let minority_at_submit = net.minority_partition(id, voters);
     let (cmd, what) = match &msg {
         ToCoord::Results { node, batch } => (
             Command::RecordResults {
@@ -97,13 +86,8 @@ async fn answer(
         ),
     };
     let outcome = h.propose(cmd).await;
-    if outcome.is_ok()
-        && let Some(pid) = minority_at_submit
-        && net.partition().is_some_and(|p| p.id == pid)
-    {
-        trace.violation(format!(
-            "replica {id}, in the minority of partition {pid}, acknowledged {what} submitted there"
-        ));
+    if outcome.is_ok() {
+        net.check_minority_ack(id, minority_at_submit, &what);
     }
     match (msg, outcome) {
         (ToCoord::Results { node, batch }, Ok(_)) => {
