@@ -35,6 +35,7 @@ pub struct Faults {
     pub nodes: Vec<mpsc::UnboundedSender<NodeCtl>>,
     pub writers: usize,
     pub stats: FaultStats,
+    double_disk_loss: bool,
     store_losses: BTreeMap<usize, usize>,
 }
 
@@ -45,6 +46,7 @@ impl Faults {
         net: SimNet,
         nodes: Vec<mpsc::UnboundedSender<NodeCtl>>,
         writers: usize,
+        double_disk_loss: bool,
     ) -> Self {
         Faults {
             rng,
@@ -53,6 +55,7 @@ impl Faults {
             nodes,
             writers,
             stats: FaultStats::default(),
+            double_disk_loss,
             store_losses: BTreeMap::new(),
         }
     }
@@ -111,7 +114,7 @@ impl Faults {
             7 | 8 => self.weather(),
             // A second disk loss before the first is restored is two failures at once, beyond
             // what three replicas tolerate (the cluster then waits forever, by design).
-            _ if all_up && cluster.all_voting().await => {
+            _ if all_up && (self.double_disk_loss || cluster.all_voting().await) => {
                 let id = REPLICAS[self.rng.index(REPLICAS.len())];
                 self.stats.wipes += 1;
                 cluster.wipe(id).await?;

@@ -30,6 +30,9 @@ pub struct SimConfig {
     pub fault_phase: Duration,
     /// Simulated time allowed for the drain before the seed fails for liveness.
     pub drain_limit: Duration,
+    /// Also wipe a replica while another is still rejoining (two disk losses at once, which
+    /// stalls the cluster for good: see the note on seed 345). Off for the invariant runs.
+    pub double_disk_loss: bool,
 }
 
 impl Default for SimConfig {
@@ -39,6 +42,7 @@ impl Default for SimConfig {
             writers: 2,
             fault_phase: Duration::from_secs(20),
             drain_limit: Duration::from_secs(60),
+            double_disk_loss: false,
         }
     }
 }
@@ -152,6 +156,7 @@ async fn run(seed: u64, config: &SimConfig) -> SeedReport {
         net.clone(),
         Vec::new(),
         config.writers,
+        config.double_disk_loss,
     );
     let outcome = drive(&mut world, &mut faults, &monitor, seed, config, root.path()).await;
     for t in world.tasks.drain(..) {

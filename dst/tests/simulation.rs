@@ -1,6 +1,7 @@
-//! Many seeds of the deterministic simulation. `MCDNN_DST_SEEDS` (default 6) seeds run in
+//! Many seeds of the deterministic simulation. `MCDNN_DST_SEEDS` (default 50) seeds run in
 //! `many_seeds`; a failure prints the seed and the command that replays it alone
-//! (`MCDNN_DST_SEED=<seed> ... one_seed`).
+//! (`MCDNN_DST_SEED=<seed> ... one_seed`; `MCDNN_DST_TRACE=1` prints the history as it
+//! happens, `RUST_LOG=mcdnn_coordinator=info` the replicas' logs).
 
 use std::time::Instant;
 
@@ -16,7 +17,7 @@ fn env_u64(name: &str) -> Option<u64> {
 
 #[test]
 fn many_seeds() {
-    let count = env_u64("MCDNN_DST_SEEDS").unwrap_or(6);
+    let count = env_u64("MCDNN_DST_SEEDS").unwrap_or(50);
     let first = env_u64("MCDNN_DST_FIRST_SEED").unwrap_or(0);
     let config = SimConfig::default();
     let started = Instant::now();
@@ -54,7 +55,11 @@ fn one_seed() {
             .try_init();
     }
     let seed = env_u64("MCDNN_DST_SEED").unwrap_or(1);
-    let r = run_seed(seed, &SimConfig::default());
+    let config = SimConfig {
+        double_disk_loss: std::env::var_os("MCDNN_DST_DOUBLE_DISK_LOSS").is_some(),
+        ..SimConfig::default()
+    };
+    let r = run_seed(seed, &config);
     println!("{}", summary(&r));
     assert!(r.ok(), "{}", explain(&r));
 }
