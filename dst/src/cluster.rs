@@ -166,7 +166,8 @@ impl Cluster {
     }
 
     /// Every replica runs, votes (no rejoin under way: a rejoining replica does not vote even
-    /// once a snapshot restored it) and is a voter, as the leader sees it.
+    /// once a snapshot restored it, and an empty disk cut off from its peers has not even
+    /// started one) and is a voter, as the leader sees it.
     pub async fn all_voting(&self) -> bool {
         let Some(l) = self.leader() else {
             return false;
@@ -176,7 +177,8 @@ impl Cluster {
         }
         for (id, r) in &self.running {
             match r.handle.status().await {
-                Ok(st) if st.rejoining => return false,
+                // Still rejoining, or an empty disk that has not yet heard whether to rejoin.
+                Ok(st) if st.rejoining || st.last_index == 0 => return false,
                 Ok(st) if *id == l && (st.voters != REPLICAS || !st.learners.is_empty()) => {
                     return false;
                 }
