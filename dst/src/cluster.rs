@@ -7,12 +7,12 @@
 //! picks each start's `election_tick` (and so its tick at which it campaigns) instead.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use mcdnn_coordinator::raft::{Replica, ReplicaConfig, ReplicaHandle, Role, Transport};
+use mcdnn_coordinator::raft::{Replica, ReplicaConfig, ReplicaHandle, Role};
 use tokio::task::JoinHandle;
 
 use crate::exchange::serve;
@@ -28,29 +28,6 @@ pub const REPLICAS: [u64; 3] = [1, 2, 3];
 struct Running {
     handle: ReplicaHandle,
     tasks: Vec<JoinHandle<()>>,
-}
-
-/// Starts a replica, waiting (in real time) for the file lock of its previous run: sled's
-/// background threads release it shortly after the old database is dropped, and simulated
-/// time can restart a replica within real microseconds. Waiting in real time changes nothing
-/// simulated (the runtime is busy, so its clock does not move).
-fn start_when_unlocked(
-    id: u64,
-    dir: &Path,
-    transport: Arc<dyn Transport>,
-    config: ReplicaConfig,
-) -> Result<ReplicaHandle, String> {
-    let mut waited = 0;
-    loop {
-        match Replica::start(id, &REPLICAS, dir, transport.clone(), config.clone()) {
-            Ok(h) => return Ok(h),
-            Err(e) if e.to_string().contains("could not acquire lock") && waited < 500 => {
-                waited += 1;
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => return Err(format!("starting replica {id}: {e}")),
-        }
-    }
 }
 
 pub struct Cluster {
@@ -113,7 +90,11 @@ impl Cluster {
         let config = self.config();
         let ticks = config.election_tick;
         let dir = self.root.join(format!("replica-{id}"));
-        let handle = start_when_unlocked(id, &dir, self.net.transport(id), config)?;
+        let transport = self.net.transport(id);
+        let handle = crate::lock_wait::when_unlocked(|| {
+            Replica::start(id, &REPLICAS, &dir, transport.clone(), config.clone())
+        })
+        .map_err(|e| format!("starting replica {id}: {e}"))?;
         self.monitor.forget(id);
         self.net.attach_replica(handle.clone());
         let server = serve::spawn(handle.clone(), self.net.clone(), REPLICAS.len());

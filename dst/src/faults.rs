@@ -1,6 +1,6 @@
 //! The seeded fault schedule: every 0.3-2.5 simulated seconds one of leader kill, random
 //! replica kill, restart from disk, replica disk loss (it rejoins), minority partition, leader
-//! isolation, heal, node store loss or a change of network weather (loss, duplication, delay
+//! isolation, heal, node restart or store loss, or a change of network weather (loss, duplication, delay
 //! spread, which reorders). At most one replica is down at a time.
 
 use std::collections::BTreeMap;
@@ -15,8 +15,8 @@ use crate::node::NodeCtl;
 use crate::rng::SimRng;
 use crate::trace::Trace;
 
-/// Store losses per node at most (the ledger keeps 16 incarnations per node).
-const MAX_STORE_LOSSES_PER_NODE: usize = 4;
+/// Spool openings (so incarnations) per node at most: the ledger keeps the 16 most recent.
+const MAX_STORE_OPENS_PER_NODE: usize = 6;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FaultStats {
@@ -25,6 +25,8 @@ pub struct FaultStats {
     pub wipes: u64,
     pub partitions: u64,
     pub store_losses: u64,
+    /// Node restarts on the same store (new incarnation, old results resent under theirs).
+    pub node_restarts: u64,
     pub weather_changes: u64,
 }
 
@@ -36,7 +38,7 @@ pub struct Faults {
     pub writers: usize,
     pub stats: FaultStats,
     double_disk_loss: bool,
-    store_losses: BTreeMap<usize, usize>,
+    store_opens: BTreeMap<usize, usize>,
 }
 
 impl Faults {
@@ -56,7 +58,7 @@ impl Faults {
             writers,
             stats: FaultStats::default(),
             double_disk_loss,
-            store_losses: BTreeMap::new(),
+            store_opens: BTreeMap::new(),
         }
     }
 
@@ -75,7 +77,7 @@ impl Faults {
 
     async fn one(&mut self, cluster: &mut Cluster) -> Result<(), String> {
         let all_up = cluster.down().is_empty();
-        match self.rng.index(10) {
+        match self.rng.index(11) {
             0 | 1 if all_up => {
                 if let Some(l) = cluster.leader() {
                     self.stats.kills += 1;
@@ -102,13 +104,20 @@ impl Faults {
                 }
             }
             3..=5 => self.heal(),
-            6 => {
+            6 | 10 => {
                 let n = self.rng.index(self.nodes.len());
-                let lost = self.store_losses.entry(n).or_default();
-                if *lost < MAX_STORE_LOSSES_PER_NODE {
-                    *lost += 1;
-                    self.stats.store_losses += 1;
-                    let _ = self.nodes[n].send(NodeCtl::LoseStore);
+                let lose = self.rng.chance(0.5);
+                let opened = self.store_opens.entry(n).or_insert(1);
+                if *opened < MAX_STORE_OPENS_PER_NODE {
+                    *opened += 1;
+                    let order = if lose {
+                        self.stats.store_losses += 1;
+                        NodeCtl::LoseStore
+                    } else {
+                        self.stats.node_restarts += 1;
+                        NodeCtl::Restart
+                    };
+                    let _ = self.nodes[n].send(order);
                 }
             }
             7 | 8 => self.weather(),

@@ -14,6 +14,7 @@ pub mod check;
 pub mod cluster;
 pub mod exchange;
 pub mod faults;
+pub mod lock_wait;
 pub mod monitor;
 pub mod net;
 pub mod node;

@@ -54,7 +54,11 @@ pub struct NodeEvidence {
 /// Orders for a node from the fault schedule.
 #[derive(Debug)]
 pub enum NodeCtl {
+    /// The device's storage is gone: a new, empty store.
     LoseStore,
+    /// The node process restarts on the same store: a new incarnation, and what the old ones
+    /// had not had acknowledged is still sent under theirs.
+    Restart,
 }
 
 pub struct NodeActor {
@@ -76,7 +80,8 @@ struct Store {
 impl NodeActor {
     fn open(&self, k: usize) -> Result<Store, String> {
         let dir = self.root.join(format!("node-{}-{k}", self.n));
-        let store = NodeStore::open(&dir).map_err(|e| format!("node {} store: {e}", self.n))?;
+        let store = crate::lock_wait::when_unlocked(|| NodeStore::open(&dir))
+            .map_err(|e| format!("node {} store: {e}", self.n))?;
         let spool = Spool::open(&store).map_err(|e| format!("node {} spool: {e}", self.n))?;
         self.evidence().incarnations.push(Incarnation {
             id: spool.incarnation(),
@@ -118,18 +123,25 @@ impl NodeActor {
         loop {
             let actions = tokio::select! {
                 biased;
-                Some(NodeCtl::LoseStore) = ctl.recv() => {
+                Some(order) = ctl.recv() => {
                     let Store { spool, _store, dir } = store;
                     drop((spool, _store));
-                    // The folder goes with the device's storage; a failure to delete only
-                    // leaves litter in the seed's temp folder.
-                    let _ = std::fs::remove_dir_all(&dir);
-                    if let Some(last) = self.evidence().incarnations.last_mut() {
-                        last.lost = true;
+                    if matches!(order, NodeCtl::LoseStore) {
+                        // The folder goes with the device's storage; a failure to delete only
+                        // leaves litter in the seed's temp folder.
+                        let _ = std::fs::remove_dir_all(&dir);
+                        for inc in &mut self.evidence().incarnations {
+                            inc.lost = true;
+                        }
+                        k += 1;
                     }
-                    k += 1;
                     store = self.open(k)?;
-                    self.trace.event(format!("node {} lost its store: incarnation {k}", self.n));
+                    let incarnations = self.evidence().incarnations.len();
+                    self.trace.event(format!(
+                        "node {} {order:?}: store {k}, incarnation {}",
+                        self.n,
+                        incarnations - 1
+                    ));
                     Vec::new()
                 }
                 Some(env) = inbox.recv() => match env.payload {
@@ -155,7 +167,7 @@ impl NodeActor {
                 }
             };
             for a in actions {
-                self.act(a, &store.spool, k)?;
+                self.act(a, &store.spool)?;
             }
             let mut ev = self.evidence();
             ev.pending = store.spool.pending();
@@ -192,15 +204,22 @@ impl NodeActor {
         Ok(())
     }
 
-    fn act(&self, action: Action, spool: &Spool, k: usize) -> Result<(), String> {
+    fn act(&self, action: Action, spool: &Spool) -> Result<(), String> {
         match action {
             Action::Send { to, msg } => {
                 self.net
                     .send(Addr::Node(self.n), Addr::Replica(to), Payload::ToCoord(msg));
             }
-            // An answer meant for a store this node no longer has.
-            Action::AckSpool { incarnation, .. } if incarnation != spool.incarnation() => {}
-            Action::AckSpool { up_to, .. } => {
+            Action::AckSpool { incarnation, up_to } => {
+                let held = self
+                    .evidence()
+                    .incarnations
+                    .iter()
+                    .position(|i| i.id == incarnation && !i.lost);
+                // An answer meant for a store this node no longer has.
+                let Some(at) = held else {
+                    return Ok(());
+                };
                 if !spool
                     .ack(up_to)
                     .map_err(|e| format!("node {} ack: {e}", self.n))?
@@ -210,11 +229,10 @@ impl NodeActor {
                         self.n
                     ));
                 }
-                if let Some(inc) = self.evidence().incarnations.last_mut() {
-                    inc.acked = inc.acked.max(up_to);
-                }
+                let inc = &mut self.evidence().incarnations[at];
+                inc.acked = inc.acked.max(up_to);
                 self.trace.event(format!(
-                    "node {} incarnation {k} acked up to {up_to}",
+                    "node {} incarnation {at} acked up to {up_to}",
                     self.n
                 ));
             }
