@@ -65,20 +65,35 @@ pub struct Planner {
 impl Planner {
     pub fn spawn(self, h: ReplicaHandle) -> JoinHandle<()> {
         tokio::spawn(async move {
+            let mut previous = None;
             loop {
                 tokio::time::sleep(Duration::from_millis(self.rng.between(700, 1500))).await;
-                let view = *h.raft_view().borrow();
-                if self.planning.load(Ordering::Relaxed) && view.role == Role::Leader {
-                    self.plan_once(&h, view.term).await;
+                let leading = h.raft_view().borrow().role == Role::Leader;
+                if self.planning.load(Ordering::Relaxed) && leading {
+                    previous = Some(self.plan_once(&h, previous).await);
                 }
             }
         })
     }
 
-    async fn plan_once(&self, h: &ReplicaHandle, term: u64) {
+    /// One round; returns the epoch it read, which the next round may reuse.
+    async fn plan_once(&self, h: &ReplicaHandle, previous: Option<u64>) -> u64 {
         let id = h.id();
-        let epoch = h.with_state(|s| s.plan_epoch()) + 1;
-        let plan = format!("r{id}-t{term}-e{epoch}").into_bytes();
+        // As the solve loop: read the epoch, solve (which takes a while: leadership can move
+        // away and back meanwhile, so the epoch may be stale by the time it is proposed). One
+        // round in five reuses the previous round's read, as a solve that outlived a round
+        // would, so the state machine's refusal of stale epochs is exercised every seed.
+        let fresh = h.with_state(|s| s.plan_epoch()) + 1;
+        let epoch = match previous {
+            Some(old) if self.rng.chance(0.2) => old,
+            _ => fresh,
+        };
+        tokio::time::sleep(Duration::from_millis(self.rng.between(0, 1500))).await;
+        let view = *h.raft_view().borrow();
+        if view.role != Role::Leader {
+            return fresh;
+        }
+        let plan = format!("r{id}-t{}-e{epoch}", view.term).into_bytes();
         let cmd = Command::CommitPlan {
             epoch,
             plan: plan.clone(),
@@ -105,5 +120,6 @@ impl Planner {
             }
             Err(_) => {}
         }
+        fresh
     }
 }
