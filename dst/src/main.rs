@@ -23,6 +23,10 @@ struct Cli {
     /// Simulated seconds of faults per seed (a calm drain follows).
     #[arg(long, default_value_t = SimConfig::default().fault_phase.as_secs())]
     fault_secs: u64,
+    /// Also wipe a replica's disk while another is still rejoining (two disk losses at once:
+    /// shows the cluster stalling for good).
+    #[arg(long)]
+    double_disk_loss: bool,
 }
 
 fn main() -> ExitCode {
@@ -30,6 +34,7 @@ fn main() -> ExitCode {
     let config = SimConfig {
         nodes: cli.nodes.max(1),
         fault_phase: Duration::from_secs(cli.fault_secs),
+        double_disk_loss: cli.double_disk_loss,
         ..SimConfig::default()
     };
     let started = Instant::now();

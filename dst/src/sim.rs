@@ -31,7 +31,7 @@ pub struct SimConfig {
     /// Simulated time allowed for the drain before the seed fails for liveness.
     pub drain_limit: Duration,
     /// Also wipe a replica while another is still rejoining (two disk losses at once, which
-    /// stalls the cluster for good: see the note on seed 345). Off for the invariant runs.
+    /// stalls the cluster for good: seed 304 shows it). Off for the invariant runs.
     pub double_disk_loss: bool,
 }
 
