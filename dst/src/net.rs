@@ -312,3 +312,82 @@ impl Transport for SimTransport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(write_id: u64) -> Payload {
+        Payload::ToCoord(ToCoord::Write {
+            writer: 0,
+            write_id,
+        })
+    }
+
+    async fn drain(rx: &mut mpsc::UnboundedReceiver<Envelope>) -> usize {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut n = 0;
+        while rx.try_recv().is_ok() {
+            n += 1;
+        }
+        n
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn weather_and_partitions_decide_what_arrives() {
+        let net = SimNet::new(SimRng::stream(1, "test"), Trace::new());
+        let (a, b) = (Addr::Writer(0), Addr::Writer(1));
+        let mut rx = net.inbox(b);
+        net.send(a, b, write(1));
+        assert_eq!(drain(&mut rx).await, 1, "calm weather delivers");
+
+        net.set_weather(Weather {
+            duplicate: 1.0,
+            ..Weather::CALM
+        });
+        net.send(a, b, write(2));
+        assert_eq!(drain(&mut rx).await, 2, "duplicated");
+
+        net.set_weather(Weather {
+            loss: 1.0,
+            ..Weather::CALM
+        });
+        net.send(a, b, write(3));
+        assert_eq!(drain(&mut rx).await, 0, "lost");
+
+        net.set_weather(Weather::CALM);
+        let sides = BTreeMap::from([(b, 1)]);
+        net.set_partition(Some(Partition {
+            id: 1,
+            sides,
+            replicas_by_side: BTreeMap::new(),
+            commit_bound: None,
+        }));
+        net.send(a, b, write(4));
+        assert_eq!(drain(&mut rx).await, 0, "cut by the partition");
+        // In flight when the partition begins: dropped on arrival.
+        net.set_partition(None);
+        net.send(a, b, write(5));
+        net.set_partition(Some(Partition {
+            id: 2,
+            sides: BTreeMap::from([(a, 1)]),
+            replicas_by_side: BTreeMap::new(),
+            commit_bound: None,
+        }));
+        assert_eq!(drain(&mut rx).await, 0, "dropped on arrival");
+        let st = net.stats();
+        assert_eq!((st.sent, st.lost, st.duplicated, st.cut), (5, 1, 1, 1));
+    }
+
+    #[test]
+    fn a_lone_replica_is_a_minority_of_three() {
+        let p = Partition {
+            id: 1,
+            sides: BTreeMap::from([(Addr::Replica(3), 1)]),
+            replicas_by_side: BTreeMap::from([(0, vec![1, 2]), (1, vec![3])]),
+            commit_bound: None,
+        };
+        assert!(p.in_minority(3, 3));
+        assert!(!p.in_minority(1, 3));
+    }
+}
