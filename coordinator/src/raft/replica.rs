@@ -28,6 +28,11 @@ pub struct ReplicaConfig {
     pub election_tick: usize,
     /// Ticks between leader heartbeats.
     pub heartbeat_tick: usize,
+    /// Upper bound (exclusive) of raft-rs' randomized election timeout, in ticks; 0 keeps
+    /// raft-rs' default of `2 * election_tick`. raft-rs draws the timeout from the OS-seeded
+    /// thread RNG, so `election_tick + 1` (a fixed timeout) is what a deterministic simulation
+    /// uses, varying `election_tick` per replica from its own seed instead.
+    pub max_election_tick: usize,
     /// Take a state-machine snapshot and compact the log every this many applied entries.
     pub snapshot_interval: u64,
     /// Entries kept in the log behind a snapshot, so a briefly lagging follower can catch up
@@ -57,6 +62,7 @@ impl Default for ReplicaConfig {
             tick_interval: Duration::from_millis(100),
             election_tick: 10,
             heartbeat_tick: 2,
+            max_election_tick: 0,
             snapshot_interval: 1000,
             log_retain_entries: 100,
             proposal_timeout: Duration::from_secs(5),
@@ -123,6 +129,9 @@ pub struct Status {
     pub learners: Vec<u64>,
     /// Per-peer progress; filled only on the leader.
     pub progress: BTreeMap<u64, PeerProgress>,
+    /// Back with an empty disk and not yet re-admitted as a learner: it does not vote, even if
+    /// a snapshot already restored its data and lists it as a voter.
+    pub rejoining: bool,
 }
 
 /// Starts replicas.

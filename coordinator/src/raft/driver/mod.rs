@@ -135,6 +135,7 @@ impl Driver {
             id,
             election_tick: config.election_tick,
             heartbeat_tick: config.heartbeat_tick,
+            max_election_tick: config.max_election_tick,
             applied,
             max_size_per_msg: config.max_size_per_msg,
             max_inflight_msgs: config.max_inflight_msgs,

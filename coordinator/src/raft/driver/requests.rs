@@ -194,6 +194,7 @@ impl Driver {
             voters,
             learners,
             progress,
+            rejoining: self.rejoining,
         }
     }
 }
