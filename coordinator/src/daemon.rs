@@ -269,7 +269,7 @@ async fn until_done(worker: impl std::future::Future<Output = ()>) -> anyhow::Re
 
 /// Watches the Raft driver task: if it stops on its own (a storage error), this worker fails
 /// with the driver's error and the supervisor stops the replica.
-async fn raft_driver(raft: ReplicaHandle, cancel: CancellationToken) -> anyhow::Result<()> {
+pub async fn raft_driver(raft: ReplicaHandle, cancel: CancellationToken) -> anyhow::Result<()> {
     // The driver publishes its view on this channel; the channel closes when the driver ends.
     let mut view = raft.raft_view();
     loop {
