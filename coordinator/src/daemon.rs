@@ -15,12 +15,13 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::peers::{Peers, id_of};
-use crate::cluster::{leader, transport};
-use crate::fleet::hub::{Hub, HubConfig};
+use crate::cluster::transport;
+use crate::fleet::catalog::FleetCatalog;
 use crate::fleet::plan::FleetPolicy;
 use crate::fleet::{sessions, solve_loop};
 use crate::raft::{Replica, ReplicaConfig, ReplicaHandle};
 use crate::supervisor::Supervisor;
+use crate::wiring::{Inputs, Wiring};
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -168,34 +169,35 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         cancel.child_token(),
     )
     .context("starting the raft replica")?;
-    let node_addr = peers
-        .get(self_id)
-        .map_or_else(|| args.listen.to_string(), |p| p.node_addr.clone());
-    let hub = Arc::new(Hub::new(HubConfig {
-        name: args.name.clone(),
-        manifest,
-        catalog_digest: hex::encode(Sha256::digest(&bytes)),
-        policy: FleetPolicy {
-            cost_budget_usd: args.fleet_cost_budget_usd,
+    let clock = net::clock::SystemClock::shared();
+    let issuer = crate::enrollment::load_issuer(
+        args.issuing_dir.as_deref().unwrap_or(&args.identity_dir),
+        crate::enrollment::leaf_lifetime(args.leaf_lifetime_s)?,
+        clock.now(),
+    )?;
+    // Model shards for nodes (the durable result ledger is in the replicated state).
+    let blobs = crate::blobs::load(&catalog_path)?;
+    let raft_peers = peers.clone();
+    let mut wiring = Wiring::new(
+        raft.clone(),
+        Inputs {
+            peers,
+            self_id,
+            catalog: FleetCatalog::new(manifest, hex::encode(Sha256::digest(&bytes))),
+            policy: FleetPolicy {
+                cost_budget_usd: args.fleet_cost_budget_usd,
+            },
+            issuer,
+            blobs: Some(blobs),
+            clock,
         },
-        raft: raft.clone(),
-        self_id,
-        peers,
-        node_addr,
-    }));
-    // Built after the hub: the verifier consults the hub's live revoked set at every handshake.
-    let node_server = net::tls::server_config_revoking(&identity, &hub.revoked)
+    );
+    // The node endpoint's verifier consults the live revoked set at every handshake.
+    let node_server = net::tls::server_config_revoking(&identity, &wiring.revoked)
         .context("building the node endpoint's TLS config")?;
     let endpoint = quinn::Endpoint::server(node_server, args.listen)
         .with_context(|| format!("binding the node endpoint on {}", args.listen))?;
-    crate::enrollment::attach_issuer(
-        &hub,
-        args.issuing_dir.as_deref().unwrap_or(&args.identity_dir),
-        crate::enrollment::leaf_lifetime(args.leaf_lifetime_s)?,
-    )?;
     tracing::info!(name = %args.name, id = self_id, listen = %args.listen, raft = %args.raft_listen, admin = %args.admin, "coordinator replica up");
-    // Model shards for nodes and the durable result ledger (issue 5).
-    crate::blobs::attach(&hub, &catalog_path)?;
     let admin_config = crate::admin::AdminConfig {
         health: args.health_listen,
         operator: args.admin,
@@ -205,36 +207,42 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ),
         limits: crate::admin::listener::Limits::default(),
     };
-    let mut workers = Supervisor::new(cancel.clone(), hub.health.clone());
+    let mut workers = Supervisor::new(cancel.clone(), wiring.health.clone());
     workers.spawn("raft-driver", raft_driver(raft.clone(), cancel.clone()));
     workers.spawn(
         "raft-transport",
         until_done(transport::serve(
             raft_endpoint,
             raft.clone(),
-            hub.peers.clone(),
+            raft_peers,
             cancel.clone(),
         )),
     );
     workers.spawn(
         "leader-watch",
-        until_done(leader::watch(hub.clone(), cancel.clone())),
+        until_done(wiring.leader_watch(cancel.clone())),
+    );
+    workers.spawn(
+        "result-sink",
+        until_done(wiring.result_sink(cancel.clone())?),
     );
     workers.spawn(
         "node-sessions",
-        until_done(sessions::serve(endpoint, hub.clone(), cancel.clone())),
+        until_done(sessions::serve(endpoint, wiring.sessions(), cancel.clone())),
     );
     workers.spawn(
         "revocations",
         until_done(crate::fleet::identity::sync_revocations(
-            hub.clone(),
+            raft.clone(),
+            wiring.revoked.clone(),
+            wiring.nodes.clone(),
             cancel.clone(),
         )),
     );
     workers.spawn(
         "solver",
         until_done(solve_loop::run(
-            hub.clone(),
+            wiring.solver(),
             Duration::from_millis(args.solve_interval_ms.max(50)),
             Duration::from_secs_f64(args.node_timeout_s.max(1.0)),
             cancel.clone(),
@@ -242,7 +250,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     workers.spawn(
         "operator-api",
-        crate::admin::serve(admin_config, hub.clone(), cancel.clone()),
+        crate::admin::serve(admin_config, wiring.admin(), cancel.clone()),
     );
     workers.spawn("signals", on_signal(raft.clone(), cancel.clone()));
     let outcome = workers.run().await;
@@ -261,7 +269,7 @@ async fn until_done(worker: impl std::future::Future<Output = ()>) -> anyhow::Re
 
 /// Watches the Raft driver task: if it stops on its own (a storage error), this worker fails
 /// with the driver's error and the supervisor stops the replica.
-async fn raft_driver(raft: ReplicaHandle, cancel: CancellationToken) -> anyhow::Result<()> {
+pub async fn raft_driver(raft: ReplicaHandle, cancel: CancellationToken) -> anyhow::Result<()> {
     // The driver publishes its view on this channel; the channel closes when the driver ends.
     let mut view = raft.raft_view();
     loop {
@@ -303,15 +311,10 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/catalog.json");
         let (manifest, _, _) = wire::manifest::load(&path).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let hub = crate::cluster::standalone_hub(
-            "coord-0",
-            manifest,
-            dir.path(),
-            "127.0.0.1:1".into(),
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+        let hub =
+            crate::wiring::standalone("coord-0", manifest, dir.path(), CancellationToken::new())
+                .await
+                .unwrap();
         let cancel = CancellationToken::new();
         let mut workers = Supervisor::new(cancel.clone(), hub.health.clone());
         workers.spawn("raft-driver", raft_driver(hub.raft.clone(), cancel.clone()));

@@ -5,18 +5,18 @@
 //! `admin::identity`; everything here is independent of it.
 
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use net::identity::{CertificateRequest, IssuingCa, Kind, PeerId};
+use net::clock::SharedClock;
+use net::identity::{CertificateRequest, IssuingCa, Kind, PeerId, RevokedSet, Validity};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::fleet::hub::Hub;
-use crate::fleet::identity::Issuer;
-use crate::raft::ProposeError;
+use crate::raft::{ProposeError, ReplicaHandle};
+use crate::rate::TokenBucket;
 use crate::state::{Command, constant_time_eq};
 
 /// Largest enrollment request body: a request (at most 8 KiB of PEM), a name and a token.
@@ -80,53 +80,78 @@ pub struct Enrolled {
     pub chain_pem: String,
 }
 
-/// A token bucket: `per_s` refills per second up to `burst`.
+/// A token bucket shared by the enrollment route's handlers.
 #[derive(Debug)]
-pub struct RateLimit {
-    state: Mutex<(f64, Instant)>,
-    per_s: f64,
-    burst: f64,
-}
+pub struct RateLimit(Mutex<TokenBucket>);
 
 impl RateLimit {
-    pub fn new(per_s: f64, burst: f64) -> Self {
-        RateLimit {
-            state: Mutex::new((burst, Instant::now())),
-            per_s,
-            burst,
-        }
+    pub fn new(per_s: f64, burst: f64, now: Instant) -> Self {
+        RateLimit(Mutex::new(TokenBucket::new(per_s, burst, now)))
     }
 
-    /// Takes one attempt if one is available.
-    pub fn try_take(&self) -> bool {
-        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, last) = &mut *guard;
-        let now = Instant::now();
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_s).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+    /// Takes one attempt at `now` if one is available.
+    pub fn try_take(&self, now: Instant) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .try_take_at(now)
     }
 }
 
-/// Loads the issuing CA from `dir` (if there is one) into the hub with the leaf lifetime.
-pub fn attach_issuer(hub: &Hub, dir: &Path, leaf_lifetime: Duration) -> anyhow::Result<()> {
+/// The issuing CA this replica holds and the lifetime of what it signs.
+#[derive(Debug)]
+pub struct Issuer {
+    pub ca: IssuingCa,
+    pub leaf_lifetime: Duration,
+    /// Bounds enrollment attempts (the route is open without a client certificate).
+    pub enroll_limit: RateLimit,
+}
+
+impl Issuer {
+    /// Checks a request without signing it (so a bad one is refused before a token is spent).
+    pub fn check_request(&self, request: &CertificateRequest) -> Result<(), String> {
+        request.check().map_err(|e| e.to_string())
+    }
+
+    /// Signs a certificate for node `name` over the request's key. The name is the caller's
+    /// decision (the token's name, or the renewing session's certificate), never the request's.
+    pub fn sign_node(&self, name: &str, csr_pem: String) -> Result<String, String> {
+        let peer = PeerId::new(Kind::Node, name).map_err(|e| e.to_string())?;
+        let request = CertificateRequest::from_pem(csr_pem).map_err(|e| e.to_string())?;
+        let validity = Validity::lifetime(self.leaf_lifetime).map_err(|e| e.to_string())?;
+        self.ca
+            .sign(&request, &peer, validity)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Loads the issuing CA from `dir`, if there is one, with the leaf lifetime.
+pub fn load_issuer(
+    dir: &Path,
+    leaf_lifetime: Duration,
+    now: Instant,
+) -> anyhow::Result<Option<Arc<Issuer>>> {
     let Some(ca) = IssuingCa::load(dir)
         .with_context(|| format!("loading the issuing CA from {}", dir.display()))?
     else {
         tracing::info!(dir = %dir.display(), "no issuing CA here: node enrollment and renewal are off on this replica");
-        return Ok(());
+        return Ok(None);
     };
-    let _ = hub.issuer.set(Issuer {
+    Ok(Some(Arc::new(Issuer {
         ca,
         leaf_lifetime,
-        enroll_limit: RateLimit::new(ENROLL_PER_S, ENROLL_BURST),
-    });
-    Ok(())
+        enroll_limit: RateLimit::new(ENROLL_PER_S, ENROLL_BURST, now),
+    })))
+}
+
+/// What the identity operations use: Raft, the issuing CA if this replica holds one, the live
+/// revoked set and the clock.
+#[derive(Clone)]
+pub struct Enrollment {
+    pub raft: ReplicaHandle,
+    pub issuer: Option<Arc<Issuer>>,
+    pub revoked: RevokedSet,
+    pub clock: SharedClock,
 }
 
 /// Parses `--leaf-lifetime-s`: positive, finite, at most ten years.
@@ -138,12 +163,6 @@ pub fn leaf_lifetime(seconds: f64) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn node_name(name: &str) -> Result<PeerId, Refusal> {
     PeerId::new(Kind::Node, name).map_err(|e| Refusal::BadRequest(e.to_string()))
 }
@@ -153,7 +172,11 @@ fn token_sha256(token: &str) -> [u8; 32] {
 }
 
 /// Makes a one-time token for node `req.name`, replicates its hash, returns the secret.
-pub async fn issue_token(hub: &Hub, req: TokenRequest, by: &str) -> Result<TokenIssued, Refusal> {
+pub async fn issue_token(
+    hub: &Enrollment,
+    req: TokenRequest,
+    by: &str,
+) -> Result<TokenIssued, Refusal> {
     node_name(&req.name)?;
     let ttl = match req.ttl_s {
         None => DEFAULT_TOKEN_TTL,
@@ -170,7 +193,7 @@ pub async fn issue_token(hub: &Hub, req: TokenRequest, by: &str) -> Result<Token
     let mut secret = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut secret);
     let token = hex::encode(secret);
-    let now = now_unix_ms();
+    let now = hub.clock.unix_ms();
     let expires_unix_ms = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
     let cmd = Command::IssueToken {
         name: req.name.clone(),
@@ -190,14 +213,14 @@ pub async fn issue_token(hub: &Hub, req: TokenRequest, by: &str) -> Result<Token
 
 /// Checks the request, consumes the token through Raft, then signs. Everything that can fail
 /// without the token is checked first, so a malformed request does not burn a good token.
-pub async fn enroll(hub: &Hub, req: EnrollRequest) -> Result<Enrolled, Refusal> {
-    let Some(issuer) = hub.issuer.get() else {
+pub async fn enroll(hub: &Enrollment, req: EnrollRequest) -> Result<Enrolled, Refusal> {
+    let Some(issuer) = hub.issuer.as_deref() else {
         return Err(Refusal::Unavailable(
             "this coordinator holds no issuing CA; enroll offline with `mcdnnctl enroll node`"
                 .to_owned(),
         ));
     };
-    if !issuer.enroll_limit.try_take() {
+    if !issuer.enroll_limit.try_take(hub.clock.now()) {
         return Err(Refusal::TooMany(
             "too many enrollment attempts; retry in a few seconds".to_owned(),
         ));
@@ -232,7 +255,7 @@ pub async fn enroll(hub: &Hub, req: EnrollRequest) -> Result<Enrolled, Refusal> 
     let cmd = Command::RedeemToken {
         name: req.name.clone(),
         sha256,
-        now_unix_ms: now_unix_ms(),
+        now_unix_ms: hub.clock.unix_ms(),
     };
     match hub.raft.propose(cmd).await {
         Ok(_) => {}
@@ -247,7 +270,7 @@ pub async fn enroll(hub: &Hub, req: EnrollRequest) -> Result<Enrolled, Refusal> 
 }
 
 /// Revokes node `name` through Raft.
-pub async fn revoke(hub: &Hub, name: &str, by: &str) -> Result<u64, Refusal> {
+pub async fn revoke(hub: &Enrollment, name: &str, by: &str) -> Result<u64, Refusal> {
     node_name(name)?;
     let index = hub
         .raft
@@ -267,9 +290,10 @@ mod tests {
 
     #[test]
     fn the_rate_limit_allows_a_burst_then_refuses() {
-        let limit = RateLimit::new(0.001, 3.0);
-        assert!((0..3).all(|_| limit.try_take()));
-        assert!(!limit.try_take());
+        let now = Instant::now();
+        let limit = RateLimit::new(0.001, 3.0, now);
+        assert!((0..3).all(|_| limit.try_take(now)));
+        assert!(!limit.try_take(now));
     }
 
     #[test]

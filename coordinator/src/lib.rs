@@ -9,5 +9,7 @@ pub mod daemon;
 pub mod enrollment;
 pub mod fleet;
 pub mod raft;
+pub mod rate;
 pub mod state;
 pub mod supervisor;
+pub mod wiring;

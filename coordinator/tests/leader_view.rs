@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use mcdnn_coordinator::cluster::standalone_hub;
 use mcdnn_coordinator::state::{Command, PolicyValue};
+use mcdnn_coordinator::wiring::standalone;
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
 
@@ -29,16 +29,10 @@ async fn leader_view_follows_raft_and_drops_leadership_when_the_driver_stops() {
     let (manifest, _, _) = wire::manifest::load(&path).expect("catalog");
     let dir = tempfile::tempdir().unwrap();
     let cancel = CancellationToken::new();
-    let hub = standalone_hub(
-        "coord-0",
-        manifest,
-        dir.path(),
-        "127.0.0.1:1".into(),
-        cancel.clone(),
-    )
-    .await
-    .unwrap();
-    let view = &hub.leader;
+    let hub = standalone("coord-0", manifest, dir.path(), cancel.clone())
+        .await
+        .unwrap();
+    let view = hub.leader.view();
     assert!(view.is_leader());
     assert_eq!(view.leader_id(), Some(1));
     assert!(view.term.load(Ordering::Relaxed) >= 2);

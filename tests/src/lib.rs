@@ -447,7 +447,12 @@ pub fn keep_on_panic(dir: &mut tempfile::TempDir) {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let tail = &lines[lines.len().saturating_sub(40)..];
-        eprintln!("---- {} (last {} lines)\n{}", log.display(), tail.len(), tail.join("\n"));
+        eprintln!(
+            "---- {} (last {} lines)\n{}",
+            log.display(),
+            tail.len(),
+            tail.join("\n")
+        );
     }
 }
 

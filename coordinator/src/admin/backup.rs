@@ -11,17 +11,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::auth::Caller;
+use super::state::AdminState;
 use super::writes;
-use crate::fleet::hub::Hub;
 use crate::state::backup;
 
 pub const PATH: &str = "/v1/snapshot";
 
-pub fn routes() -> Router<Arc<Hub>> {
+pub fn routes() -> Router<Arc<AdminState>> {
     Router::new().route(PATH, get(snapshot))
 }
 
-async fn snapshot(caller: Caller, State(hub): State<Arc<Hub>>) -> Response {
+async fn snapshot(caller: Caller, State(hub): State<Arc<AdminState>>) -> Response {
     if let Err(refusal) = caller.require_admin() {
         return refusal.into_response();
     }

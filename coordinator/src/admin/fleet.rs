@@ -11,28 +11,28 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
-use crate::fleet::hub::Hub;
+use super::state::AdminState;
 use crate::fleet::status;
 
-pub fn routes() -> Router<Arc<Hub>> {
+pub fn routes() -> Router<Arc<AdminState>> {
     Router::new()
         .route("/status", get(status_json))
         .route("/cluster", get(cluster))
         .route("/v1/metrics/nodes", get(node_metrics))
 }
 
-async fn status_json(_: Caller, State(hub): State<Arc<Hub>>) -> Json<status::FleetStatus> {
-    Json(status::fleet_status(&hub))
+async fn status_json(_: Caller, State(hub): State<Arc<AdminState>>) -> Json<status::FleetStatus> {
+    Json(status::fleet_status(&hub.status))
 }
 
 /// Per-node gauges (they name nodes, so they are not on the health port).
-async fn node_metrics(_: Caller, State(hub): State<Arc<Hub>>) -> impl IntoResponse {
+async fn node_metrics(_: Caller, State(hub): State<Arc<AdminState>>) -> impl IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        crate::fleet::prom::render_nodes(&status::fleet_status(&hub)),
+        crate::fleet::prom::render_nodes(&status::fleet_status(&hub.status)),
     )
 }
 
@@ -74,7 +74,7 @@ pub struct Member {
     pub admin: String,
 }
 
-async fn cluster(_: Caller, State(hub): State<Arc<Hub>>) -> Response {
+async fn cluster(_: Caller, State(hub): State<Arc<AdminState>>) -> Response {
     match hub.raft.status().await {
         Ok(s) => {
             let (plan_epoch, policy_writes, registered_nodes, catalog_index) =
@@ -89,12 +89,14 @@ async fn cluster(_: Caller, State(hub): State<Arc<Hub>>) -> Response {
             let member = |id: u64, role: &str| Member {
                 id,
                 name: hub
-                    .peers
+                    .leader
+                    .peers()
                     .get(id)
                     .map_or_else(|| format!("replica-{id}"), |p| p.name.clone()),
                 role: role.to_string(),
                 admin: hub
-                    .peers
+                    .leader
+                    .peers()
                     .get(id)
                     .map_or_else(String::new, |p| p.admin_addr.clone()),
             };
@@ -105,13 +107,13 @@ async fn cluster(_: Caller, State(hub): State<Arc<Hub>>) -> Response {
                 .chain(s.learners.iter().map(|&id| member(id, "learner")))
                 .collect();
             Json(ClusterStatus {
-                replica: hub.name.clone(),
+                replica: hub.leader.self_name(),
                 id: s.id,
                 role: format!("{:?}", s.role),
                 leader_id: s.leader_id,
                 leader_name: s
                     .leader_id
-                    .and_then(|id| hub.peers.get(id))
+                    .and_then(|id| hub.leader.peers().get(id))
                     .map(|p| p.name.clone()),
                 term: s.term,
                 commit: s.commit,

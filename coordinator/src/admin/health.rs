@@ -10,16 +10,16 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::fleet::hub::Hub;
+use super::state::AdminState;
 
-pub fn routes() -> Router<Arc<Hub>> {
+pub fn routes() -> Router<Arc<AdminState>> {
     Router::new()
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
 }
 
-async fn readyz(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
+async fn readyz(State(hub): State<Arc<AdminState>>) -> impl IntoResponse {
     if !hub.health.is_healthy() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -35,9 +35,9 @@ async fn readyz(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
+async fn metrics(State(hub): State<Arc<AdminState>>) -> impl IntoResponse {
     let mut text = hub.metrics.render();
-    let l = &hub.leader;
+    let l = hub.leader.view();
     let gauges = [
         (
             "mcdnn_has_leader",

@@ -12,10 +12,10 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 
 use super::auth::Caller;
+use super::state::AdminState;
 use crate::enrollment::{self, EnrollRequest, MAX_ENROLL_BODY_BYTES, Refusal, TokenRequest};
-use crate::fleet::hub::Hub;
 
-pub fn routes() -> Router<Arc<Hub>> {
+pub fn routes() -> Router<Arc<AdminState>> {
     Router::new()
         .route("/v1/tokens", post(issue_token))
         .route(
@@ -26,7 +26,7 @@ pub fn routes() -> Router<Arc<Hub>> {
         .route("/v1/revocations", get(revocations))
 }
 
-fn refusal(hub: &Hub, path: &str, r: Refusal) -> Response {
+fn refusal(hub: &AdminState, path: &str, r: Refusal) -> Response {
     let (status, text) = match r {
         Refusal::BadRequest(t) => (StatusCode::BAD_REQUEST, t),
         Refusal::Forbidden(t) => (StatusCode::FORBIDDEN, t),
@@ -38,38 +38,45 @@ fn refusal(hub: &Hub, path: &str, r: Refusal) -> Response {
 }
 
 async fn issue_token(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<AdminState>>,
     caller: Caller,
     Json(req): Json<TokenRequest>,
 ) -> Response {
     if let Err(denied) = caller.require_admin() {
         return denied.into_response();
     }
-    match enrollment::issue_token(&hub, req, &caller.name).await {
+    match enrollment::issue_token(&hub.enrollment, req, &caller.name).await {
         Ok(issued) => Json(issued).into_response(),
         Err(r) => refusal(&hub, "/v1/tokens", r),
     }
 }
 
-async fn enroll(State(hub): State<Arc<Hub>>, Json(req): Json<EnrollRequest>) -> Response {
-    match enrollment::enroll(&hub, req).await {
+async fn enroll(State(hub): State<Arc<AdminState>>, Json(req): Json<EnrollRequest>) -> Response {
+    match enrollment::enroll(&hub.enrollment, req).await {
         Ok(done) => Json(done).into_response(),
         Err(r) => refusal(&hub, "/v1/enroll", r),
     }
 }
 
-async fn revoke(State(hub): State<Arc<Hub>>, caller: Caller, Path(name): Path<String>) -> Response {
+async fn revoke(
+    State(hub): State<Arc<AdminState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Response {
     if let Err(denied) = caller.require_admin() {
         return denied.into_response();
     }
     let path = format!("/v1/nodes/{name}/revoke");
-    match enrollment::revoke(&hub, &name, &caller.name).await {
+    match enrollment::revoke(&hub.enrollment, &name, &caller.name).await {
         Ok(index) => Json(serde_json::json!({ "revoked": name, "index": index })).into_response(),
         Err(r) => refusal(&hub, &path, r),
     }
 }
 
-async fn revocations(State(hub): State<Arc<Hub>>, _caller: Caller) -> Json<serde_json::Value> {
+async fn revocations(
+    State(hub): State<Arc<AdminState>>,
+    _caller: Caller,
+) -> Json<serde_json::Value> {
     let list: Vec<serde_json::Value> = hub.raft.with_state(|s| {
         s.identity()
             .revoked()

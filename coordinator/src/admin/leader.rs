@@ -12,14 +12,14 @@ use axum::routing::post;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
+use super::state::AdminState;
 use super::writes;
-use crate::fleet::hub::Hub;
 
 pub const PATH: &str = "/v1/leader";
 /// A transfer completes within an election timeout or it has failed.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub fn routes() -> Router<Arc<Hub>> {
+pub fn routes() -> Router<Arc<AdminState>> {
     Router::new().route(PATH, post(move_leader))
 }
 
@@ -31,13 +31,20 @@ pub struct MoveLeader {
 
 async fn move_leader(
     caller: Caller,
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<AdminState>>,
     Json(req): Json<MoveLeader>,
 ) -> Response {
     if let Err(refusal) = caller.require_admin() {
         return refusal.into_response();
     }
-    let Some(target) = hub.peers.0.values().find(|p| p.name == req.to).cloned() else {
+    let Some(target) = hub
+        .leader
+        .peers()
+        .0
+        .values()
+        .find(|p| p.name == req.to)
+        .cloned()
+    else {
         return (
             StatusCode::BAD_REQUEST,
             format!("{} is not a replica of this cluster\n", req.to),

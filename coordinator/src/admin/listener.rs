@@ -3,7 +3,7 @@
 //! room by closing its oldest connection that serves no request), deadlines on the TLS handshake, on the
 //! request head, on each request and on a connection's whole life, so half-sent requests cannot
 //! hold sockets or file descriptors for long. Each request carries the client's certificate
-//! identity ([`ClientIdentity`]) as an extension, which [`super::auth`] reads.
+//! identity ([`ClientIdentity`]) as an extension, which the auth middleware reads.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -12,10 +12,10 @@ use axum::routing::post;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
+use super::state::AdminState;
 use super::writes;
-use crate::fleet::hub::Hub;
 
-pub fn routes() -> Router<Arc<Hub>> {
+pub fn routes() -> Router<Arc<AdminState>> {
     Router::new().route("/members", post(members))
 }
 
@@ -33,14 +33,14 @@ pub struct MemberChange {
 
 async fn members(
     caller: Caller,
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<AdminState>>,
     Json(req): Json<MemberChange>,
 ) -> Response {
     if let Err(refusal) = caller.require_admin() {
         return refusal.into_response();
     }
     let result = match (req.add, req.remove) {
-        (Some(id), None) if hub.peers.get(id).is_some() => hub.raft.add_member(id).await,
+        (Some(id), None) if hub.leader.peers().get(id).is_some() => hub.raft.add_member(id).await,
         (None, Some(id)) => hub.raft.remove_member_forced(id, req.force).await,
         (Some(id), None) => {
             return (

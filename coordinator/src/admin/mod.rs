@@ -20,6 +20,7 @@ mod members;
 pub mod policy;
 mod servers;
 mod slots;
+pub mod state;
 pub mod writes;
 
 use std::net::SocketAddr;
@@ -40,7 +41,7 @@ pub use policy::PolicyWriteRequest;
 pub use servers::ServerApprovalRequest;
 pub use writes::WriteAck;
 
-use crate::fleet::hub::Hub;
+pub use state::AdminState;
 
 /// A request (head, body and handler) must be done within this; a commit takes milliseconds.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,7 +58,7 @@ pub struct AdminConfig {
 }
 
 /// The operator API's routes, behind the operator check.
-pub fn operator_router(hub: Arc<Hub>) -> Router {
+pub fn operator_router(hub: Arc<AdminState>) -> Router {
     Router::new()
         .merge(fleet::routes())
         .merge(policy::routes())
@@ -72,7 +73,7 @@ pub fn operator_router(hub: Arc<Hub>) -> Router {
         .with_state(hub)
 }
 
-fn health_router(hub: Arc<Hub>) -> Router {
+fn health_router(hub: Arc<AdminState>) -> Router {
     health::routes()
         .layer(middleware::from_fn(deadline))
         .with_state(hub)
@@ -92,7 +93,7 @@ async fn deadline(req: Request, next: Next) -> Response {
 /// Binds both listeners and serves until `cancel`.
 pub async fn serve(
     config: AdminConfig,
-    hub: Arc<Hub>,
+    hub: Arc<AdminState>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let health = tokio::net::TcpListener::bind(config.health)

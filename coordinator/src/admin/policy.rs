@@ -14,16 +14,16 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
+use super::state::AdminState;
 use super::writes;
-use crate::fleet::hub::Hub;
 use crate::state::{Command, PolicyValue, validate_policy};
 
-pub fn routes() -> Router<Arc<Hub>> {
+pub fn routes() -> Router<Arc<AdminState>> {
     Router::new().route("/policy", get(policies).post(write_policy))
 }
 
 /// Replicated policies and their write log (in commit order).
-async fn policies(_: Caller, State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
+async fn policies(_: Caller, State(hub): State<Arc<AdminState>>) -> Json<serde_json::Value> {
     let (current, log) = hub
         .raft
         .with_state(|s| (s.policies().clone(), s.policy_log().clone()));
@@ -55,7 +55,7 @@ fn bad_request(msg: &str) -> Response {
 
 async fn write_policy(
     caller: Caller,
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<AdminState>>,
     Json(req): Json<PolicyWriteRequest>,
 ) -> Response {
     if let Err(refusal) = caller.require_admin() {

@@ -14,8 +14,8 @@ use axum::routing::post;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
+use super::state::AdminState;
 use super::writes;
-use crate::fleet::hub::Hub;
 use crate::state::Command;
 
 /// Body of the approval write.
@@ -25,13 +25,13 @@ pub struct ServerApprovalRequest {
     pub approved: bool,
 }
 
-pub fn routes() -> Router<Arc<Hub>> {
+pub fn routes() -> Router<Arc<AdminState>> {
     Router::new().route("/v1/nodes/{name}/server", post(set_approval))
 }
 
 async fn set_approval(
     caller: Caller,
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<AdminState>>,
     Path(name): Path<String>,
     Json(req): Json<ServerApprovalRequest>,
 ) -> Response {

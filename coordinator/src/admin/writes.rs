@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::hub::Hub;
+use super::state::AdminState;
 use crate::raft::ProposeError;
 
 /// The answer to a committed write.
@@ -20,12 +20,12 @@ pub struct WriteAck {
 /// A follower sends writers to the leader's operator API. (Writes are proposed without checking
 /// the cached leader view first: Raft itself answers NotLeader, so a just-elected leader whose
 /// view lags by a poll interval still accepts them.)
-pub fn to_leader(hub: &Hub, path: &str, hint: Option<u64>) -> Response {
+pub fn to_leader(hub: &AdminState, path: &str, hint: Option<u64>) -> Response {
     match hint
         .or(hub.leader.leader_id())
-        .and_then(|id| hub.peers.get(id))
+        .and_then(|id| hub.leader.peers().get(id))
     {
-        Some(p) if p.id != hub.self_id => {
+        Some(p) if p.id != hub.leader.self_id() => {
             let mut headers = HeaderMap::new();
             if let Ok(v) = format!("https://{}{path}", p.admin_addr).parse() {
                 headers.insert(header::LOCATION, v);
@@ -49,7 +49,7 @@ pub fn to_leader(hub: &Hub, path: &str, hint: Option<u64>) -> Response {
 }
 
 /// The answer to a proposal that did not commit.
-pub fn propose_error(hub: &Hub, path: &str, e: ProposeError) -> Response {
+pub fn propose_error(hub: &AdminState, path: &str, e: ProposeError) -> Response {
     hub.metrics
         .proposals_failed_total
         .fetch_add(1, Ordering::Relaxed);
@@ -72,7 +72,7 @@ pub fn propose_error(hub: &Hub, path: &str, e: ProposeError) -> Response {
 }
 
 /// The answer to a proposal: the ack when it committed, else [`propose_error`].
-pub fn committed(hub: &Hub, path: &str, result: Result<u64, ProposeError>) -> Response {
+pub fn committed(hub: &AdminState, path: &str, result: Result<u64, ProposeError>) -> Response {
     match result {
         Ok(index) => {
             hub.metrics

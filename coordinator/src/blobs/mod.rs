@@ -1,7 +1,7 @@
 //! Model distribution from the coordinator: the catalog's ONNX files cut into content-addressed
-//! shards at start ([`store`]), served to authenticated nodes on blob streams ([`serve`]).
+//! shards at start ([`store`]). Node sessions serve them to nodes on blob streams (in the
+//! fleet module).
 
-pub mod serve;
 pub mod store;
 
 pub use store::{BlobError, BlobStore};
@@ -11,11 +11,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::fleet::hub::Hub;
-
-/// Builds the blob store from the catalog at `catalog_path` and hands it to the hub before
-/// sessions start.
-pub fn attach(hub: &Hub, catalog_path: &Path) -> anyhow::Result<()> {
+/// Builds the blob store from the catalog at `catalog_path`, before sessions start.
+pub fn load(catalog_path: &Path) -> anyhow::Result<Arc<BlobStore>> {
     let (manifest, bytes, dir) = wire::manifest::load(catalog_path)
         .with_context(|| format!("catalog {}", catalog_path.display()))?;
     let store =
@@ -25,6 +22,5 @@ pub fn attach(hub: &Hub, catalog_path: &Path) -> anyhow::Result<()> {
         bytes = store.total_bytes(),
         "model shards ready to serve"
     );
-    let _ = hub.blobs.set(Arc::new(store));
-    Ok(())
+    Ok(Arc::new(store))
 }

@@ -198,17 +198,16 @@ pub async fn telemetry_bench(args: &TelemetryBenchArgs) -> anyhow::Result<Vec<Te
         let endpoint = quinn::Endpoint::server(server, SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let addr = endpoint.local_addr()?;
         let cancel = CancellationToken::new();
-        let hub = crate::cluster::standalone_hub(
+        let hub = crate::wiring::standalone(
             "bench-0",
             manifest.clone(),
             &dir.join(format!("raft-{n}")),
-            addr.to_string(),
             cancel.clone(),
         )
         .await?;
-        tokio::spawn(sessions::serve(endpoint, hub.clone(), cancel.clone()));
+        tokio::spawn(sessions::serve(endpoint, hub.sessions(), cancel.clone()));
         tokio::spawn(solve_loop::run(
-            hub.clone(),
+            hub.solver(),
             Duration::from_secs(2),
             Duration::from_secs(60),
             cancel.clone(),
@@ -222,7 +221,7 @@ pub async fn telemetry_bench(args: &TelemetryBenchArgs) -> anyhow::Result<Vec<Te
             tasks.push(tokio::spawn(virtual_node(
                 ep,
                 addr,
-                hub.catalog_digest.clone(),
+                hub.catalog.digest.clone(),
                 name.clone(),
                 go.clone(),
                 args.rate_per_node,
@@ -231,10 +230,10 @@ pub async fn telemetry_bench(args: &TelemetryBenchArgs) -> anyhow::Result<Vec<Te
         }
         // Wait for every node to join, then measure a window.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while hub.registry().connected() < n && Instant::now() < deadline {
+        while hub.nodes.lock().connected() < n && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let joined = hub.registry().connected();
+        let joined = hub.nodes.lock().connected();
         go.cancel();
         // Let the first burst settle before the window opens.
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -244,7 +243,8 @@ pub async fn telemetry_bench(args: &TelemetryBenchArgs) -> anyhow::Result<Vec<Te
         let messages = hub.metrics.telemetry_messages_total.load(Ordering::Relaxed) - start_count;
         let secs = started.elapsed().as_secs_f64();
         let reporting = hub
-            .registry()
+            .nodes
+            .lock()
             .iter()
             .filter(|(_, e)| e.telemetry.is_some())
             .count();

@@ -3,7 +3,11 @@
 
 use wire::msg::{Battery, BatterySource, Hello, Link, PROTOCOL_VERSION, Role, Telemetry};
 
-use super::plan::unix_ms;
+/// Wall time for fixtures (tests only; the daemon reads its injected clock).
+pub fn unix_ms() -> u64 {
+    use net::clock::Clock;
+    net::clock::SystemClock.unix_ms()
+}
 
 /// A full battery whose shift ends in an hour.
 pub fn battery() -> Battery {

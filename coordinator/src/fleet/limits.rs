@@ -11,49 +11,14 @@ use std::time::{Duration, Instant};
 
 use net::framing::Deadlines;
 
+use crate::rate::TokenBucket;
+
 /// Deadlines on node streams: the next frame within 30 s (telemetry comes every second), the
 /// rest of a frame within 10 s of its first byte.
 pub const NODE_STREAM: Deadlines = Deadlines {
     idle: Duration::from_secs(30),
     frame: Duration::from_secs(10),
 };
-
-/// A token bucket: `rate` tokens a second, holding at most `burst`.
-#[derive(Debug, Clone)]
-pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    pub fn new(rate: f64, burst: f64) -> Self {
-        Self {
-            rate,
-            burst,
-            tokens: burst,
-            last: Instant::now(),
-        }
-    }
-
-    /// Takes a token if one is there (refilled for the time since the last call, as of `now`).
-    pub fn try_take_at(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    pub fn try_take(&mut self) -> bool {
-        self.try_take_at(Instant::now())
-    }
-}
 
 /// What a node message costs against its identity's rates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,11 +32,11 @@ pub enum Rated {
 }
 
 impl Rated {
-    fn bucket(self) -> TokenBucket {
+    fn bucket(self, now: Instant) -> TokenBucket {
         match self {
-            Rated::Telemetry => TokenBucket::new(20.0, 40.0),
-            Rated::Results => TokenBucket::new(30.0, 60.0),
-            Rated::Blob => TokenBucket::new(64.0, 1024.0),
+            Rated::Telemetry => TokenBucket::new(20.0, 40.0, now),
+            Rated::Results => TokenBucket::new(30.0, 60.0, now),
+            Rated::Blob => TokenBucket::new(64.0, 1024.0, now),
         }
     }
 }
@@ -129,8 +94,8 @@ impl NodeLimits {
         }
     }
 
-    /// Whether `node` may send one more `what` now.
-    pub fn allow(&self, node: &str, what: Rated) -> bool {
+    /// Whether `node` may send one more `what` at `now`.
+    pub fn allow(&self, node: &str, what: Rated, now: Instant) -> bool {
         let key = match what {
             Rated::Telemetry => "telemetry",
             Rated::Results => "results",
@@ -141,8 +106,8 @@ impl NodeLimits {
             .or_default()
             .buckets
             .entry(key)
-            .or_insert_with(|| what.bucket())
-            .try_take()
+            .or_insert_with(|| what.bucket(now))
+            .try_take_at(now)
     }
 }
 
@@ -151,31 +116,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bucket_allows_a_burst_then_the_rate() {
-        let mut b = TokenBucket::new(10.0, 3.0);
-        let t0 = Instant::now();
-        assert!((0..3).all(|_| b.try_take_at(t0)));
-        assert!(!b.try_take_at(t0), "burst spent");
-        assert!(
-            b.try_take_at(t0 + Duration::from_millis(100)),
-            "one token per 100 ms"
-        );
-        assert!(!b.try_take_at(t0 + Duration::from_millis(150)));
-        // A long pause refills to the burst, not beyond.
-        let later = t0 + Duration::from_secs(60);
-        assert!((0..3).all(|_| b.try_take_at(later)));
-        assert!(!b.try_take_at(later));
-    }
-
-    #[test]
     fn a_flood_is_refused_and_counted_per_identity() {
         let limits = NodeLimits::default();
+        let now = Instant::now();
         let allowed = (0..1000)
-            .filter(|_| limits.allow("rogue", Rated::Telemetry))
+            .filter(|_| limits.allow("rogue", Rated::Telemetry, now))
             .count();
         assert!(allowed <= 45, "allowed {allowed}");
         assert!(
-            limits.allow("honest", Rated::Telemetry),
+            limits.allow("honest", Rated::Telemetry, now),
             "another identity has its own bucket"
         );
     }

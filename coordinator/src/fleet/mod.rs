@@ -1,16 +1,26 @@
 //! Fleet management on the leader: node sessions over QUIC, soft state, the solve loop and the
-//! assignments it pushes.
+//! assignments it pushes. Each task takes only the handles it uses (built in
+//! the daemon's wiring).
 
+pub mod blob_streams;
+pub mod catalog;
 #[cfg(test)]
 mod fixtures;
-pub mod hub;
+pub mod handoff;
 pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod plan;
+pub mod plan_view;
+pub mod policies;
 pub mod prom;
 pub mod registry;
+pub mod result_sink;
+pub mod session_core;
 pub mod sessions;
 pub mod solve_loop;
 pub mod status;
 pub mod validate;
+
+/// Wakes the solve loop early (a node joined or left, a policy changed).
+pub type Replan = std::sync::Arc<tokio::sync::Notify>;

@@ -3,7 +3,7 @@
 //! assignment per node.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use scheduler::catalog::{Catalog, Place};
 use scheduler::fleet::{FleetPlan, FleetProblem, NodeState};
@@ -30,14 +30,8 @@ pub fn catalogs(manifest: &Manifest) -> Vec<Catalog> {
         .collect()
 }
 
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Policy key of the fleet's cloud budget (USD over the shift), written by operators.
-pub const COST_BUDGET_KEY: &str = "fleet.cost_budget_usd";
+pub use crate::state::COST_BUDGET_KEY;
 
 /// Fleet-wide knobs: configuration defaults, overridden by replicated policy writes.
 #[derive(Debug, Clone)]
@@ -124,26 +118,18 @@ pub struct OffloadTarget {
 }
 
 /// The problem for every connected device node whose class has a catalog and that is not in
-/// `excluded` ([`super::validate::exclusions`]). Returns it with the offload target (the first
-/// connected, approved server node with capacity left) if any.
-pub fn problem(
-    registry: &Registry,
-    catalogs: &[Catalog],
-    policy: &FleetPolicy,
-    excluded: &BTreeMap<String, String>,
-) -> (FleetProblem, Option<OffloadTarget>) {
-    problem_at(registry, catalogs, policy, excluded, Instant::now())
-}
-
-/// [`problem`] as of `at` (telemetry ages are measured to it).
+/// `excluded` ([`super::validate::exclusions`]), as of `at` (monotonic, telemetry ages are
+/// measured to it) and `at_unix_ms` (wall time, shift ends are measured to it). Returns it with
+/// the offload target (the first connected, approved server node with capacity left) if any.
 pub fn problem_at(
     registry: &Registry,
     catalogs: &[Catalog],
     policy: &FleetPolicy,
     excluded: &BTreeMap<String, String>,
     at: Instant,
+    at_unix_ms: u64,
 ) -> (FleetProblem, Option<OffloadTarget>) {
-    let now = unix_ms();
+    let now = at_unix_ms;
     let servers: Vec<(&String, f64, Option<String>)> = registry
         .iter()
         .filter(|(id, e)| e.connected && e.is_server() && !excluded.contains_key(*id))
@@ -230,8 +216,8 @@ pub fn assignments(
     problem: &FleetProblem,
     epoch: u64,
     target: Option<&OffloadTarget>,
+    issued: u64,
 ) -> Vec<Assignment> {
-    let issued = unix_ms();
     plan.nodes
         .iter()
         .zip(&problem.nodes)
@@ -297,7 +283,7 @@ fn cheapest_variant(catalog: &Catalog, app: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{self, hello};
+    use super::super::fixtures::{self, hello, unix_ms};
     use super::*;
     use tokio::sync::mpsc;
     use wire::msg::{CoordMsg, Hello, LoadProfile, Role, Telemetry};
@@ -313,9 +299,9 @@ mod tests {
     fn join(r: &mut Registry, h: Hello, t: Option<Telemetry>) -> mpsc::Receiver<CoordMsg> {
         let (tx, rx) = mpsc::channel(1);
         let id = h.node_id.clone();
-        let session = r.connect(h, tx);
+        let session = r.connect(h, tx, Instant::now());
         if let Some(t) = t {
-            assert!(r.telemetry(&id, session, t));
+            assert!(r.telemetry(&id, session, t, Instant::now()));
         }
         rx
     }
@@ -362,7 +348,7 @@ mod tests {
             Some(telemetry(1, 8, vec![])),
         );
         let now = Instant::now();
-        let (p, target) = problem_at(&r, &catalogs, &policy(), &BTreeMap::new(), now);
+        let (p, target) = problem_at(&r, &catalogs, &policy(), &BTreeMap::new(), now, unix_ms());
         // srv-a: 10 * (1 - 4/10) = 6; srv-b's queue is full.
         assert!((p.server_capacity_rps - 6.0).abs() < 1e-9);
         assert_eq!(
@@ -376,13 +362,20 @@ mod tests {
 
         // The backlog drains: the next report restores the capacity.
         let session = r.get("srv-b").map(|e| e.session).unwrap();
-        assert!(r.telemetry("srv-b", session, telemetry(2, 0, vec![])));
-        let (p, _) = problem_at(&r, &catalogs, &policy(), &BTreeMap::new(), Instant::now());
+        assert!(r.telemetry("srv-b", session, telemetry(2, 0, vec![]), Instant::now()));
+        let (p, _) = problem_at(
+            &r,
+            &catalogs,
+            &policy(),
+            &BTreeMap::new(),
+            Instant::now(),
+            unix_ms(),
+        );
         assert!((p.server_capacity_rps - 14.0).abs() < 1e-9);
 
         // No report for a few intervals: no server counts, nothing is offloaded.
         let later = Instant::now() + SERVER_STALE_AFTER + Duration::from_secs(1);
-        let (p, target) = problem_at(&r, &catalogs, &policy(), &BTreeMap::new(), later);
+        let (p, target) = problem_at(&r, &catalogs, &policy(), &BTreeMap::new(), later, unix_ms());
         assert_eq!(p.server_capacity_rps, 0.0);
         assert_eq!(target, None);
         assert_eq!(p.cost_budget_usd, 0.0);
@@ -429,7 +422,14 @@ mod tests {
             hello("d", &class, Role::Device),
             Some(telemetry(1, 0, vec![lp(&v, f64::NAN, 1.0, 3)])),
         );
-        let (p, _) = problem_at(&r, &catalogs, &policy(), &BTreeMap::new(), Instant::now());
+        let (p, _) = problem_at(
+            &r,
+            &catalogs,
+            &policy(),
+            &BTreeMap::new(),
+            Instant::now(),
+            unix_ms(),
+        );
         let measured = &p.catalogs[0];
         assert_eq!(measured.load_profile(&v), Some((40.0, 4.0)));
         for app in &measured.apps {

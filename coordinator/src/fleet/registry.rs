@@ -2,6 +2,7 @@
 //! its session. Never written to the Raft log; a new leader rebuilds it as nodes reconnect.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -32,6 +33,18 @@ impl NodeEntry {
     }
 }
 
+/// The registry, shared by the tasks that read and change it (node sessions, the solve loop,
+/// the leadership handoff, the revocation sync, the status view).
+#[derive(Debug, Clone, Default)]
+pub struct Nodes(Arc<Mutex<Registry>>);
+
+impl Nodes {
+    pub fn lock(&self) -> MutexGuard<'_, Registry> {
+        // Plain data: a panic elsewhere while holding the lock leaves it usable.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Registry {
     nodes: BTreeMap<String, NodeEntry>,
@@ -41,7 +54,7 @@ pub struct Registry {
 impl Registry {
     /// Registers a node's new session; an older session of the same node is replaced (its
     /// channel dropped, so its writer ends).
-    pub fn connect(&mut self, hello: Hello, tx: mpsc::Sender<CoordMsg>) -> u64 {
+    pub fn connect(&mut self, hello: Hello, tx: mpsc::Sender<CoordMsg>, now: Instant) -> u64 {
         self.next_session += 1;
         let session = self.next_session;
         let id = hello.node_id.clone();
@@ -52,9 +65,9 @@ impl Registry {
                 hello,
                 session,
                 connected: true,
-                last_seen: Instant::now(),
+                last_seen: now,
                 telemetry: previous.and_then(|p| p.telemetry),
-                telemetry_at: Instant::now(),
+                telemetry_at: now,
                 sent_epoch: 0,
                 sent_at: None,
                 acked_epoch: 0,
@@ -65,11 +78,11 @@ impl Registry {
     }
 
     /// Records telemetry unless it is older than what is held (reordered or replayed).
-    pub fn telemetry(&mut self, id: &str, session: u64, t: Telemetry) -> bool {
+    pub fn telemetry(&mut self, id: &str, session: u64, t: Telemetry, now: Instant) -> bool {
         let Some(e) = self.nodes.get_mut(id).filter(|e| e.session == session) else {
             return false;
         };
-        e.last_seen = Instant::now();
+        e.last_seen = now;
         if e.telemetry
             .as_ref()
             .is_some_and(|old| old.seq >= t.seq && old.at_unix_ms >= t.at_unix_ms)
@@ -83,10 +96,10 @@ impl Registry {
 
     /// Records an acknowledged epoch; returns how long after its commit the node acknowledged
     /// the latest plan sent to it (once per sent plan).
-    pub fn ack(&mut self, id: &str, session: u64, epoch: u64) -> Option<Duration> {
+    pub fn ack(&mut self, id: &str, session: u64, epoch: u64, now: Instant) -> Option<Duration> {
         let e = self.nodes.get_mut(id).filter(|e| e.session == session)?;
         e.acked_epoch = e.acked_epoch.max(epoch);
-        e.last_seen = Instant::now();
+        e.last_seen = now;
         if epoch >= e.sent_epoch {
             return e.sent_at.take().map(|at| e.last_seen - at);
         }
@@ -100,12 +113,12 @@ impl Registry {
         }
     }
 
-    /// Forgets nodes not heard from for `timeout`; returns their ids.
-    pub fn expire(&mut self, timeout: Duration) -> Vec<String> {
+    /// Forgets nodes not heard from for `timeout` before `now`; returns their ids.
+    pub fn expire(&mut self, timeout: Duration, now: Instant) -> Vec<String> {
         let gone: Vec<String> = self
             .nodes
             .iter()
-            .filter(|(_, e)| e.last_seen.elapsed() > timeout)
+            .filter(|(_, e)| now.saturating_duration_since(e.last_seen) > timeout)
             .map(|(id, _)| id.clone())
             .collect();
         for id in &gone {
@@ -144,27 +157,27 @@ mod tests {
     fn newer_session_wins_and_stale_telemetry_is_dropped() {
         let mut r = Registry::default();
         let (tx, _rx) = mpsc::channel(1);
-        let s1 = r.connect(hello("a"), tx.clone());
-        assert!(r.telemetry("a", s1, telemetry(5)));
+        let s1 = r.connect(hello("a"), tx.clone(), Instant::now());
+        assert!(r.telemetry("a", s1, telemetry(5), Instant::now()));
         assert!(
-            !r.telemetry("a", s1, telemetry(4)),
+            !r.telemetry("a", s1, telemetry(4), Instant::now()),
             "older telemetry must not replace newer"
         );
-        let s2 = r.connect(hello("a"), tx);
+        let s2 = r.connect(hello("a"), tx, Instant::now());
         r.disconnect("a", s1); // the old session's cleanup
         assert!(
             r.get("a").is_some_and(|e| e.connected),
             "stale cleanup must not disconnect the new session"
         );
         assert!(
-            !r.telemetry("a", s1, telemetry(9)),
+            !r.telemetry("a", s1, telemetry(9), Instant::now()),
             "a replaced session cannot report"
         );
-        r.ack("a", s2, 3);
-        r.ack("a", s2, 2);
+        r.ack("a", s2, 3, Instant::now());
+        r.ack("a", s2, 2, Instant::now());
         assert_eq!(r.get("a").map(|e| e.acked_epoch), Some(3));
         assert!(
-            !r.telemetry("zzz", s2, telemetry(1)),
+            !r.telemetry("zzz", s2, telemetry(1), Instant::now()),
             "unknown nodes are ignored"
         );
     }
@@ -173,9 +186,12 @@ mod tests {
     fn silent_nodes_expire() {
         let mut r = Registry::default();
         let (tx, _rx) = mpsc::channel(1);
-        r.connect(hello("a"), tx);
-        assert!(r.expire(Duration::from_secs(60)).is_empty());
-        assert_eq!(r.expire(Duration::ZERO), vec!["a".to_string()]);
+        r.connect(hello("a"), tx, Instant::now());
+        assert!(r.expire(Duration::from_secs(60), Instant::now()).is_empty());
+        assert_eq!(
+            r.expire(Duration::ZERO, Instant::now() + Duration::from_millis(1)),
+            vec!["a".to_string()]
+        );
         assert_eq!(r.connected(), 0);
     }
 }

@@ -2,6 +2,11 @@
 //! its certificate; a node may only report for itself. Bad input (a malformed, oversized or
 //! out-of-order frame, a hello for someone else) closes that one connection with a clear error
 //! and touches nothing else.
+//!
+//! This is the I/O shell of a session: it reads frames (in their own task, so nothing else
+//! waits on a read), feeds them to the session's state machine ([`session_core`]) with the rate
+//! limiter's verdict, and carries out its actions; result batches go to the result sink and
+//! their outcome comes back as an event.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,13 +15,44 @@ use net::identity::Kind;
 use net::tls;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wire::codec::MAX_FRAME_BYTES;
-use wire::msg::{CoordMsg, ErrorCode, NodeMsg, PROTOCOL_VERSION};
+use wire::codec::{CodecError, MAX_FRAME_BYTES};
+use wire::msg::{CoordMsg, ErrorCode, NodeMsg};
 
-use super::hub::Hub;
-use super::limits::{NODE_STREAM, Rated};
+use net::clock::SharedClock;
+use net::identity::RevokedSet;
+
+use super::Replan;
+use super::blob_streams::{self, BlobService};
+use super::identity::Renewals;
+use super::limits::{NODE_STREAM, NodeLimits, Rated};
 use super::metrics::Metrics;
-use crate::state::ResultRecord;
+use super::prom::Histograms;
+use super::registry::Nodes;
+use super::result_sink::{Job, ResultSink};
+use super::session_core::{self, Action, Counter, Event, NodeSession, Rate};
+use crate::cluster::leader::LeaderWatch;
+use crate::raft::ReplicaHandle;
+
+/// What node sessions use.
+#[derive(Clone)]
+pub struct Sessions {
+    pub nodes: Nodes,
+    pub leader: LeaderWatch,
+    pub raft: ReplicaHandle,
+    /// The fleet catalog's digest: a node must hold it.
+    pub catalog_digest: String,
+    pub metrics: Arc<Metrics>,
+    pub histograms: Arc<Histograms>,
+    pub limits: Arc<NodeLimits>,
+    /// Model shards, if this replica serves them.
+    pub blobs: Option<BlobService>,
+    pub revoked: RevokedSet,
+    pub renewals: Renewals,
+    /// Where result batches go to be committed.
+    pub results: ResultSink,
+    pub replan: Replan,
+    pub clock: SharedClock,
+}
 
 /// How long a node may take to say hello after its handshake.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,7 +60,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 const QUEUE: usize = 64;
 
 /// Accepts connections until `cancel`.
-pub async fn serve(endpoint: quinn::Endpoint, hub: Arc<Hub>, cancel: CancellationToken) {
+pub async fn serve(endpoint: quinn::Endpoint, hub: Sessions, cancel: CancellationToken) {
     loop {
         let incoming = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -74,18 +110,18 @@ async fn refuse(send: &mut quinn::SendStream, code: ErrorCode, message: String) 
 
 /// Holds an identity's one live connection; releases it when the session ends.
 struct Admitted<'a> {
-    hub: &'a Hub,
+    limits: &'a NodeLimits,
     node: String,
     id: u64,
 }
 
 impl Drop for Admitted<'_> {
     fn drop(&mut self) {
-        self.hub.limits.release(&self.node, self.id);
+        self.limits.release(&self.node, self.id);
     }
 }
 
-async fn session(conn: quinn::Connection, hub: &Arc<Hub>) -> Result<(), String> {
+async fn session(conn: quinn::Connection, hub: &Sessions) -> Result<(), String> {
     let peer = tls::peer(&conn).map_err(|e| e.to_string())?;
     let (mut send, mut recv) = conn
         .accept_bi()
@@ -106,7 +142,7 @@ async fn session(conn: quinn::Connection, hub: &Arc<Hub>) -> Result<(), String> 
         Metrics::inc(&hub.metrics.sessions_replaced_total);
     }
     let _admitted = Admitted {
-        hub,
+        limits: &hub.limits,
         node: peer.name.clone(),
         id: conn_id,
     };
@@ -115,17 +151,8 @@ async fn session(conn: quinn::Connection, hub: &Arc<Hub>) -> Result<(), String> 
         net::framing::read_frame::<_, NodeMsg>(&mut recv, MAX_FRAME_BYTES),
     )
     .await;
-    let hello = match first {
-        Ok(Ok(Some(NodeMsg::Hello(h)))) => h,
-        Ok(Ok(Some(_))) => {
-            Metrics::inc(&hub.metrics.sessions_rejected_total);
-            return Err(refuse(
-                &mut send,
-                ErrorCode::BadSequence,
-                "the first message must be hello".into(),
-            )
-            .await);
-        }
+    let first = match first {
+        Ok(Ok(Some(msg))) => msg,
         Ok(Ok(None)) => return Err("the node closed its stream before hello".into()),
         Ok(Err(e)) => {
             Metrics::inc(&hub.metrics.frames_rejected_total);
@@ -138,35 +165,20 @@ async fn session(conn: quinn::Connection, hub: &Arc<Hub>) -> Result<(), String> 
             ));
         }
     };
-    if hello.protocol_version != PROTOCOL_VERSION {
-        Metrics::inc(&hub.metrics.sessions_rejected_total);
-        let msg = format!(
-            "protocol version {} is not {PROTOCOL_VERSION}; upgrade the node",
-            hello.protocol_version
-        );
-        return Err(refuse(&mut send, ErrorCode::VersionMismatch, msg).await);
-    }
-    if hello.node_id != peer.name {
-        Metrics::inc(&hub.metrics.sessions_rejected_total);
-        let msg = format!(
-            "certificate is {} but hello claims {:?}: a node may only report for itself",
-            peer.name, hello.node_id
-        );
-        return Err(refuse(&mut send, ErrorCode::IdentityMismatch, msg).await);
-    }
-    if !hello.catalog_digests.contains(&hub.catalog_digest) {
-        Metrics::inc(&hub.metrics.sessions_rejected_total);
-        Metrics::inc(&hub.metrics.catalog_mismatch_total);
-        let msg = format!(
-            "the node holds catalog {:?} but the fleet's is {}; install the fleet's catalog",
-            hello.catalog_digests, hub.catalog_digest
-        );
-        return Err(refuse(&mut send, ErrorCode::CatalogMismatch, msg).await);
-    }
+    let hello = match session_core::check_hello(&peer.name, first, &hub.catalog_digest) {
+        Ok(hello) => hello,
+        Err(refusal) => {
+            Metrics::inc(&hub.metrics.sessions_rejected_total);
+            if refusal.code == ErrorCode::CatalogMismatch {
+                Metrics::inc(&hub.metrics.catalog_mismatch_total);
+            }
+            return Err(refuse(&mut send, refusal.code, refusal.message).await);
+        }
+    };
     let id = peer.name.clone();
-    if !hub.is_leader() {
+    if !hub.leader.is_leader() {
         // Only the leader serves nodes: point this one at the leader (or say there is none yet).
-        let msg = crate::cluster::leader::redirect_message(hub);
+        let msg = hub.leader.redirect_message();
         let _ = net::framing::write_frame(&mut send, &msg).await;
         let _ = send.finish();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -177,14 +189,14 @@ async fn session(conn: quinn::Connection, hub: &Arc<Hub>) -> Result<(), String> 
     let (tx, mut rx) = mpsc::channel::<CoordMsg>(QUEUE);
     let welcome = CoordMsg::Welcome {
         node_id: id.clone(),
-        leader: hub.name.clone(),
+        leader: hub.leader.self_name(),
         epoch,
     };
     net::framing::write_frame(&mut send, &welcome)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(node = %id, class = %hello.device_class, "node joined");
-    let sid = hub.registry().connect(hello, tx);
+    let sid = hub.nodes.lock().connect(hello, tx, hub.clock.now());
     Metrics::inc(&hub.metrics.sessions_total);
     hub.replan.notify_one();
     let writer = tokio::spawn(async move {
@@ -195,26 +207,26 @@ async fn session(conn: quinn::Connection, hub: &Arc<Hub>) -> Result<(), String> 
         }
     });
     // Further bi streams on this connection are blob streams (model shards).
-    let blobs = hub.blobs.get().cloned().map(|store| {
-        tokio::spawn(crate::blobs::serve::accept(
-            conn.clone(),
-            store,
-            id.clone(),
-            hub.clone(),
-        ))
-    });
+    let blobs = hub
+        .blobs
+        .clone()
+        .map(|served| tokio::spawn(blob_streams::accept(conn.clone(), id.clone(), served)));
     // The revoked list first, so an offload server learns it before it serves anyone.
     let _ = hub
-        .registry()
+        .nodes
+        .lock()
         .get(&id)
         .and_then(|e| e.tx.clone())
-        .map(|tx| tx.try_send(super::identity::revocations_msg(hub)));
+        .map(|tx| tx.try_send(super::identity::revocations_msg(&hub.revoked)));
+    let (frames_tx, frames) = mpsc::channel(1);
+    let reader = tokio::spawn(read_frames(recv, frames_tx));
     // A revocation committed while the session is live ends it (within the sync interval).
     let result = tokio::select! {
-        r = read_loop(&mut recv, hub, &id, sid) => r,
+        r = drive(hub, &id, sid, frames) => r,
         () = hub.revoked.revoked(&id) => Err(format!("{id} was revoked")),
     };
-    hub.registry().disconnect(&id, sid);
+    hub.nodes.lock().disconnect(&id, sid);
+    reader.abort();
     writer.abort();
     if let Some(b) = blobs {
         b.abort();
@@ -226,7 +238,7 @@ async fn session(conn: quinn::Connection, hub: &Arc<Hub>) -> Result<(), String> 
 
 /// Records the node in the replicated registry the first time it joins (or when its class
 /// changes), without holding up its session.
-fn register_in_raft(hub: &Hub, id: &str, class: &str) {
+fn register_in_raft(hub: &Sessions, id: &str, class: &str) {
     let known = hub
         .raft
         .with_state(|s| s.nodes().get(id).is_some_and(|n| n.device_class == class));
@@ -246,128 +258,118 @@ fn register_in_raft(hub: &Hub, id: &str, class: &str) {
     });
 }
 
-async fn read_loop(
-    recv: &mut quinn::RecvStream,
-    hub: &Hub,
-    id: &str,
-    sid: u64,
-) -> Result<(), String> {
-    let mut renew_gate = super::identity::RenewGate::default();
+/// What the reader task passes on: a frame, the end of the stream, or why reading failed.
+enum Read {
+    Frame(NodeMsg),
+    /// The node closed its stream, or the connection went away (node stopped, crashed or lost
+    /// its link): not bad input.
+    Ended,
+    Bad(String),
+}
+
+/// Reads frames until the stream ends or a frame is bad; reads are not cancel-safe, so they
+/// happen here and not inside the session's `select!`.
+async fn read_frames(mut recv: quinn::RecvStream, frames: mpsc::Sender<Read>) {
     loop {
-        let msg =
-            match net::framing::read_frame_within::<_, NodeMsg>(recv, MAX_FRAME_BYTES, NODE_STREAM)
-                .await
-            {
-                Ok(Some(m)) => m,
-                Ok(None) => return Ok(()),
-                // The connection went away (node stopped, crashed or lost its link): not bad input.
-                Err(wire::codec::CodecError::Io(e)) => {
-                    tracing::info!(node = %id, error = %e, "node connection lost");
-                    return Ok(());
-                }
-                Err(e) => {
-                    Metrics::inc(&hub.metrics.frames_rejected_total);
-                    return Err(format!("bad frame from {id}: {e}"));
-                }
-            };
-        // Over its rate a node's telemetry is dropped (the next report supersedes it). A result
-        // batch over the rate ends the session instead: dropping it would leave a hole the next
-        // batch's ack covers, while on a new session the node resends from its last ack.
-        let rated = match &msg {
-            NodeMsg::Telemetry(_) => Some(Rated::Telemetry),
-            NodeMsg::Results(_) => Some(Rated::Results),
-            _ => None,
-        };
-        if let Some(what) = rated
-            && !hub.limits.allow(id, what)
+        let read = match net::framing::read_frame_within::<_, NodeMsg>(
+            &mut recv,
+            MAX_FRAME_BYTES,
+            NODE_STREAM,
+        )
+        .await
         {
-            Metrics::inc(&hub.metrics.rate_limited_total);
-            if what == Rated::Results {
-                return Err(format!("{id} sent result batches over its rate; reconnect"));
+            Ok(Some(m)) => Read::Frame(m),
+            Ok(None) => Read::Ended,
+            Err(CodecError::Io(e)) => {
+                tracing::info!(error = %e, "node connection lost");
+                Read::Ended
             }
-            continue;
-        }
-        match msg {
-            NodeMsg::Telemetry(t) => {
-                Metrics::inc(&hub.metrics.telemetry_messages_total);
-                hub.registry().telemetry(id, sid, t);
-            }
-            NodeMsg::Ack { epoch } => {
-                let latency = hub.registry().ack(id, sid, epoch);
-                if let Some(d) = latency {
-                    hub.histograms.observe_plan_push(d);
-                }
-            }
-            NodeMsg::Results(batch) => record_results(hub, id, sid, &batch).await?,
-            NodeMsg::Renew { csr_pem } => {
-                let reply = super::identity::renew(hub, id, csr_pem, &mut renew_gate);
-                send_to_session(hub, id, sid, reply).await;
-            }
-            NodeMsg::Bye => return Ok(()),
-            NodeMsg::Hello(_) => return Err(format!("{id} sent a second hello")),
+            Err(e) => Read::Bad(e.to_string()),
+        };
+        let last = !matches!(read, Read::Frame(_));
+        if frames.send(read).await.is_err() || last {
+            return;
         }
     }
 }
 
-/// Records a result batch through Raft, then acknowledges up to the node's high-water mark: the
-/// acknowledgement means a quorum holds the results, so they survive a leader failover, and a
-/// resend below the mark (its ack was lost) is dropped by the replicated ledger, so nothing is
-/// counted twice. If the batch cannot be committed (no quorum, leadership lost) nothing is
-/// acknowledged and the node keeps the results spooled.
-async fn record_results(
-    hub: &Hub,
+/// Runs the session's state machine: frames and commit outcomes in, actions out.
+async fn drive(
+    hub: &Sessions,
     id: &str,
     sid: u64,
-    batch: &wire::msg::ResultBatch,
+    mut frames: mpsc::Receiver<Read>,
 ) -> Result<(), String> {
-    let records: Vec<ResultRecord> = batch
-        .results
-        .iter()
-        .map(|r| ResultRecord {
-            seq: r.seq,
-            correct: r.truth.map(|t| t == r.label),
-            offloaded: r.place == wire::msg::PlaceTag::Server,
-            cost_usd: r.cost_usd,
-        })
-        .collect();
-    let cmd = crate::state::Command::RecordResults {
-        node_id: id.to_string(),
-        incarnation: batch.incarnation,
-        records,
-    };
-    if let Err(e) = hub.raft.propose(cmd).await {
-        Metrics::inc(&hub.metrics.proposals_failed_total);
-        tracing::warn!(node = %id, error = %e, "results not committed; the node keeps them spooled");
-        return Ok(());
+    let mut core = NodeSession::new(id);
+    // One batch is in flight per session, so one outcome at a time comes back.
+    let (outcomes_tx, mut outcomes) = mpsc::channel::<Event>(4);
+    loop {
+        let event = tokio::select! {
+            read = frames.recv() => match read {
+                Some(Read::Frame(msg)) => {
+                    let rate = rated(&msg).map_or(Rate::Within, |what| {
+                        if hub.limits.allow(id, what, hub.clock.now()) { Rate::Within } else { Rate::Over }
+                    });
+                    Event::Frame(msg, rate)
+                }
+                Some(Read::Bad(e)) => Event::BadFrame(e),
+                Some(Read::Ended) | None => return Ok(()),
+            },
+            Some(outcome) = outcomes.recv() => outcome,
+        };
+        for action in core.handle(event, hub.clock.now()) {
+            match action {
+                Action::Send(msg) => send_to_session(hub, id, sid, msg).await,
+                Action::Telemetry(t) => {
+                    hub.nodes.lock().telemetry(id, sid, t, hub.clock.now());
+                }
+                Action::PlanAcked(epoch) => {
+                    let latency = hub.nodes.lock().ack(id, sid, epoch, hub.clock.now());
+                    if let Some(d) = latency {
+                        hub.histograms.observe_plan_push(d);
+                    }
+                }
+                Action::Propose(proposal) => hub.results.submit(Job {
+                    node: id.to_owned(),
+                    proposal,
+                    reply: outcomes_tx.clone(),
+                }),
+                Action::Renew(csr_pem) => {
+                    let reply = super::identity::renew(&hub.renewals, id, csr_pem);
+                    send_to_session(hub, id, sid, reply).await;
+                }
+                Action::Count(counter) => Metrics::inc(counter_of(&hub.metrics, counter)),
+                Action::End => return Ok(()),
+                Action::Close(reason) => return Err(reason),
+            }
+        }
     }
-    Metrics::inc(&hub.metrics.proposals_committed_total);
-    let up_to_seq = hub
-        .raft
-        .with_state(|s| {
-            s.results()
-                .get(id)
-                .map_or(0, |r| r.up_to_seq(batch.incarnation))
-        })
-        // Never past what this batch carried: a store rolled back below the mark resends old
-        // results, and an ack above what it sent would be refused by the node.
-        .min(batch.results.last().map_or(0, |r| r.seq));
-    send_to_session(
-        hub,
-        id,
-        sid,
-        CoordMsg::ResultsAck {
-            incarnation: batch.incarnation,
-            up_to_seq,
-        },
-    )
-    .await;
-    Ok(())
+}
+
+/// What a message costs against its identity's rates, if anything.
+fn rated(msg: &NodeMsg) -> Option<Rated> {
+    match msg {
+        NodeMsg::Telemetry(_) => Some(Rated::Telemetry),
+        NodeMsg::Results(_) => Some(Rated::Results),
+        _ => None,
+    }
+}
+
+fn counter_of(metrics: &Metrics, counter: Counter) -> &std::sync::atomic::AtomicU64 {
+    match counter {
+        Counter::Telemetry => &metrics.telemetry_messages_total,
+        Counter::RateLimited => &metrics.rate_limited_total,
+        Counter::FramesRejected => &metrics.frames_rejected_total,
+        Counter::ProposalsCommitted => &metrics.proposals_committed_total,
+        Counter::ProposalsFailed => &metrics.proposals_failed_total,
+    }
 }
 
 /// Queues `msg` for node `id` if session `sid` is still its current one.
-async fn send_to_session(hub: &Hub, id: &str, sid: u64, msg: CoordMsg) {
+async fn send_to_session(hub: &Sessions, id: &str, sid: u64, msg: CoordMsg) {
     let tx = hub
-        .registry()
+        .nodes
+        .lock()
         .get(id)
         .filter(|e| e.session == sid)
         .and_then(|e| e.tx.clone());

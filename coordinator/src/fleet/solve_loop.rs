@@ -6,19 +6,42 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use net::clock::SharedClock;
 use tokio_util::sync::CancellationToken;
 use wire::msg::{Assignment, CoordMsg};
 
-use super::hub::{Hub, PlanInfo};
+use super::Replan;
+use super::catalog::FleetCatalog;
 use super::metrics::Metrics;
 use super::plan;
+use super::plan_view::{PlanBoard, PlanInfo};
+use super::policies::Policies;
+use super::prom::Histograms;
+use super::registry::Nodes;
 use super::validate;
+use crate::cluster::leader::LeaderWatch;
+use crate::raft::ReplicaHandle;
 use crate::state::Command;
 
+/// What the solve loop reads and writes.
+#[derive(Clone)]
+pub struct Solver {
+    pub nodes: Nodes,
+    pub leader: LeaderWatch,
+    pub raft: ReplicaHandle,
+    pub catalog: Arc<FleetCatalog>,
+    pub policies: Policies,
+    pub plans: PlanBoard,
+    pub metrics: Arc<Metrics>,
+    pub histograms: Arc<Histograms>,
+    pub replan: Replan,
+    pub clock: SharedClock,
+}
+
 pub async fn run(
-    hub: Arc<Hub>,
+    hub: Solver,
     interval: Duration,
     node_timeout: Duration,
     cancel: CancellationToken,
@@ -32,23 +55,23 @@ pub async fn run(
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        let expired = hub.registry().expire(node_timeout);
+        let expired = hub.nodes.lock().expire(node_timeout, hub.clock.now());
         for id in expired {
             Metrics::inc(&hub.metrics.nodes_expired_total);
             tracing::info!(node = %id, "forgot a node after the node timeout");
         }
-        if hub.is_leader() {
+        if hub.leader.is_leader() {
             solve_once(&hub).await;
         }
     }
 }
 
 /// Publishes the nodes left out of this plan (gauge and `/status`), logging each newcomer once.
-fn note_exclusions(hub: &Hub, excluded: &std::collections::BTreeMap<String, String>) {
+fn note_exclusions(hub: &Solver, excluded: &std::collections::BTreeMap<String, String>) {
     hub.metrics
         .nodes_excluded
         .store(excluded.len() as u64, Ordering::Relaxed);
-    let mut held = hub.excluded();
+    let mut held = hub.plans.excluded();
     for (id, why) in excluded {
         if held.get(id) != Some(why) {
             tracing::warn!(node = %id, reason = %why, "node left out of the plan");
@@ -84,22 +107,25 @@ fn mix_view(
 
 /// One plan: solve, commit the epoch through Raft, queue assignments. Nodes whose queue is full
 /// are skipped (they get the next epoch).
-pub async fn solve_once(hub: &Hub) {
-    let connected = hub.registry().connected() as u64;
+pub async fn solve_once(hub: &Solver) {
+    let connected = hub.nodes.lock().connected() as u64;
     hub.metrics
         .nodes_connected
         .store(connected, Ordering::Relaxed);
     let approvals = hub.raft.with_state(|s| s.servers().clone());
+    let policy = hub.policies.effective();
+    let catalogs = &hub.catalog.catalogs;
     let (problem, target) = {
-        let registry = hub.registry();
-        let excluded = validate::exclusions(&registry, &hub.catalogs, &approvals);
+        let registry = hub.nodes.lock();
+        let excluded = validate::exclusions(&registry, catalogs, &approvals);
         note_exclusions(hub, &excluded);
-        plan::problem(&registry, &hub.catalogs, &hub.effective_policy(), &excluded)
+        let (now, now_unix_ms) = (hub.clock.now(), hub.clock.unix_ms());
+        plan::problem_at(&registry, catalogs, &policy, &excluded, now, now_unix_ms)
     };
     if problem.nodes.is_empty() {
         return;
     }
-    let started = Instant::now();
+    let started = hub.clock.now();
     let solved = match scheduler::fleet::solve(&problem) {
         Ok(p) => p,
         Err(e) => {
@@ -108,10 +134,18 @@ pub async fn solve_once(hub: &Hub) {
             return;
         }
     };
-    let solve_s = started.elapsed().as_secs_f64();
-    hub.histograms.observe_solve(started.elapsed());
+    let solve_time = hub.clock.now().saturating_duration_since(started);
+    let solve_s = solve_time.as_secs_f64();
+    hub.histograms.observe_solve(solve_time);
     let epoch = hub.raft.with_state(|s| s.plan_epoch()) + 1;
-    let assignments = plan::assignments(&solved, &hub.catalogs, &problem, epoch, target.as_ref());
+    let assignments = plan::assignments(
+        &solved,
+        catalogs,
+        &problem,
+        epoch,
+        target.as_ref(),
+        hub.clock.unix_ms(),
+    );
     let encoded = match wire::codec::encode_with_limit(&assignments, 64 << 20) {
         Ok(b) => b,
         Err(e) => {
@@ -120,7 +154,7 @@ pub async fn solve_once(hub: &Hub) {
             return;
         }
     };
-    let proposed = Instant::now();
+    let proposed = hub.clock.now();
     if let Err(e) = hub
         .raft
         .propose(Command::CommitPlan {
@@ -135,11 +169,12 @@ pub async fn solve_once(hub: &Hub) {
         return;
     }
     Metrics::inc(&hub.metrics.proposals_committed_total);
-    let committed_at = Instant::now();
-    hub.histograms.observe_commit(committed_at - proposed);
+    let committed_at = hub.clock.now();
+    hub.histograms
+        .observe_commit(committed_at.saturating_duration_since(proposed));
     let mixes = mix_view(&assignments);
     {
-        let mut registry = hub.registry();
+        let mut registry = hub.nodes.lock();
         for a in assignments {
             let Some(entry) = registry.get_mut(&a.node_id) else {
                 continue;
@@ -165,7 +200,7 @@ pub async fn solve_once(hub: &Hub) {
         solve_ms = solve_s * 1e3,
         "plan committed and pushed"
     );
-    hub.set_last_plan(PlanInfo {
+    hub.plans.set_last_plan(PlanInfo {
         epoch,
         nodes: problem.nodes.len(),
         primal: solved.primal,

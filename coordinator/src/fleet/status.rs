@@ -1,8 +1,15 @@
 //! The fleet as an operator sees it (`/status`, `mcdnnctl demo`'s live view).
 
+use std::sync::Arc;
+use std::time::Instant;
+
+use net::clock::SharedClock;
 use serde::{Deserialize, Serialize};
 
-use super::hub::{Hub, PlanInfo};
+use super::catalog::FleetCatalog;
+use super::plan_view::{PlanBoard, PlanInfo};
+use super::registry::Nodes;
+use crate::raft::ReplicaHandle;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeStatus {
@@ -60,10 +67,26 @@ fn shown(v: f64) -> f64 {
     if v.is_finite() { v } else { 0.0 }
 }
 
-pub fn fleet_status(hub: &Hub) -> FleetStatus {
-    let excluded = hub.excluded().clone();
-    let nodes = hub
-        .registry()
+/// What the status view reads.
+#[derive(Clone)]
+pub struct StatusSources {
+    /// This replica's name.
+    pub name: String,
+    pub nodes: Nodes,
+    pub plans: PlanBoard,
+    pub raft: ReplicaHandle,
+    pub catalog: Arc<FleetCatalog>,
+    pub clock: SharedClock,
+    /// When this replica started (for its uptime).
+    pub started: Instant,
+}
+
+pub fn fleet_status(src: &StatusSources) -> FleetStatus {
+    let now = src.clock.now();
+    let excluded = src.plans.excluded().clone();
+    let nodes = src
+        .nodes
+        .lock()
         .iter()
         .map(|(id, e)| {
             let t = e.telemetry.as_ref();
@@ -100,18 +123,18 @@ pub fn fleet_status(hub: &Hub) -> FleetStatus {
                 offload_queue: t.map_or(0, |t| t.offload_queue),
                 served_offload: t.map_or(0, |t| t.served_offload),
                 excluded: excluded.get(id).cloned(),
-                last_seen_s: e.last_seen.elapsed().as_secs_f64(),
+                last_seen_s: now.saturating_duration_since(e.last_seen).as_secs_f64(),
                 results_accepted: t.map_or(0, |t| t.spool.accepted),
                 spool_failures: t.map_or(0, |t| t.spool.failures),
             }
         })
         .collect();
     FleetStatus {
-        coordinator: hub.name.clone(),
-        uptime_s: hub.started.elapsed().as_secs_f64(),
-        catalog_digest: hub.catalog_digest.clone(),
+        coordinator: src.name.clone(),
+        uptime_s: now.saturating_duration_since(src.started).as_secs_f64(),
+        catalog_digest: src.catalog.digest.clone(),
         nodes,
-        plan: hub.last_plan(),
-        results: hub.raft.with_state(|s| s.results().clone()),
+        plan: src.plans.last_plan(),
+        results: src.raft.with_state(|s| s.results().clone()),
     }
 }

@@ -145,14 +145,15 @@ pub fn check_telemetry(t: &Telemetry) -> Result<(), String> {
 mod tests {
     use super::super::fixtures::{hello, telemetry};
     use super::*;
+    use std::time::Instant;
     use tokio::sync::mpsc;
 
     fn join(r: &mut Registry, h: Hello, t: Option<Telemetry>) {
         let (tx, _rx) = mpsc::channel(1);
         let id = h.node_id.clone();
-        let s = r.connect(h, tx);
+        let s = r.connect(h, tx, Instant::now());
         if let Some(t) = t {
-            assert!(r.telemetry(&id, s, t));
+            assert!(r.telemetry(&id, s, t, Instant::now()));
         }
     }
 

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 /// Name used when none is configured.
 pub const DEFAULT_CLUSTER_NAME: &str = "mcdnn";
 
-/// Identity of a Raft group, stored beside the log and carried in every [`super::hello`].
+/// Identity of a Raft group, stored beside the log and carried in every hello.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClusterId(pub u64);
 

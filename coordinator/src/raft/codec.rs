@@ -43,6 +43,13 @@ pub fn decode_message(bytes: &[u8]) -> Result<Message, MessageCodecError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_largest_state_fits_a_snapshot_message() {
+        // Worst case a varint takes 9 bytes for 8 claimed; 16 MiB is room for Raft framing.
+        let worst_encoded = crate::state::STATE_BUDGET / 8 * 9;
+        assert!(worst_encoded + 16 * 1024 * 1024 < MAX_MESSAGE_BYTES);
+    }
     use raft::prelude::{Entry, MessageType};
 
     #[test]

@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-/// What went wrong in the sled-backed Raft log ([`super::storage::SledStorage`]).
+/// What went wrong in the sled-backed Raft log (`SledStorage`).
 #[derive(Debug, Error)]
 pub enum StorageError {
     /// sled itself failed (I/O error, lock held by another process, ...).
@@ -15,6 +15,10 @@ pub enum StorageError {
         "raft storage is corrupt: {0}; wipe the data directory and restart the replica in join mode so the leader sends it a snapshot"
     )]
     Corrupt(String),
+    /// A failpoint made this write fail (fault-injection tests only).
+    #[cfg(feature = "failpoints")]
+    #[error("raft storage: injected failure at failpoint {0}")]
+    Injected(&'static str),
     /// A protobuf value could not be encoded (should not happen for well-formed raft values).
     #[error("raft storage: cannot encode {what}: {source}")]
     Encode {

@@ -5,7 +5,7 @@
 use raft::StateRole;
 use serde::Serialize;
 
-use super::replica::Role;
+use super::types::Role;
 
 /// What the driver publishes after every turn that changed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

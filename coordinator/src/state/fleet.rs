@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{self, StateError};
 use super::command::{Command, PolicyValue, SpecialisedVariant};
+use super::outcome::ApplyOutcome;
 use super::policy::{PolicyState, PolicyWrite};
 use super::size_guard::{self, SizeBound};
 
@@ -27,18 +28,6 @@ pub struct CommittedPlan {
     pub plan: Vec<u8>,
     /// Raft index it was applied at.
     pub index: u64,
-}
-
-/// What applying a command did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApplyOutcome {
-    /// The state changed.
-    Applied,
-    /// Already applied earlier (same `(writer, write_id)`, or an index at or below the state's
-    /// applied index); nothing changed. Reported as success: the write is in the state.
-    Duplicate,
-    /// The command was valid but the state machine refused it; nothing changed.
-    Rejected(String),
 }
 
 /// Replicated fleet state. Applying the same commands at the same indexes always produces the

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::fleet::ApplyOutcome;
+use super::outcome::ApplyOutcome;
 
 /// Most outstanding (unused, unexpired) tokens; issuing more is refused until some are used or
 /// expire. A fleet enrolls devices in batches far below this.

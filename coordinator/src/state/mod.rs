@@ -9,19 +9,24 @@ mod codec;
 mod command;
 mod fleet;
 mod identity;
+mod outcome;
 mod policy;
 mod policy_schema;
 mod results;
 mod servers;
 mod size_guard;
 
+#[cfg(test)]
+pub(crate) use codec::STATE_BUDGET;
 pub use codec::StateError;
 pub use command::{Command, PolicyValue, SpecialisedVariant};
-pub use fleet::{ApplyOutcome, CommittedPlan, FleetState, NodeRecord};
+pub use fleet::{CommittedPlan, FleetState, NodeRecord};
 pub use identity::{IdentityState, Revocation, TokenRecord, constant_time_eq};
+pub use outcome::ApplyOutcome;
 pub use policy::{MAX_WRITERS, POLICY_LOG_CAPACITY, PolicyWrite, WRITE_ID_WINDOW};
 pub use policy_schema::{
-    MAX_KEY_BYTES, MAX_TEXT_BYTES, MAX_WRITER_BYTES, known_keys, validate as validate_policy,
+    COST_BUDGET_KEY, MAX_KEY_BYTES, MAX_TEXT_BYTES, MAX_WRITER_BYTES, known_keys,
+    validate as validate_policy,
 };
 pub use results::{NodeResults, ResultRecord};
 pub use servers::{ServerApproval, ServerApprovals};

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::command::PolicyValue;
-use super::fleet::ApplyOutcome;
+use super::outcome::ApplyOutcome;
 use super::policy_schema;
 
 /// How many of the most recent writes the audit log keeps (older ones are dropped first).

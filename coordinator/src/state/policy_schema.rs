@@ -34,9 +34,12 @@ pub struct KeySpec {
     pub help: &'static str,
 }
 
+/// The policy key that overrides the configured fleet cloud budget.
+pub const COST_BUDGET_KEY: &str = "fleet.cost_budget_usd";
+
 /// Every key operators may write.
 pub const SCHEMA: &[KeySpec] = &[KeySpec {
-    key: crate::fleet::plan::COST_BUDGET_KEY,
+    key: COST_BUDGET_KEY,
     // A million dollars over one shift is far above any real fleet's cloud spend; anything
     // beyond is a typo (the finding: 1e300 was accepted and applied).
     kind: KeyKind::Number(0.0..=1_000_000.0),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::fleet::ApplyOutcome;
+use super::outcome::ApplyOutcome;
 
 /// Longest operator name recorded as the approver.
 const MAX_APPROVER_LEN: usize = 128;

@@ -28,9 +28,9 @@ use super::cluster_id::ClusterId;
 use super::error::{ProposeError, ReplicaError};
 use super::hello::Hello;
 use super::logger::raft_logger;
-use super::replica::ReplicaConfig;
 use super::storage::SledStorage;
 use super::transport::Transport;
+use super::types::ReplicaConfig;
 use super::view::{RaftView, role_of};
 use crate::state::FleetState;
 
@@ -302,6 +302,20 @@ impl Driver {
         self.transport.send(msgs);
     }
 
+    /// `raft-persist=return(ID)` (or `return` for every replica): replica ID's next write of
+    /// new entries fails as a disk error would, and the driver stops.
+    #[cfg(feature = "failpoints")]
+    fn persist_failpoint(&self, has_entries: bool) -> Result<(), ReplicaError> {
+        let me = self.id.to_string();
+        let hit = fail::eval("raft-persist", |arg| {
+            arg.is_none_or(|victim| victim.trim() == me)
+        });
+        if has_entries && hit == Some(true) {
+            return Err(super::error::StorageError::Injected("raft-persist").into());
+        }
+        Ok(())
+    }
+
     /// Handles every pending `Ready`, in the order raft-rs documents.
     fn on_ready(&mut self) -> Result<(), ReplicaError> {
         while self.raw.has_ready() {
@@ -316,6 +330,8 @@ impl Driver {
             // 3. Entries committed (and persisted) earlier.
             self.apply(rd.take_committed_entries())?;
             // 4.-5. Persist new entries and hard state, durably when raft needs it ...
+            #[cfg(feature = "failpoints")]
+            self.persist_failpoint(!rd.entries().is_empty())?;
             self.raw.mut_store().append(rd.entries())?;
             if let Some(hs) = rd.hs() {
                 self.raw.mut_store().set_hardstate(hs.clone())?;

@@ -9,7 +9,7 @@ use tracing::info;
 
 use super::{Driver, Pending};
 use crate::raft::error::ProposeError;
-use crate::raft::replica::{PeerProgress, Status};
+use crate::raft::types::{PeerProgress, Status};
 use crate::raft::view::role_of;
 use crate::state::Command;
 

@@ -4,29 +4,37 @@
 
 use std::sync::Arc;
 
+use net::clock::SharedClock;
 use wire::codec::MAX_FRAME_BYTES;
 use wire::msg::{BlobReply, BlobRequest};
 
-use super::store::BlobStore;
-use crate::fleet::hub::Hub;
-use crate::fleet::limits::{NODE_STREAM, Rated};
-use crate::fleet::metrics::Metrics;
+use super::limits::{NODE_STREAM, NodeLimits, Rated};
+use super::metrics::Metrics;
+use crate::blobs::BlobStore;
 
 /// Accepts blob streams on `conn` until it closes. How many streams a node may open at once is
 /// capped by the QUIC transport ([`net::tls`]); how many requests a second, by its
-/// identity's blob rate ([`crate::fleet::limits`]).
-pub async fn accept(conn: quinn::Connection, store: Arc<BlobStore>, node: String, hub: Arc<Hub>) {
+/// identity's blob rate ([`super::limits`]).
+pub async fn accept(conn: quinn::Connection, node: String, served: BlobService) {
     while let Ok((send, recv)) = conn.accept_bi().await {
-        tokio::spawn(stream(send, recv, store.clone(), node.clone(), hub.clone()));
+        tokio::spawn(stream(send, recv, node.clone(), served.clone()));
     }
+}
+
+/// What serving blobs needs: the store, and the per-identity rates with their counter.
+#[derive(Clone)]
+pub struct BlobService {
+    pub store: Arc<BlobStore>,
+    pub limits: Arc<NodeLimits>,
+    pub metrics: Arc<Metrics>,
+    pub clock: SharedClock,
 }
 
 async fn stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    store: Arc<BlobStore>,
     node: String,
-    hub: Arc<Hub>,
+    served: BlobService,
 ) {
     loop {
         let req = match net::framing::read_frame_within::<_, BlobRequest>(
@@ -43,13 +51,13 @@ async fn stream(
                 break;
             }
         };
-        let reply = if !hub.limits.allow(&node, Rated::Blob) {
-            Metrics::inc(&hub.metrics.rate_limited_total);
+        let reply = if !served.limits.allow(&node, Rated::Blob, served.clock.now()) {
+            Metrics::inc(&served.metrics.rate_limited_total);
             BlobReply::Missing {
                 what: "answer: blob request rate exceeded, retry later".into(),
             }
         } else {
-            answer(&store, req)
+            answer(&served.store, req)
         };
         if let Err(e) = net::framing::write_frame(&mut send, &reply).await {
             tracing::debug!(%node, error = %e, "blob stream closed by the node");

@@ -1,0 +1,62 @@
+//! Token buckets: the one rate-limit rule of the coordinator (per node identity in
+//! `fleet::limits`, enrollment attempts in `enrollment`). Time comes in as an argument.
+
+use std::time::Instant;
+
+/// A token bucket: `rate` tokens a second, holding at most `burst`.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket as of `now`.
+    pub fn new(rate: f64, burst: f64, now: Instant) -> Self {
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Takes a token if one is there (refilled for the time since the last call, as of `now`).
+    pub fn try_take_at(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn bucket_allows_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10.0, 3.0, t0);
+        assert!((0..3).all(|_| b.try_take_at(t0)));
+        assert!(!b.try_take_at(t0), "burst spent");
+        assert!(
+            b.try_take_at(t0 + Duration::from_millis(100)),
+            "one token per 100 ms"
+        );
+        assert!(!b.try_take_at(t0 + Duration::from_millis(150)));
+        // A long pause refills to the burst, not beyond.
+        let later = t0 + Duration::from_secs(60);
+        assert!((0..3).all(|_| b.try_take_at(later)));
+        assert!(!b.try_take_at(later));
+    }
+}
