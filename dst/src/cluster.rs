@@ -23,7 +23,7 @@ use crate::rng::SimRng;
 use crate::trace::Trace;
 
 /// The replica ids (StatefulSet ordinal + 1).
-pub const REPLICAS: [u64; 3] = [1, 2, 3];
+pub use crate::REPLICAS;
 
 struct Running {
     handle: ReplicaHandle,

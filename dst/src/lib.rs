@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod exchange;
 pub mod faults;
 pub mod lock_wait;
+pub mod messages;
 pub mod monitor;
 pub mod net;
 pub mod node;
@@ -25,6 +26,9 @@ pub mod trace;
 pub mod writer;
 
 pub use sim::{SeedReport, SimConfig, run_seed};
+
+/// The replicas' Raft ids: every module that counts majorities uses these.
+pub const REPLICAS: [u64; 3] = [1, 2, 3];
 
 /// The command that replays `seed` alone, printed with every failure.
 pub fn repro_command(seed: u64) -> String {

@@ -12,7 +12,7 @@ use mcdnn_coordinator::raft::{ReplicaHandle, Transport};
 use raft::prelude::Message;
 use tokio::sync::mpsc;
 
-use crate::exchange::{ToClient, ToCoord};
+use crate::messages::{ToClient, ToCoord};
 use crate::rng::SimRng;
 use crate::trace::Trace;
 

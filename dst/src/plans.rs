@@ -98,9 +98,7 @@ impl Planner {
             epoch,
             plan: plan.clone(),
         };
-        let minority_at_submit = self
-            .net
-            .minority_partition(id, crate::cluster::REPLICAS.len());
+        let minority_at_submit = self.net.minority_partition(id, crate::REPLICAS.len());
         match h.propose(cmd).await {
             Ok(_) => {
                 let what = format!("plan epoch {epoch}");
