@@ -2,6 +2,7 @@
 //! the operator API's HTTPS configuration, certificate revocation and shutdown signals. The
 //! messages themselves live in `mcdnn-wire`, which has no I/O.
 
+pub mod clock;
 pub mod framing;
 pub mod https;
 pub mod identity;
