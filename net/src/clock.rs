@@ -60,9 +60,8 @@ impl ManualClock {
     pub fn advance(&self, by: Duration) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.0 += by;
-        s.1 = s
-            .1
-            .saturating_add(u64::try_from(by.as_millis()).unwrap_or(u64::MAX));
+        s.1 =
+            s.1.saturating_add(u64::try_from(by.as_millis()).unwrap_or(u64::MAX));
     }
 }
 
@@ -96,7 +95,10 @@ mod tests {
         assert_eq!(clock.now() - t0, Duration::from_millis(250));
         assert_eq!(clock.unix_ms(), 1_250);
         clock.sleep_until(t0 + Duration::from_secs(1));
-        assert_eq!((clock.now() - t0, clock.unix_ms()), (Duration::from_secs(1), 2_000));
+        assert_eq!(
+            (clock.now() - t0, clock.unix_ms()),
+            (Duration::from_secs(1), 2_000)
+        );
         // A deadline in the past does not move the clock back.
         clock.sleep_until(t0);
         assert_eq!(clock.unix_ms(), 2_000);

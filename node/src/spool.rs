@@ -172,7 +172,7 @@ impl Spool {
 }
 
 /// Results from [`Spool::batch_after`]: one incarnation's, in order.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SpooledBatch {
     pub incarnation: u64,
     pub results: Vec<InferenceResult>,
@@ -196,18 +196,12 @@ fn read_acked(meta: &sled::Tree) -> Result<u64, StoreError> {
     Ok(meta.get(ACKED_KEY)?.and_then(|v| seq_of(&v)).unwrap_or(0))
 }
 
-/// A result for tests elsewhere in the crate.
-#[cfg(test)]
-pub(crate) fn test_result() -> InferenceResult {
-    tests::result(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use wire::msg::PlaceTag;
 
-    pub(super) fn result(label: u32) -> InferenceResult {
+    fn result(label: u32) -> InferenceResult {
         InferenceResult {
             seq: 0,
             app: "garment".into(),

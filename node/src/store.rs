@@ -1,5 +1,5 @@
 //! The node's sled database: the last assignment and catalog (so a node restarted offline resumes
-//! on them). The result spool ([`crate::spool`]) and the model shards ([`crate::models`]) live in
+//! on them). The result spool (module `spool`) and the model shards (module `models`) live in
 //! their own trees of the same database.
 
 use std::path::Path;

@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use wire::codec;
 use wire::manifest::FileSpec;
@@ -38,23 +37,7 @@ pub enum ModelStoreError {
 }
 
 /// Figures for the node's summary and the chaos scenarios.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct StoreStats {
-    pub shards_fetched: u64,
-    pub bytes_fetched: u64,
-    /// Shards found already stored when a variant's fetch (re)started: the resumed part.
-    pub shards_resumed: u64,
-    /// Shards refused on arrival because their bytes did not match their digest.
-    pub shards_rejected_in_transit: u64,
-    /// Stored shards that failed verification when read, and were dropped.
-    pub corrupt_shards_dropped: u64,
-    /// Shard reads verified before use.
-    pub shards_verified: u64,
-    pub variants_complete: Vec<String>,
-    pub variants_collected: u64,
-    pub stored_bytes: u64,
-    pub fetch_seconds: f64,
-}
+pub use wire::summary::ModelStoreSummary as StoreStats;
 
 #[derive(Clone)]
 pub struct ShardStore {
