@@ -21,6 +21,9 @@ pub enum StoreError {
         what: &'static str,
         source: codec::CodecError,
     },
+    /// A failpoint fired (tests only).
+    #[error("injected failure at {0}")]
+    Injected(&'static str),
     #[error("cannot encode {what}: {source}")]
     Encode {
         what: &'static str,

@@ -29,6 +29,9 @@ pub enum ModelStoreError {
     Sled(#[from] sled::Error),
     #[error("shard {expected} arrived with sha256 {actual}; refusing it")]
     BadShard { expected: String, actual: String },
+    /// A failpoint fired (tests only).
+    #[error("injected failure at {0}")]
+    Injected(&'static str),
     #[error("the stored manifest of {variant} is unreadable: {source}")]
     Manifest {
         variant: String,
@@ -127,6 +130,14 @@ impl ShardStore {
                 actual,
             });
         }
+        // Fault injection: `return` fails the write; `return(torn)` leaves the first half of
+        // the bytes under the digest first, as a write cut short would.
+        fail::fail_point!("shard-write", |arg| {
+            if arg.as_deref() == Some("torn") {
+                self.shards.insert(digest, &bytes[..bytes.len() / 2])?;
+            }
+            Err(ModelStoreError::Injected("shard-write"))
+        });
         // No flush per shard: sled persists in the background (every 500 ms) and recovers to a
         // consistent prefix after a crash, so a crash costs at most the last moments' shards;
         // `mark_complete` flushes before a variant counts as present.
