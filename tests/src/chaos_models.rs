@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::chaos::{merge, node_results, tail, wait_exit};
 use crate::verdict::{self, CorruptionEvidence};
-use crate::{Fleet, Proc, evidence};
+use crate::{Fleet, Proc};
 
 fn shard_lines(p: &Proc) -> usize {
     p.log_text()
@@ -109,7 +109,7 @@ pub fn crash_during_download() -> anyhow::Result<Value> {
                 // Stored in the last moments before the kill, not yet flushed by sled.
                 "shards_lost_to_crash": stored_before_crash.saturating_sub(resumed),
                 "shards_fetched_after_restart": fetched,
-                "shards_verified": m["shards_verified"],
+                "shards_verified": m.shards_verified,
                 "variants_complete": complete,
                 "requests_served_after_restart": summary.requests,
                 "accuracy": summary.accuracy,
