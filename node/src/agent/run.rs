@@ -81,7 +81,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
             args.identity_dir.display()
         )
     })?;
-    let credentials = Credentials::new(args.identity_dir.clone(), args.name.clone(), identity);
+    let clock = SystemClock::shared();
+    let credentials = Credentials::with_clock(
+        args.identity_dir.clone(),
+        args.name.clone(),
+        identity,
+        clock.clone(),
+    );
     // Fail at start, not at the first connection, if the identity cannot make a TLS config.
     credentials.client_config()?;
     let store = NodeStore::open(&args.store)?;
@@ -109,7 +115,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
         telemetry: TelemetryCell::default(),
         offload: OffloadCounters::default(),
         coordinator: CoordinatorLink::default(),
-        clock: SystemClock::shared(),
+        clock,
     };
     let spool = Spool::open(&store)?;
     match store.load_assignment() {
@@ -122,7 +128,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
     }
     let cancel = CancellationToken::new();
     let (fetch, shards) = if args.models == "coordinator" {
-        let shards = ShardStore::open(&store, (args.model_disk_mb * 1e6) as u64)?;
+        let shards = ShardStore::open_with_clock(
+            &store,
+            (args.model_disk_mb * 1e6) as u64,
+            handles.clock.clone(),
+        )?;
         let reader = shards.clone();
         let fetch: Fetch = Box::new(move |file| reader.read_file(file));
         let cfg = FetchConfig {

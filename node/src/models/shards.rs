@@ -5,8 +5,8 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use net::clock::{SharedClock, SystemClock};
 use sha2::{Digest, Sha256};
 use wire::codec;
 use wire::manifest::FileSpec;
@@ -49,6 +49,7 @@ pub struct ShardStore {
     complete: sled::Tree,
     last_used: sled::Tree,
     disk_budget_bytes: u64,
+    clock: SharedClock,
     stats: Arc<Mutex<StoreStats>>,
     /// Shards this process fetched: a shard shared by two variants is not "resumed" when the
     /// second variant's fetch finds it.
@@ -59,15 +60,19 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl ShardStore {
     pub fn open(store: &NodeStore, disk_budget_bytes: u64) -> Result<Self, ModelStoreError> {
+        Self::open_with_clock(store, disk_budget_bytes, SystemClock::shared())
+    }
+
+    /// `clock` dates each variant's last use (least recently used variants are collected first).
+    pub fn open_with_clock(
+        store: &NodeStore,
+        disk_budget_bytes: u64,
+        clock: SharedClock,
+    ) -> Result<Self, ModelStoreError> {
         let s = Self {
+            clock,
             shards: store.tree(SHARDS_TREE)?,
             manifests: store.tree(MANIFESTS_TREE)?,
             complete: store.tree(COMPLETE_TREE)?,
@@ -201,7 +206,8 @@ impl ShardStore {
     }
 
     pub fn touch(&self, variant: &str) -> Result<(), ModelStoreError> {
-        self.last_used.insert(variant, &now_ms().to_be_bytes())?;
+        self.last_used
+            .insert(variant, &self.clock.unix_ms().to_be_bytes())?;
         Ok(())
     }
 
