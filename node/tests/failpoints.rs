@@ -3,6 +3,8 @@
 //! which this crate's tests turn on through a dev-dependency on itself).
 
 use fail::FailScenario;
+use mcdnn_node::agent::serve::{Answer, Results};
+use mcdnn_node::engine::Prediction;
 use mcdnn_node::models::ShardStore;
 use mcdnn_node::models::shards::sha256_hex;
 use mcdnn_node::spool::Spool;
@@ -59,6 +61,43 @@ fn a_failed_append_is_not_accepted_and_loses_nothing_acknowledged() {
     let spool = Spool::open(&store).expect("spool");
     assert_eq!(spool.acked_up_to().expect("acked"), 2);
     assert_eq!(seqs(&spool, 2), vec![3, 4]);
+    scenario.teardown();
+}
+
+#[test]
+fn an_answer_the_spool_cannot_hold_is_a_spool_failure_not_an_acceptance() {
+    let scenario = FailScenario::setup();
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = NodeStore::open(dir.path()).expect("store");
+    let spool = Spool::open(&store).expect("spool");
+    let results = Results::new(Some(spool.clone()));
+    let clock = net::clock::ManualClock::new(42_000);
+    let answer = Answer {
+        app: "garment",
+        prediction: Prediction {
+            label: 3,
+            score: 0.8,
+        },
+        truth: Some(3),
+        variant: "half",
+        place: scheduler::catalog::Place::Device,
+        energy_j: 0.1,
+        cost_usd: 0.0,
+        latency_ms: 4.0,
+    };
+    assert!(results.record(&clock, &answer));
+    fail::cfg("spool-append", "return").expect("failpoint");
+    assert!(
+        !results.record(&clock, &answer),
+        "the failure must be reported"
+    );
+    fail::remove("spool-append");
+    assert_eq!((results.accepted(), spool.pending()), (1, 1));
+    let kept = spool.batch_after(0, 10).expect("batch");
+    assert_eq!(
+        kept.results[0].at_unix_ms, 42_000,
+        "stamped by the injected clock"
+    );
     scenario.teardown();
 }
 

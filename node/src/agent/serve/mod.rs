@@ -28,12 +28,11 @@ use wire::summary::Summary;
 
 pub use follow::Follower;
 pub use learning::LoadLearning;
-pub use results::Results;
+pub use results::{Answer, Results};
 pub use summary::offload_server as offload_server_summary;
 
 use self::infer::{FrameEmbeddings, InferError};
 use self::pacing::Pacer;
-use self::results::Answer;
 use self::summary::RunFigures;
 use crate::battery::EnergyAccount;
 use crate::cache::ModelCache;
