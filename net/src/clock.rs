@@ -46,38 +46,46 @@ impl Clock for SystemClock {
 /// jumps to the deadline, so a paced loop runs at full speed in simulated time.
 #[derive(Debug, Clone)]
 pub struct ManualClock {
-    state: Arc<Mutex<(Instant, u64)>>,
+    start: Instant,
+    start_unix_ms: u64,
+    /// How far the clock has moved since creation.
+    elapsed: Arc<Mutex<Duration>>,
 }
 
 impl ManualClock {
     /// Starts at the real monotonic instant of creation and the given Unix time.
     pub fn new(unix_ms: u64) -> Self {
         Self {
-            state: Arc::new(Mutex::new((Instant::now(), unix_ms))),
+            start: Instant::now(),
+            start_unix_ms: unix_ms,
+            elapsed: Arc::new(Mutex::new(Duration::ZERO)),
         }
     }
 
     pub fn advance(&self, by: Duration) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.0 += by;
-        s.1 =
-            s.1.saturating_add(u64::try_from(by.as_millis()).unwrap_or(u64::MAX));
+        *self.elapsed.lock().unwrap_or_else(|p| p.into_inner()) += by;
+    }
+
+    fn elapsed(&self) -> Duration {
+        *self.elapsed.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).0
+        self.start + self.elapsed()
     }
 
     fn unix_ms(&self) -> u64 {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).1
+        let ms = u64::try_from(self.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.start_unix_ms.saturating_add(ms)
     }
 
     fn sleep_until(&self, deadline: Instant) {
-        let now = self.now();
-        if deadline > now {
-            self.advance(deadline - now);
+        let mut elapsed = self.elapsed.lock().unwrap_or_else(|p| p.into_inner());
+        let target = deadline.saturating_duration_since(self.start);
+        if target > *elapsed {
+            *elapsed = target;
         }
     }
 }
@@ -102,6 +110,11 @@ mod tests {
         // A deadline in the past does not move the clock back.
         clock.sleep_until(t0);
         assert_eq!(clock.unix_ms(), 2_000);
+        // Many sub-millisecond steps add up in Unix time too.
+        for _ in 0..1000 {
+            clock.advance(Duration::from_micros(500));
+        }
+        assert_eq!(clock.unix_ms(), 2_500);
     }
 
     #[test]

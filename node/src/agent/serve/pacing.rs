@@ -49,12 +49,14 @@ impl Pacer {
                 return None;
             }
             let now_s = now.duration_since(self.started).as_secs_f64();
-            let wait = self.next_frame_s - now_s;
-            if wait <= 0.0 {
+            // A wait below the clock's resolution is no wait: sleeping for it would not move
+            // a manual clock, and the loop would spin.
+            let wait = Duration::try_from_secs_f64(self.next_frame_s - now_s).unwrap_or_default();
+            if wait.is_zero() {
                 self.next_frame_s += interarrival_s();
                 return Some(now_s);
             }
-            clock.sleep_until(now + Duration::from_secs_f64(wait).min(MAX_WAIT));
+            clock.sleep_until(now + wait.min(MAX_WAIT));
         }
     }
 }
@@ -78,6 +80,18 @@ mod tests {
             assert!((t - want).abs() < 1e-6, "{times:?}");
         }
         assert!((pacer.elapsed_s(&clock) - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_wait_below_a_nanosecond_does_not_spin() {
+        let clock = ManualClock::new(0);
+        let stop = AtomicBool::new(false);
+        let mut pacer = Pacer::new(&clock, Some(Duration::from_secs(1)));
+        let mut frames = 0;
+        while pacer.next_frame(&clock, &stop, || 0.1 + 1e-12).is_some() {
+            frames += 1;
+        }
+        assert_eq!(frames, 10);
     }
 
     #[test]
