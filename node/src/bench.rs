@@ -19,8 +19,7 @@ use scheduler::state::{Budgets, Constraints, DeviceState};
 use serde::Serialize;
 use wire::manifest::Manifest;
 
-use crate::agent::serve::{ServeConfig, Server};
-use crate::agent::shared::Shared;
+use crate::agent::serve::{ServeConfig, ServeHandles, Server};
 use crate::battery::EnergyAccount;
 use crate::cache::ModelCache;
 use crate::dataset::Dataset;
@@ -110,7 +109,7 @@ fn node_round(
     let started = Instant::now();
     for i in 0..frames {
         let now_s = i as f64 / frame_rate;
-        served.push(server.serve_frame(now_s, frame_rate, cfg, &mut stats, &mut state, None)?);
+        served.push(server.serve_frame(now_s, frame_rate, cfg, &mut stats, &mut state)?);
     }
     let elapsed = started.elapsed();
     let requests: u64 = stats.iter().map(|s| s.requests).sum();
@@ -187,10 +186,13 @@ pub fn overhead(
             rand::rngs::StdRng::seed_from_u64(1),
         ),
         energy: EnergyAccount::new(1e12, 1e12, 0, false),
-        shared: Shared::default(),
+        handles: ServeHandles::default(),
+        results: Default::default(),
         offloader: None,
         stop: Arc::new(AtomicBool::new(false)),
-        load_profiles: Default::default(),
+        clock: net::clock::SystemClock::shared(),
+        learning: Default::default(),
+        follower: Default::default(),
     };
     anyhow::ensure!(
         frames > 0 && rounds > 0,

@@ -110,6 +110,9 @@ fn parse_cli() -> anyhow::Result<Cli> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // A test build (feature `failpoints`) takes its fault injections from `FAILPOINTS`.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let cli = parse_cli()?;
     match cli.command {
         Command::Run(args) => {

@@ -92,6 +92,9 @@ impl Spool {
         let mut bytes = Vec::with_capacity(INCARNATION_BYTES + body.len());
         bytes.extend_from_slice(&self.incarnation.to_be_bytes());
         bytes.extend_from_slice(&body);
+        fail::fail_point!("spool-append", |_| Err(StoreError::Injected(
+            "spool-append"
+        )));
         self.tree.insert(key(result.seq), bytes)?;
         self.tree.flush()?;
         *next += 1;
@@ -138,8 +141,13 @@ impl Spool {
         if up_to <= self.acked_up_to()? {
             return Ok(true);
         }
+        fail::fail_point!("spool-ack", |_| Err(StoreError::Injected("spool-ack")));
         self.meta.insert(ACKED_KEY, &key(up_to))?;
         self.meta.flush()?;
+        // A crash here leaves acknowledged results behind; `open` deletes them.
+        fail::fail_point!("spool-ack-recorded", |_| Err(StoreError::Injected(
+            "spool-ack-recorded"
+        )));
         for k in self.tree.range(..=key(up_to)).keys() {
             self.tree.remove(k?)?;
         }
@@ -172,7 +180,7 @@ impl Spool {
 }
 
 /// Results from [`Spool::batch_after`]: one incarnation's, in order.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SpooledBatch {
     pub incarnation: u64,
     pub results: Vec<InferenceResult>,
@@ -196,18 +204,12 @@ fn read_acked(meta: &sled::Tree) -> Result<u64, StoreError> {
     Ok(meta.get(ACKED_KEY)?.and_then(|v| seq_of(&v)).unwrap_or(0))
 }
 
-/// A result for tests elsewhere in the crate.
-#[cfg(test)]
-pub(crate) fn test_result() -> InferenceResult {
-    tests::result(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use wire::msg::PlaceTag;
 
-    pub(super) fn result(label: u32) -> InferenceResult {
+    fn result(label: u32) -> InferenceResult {
         InferenceResult {
             seq: 0,
             app: "garment".into(),

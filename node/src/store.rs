@@ -1,5 +1,5 @@
 //! The node's sled database: the last assignment and catalog (so a node restarted offline resumes
-//! on them). The result spool ([`crate::spool`]) and the model shards ([`crate::models`]) live in
+//! on them). The result spool (module `spool`) and the model shards (module `models`) live in
 //! their own trees of the same database.
 
 use std::path::Path;
@@ -21,6 +21,9 @@ pub enum StoreError {
         what: &'static str,
         source: codec::CodecError,
     },
+    /// A failpoint fired (tests only).
+    #[error("injected failure at {0}")]
+    Injected(&'static str),
     #[error("cannot encode {what}: {source}")]
     Encode {
         what: &'static str,

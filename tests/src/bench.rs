@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use mcdnn_node::agent::serve::Offloader;
+use mcdnn_node::offload::Offloader;
 use net::identity::{Identity, Kind};
 use serde_json::{Value, json};
 use wire::codec::MAX_FRAME_BYTES;
@@ -97,9 +97,13 @@ fn transfer() -> anyhow::Result<Value> {
                 }
             };
             let started = Instant::now();
+            let streams = mcdnn_node::handles::BlobStreams::new(conn.clone());
+            let clock = net::clock::SystemClock::shared();
             for v in &manifest.variants {
-                mcdnn_node::models::fetch::fetch_variant(&conn, &cfg, &manifest, &shards, &v.name)
-                    .await?;
+                mcdnn_node::models::fetch::fetch_variant(
+                    &streams, &cfg, &manifest, &shards, &v.name, &clock,
+                )
+                .await?;
             }
             let secs = started.elapsed().as_secs_f64();
             conn.close(0u32.into(), b"done");
@@ -201,12 +205,13 @@ fn offload() -> anyhow::Result<Value> {
         let _guard = rt.enter();
         mcdnn_node::offload::client::QuicOffloader::new(
             rt.handle().clone(),
-            mcdnn_node::agent::credentials::Credentials::new(
+            mcdnn_node::credentials::Credentials::new(
                 fleet.ca.clone(),
                 "bench-dev".to_owned(),
                 identity,
             ),
-            mcdnn_node::agent::shared::Shared::default(),
+            mcdnn_node::handles::AssignmentCell::default(),
+            net::clock::SystemClock::shared(),
             Some(listen.clone()),
             Duration::from_secs(2),
             (manifest.input.height as u16, manifest.input.width as u16),

@@ -448,11 +448,9 @@ impl Cluster {
         self.dir.path().join(format!("{name}.summary.json"))
     }
 
-    pub fn summary(&self, name: &str) -> anyhow::Result<serde_json::Value> {
-        let path = self.summary_path(name);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        Ok(serde_json::from_str(&text)?)
+    /// The node's end-of-run summary, typed: a missing field is an error, never a zero.
+    pub fn summary(&self, name: &str) -> anyhow::Result<wire::summary::Summary> {
+        crate::read_summary(&self.summary_path(name))
     }
 
     /// The fleet as replica i sees it.

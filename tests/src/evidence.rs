@@ -5,15 +5,9 @@
 use anyhow::Context;
 use mcdnn_coordinator::fleet::status::FleetStatus;
 use serde_json::Value;
+use wire::summary::Summary;
 
 use crate::verdict::{NodeEvidence, TelemetryCounters};
-
-/// A counter of a node summary; missing is an error (an old binary, or a broken summary).
-pub fn field(summary: &Value, key: &str) -> anyhow::Result<u64> {
-    summary[key]
-        .as_u64()
-        .with_context(|| format!("the node summary lacks {key:?}: {summary}"))
-}
 
 /// Results the coordinator's replicated ledger recorded for `node` (over all its runs) and the
 /// sequence gaps it saw.
@@ -25,7 +19,7 @@ pub fn recorded(status: &FleetStatus, node: &str) -> (u64, u64) {
 }
 
 /// One node run's evidence: its own summary against the ledger.
-pub fn node(name: &str, summary: &Value, status: &FleetStatus) -> anyhow::Result<NodeEvidence> {
+pub fn node(name: &str, summary: &Summary, status: &FleetStatus) -> anyhow::Result<NodeEvidence> {
     node_runs(name, &[summary], status)
 }
 
@@ -33,19 +27,19 @@ pub fn node(name: &str, summary: &Value, status: &FleetStatus) -> anyhow::Result
 /// counters summed over the runs, pending from the last (each run drains its predecessors').
 pub fn node_runs(
     name: &str,
-    summaries: &[&Value],
+    summaries: &[&Summary],
     status: &FleetStatus,
 ) -> anyhow::Result<NodeEvidence> {
     let (recorded, gaps) = recorded(status, name);
-    let sum = |key: &str| -> anyhow::Result<u64> { summaries.iter().map(|s| field(s, key)).sum() };
+    let sum = |field: fn(&Summary) -> u64| summaries.iter().map(|s| field(s)).sum();
     let last = summaries.last().context("no run of the node to judge")?;
     Ok(NodeEvidence {
         node: name.to_string(),
-        requests: sum("requests")?,
-        dropped: sum("dropped")?,
-        accepted: sum("results_accepted")?,
-        spool_failures: sum("spool_failures")?,
-        pending: field(last, "results_pending")?,
+        requests: sum(|s| s.requests),
+        dropped: sum(|s| s.dropped),
+        accepted: sum(|s| s.results_accepted),
+        spool_failures: sum(|s| s.spool_failures),
+        pending: last.results_pending,
         recorded,
         gaps,
     })

@@ -267,11 +267,9 @@ impl Fleet {
         self.path().join(format!("{name}.summary.json"))
     }
 
-    pub fn summary(&self, name: &str) -> anyhow::Result<serde_json::Value> {
-        let path = self.summary_path(name);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        Ok(serde_json::from_str(&text)?)
+    /// The node's end-of-run summary, typed: a missing field is an error, never a zero.
+    pub fn summary(&self, name: &str) -> anyhow::Result<wire::summary::Summary> {
+        crate::read_summary(&self.summary_path(name))
     }
 
     pub fn status(&self) -> anyhow::Result<FleetStatus> {
@@ -475,4 +473,11 @@ impl Drop for Fleet {
     fn drop(&mut self) {
         keep_on_panic(&mut self.dir);
     }
+}
+
+/// Reads a node's summary file (`mcdnn-node run --summary`).
+pub fn read_summary(path: &std::path::Path) -> anyhow::Result<wire::summary::Summary> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    wire::summary::Summary::from_json(&text).with_context(|| format!("parsing {}", path.display()))
 }

@@ -103,9 +103,11 @@ pub fn rogue_node(opts: &RogueOptions) -> anyhow::Result<Value> {
         lost += v.lost;
         duplicated += v.duplicated;
         problems.extend(p);
-        let acc = summary["apps"]["garment"]["accuracy"]
-            .as_f64()
-            .unwrap_or(0.0);
+        let acc = summary
+            .apps
+            .get("garment")
+            .context("the node summary has no garment app")?
+            .accuracy;
         accuracies.push(acc);
         figures[name] = f;
     }
@@ -164,12 +166,7 @@ pub fn store_wipe(opts: &RogueOptions) -> anyhow::Result<Value> {
     // The ledger now holds both stores' results: take the first store's part out.
     let recorded_total = evidence::recorded(&fleet.status()?, name).0;
     let recorded_after = recorded_total.saturating_sub(recorded_before);
-    let accepted_after = summary["results_accepted"]
-        .as_u64()
-        .context("the node summary has no results_accepted")?;
-    let pending_after = summary["results_pending"]
-        .as_u64()
-        .context("the node summary has no results_pending")?;
+    let (accepted_after, pending_after) = (summary.results_accepted, summary.results_pending);
     let lost = accepted_after.saturating_sub(recorded_after);
     let duplicated = recorded_after.saturating_sub(accepted_after);
     let ok = lost == 0

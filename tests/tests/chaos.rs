@@ -85,20 +85,18 @@ fn a_node_without_a_model_folder_fetches_its_assigned_variants_and_serves() {
     let exit = node.wait_exit(Duration::from_secs(90)).expect("exit");
     assert!(exit.success(), "{}", node.log_text());
     let s = fleet.summary("cam-fresh").expect("summary");
-    let complete = s["models"]["variants_complete"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let models = s.models.as_ref().expect("model store figures");
+    let complete = &models.variants_complete;
     assert!(
         !complete.is_empty() && complete.len() < 6,
-        "only what the plan needs: {s}"
+        "only what the plan needs: {s:?}"
     );
-    assert!(s["models"]["shards_fetched"].as_u64() > Some(0), "{s}");
-    assert!(s["requests"].as_u64() > Some(20), "{s}");
+    assert!(models.shards_fetched > 0, "{s:?}");
+    assert!(s.requests > 20, "{s:?}");
     // Every result the node accepted reached the coordinator once.
     let status = fleet.status().expect("status");
     let recorded = status.results.get("cam-fresh").map_or(0, |r| r.received);
-    assert_eq!(s["results_accepted"].as_u64(), Some(recorded), "{s}");
+    assert_eq!(s.results_accepted, recorded, "{s:?}");
 }
 
 #[test]
@@ -133,10 +131,11 @@ fn a_node_restarts_offline_on_its_store_and_delivers_the_spool_later() {
         second.log_text()
     );
     let offline = fleet.summary("cam-off").expect("summary");
-    assert!(offline["requests"].as_u64() > Some(10), "{offline}");
-    assert_eq!(offline["models"]["shards_fetched"], 0, "{offline}");
-    let spooled = offline["results_pending"].as_u64().unwrap_or(0);
-    assert!(spooled > 0, "results wait in the spool: {offline}");
+    assert!(offline.requests > 10, "{offline:?}");
+    let fetched = offline.models.as_ref().map(|m| m.shards_fetched);
+    assert_eq!(fetched, Some(0), "{offline:?}");
+    let spooled = offline.results_pending;
+    assert!(spooled > 0, "results wait in the spool: {offline:?}");
     let _coord = fleet.coordinator(&[]).expect("coordinator again");
     let mut third = fleet
         .node("cam-off", "laptop", 4.0, &["--models", "coordinator"])
@@ -150,10 +149,10 @@ fn a_node_restarts_offline_on_its_store_and_delivers_the_spool_later() {
         third.log_text()
     );
     let last = fleet.summary("cam-off").expect("summary");
-    assert_eq!(last["results_pending"], 0, "{last}");
+    assert_eq!(last.results_pending, 0, "{last:?}");
     let accepted: u64 = [&online, &offline, &last]
         .iter()
-        .map(|s| s["results_accepted"].as_u64().unwrap_or(0))
+        .map(|s| s.results_accepted)
         .sum();
     let status = fleet.status().expect("status");
     let r = status.results.get("cam-off").cloned().unwrap_or_default();

@@ -51,9 +51,9 @@ fn a_node_refuses_a_coordinator_with_a_node_certificate() {
     );
     // No forged ack reached the spool: every result the node accepted is still waiting.
     let s = fleet.summary("cam-victim").expect("summary");
-    let accepted = s["results_accepted"].as_u64().expect("accepted");
+    let accepted = s.results_accepted;
     assert!(accepted > 0);
-    assert_eq!(s["results_pending"].as_u64(), Some(accepted));
+    assert_eq!(s.results_pending, accepted);
 }
 
 #[test]
@@ -103,7 +103,7 @@ fn an_offload_impostor_is_refused_and_the_victim_falls_back() {
         victim.log_text()
     );
     let s = fleet.summary("cam-victim").expect("summary");
-    let acc = s["apps"]["garment"]["accuracy"].as_f64().expect("accuracy");
+    let acc = s.apps.get("garment").expect("garment").accuracy;
     assert!(acc > 50.0, "victim accuracy held: {acc}");
 }
 

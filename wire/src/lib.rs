@@ -5,3 +5,4 @@
 pub mod codec;
 pub mod manifest;
 pub mod msg;
+pub mod summary;

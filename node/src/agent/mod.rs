@@ -2,9 +2,7 @@
 //! task that keeps a QUIC session with the coordinator (hello, telemetry, assignments).
 
 pub mod constraints;
-pub mod credentials;
 pub mod link;
 pub mod renewal;
 pub mod run;
 pub mod serve;
-pub mod shared;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
-use super::credentials::{Credentials, PendingRenewal};
+use crate::credentials::{Credentials, PendingRenewal};
 
 /// Far enough to mean "never" for a session (which lasts far less).
 const NEVER: Duration = Duration::from_secs(100 * 365 * 86_400);

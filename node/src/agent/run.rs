@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
+use net::clock::{SharedClock, SystemClock};
 use net::identity::Identity;
 use rand::SeedableRng;
 use scheduler::catalog::Catalog;
@@ -15,18 +16,23 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use wire::manifest::Manifest;
 use wire::msg::Role;
+use wire::summary::Summary;
 
-use super::link::{self, LinkConfig};
-use super::serve::{Offloader, ServeConfig, Server, Summary};
-use super::shared::Shared;
+use super::link::{self, LinkConfig, LinkHandles};
+use super::serve::{self, ServeConfig, ServeHandles, Server};
 use crate::battery::EnergyAccount;
 use crate::cache::{Fetch, ModelCache};
 use crate::config::RunArgs;
+use crate::credentials::{self, Credentials};
 use crate::dataset::{self, Dataset};
 use crate::engine::EngineError;
 use crate::frames::FrameSource;
+use crate::handles::{
+    AssignmentCell, CoordinatorLink, ModelAvailability, OffloadCounters, TelemetryCell,
+};
 use crate::models::ShardStore;
 use crate::models::fetch::{FetchConfig, Want};
+use crate::offload::Offloader;
 use crate::spool::Spool;
 use crate::store::NodeStore;
 use crate::{catalog, runtime};
@@ -57,6 +63,16 @@ fn load_catalog(
     }
 }
 
+/// The handles the node's tasks share, each given only to the tasks that use it.
+struct Handles {
+    assignment: AssignmentCell,
+    models: ModelAvailability,
+    telemetry: TelemetryCell,
+    offload: OffloadCounters,
+    coordinator: CoordinatorLink,
+    clock: SharedClock,
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
     let identity = Identity::load(&args.identity_dir, &args.name).with_context(|| {
         format!(
@@ -65,10 +81,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
             args.identity_dir.display()
         )
     })?;
-    let credentials = super::credentials::Credentials::new(
+    let clock = SystemClock::shared();
+    let credentials = Credentials::with_clock(
         args.identity_dir.clone(),
         args.name.clone(),
         identity,
+        clock.clone(),
     );
     // Fail at start, not at the first connection, if the identity cannot make a TLS config.
     credentials.client_config()?;
@@ -91,20 +109,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
             "app {app} is not in the catalog"
         );
     }
-    let shared = Shared::default();
+    let handles = Handles {
+        assignment: AssignmentCell::default(),
+        models: ModelAvailability::default(),
+        telemetry: TelemetryCell::default(),
+        offload: OffloadCounters::default(),
+        coordinator: CoordinatorLink::default(),
+        clock,
+    };
     let spool = Spool::open(&store)?;
-    shared.lock().spool = Some(spool.clone());
     match store.load_assignment() {
         Ok(Some(a)) => {
             tracing::info!(epoch = a.epoch, "resuming on the persisted assignment");
-            shared.offer_assignment(a);
+            handles.assignment.offer(a);
         }
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "ignoring the persisted assignment"),
     }
     let cancel = CancellationToken::new();
     let (fetch, shards) = if args.models == "coordinator" {
-        let shards = ShardStore::open(&store, (args.model_disk_mb * 1e6) as u64)?;
+        let shards = ShardStore::open_with_clock(
+            &store,
+            (args.model_disk_mb * 1e6) as u64,
+            handles.clock.clone(),
+        )?;
         let reader = shards.clone();
         let fetch: Fetch = Box::new(move |file| reader.read_file(file));
         let cfg = FetchConfig {
@@ -119,7 +147,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
             cfg,
             manifest.clone(),
             shards.clone(),
-            shared.clone(),
+            crate::models::fetch::FetchHandles {
+                assignment: handles.assignment.clone(),
+                models: handles.models.clone(),
+                coordinator: handles.coordinator.clone(),
+                clock: handles.clock.clone(),
+            },
             cancel.clone(),
         ));
         (fetch, Some(shards))
@@ -158,8 +191,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
     let link_task = tokio::spawn(link::run(
         link_cfg,
         credentials.clone(),
-        shared.clone(),
-        store.clone(),
+        LinkHandles {
+            assignment: handles.assignment.clone(),
+            telemetry: handles.telemetry.clone(),
+            offload: handles.offload.clone(),
+            coordinator: handles.coordinator.clone(),
+            spool: Some(spool.clone()),
+            store: store.clone(),
+            clock: handles.clock.clone(),
+        },
         cancel.clone(),
     ));
     let stop = Arc::new(AtomicBool::new(false));
@@ -170,21 +210,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
         signal_stop.store(true, Ordering::Relaxed);
     });
     let mut summary = if server_role {
-        serve_offloads(&args, &credentials, cache, &shared, &stop, &cancel).await?
+        serve_offloads(&args, &credentials, cache, &handles, &stop, &cancel).await?
     } else {
-        serve_device(
-            &args,
+        let device = Device {
             manifest,
-            sched_catalog,
+            catalog: sched_catalog,
             cache,
-            credentials.clone(),
-            &shared,
-            &stop,
-        )
-        .await?
+            credentials: credentials.clone(),
+            spool: spool.clone(),
+        };
+        serve_device(&args, device, &handles, &stop).await?
     };
     drain(
         &spool,
+        handles.clock.as_ref(),
         Duration::from_secs_f64(args.drain_timeout_s.max(0.0)),
     )
     .await;
@@ -194,7 +233,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
     let _ = link_task.await;
     summary.results_accepted = spool.accepted();
     summary.results_pending = spool.pending() as u64;
-    summary.served_offload = shared.lock().served_offload;
+    summary.served_offload = handles.offload.served();
     summary.models = shards.map(|s| s.snapshot());
     if let Some(path) = &args.summary {
         std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
@@ -205,9 +244,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
 
 /// Waits until every spooled result is acknowledged or `timeout` passes. Whatever is left stays
 /// spooled and is sent on the next run.
-async fn drain(spool: &Spool, timeout: Duration) {
-    let started = Instant::now();
-    while spool.pending() > 0 && started.elapsed() < timeout {
+async fn drain(spool: &Spool, clock: &dyn net::clock::Clock, timeout: Duration) {
+    let started = clock.now();
+    while spool.pending() > 0 && clock.now().duration_since(started) < timeout {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     if spool.pending() > 0 {
@@ -218,15 +257,28 @@ async fn drain(spool: &Spool, timeout: Duration) {
     }
 }
 
+/// What the device role serves with.
+struct Device {
+    manifest: Manifest,
+    catalog: Arc<Catalog>,
+    cache: ModelCache,
+    credentials: Arc<Credentials>,
+    spool: Spool,
+}
+
 async fn serve_device(
     args: &RunArgs,
-    manifest: Manifest,
-    sched_catalog: Arc<Catalog>,
-    cache: ModelCache,
-    credentials: Arc<super::credentials::Credentials>,
-    shared: &Shared,
+    device: Device,
+    handles: &Handles,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Summary> {
+    let Device {
+        manifest,
+        catalog: sched_catalog,
+        cache,
+        credentials,
+        spool,
+    } = device;
     let apps = args.app_rates()?;
     let data = Dataset::load(&args.data.clone().unwrap_or_else(dataset::data_dir), "t10k")?;
     let budgets = Budgets {
@@ -236,9 +288,7 @@ async fn serve_device(
         memory_mb: args.model_memory_mb,
     };
     let policy = scheduler::policy::by_name(&args.policy, &sched_catalog, &budgets)?;
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = handles.clock.unix_ms();
     let energy = EnergyAccount::new(
         args.battery_wh * 3600.0,
         args.energy_budget_j,
@@ -252,7 +302,8 @@ async fn serve_device(
     let offloader: Box<dyn Offloader> = Box::new(crate::offload::client::QuicOffloader::new(
         tokio::runtime::Handle::current(),
         credentials,
-        shared.clone(),
+        handles.assignment.clone(),
+        handles.clock.clone(),
         args.offload_server.clone(),
         Duration::from_millis(args.offload_timeout_ms.max(1)),
         dims,
@@ -268,7 +319,13 @@ async fn serve_device(
         args.class_mix()?,
         rand::rngs::StdRng::seed_from_u64(args.seed),
     );
-    let (serve_stop, serve_shared) = (stop.clone(), shared.clone());
+    let serve_stop = stop.clone();
+    let serve_handles = ServeHandles {
+        assignment: handles.assignment.clone(),
+        models: handles.models.clone(),
+        telemetry: handles.telemetry.clone(),
+    };
+    let clock = handles.clock.clone();
     let serving = tokio::task::spawn_blocking(move || {
         Server {
             manifest: &manifest,
@@ -278,10 +335,13 @@ async fn serve_device(
             policy,
             frames,
             energy,
-            shared: serve_shared,
+            handles: serve_handles,
+            results: serve::Results::new(Some(spool)),
             offloader: Some(offloader),
             stop: serve_stop,
-            load_profiles: Default::default(),
+            clock,
+            learning: Default::default(),
+            follower: Default::default(),
         }
         .run(&serve_cfg)
     });
@@ -291,9 +351,9 @@ async fn serve_device(
 /// Server role: serve offloads until the duration ends or a signal arrives.
 async fn serve_offloads(
     args: &RunArgs,
-    credentials: &super::credentials::Credentials,
+    credentials: &Credentials,
     cache: ModelCache,
-    shared: &Shared,
+    handles: &Handles,
     stop: &AtomicBool,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Summary> {
@@ -302,7 +362,7 @@ async fn serve_offloads(
         .context("building the offload server config")?;
     let endpoint = quinn::Endpoint::server(config, args.offload_listen)
         .with_context(|| format!("binding the offload endpoint on {}", args.offload_listen))?;
-    super::credentials::follow_server(
+    credentials::follow_server(
         endpoint.clone(),
         credentials.subscribe(),
         credentials.revoked.clone(),
@@ -316,33 +376,21 @@ async fn serve_offloads(
     let server = tokio::spawn(crate::offload::server::serve(
         endpoint,
         worker,
-        shared.clone(),
+        handles.offload.clone(),
         credentials.revoked.clone(),
         server_cancel.clone(),
     ));
-    let started = Instant::now();
+    let clock = handles.clock.as_ref();
+    let started = clock.now();
     let duration = args.duration_s.map(Duration::from_secs_f64);
-    while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
+    while !stop.load(Ordering::Relaxed)
+        && duration.is_none_or(|d| clock.now().duration_since(started) < d)
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     server_cancel.cancel();
     let _ = server.await;
-    Ok(Summary {
-        requests: 0,
-        accuracy: 0.0,
-        energy_used_j: 0.0,
-        energy_budget_j: args.energy_budget_j,
-        cost_used_usd: 0.0,
-        model_loads: 0,
-        assignments_applied: 0,
-        last_epoch: 0,
-        apps: Default::default(),
-        results_accepted: 0,
-        results_pending: 0,
-        dropped: 0,
-        spool_failures: 0,
-        offload_fallbacks: 0,
-        served_offload: shared.lock().served_offload,
-        models: None,
-    })
+    let mut summary = serve::offload_server_summary(args.energy_budget_j);
+    summary.served_offload = handles.offload.served();
+    Ok(summary)
 }

@@ -1,9 +1,9 @@
 //! The fetcher: keeps the variants the node wants present in the shard store, over blob streams
 //! on the link's QUIC connection. Serving never waits on it: the serving thread only chooses
-//! variants in `Shared::available`, which the fetcher updates as variants complete.
+//! variants in `ModelAvailability`, which the fetcher updates as variants complete.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
@@ -11,8 +11,10 @@ use wire::codec::MAX_FRAME_BYTES;
 use wire::manifest::Manifest;
 use wire::msg::{BlobReply, BlobRequest, VariantManifest};
 
+use net::clock::SharedClock;
+
 use super::shards::ShardStore;
-use crate::agent::shared::Shared;
+use crate::handles::{AssignmentCell, BlobStreams, CoordinatorLink, ModelAvailability};
 
 /// Which variants the node keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,12 +32,24 @@ pub struct FetchConfig {
     pub max_bytes_per_s: Option<f64>,
 }
 
+/// The state the fetcher reads and writes.
+#[derive(Debug, Clone)]
+pub struct FetchHandles {
+    /// Which variants the assignment allows (what to fetch).
+    pub assignment: AssignmentCell,
+    /// Published as variants complete; variants serving could not load come back here.
+    pub models: ModelAvailability,
+    /// Blob streams ride on the link's session.
+    pub coordinator: CoordinatorLink,
+    pub clock: SharedClock,
+}
+
 /// Runs until `cancel`.
 pub async fn run(
     cfg: FetchConfig,
     manifest: Manifest,
     store: ShardStore,
-    shared: Shared,
+    handles: FetchHandles,
     cancel: CancellationToken,
 ) {
     // Scrub at start: every stored variant is verified shard by shard before serving may choose
@@ -56,15 +70,15 @@ pub async fn run(
         }
         Err(e) => tracing::error!(error = %e, "cannot list stored variants"),
     }
-    publish(&store, &shared);
+    publish(&store, &handles.models);
     while !cancel.is_cancelled() {
-        if let Err(e) = round(&cfg, &manifest, &store, &shared, &cancel).await {
+        if let Err(e) = round(&cfg, &manifest, &store, &handles, &cancel).await {
             tracing::warn!(
                 error = format!("{e:#}"),
                 "model fetch interrupted; retrying"
             );
         }
-        publish(&store, &shared);
+        publish(&store, &handles.models);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(300)) => {}
             _ = cancel.cancelled() => break,
@@ -73,14 +87,14 @@ pub async fn run(
 }
 
 /// The complete variants become the serving thread's available set.
-fn publish(store: &ShardStore, shared: &Shared) {
+fn publish(store: &ShardStore, models: &ModelAvailability) {
     match store.complete_variants() {
-        Ok(set) => shared.lock().available = Some(set),
+        Ok(set) => models.publish(set),
         Err(e) => tracing::error!(error = %e, "cannot list stored variants"),
     }
 }
 
-fn wanted(cfg: &FetchConfig, manifest: &Manifest, shared: &Shared) -> BTreeSet<String> {
+fn wanted(cfg: &FetchConfig, manifest: &Manifest, assignment: &AssignmentCell) -> BTreeSet<String> {
     let smallest = manifest
         .variants
         .iter()
@@ -90,12 +104,12 @@ fn wanted(cfg: &FetchConfig, manifest: &Manifest, shared: &Shared) -> BTreeSet<S
     match cfg.want {
         Want::All => out.extend(manifest.variants.iter().map(|v| v.name.clone())),
         Want::Assigned => {
-            if let Some(a) = &shared.lock().assignment {
-                for app in &a.apps {
+            assignment.read(|a| {
+                for app in a.iter().flat_map(|a| &a.apps) {
                     out.extend(app.allowed_variants.iter().cloned());
                     out.extend(app.mix.iter().map(|m| m.variant.clone()));
                 }
-            }
+            });
         }
     }
     out.retain(|v| manifest.variant(v).is_some());
@@ -106,37 +120,35 @@ async fn round(
     cfg: &FetchConfig,
     manifest: &Manifest,
     store: &ShardStore,
-    shared: &Shared,
+    handles: &FetchHandles,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     // Variants the serving thread could not load: check every shard again (dropping corrupt
     // ones) so the fetch below replaces exactly what is bad.
-    let broken: Vec<String> = std::mem::take(&mut shared.lock().broken)
-        .into_iter()
-        .collect();
+    let broken = handles.models.take_broken();
     for v in &broken {
         store.verify_variant(v)?;
     }
     if !broken.is_empty() {
-        publish(store, shared);
+        publish(store, &handles.models);
     }
-    let want = wanted(cfg, manifest, shared);
+    let want = wanted(cfg, manifest, &handles.assignment);
     let complete = store.complete_variants()?;
     let todo: Vec<&String> = want.iter().filter(|v| !complete.contains(*v)).collect();
     if todo.is_empty() {
         store.collect(&want)?;
         return Ok(());
     }
-    let Some(conn) = shared.lock().connection.clone() else {
+    let Some(streams) = handles.coordinator.streams() else {
         return Ok(());
     };
     for variant in todo {
         if cancel.is_cancelled() {
             break;
         }
-        fetch_variant(&conn, cfg, manifest, store, variant).await?;
+        fetch_variant(&streams, cfg, manifest, store, variant, &handles.clock).await?;
         store.mark_complete(variant)?;
-        publish(store, shared);
+        publish(store, &handles.models);
         tracing::info!(%variant, "variant fetched and verified");
     }
     store.collect(&want)?;
@@ -157,16 +169,17 @@ async fn request(
 /// Fetches the missing shards of one variant. Shards already stored (from a fetch a crash cut
 /// short) are skipped: the transfer resumes where it stopped.
 pub async fn fetch_variant(
-    conn: &quinn::Connection,
+    streams: &BlobStreams,
     cfg: &FetchConfig,
     manifest: &Manifest,
     store: &ShardStore,
     variant: &str,
+    clock: &SharedClock,
 ) -> anyhow::Result<()> {
     let spec = manifest
         .variant(variant)
         .with_context(|| format!("{variant} is not in the catalog"))?;
-    let (mut send, mut recv) = conn.open_bi().await.context("opening a blob stream")?;
+    let (mut send, mut recv) = streams.open().await.context("opening a blob stream")?;
     let vm = match store.manifest(variant)? {
         Some(m) => m,
         None => match request(
@@ -196,7 +209,7 @@ pub async fn fetch_variant(
         tracing::info!(variant, resumed, total, "resuming an interrupted fetch");
     }
     store.stats().shards_resumed += resumed;
-    let started = Instant::now();
+    let started = clock.now();
     let mut bytes_done = 0u64;
     // Pipeline: every request goes out first (they are tiny), then the replies are read in order.
     for d in &missing {
@@ -222,13 +235,13 @@ pub async fn fetch_variant(
         tracing::info!(variant, shard = i + 1 + present, total, "shard stored");
         if let Some(rate) = cfg.max_bytes_per_s.filter(|r| *r > 0.0) {
             let due = Duration::from_secs_f64(bytes_done as f64 / rate);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
+            if let Some(wait) = due.checked_sub(clock.now().duration_since(started)) {
                 tokio::time::sleep(wait).await;
             }
         }
     }
     let _ = send.finish();
-    store.stats().fetch_seconds += started.elapsed().as_secs_f64();
+    store.stats().fetch_seconds += clock.now().duration_since(started).as_secs_f64();
     Ok(())
 }
 

@@ -5,9 +5,8 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use net::clock::{SharedClock, SystemClock};
 use sha2::{Digest, Sha256};
 use wire::codec;
 use wire::manifest::FileSpec;
@@ -30,6 +29,9 @@ pub enum ModelStoreError {
     Sled(#[from] sled::Error),
     #[error("shard {expected} arrived with sha256 {actual}; refusing it")]
     BadShard { expected: String, actual: String },
+    /// A failpoint fired (tests only).
+    #[error("injected failure at {0}")]
+    Injected(&'static str),
     #[error("the stored manifest of {variant} is unreadable: {source}")]
     Manifest {
         variant: String,
@@ -38,23 +40,7 @@ pub enum ModelStoreError {
 }
 
 /// Figures for the node's summary and the chaos scenarios.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct StoreStats {
-    pub shards_fetched: u64,
-    pub bytes_fetched: u64,
-    /// Shards found already stored when a variant's fetch (re)started: the resumed part.
-    pub shards_resumed: u64,
-    /// Shards refused on arrival because their bytes did not match their digest.
-    pub shards_rejected_in_transit: u64,
-    /// Stored shards that failed verification when read, and were dropped.
-    pub corrupt_shards_dropped: u64,
-    /// Shard reads verified before use.
-    pub shards_verified: u64,
-    pub variants_complete: Vec<String>,
-    pub variants_collected: u64,
-    pub stored_bytes: u64,
-    pub fetch_seconds: f64,
-}
+pub use wire::summary::ModelStoreSummary as StoreStats;
 
 #[derive(Clone)]
 pub struct ShardStore {
@@ -63,6 +49,7 @@ pub struct ShardStore {
     complete: sled::Tree,
     last_used: sled::Tree,
     disk_budget_bytes: u64,
+    clock: SharedClock,
     stats: Arc<Mutex<StoreStats>>,
     /// Shards this process fetched: a shard shared by two variants is not "resumed" when the
     /// second variant's fetch finds it.
@@ -73,15 +60,19 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl ShardStore {
     pub fn open(store: &NodeStore, disk_budget_bytes: u64) -> Result<Self, ModelStoreError> {
+        Self::open_with_clock(store, disk_budget_bytes, SystemClock::shared())
+    }
+
+    /// `clock` dates each variant's last use (least recently used variants are collected first).
+    pub fn open_with_clock(
+        store: &NodeStore,
+        disk_budget_bytes: u64,
+        clock: SharedClock,
+    ) -> Result<Self, ModelStoreError> {
         let s = Self {
+            clock,
             shards: store.tree(SHARDS_TREE)?,
             manifests: store.tree(MANIFESTS_TREE)?,
             complete: store.tree(COMPLETE_TREE)?,
@@ -144,6 +135,14 @@ impl ShardStore {
                 actual,
             });
         }
+        // Fault injection: `return` fails the write; `return(torn)` leaves the first half of
+        // the bytes under the digest first, as a write cut short would.
+        fail::fail_point!("shard-write", |arg| {
+            if arg.as_deref() == Some("torn") {
+                self.shards.insert(digest, &bytes[..bytes.len() / 2])?;
+            }
+            Err(ModelStoreError::Injected("shard-write"))
+        });
         // No flush per shard: sled persists in the background (every 500 ms) and recovers to a
         // consistent prefix after a crash, so a crash costs at most the last moments' shards;
         // `mark_complete` flushes before a variant counts as present.
@@ -207,7 +206,8 @@ impl ShardStore {
     }
 
     pub fn touch(&self, variant: &str) -> Result<(), ModelStoreError> {
-        self.last_used.insert(variant, &now_ms().to_be_bytes())?;
+        self.last_used
+            .insert(variant, &self.clock.unix_ms().to_be_bytes())?;
         Ok(())
     }
 

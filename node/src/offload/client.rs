@@ -7,16 +7,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use net::clock::SharedClock;
+
 use anyhow::{Context, bail};
 use net::identity::Kind;
 use net::tls;
 use wire::codec::MAX_FRAME_BYTES;
 use wire::msg::{OffloadReply, OffloadRequest};
 
-use crate::agent::credentials::Credentials;
-use crate::agent::serve::Offloader;
-use crate::agent::shared::Shared;
+use super::Offloader;
+use crate::credentials::Credentials;
 use crate::engine::Prediction;
+use crate::handles::AssignmentCell;
 
 /// How long a failed server is skipped before it is tried again.
 const BACKOFF: Duration = Duration::from_secs(1);
@@ -35,7 +37,9 @@ pub struct QuicOffloader {
     endpoint: quinn::Endpoint,
     /// Each new connection presents the current (possibly renewed) certificate.
     credentials: Arc<Credentials>,
-    shared: Shared,
+    /// The assignment names each app's offload server.
+    assignment: AssignmentCell,
+    clock: SharedClock,
     /// A target fixed at start (`--offload-server`); otherwise the assignment's.
     fixed_target: Option<String>,
     timeout: Duration,
@@ -51,7 +55,8 @@ impl QuicOffloader {
     pub fn new(
         handle: tokio::runtime::Handle,
         credentials: Arc<Credentials>,
-        shared: Shared,
+        assignment: AssignmentCell,
+        clock: SharedClock,
         fixed_target: Option<String>,
         timeout: Duration,
         (height, width): (u16, u16),
@@ -62,7 +67,8 @@ impl QuicOffloader {
             handle,
             endpoint,
             credentials,
-            shared,
+            assignment,
+            clock,
             fixed_target,
             timeout,
             height,
@@ -79,15 +85,11 @@ impl QuicOffloader {
         if let Some(t) = &self.fixed_target {
             return Some((t.clone(), None));
         }
-        let inner = self.shared.lock();
-        let a = inner
-            .assignment
-            .as_ref()?
-            .apps
-            .iter()
-            .find(|a| a.app == app)?;
-        // A plan naming an address without the server's identity cannot be checked: not used.
-        Some((a.offload_target.clone()?, Some(a.offload_server.clone()?)))
+        self.assignment.read(|a| {
+            let a = a?.apps.iter().find(|a| a.app == app)?;
+            // A plan naming an address without the server's identity cannot be checked: not used.
+            Some((a.offload_target.clone()?, Some(a.offload_server.clone()?)))
+        })
     }
 }
 
@@ -151,7 +153,7 @@ impl Offloader for QuicOffloader {
         pixels: &[u8],
     ) -> Result<(Prediction, f64), String> {
         let (target, server_name) = self.target(app).ok_or("no offload target")?;
-        if self.down_until.is_some_and(|t| Instant::now() < t) {
+        if self.down_until.is_some_and(|t| self.clock.now() < t) {
             return Err(format!("offload server {target} failed recently"));
         }
         if self.session.as_ref().is_some_and(|s| {
@@ -192,11 +194,11 @@ impl Offloader for QuicOffloader {
             }
             // A timed-out stream may still deliver the late reply: never reuse it.
             Ok(Err(e)) => {
-                self.down_until = Some(Instant::now() + BACKOFF);
+                self.down_until = Some(self.clock.now() + BACKOFF);
                 return Err(format!("offload to {target} failed: {e:#}"));
             }
             Err(_) => {
-                self.down_until = Some(Instant::now() + BACKOFF);
+                self.down_until = Some(self.clock.now() + BACKOFF);
                 return Err(format!("offload to {target} took longer than {timeout:?}"));
             }
         };

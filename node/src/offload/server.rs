@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use wire::codec::MAX_FRAME_BYTES;
 use wire::msg::{OffloadReply, OffloadRequest};
 
-use crate::agent::shared::Shared;
 use crate::cache::ModelCache;
+use crate::handles::OffloadCounters;
 
 /// Deadlines on an offload stream: a client that stops sending for 30 s, or takes more than 5 s
 /// to finish a frame (a camera frame is a few kilobytes), loses the stream.
@@ -116,19 +116,17 @@ fn run(cache: &mut ModelCache, req: &OffloadRequest) -> Result<(u32, f32), Strin
 pub async fn serve(
     endpoint: quinn::Endpoint,
     worker: Worker,
-    shared: Shared,
+    counters: OffloadCounters,
     revoked: RevokedSet,
     cancel: CancellationToken,
 ) {
     let publisher = {
-        let (worker, shared, cancel) = (worker.clone(), shared.clone(), cancel.clone());
+        let (worker, cancel) = (worker.clone(), cancel.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
             while !cancel.is_cancelled() {
                 tick.tick().await;
-                let mut inner = shared.lock();
-                inner.offload_queue = worker.queued();
-                inner.served_offload = worker.served();
+                counters.set(worker.queued(), worker.served());
             }
         })
     };

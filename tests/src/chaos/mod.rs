@@ -70,7 +70,7 @@ pub(crate) fn tail(text: &str) -> String {
 pub(crate) fn node_results(
     fleet: &Fleet,
     node: &str,
-    runs: &[&Value],
+    runs: &[&wire::summary::Summary],
 ) -> anyhow::Result<(verdict::ResultVerdict, Vec<String>, Value)> {
     let status = fleet.status()?;
     let e = evidence::node_runs(node, runs, &status)?;
@@ -213,14 +213,9 @@ fn offload_server_kill() -> anyhow::Result<Value> {
     wait_exit(&mut node, Duration::from_secs(120))?;
     let summary = fleet.summary("cam-off")?;
     let (v, mut problems, figures) = node_results(&fleet, "cam-off", &[&summary])?;
-    let apps = summary["apps"].as_object().cloned().unwrap_or_default();
-    let sum = |k: &str| {
-        apps.values()
-            .map(|a| a[k].as_u64().unwrap_or(0))
-            .sum::<u64>()
-    };
-    let (offloaded, fallbacks) = (sum("offloaded"), sum("offload_fallbacks"));
-    let dropped = evidence::field(&summary, "dropped")?;
+    let offloaded: u64 = summary.apps.values().map(|a| a.offloaded).sum();
+    let fallbacks: u64 = summary.apps.values().map(|a| a.offload_fallbacks).sum();
+    let dropped = summary.dropped;
     // Every request must be answered, on the server or locally: a dropped one is lost here.
     if dropped > 0 {
         problems.push(format!(
@@ -243,8 +238,8 @@ fn offload_server_kill() -> anyhow::Result<Value> {
                 "offloaded": offloaded,
                 "fell_back_locally": fallbacks,
                 "served_by_server_before_kill": served_before_kill,
-                "accuracy": summary["accuracy"],
-                "cost_used_usd": summary["cost_used_usd"],
+                "accuracy": summary.accuracy,
+                "cost_used_usd": summary.cost_used_usd,
             }),
             figures,
         ),

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{merge, node_results, tail, wait_exit};
 use crate::verdict::{self, CorruptionEvidence};
-use crate::{Fleet, Proc, evidence};
+use crate::{Fleet, Proc};
 
 fn shard_lines(p: &Proc) -> usize {
     p.log_text()
@@ -69,10 +69,12 @@ pub fn crash_during_download() -> anyhow::Result<Value> {
     wait_exit(&mut second, Duration::from_secs(120))?;
     let summary = fleet.summary("cam-dl")?;
     let (results, mut problems, figures) = node_results(&fleet, "cam-dl", &[&summary])?;
-    let m = &summary["models"];
-    let resumed = evidence::field(m, "shards_resumed")?;
-    let fetched = evidence::field(m, "shards_fetched")?;
-    let complete = m["variants_complete"].as_array().map_or(0, Vec::len);
+    let m = summary
+        .models
+        .as_ref()
+        .context("the node summary has no model store figures")?;
+    let (resumed, fetched) = (m.shards_resumed, m.shards_fetched);
+    let complete = m.variants_complete.len();
     let lost = total.saturating_sub(resumed + fetched);
     let duplicated = (resumed + fetched).saturating_sub(total);
     if on_disk_after_kill >= total {
@@ -107,10 +109,10 @@ pub fn crash_during_download() -> anyhow::Result<Value> {
                 // Stored in the last moments before the kill, not yet flushed by sled.
                 "shards_lost_to_crash": stored_before_crash.saturating_sub(resumed),
                 "shards_fetched_after_restart": fetched,
-                "shards_verified": m["shards_verified"],
+                "shards_verified": m.shards_verified,
                 "variants_complete": complete,
-                "requests_served_after_restart": summary["requests"],
-                "accuracy": summary["accuracy"],
+                "requests_served_after_restart": summary.requests,
+                "accuracy": summary.accuracy,
             }),
             figures,
         ),
@@ -174,9 +176,12 @@ pub fn corrupt_shard() -> anyhow::Result<Value> {
     let mut first = fleet.node("cam-cs", "laptop", 8.0, &extra)?;
     wait_exit(&mut first, Duration::from_secs(120))?;
     let before = fleet.summary("cam-cs")?;
-    let complete_before = before["models"]["variants_complete"]
-        .as_array()
-        .map_or(0, Vec::len);
+    let complete_before = before
+        .models
+        .as_ref()
+        .context("the node summary has no model store figures")?
+        .variants_complete
+        .len();
     // One flipped byte in one shard of every variant's trunk: whichever variant the node loads
     // first meets corruption.
     let flipped = flip_shards(&fleet, "cam-cs")?;
@@ -189,16 +194,19 @@ pub fn corrupt_shard() -> anyhow::Result<Value> {
     wait_exit(&mut second, Duration::from_secs(120))?;
     let summary = fleet.summary("cam-cs")?;
     let (results, mut problems, figures) = node_results(&fleet, "cam-cs", &[&before, &summary])?;
-    let m = &summary["models"];
+    let m = summary
+        .models
+        .as_ref()
+        .context("the node summary has no model store figures")?;
     let after = stored_shards(&fleet, "cam-cs")?;
     let corrupt_left = after.values().filter(|sound| !**sound).count() as u64;
     // A flipped shard still corrupt after the run, of a variant that answered requests: served
     // from corrupt bytes without the node noticing.
     let served = |variant: &str| {
-        summary["apps"].as_object().is_some_and(|apps| {
-            apps.values()
-                .any(|a| a["by_variant"][variant].as_u64().unwrap_or(0) > 0)
-        })
+        summary
+            .apps
+            .values()
+            .any(|a| a.by_variant.get(variant).is_some_and(|n| *n > 0))
     };
     let loaded_corrupt = flipped
         .iter()
@@ -207,8 +215,8 @@ pub fn corrupt_shard() -> anyhow::Result<Value> {
     let e = CorruptionEvidence {
         flipped: flipped.len() as u64,
         corrupt_on_disk_before: corrupt_before,
-        detected: evidence::field(m, "corrupt_shards_dropped")?,
-        refetched: evidence::field(m, "shards_fetched")?,
+        detected: m.corrupt_shards_dropped,
+        refetched: m.shards_fetched,
         corrupt_left,
         loaded_corrupt,
     };
@@ -227,7 +235,7 @@ pub fn corrupt_shard() -> anyhow::Result<Value> {
                 "shards_refetched": e.refetched,
                 "corrupt_shards_left": e.corrupt_left,
                 "loaded_corrupt": e.loaded_corrupt,
-                "accuracy": summary["accuracy"],
+                "accuracy": summary.accuracy,
             }),
             figures,
         ),

@@ -60,33 +60,26 @@ impl DemoSummary {
     }
 }
 
-/// A node's result from the summary file `mcdnn-node run --summary` wrote.
+/// A node's result from the summary file `mcdnn-node run --summary` wrote. Typed: a summary
+/// missing a field is an error, not a node that served nothing.
 pub(super) fn read_node_result(spec: &NodeSpec, path: &Path) -> anyhow::Result<NodeResult> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let variants = v["apps"]
-        .as_object()
-        .map(|apps| {
-            apps.iter()
-                .map(|(app, a)| {
-                    let by: BTreeMap<String, u64> =
-                        serde_json::from_value(a["by_variant"].clone()).unwrap_or_default();
-                    (app.clone(), by)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let v = wire::summary::Summary::from_json(&text)
+        .with_context(|| format!("parsing {}", path.display()))?;
     Ok(NodeResult {
         id: spec.name.clone(),
         device_class: spec.class.to_string(),
-        requests: v["requests"].as_u64().unwrap_or(0),
-        accuracy: v["accuracy"].as_f64().unwrap_or(0.0),
-        energy_used_j: v["energy_used_j"].as_f64().unwrap_or(0.0),
-        energy_budget_j: v["energy_budget_j"].as_f64().unwrap_or(0.0),
-        model_loads: v["model_loads"].as_u64().unwrap_or(0),
-        last_epoch: v["last_epoch"].as_u64().unwrap_or(0),
-        variants,
+        requests: v.requests,
+        accuracy: v.accuracy,
+        energy_used_j: v.energy_used_j,
+        energy_budget_j: v.energy_budget_j,
+        model_loads: v.model_loads,
+        last_epoch: v.last_epoch,
+        variants: v
+            .apps
+            .into_iter()
+            .map(|(app, a)| (app, a.by_variant))
+            .collect(),
     })
 }

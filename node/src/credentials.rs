@@ -6,9 +6,10 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use net::clock::{SharedClock, SystemClock};
 use net::identity::{CertificateRequest, Identity, RevokedSet, store_issued};
 use tokio::sync::watch;
 
@@ -25,15 +26,27 @@ pub struct Credentials {
     dir: PathBuf,
     name: String,
     current: watch::Sender<Arc<Identity>>,
+    clock: SharedClock,
     /// Revoked node names, as the coordinator last pushed them.
     pub revoked: RevokedSet,
 }
 
 impl Credentials {
     pub fn new(dir: PathBuf, name: String, identity: Identity) -> Arc<Self> {
+        Self::with_clock(dir, name, identity, SystemClock::shared())
+    }
+
+    /// `clock` tells when the certificate is due for renewal.
+    pub fn with_clock(
+        dir: PathBuf,
+        name: String,
+        identity: Identity,
+        clock: SharedClock,
+    ) -> Arc<Self> {
         Arc::new(Credentials {
             dir,
             name,
+            clock,
             current: watch::channel(Arc::new(identity)).0,
             revoked: RevokedSet::default(),
         })
@@ -62,7 +75,7 @@ impl Credentials {
         let (not_before, not_after) = self.current().validity().ok()?;
         let life = not_after.duration_since(not_before).ok()?;
         let due = not_before + life.mul_f64(2.0 / 3.0);
-        Some(due.duration_since(SystemTime::now()).unwrap_or_default())
+        Some(due.duration_since(self.wall_now()).unwrap_or_default())
     }
 
     /// Makes a fresh key and its certificate request; the key stays here until the chain comes.
@@ -81,7 +94,7 @@ impl Credentials {
             Identity::load(&self.dir, &self.name).context("loading the renewed certificate")?;
         if let Ok((_, not_after)) = identity.validity() {
             let days = not_after
-                .duration_since(SystemTime::now())
+                .duration_since(self.wall_now())
                 .unwrap_or_default()
                 .as_secs_f64()
                 / 86_400.0;
@@ -89,6 +102,10 @@ impl Credentials {
         }
         self.current.send_replace(Arc::new(identity));
         Ok(())
+    }
+
+    fn wall_now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.clock.unix_ms())
     }
 
     /// How long to wait before trying again after a refused renewal.

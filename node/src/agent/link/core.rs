@@ -1,0 +1,333 @@
+//! The link's decisions, without I/O or real time: which coordinator to try and when, what to
+//! send, which results acknowledgements to take, which assignments to install. The QUIC shell
+//! (`link::run`) turns what happens into [`Event`]s and carries out the [`Action`]s.
+//!
+//! The rules it keeps: results are resent from the last ack on every new session; an ack is
+//! taken only if it covers nothing beyond what this session sent of that incarnation (anything
+//! else is refused and counted); an assignment is installed only if its epoch is newer than the
+//! one held (epochs never go back), and every assignment is acknowledged; a redirect goes to the
+//! leader at once; a replica without a leader is left for the next one after 100-300 ms (an
+//! election is short); any other failure backs off exponentially with jitter.
+
+use std::time::Duration;
+
+use rand::Rng;
+use rand::rngs::StdRng;
+use wire::msg::{Assignment, CoordMsg, ErrorCode, ResultBatch};
+
+use crate::spool::SpooledBatch;
+
+/// Results per [`ResultBatch`] (a few hundred bytes each: far under the frame limit).
+pub const BATCH: usize = 256;
+/// Results sent but not yet acknowledged before the link waits for acks.
+pub const IN_FLIGHT: u64 = 4096;
+/// Runs of (incarnation, last seq) remembered per session; more than a spool holds in practice.
+const SENT_RUNS: usize = 64;
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The link starts.
+    Start,
+    /// The QUIC/TLS handshake with the coordinator of the last [`Action::Connect`] succeeded;
+    /// the spool holds acknowledgements up to `acked_up_to`.
+    Connected { acked_up_to: u64 },
+    /// A frame from the coordinator.
+    Frame(CoordMsg),
+    /// The session (or the attempt to open one) failed: connection, stream, or a closed stream.
+    Failed(String),
+    /// The telemetry interval passed.
+    TelemetryDue,
+    /// The results interval passed; the spool holds acknowledgements up to `acked_up_to`.
+    ResultsDue { acked_up_to: u64 },
+    /// What [`Action::ReadResults`] found in the spool.
+    ResultsRead(SpooledBatch),
+    /// The certificate is due for renewal.
+    RenewalDue,
+    /// The node is stopping.
+    Stop,
+}
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// End any session, wait `after`, then open a QUIC connection to `addr`.
+    Connect {
+        addr: String,
+        after: Duration,
+    },
+    /// Send the hello and read the coordinator's answer.
+    SendHello,
+    /// The coordinator accepted the node: the session is up.
+    Welcomed {
+        leader: String,
+        epoch: u64,
+    },
+    SendTelemetry {
+        seq: u64,
+    },
+    /// Read up to `max` spooled results after `after`, and report them as
+    /// [`Event::ResultsRead`].
+    ReadResults {
+        after: u64,
+        max: usize,
+    },
+    SendResults(ResultBatch),
+    /// Delete spooled results up to `up_to` (if the spool numbered that far; else refuse).
+    AckSpool {
+        incarnation: u64,
+        up_to: u64,
+    },
+    /// Count and log an ack for results this session did not send.
+    RefuseAck {
+        incarnation: u64,
+        up_to: u64,
+    },
+    /// Persist, then install, an assignment newer than the one held.
+    InstallAssignment(Assignment),
+    AckAssignment {
+        epoch: u64,
+    },
+    StartRenewal,
+    FinishRenewal {
+        chain_pem: String,
+    },
+    RenewalRefused {
+        reason: String,
+    },
+    ReplaceRevocations(Vec<String>),
+    /// Say goodbye and close the session (the link stops after).
+    Goodbye,
+    /// The link is done.
+    Stopped,
+}
+
+/// One session's state.
+#[derive(Debug)]
+struct Session {
+    welcomed: bool,
+    /// Results up to here were sent in this session (or acknowledged before it).
+    sent_up_to: u64,
+    /// (incarnation, last seq) of what this session sent, per run of one incarnation: an ack
+    /// is only taken for something in here.
+    sent: Vec<(u64, u64)>,
+}
+
+#[derive(Debug)]
+pub struct LinkCore {
+    coordinators: Vec<String>,
+    /// Index (mod the list) of the replica tried next when there is no redirect.
+    target: usize,
+    /// Failures since the last redirect, for the backoff.
+    attempt: u32,
+    /// Telemetry sequence number, across sessions.
+    seq: u64,
+    /// Epoch of the assignment held.
+    held_epoch: Option<u64>,
+    session: Option<Session>,
+    stopped: bool,
+    rng: StdRng,
+}
+
+impl LinkCore {
+    /// `held_epoch`: the assignment the node already follows (persisted from an earlier run).
+    pub fn new(coordinators: Vec<String>, held_epoch: Option<u64>, rng: StdRng) -> Self {
+        Self {
+            coordinators,
+            target: 0,
+            attempt: 0,
+            seq: 0,
+            held_epoch,
+            session: None,
+            stopped: false,
+            rng,
+        }
+    }
+
+    pub fn handle(&mut self, event: Event) -> Vec<Action> {
+        if self.stopped {
+            return Vec::new();
+        }
+        match event {
+            Event::Start => vec![self.connect_next(Duration::ZERO)],
+            Event::Connected { acked_up_to } => {
+                self.session = Some(Session {
+                    welcomed: false,
+                    sent_up_to: acked_up_to,
+                    sent: Vec::new(),
+                });
+                vec![Action::SendHello]
+            }
+            Event::Frame(msg) => self.frame(msg),
+            Event::Failed(_) => self.failed(),
+            Event::TelemetryDue => match self.up() {
+                Some(_) => {
+                    self.seq += 1;
+                    vec![Action::SendTelemetry { seq: self.seq }]
+                }
+                None => Vec::new(),
+            },
+            Event::ResultsDue { acked_up_to } => match self.up() {
+                Some(s) if s.sent_up_to.saturating_sub(acked_up_to) < IN_FLIGHT => {
+                    vec![Action::ReadResults {
+                        after: s.sent_up_to,
+                        max: BATCH,
+                    }]
+                }
+                _ => Vec::new(),
+            },
+            Event::ResultsRead(batch) => self.results_read(batch),
+            Event::RenewalDue => match self.up() {
+                Some(_) => vec![Action::StartRenewal],
+                None => Vec::new(),
+            },
+            Event::Stop => {
+                self.stopped = true;
+                let mut out = Vec::new();
+                if self.session.take().is_some_and(|s| s.welcomed) {
+                    out.push(Action::Goodbye);
+                }
+                out.push(Action::Stopped);
+                out
+            }
+        }
+    }
+
+    /// The session, if it is up (welcomed).
+    fn up(&mut self) -> Option<&mut Session> {
+        self.session.as_mut().filter(|s| s.welcomed)
+    }
+
+    fn connect_next(&mut self, after: Duration) -> Action {
+        let n = self.coordinators.len().max(1);
+        let addr = self
+            .coordinators
+            .get(self.target % n)
+            .cloned()
+            .unwrap_or_default();
+        self.session = None;
+        Action::Connect { addr, after }
+    }
+
+    /// Any failure: the next replica, after a growing, jittered pause.
+    fn failed(&mut self) -> Vec<Action> {
+        self.target += 1;
+        self.attempt = self.attempt.saturating_add(1);
+        let delay = backoff(self.attempt, &mut self.rng);
+        vec![self.connect_next(delay)]
+    }
+
+    fn frame(&mut self, msg: CoordMsg) -> Vec<Action> {
+        let Some(session) = &mut self.session else {
+            return Vec::new();
+        };
+        if !session.welcomed {
+            return match msg {
+                CoordMsg::Welcome { leader, epoch, .. } => {
+                    session.welcomed = true;
+                    vec![Action::Welcomed { leader, epoch }]
+                }
+                CoordMsg::Redirect { leader_addr } => self.redirect(leader_addr),
+                CoordMsg::Error {
+                    code: ErrorCode::Unavailable,
+                    ..
+                } => {
+                    // An election takes about a second; poll the replicas briskly rather than
+                    // back off exponentially, so failover is bounded by the election.
+                    self.target += 1;
+                    let pause = Duration::from_millis(self.rng.gen_range(100..300));
+                    vec![self.connect_next(pause)]
+                }
+                _ => self.failed(),
+            };
+        }
+        match msg {
+            CoordMsg::ResultsAck {
+                incarnation,
+                up_to_seq,
+            } => {
+                let covered = session
+                    .sent
+                    .iter()
+                    .any(|&(inc, last)| inc == incarnation && up_to_seq <= last);
+                if covered {
+                    vec![Action::AckSpool {
+                        incarnation,
+                        up_to: up_to_seq,
+                    }]
+                } else {
+                    vec![Action::RefuseAck {
+                        incarnation,
+                        up_to: up_to_seq,
+                    }]
+                }
+            }
+            CoordMsg::Assignment(a) => {
+                let epoch = a.epoch;
+                let mut out = Vec::new();
+                if self.held_epoch.is_none_or(|held| epoch > held) {
+                    self.held_epoch = Some(epoch);
+                    out.push(Action::InstallAssignment(a));
+                }
+                out.push(Action::AckAssignment { epoch });
+                out
+            }
+            CoordMsg::Redirect { leader_addr } => self.redirect(leader_addr),
+            CoordMsg::Renewed { chain_pem } => vec![Action::FinishRenewal { chain_pem }],
+            CoordMsg::RenewRefused { reason } => vec![Action::RenewalRefused { reason }],
+            CoordMsg::Revocations { names } => vec![Action::ReplaceRevocations(names)],
+            CoordMsg::Error { .. } => self.failed(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Straight to the leader.
+    fn redirect(&mut self, leader: String) -> Vec<Action> {
+        self.attempt = 0;
+        self.session = None;
+        vec![Action::Connect {
+            addr: leader,
+            after: Duration::ZERO,
+        }]
+    }
+
+    fn results_read(&mut self, batch: SpooledBatch) -> Vec<Action> {
+        let Some(session) = self.up() else {
+            return Vec::new();
+        };
+        let (Some(first), Some(last)) = (batch.results.first(), batch.results.last()) else {
+            return Vec::new();
+        };
+        let (first_seq, last_seq) = (first.seq, last.seq);
+        note_sent(&mut session.sent, batch.incarnation, last_seq);
+        session.sent_up_to = last_seq;
+        vec![Action::SendResults(ResultBatch {
+            incarnation: batch.incarnation,
+            first_seq,
+            results: batch.results,
+        })]
+    }
+}
+
+/// Records that results of `incarnation` up to `last_seq` were sent.
+fn note_sent(sent: &mut Vec<(u64, u64)>, incarnation: u64, last_seq: u64) {
+    match sent.last_mut() {
+        Some((inc, last)) if *inc == incarnation => *last = last_seq,
+        _ => {
+            if sent.len() >= SENT_RUNS {
+                sent.remove(0);
+            }
+            sent.push((incarnation, last_seq));
+        }
+    }
+}
+
+/// 100 ms doubling to 5 s, times a jitter in [0.5, 1.5) so a fleet that lost its coordinator does
+/// not reconnect in lockstep.
+pub fn backoff(attempt: u32, rng: &mut impl Rng) -> Duration {
+    let base = 0.1 * 2f64.powi(attempt.min(6) as i32 - 1);
+    Duration::from_secs_f64(base.min(5.0) * rng.gen_range(0.5..1.5))
+}
+
+#[cfg(test)]
+mod tests;

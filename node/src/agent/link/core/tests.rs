@@ -1,0 +1,327 @@
+//! The link's rules, driven event by event: no sockets, no real time, a seeded jitter.
+
+use rand::SeedableRng;
+use wire::msg::{InferenceResult, PlaceTag};
+
+use super::*;
+
+fn core() -> LinkCore {
+    LinkCore::new(
+        vec!["c0:7400".into(), "c1:7400".into(), "c2:7400".into()],
+        None,
+        StdRng::seed_from_u64(7),
+    )
+}
+
+fn connect_addr(actions: &[Action]) -> (String, Duration) {
+    match actions {
+        [Action::Connect { addr, after }] => (addr.clone(), *after),
+        other => panic!("expected one connect, got {other:?}"),
+    }
+}
+
+/// A core with a welcomed session on c0 whose spool had acks up to `acked`.
+fn up(acked: u64) -> LinkCore {
+    let mut c = core();
+    assert_eq!(connect_addr(&c.handle(Event::Start)).0, "c0:7400");
+    assert_eq!(
+        c.handle(Event::Connected { acked_up_to: acked }),
+        vec![Action::SendHello]
+    );
+    assert_eq!(
+        c.handle(Event::Frame(welcome())),
+        vec![Action::Welcomed {
+            leader: "coord-0".into(),
+            epoch: 3
+        }]
+    );
+    c
+}
+
+fn welcome() -> CoordMsg {
+    CoordMsg::Welcome {
+        node_id: "cam".into(),
+        leader: "coord-0".into(),
+        epoch: 3,
+    }
+}
+
+fn result(seq: u64) -> InferenceResult {
+    InferenceResult {
+        seq,
+        app: "garment".into(),
+        at_unix_ms: 1,
+        label: 1,
+        truth: Some(1),
+        score: 0.9,
+        variant: "half".into(),
+        place: PlaceTag::Device,
+        energy_j: 0.01,
+        cost_usd: 0.0,
+        latency_ms: 2.0,
+    }
+}
+
+fn batch(incarnation: u64, seqs: std::ops::RangeInclusive<u64>) -> SpooledBatch {
+    SpooledBatch {
+        incarnation,
+        results: seqs.map(result).collect(),
+    }
+}
+
+fn ack(incarnation: u64, up_to_seq: u64) -> Event {
+    Event::Frame(CoordMsg::ResultsAck {
+        incarnation,
+        up_to_seq,
+    })
+}
+
+/// Sends the spool's results after what was sent, as the shell would.
+fn send(c: &mut LinkCore, acked: u64, found: SpooledBatch) -> Vec<Action> {
+    match c
+        .handle(Event::ResultsDue { acked_up_to: acked })
+        .as_slice()
+    {
+        [Action::ReadResults { max, .. }] => assert_eq!(*max, BATCH),
+        other => panic!("expected a read, got {other:?}"),
+    }
+    c.handle(Event::ResultsRead(found))
+}
+
+#[test]
+fn sends_from_the_last_ack_and_takes_only_acks_it_covers() {
+    let mut c = up(4);
+    assert_eq!(
+        c.handle(Event::ResultsDue { acked_up_to: 4 }),
+        vec![Action::ReadResults {
+            after: 4,
+            max: BATCH
+        }]
+    );
+    let sent = c.handle(Event::ResultsRead(batch(9, 5..=7)));
+    assert!(
+        matches!(sent.as_slice(), [Action::SendResults(b)] if b.incarnation == 9 && b.first_seq == 5 && b.results.len() == 3)
+    );
+    // The next read starts after what was sent.
+    assert_eq!(
+        c.handle(Event::ResultsDue { acked_up_to: 4 }),
+        vec![Action::ReadResults {
+            after: 7,
+            max: BATCH
+        }]
+    );
+    assert!(
+        c.handle(Event::ResultsRead(SpooledBatch::default()))
+            .is_empty()
+    );
+    // Forged, another incarnation's, and beyond the batch: refused.
+    for (inc, up_to) in [(9, u64::MAX), (8, 6), (9, 8)] {
+        assert_eq!(
+            c.handle(ack(inc, up_to)),
+            vec![Action::RefuseAck {
+                incarnation: inc,
+                up_to
+            }]
+        );
+    }
+    assert_eq!(
+        c.handle(ack(9, 6)),
+        vec![Action::AckSpool {
+            incarnation: 9,
+            up_to: 6
+        }]
+    );
+}
+
+#[test]
+fn a_late_ack_for_an_earlier_incarnation_run_still_counts() {
+    let mut c = up(0);
+    send(&mut c, 0, batch(1, 1..=2));
+    send(&mut c, 0, batch(2, 3..=9));
+    assert_eq!(
+        c.handle(ack(1, 2)),
+        vec![Action::AckSpool {
+            incarnation: 1,
+            up_to: 2
+        }]
+    );
+    assert_eq!(
+        c.handle(ack(1, 3)),
+        vec![Action::RefuseAck {
+            incarnation: 1,
+            up_to: 3
+        }]
+    );
+}
+
+#[test]
+fn a_new_session_resends_and_forgets_what_the_old_one_sent() {
+    let mut c = up(0);
+    send(&mut c, 0, batch(1, 1..=5));
+    let (addr, _) = connect_addr(&c.handle(Event::Failed("stream reset".into())));
+    assert_eq!(addr, "c1:7400");
+    c.handle(Event::Connected { acked_up_to: 2 });
+    c.handle(Event::Frame(welcome()));
+    // An ack the old session was owed is not this session's to take.
+    assert_eq!(
+        c.handle(ack(1, 5)),
+        vec![Action::RefuseAck {
+            incarnation: 1,
+            up_to: 5
+        }]
+    );
+    // Everything after the last ack goes again.
+    assert_eq!(
+        c.handle(Event::ResultsDue { acked_up_to: 2 }),
+        vec![Action::ReadResults {
+            after: 2,
+            max: BATCH
+        }]
+    );
+}
+
+#[test]
+fn waits_for_acks_when_too_much_is_in_flight() {
+    let mut c = up(0);
+    send(&mut c, 0, batch(1, 1..=IN_FLIGHT));
+    assert!(c.handle(Event::ResultsDue { acked_up_to: 0 }).is_empty());
+    assert_eq!(
+        c.handle(Event::ResultsDue { acked_up_to: 1 }),
+        vec![Action::ReadResults {
+            after: IN_FLIGHT,
+            max: BATCH
+        }]
+    );
+}
+
+fn assignment(epoch: u64) -> Assignment {
+    Assignment {
+        epoch,
+        node_id: "cam".into(),
+        issued_unix_ms: 0,
+        apps: vec![],
+        energy_price: 0.0,
+        cost_price: 0.0,
+        plan_gap: 0.0,
+    }
+}
+
+#[test]
+fn installs_only_newer_epochs_and_acks_every_assignment() {
+    let mut c = LinkCore::new(vec!["c0".into()], Some(5), StdRng::seed_from_u64(1));
+    c.handle(Event::Start);
+    c.handle(Event::Connected { acked_up_to: 0 });
+    c.handle(Event::Frame(welcome()));
+    for epoch in [4, 5] {
+        assert_eq!(
+            c.handle(Event::Frame(CoordMsg::Assignment(assignment(epoch)))),
+            vec![Action::AckAssignment { epoch }]
+        );
+    }
+    assert_eq!(
+        c.handle(Event::Frame(CoordMsg::Assignment(assignment(6)))),
+        vec![
+            Action::InstallAssignment(assignment(6)),
+            Action::AckAssignment { epoch: 6 }
+        ]
+    );
+    assert_eq!(
+        c.handle(Event::Frame(CoordMsg::Assignment(assignment(6)))),
+        vec![Action::AckAssignment { epoch: 6 }]
+    );
+}
+
+#[test]
+fn follows_redirects_at_once_and_polls_replicas_without_a_leader() {
+    let mut c = core();
+    c.handle(Event::Start);
+    c.handle(Event::Connected { acked_up_to: 0 });
+    let (addr, after) = connect_addr(&c.handle(Event::Frame(CoordMsg::Redirect {
+        leader_addr: "leader:7400".into(),
+    })));
+    assert_eq!((addr.as_str(), after), ("leader:7400", Duration::ZERO));
+    c.handle(Event::Connected { acked_up_to: 0 });
+    let (addr, after) = connect_addr(&c.handle(Event::Frame(CoordMsg::Error {
+        code: ErrorCode::Unavailable,
+        message: "election".into(),
+    })));
+    assert_eq!(addr, "c1:7400");
+    assert!(after >= Duration::from_millis(100) && after < Duration::from_millis(300));
+    // A welcomed session redirected when its replica stops leading.
+    c.handle(Event::Connected { acked_up_to: 0 });
+    c.handle(Event::Frame(welcome()));
+    let (addr, _) = connect_addr(&c.handle(Event::Frame(CoordMsg::Redirect {
+        leader_addr: "new-leader:7400".into(),
+    })));
+    assert_eq!(addr, "new-leader:7400");
+}
+
+#[test]
+fn failures_back_off_and_move_to_the_next_replica() {
+    let mut c = core();
+    c.handle(Event::Start);
+    let mut delays = Vec::new();
+    let mut addrs = Vec::new();
+    for _ in 0..8 {
+        let (addr, after) = connect_addr(&c.handle(Event::Failed("refused".into())));
+        addrs.push(addr);
+        delays.push(after);
+    }
+    assert_eq!(&addrs[..4], ["c1:7400", "c2:7400", "c0:7400", "c1:7400"]);
+    assert!(delays[0] >= Duration::from_millis(50) && delays[0] < Duration::from_millis(150));
+    assert!(delays[7] >= Duration::from_millis(1600), "{delays:?}");
+    assert!(delays.iter().all(|d| *d < Duration::from_millis(7_500)));
+    // A refusal in answer to hello is a failure too.
+    c.handle(Event::Connected { acked_up_to: 0 });
+    let refused = c.handle(Event::Frame(CoordMsg::Error {
+        code: ErrorCode::CatalogMismatch,
+        message: "other catalog".into(),
+    }));
+    assert!(matches!(refused.as_slice(), [Action::Connect { .. }]));
+}
+
+#[test]
+fn telemetry_numbers_run_across_sessions_and_only_when_up() {
+    let mut c = up(0);
+    assert_eq!(
+        c.handle(Event::TelemetryDue),
+        vec![Action::SendTelemetry { seq: 1 }]
+    );
+    c.handle(Event::Failed("lost".into()));
+    assert!(c.handle(Event::TelemetryDue).is_empty());
+    c.handle(Event::Connected { acked_up_to: 0 });
+    assert!(c.handle(Event::TelemetryDue).is_empty(), "not welcomed yet");
+    c.handle(Event::Frame(welcome()));
+    assert_eq!(
+        c.handle(Event::TelemetryDue),
+        vec![Action::SendTelemetry { seq: 2 }]
+    );
+}
+
+#[test]
+fn stopping_says_goodbye_only_on_a_live_session() {
+    let mut c = up(0);
+    assert_eq!(
+        c.handle(Event::Stop),
+        vec![Action::Goodbye, Action::Stopped]
+    );
+    assert!(c.handle(Event::TelemetryDue).is_empty());
+    let mut idle = core();
+    idle.handle(Event::Start);
+    assert_eq!(idle.handle(Event::Stop), vec![Action::Stopped]);
+}
+
+#[test]
+fn backoff_grows_caps_and_jitters() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let first = backoff(1, &mut rng);
+    assert!(first >= Duration::from_millis(50) && first < Duration::from_millis(150));
+    for attempt in 1..40 {
+        assert!(backoff(attempt, &mut rng) < Duration::from_millis(7_500));
+    }
+    let late: Vec<Duration> = (0..20).map(|_| backoff(30, &mut rng)).collect();
+    assert!(
+        late.iter().any(|d| *d != late[0]),
+        "jitter must vary the delay"
+    );
+}

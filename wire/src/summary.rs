@@ -1,0 +1,158 @@
+//! What a node reports about its run when it stops (`mcdnn-node run --summary FILE`). One type for
+//! the writer and every reader (the demo, the chaos scenarios), so a field the writer dropped or
+//! renamed is a parse error at the reader, never a silent zero. No field has a serde default.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Per-app figures at the end of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppSummary {
+    pub requests: u64,
+    pub correct: u64,
+    pub dropped: u64,
+    /// Answered requests the spool could not hold: never reported, so counted as lost.
+    pub spool_failures: u64,
+    pub offloaded: u64,
+    pub offload_fallbacks: u64,
+    pub accuracy: f64,
+    pub energy_used_j: f64,
+    pub by_variant: BTreeMap<String, u64>,
+}
+
+/// Model store figures of a node that fetches its models from the coordinator.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelStoreSummary {
+    pub shards_fetched: u64,
+    pub bytes_fetched: u64,
+    /// Shards found already stored when a variant's fetch (re)started: the resumed part.
+    pub shards_resumed: u64,
+    /// Shards refused on arrival because their bytes did not match their digest.
+    pub shards_rejected_in_transit: u64,
+    /// Stored shards that failed verification when read, and were dropped.
+    pub corrupt_shards_dropped: u64,
+    /// Shard reads verified before use.
+    pub shards_verified: u64,
+    pub variants_complete: Vec<String>,
+    pub variants_collected: u64,
+    pub stored_bytes: u64,
+    pub fetch_seconds: f64,
+}
+
+/// The node's figures at the end of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub requests: u64,
+    pub accuracy: f64,
+    pub energy_used_j: f64,
+    pub energy_budget_j: f64,
+    pub cost_used_usd: f64,
+    pub model_loads: u64,
+    pub assignments_applied: u64,
+    pub last_epoch: u64,
+    pub apps: BTreeMap<String, AppSummary>,
+    /// Results this run accepted into the spool (each must reach the coordinator exactly once).
+    pub results_accepted: u64,
+    /// Results still waiting for the coordinator's ack when the node stopped.
+    pub results_pending: u64,
+    /// Requests dropped (no affordable or loadable variant) over all apps.
+    pub dropped: u64,
+    /// Answered requests the spool could not hold; with a spool, `requests == dropped +
+    /// results_accepted + spool_failures`, and a sound run has no failures.
+    pub spool_failures: u64,
+    pub offload_fallbacks: u64,
+    /// Offload requests this node served (server role).
+    pub served_offload: u64,
+    /// Model store figures; `null` when models come from a local folder (the key must still be
+    /// there).
+    pub models: Option<ModelStoreSummary>,
+}
+
+/// Why a summary file could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("not a node summary (an old binary, or a truncated file?): {0}")]
+pub struct SummaryError(#[from] serde_json::Error);
+
+impl Summary {
+    /// Parses a summary written by `mcdnn-node run --summary`; a missing field is an error.
+    pub fn from_json(text: &str) -> Result<Self, SummaryError> {
+        let value: serde_json::Value = serde_json::from_str(text)?;
+        // serde fills a missing `Option` with `None`; the key must be present all the same.
+        if value.get("models").is_none() {
+            return Err(SummaryError(serde::de::Error::missing_field("models")));
+        }
+        Ok(serde_json::from_value(value)?)
+    }
+
+    /// Results answered but neither accepted by the spool nor dropped: zero in a sound run.
+    pub fn unaccounted(&self) -> i128 {
+        i128::from(self.requests)
+            - i128::from(self.dropped)
+            - i128::from(self.results_accepted)
+            - i128::from(self.spool_failures)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary() -> Summary {
+        Summary {
+            requests: 10,
+            accuracy: 90.0,
+            energy_used_j: 1.5,
+            energy_budget_j: 100.0,
+            cost_used_usd: 0.0,
+            model_loads: 1,
+            assignments_applied: 2,
+            last_epoch: 7,
+            apps: BTreeMap::from([(
+                "garment".to_string(),
+                AppSummary {
+                    requests: 10,
+                    correct: 9,
+                    dropped: 1,
+                    spool_failures: 0,
+                    offloaded: 0,
+                    offload_fallbacks: 0,
+                    accuracy: 90.0,
+                    energy_used_j: 1.5,
+                    by_variant: BTreeMap::from([("half".to_string(), 9)]),
+                },
+            )]),
+            results_accepted: 9,
+            results_pending: 0,
+            dropped: 1,
+            spool_failures: 0,
+            offload_fallbacks: 0,
+            served_offload: 0,
+            models: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_and_balances() {
+        let s = summary();
+        let text = serde_json::to_string_pretty(&s).expect("encode");
+        assert_eq!(Summary::from_json(&text).expect("decode"), s);
+        assert_eq!(s.unaccounted(), 0);
+    }
+
+    #[test]
+    fn a_missing_field_is_an_error_not_a_zero() {
+        let mut v = serde_json::to_value(summary()).expect("encode");
+        for key in ["requests", "results_accepted", "models", "apps"] {
+            let mut without = v.clone();
+            without.as_object_mut().expect("object").remove(key);
+            let err = Summary::from_json(&without.to_string()).expect_err(key);
+            assert!(err.to_string().contains(key), "{key}: {err}");
+        }
+        v["apps"]["garment"]
+            .as_object_mut()
+            .expect("app")
+            .remove("by_variant");
+        assert!(Summary::from_json(&v.to_string()).is_err());
+    }
+}
