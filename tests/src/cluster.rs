@@ -365,10 +365,14 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         let id = i as u64 + 1;
         loop {
+            // `rejoining` matters: until the leader has taken the replica out and back in, the
+            // old membership still lists it as a voter while it cannot vote.
             if let Some(l) = self.leader()
                 && let (Ok(ls), Ok(me)) = (self.status(l), self.status(i))
                 && ls.voters.contains(&id)
                 && !ls.learners.contains(&id)
+                && !me.rejoining
+                && me.voters.contains(&id)
                 && me.applied >= ls.commit
             {
                 return Ok(());

@@ -434,9 +434,14 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
 /// keep the folder and print the tail of every log in it, so a flaky failure in CI can be read
 /// instead of guessed at.
 pub fn keep_on_panic(dir: &mut tempfile::TempDir) {
-    if !std::thread::panicking() {
-        return;
+    if std::thread::panicking() {
+        keep_and_report(dir);
     }
+}
+
+/// Keeps the run folder past the test and prints the tail of every log in it: for a scenario
+/// that fails by returning an error rather than by panicking.
+pub fn keep_and_report(dir: &mut tempfile::TempDir) {
     dir.disable_cleanup(true);
     eprintln!("test failed: run folder kept at {}", dir.path().display());
     let mut logs: Vec<PathBuf> = walk_logs(dir.path());

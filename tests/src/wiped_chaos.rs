@@ -38,9 +38,10 @@ pub fn wiped_replica(rounds: usize) -> anyhow::Result<serde_json::Value> {
         std::thread::sleep(Duration::from_millis(500));
         c.start(victim)?;
         let t0 = Instant::now();
-        c.wait_rejoined(victim, T).map_err(|e| {
-            anyhow::anyhow!("round {round}: replica {victim} did not rejoin within {T:?}: {e:#}")
-        })?;
+        if let Err(e) = c.wait_rejoined(victim, T) {
+            crate::keep_and_report(&mut c.dir);
+            anyhow::bail!("round {round}: replica {victim} did not rejoin within {T:?}: {e:#}");
+        }
         rejoin_s.push(t0.elapsed().as_secs_f64());
     }
     let acked = writer.finish();

@@ -51,6 +51,10 @@ pub struct ClusterStatus {
     pub last_index: u64,
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
+    /// Back with an empty disk and not yet re-admitted: it does not vote, whatever the
+    /// membership it restored says.
+    #[serde(default)]
+    pub rejoining: bool,
     /// Per peer id: (matched index, lag); only on the leader.
     pub lag: std::collections::BTreeMap<u64, u64>,
     pub plan_epoch: u64,
@@ -122,6 +126,7 @@ async fn cluster(_: Caller, State(hub): State<Arc<AdminState>>) -> Response {
                 last_index: s.last_index,
                 voters: s.voters,
                 learners: s.learners,
+                rejoining: s.rejoining,
                 lag: s.progress.iter().map(|(id, p)| (*id, p.lag)).collect(),
                 plan_epoch,
                 policy_writes,
