@@ -117,6 +117,8 @@ impl NodeLink {
                     return Some(Event::Failed("no connection".into()));
                 };
                 tokio::select! {
+                    // Not random: the same seed must take the same branch.
+                    biased;
                     inbound = conn.recv() => self.inbound(inbound),
                     () = tokio::time::sleep_until(telemetry) => Event::TelemetryDue,
                     () = tokio::time::sleep_until(results) => match self.spool.acked_up_to() {

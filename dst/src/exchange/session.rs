@@ -229,6 +229,8 @@ async fn drive(hub: &Hub, id: &str, end: &mut ConnEnd) -> Result<(), String> {
     let mut minority_at_submit = None;
     loop {
         let event = tokio::select! {
+            // Not random: the same seed must take the same branch.
+            biased;
             inbound = end.recv() => match inbound {
                 Inbound::Frame(bytes) => match codec::decode::<NodeMsg>(&bytes) {
                     Ok(msg) => Event::Frame(msg, Rate::Within),
