@@ -218,11 +218,6 @@ impl SimNet {
         }
     }
 
-    /// Whether replica `id` runs.
-    pub fn is_up(&self, id: u64) -> bool {
-        self.lock().replicas.contains_key(&id)
-    }
-
     /// How long a frame on a reliable stream takes under the current weather: a delay per
     /// attempt, and `retransmit` more for each attempt lost (duplicates are dropped by the
     /// stream, so they cost nothing).

@@ -216,7 +216,8 @@ impl Switchboard {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Replica `id` accepts connections from now on (until the receiver is dropped).
+    /// Replica `id` accepts connections from now on, until the receiver is dropped (its server
+    /// stopped with it).
     pub fn listen(&self, id: u64) -> mpsc::UnboundedReceiver<ConnEnd> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.lock().listeners.insert(id, tx);
@@ -269,7 +270,7 @@ impl Switchboard {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let listener = board.lock().listeners.get(&replica).cloned();
-            if let Some(l) = listener.filter(|_| shared.path_open() && board.net.is_up(replica)) {
+            if let Some(l) = listener.filter(|_| shared.path_open()) {
                 let tx = replica_end.tx();
                 if l.send(replica_end).is_ok() {
                     tx.push("accepted", Wire::Accepted);
@@ -339,5 +340,91 @@ async fn watch(shared: Arc<Shared>) {
             shared.close("idle timeout", &[0, 1]);
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::{Partition, Weather};
+    use crate::rng::SimRng;
+
+    fn board() -> (SimNet, Switchboard) {
+        let trace = Trace::new();
+        let net = SimNet::new(SimRng::stream(3, "conn-test"), trace.clone());
+        (net.clone(), Switchboard::new(net, trace))
+    }
+
+    fn listen(board: &Switchboard) -> mpsc::UnboundedReceiver<ConnEnd> {
+        board.listen(1)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frames_arrive_in_order_through_loss_and_a_close_comes_after_them() {
+        let (net, board) = board();
+        let mut accepted = listen(&board);
+        net.set_weather(Weather {
+            loss: 0.3,
+            duplicate: 0.3,
+            min_delay_ms: 1,
+            max_delay_ms: 80,
+        });
+        let mut node = board.connect(0, 1);
+        let Some(mut replica) = accepted.recv().await else {
+            panic!("no connection accepted");
+        };
+        assert!(matches!(node.recv().await, Inbound::Accepted));
+        for i in 0..50u8 {
+            node.send("frame", vec![i]);
+        }
+        node.close("done");
+        for i in 0..50u8 {
+            match replica.recv().await {
+                Inbound::Frame(f) => assert_eq!(f, vec![i]),
+                other => panic!("frame {i}: {other:?}"),
+            }
+        }
+        assert!(matches!(replica.recv().await, Inbound::Closed(r) if r == "done"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_path_closes_both_ends_after_the_idle_timeout_and_nobody_answers_the_unheard() {
+        let (net, board) = board();
+        let mut accepted = listen(&board);
+        let mut node = board.connect(0, 1);
+        let Some(mut replica) = accepted.recv().await else {
+            panic!("no connection accepted");
+        };
+        assert!(matches!(node.recv().await, Inbound::Accepted));
+        let cut_at = Instant::now();
+        net.set_partition(Some(Partition {
+            id: 1,
+            sides: [(Addr::Replica(1), 1)].into(),
+            replicas_by_side: Default::default(),
+            commit_bound: None,
+        }));
+        node.send("lost in the cut", vec![1]);
+        assert!(matches!(replica.recv().await, Inbound::Closed(r) if r == "idle timeout"));
+        assert!(matches!(node.recv().await, Inbound::Closed(_)));
+        assert!(Instant::now().duration_since(cut_at) >= net::tls::IDLE_TIMEOUT);
+        // While cut, a handshake reaches nobody.
+        let mut again = board.connect(0, 1);
+        let silence = tokio::time::timeout(Duration::from_secs(1), again.recv()).await;
+        assert!(silence.is_err(), "a handshake crossed a partition");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_end_that_vanishes_is_noticed_after_the_idle_timeout() {
+        let (net, board) = board();
+        let mut accepted = listen(&board);
+        let mut node = board.connect(0, 1);
+        let Some(replica) = accepted.recv().await else {
+            panic!("no connection accepted");
+        };
+        assert!(matches!(node.recv().await, Inbound::Accepted));
+        let crashed_at = Instant::now();
+        drop(replica);
+        assert!(matches!(node.recv().await, Inbound::Closed(r) if r == "idle timeout"));
+        assert!(Instant::now().duration_since(crashed_at) >= net::tls::IDLE_TIMEOUT);
     }
 }
