@@ -98,8 +98,12 @@ impl Cluster {
         .map_err(|e| format!("starting replica {id}: {e}"))?;
         self.monitor.forget(id);
         self.net.attach_replica(handle.clone());
-        let (mut tasks, sessions) =
-            serve::spawn(handle.clone(), self.net.clone(), &self.board, REPLICAS.len());
+        let (mut tasks, sessions) = serve::spawn(
+            handle.clone(),
+            self.net.clone(),
+            &self.board,
+            REPLICAS.len(),
+        );
         let planner = Planner {
             net: self.net.clone(),
             trace: self.trace.clone(),

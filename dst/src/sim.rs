@@ -13,8 +13,8 @@ use tokio::time::Instant;
 
 use crate::check;
 use crate::cluster::{Cluster, REPLICAS};
-use crate::faults::{FaultStats, Faults};
 use crate::exchange::conn::Switchboard;
+use crate::faults::{FaultStats, Faults};
 use crate::monitor::Monitor;
 use crate::net::{NetStats, SimNet, Weather};
 use crate::node::{NodeActor, NodeEvidence};

@@ -415,7 +415,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_end_that_vanishes_is_noticed_after_the_idle_timeout() {
-        let (net, board) = board();
+        let (_, board) = board();
         let mut accepted = listen(&board);
         let mut node = board.connect(0, 1);
         let Some(replica) = accepted.recv().await else {

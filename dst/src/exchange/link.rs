@@ -36,7 +36,10 @@ enum Phase {
     /// Hello sent; waiting for the first answer, until.
     Hello(Instant),
     /// Welcomed: the next telemetry and results ticks.
-    Up { telemetry: Instant, results: Instant },
+    Up {
+        telemetry: Instant,
+        results: Instant,
+    },
 }
 
 /// What the link did that the node's evidence records.

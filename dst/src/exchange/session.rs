@@ -110,8 +110,7 @@ impl Sessions {
                 cost_price: 0.0,
                 plan_gap: 0.0,
             };
-            s.tx
-                .send(&format!("plan {epoch}"), encode(&CoordMsg::Assignment(a)));
+            s.tx.send(&format!("plan {epoch}"), encode(&CoordMsg::Assignment(a)));
         }
     }
 }
