@@ -11,7 +11,8 @@
 use mcdnn_coordinator::state::FleetState;
 use mcdnn_tests::verdict::{self, Ack, LogEntry, WriteEvidence};
 
-use crate::exchange::serve::{node_name, writer_name};
+use crate::exchange::serve::writer_name;
+use crate::exchange::session::node_name;
 use crate::node::NodeEvidence;
 use crate::writer::WriterEvidence;
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use mcdnn_coordinator::raft::{Replica, ReplicaConfig, ReplicaHandle, Role};
 use tokio::task::JoinHandle;
 
+use crate::exchange::conn::Switchboard;
 use crate::exchange::serve;
 use crate::monitor::Monitor;
 use crate::net::SimNet;
@@ -39,7 +40,7 @@ pub struct Cluster {
     pub book: PlanBook,
     /// Planners propose only while this is set (cleared before the final comparison).
     pub planning: Arc<AtomicBool>,
-    nodes: usize,
+    board: Switchboard,
     running: BTreeMap<u64, Running>,
     pub starts: u64,
 }
@@ -51,7 +52,7 @@ impl Cluster {
         trace: Trace,
         rng: SimRng,
         monitor: Monitor,
-        nodes: usize,
+        board: Switchboard,
     ) -> Self {
         Cluster {
             root,
@@ -61,7 +62,7 @@ impl Cluster {
             monitor,
             book: PlanBook::default(),
             planning: Arc::new(AtomicBool::new(true)),
-            nodes,
+            board,
             running: BTreeMap::new(),
             starts: 0,
         }
@@ -97,23 +98,23 @@ impl Cluster {
         .map_err(|e| format!("starting replica {id}: {e}"))?;
         self.monitor.forget(id);
         self.net.attach_replica(handle.clone());
-        let server = serve::spawn(handle.clone(), self.net.clone(), REPLICAS.len());
+        let (mut tasks, sessions) = serve::spawn(
+            handle.clone(),
+            self.net.clone(),
+            &self.board,
+            REPLICAS.len(),
+        );
         let planner = Planner {
             net: self.net.clone(),
             trace: self.trace.clone(),
             rng: self.rng.clone(),
-            nodes: self.nodes,
+            sessions,
             book: self.book.clone(),
             planning: self.planning.clone(),
         }
         .spawn(handle.clone());
-        self.running.insert(
-            id,
-            Running {
-                handle,
-                tasks: vec![server, planner],
-            },
-        );
+        tasks.push(planner);
+        self.running.insert(id, Running { handle, tasks });
         self.starts += 1;
         self.trace
             .event(format!("start r{id} (election after {ticks} ticks)"));

@@ -95,15 +95,7 @@ impl Payload {
                 m.entries.len(),
                 m.reject
             ),
-            Payload::ToCoord(ToCoord::Results { node, batch }) => format!(
-                "results node {node} {}..{}",
-                batch.first_seq,
-                batch.results.last().map_or(0, |r| r.seq)
-            ),
-            Payload::ToCoord(w @ ToCoord::Write { .. }) => format!("{w:?}"),
-            Payload::ToClient(ToClient::ResultsAck { up_to_seq, .. }) => {
-                format!("results ack {up_to_seq}")
-            }
+            Payload::ToCoord(w) => format!("{w:?}"),
             Payload::ToClient(m) => format!("{m:?}"),
         }
     }
@@ -223,6 +215,22 @@ impl SimNet {
             self.trace.violation(format!(
                 "replica {id}, in the minority of partition {pid}, acknowledged {what} submitted there"
             ));
+        }
+    }
+
+    /// How long a frame on a reliable stream takes under the current weather: a delay per
+    /// attempt, and `retransmit` more for each attempt lost (duplicates are dropped by the
+    /// stream, so they cost nothing).
+    pub fn stream_delay(&self, retransmit: Duration) -> Duration {
+        let w = self.lock().weather;
+        let mut ms = 0;
+        loop {
+            ms += self.rng.between(w.min_delay_ms, w.max_delay_ms);
+            if !self.rng.chance(w.loss) {
+                return Duration::from_millis(ms);
+            }
+            self.lock().stats.lost += 1;
+            ms += retransmit.as_millis() as u64;
         }
     }
 

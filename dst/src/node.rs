@@ -1,7 +1,9 @@
-//! A virtual node: a real sled result spool in its own folder, results produced at a seeded
-//! rate, and the exchange's [`NodeLink`] carrying them to the leader. Losing its store means a
-//! new folder and so a new spool incarnation; what the old one had not had acknowledged is gone
-//! (as on a device), and the evidence says so.
+//! A virtual node: a real sled store and result spool in its own folder, results produced at a
+//! seeded rate, and the node's real link core ([`NodeLink`]) carrying them to the leader over a
+//! simulated connection. A restart is an orderly stop and start of the node process on the same
+//! store (a new spool incarnation; what the old one had not had acknowledged is still sent under
+//! its own); losing the store is a crash and a new folder, so a new incarnation, and what the old
+//! one had not had acknowledged is gone (as on a device), and the evidence says so.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,17 +17,14 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use wire::msg::{InferenceResult, PlaceTag};
 
-use crate::exchange::link::{Action, Event, NodeLink};
-use crate::net::{Addr, Envelope, Payload, SimNet};
+use crate::exchange::conn::Switchboard;
+use crate::exchange::link::{NodeLink, Outcome};
+use crate::exchange::session::replica_addr;
 use crate::rng::SimRng;
 use crate::trace::Trace;
 
-/// Results per batch.
-const BATCH: usize = 16;
-/// The node's clock tick (produce, maybe send).
+/// How often the node's serving produces results.
 const TICK: Duration = Duration::from_millis(100);
-/// A batch unanswered this long is sent again (to the next replica).
-const RETRY_AFTER: Duration = Duration::from_millis(1000);
 
 /// One opening of a node's spool.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +44,7 @@ pub struct Incarnation {
 #[derive(Debug, Clone, Default)]
 pub struct NodeEvidence {
     pub incarnations: Vec<Incarnation>,
+    /// Plan epochs installed, in order (since the last store loss: a new store holds none).
     pub adopted_epochs: Vec<u64>,
     pub stale_plans: u64,
     /// Results still spooled.
@@ -54,17 +54,17 @@ pub struct NodeEvidence {
 /// Orders for a node from the fault schedule.
 #[derive(Debug)]
 pub enum NodeCtl {
-    /// The device's storage is gone: a new, empty store.
+    /// The device's storage is gone: the process dies and starts on a new, empty store.
     LoseStore,
-    /// The node process restarts on the same store: a new incarnation, and what the old ones
-    /// had not had acknowledged is still sent under theirs.
+    /// The node process stops in order and starts again on the same store: a new incarnation,
+    /// and what the old ones had not had acknowledged is still sent under theirs.
     Restart,
 }
 
 pub struct NodeActor {
     pub n: usize,
     pub root: PathBuf,
-    pub net: SimNet,
+    pub board: Switchboard,
     pub trace: Trace,
     pub rng: SimRng,
     pub producing: Arc<AtomicBool>,
@@ -73,7 +73,7 @@ pub struct NodeActor {
 
 struct Store {
     spool: Spool,
-    _store: NodeStore,
+    store: NodeStore,
     dir: PathBuf,
 }
 
@@ -87,11 +87,7 @@ impl NodeActor {
             id: spool.incarnation(),
             ..Incarnation::default()
         });
-        Ok(Store {
-            spool,
-            _store: store,
-            dir,
-        })
+        Ok(Store { spool, store, dir })
     }
 
     fn evidence(&self) -> std::sync::MutexGuard<'_, NodeEvidence> {
@@ -101,39 +97,63 @@ impl NodeActor {
     /// Runs the node until aborted; returns its control channel.
     pub fn spawn(self, replicas: Vec<u64>) -> (mpsc::UnboundedSender<NodeCtl>, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let inbox = self.net.inbox(Addr::Node(self.n));
         let task = tokio::spawn(async move {
-            if let Err(e) = self.run(replicas, inbox, rx).await {
+            if let Err(e) = self.run(replicas, rx).await {
                 self.trace.violation(format!("harness: {e}"));
             }
         });
         (tx, task)
     }
 
+    /// Starts the node process's link on `store`.
+    fn start_link(&self, replicas: &[u64], store: &Store) -> Result<NodeLink, String> {
+        // Nodes list the replicas in different orders, so they spread over them.
+        let mut coordinators: Vec<String> = replicas.iter().map(|&r| replica_addr(r)).collect();
+        coordinators.rotate_left(self.n % replicas.len().max(1));
+        let seed = self.rng.between(0, u64::MAX);
+        let (link, out) = NodeLink::start(
+            self.n,
+            self.board.clone(),
+            coordinators,
+            store.spool.clone(),
+            store.store.clone(),
+            seed,
+        )?;
+        self.record(out);
+        Ok(link)
+    }
+
     async fn run(
         &self,
         replicas: Vec<u64>,
-        mut inbox: mpsc::UnboundedReceiver<Envelope>,
         mut ctl: mpsc::UnboundedReceiver<NodeCtl>,
     ) -> Result<(), String> {
         let mut k = 0;
         let mut store = self.open(k)?;
-        let mut link = NodeLink::new(self.n, replicas, RETRY_AFTER);
+        let mut link = self.start_link(&replicas, &store)?;
         let mut next_tick = Instant::now() + TICK;
         loop {
-            let actions = tokio::select! {
+            tokio::select! {
                 biased;
                 Some(order) = ctl.recv() => {
-                    let Store { spool, _store, dir } = store;
-                    drop((spool, _store));
                     if matches!(order, NodeCtl::LoseStore) {
+                        // A crash: the connection is dropped unclosed.
+                        drop(link);
+                        drop(store.spool);
+                        drop(store.store);
                         // The folder goes with the device's storage; a failure to delete only
                         // leaves litter in the seed's temp folder.
-                        let _ = std::fs::remove_dir_all(&dir);
-                        for inc in &mut self.evidence().incarnations {
+                        let _ = std::fs::remove_dir_all(&store.dir);
+                        let mut ev = self.evidence();
+                        for inc in &mut ev.incarnations {
                             inc.lost = true;
                         }
+                        ev.adopted_epochs.clear();
+                        drop(ev);
                         k += 1;
+                    } else {
+                        self.record(link.stop()?);
+                        drop(store);
                     }
                     store = self.open(k)?;
                     let incarnations = self.evidence().incarnations.len();
@@ -142,36 +162,18 @@ impl NodeActor {
                         self.n,
                         incarnations - 1
                     ));
-                    Vec::new()
+                    link = self.start_link(&replicas, &store)?;
                 }
-                Some(env) = inbox.recv() => match env.payload {
-                    Payload::ToClient(msg) => link.handle(Event::Received(msg), Instant::now()),
-                    _ => Vec::new(),
-                },
+                next = link.next() => {
+                    let out = link.happen(next)?;
+                    self.record(out);
+                }
                 () = tokio::time::sleep_until(next_tick) => {
                     next_tick += TICK;
                     self.produce(&store.spool)?;
-                    let now = Instant::now();
-                    let next = if link.wants_batch(now) {
-                        let after = store.spool.acked_up_to().map_err(|e| e.to_string())?;
-                        let b = store.spool.batch_after(after, BATCH).map_err(|e| e.to_string())?;
-                        Some(wire::msg::ResultBatch {
-                            incarnation: b.incarnation,
-                            first_seq: b.results.first().map_or(0, |r| r.seq),
-                            results: b.results,
-                        })
-                    } else {
-                        None
-                    };
-                    link.handle(Event::Tick { next }, now)
                 }
-            };
-            for a in actions {
-                self.act(a, &store.spool)?;
             }
-            let mut ev = self.evidence();
-            ev.pending = store.spool.pending();
-            ev.stale_plans = link.stale_plans;
+            self.evidence().pending = store.spool.pending();
         }
     }
 
@@ -204,47 +206,49 @@ impl NodeActor {
         Ok(())
     }
 
-    fn act(&self, action: Action, spool: &Spool) -> Result<(), String> {
-        match action {
-            Action::Send { to, msg } => {
-                self.net
-                    .send(Addr::Node(self.n), Addr::Replica(to), Payload::ToCoord(msg));
-            }
-            Action::AckSpool { incarnation, up_to } => {
-                let held = self
-                    .evidence()
-                    .incarnations
-                    .iter()
-                    .position(|i| i.id == incarnation && !i.lost);
-                // An answer meant for a store this node no longer has.
-                let Some(at) = held else {
-                    return Ok(());
-                };
-                if !spool
-                    .ack(up_to)
-                    .map_err(|e| format!("node {} ack: {e}", self.n))?
-                {
-                    self.trace.violation(format!(
-                        "node {}: an acknowledgement up to {up_to} covers results never numbered",
-                        self.n
-                    ));
-                }
-                let inc = &mut self.evidence().incarnations[at];
-                inc.acked = inc.acked.max(up_to);
-                self.trace.event(format!(
-                    "node {} incarnation {at} acked up to {up_to}",
-                    self.n
-                ));
-            }
-            Action::AdoptPlan { epoch } => {
-                let mut ev = self.evidence();
-                if ev.adopted_epochs.last().is_some_and(|&e| e >= epoch) {
+    /// Records what the link did.
+    fn record(&self, outcomes: Vec<Outcome>) {
+        let n = self.n;
+        for o in outcomes {
+            match o {
+                Outcome::Acked { incarnation, up_to } => {
+                    let mut ev = self.evidence();
+                    // An answer for a store this node no longer has cannot reach it.
+                    let Some(at) = ev
+                        .incarnations
+                        .iter()
+                        .position(|i| i.id == incarnation && !i.lost)
+                    else {
+                        drop(ev);
+                        self.trace.violation(format!(
+                            "node {n}: took an acknowledgement for an incarnation it does not hold"
+                        ));
+                        continue;
+                    };
+                    let inc = &mut ev.incarnations[at];
+                    inc.acked = inc.acked.max(up_to);
+                    drop(ev);
                     self.trace
-                        .violation(format!("node {}: plan epoch went back to {epoch}", self.n));
+                        .event(format!("node {n} incarnation {at} acked up to {up_to}"));
                 }
-                ev.adopted_epochs.push(epoch);
+                Outcome::AckBeyondSpool { up_to } => self.trace.violation(format!(
+                    "node {n}: an acknowledgement up to {up_to} covers results never numbered"
+                )),
+                Outcome::Refused { up_to } => self.trace.violation(format!(
+                    "node {n}: the coordinator acknowledged results up to {up_to} this session did not send"
+                )),
+                Outcome::Installed(epoch) => {
+                    let mut ev = self.evidence();
+                    if ev.adopted_epochs.last().is_some_and(|&e| e >= epoch) {
+                        drop(ev);
+                        self.trace
+                            .violation(format!("node {n}: plan epoch went back to {epoch}"));
+                        continue;
+                    }
+                    ev.adopted_epochs.push(epoch);
+                }
+                Outcome::Stale(_) => self.evidence().stale_plans += 1,
             }
         }
-        Ok(())
     }
 }

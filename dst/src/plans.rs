@@ -1,6 +1,6 @@
 //! Leader-only plan commits, as the solve loop does them: every second or so the leader proposes
 //! `CommitPlan { epoch: applied epoch + 1 }` and, once it is committed and applied, pushes the
-//! epoch to every node. The plan bytes name the replica and term that made it, so
+//! epoch to every node session it holds. The plan bytes name the replica and term that made it, so
 //! [`PlanBook`] can tell two different plans committed under one epoch.
 
 use std::collections::BTreeMap;
@@ -12,8 +12,8 @@ use mcdnn_coordinator::raft::{ProposeError, ReplicaHandle, Role};
 use mcdnn_coordinator::state::Command;
 use tokio::task::JoinHandle;
 
-use crate::exchange::ToClient;
-use crate::net::{Addr, Payload, SimNet};
+use crate::exchange::session::Sessions;
+use crate::net::SimNet;
 use crate::rng::SimRng;
 use crate::trace::Trace;
 
@@ -57,7 +57,8 @@ pub struct Planner {
     pub net: SimNet,
     pub trace: Trace,
     pub rng: SimRng,
-    pub nodes: usize,
+    /// The replica's live node sessions, where committed epochs are pushed.
+    pub sessions: Sessions,
     pub book: PlanBook,
     pub planning: Arc<AtomicBool>,
 }
@@ -107,10 +108,7 @@ impl Planner {
                     .event(format!("r{id} committed plan epoch {epoch}"));
                 self.book
                     .saw(epoch, &plan, &format!("planner r{id}"), &self.trace);
-                for n in 0..self.nodes {
-                    let push = Payload::ToClient(ToClient::Plan { epoch });
-                    self.net.send(Addr::Replica(id), Addr::Node(n), push);
-                }
+                self.sessions.push_plan(epoch);
             }
             Err(ProposeError::Rejected { .. }) => {
                 self.trace

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::check;
 use crate::cluster::{Cluster, REPLICAS};
+use crate::exchange::conn::Switchboard;
 use crate::faults::{FaultStats, Faults};
 use crate::monitor::Monitor;
 use crate::net::{NetStats, SimNet, Weather};
@@ -117,6 +118,7 @@ fn failed(seed: u64, why: String) -> SeedReport {
 struct World {
     trace: Trace,
     net: SimNet,
+    board: Switchboard,
     cluster: Cluster,
     producing: Arc<AtomicBool>,
     nodes: Vec<Arc<Mutex<NodeEvidence>>>,
@@ -133,17 +135,19 @@ async fn run(seed: u64, config: &SimConfig) -> SeedReport {
     let trace = Trace::new();
     let net = SimNet::new(SimRng::stream(seed, "net"), trace.clone());
     let monitor = Monitor::default();
+    let board = Switchboard::new(net.clone(), trace.clone());
     let cluster = Cluster::new(
         root.path().to_path_buf(),
         net.clone(),
         trace.clone(),
         SimRng::stream(seed, "cluster"),
         monitor.clone(),
-        config.nodes,
+        board.clone(),
     );
     let mut world = World {
         trace: trace.clone(),
         net: net.clone(),
+        board,
         cluster,
         producing: Arc::new(AtomicBool::new(true)),
         nodes: Vec::new(),
@@ -231,7 +235,7 @@ async fn drive(
         let actor = NodeActor {
             n,
             root: PathBuf::from(root),
-            net: w.net.clone(),
+            board: w.board.clone(),
             trace: w.trace.clone(),
             rng: SimRng::stream(seed, &format!("node-{n}")),
             producing: w.producing.clone(),

@@ -71,13 +71,17 @@ impl Trace {
         g.tail.push_back(line);
     }
 
-    /// Folds a routine event (a message sent) into the digest only, keeping the tail readable.
+    /// Folds a routine event (a message sent) into the digest only, keeping the tail readable
+    /// (printed too with `MCDNN_DST_TRACE=1`).
     pub fn fold(&self, what: &str) {
         let mut g = self.lock();
         let ms = g.start.elapsed().as_millis();
         g.hasher.update(ms.to_le_bytes());
         g.hasher.update(what.as_bytes());
         g.events += 1;
+        if g.echo {
+            println!("{ms:>7}ms   {what}");
+        }
     }
 
     /// Records a broken invariant seen while the seed runs (also an event).

@@ -1,10 +1,12 @@
-//! The node <-> coordinator exchange, kept apart from the rest of the harness so the real
-//! I/O-free cores (the coordinator's node session and the node's link, `handle(event, now) ->
-//! actions`) can replace it: [`link::NodeLink`] is the node side, [`serve`] the coordinator side.
-//! Both speak [`ToCoord`] / [`ToClient`], which carry the real wire `ResultBatch` and propose
-//! the same `Command::RecordResults` the coordinator's session proposes.
+//! The node <-> coordinator exchange, run by the real I/O-free cores: each virtual node drives
+//! the node's link core ([`link`]), each replica a real node session per connection with the
+//! real result sink ([`session`], accepted by [`serve`], which also answers operator writers),
+//! over simulated QUIC connections ([`conn`]) carrying the real wire messages encoded with the
+//! real codec.
 
+pub mod conn;
 pub mod link;
 pub mod serve;
+pub mod session;
 
 pub use crate::messages::{ToClient, ToCoord};
