@@ -46,7 +46,9 @@ pub struct ReplicaConfig {
 impl Default for ReplicaConfig {
     fn default() -> Self {
         ReplicaConfig {
-            tick_interval: Duration::from_millis(100),
+            // A LAN cluster: Raft heartbeats every 100 ms, elections after 0.5-1 s of silence
+            // (pre-vote and check-quorum keep a slow follower from deposing a live leader).
+            tick_interval: Duration::from_millis(50),
             election_tick: 10,
             heartbeat_tick: 2,
             max_election_tick: 0,
