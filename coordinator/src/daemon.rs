@@ -85,7 +85,8 @@ pub struct RunArgs {
     /// `fleet.cost_budget_usd` policy.
     #[arg(long, env = "MCDNN_FLEET_COST_BUDGET_USD", default_value_t = 1.0)]
     pub fleet_cost_budget_usd: f64,
-    /// Raft tick length; elections time out after 10 ticks.
+    /// Raft tick length; a follower campaigns after 10-20 ticks without a leader (1-2 s at the
+    /// default), the leader sends Raft heartbeats every 2.
     #[arg(long, env = "MCDNN_RAFT_TICK_MS", default_value_t = 100)]
     pub raft_tick_ms: u64,
     /// Folder with `issuing.pem` and `issuing.key` (`mcdnnctl ca issuing`); default: the

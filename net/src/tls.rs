@@ -17,10 +17,11 @@ use crate::revocation::RevocationChecking;
 use wire::msg::ALPN;
 
 /// Interval of QUIC keep-alive pings: keeps NAT bindings open and detects dead peers early.
-pub const KEEP_ALIVE: Duration = Duration::from_millis(500);
-/// A connection with no traffic for this long is dead (five missed keep-alives). Short, because
-/// it bounds how long a node keeps talking to a crashed coordinator leader before failing over.
-pub const IDLE_TIMEOUT: Duration = Duration::from_millis(2500);
+pub const KEEP_ALIVE: Duration = Duration::from_millis(300);
+/// A connection with no traffic for this long is dead (five missed keep-alives). A node finds a
+/// dead leader sooner from its missing heartbeats (`wire::msg::CoordMsg::Heartbeat`); this is the
+/// backstop for every connection, long enough that a loaded machine does not drop live ones.
+pub const IDLE_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// Streams of each direction a peer may have open at once on one connection. A node needs its
 /// control stream and one blob or offload stream at a time; a replica one Raft stream. The cap

@@ -109,6 +109,7 @@ fn readiness_needs_a_leader_and_followers_redirect_writes() {
     c.start(2).expect("start");
     let leader = c.wait_leader(T, None).expect("leader");
     let follower = (leader + 1) % 3;
+    wait_follows(&c, follower, leader);
     let body =
         serde_json::json!({"key": "fleet.cost_budget_usd", "value": 5.0, "writer": "op", "write_id": 1}).to_string();
     let direct = post_policy(&c, follower, &body);
@@ -184,6 +185,7 @@ fn followers_send_writers_to_the_leaders_advertised_address() {
     c.start_all().expect("start");
     let leader = c.wait_leader(T, None).expect("leader");
     let follower = (leader + 1) % 3;
+    wait_follows(&c, follower, leader);
     let body = serde_json::json!({"key": "fleet.cost_budget_usd", "value": 1.0, "write_id": 1})
         .to_string();
     let r = post_policy(&c, follower, &body);
@@ -205,4 +207,22 @@ fn post_policy(c: &Cluster, i: usize, body: &str) -> mcdnn_coordinator::ctl::htt
             Duration::from_secs(3),
         )
         .expect("post")
+}
+
+/// Waits until replica `follower` knows `leader`: a leader is elected by a majority, and the
+/// third replica may still be connecting (elections take 0.5-1 s) when the test asks it.
+fn wait_follows(c: &Cluster, follower: usize, leader: usize) {
+    let deadline = std::time::Instant::now() + T;
+    while c
+        .status(follower)
+        .ok()
+        .and_then(|s| s.leader_id)
+        .is_none_or(|l| l as usize != leader + 1)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica {follower} never learnt of leader {leader}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

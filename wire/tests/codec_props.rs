@@ -174,6 +174,7 @@ fn coord_msg() -> impl Strategy<Value = CoordMsg> {
             up_to_seq
         }),
         (error_code(), text()).prop_map(|(code, message)| CoordMsg::Error { code, message }),
+        Just(CoordMsg::Heartbeat),
     ]
 }
 

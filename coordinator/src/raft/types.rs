@@ -46,6 +46,10 @@ pub struct ReplicaConfig {
 impl Default for ReplicaConfig {
     fn default() -> Self {
         ReplicaConfig {
+            // Raft heartbeats every 200 ms, elections after 1-2 s of silence (pre-vote and
+            // check-quorum keep a slow follower from deposing a live leader). 50 ms ticks
+            // (elections in 0.5-1 s) made the cluster tests race a third replica still
+            // connecting; see ARCHITECTURE "Failover timing".
             tick_interval: Duration::from_millis(100),
             election_tick: 10,
             heartbeat_tick: 2,

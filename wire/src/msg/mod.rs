@@ -25,7 +25,7 @@ pub use telemetry::{
 
 /// Version of the message set; carried in every frame header and in [`Hello`]. Bump on any change
 /// to a message's shape: bincode is not self-describing, so old and new peers cannot mix.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// TLS ALPN identifier for this protocol version.
 pub const ALPN: &[u8] = b"mcdnn/1";
@@ -103,7 +103,15 @@ pub enum CoordMsg {
         /// Human-readable explanation with what to do.
         message: String,
     },
+    /// The leader is alive and still serves this session: sent every
+    /// [`LEADER_HEARTBEAT_INTERVAL`], so a node that hears nothing for a few intervals knows
+    /// its leader is gone (sub-second) instead of waiting for the QUIC idle timeout.
+    Heartbeat,
 }
+
+/// How often a leader's session sends [`CoordMsg::Heartbeat`] (and the unit a node counts
+/// silence in).
+pub const LEADER_HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Why a coordinator refused a node's message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

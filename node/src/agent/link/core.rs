@@ -8,12 +8,19 @@
 //! one held (epochs never go back), and every assignment is acknowledged; a redirect goes to the
 //! leader at once; a replica without a leader is left for the next one after 100-300 ms (an
 //! election is short); any other failure backs off exponentially with jitter.
+//!
+//! A dead leader is found by its silence: the leader sends a frame at least every
+//! [`LEADER_HEARTBEAT_INTERVAL`], and a session that heard nothing for [`SILENCE_LIMIT`] is
+//! dropped for the next replica in the list at once (no back-off), long before the QUIC idle
+//! timeout would end it. Until a session is welcomed again, a follower's redirect back to the
+//! silent replica (it still believes in the dead leader until its election) is taken as "no
+//! leader yet", at most [`SUSPECT_REDIRECTS`] times, so an alive leader is found again.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rand::rngs::StdRng;
-use wire::msg::{Assignment, CoordMsg, ErrorCode, ResultBatch};
+use wire::msg::{Assignment, CoordMsg, ErrorCode, LEADER_HEARTBEAT_INTERVAL, ResultBatch};
 
 use crate::spool::SpooledBatch;
 
@@ -23,6 +30,15 @@ pub const BATCH: usize = 256;
 pub const IN_FLIGHT: u64 = 4096;
 /// Runs of (incarnation, last seq) remembered per session; more than a spool holds in practice.
 const SENT_RUNS: usize = 64;
+/// Silence after which a session's coordinator counts as gone: three missed heartbeats.
+pub const SILENCE_LIMIT: Duration = Duration::from_millis(3 * 200);
+/// How often the shell should report [`Event::Tick`]: silence is measured in these steps.
+pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
+/// Redirects to a replica that went silent that are taken as "no leader yet" before the link
+/// believes them again (about one to two seconds of polling: an election's length).
+pub const SUSPECT_REDIRECTS: u32 = 6;
+
+const _: () = assert!(SILENCE_LIMIT.as_millis() >= 3 * LEADER_HEARTBEAT_INTERVAL.as_millis());
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +62,9 @@ pub enum Event {
     RenewalDue,
     /// The node is stopping.
     Stop,
+    /// Time passed (every [`TICK_INTERVAL`] while a session is up): a session whose
+    /// coordinator was silent for [`SILENCE_LIMIT`] is left for the next replica.
+    Tick { now: Instant },
 }
 
 /// What to do.
@@ -111,6 +130,17 @@ struct Session {
     /// (incarnation, last seq) of what this session sent, per run of one incarnation: an ack
     /// is only taken for something in here.
     sent: Vec<(u64, u64)>,
+    /// When the coordinator was last heard from, as of the ticks (`None` before the first).
+    last_heard: Option<Instant>,
+    /// A frame arrived since the last tick.
+    heard: bool,
+}
+
+/// A replica that went silent, and how many more redirects to it are to be doubted.
+#[derive(Debug)]
+struct Suspect {
+    addr: String,
+    doubts_left: u32,
 }
 
 #[derive(Debug)]
@@ -125,6 +155,9 @@ pub struct LinkCore {
     /// Epoch of the assignment held.
     held_epoch: Option<u64>,
     session: Option<Session>,
+    /// The address of the last [`Action::Connect`].
+    addr: String,
+    suspect: Option<Suspect>,
     stopped: bool,
     rng: StdRng,
 }
@@ -139,6 +172,8 @@ impl LinkCore {
             seq: 0,
             held_epoch,
             session: None,
+            addr: String::new(),
+            suspect: None,
             stopped: false,
             rng,
         }
@@ -155,10 +190,18 @@ impl LinkCore {
                     welcomed: false,
                     sent_up_to: acked_up_to,
                     sent: Vec::new(),
+                    last_heard: None,
+                    heard: true,
                 });
                 vec![Action::SendHello]
             }
-            Event::Frame(msg) => self.frame(msg),
+            Event::Frame(msg) => {
+                if let Some(s) = &mut self.session {
+                    s.heard = true;
+                }
+                self.frame(msg)
+            }
+            Event::Tick { now } => self.tick(now),
             Event::Failed(_) => self.failed(),
             Event::TelemetryDue => match self.up() {
                 Some(_) => {
@@ -200,13 +243,60 @@ impl LinkCore {
 
     fn connect_next(&mut self, after: Duration) -> Action {
         let n = self.coordinators.len().max(1);
+        // Never straight back to the replica that went silent while another one is listed.
+        for _ in 0..n {
+            let silent = self.suspect.as_ref().map(|s| s.addr.as_str());
+            if self.coordinators.get(self.target % n).map(String::as_str) != silent {
+                break;
+            }
+            self.target += 1;
+        }
         let addr = self
             .coordinators
             .get(self.target % n)
             .cloned()
             .unwrap_or_default();
+        self.connect(addr, after)
+    }
+
+    fn connect(&mut self, addr: String, after: Duration) -> Action {
         self.session = None;
+        self.addr = addr.clone();
         Action::Connect { addr, after }
+    }
+
+    /// Measures the welcomed session's silence; past [`SILENCE_LIMIT`] its coordinator is
+    /// taken for dead and the next replica is tried at once.
+    fn tick(&mut self, now: Instant) -> Vec<Action> {
+        let Some(session) = self.up() else {
+            return Vec::new();
+        };
+        if session.heard || session.last_heard.is_none() {
+            session.heard = false;
+            session.last_heard = Some(now);
+            return Vec::new();
+        }
+        let silent_for = session
+            .last_heard
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        if silent_for < SILENCE_LIMIT {
+            return Vec::new();
+        }
+        self.suspect = Some(Suspect {
+            addr: self.addr.clone(),
+            doubts_left: SUSPECT_REDIRECTS,
+        });
+        self.target += 1;
+        self.attempt = 0;
+        vec![self.connect_next(Duration::ZERO)]
+    }
+
+    /// A follower without a leader: poll the next replica briskly rather than back off
+    /// exponentially, so failover is bounded by the election.
+    fn poll_next(&mut self) -> Vec<Action> {
+        self.target += 1;
+        let pause = Duration::from_millis(self.rng.gen_range(100..300));
+        vec![self.connect_next(pause)]
     }
 
     /// Any failure: the next replica, after a growing, jittered pause.
@@ -225,19 +315,14 @@ impl LinkCore {
             return match msg {
                 CoordMsg::Welcome { leader, epoch, .. } => {
                     session.welcomed = true;
+                    self.suspect = None;
                     vec![Action::Welcomed { leader, epoch }]
                 }
                 CoordMsg::Redirect { leader_addr } => self.redirect(leader_addr),
                 CoordMsg::Error {
                     code: ErrorCode::Unavailable,
                     ..
-                } => {
-                    // An election takes about a second; poll the replicas briskly rather than
-                    // back off exponentially, so failover is bounded by the election.
-                    self.target += 1;
-                    let pause = Duration::from_millis(self.rng.gen_range(100..300));
-                    vec![self.connect_next(pause)]
-                }
+                } => self.poll_next(),
                 _ => self.failed(),
             };
         }
@@ -281,14 +366,17 @@ impl LinkCore {
         }
     }
 
-    /// Straight to the leader.
+    /// Straight to the leader, unless it is the replica that just went silent (a follower
+    /// names it until its election ends): then, for a while, as if there were no leader yet.
     fn redirect(&mut self, leader: String) -> Vec<Action> {
+        if let Some(s) = self.suspect.as_mut().filter(|s| s.addr == leader)
+            && s.doubts_left > 0
+        {
+            s.doubts_left -= 1;
+            return self.poll_next();
+        }
         self.attempt = 0;
-        self.session = None;
-        vec![Action::Connect {
-            addr: leader,
-            after: Duration::ZERO,
-        }]
+        vec![self.connect(leader, Duration::ZERO)]
     }
 
     fn results_read(&mut self, batch: SpooledBatch) -> Vec<Action> {

@@ -66,8 +66,8 @@ const WELCOME_WITHIN: net::framing::Deadlines = net::framing::Deadlines {
     idle: Duration::from_secs(5),
     frame: Duration::from_secs(5),
 };
-/// A coordinator may be quiet for long (the QUIC idle timeout catches a dead one), but a frame it
-/// starts must arrive whole soon.
+/// The core finds a silent coordinator from its missing heartbeats (the QUIC idle timeout is the
+/// backstop), but a frame it starts must arrive whole soon.
 const COORD_STREAM: net::framing::Deadlines = net::framing::Deadlines {
     idle: Duration::from_secs(3600),
     frame: Duration::from_secs(30),
@@ -96,6 +96,8 @@ struct Up {
     _reader: AbortOnDrop,
     ticker: tokio::time::Interval,
     results_ticker: tokio::time::Interval,
+    /// Paces [`Event::Tick`], with which the core measures the coordinator's silence.
+    liveness: tokio::time::Interval,
     renewal: Renewal,
     rtt_ms: f64,
 }
@@ -173,6 +175,13 @@ impl Shell<'_> {
             }
             Event::Frame(CoordMsg::Redirect { leader_addr }) => {
                 tracing::info!(from = %self.addr, to = %leader_addr, "redirected to the leader");
+            }
+            Event::Tick { .. } => {
+                let actions = core.handle(event);
+                if !actions.is_empty() {
+                    tracing::warn!(coordinator = %self.addr, silence = ?core::SILENCE_LIMIT, "no heartbeat from the coordinator; trying the next replica");
+                }
+                return actions;
             }
             _ => {}
         }
@@ -392,6 +401,8 @@ impl Shell<'_> {
                 }
             }
             () = up.renewal.due() => Event::RenewalDue,
+            // The timer's own instant: the silence is measured on the same time as the ticks.
+            at = up.liveness.tick() => Event::Tick { now: at.into_std() },
             msg = up.frames.recv() => match msg {
                 None => Event::Failed("coordinator stream reader ended".into()),
                 Some(Err(e)) => Event::Failed(format!("{e:#}")),
@@ -436,6 +447,7 @@ impl Up {
             _reader: AbortOnDrop(reader),
             ticker: tokio::time::interval(cfg.telemetry_interval),
             results_ticker: tokio::time::interval(RESULTS_INTERVAL),
+            liveness: tokio::time::interval(core::TICK_INTERVAL),
             renewal: Renewal::new(credentials),
             rtt_ms: conn.rtt().as_secs_f64() * 1e3,
         }

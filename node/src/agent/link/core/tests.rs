@@ -325,3 +325,86 @@ fn backoff_grows_caps_and_jitters() {
         "jitter must vary the delay"
     );
 }
+
+/// Ticks every [`TICK_INTERVAL`] on `clock` for `span`, feeding `c`, and returns what came out.
+fn tick_for(c: &mut LinkCore, clock: &net::clock::ManualClock, span: Duration) -> Vec<Action> {
+    use net::clock::Clock;
+    let mut out = Vec::new();
+    let mut passed = Duration::ZERO;
+    while passed < span {
+        clock.advance(TICK_INTERVAL);
+        passed += TICK_INTERVAL;
+        out.extend(c.handle(Event::Tick { now: clock.now() }));
+    }
+    out
+}
+
+#[test]
+fn heartbeats_keep_a_session_and_silence_moves_to_the_next_replica_at_once() {
+    let clock = net::clock::ManualClock::new(0);
+    let mut c = up(0);
+    // A heartbeat every interval: the session stays for as long as they come.
+    for _ in 0..20 {
+        assert!(tick_for(&mut c, &clock, LEADER_HEARTBEAT_INTERVAL).is_empty());
+        assert!(c.handle(Event::Frame(CoordMsg::Heartbeat)).is_empty());
+    }
+    // Silence just under the limit is tolerated (a late heartbeat on a busy machine).
+    assert!(tick_for(&mut c, &clock, SILENCE_LIMIT - TICK_INTERVAL).is_empty());
+    assert!(c.handle(Event::Frame(CoordMsg::Heartbeat)).is_empty());
+    // Then the leader dies: within the limit plus a tick the link moves on, with no pause.
+    let moved = tick_for(&mut c, &clock, SILENCE_LIMIT + TICK_INTERVAL);
+    assert_eq!(connect_addr(&moved), ("c1:7400".into(), Duration::ZERO));
+    // Ticks of a session not yet welcomed measure nothing.
+    assert!(tick_for(&mut c, &clock, SILENCE_LIMIT * 3).is_empty());
+}
+
+#[test]
+fn a_redirect_back_to_the_silent_leader_is_doubted_for_a_while() {
+    let clock = net::clock::ManualClock::new(0);
+    let mut c = up(0);
+    // The node was redirected to the leader c2, which then went silent.
+    let (addr, _) = connect_addr(&c.handle(Event::Frame(CoordMsg::Redirect {
+        leader_addr: "c2:7400".into(),
+    })));
+    assert_eq!(addr, "c2:7400");
+    c.handle(Event::Connected { acked_up_to: 0 });
+    c.handle(Event::Frame(welcome()));
+    let (next, after) = connect_addr(&tick_for(&mut c, &clock, SILENCE_LIMIT * 2));
+    assert_ne!(next, "c2:7400", "never straight back to the silent replica");
+    assert_eq!(after, Duration::ZERO);
+    // Followers still name the dead leader until their election ends: poll the others.
+    for _ in 0..SUSPECT_REDIRECTS {
+        c.handle(Event::Connected { acked_up_to: 0 });
+        let (addr, pause) = connect_addr(&c.handle(Event::Frame(CoordMsg::Redirect {
+            leader_addr: "c2:7400".into(),
+        })));
+        assert_ne!(addr, "c2:7400");
+        assert!(pause >= Duration::from_millis(100) && pause < Duration::from_millis(300));
+    }
+    // A leader named that often is believed again (it may have been alive all along).
+    c.handle(Event::Connected { acked_up_to: 0 });
+    let back = c.handle(Event::Frame(CoordMsg::Redirect {
+        leader_addr: "c2:7400".into(),
+    }));
+    assert_eq!(connect_addr(&back), ("c2:7400".into(), Duration::ZERO));
+}
+
+#[test]
+fn a_new_leader_is_followed_at_once_after_a_silence() {
+    let clock = net::clock::ManualClock::new(0);
+    let mut c = up(0);
+    let (next, _) = connect_addr(&tick_for(&mut c, &clock, SILENCE_LIMIT * 2));
+    assert_eq!(next, "c1:7400");
+    c.handle(Event::Connected { acked_up_to: 0 });
+    let to_leader = c.handle(Event::Frame(CoordMsg::Redirect {
+        leader_addr: "c2:7400".into(),
+    }));
+    assert_eq!(connect_addr(&to_leader), ("c2:7400".into(), Duration::ZERO));
+    // Welcomed there: the suspicion is over, a later redirect to c0 is followed at once.
+    c.handle(Event::Connected { acked_up_to: 0 });
+    c.handle(Event::Frame(welcome()));
+    let back = c.handle(Event::Frame(CoordMsg::Redirect {
+        leader_addr: "c0:7400".into(),
+    }));
+    assert_eq!(connect_addr(&back), ("c0:7400".into(), Duration::ZERO));
+}
