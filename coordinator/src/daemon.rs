@@ -85,9 +85,10 @@ pub struct RunArgs {
     /// `fleet.cost_budget_usd` policy.
     #[arg(long, env = "MCDNN_FLEET_COST_BUDGET_USD", default_value_t = 1.0)]
     pub fleet_cost_budget_usd: f64,
-    /// Raft tick length; a follower campaigns after 10-20 ticks without a leader (1-2 s at the
-    /// default), the leader sends Raft heartbeats every 2.
-    #[arg(long, env = "MCDNN_RAFT_TICK_MS", default_value_t = 100)]
+    /// Raft tick length; a follower campaigns after 10-15 ticks without a leader (0.5-0.75 s at
+    /// the default, a LAN cluster), the leader sends Raft heartbeats every 2. Raise it for
+    /// replicas spread over slow links.
+    #[arg(long, env = "MCDNN_RAFT_TICK_MS", default_value_t = 50)]
     pub raft_tick_ms: u64,
     /// Folder with `issuing.pem` and `issuing.key` (`mcdnnctl ca issuing`); default: the
     /// identity folder. Without them this replica cannot enroll or renew node certificates.

@@ -59,6 +59,7 @@ pub fn propose_error(hub: &AdminState, path: &str, e: ProposeError) -> Response 
             (StatusCode::CONFLICT, format!("rejected: {reason}\n")).into_response()
         }
         refused @ (ProposeError::MembershipRefused(_)
+        | ProposeError::VotersUnreachable(_)
         | ProposeError::CannotRemoveLeader
         | ProposeError::ConfChangeInProgress) => {
             (StatusCode::CONFLICT, format!("{refused}\n")).into_response()

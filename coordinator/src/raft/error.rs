@@ -147,6 +147,11 @@ pub enum ProposeError {
     /// The membership change is unknown, redundant or would leave the group unable to commit.
     #[error("membership change refused: {0}")]
     MembershipRefused(String),
+    /// Too few of the voters left after the change were heard from lately. Reachability is an
+    /// observation, not a property of the request: a leader elected a moment ago has not heard
+    /// from its followers yet, so callers may retry briefly before giving up.
+    #[error("membership change refused: {0}")]
+    VotersUnreachable(String),
     /// The leader was asked to remove itself; transfer leadership first.
     #[error("the leader cannot remove itself; transfer leadership to another member first")]
     CannotRemoveLeader,

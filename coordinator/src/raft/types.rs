@@ -46,14 +46,15 @@ pub struct ReplicaConfig {
 impl Default for ReplicaConfig {
     fn default() -> Self {
         ReplicaConfig {
-            // Raft heartbeats every 200 ms, elections after 1-2 s of silence (pre-vote and
-            // check-quorum keep a slow follower from deposing a live leader). 50 ms ticks
-            // (elections in 0.5-1 s) made the cluster tests race a third replica still
-            // connecting; see ARCHITECTURE "Failover timing".
-            tick_interval: Duration::from_millis(100),
+            // LAN timing: Raft heartbeats every 100 ms, an election after 500-750 ms without
+            // one (pre-vote and check-quorum keep a slow follower from deposing a live
+            // leader). The narrow randomisation window bounds failover; with three replicas
+            // and pre-vote a split vote costs one more window. See ARCHITECTURE "Failover
+            // timing".
+            tick_interval: Duration::from_millis(50),
             election_tick: 10,
             heartbeat_tick: 2,
-            max_election_tick: 0,
+            max_election_tick: 15,
             snapshot_interval: 1000,
             log_retain_entries: 100,
             proposal_timeout: Duration::from_secs(5),

@@ -76,11 +76,11 @@ pub(super) fn check(
             let reachable = remaining.iter().filter(|v| g.active.contains(v)).count();
             let majority = remaining.len() / 2 + 1;
             if reachable < majority {
-                return refuse(format!(
+                return Err(ProposeError::VotersUnreachable(format!(
                     "only {reachable} of the {} remaining voters {remaining:?} are reachable, \
                      fewer than the {majority} needed to commit afterwards",
                     remaining.len()
-                ));
+                )));
             }
             Ok(())
         }
@@ -103,7 +103,9 @@ mod tests {
 
     fn reason(r: Result<(), ProposeError>) -> String {
         match r {
-            Err(ProposeError::MembershipRefused(reason)) => reason,
+            Err(
+                ProposeError::MembershipRefused(reason) | ProposeError::VotersUnreachable(reason),
+            ) => reason,
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
