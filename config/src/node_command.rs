@@ -38,6 +38,9 @@ pub struct NodeRun {
     /// Where the end-of-run summary is written.
     pub summary: Option<PathBuf>,
     pub catalog: Option<PathBuf>,
+    /// Per-request policy (`--policy`): `mcdnn` follows the fleet plan; the baselines decide
+    /// on the device alone.
+    pub policy: Option<String>,
     pub server: Option<ServerRole>,
 }
 
@@ -65,6 +68,7 @@ impl NodeRun {
             seed: None,
             summary: None,
             catalog: None,
+            policy: None,
             server: None,
         }
     }
@@ -92,7 +96,7 @@ impl NodeRun {
         flag("identity-dir", self.identity_dir.clone().into());
         flag("store", self.store.clone().into());
         let text = |v: &dyn std::fmt::Display| OsString::from(v.to_string());
-        let optional: [(&str, Option<OsString>); 9] = [
+        let optional: [(&str, Option<OsString>); 10] = [
             ("apps", self.apps.as_ref().map(|v| text(v))),
             ("energy-budget-j", self.energy_budget_j.map(|v| text(&v))),
             ("shift-s", self.shift_s.map(|v| text(&v))),
@@ -101,6 +105,7 @@ impl NodeRun {
             ("seed", self.seed.map(|v| text(&v))),
             ("summary", self.summary.clone().map(Into::into)),
             ("catalog", self.catalog.clone().map(Into::into)),
+            ("policy", self.policy.as_ref().map(|v| text(v))),
             ("role", self.server.as_ref().map(|_| "server".into())),
         ];
         for (name, value) in optional {

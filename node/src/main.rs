@@ -222,6 +222,7 @@ mod tests {
             seed: Some(7),
             summary: Some("s.json".into()),
             catalog: Some("m.json".into()),
+            policy: Some("paper".into()),
             server: Some(ServerRole {
                 listen: "127.0.0.1:7601".into(),
                 capacity_rps: 12.5,
@@ -250,5 +251,6 @@ mod tests {
         assert_eq!((a.role.as_str(), a.capacity_rps), ("server", 12.5));
         assert_eq!(a.offload_listen.to_string(), "127.0.0.1:7601");
         assert_eq!(a.store, std::path::PathBuf::from("st"));
+        assert_eq!(a.policy, "paper");
     }
 }

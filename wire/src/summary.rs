@@ -67,6 +67,9 @@ pub struct Summary {
     /// Model store figures; `null` when models come from a local folder (the key must still be
     /// there).
     pub models: Option<ModelStoreSummary>,
+    /// Seconds into the run when the energy budget ran out (under 1 % of it left); `null` when
+    /// it lasted the run (the key must still be there).
+    pub energy_out_at_s: Option<f64>,
 }
 
 /// Why a summary file could not be read.
@@ -79,8 +82,10 @@ impl Summary {
     pub fn from_json(text: &str) -> Result<Self, SummaryError> {
         let value: serde_json::Value = serde_json::from_str(text)?;
         // serde fills a missing `Option` with `None`; the key must be present all the same.
-        if value.get("models").is_none() {
-            return Err(SummaryError(serde::de::Error::missing_field("models")));
+        for key in ["models", "energy_out_at_s"] {
+            if value.get(key).is_none() {
+                return Err(SummaryError(serde::de::Error::missing_field(key)));
+            }
         }
         Ok(serde_json::from_value(value)?)
     }
@@ -129,6 +134,7 @@ mod tests {
             offload_fallbacks: 0,
             served_offload: 0,
             models: None,
+            energy_out_at_s: Some(12.5),
         }
     }
 
@@ -143,7 +149,13 @@ mod tests {
     #[test]
     fn a_missing_field_is_an_error_not_a_zero() {
         let mut v = serde_json::to_value(summary()).expect("encode");
-        for key in ["requests", "results_accepted", "models", "apps"] {
+        for key in [
+            "requests",
+            "results_accepted",
+            "models",
+            "energy_out_at_s",
+            "apps",
+        ] {
             let mut without = v.clone();
             without.as_object_mut().expect("object").remove(key);
             let err = Summary::from_json(&without.to_string()).expect_err(key);

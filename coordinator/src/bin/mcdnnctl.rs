@@ -148,6 +148,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(stdout, "man pages written to {}", out.display())?;
             Ok(())
         }
+        Command::Demo(args) if args.compare => {
+            let comparison = demo::compare(&args, &mut stdout)?;
+            if args.json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&comparison)?)?;
+            } else {
+                write!(stdout, "{}", demo::comparison_table(&comparison))?;
+            }
+            Ok(())
+        }
         Command::Demo(args) => {
             let summary = demo::run(&args, &mut stdout)?;
             if args.json {

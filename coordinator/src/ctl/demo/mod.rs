@@ -16,11 +16,13 @@ use clap::Args;
 
 use super::http;
 
+mod compare;
 mod fleet;
 mod procs;
 mod summary;
 mod view;
 
+pub use compare::{COMPARED, Comparison, PolicyRun, compare, comparison_table};
 pub use fleet::DEMO_OPERATOR;
 pub use summary::{DemoSummary, NodeResult};
 pub use view::{fetch_status, render, summary_table};
@@ -48,6 +50,14 @@ pub struct DemoArgs {
     /// Base port: coordinator QUIC on it, operator API on it + 1, health port on it + 2.
     #[arg(long, default_value_t = 7400)]
     pub port: u16,
+    /// Per-request policy every node runs: `mcdnn` follows the fleet plan; the baselines
+    /// (`paper`, `best-device`, `cheapest`, `cloud`) decide on each device alone.
+    #[arg(long, default_value = "mcdnn")]
+    pub policy: String,
+    /// Run the same fleet (seeds, streams, budgets) once per policy (mcdnn, paper, best-device,
+    /// cheapest) and print one comparison table.
+    #[arg(long, conflicts_with = "policy")]
+    pub compare: bool,
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -123,7 +133,8 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<DemoSummary> 
         catalog: args.catalog.as_deref(),
     };
     for (i, spec) in specs.iter().enumerate() {
-        let line = spec.command_line(&places, secs, i as u64 + 1);
+        let mut line = spec.command_line(&places, secs, i as u64 + 1);
+        line.policy = Some(args.policy.clone());
         procs.start(&spec.name, "mcdnn-node", line.args())?;
     }
     let started = Instant::now();

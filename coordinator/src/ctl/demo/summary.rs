@@ -15,9 +15,13 @@ pub struct NodeResult {
     pub id: String,
     pub device_class: String,
     pub requests: u64,
+    /// Requests that got no answer (they count as wrong in `accuracy`).
+    pub dropped: u64,
     pub accuracy: f64,
     pub energy_used_j: f64,
     pub energy_budget_j: f64,
+    /// When the node's energy budget ran out, seconds into its run.
+    pub energy_out_at_s: Option<f64>,
     pub model_loads: u64,
     pub last_epoch: u64,
     pub variants: BTreeMap<String, BTreeMap<String, u64>>,
@@ -71,9 +75,11 @@ pub(super) fn read_node_result(spec: &NodeSpec, path: &Path) -> anyhow::Result<N
         id: spec.name.clone(),
         device_class: spec.class.to_string(),
         requests: v.requests,
+        dropped: v.dropped,
         accuracy: v.accuracy,
         energy_used_j: v.energy_used_j,
         energy_budget_j: v.energy_budget_j,
+        energy_out_at_s: v.energy_out_at_s,
         model_loads: v.model_loads,
         last_epoch: v.last_epoch,
         variants: v

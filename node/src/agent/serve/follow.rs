@@ -60,16 +60,18 @@ impl Follower {
         self.present.as_ref()
     }
 
-    /// The policy's constraints: the assignment's (or standalone ones), offloading allowed when
-    /// the operator fixed a server, narrowed to the variants present.
+    /// The policy's constraints: the assignment's when the policy `follows_plan` (standalone
+    /// ones otherwise, or before any assignment), offloading allowed when the operator fixed a
+    /// server, narrowed to the variants present.
     pub fn constraints(
         &self,
         manifest: &Manifest,
         apps: &[String],
         can_offload: bool,
         fixed_target: bool,
+        follows_plan: bool,
     ) -> Constraints {
-        let mut c = match &self.assignment {
+        let mut c = match self.assignment.as_ref().filter(|_| follows_plan) {
             Some(a) => {
                 tracing::info!(epoch = a.epoch, "following assignment");
                 constraints::from_assignment(a, can_offload)

@@ -88,6 +88,10 @@ struct Ran {
     loaded_ms: Option<f64>,
 }
 
+/// Share of the energy budget below which it counts as run out (the summary's
+/// `energy_out_at_s`): what is left then pays for a handful of the cheapest requests.
+const ENERGY_OUT: f64 = 0.01;
+
 impl Server<'_> {
     /// Serves until `duration` passes or `stop` is set.
     pub fn run(mut self, cfg: &ServeConfig) -> anyhow::Result<Summary> {
@@ -109,6 +113,7 @@ impl Server<'_> {
         let clock = self.clock.clone();
         let mut pacer = Pacer::new(clock.as_ref(), cfg.duration);
         let mut last_publish: Option<std::time::Instant> = None;
+        let mut energy_out_at_s = None;
         while let Some(now_s) = pacer.next_frame(clock.as_ref(), &self.stop, || {
             self.frames.interarrival_s(frame_rate)
         }) {
@@ -119,6 +124,10 @@ impl Server<'_> {
                 self.follow(&app_names);
             }
             self.serve_frame(now_s, frame_rate, cfg, &mut stats, &mut state)?;
+            if energy_out_at_s.is_none() && self.energy.left_j() < ENERGY_OUT * self.energy.budget_j
+            {
+                energy_out_at_s = Some(now_s);
+            }
             let now = clock.now();
             if last_publish.is_none_or(|t| now.duration_since(t) >= cfg.publish_every) {
                 self.publish(now_s, &stats);
@@ -135,6 +144,7 @@ impl Server<'_> {
                 model_loads: self.cache.loads,
                 assignments_applied: self.follower.applied,
                 last_epoch: self.follower.last_epoch,
+                energy_out_at_s,
             },
         ))
     }
@@ -145,9 +155,17 @@ impl Server<'_> {
             .offloader
             .as_ref()
             .is_some_and(|o| o.has_fixed_target());
-        let c = self
-            .follower
-            .constraints(self.manifest, apps, self.offloader.is_some(), fixed);
+        // A baseline policy (paper, best-device, cheapest, cloud) is the per-device scheduler
+        // it is named after: it decides alone, on its own budget, as it would without a fleet
+        // plan, so that comparing it with `mcdnn` compares the schedulers.
+        let follows_plan = self.policy.name() == "mcdnn";
+        let c = self.follower.constraints(
+            self.manifest,
+            apps,
+            self.offloader.is_some(),
+            fixed,
+            follows_plan,
+        );
         self.policy.set_constraints(c);
     }
 

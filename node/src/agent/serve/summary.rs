@@ -13,6 +13,8 @@ pub struct RunFigures {
     pub model_loads: u64,
     pub assignments_applied: u64,
     pub last_epoch: u64,
+    /// When the energy budget ran out, seconds into the run.
+    pub energy_out_at_s: Option<f64>,
 }
 
 pub fn summarize(stats: &[AppStats], run: RunFigures) -> Summary {
@@ -38,6 +40,7 @@ pub fn summarize(stats: &[AppStats], run: RunFigures) -> Summary {
         offload_fallbacks: stats.iter().map(|s| s.offload_fallbacks).sum(),
         served_offload: 0,
         models: None,
+        energy_out_at_s: run.energy_out_at_s,
         apps: stats
             .iter()
             .map(|s| {
@@ -70,6 +73,7 @@ pub fn offload_server(energy_budget_j: f64) -> Summary {
             model_loads: 0,
             assignments_applied: 0,
             last_epoch: 0,
+            energy_out_at_s: None,
         },
     )
 }
