@@ -32,6 +32,16 @@ pub enum Rated {
 }
 
 impl Rated {
+    const ALL: usize = 3;
+
+    fn index(self) -> usize {
+        match self {
+            Rated::Telemetry => 0,
+            Rated::Results => 1,
+            Rated::Blob => 2,
+        }
+    }
+
     fn bucket(self, now: Instant) -> TokenBucket {
         match self {
             Rated::Telemetry => TokenBucket::new(20.0, 40.0, now),
@@ -41,12 +51,37 @@ impl Rated {
     }
 }
 
-/// Per identity: the live connection and the rate buckets.
+/// What one identity's rate limiter let through and held back, per kind of message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Messages within the rate.
+    pub accepted: u64,
+    /// Messages over it (dropped, refused, or waited for a token).
+    pub limited: u64,
+}
+
+/// Per identity: the live connection, the rate buckets and what they decided.
 #[derive(Default)]
 struct PerNode {
     /// Connection id and connection of the newest session.
     live: Option<(u64, quinn::Connection)>,
-    buckets: HashMap<&'static str, TokenBucket>,
+    buckets: [Option<TokenBucket>; Rated::ALL],
+    tallies: [Tally; Rated::ALL],
+}
+
+impl PerNode {
+    fn bucket(&mut self, what: Rated, now: Instant) -> &mut TokenBucket {
+        self.buckets[what.index()].get_or_insert_with(|| what.bucket(now))
+    }
+
+    fn count(&mut self, what: Rated, accepted: bool) {
+        let tally = &mut self.tallies[what.index()];
+        if accepted {
+            tally.accepted += 1;
+        } else {
+            tally.limited += 1;
+        }
+    }
 }
 
 /// Connections and rates of every node identity (leader soft state). Buckets are kept per
@@ -94,20 +129,32 @@ impl NodeLimits {
         }
     }
 
-    /// Whether `node` may send one more `what` at `now`.
+    /// Whether `node` may send one more `what` at `now` (takes a token if so).
     pub fn allow(&self, node: &str, what: Rated, now: Instant) -> bool {
-        let key = match what {
-            Rated::Telemetry => "telemetry",
-            Rated::Results => "results",
-            Rated::Blob => "blob",
+        self.take_or_wait(node, what, now).is_ok()
+    }
+
+    /// Takes a token for one more `what` of `node` at `now`, or says how long until one is
+    /// there (for a caller that paces instead of dropping).
+    pub fn take_or_wait(&self, node: &str, what: Rated, now: Instant) -> Result<(), Duration> {
+        let mut nodes = self.nodes();
+        let per = nodes.entry(node.to_string()).or_default();
+        let bucket = per.bucket(what, now);
+        let verdict = if bucket.try_take_at(now) {
+            Ok(())
+        } else {
+            Err(bucket.wait_at(now))
         };
+        per.count(what, verdict.is_ok());
+        verdict
+    }
+
+    /// What `node`'s limiter let through and held back of `what` so far (kept across
+    /// reconnects, like the buckets).
+    pub fn tally(&self, node: &str, what: Rated) -> Tally {
         self.nodes()
-            .entry(node.to_string())
-            .or_default()
-            .buckets
-            .entry(key)
-            .or_insert_with(|| what.bucket(now))
-            .try_take_at(now)
+            .get(node)
+            .map_or_else(Tally::default, |n| n.tallies[what.index()])
     }
 }
 
@@ -126,6 +173,33 @@ mod tests {
         assert!(
             limits.allow("honest", Rated::Telemetry, now),
             "another identity has its own bucket"
+        );
+        let rogue = limits.tally("rogue", Rated::Telemetry);
+        assert_eq!(rogue.accepted, allowed as u64);
+        assert_eq!(
+            rogue.accepted + rogue.limited,
+            1000,
+            "every verdict is counted"
+        );
+        assert_eq!(limits.tally("honest", Rated::Telemetry).accepted, 1);
+        assert_eq!(limits.tally("honest", Rated::Results), Tally::default());
+    }
+
+    #[test]
+    fn a_paced_sender_is_told_when_its_next_token_comes() {
+        let limits = NodeLimits::default();
+        let now = Instant::now();
+        while limits.allow("cam", Rated::Results, now) {}
+        let wait = limits
+            .take_or_wait("cam", Rated::Results, now)
+            .expect_err("the burst is spent");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(34),
+            "{wait:?}"
+        );
+        assert_eq!(
+            limits.take_or_wait("cam", Rated::Results, now + wait),
+            Ok(())
         );
     }
 }
