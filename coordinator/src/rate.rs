@@ -36,6 +36,19 @@ impl TokenBucket {
         }
     }
 
+    /// Changes the rate and burst from `now` on (tokens earned so far at the old rate are kept,
+    /// up to the new burst).
+    pub fn set_rate_at(&mut self, rate: f64, burst: f64, now: Instant) {
+        if rate == self.rate && burst == self.burst {
+            return;
+        }
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(burst);
+        self.last = now;
+        self.rate = rate;
+        self.burst = burst;
+    }
+
     /// How long after `now` the next token will be there (zero if one is); takes nothing.
     pub fn wait_at(&self, now: Instant) -> Duration {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();

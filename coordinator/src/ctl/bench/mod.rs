@@ -23,7 +23,7 @@ pub use fairness::{Share, jain};
 pub use virtual_node::{join, telemetry, telemetry_at};
 
 use crate::fleet::limits::Rated;
-use crate::fleet::{sessions, solve_loop};
+use crate::fleet::{node_endpoint, sessions, solve_loop};
 use crate::wiring::Wiring;
 
 #[derive(Debug, Clone, Args)]
@@ -119,7 +119,7 @@ pub async fn telemetry_bench(args: &TelemetryBenchArgs) -> anyhow::Result<Vec<Te
     let mut figures = Vec::new();
     for &n in &args.nodes {
         let server = net::tls::server_config(&Identity::load(&dir, "bench-0")?)?;
-        let endpoint = quinn::Endpoint::server(server, SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let endpoint = node_endpoint::bind(server, SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let addr = endpoint.local_addr()?;
         let cancel = CancellationToken::new();
         let hub = crate::wiring::standalone(
@@ -140,8 +140,20 @@ pub async fn telemetry_bench(args: &TelemetryBenchArgs) -> anyhow::Result<Vec<Te
         let go = CancellationToken::new();
         let mut tasks = Vec::new();
         let mut nodes = Vec::new();
+        // The virtual nodes (endpoints and tasks) run on their own runtime, as they would on
+        // their own devices: on the coordinator's they would take turns with its endpoint.
+        let devices = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("virtual-nodes")
+            .enable_all()
+            .build()
+            .context("starting the virtual nodes' runtime")?;
         for (name, cfg) in clients.iter().take(n) {
-            let mut ep = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            // The endpoint's driver starts on the runtime it is made in.
+            let mut ep = {
+                let _on_devices = devices.enter();
+                quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?
+            };
             ep.set_default_client_config(cfg.clone());
             let seen = Arc::new(virtual_node::Seen::default());
             let plan = virtual_node::Plan {
@@ -153,13 +165,7 @@ pub async fn telemetry_bench(args: &TelemetryBenchArgs) -> anyhow::Result<Vec<Te
                 clock: clock.clone(),
             };
             nodes.push((name.clone(), seen.clone()));
-            tasks.push(tokio::spawn(virtual_node::run(
-                ep,
-                plan,
-                seen,
-                go.clone(),
-                stop.clone(),
-            )));
+            tasks.push(devices.spawn(virtual_node::run(ep, plan, seen, go.clone(), stop.clone())));
         }
         // Wait for every node to join, then measure a window.
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -184,6 +190,7 @@ pub async fn telemetry_bench(args: &TelemetryBenchArgs) -> anyhow::Result<Vec<Te
         stop.cancel();
         cancel.cancel();
         let failed = settle(tasks).await;
+        devices.shutdown_background();
         if failed > 0 {
             eprintln!("{failed} of {n} virtual nodes failed");
         }
