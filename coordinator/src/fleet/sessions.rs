@@ -14,6 +14,7 @@ use std::time::Duration;
 use net::identity::Kind;
 use net::tls;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::SendTimeoutError;
 use tokio_util::sync::CancellationToken;
 use wire::codec::MAX_FRAME_BYTES;
 use wire::msg::{CoordMsg, ErrorCode, NodeMsg};
@@ -59,6 +60,8 @@ pub struct Sessions {
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Messages queued to one node before its writer is considered stuck.
 const QUEUE: usize = 64;
+/// How long the session waits for room in a full queue before it ends the session.
+const SEND_STALL_LIMIT: Duration = Duration::from_secs(5);
 
 /// Accepts connections until `cancel`.
 pub async fn serve(endpoint: quinn::Endpoint, hub: Sessions, cancel: CancellationToken) {
@@ -289,7 +292,7 @@ async fn drive(
         };
         for action in core.handle(event, hub.clock.now()) {
             match action {
-                Action::Send(msg) => send_to_session(hub, id, sid, msg).await,
+                Action::Send(msg) => send_to_session(hub, id, sid, msg).await?,
                 Action::Telemetry(t) => {
                     hub.nodes.lock().telemetry(id, sid, t, hub.clock.now());
                 }
@@ -306,7 +309,7 @@ async fn drive(
                 }),
                 Action::Renew(csr_pem) => {
                     let reply = super::identity::renew(&hub.renewals, id, csr_pem);
-                    send_to_session(hub, id, sid, reply).await;
+                    send_to_session(hub, id, sid, reply).await?;
                 }
                 Action::Count(counter) => Metrics::inc(counter_of(&hub.metrics, counter)),
                 Action::End => return Ok(()),
@@ -326,15 +329,67 @@ fn counter_of(metrics: &Metrics, counter: Counter) -> &std::sync::atomic::Atomic
     }
 }
 
-/// Queues `msg` for node `id` if session `sid` is still its current one.
-async fn send_to_session(hub: &Sessions, id: &str, sid: u64, msg: CoordMsg) {
+/// Queues `msg` for node `id` if session `sid` is still its current one; a node whose queue
+/// stays full for [`SEND_STALL_LIMIT`] ends its session.
+async fn send_to_session(hub: &Sessions, id: &str, sid: u64, msg: CoordMsg) -> Result<(), String> {
     let tx = hub
         .nodes
         .lock()
         .get(id)
         .filter(|e| e.session == sid)
         .and_then(|e| e.tx.clone());
-    if let Some(tx) = tx {
-        let _ = tx.send(msg).await;
+    match tx {
+        Some(tx) => queue(&tx, msg, SEND_STALL_LIMIT)
+            .await
+            .map_err(|why| format!("{id} {why}")),
+        None => Ok(()),
+    }
+}
+
+/// Queues `msg`, waiting at most `stall` for room. A node that reads nothing fills its QUIC
+/// window, then this queue; heartbeats and acks would then block its session for good (its
+/// keep-alives still answer), so it is closed instead. A closed queue is not an error here: the
+/// session is ending anyway.
+async fn queue(tx: &mpsc::Sender<CoordMsg>, msg: CoordMsg, stall: Duration) -> Result<(), String> {
+    match tx.send_timeout(msg, stall).await {
+        Ok(()) | Err(SendTimeoutError::Closed(_)) => Ok(()),
+        Err(SendTimeoutError::Timeout(_)) => Err(format!(
+            "read nothing for {stall:?}: its send queue stayed full"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_node_that_reads_nothing_is_closed_once_its_queue_stays_full() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let stall = Duration::from_millis(50);
+        assert_eq!(queue(&tx, CoordMsg::Heartbeat, stall).await, Ok(()));
+        let stuck = queue(&tx, CoordMsg::Heartbeat, stall).await;
+        assert!(
+            stuck
+                .as_ref()
+                .is_err_and(|why| why.contains("send queue stayed full")),
+            "{stuck:?}"
+        );
+        assert_eq!(
+            rx.recv().await,
+            Some(CoordMsg::Heartbeat),
+            "the first one was queued"
+        );
+        assert_eq!(
+            queue(&tx, CoordMsg::Heartbeat, stall).await,
+            Ok(()),
+            "a node that reads again has room again"
+        );
+        drop(rx);
+        assert_eq!(
+            queue(&tx, CoordMsg::Heartbeat, stall).await,
+            Ok(()),
+            "a session already ending is not stalled"
+        );
     }
 }
