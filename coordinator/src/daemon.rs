@@ -197,8 +197,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // The node endpoint's verifier consults the live revoked set at every handshake.
     let node_server = net::tls::server_config_revoking(&identity, &wiring.revoked)
         .context("building the node endpoint's TLS config")?;
-    let endpoint = quinn::Endpoint::server(node_server, args.listen)
-        .with_context(|| format!("binding the node endpoint on {}", args.listen))?;
+    let endpoint = crate::fleet::node_endpoint::bind(node_server, args.listen)?;
     tracing::info!(name = %args.name, id = self_id, listen = %args.listen, raft = %args.raft_listen, admin = %args.admin, "coordinator replica up");
     let admin_config = crate::admin::AdminConfig {
         health: args.health_listen,

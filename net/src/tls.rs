@@ -66,7 +66,9 @@ fn roots(identity: &Identity) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-fn transport() -> quinn::TransportConfig {
+/// The QUIC transport every fleet endpoint uses (keep-alive, idle timeout, stream caps); a
+/// server may adjust it (the coordinator's node endpoint narrows its receive windows).
+pub fn transport() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.keep_alive_interval(Some(KEEP_ALIVE));
     // IdleTimeout is milliseconds as a QUIC varint; 10_000 always fits, so build it infallibly.

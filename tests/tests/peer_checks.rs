@@ -423,16 +423,18 @@ fn a_telemetry_flood_is_dropped_over_the_rate_and_counted() {
         seq < Some(500),
         "the reports over the rate were dropped: {seq:?}"
     );
-    // 500 reports at once against a burst of 40 and 20/s: most are dropped once all are read.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // 500 reports at once against a burst of 40 and 20/s. The session's reader paces itself:
+    // after each report over the rate (dropped, counted) it waits for the next token, so the
+    // rest of the flood is held back by QUIC flow control and read at about twice the rate.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let mut m = fleet.metrics().expect("metrics");
-    while metric(&m, "mcdnn_rate_limited_total") < Some(300.0)
+    while metric(&m, "mcdnn_rate_limited_total") < Some(100.0)
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(100));
         m = fleet.metrics().expect("metrics");
     }
-    assert!(metric(&m, "mcdnn_rate_limited_total") >= Some(300.0), "{m}");
+    assert!(metric(&m, "mcdnn_rate_limited_total") >= Some(100.0), "{m}");
     assert!(
         s.conn.close_reason().is_none(),
         "dropping is not disconnecting"

@@ -93,6 +93,41 @@ enum CaCommand {
     Issuing(identity::CaIssuingArgs),
 }
 
+fn print_telemetry_figure(out: &mut impl Write, f: &bench::TelemetryFigure) -> anyhow::Result<()> {
+    let offered = if f.rate_per_node > 0.0 {
+        format!("{}/s each", f.rate_per_node)
+    } else {
+        "unpaced".into()
+    };
+    writeln!(
+        out,
+        "{} connections flooding ({} joined, {} reporting, telemetry {offered}), {:.1} s window:",
+        f.nodes, f.nodes_joined, f.nodes_reporting, f.seconds
+    )?;
+    let share = |what: &str, s: &bench::Share, rate: f64| {
+        format!(
+            "  {what:<9} {} of {} connections got through; per connection min/p50/max {}/{}/{}; Jain {:.3}; {rate:.0}/s ingested ({} in all)",
+            s.got_through, f.nodes, s.min, s.p50, s.max, s.jain, s.total
+        )
+    };
+    writeln!(
+        out,
+        "{}",
+        share("telemetry", &f.telemetry, f.messages_per_s)
+    )?;
+    writeln!(
+        out,
+        "{}",
+        share("results", &f.results_share, f.results_per_s)
+    )?;
+    writeln!(
+        out,
+        "  telemetry over the per-node rate: {}; sessions lost under the flood: {}",
+        f.telemetry_limited, f.sessions_lost
+    )?;
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match cli.command {
@@ -112,21 +147,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 writeln!(stdout, "{}", serde_json::to_string_pretty(&figures)?)?;
             } else {
                 for f in figures {
-                    writeln!(
-                        stdout,
-                        "{:>5} virtual nodes ({} joined, {} reporting, offered {}): {:>9.0} telemetry messages/s ingested ({} in {:.1} s)",
-                        f.nodes,
-                        f.nodes_joined,
-                        f.nodes_reporting,
-                        if f.rate_per_node > 0.0 {
-                            format!("{}/s each", f.rate_per_node)
-                        } else {
-                            "as fast as possible".into()
-                        },
-                        f.messages_per_s,
-                        f.messages,
-                        f.seconds
-                    )?;
+                    print_telemetry_figure(&mut stdout, &f)?;
                 }
             }
             Ok(())

@@ -3,10 +3,10 @@
 //! out-of-order frame, a hello for someone else) closes that one connection with a clear error
 //! and touches nothing else.
 //!
-//! This is the I/O shell of a session: it reads frames (in their own task, so nothing else
-//! waits on a read), feeds them to the session's state machine ([`session_core`]) with the rate
-//! limiter's verdict, and carries out its actions; result batches go to the result sink and
-//! their outcome comes back as an event.
+//! This is the I/O shell of a session: it reads frames (in their own task, paced by the node's
+//! rates: [`session_reader`]), feeds them to the session's state machine ([`session_core`]) with
+//! the rate limiter's verdict, and carries out its actions; result batches go to the result sink
+//! and their outcome comes back as an event.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +14,9 @@ use std::time::Duration;
 use net::identity::Kind;
 use net::tls;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::SendTimeoutError;
 use tokio_util::sync::CancellationToken;
-use wire::codec::{CodecError, MAX_FRAME_BYTES};
+use wire::codec::MAX_FRAME_BYTES;
 use wire::msg::{CoordMsg, ErrorCode, NodeMsg};
 
 use net::clock::SharedClock;
@@ -24,12 +25,13 @@ use net::identity::RevokedSet;
 use super::Replan;
 use super::blob_streams::{self, BlobService};
 use super::identity::Renewals;
-use super::limits::{NODE_STREAM, NodeLimits, Rated};
+use super::limits::NodeLimits;
 use super::metrics::Metrics;
 use super::prom::Histograms;
 use super::registry::Nodes;
 use super::result_sink::{Job, ResultSink};
-use super::session_core::{self, Action, Counter, Event, NodeSession, Rate};
+use super::session_core::{self, Action, Counter, Event, NodeSession};
+use super::session_reader::{Pacer, Read, read_frames};
 use crate::cluster::leader::LeaderWatch;
 use crate::raft::ReplicaHandle;
 
@@ -58,6 +60,8 @@ pub struct Sessions {
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Messages queued to one node before its writer is considered stuck.
 const QUEUE: usize = 64;
+/// How long the session waits for room in a full queue before it ends the session.
+const SEND_STALL_LIMIT: Duration = Duration::from_secs(5);
 
 /// Accepts connections until `cancel`.
 pub async fn serve(endpoint: quinn::Endpoint, hub: Sessions, cancel: CancellationToken) {
@@ -219,7 +223,12 @@ async fn session(conn: quinn::Connection, hub: &Sessions) -> Result<(), String> 
         .and_then(|e| e.tx.clone())
         .map(|tx| tx.try_send(super::identity::revocations_msg(&hub.revoked)));
     let (frames_tx, frames) = mpsc::channel(1);
-    let reader = tokio::spawn(read_frames(recv, frames_tx));
+    let pacer = Pacer {
+        limits: hub.limits.clone(),
+        node: id.clone(),
+        clock: hub.clock.clone(),
+    };
+    let reader = tokio::spawn(read_frames(recv, frames_tx, pacer));
     // A revocation committed while the session is live ends it (within the sync interval).
     let result = tokio::select! {
         r = drive(hub, &id, sid, frames) => r,
@@ -258,41 +267,6 @@ fn register_in_raft(hub: &Sessions, id: &str, class: &str) {
     });
 }
 
-/// What the reader task passes on: a frame, the end of the stream, or why reading failed.
-enum Read {
-    Frame(NodeMsg),
-    /// The node closed its stream, or the connection went away (node stopped, crashed or lost
-    /// its link): not bad input.
-    Ended,
-    Bad(String),
-}
-
-/// Reads frames until the stream ends or a frame is bad; reads are not cancel-safe, so they
-/// happen here and not inside the session's `select!`.
-async fn read_frames(mut recv: quinn::RecvStream, frames: mpsc::Sender<Read>) {
-    loop {
-        let read = match net::framing::read_frame_within::<_, NodeMsg>(
-            &mut recv,
-            MAX_FRAME_BYTES,
-            NODE_STREAM,
-        )
-        .await
-        {
-            Ok(Some(m)) => Read::Frame(m),
-            Ok(None) => Read::Ended,
-            Err(CodecError::Io(e)) => {
-                tracing::info!(error = %e, "node connection lost");
-                Read::Ended
-            }
-            Err(e) => Read::Bad(e.to_string()),
-        };
-        let last = !matches!(read, Read::Frame(_));
-        if frames.send(read).await.is_err() || last {
-            return;
-        }
-    }
-}
-
 /// Runs the session's state machine: frames and commit outcomes in, actions out.
 async fn drive(
     hub: &Sessions,
@@ -309,12 +283,7 @@ async fn drive(
     loop {
         let event = tokio::select! {
             read = frames.recv() => match read {
-                Some(Read::Frame(msg)) => {
-                    let rate = rated(&msg).map_or(Rate::Within, |what| {
-                        if hub.limits.allow(id, what, hub.clock.now()) { Rate::Within } else { Rate::Over }
-                    });
-                    Event::Frame(msg, rate)
-                }
+                Some(Read::Frame(msg, rate)) => Event::Frame(msg, rate),
                 Some(Read::Bad(e)) => Event::BadFrame(e),
                 Some(Read::Ended) | None => return Ok(()),
             },
@@ -323,7 +292,7 @@ async fn drive(
         };
         for action in core.handle(event, hub.clock.now()) {
             match action {
-                Action::Send(msg) => send_to_session(hub, id, sid, msg).await,
+                Action::Send(msg) => send_to_session(hub, id, sid, msg).await?,
                 Action::Telemetry(t) => {
                     hub.nodes.lock().telemetry(id, sid, t, hub.clock.now());
                 }
@@ -340,22 +309,13 @@ async fn drive(
                 }),
                 Action::Renew(csr_pem) => {
                     let reply = super::identity::renew(&hub.renewals, id, csr_pem);
-                    send_to_session(hub, id, sid, reply).await;
+                    send_to_session(hub, id, sid, reply).await?;
                 }
                 Action::Count(counter) => Metrics::inc(counter_of(&hub.metrics, counter)),
                 Action::End => return Ok(()),
                 Action::Close(reason) => return Err(reason),
             }
         }
-    }
-}
-
-/// What a message costs against its identity's rates, if anything.
-fn rated(msg: &NodeMsg) -> Option<Rated> {
-    match msg {
-        NodeMsg::Telemetry(_) => Some(Rated::Telemetry),
-        NodeMsg::Results(_) => Some(Rated::Results),
-        _ => None,
     }
 }
 
@@ -369,15 +329,67 @@ fn counter_of(metrics: &Metrics, counter: Counter) -> &std::sync::atomic::Atomic
     }
 }
 
-/// Queues `msg` for node `id` if session `sid` is still its current one.
-async fn send_to_session(hub: &Sessions, id: &str, sid: u64, msg: CoordMsg) {
+/// Queues `msg` for node `id` if session `sid` is still its current one; a node whose queue
+/// stays full for [`SEND_STALL_LIMIT`] ends its session.
+async fn send_to_session(hub: &Sessions, id: &str, sid: u64, msg: CoordMsg) -> Result<(), String> {
     let tx = hub
         .nodes
         .lock()
         .get(id)
         .filter(|e| e.session == sid)
         .and_then(|e| e.tx.clone());
-    if let Some(tx) = tx {
-        let _ = tx.send(msg).await;
+    match tx {
+        Some(tx) => queue(&tx, msg, SEND_STALL_LIMIT)
+            .await
+            .map_err(|why| format!("{id} {why}")),
+        None => Ok(()),
+    }
+}
+
+/// Queues `msg`, waiting at most `stall` for room. A node that reads nothing fills its QUIC
+/// window, then this queue; heartbeats and acks would then block its session for good (its
+/// keep-alives still answer), so it is closed instead. A closed queue is not an error here: the
+/// session is ending anyway.
+async fn queue(tx: &mpsc::Sender<CoordMsg>, msg: CoordMsg, stall: Duration) -> Result<(), String> {
+    match tx.send_timeout(msg, stall).await {
+        Ok(()) | Err(SendTimeoutError::Closed(_)) => Ok(()),
+        Err(SendTimeoutError::Timeout(_)) => Err(format!(
+            "read nothing for {stall:?}: its send queue stayed full"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_node_that_reads_nothing_is_closed_once_its_queue_stays_full() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let stall = Duration::from_millis(50);
+        assert_eq!(queue(&tx, CoordMsg::Heartbeat, stall).await, Ok(()));
+        let stuck = queue(&tx, CoordMsg::Heartbeat, stall).await;
+        assert!(
+            stuck
+                .as_ref()
+                .is_err_and(|why| why.contains("send queue stayed full")),
+            "{stuck:?}"
+        );
+        assert_eq!(
+            rx.recv().await,
+            Some(CoordMsg::Heartbeat),
+            "the first one was queued"
+        );
+        assert_eq!(
+            queue(&tx, CoordMsg::Heartbeat, stall).await,
+            Ok(()),
+            "a node that reads again has room again"
+        );
+        drop(rx);
+        assert_eq!(
+            queue(&tx, CoordMsg::Heartbeat, stall).await,
+            Ok(()),
+            "a session already ending is not stalled"
+        );
     }
 }
