@@ -1,10 +1,11 @@
 //! `mcdnn-node bench overhead`: what the node's per-request path (policy decision, model cache,
 //! engine, accounting) adds to plain ONNX Runtime calls on the same variant. Everything runs in
-//! this process on the same images, in blocks of [`BLOCK`] frames: the node path serves a block
-//! from its frame source, then the direct path (raw `ort` sessions, as an application would call
-//! them) and the engine alone (`LoadedVariant`, no policy or accounting) run exactly those
-//! images, in an order that rotates from block to block, so machine noise and cache warmth hit
-//! every path alike. Reported: the old estimator (median over rounds of each path's mean time per
+//! this process on the same images, in blocks of [`BLOCK`] frames: the node path (its frame
+//! source replaying images drawn for the block), the direct path (raw `ort` sessions, as an
+//! application would call them) and the engine alone (`LoadedVariant`, no policy or accounting)
+//! run exactly those images, in an order that rotates from block to block, so machine noise and
+//! cold images (the first path to read a block's images pays the cache misses) hit every path
+//! alike. Reported: the old estimator (median over rounds of each path's mean time per
 //! frame) and the median over blocks of the per-block ratio, which a preempted block cannot move.
 //! The engine path splits the overhead into what our engine wrapper costs and what serving
 //! (policy, cache, accounting) costs. A node path that did not answer every frame is an error (a
@@ -29,7 +30,7 @@ use crate::battery::EnergyAccount;
 use crate::cache::ModelCache;
 use crate::dataset::Dataset;
 use crate::engine::{EngineError, LoadedVariant, preprocess};
-use crate::frames::{ClassMix, FrameSource};
+use crate::frames::{ClassMix, Frame, FrameSource};
 use crate::runtime;
 use crate::stats::AppStats;
 
@@ -259,6 +260,13 @@ pub fn overhead(
     let mut engine = LoadedVariant::load_dir(dir, spec, &manifest.input)?;
     let mut frame_no = 0u64;
     let mut run = NodeRun::new(&server, &cfg);
+    // The images of every block are drawn up front from their own source, so each path can go
+    // first (and meet the images cold) in a third of the blocks.
+    let mut draw = FrameSource::new(
+        data,
+        ClassMix::Uniform,
+        rand::rngs::StdRng::seed_from_u64(2),
+    );
     // Warm up every path (model load, first-run allocations).
     let (warm, _) = run.block(&mut server, &cfg, BLOCK)?;
     direct_round(&mut trunk, &mut head, manifest, data, &warm)?;
@@ -272,17 +280,23 @@ pub fn overhead(
         while left > 0 {
             let n = left.min(BLOCK);
             left -= n;
-            // The node path draws the images, so it goes first; the other two swap places
-            // every block.
-            let (images, node_t) = run.block(&mut server, &cfg, n)?;
-            let (d, e) = if block_no % 2 == 0 {
-                let d = direct_round(&mut trunk, &mut head, manifest, data, &images)?;
-                (d, engine_round(&mut engine, data, &images, &mut frame_no)?)
-            } else {
-                let e = engine_round(&mut engine, data, &images, &mut frame_no)?;
-                (direct_round(&mut trunk, &mut head, manifest, data, &images)?, e)
-            };
-            ratios.record(&mut t, [node_t, d, e]);
+            let drawn: Vec<Frame> = (0..n).map(|_| draw.next(0.0)).collect();
+            let images: Vec<usize> = drawn.iter().map(|f| f.index).collect();
+            server.frames.queue(drawn);
+            let mut times = [Duration::ZERO; 3];
+            for k in 0..3 {
+                // Path order rotates: node, direct, engine; direct, engine, node; ...
+                match (block_no + k) % 3 {
+                    0 => {
+                        let (served, elapsed) = run.block(&mut server, &cfg, n)?;
+                        anyhow::ensure!(served == images, "the node path served other images");
+                        times[0] = elapsed;
+                    }
+                    1 => times[1] = direct_round(&mut trunk, &mut head, manifest, data, &images)?,
+                    _ => times[2] = engine_round(&mut engine, data, &images, &mut frame_no)?,
+                }
+            }
+            ratios.record(&mut t, times);
             block_no += 1;
         }
         let per_frame = |d: Duration| d.as_secs_f64() * 1e6 / frames as f64;

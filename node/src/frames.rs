@@ -35,6 +35,8 @@ pub struct FrameSource {
     mix: ClassMix,
     episode: Option<(u64, Vec<usize>)>,
     rng: StdRng,
+    /// Frames to hand out before drawing any (a benchmark replays images it chose).
+    queued: std::collections::VecDeque<Frame>,
 }
 
 impl FrameSource {
@@ -49,11 +51,15 @@ impl FrameSource {
             mix,
             episode: None,
             rng,
+            queued: Default::default(),
         }
     }
 
     /// The next frame at time `now_s` since the stream started.
     pub fn next(&mut self, now_s: f64) -> Frame {
+        if let Some(f) = self.queued.pop_front() {
+            return f;
+        }
         let labels = &self.labels;
         let label = match self.mix {
             ClassMix::Uniform => labels[self.rng.gen_range(0..labels.len())],
@@ -83,6 +89,11 @@ impl FrameSource {
             index,
             label: label as u8,
         }
+    }
+
+    /// The next `frames` returned by [`next`](Self::next), ahead of any drawn ones.
+    pub fn queue(&mut self, frames: impl IntoIterator<Item = Frame>) {
+        self.queued.extend(frames);
     }
 
     /// Seconds until the next frame of a Poisson stream at `rate_per_s`.

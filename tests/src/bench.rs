@@ -91,8 +91,7 @@ fn transfer() -> anyhow::Result<Value> {
             };
             let names: Vec<&str> = manifest.variants.iter().map(|v| v.name.as_str()).collect();
             let mut complete = 0;
-            mcdnn_node::models::transfer::fetch_round(&transfer, &names, |_| complete += 1)
-                .await?;
+            mcdnn_node::models::transfer::fetch_round(&transfer, &names, |_| complete += 1).await?;
             let secs = started.elapsed().as_secs_f64();
             conn.close(0u32.into(), b"done");
             if complete != names.len() {

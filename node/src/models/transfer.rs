@@ -101,8 +101,7 @@ pub async fn fetch_variants(
     loop {
         while asked.len() < MAX_IN_FLIGHT {
             let Some(d) = pending.pop_front() else { break };
-            net::framing::write_frame(&mut send, &BlobRequest::Shard { digest: d.clone() })
-                .await?;
+            net::framing::write_frame(&mut send, &BlobRequest::Shard { digest: d.clone() }).await?;
             asked.push_back(d);
         }
         let Some(d) = asked.pop_front() else { break };

@@ -28,7 +28,11 @@ pub fn refresh_state(
 pub fn resident_keys(catalog: &Catalog, cache: &ModelCache, out: &mut Vec<VariantKey>) {
     out.clear();
     for a in &catalog.apps {
-        out.extend(cache.resident_names().filter_map(|n| catalog.key(&a.name, n)));
+        out.extend(
+            cache
+                .resident_names()
+                .filter_map(|n| catalog.key(&a.name, n)),
+        );
     }
 }
 
