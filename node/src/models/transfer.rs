@@ -320,3 +320,75 @@ fn kind(reply: &BlobReply) -> &'static str {
         BlobReply::Missing { .. } => "a refusal",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::shards::sha256_hex;
+    use crate::store::NodeStore;
+    use wire::msg::FileShards;
+
+    fn manifest(name: &str, chunks: &[&[u8]]) -> VariantManifest {
+        let whole: Vec<u8> = chunks.concat();
+        VariantManifest {
+            variant: name.into(),
+            chunk_size: 4,
+            files: vec![FileShards {
+                file: format!("{name}.trunk.onnx"),
+                sha256: sha256_hex(&whole),
+                bytes: whole.len() as u64,
+                shards: chunks.iter().map(|c| sha256_hex(c)).collect(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_shared_shard_is_asked_once_and_completes_every_variant_waiting_on_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = ShardStore::open(&NodeStore::open(dir.path()).expect("open"), u64::MAX)
+            .expect("shards");
+        let a = manifest("a", &[b"aaaa", b"ssss", b"aaaa"]);
+        let b = manifest("b", &[b"ssss", b"bbbb"]);
+        let c = manifest("c", &[b"cccc"]);
+        store
+            .put_shard(&sha256_hex(b"cccc"), b"cccc")
+            .expect("stored");
+        let mut plan = Plan::new(&store, &[a, b, c]).expect("plan");
+        assert_eq!(
+            plan.order,
+            vec![
+                sha256_hex(b"aaaa"),
+                sha256_hex(b"ssss"),
+                sha256_hex(b"bbbb")
+            ],
+            "in order, each digest once, stored ones skipped"
+        );
+        assert_eq!(plan.complete_now(), vec!["c".to_string()]);
+        assert!(plan.stored(&sha256_hex(b"ssss")).is_empty());
+        assert_eq!(plan.stored(&sha256_hex(b"aaaa")), vec!["a".to_string()]);
+        assert_eq!(plan.stored(&sha256_hex(b"bbbb")), vec!["b".to_string()]);
+        assert!(
+            plan.stored(&sha256_hex(b"bbbb")).is_empty(),
+            "a repeat completes nothing twice"
+        );
+    }
+
+    #[test]
+    fn a_manifest_that_does_not_match_the_catalog_is_refused() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/catalog.json");
+        let (catalog, _, _) = wire::manifest::load(&path).expect("catalog");
+        let spec = catalog.variant("quarter").expect("quarter");
+        let mut m = manifest("quarter", &[b"xxxx"]);
+        assert!(check_manifest(&m, spec).is_err());
+        m.files = std::iter::once(&spec.trunk)
+            .chain(spec.heads.iter().map(|h| &h.file))
+            .map(|f| FileShards {
+                file: f.file.clone(),
+                sha256: f.sha256.clone(),
+                bytes: f.bytes,
+                shards: vec![],
+            })
+            .collect();
+        assert!(check_manifest(&m, spec).is_ok());
+    }
+}
