@@ -140,9 +140,7 @@ async fn round(
     let Some(streams) = handles.coordinator.streams() else {
         return Ok(());
     };
-    // Smallest first: serving can start on a small variant while the large ones stream in.
-    let mut names: Vec<&str> = todo.iter().map(|v| v.as_str()).collect();
-    names.sort_by_key(|v| manifest.variant(v).map_or(u64::MAX, |s| s.bytes()));
+    let names: Vec<&str> = todo.iter().map(|v| v.as_str()).collect();
     let transfer = Transfer {
         streams: &streams,
         max_bytes_per_s: cfg.max_bytes_per_s,
