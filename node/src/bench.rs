@@ -3,11 +3,11 @@
 //! this process on the same images, in blocks of [`BLOCK`] frames: the node path (its frame
 //! source replaying images drawn for the block), the direct path (raw `ort` sessions, as an
 //! application would call them) and the engine alone (`LoadedVariant`, no policy or accounting)
-//! run exactly those images, in an order that rotates from block to block, so machine noise and
-//! cold images (the first path to read a block's images pays the cache misses) hit every path
-//! alike. Reported: the old estimator (median over rounds of each path's mean time per
-//! frame) and the median over blocks of the per-block ratio, which a preempted block cannot move.
-//! The engine path splits the overhead into what our engine wrapper costs and what serving
+//! run exactly those images, in an order that cycles through all six from block to block, so
+//! machine noise and cold images (the first path to read a block's images pays the cache misses)
+//! hit every path alike. Reported: the old estimator (median over rounds of each path's mean time
+//! per frame) and the median over blocks of the per-block ratio, which a preempted block cannot
+//! move. The engine path splits the overhead into what our engine wrapper costs and what serving
 //! (policy, cache, accounting) costs. A node path that did not answer every frame is an error (a
 //! path that drops requests would look cheap).
 
@@ -33,6 +33,16 @@ use crate::engine::{EngineError, LoadedVariant, preprocess};
 use crate::frames::{ClassMix, Frame, FrameSource};
 use crate::runtime;
 use crate::stats::AppStats;
+
+/// The six orders of (node, direct, engine) that blocks cycle through.
+const ORDERS: [[usize; 3]; 6] = [
+    [0, 1, 2],
+    [1, 2, 0],
+    [2, 0, 1],
+    [0, 2, 1],
+    [2, 1, 0],
+    [1, 0, 2],
+];
 
 /// Frames per block: long enough that timer reads are noise, short enough that a preemption
 /// spoils only a few blocks.
@@ -284,9 +294,10 @@ pub fn overhead(
             let images: Vec<usize> = drawn.iter().map(|f| f.index).collect();
             server.frames.queue(drawn);
             let mut times = [Duration::ZERO; 3];
-            for k in 0..3 {
-                // Path order rotates: node, direct, engine; direct, engine, node; ...
-                match (block_no + k) % 3 {
+            // Every order of the three paths in turn, so each goes first, second and third
+            // equally often and after each of the others equally often.
+            for path in ORDERS[block_no % ORDERS.len()] {
+                match path {
                     0 => {
                         let (served, elapsed) = run.block(&mut server, &cfg, n)?;
                         anyhow::ensure!(served == images, "the node path served other images");
