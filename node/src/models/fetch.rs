@@ -11,7 +11,7 @@ use wire::manifest::Manifest;
 use net::clock::SharedClock;
 
 use super::shards::ShardStore;
-use super::transfer::{Transfer, fetch_round};
+use super::transfer::{Transfer, fetch_variants};
 use crate::handles::{AssignmentCell, CoordinatorLink, ModelAvailability};
 
 /// Which variants the node keeps.
@@ -148,7 +148,7 @@ async fn round(
         store,
         clock: &handles.clock,
     };
-    let fetch = fetch_round(&transfer, &names, |variant| {
+    let fetch = fetch_variants(&transfer, &names, |variant| {
         publish(store, &handles.models);
         tracing::info!(%variant, "variant fetched and verified");
     });

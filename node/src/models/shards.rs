@@ -121,12 +121,6 @@ impl ShardStore {
         Ok(())
     }
 
-    /// Makes everything stored so far durable (a fetch round ends with it).
-    pub fn flush(&self) -> Result<(), ModelStoreError> {
-        self.shards.flush()?;
-        Ok(())
-    }
-
     pub fn has_shard(&self, digest: &str) -> Result<bool, ModelStoreError> {
         Ok(self.shards.contains_key(digest)?)
     }
@@ -185,9 +179,9 @@ impl ShardStore {
         Ok(out)
     }
 
-    /// Marks `variant` complete. Not flushed (a fetch round flushes once at its end): sled
-    /// recovers a consistent prefix after a crash, so a mark that survives one has its manifest
-    /// and shards, written before it, with it; and the start-up scrub verifies them again.
+    /// Marks `variant` complete. Not flushed (see `models::transfer`): sled recovers a
+    /// consistent prefix after a crash, so a mark that survives one has its manifest and shards,
+    /// written before it, with it; and the start-up scrub verifies them again.
     pub fn mark_complete(&self, variant: &str) -> Result<(), ModelStoreError> {
         self.complete.insert(variant, &[][..])?;
         self.touch(variant)?;

@@ -7,10 +7,13 @@
 //! - Each reply goes to a store thread that checks its sha256 against the digest asked for and
 //!   only then inserts it into sled, while the next shards stream in: the network does not wait
 //!   on hashing or on sled. The queue to that thread is bounded ([`STORE_QUEUE`]).
-//! - A variant is marked complete when its last shard is stored. Nothing here flushes (not per
-//!   shard, manifest or variant): sled recovers a consistent prefix after a crash, so a stored
-//!   "complete" mark implies its shards and manifest are there too, and the start-up scrub
-//!   verifies every shard again. The caller flushes once per round ([`fetch_round`]).
+//! - A variant is marked complete when its last shard is stored. Nothing here flushes: shards are
+//!   a cache of the coordinator's blob store, so durability only saves a refetch. sled persists
+//!   in the background (every 500 ms) and recovers a consistent prefix after a crash, so a
+//!   surviving "complete" mark has its manifest and shards (written before it) too, the
+//!   start-up scrub verifies every stored shard again, and whatever a crash lost is fetched
+//!   again. (An explicit flush waits on the file system's journal, behind whatever other
+//!   processes are writing.)
 //! - Every reply is read under deadlines and the frame size limit.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -45,18 +48,6 @@ pub struct Transfer<'a> {
     pub manifest: &'a Manifest,
     pub store: &'a ShardStore,
     pub clock: &'a SharedClock,
-}
-
-/// Fetches `variants` ([`fetch_variants`]) and flushes the store once at the end, so every
-/// variant reported complete is durable when this returns.
-pub async fn fetch_round(
-    t: &Transfer<'_>,
-    variants: &[&str],
-    done: impl FnMut(&str),
-) -> anyhow::Result<()> {
-    fetch_variants(t, variants, done).await?;
-    t.store.flush()?;
-    Ok(())
 }
 
 /// Fetches every missing shard of `variants` on one stream, marking each variant complete (and
