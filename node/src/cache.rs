@@ -21,6 +21,8 @@ pub struct ModelCache {
     /// use.
     pub load_ms: HashMap<String, f64>,
     pub loads: u64,
+    /// Number of the frame being served: a variant's embedding is reused within one frame.
+    frame: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,12 +48,27 @@ impl ModelCache {
             loaded: Vec::new(),
             load_ms: HashMap::new(),
             loads: 0,
+            frame: 0,
         }
     }
 
     /// Names of loaded variants, least recently used first.
     pub fn resident(&self) -> Vec<String> {
-        self.loaded.iter().map(|v| v.name.clone()).collect()
+        self.resident_names().map(str::to_string).collect()
+    }
+
+    /// [`resident`](Self::resident) without copying the names.
+    pub fn resident_names(&self) -> impl Iterator<Item = &str> {
+        self.loaded.iter().map(|v| v.name.as_str())
+    }
+
+    /// A new frame begins: embeddings of the previous one are stale.
+    pub fn begin_frame(&mut self) {
+        self.frame += 1;
+    }
+
+    pub fn frame(&self) -> u64 {
+        self.frame
     }
 
     pub fn used_bytes(&self) -> u64 {

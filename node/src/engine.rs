@@ -34,10 +34,11 @@ pub enum EngineError {
     InputSize { got: usize, expected: usize },
 }
 
+/// The text is made only if there is an error: the request path passes `&'static str`s and
+/// allocates nothing on success.
 fn ort_err(what: impl Into<String>) -> impl FnOnce(ort::Error) -> EngineError {
-    let what = what.into();
     move |e| EngineError::Ort {
-        what,
+        what: what.into(),
         message: e.to_string(),
     }
 }
@@ -60,6 +61,11 @@ pub struct LoadedVariant {
     pub model_bytes: u64,
     /// Wall time it took to verify and load every file.
     pub load_ms: f64,
+    /// Buffers reused from frame to frame, so a request allocates nothing of its own here: the
+    /// preprocessed input, and the trunk's embedding with the frame it was computed for.
+    input_buf: Vec<f32>,
+    embedding: Vec<f32>,
+    embedded_frame: Option<u64>,
 }
 
 /// Checks a model file's bytes against its manifest digest: a corrupt file is never loaded.
@@ -131,46 +137,61 @@ impl LoadedVariant {
             heads,
             model_bytes: spec.bytes(),
             load_ms: started.elapsed().as_secs_f64() * 1e3,
+            input_buf: Vec::new(),
+            embedding: Vec::new(),
+            embedded_frame: None,
         })
     }
 
     /// Runs the trunk on one grey-scale image (height x width bytes).
     pub fn embed(&mut self, pixels: &[u8]) -> Result<Vec<f32>, EngineError> {
-        let x = preprocess(pixels, &self.input)?;
+        self.run_trunk(pixels)?;
+        self.embedded_frame = None;
+        Ok(self.embedding.clone())
+    }
+
+    /// The trunk's embedding of frame number `frame` into the variant's own buffer, computed
+    /// once however many apps use it (model sharing); a new frame number runs the trunk again.
+    pub fn embed_frame(&mut self, frame: u64, pixels: &[u8]) -> Result<(), EngineError> {
+        if self.embedded_frame != Some(frame) {
+            self.embedded_frame = None;
+            self.run_trunk(pixels)?;
+            self.embedded_frame = Some(frame);
+        }
+        Ok(())
+    }
+
+    /// Runs `app`'s head on the embedding of the last [`embed_frame`](Self::embed_frame).
+    pub fn classify_frame(&mut self, app: &str) -> Result<Prediction, EngineError> {
+        let Self {
+            name,
+            heads,
+            embedding,
+            ..
+        } = self;
+        run_head(name, heads, app, embedding)
+    }
+
+    fn run_trunk(&mut self, pixels: &[u8]) -> Result<(), EngineError> {
+        preprocess_into(pixels, &self.input, &mut self.input_buf)?;
         let shape = [1usize, 1, self.input.height, self.input.width];
-        let tensor =
-            TensorRef::from_array_view((shape, x.as_slice())).map_err(ort_err("input tensor"))?;
+        let tensor = TensorRef::from_array_view((shape, self.input_buf.as_slice()))
+            .map_err(ort_err("input tensor"))?;
         let outputs = self
             .trunk
             .run(ort::inputs!["image" => tensor])
-            .map_err(ort_err(format!("trunk of {}", self.name)))?;
+            .map_err(|e| ort_err(format!("trunk of {}", self.name))(e))?;
         let (_, data) = outputs[0]
             .try_extract_tensor::<f32>()
             .map_err(ort_err("trunk output"))?;
-        Ok(data.to_vec())
+        self.embedding.clear();
+        self.embedding.extend_from_slice(data);
+        Ok(())
     }
 
     /// Runs `app`'s head on an embedding from [`embed`](Self::embed).
     pub fn classify(&mut self, app: &str, embedding: &[f32]) -> Result<Prediction, EngineError> {
-        let name = self.name.clone();
-        let session = self
-            .heads
-            .iter_mut()
-            .find(|(a, _)| a == app)
-            .map(|(_, s)| s)
-            .ok_or_else(|| EngineError::NoHead {
-                variant: name.clone(),
-                app: app.to_string(),
-            })?;
-        let tensor = TensorRef::from_array_view(([1usize, embedding.len()], embedding))
-            .map_err(ort_err("embedding tensor"))?;
-        let outputs = session
-            .run(ort::inputs!["embedding" => tensor])
-            .map_err(ort_err(format!("{app} head of {name}")))?;
-        let (_, logits) = outputs[0]
-            .try_extract_tensor::<f32>()
-            .map_err(ort_err("head output"))?;
-        Ok(argmax_softmax(logits))
+        run_head(&self.name, &mut self.heads, app, embedding)
     }
 
     /// One frame through the trunk once and through the heads of `apps`.
@@ -182,8 +203,45 @@ impl LoadedVariant {
     }
 }
 
+/// `app`'s head of variant `name` on `embedding`. The error texts are built only on failure.
+fn run_head(
+    name: &str,
+    heads: &mut [(String, Session)],
+    app: &str,
+    embedding: &[f32],
+) -> Result<Prediction, EngineError> {
+    let session = heads
+        .iter_mut()
+        .find(|(a, _)| a == app)
+        .map(|(_, s)| s)
+        .ok_or_else(|| EngineError::NoHead {
+            variant: name.to_string(),
+            app: app.to_string(),
+        })?;
+    let tensor = TensorRef::from_array_view(([1usize, embedding.len()], embedding))
+        .map_err(ort_err("embedding tensor"))?;
+    let outputs = session
+        .run(ort::inputs!["embedding" => tensor])
+        .map_err(|e| ort_err(format!("{app} head of {name}"))(e))?;
+    let (_, logits) = outputs[0]
+        .try_extract_tensor::<f32>()
+        .map_err(ort_err("head output"))?;
+    Ok(argmax_softmax(logits))
+}
+
 /// `(pixel / 255 - mean) / std`, as `models/train.py` normalises.
 pub fn preprocess(pixels: &[u8], input: &InputSpec) -> Result<Vec<f32>, EngineError> {
+    let mut out = Vec::with_capacity(pixels.len());
+    preprocess_into(pixels, input, &mut out)?;
+    Ok(out)
+}
+
+/// [`preprocess`] into `out` (cleared first), reusing its allocation.
+pub fn preprocess_into(
+    pixels: &[u8],
+    input: &InputSpec,
+    out: &mut Vec<f32>,
+) -> Result<(), EngineError> {
     let expected = input.height * input.width;
     if pixels.len() != expected {
         return Err(EngineError::InputSize {
@@ -191,10 +249,13 @@ pub fn preprocess(pixels: &[u8], input: &InputSpec) -> Result<Vec<f32>, EngineEr
             expected,
         });
     }
-    Ok(pixels
-        .iter()
-        .map(|&p| (p as f32 / 255.0 - input.mean) / input.std)
-        .collect())
+    out.clear();
+    out.extend(
+        pixels
+            .iter()
+            .map(|&p| (p as f32 / 255.0 - input.mean) / input.std),
+    );
+    Ok(())
 }
 
 fn argmax_softmax(logits: &[f32]) -> Prediction {

@@ -30,27 +30,38 @@ pub struct Frame {
 
 pub struct FrameSource {
     by_label: Vec<Vec<usize>>,
+    /// Labels with at least one image (fixed, so not recomputed per frame).
+    labels: Vec<usize>,
     mix: ClassMix,
     episode: Option<(u64, Vec<usize>)>,
     rng: StdRng,
+    /// Frames to hand out before drawing any (a benchmark replays images it chose).
+    queued: std::collections::VecDeque<Frame>,
 }
 
 impl FrameSource {
     pub fn new(data: &Dataset, mix: ClassMix, rng: StdRng) -> Self {
+        let by_label = data.indices_by_label();
+        let labels = (0..by_label.len())
+            .filter(|&l| !by_label[l].is_empty())
+            .collect();
         Self {
-            by_label: data.indices_by_label(),
+            by_label,
+            labels,
             mix,
             episode: None,
             rng,
+            queued: Default::default(),
         }
     }
 
     /// The next frame at time `now_s` since the stream started.
     pub fn next(&mut self, now_s: f64) -> Frame {
-        let labels: Vec<usize> = (0..self.by_label.len())
-            .filter(|&l| !self.by_label[l].is_empty())
-            .collect();
-        let label = match self.mix.clone() {
+        if let Some(f) = self.queued.pop_front() {
+            return f;
+        }
+        let labels = &self.labels;
+        let label = match self.mix {
             ClassMix::Uniform => labels[self.rng.gen_range(0..labels.len())],
             ClassMix::Skewed {
                 top,
@@ -64,11 +75,7 @@ impl FrameSource {
                     shuffled.truncate(top.clamp(1, labels.len()));
                     self.episode = Some((episode, shuffled));
                 }
-                let dominant = self
-                    .episode
-                    .as_ref()
-                    .map(|(_, d)| d.clone())
-                    .unwrap_or_default();
+                let dominant = self.episode.as_ref().map_or(&[][..], |(_, d)| d.as_slice());
                 if self.rng.r#gen::<f64>() < share && !dominant.is_empty() {
                     dominant[self.rng.gen_range(0..dominant.len())]
                 } else {
@@ -82,6 +89,11 @@ impl FrameSource {
             index,
             label: label as u8,
         }
+    }
+
+    /// The next `frames` returned by [`next`](Self::next), ahead of any drawn ones.
+    pub fn queue(&mut self, frames: impl IntoIterator<Item = Frame>) {
+        self.queued.extend(frames);
     }
 
     /// Seconds until the next frame of a Poisson stream at `rate_per_s`.

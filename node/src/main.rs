@@ -159,6 +159,15 @@ fn main() -> anyhow::Result<()> {
                     r.frames,
                     r.node_answered
                 );
+                println!(
+                    "  per block of {} frames (median): node/raw {:.3}, engine alone/raw {:.3}, node/engine {:.3}; node overhead {:.1} us/frame; engine alone {:.1} us/frame",
+                    mcdnn_node::bench::BLOCK,
+                    r.ratio_block_median,
+                    r.engine_ratio_block_median,
+                    r.node_over_engine_block_median,
+                    r.overhead_us_per_frame,
+                    r.engine_us_per_frame
+                );
             }
         }
         Command::Catalog {

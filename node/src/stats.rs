@@ -66,7 +66,13 @@ impl AppStats {
     pub fn answered(&mut self, variant: &str, correct: bool, latency_ms: f64, offloaded: bool) {
         self.correct += u64::from(correct);
         self.offloaded += u64::from(offloaded);
-        *self.by_variant.entry(variant.to_string()).or_default() += 1;
+        // The name is copied only the first time a variant answers.
+        match self.by_variant.get_mut(variant) {
+            Some(n) => *n += 1,
+            None => {
+                self.by_variant.insert(variant.to_string(), 1);
+            }
+        }
         if self.latencies_ms.len() == LATENCY_WINDOW {
             self.latencies_ms.pop_front();
         }

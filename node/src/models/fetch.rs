@@ -5,16 +5,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
-use wire::codec::MAX_FRAME_BYTES;
 use wire::manifest::Manifest;
-use wire::msg::{BlobReply, BlobRequest, VariantManifest};
 
 use net::clock::SharedClock;
 
 use super::shards::ShardStore;
-use crate::handles::{AssignmentCell, BlobStreams, CoordinatorLink, ModelAvailability};
+use super::transfer::{Transfer, fetch_variants};
+use crate::handles::{AssignmentCell, CoordinatorLink, ModelAvailability};
 
 /// Which variants the node keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,137 +140,22 @@ async fn round(
     let Some(streams) = handles.coordinator.streams() else {
         return Ok(());
     };
-    for variant in todo {
-        if cancel.is_cancelled() {
-            break;
-        }
-        fetch_variant(&streams, cfg, manifest, store, variant, &handles.clock).await?;
-        store.mark_complete(variant)?;
+    let names: Vec<&str> = todo.iter().map(|v| v.as_str()).collect();
+    let transfer = Transfer {
+        streams: &streams,
+        max_bytes_per_s: cfg.max_bytes_per_s,
+        manifest,
+        store,
+        clock: &handles.clock,
+    };
+    let fetch = fetch_variants(&transfer, &names, |variant| {
         publish(store, &handles.models);
         tracing::info!(%variant, "variant fetched and verified");
+    });
+    tokio::select! {
+        done = fetch => done?,
+        _ = cancel.cancelled() => return Ok(()),
     }
     store.collect(&want)?;
     Ok(())
-}
-
-async fn request(
-    send: &mut quinn::SendStream,
-    recv: &mut quinn::RecvStream,
-    req: &BlobRequest,
-) -> anyhow::Result<BlobReply> {
-    net::framing::write_frame(send, req).await?;
-    net::framing::read_frame::<_, BlobReply>(recv, MAX_FRAME_BYTES)
-        .await?
-        .context("the coordinator closed the blob stream")
-}
-
-/// Fetches the missing shards of one variant. Shards already stored (from a fetch a crash cut
-/// short) are skipped: the transfer resumes where it stopped.
-pub async fn fetch_variant(
-    streams: &BlobStreams,
-    cfg: &FetchConfig,
-    manifest: &Manifest,
-    store: &ShardStore,
-    variant: &str,
-    clock: &SharedClock,
-) -> anyhow::Result<()> {
-    let spec = manifest
-        .variant(variant)
-        .with_context(|| format!("{variant} is not in the catalog"))?;
-    let (mut send, mut recv) = streams.open().await.context("opening a blob stream")?;
-    let vm = match store.manifest(variant)? {
-        Some(m) => m,
-        None => match request(
-            &mut send,
-            &mut recv,
-            &BlobRequest::Manifest {
-                variant: variant.to_string(),
-            },
-        )
-        .await?
-        {
-            BlobReply::Manifest(m) => {
-                check_manifest(&m, spec)?;
-                store.put_manifest(&m)?;
-                m
-            }
-            BlobReply::Missing { what } => bail!("the coordinator has no {what}"),
-            other => bail!("asked for the manifest of {variant}, got {}", kind(&other)),
-        },
-    };
-    let missing = store.missing(&vm)?;
-    let all: BTreeSet<&str> = vm.digests().collect();
-    let total = all.len();
-    let present = total - missing.len();
-    let resumed = store.stored_before_start(&all)?;
-    if resumed > 0 && !missing.is_empty() {
-        tracing::info!(variant, resumed, total, "resuming an interrupted fetch");
-    }
-    store.stats().shards_resumed += resumed;
-    let started = clock.now();
-    let mut bytes_done = 0u64;
-    // Pipeline: every request goes out first (they are tiny), then the replies are read in order.
-    for d in &missing {
-        net::framing::write_frame(&mut send, &BlobRequest::Shard { digest: d.clone() }).await?;
-    }
-    for (i, d) in missing.iter().enumerate() {
-        let reply = net::framing::read_frame::<_, BlobReply>(&mut recv, MAX_FRAME_BYTES)
-            .await?
-            .context("the coordinator closed the blob stream mid-transfer")?;
-        let BlobReply::Shard { digest, bytes } = reply else {
-            bail!("asked for shard {d}, got {}", kind(&reply));
-        };
-        if &digest != d {
-            bail!("asked for shard {d}, got {digest}");
-        }
-        store.put_shard(d, &bytes)?;
-        bytes_done += bytes.len() as u64;
-        {
-            let mut st = store.stats();
-            st.shards_fetched += 1;
-            st.bytes_fetched += bytes.len() as u64;
-        }
-        tracing::info!(variant, shard = i + 1 + present, total, "shard stored");
-        if let Some(rate) = cfg.max_bytes_per_s.filter(|r| *r > 0.0) {
-            let due = Duration::from_secs_f64(bytes_done as f64 / rate);
-            if let Some(wait) = due.checked_sub(clock.now().duration_since(started)) {
-                tokio::time::sleep(wait).await;
-            }
-        }
-    }
-    let _ = send.finish();
-    store.stats().fetch_seconds += clock.now().duration_since(started).as_secs_f64();
-    Ok(())
-}
-
-/// The coordinator's shard list must describe exactly the files the catalog names, with the
-/// catalog's digests: the catalog is the root of trust for model bytes.
-fn check_manifest(m: &VariantManifest, spec: &wire::manifest::VariantSpec) -> anyhow::Result<()> {
-    let mut expected: Vec<(&str, &str)> = std::iter::once(&spec.trunk)
-        .chain(spec.heads.iter().map(|h| &h.file))
-        .map(|f| (f.file.as_str(), f.sha256.as_str()))
-        .collect();
-    let mut got: Vec<(&str, &str)> = m
-        .files
-        .iter()
-        .map(|f| (f.file.as_str(), f.sha256.as_str()))
-        .collect();
-    expected.sort();
-    got.sort();
-    if m.variant != spec.name || expected != got {
-        bail!(
-            "the coordinator's shard manifest for {} does not match the catalog",
-            spec.name
-        );
-    }
-    Ok(())
-}
-
-fn kind(reply: &BlobReply) -> &'static str {
-    match reply {
-        BlobReply::Catalog { .. } => "the catalog",
-        BlobReply::Manifest(_) => "a manifest",
-        BlobReply::Shard { .. } => "a shard",
-        BlobReply::Missing { .. } => "a refusal",
-    }
 }

@@ -3,5 +3,6 @@
 
 pub mod fetch;
 pub mod shards;
+pub mod transfer;
 
 pub use shards::{ModelStoreError, ShardStore, StoreStats};

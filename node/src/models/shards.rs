@@ -116,8 +116,8 @@ impl ShardStore {
                 source,
             })
         })?;
+        // No flush: see `mark_complete`.
         self.manifests.insert(m.variant.as_bytes(), bytes)?;
-        self.manifests.flush()?;
         Ok(())
     }
 
@@ -144,8 +144,7 @@ impl ShardStore {
             Err(ModelStoreError::Injected("shard-write"))
         });
         // No flush per shard: sled persists in the background (every 500 ms) and recovers to a
-        // consistent prefix after a crash, so a crash costs at most the last moments' shards;
-        // `mark_complete` flushes before a variant counts as present.
+        // consistent prefix after a crash, so a crash costs at most the last moments' shards.
         self.shards.insert(digest, bytes)?;
         self.fetched_here
             .lock()
@@ -180,9 +179,11 @@ impl ShardStore {
         Ok(out)
     }
 
+    /// Marks `variant` complete. Not flushed (see `models::transfer`): sled recovers a
+    /// consistent prefix after a crash, so a mark that survives one has its manifest and shards,
+    /// written before it, with it; and the start-up scrub verifies them again.
     pub fn mark_complete(&self, variant: &str) -> Result<(), ModelStoreError> {
         self.complete.insert(variant, &[][..])?;
-        self.complete.flush()?;
         self.touch(variant)?;
         let mut st = self.stats();
         if !st.variants_complete.iter().any(|v| v == variant) {

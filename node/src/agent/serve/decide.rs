@@ -10,28 +10,30 @@ use wire::manifest::Manifest;
 use crate::cache::ModelCache;
 use crate::stats::AppStats;
 
-/// Brings `state` up to date for the next decision.
+/// Brings `state`'s budgets up to date for the next decision (its resident variants come from
+/// [`resident_keys`]).
 pub fn refresh_state(
     state: &mut DeviceState,
     energy_left_j: f64,
     cost_budget_usd: f64,
     stats: &[AppStats],
-    resident: Vec<VariantKey>,
 ) {
     state.energy_left_j = energy_left_j;
     state.cost_left_usd =
         (cost_budget_usd - stats.iter().map(|s| s.cost_used_usd).sum::<f64>()).max(0.0);
-    state.resident = resident;
 }
 
-/// Every (app, loaded variant) key: a loaded variant serves all apps through its heads.
-pub fn resident_keys(catalog: &Catalog, cache: &ModelCache) -> Vec<VariantKey> {
-    let names = cache.resident();
-    catalog
-        .apps
-        .iter()
-        .flat_map(|a| names.iter().filter_map(|n| catalog.key(&a.name, n)))
-        .collect()
+/// Every (app, loaded variant) key into `out` (replacing its contents, reusing its allocation):
+/// a loaded variant serves all apps through its heads.
+pub fn resident_keys(catalog: &Catalog, cache: &ModelCache, out: &mut Vec<VariantKey>) {
+    out.clear();
+    for a in &catalog.apps {
+        out.extend(
+            cache
+                .resident_names()
+                .filter_map(|n| catalog.key(&a.name, n)),
+        );
+    }
 }
 
 /// Where a failed offload is answered: the cheapest variant already loaded, else the cheapest

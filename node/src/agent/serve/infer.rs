@@ -1,8 +1,6 @@
 //! Inference on the device, one path for every caller: load the variant if it is not resident
 //! (timed), compute its trunk embedding once per frame (every app that chose the variant shares
-//! it), and run the app's head.
-
-use std::collections::HashMap;
+//! it, in the variant's own reused buffer), and run the app's head.
 
 use crate::cache::{CacheError, ModelCache};
 use crate::engine::{EngineError, Prediction};
@@ -26,26 +24,20 @@ pub enum InferError {
     Engine(#[from] EngineError),
 }
 
-/// Embeddings computed for the current frame, per variant (a new one for every frame).
-#[derive(Debug, Default)]
-pub struct FrameEmbeddings(HashMap<String, Vec<f32>>);
-
-/// Runs `variant` for `app` on `pixels`, reusing this frame's embedding of `variant` if any.
+/// Runs `variant` for `app` on the cache's current frame (`pixels`), reusing the variant's
+/// embedding of this frame if another app already ran it.
 pub fn on_device(
     cache: &mut ModelCache,
-    embeddings: &mut FrameEmbeddings,
     variant: &str,
     app: &str,
     pixels: &[u8],
 ) -> Result<DeviceRun, InferError> {
+    let frame = cache.frame();
     let (model, swapped_in) = cache.get(variant)?;
     let loaded_ms = swapped_in.then_some(model.load_ms);
-    if !embeddings.0.contains_key(variant) {
-        let embedding = model.embed(pixels)?;
-        embeddings.0.insert(variant.to_string(), embedding);
-    }
+    model.embed_frame(frame, pixels)?;
     Ok(DeviceRun {
-        prediction: model.classify(app, &embeddings.0[variant])?,
+        prediction: model.classify_frame(app)?,
         loaded_ms,
     })
 }

@@ -31,7 +31,7 @@ pub use learning::LoadLearning;
 pub use results::{Answer, Results};
 pub use summary::offload_server as offload_server_summary;
 
-use self::infer::{FrameEmbeddings, InferError};
+use self::infer::InferError;
 use self::pacing::Pacer;
 use self::summary::RunFigures;
 use crate::battery::EnergyAccount;
@@ -181,7 +181,7 @@ impl Server<'_> {
         let frame = self.frames.next(now_s);
         let pixels = self.data.image(frame.index);
         state.frame_trunks.clear();
-        let mut embeddings = FrameEmbeddings::default();
+        self.cache.begin_frame();
         for (i, (app, rate)) in cfg.apps.iter().enumerate() {
             if !self.frames.app_due(*rate, frame_rate) {
                 continue;
@@ -195,9 +195,9 @@ impl Server<'_> {
                 .copied()
                 .unwrap_or(usize::MAX);
             stats[i].arrival(now_s, truth);
-            let resident = decide::resident_keys(&self.catalog, &self.cache);
             let left_j = self.energy.left_j();
-            decide::refresh_state(state, left_j, cfg.budgets.cost_usd, stats, resident);
+            decide::refresh_state(state, left_j, cfg.budgets.cost_usd, stats);
+            decide::resident_keys(&self.catalog, &self.cache, &mut state.resident);
             let Decision::Run(run) = self.policy.decide(now_s, app, state) else {
                 stats[i].dropped += 1;
                 self.policy.observe(now_s, app, &Outcome::default());
@@ -211,7 +211,7 @@ impl Server<'_> {
             };
             let cost = run_cost(&self.catalog, key, run.place, state);
             let t0 = self.clock.now();
-            let Some(ran) = self.execute(app, &run, pixels, &mut embeddings, &mut stats[i])? else {
+            let Some(ran) = self.execute(app, &run, pixels, &mut stats[i])? else {
                 stats[i].dropped += 1;
                 continue;
             };
@@ -279,7 +279,6 @@ impl Server<'_> {
         app: &str,
         run: &Run,
         pixels: &[u8],
-        embeddings: &mut FrameEmbeddings,
         stats: &mut AppStats,
     ) -> anyhow::Result<Option<Ran>> {
         let variant = match run.place {
@@ -305,7 +304,7 @@ impl Server<'_> {
             },
             Place::Device => run.variant.clone(),
         };
-        match infer::on_device(&mut self.cache, embeddings, &variant, app, pixels) {
+        match infer::on_device(&mut self.cache, &variant, app, pixels) {
             Ok(done) => Ok(Some(Ran {
                 variant,
                 place: Place::Device,
