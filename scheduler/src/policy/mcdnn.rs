@@ -14,12 +14,20 @@ use crate::lp::{Group, Problem, Table};
 use crate::options::{DROP_OTHER, OptionSpec, Specialised, steady_options};
 use crate::state::{Constraints, DeviceState};
 
+use super::mcdnn_history::{Connectivity, SkewHistory};
+
 /// Longest time between plans.
 const REPLAN_MAX_S: f64 = 30.0;
 /// A swap that evicts must be amortised to at most this share of the energy it serves.
 const PAGING_SHARE: f64 = 0.05;
 /// Longest block a swap may wait for.
 const MAX_BLOCK: f64 = 50.0;
+/// Authors' model: a return to the device (from the server or after drops) pays the load, so
+/// requests follow the mix in stretches per place; a stretch's load is at most this share of
+/// the energy it serves...
+const STRETCH_PAGING_SHARE: f64 = 0.01;
+/// ...and a stretch runs for at most this many requests' worth of credit.
+const MAX_STRETCH: f64 = 2000.0;
 
 #[derive(Debug, Clone)]
 struct Choice {
@@ -37,73 +45,9 @@ struct PlanGroup {
     choices: Vec<Choice>,
     drop_frac: f64,
     drop_credit: f64,
-}
-
-/// Connected share of time, with a prior of "connected" so the first plan offloads.
-#[derive(Debug, Clone, Default)]
-struct Connectivity {
-    last: Option<(f64, bool)>,
-    connected_s: f64,
-    total_s: f64,
-}
-
-impl Connectivity {
-    const PRIOR_S: f64 = 60.0;
-
-    fn update(&mut self, now_s: f64, connected: bool) {
-        if let Some((t, c)) = self.last {
-            let dt = (now_s - t).max(0.0);
-            self.total_s += dt;
-            if c {
-                self.connected_s += dt;
-            }
-        }
-        self.last = Some((now_s, connected));
-    }
-
-    fn fraction(&self) -> f64 {
-        (self.connected_s + Self::PRIOR_S) / (self.total_s + Self::PRIOR_S)
-    }
-}
-
-/// Per app with specialised variants: the share of time a specialised set was active and the
-/// mean share it had, so the plan keeps energy for the skewed stretches still to come.
-#[derive(Debug, Clone, Default)]
-struct SkewHistory {
-    last: Option<(f64, Option<f64>)>,
-    active_s: f64,
-    share_s: f64,
-    total_s: f64,
-}
-
-impl SkewHistory {
-    /// Prior: half the time skewed, worth this many seconds of history.
-    const PRIOR_S: f64 = 900.0;
-
-    fn update(&mut self, now_s: f64, share: Option<f64>) {
-        if let Some((t, s)) = self.last {
-            let dt = (now_s - t).max(0.0);
-            self.total_s += dt;
-            if let Some(s) = s {
-                self.active_s += dt;
-                self.share_s += dt * s;
-            }
-        }
-        self.last = Some((now_s, share));
-    }
-
-    fn fraction(&self) -> f64 {
-        (self.active_s + 0.5 * Self::PRIOR_S) / (self.total_s + Self::PRIOR_S)
-    }
-
-    /// Share to plan the skewed stretches with: the current one, else the mean seen.
-    fn share(&self, trigger: f64) -> f64 {
-        match self.last {
-            Some((_, Some(s))) => s,
-            _ if self.active_s > 0.0 => self.share_s / self.active_s,
-            _ => trigger,
-        }
-    }
+    /// Authors' model: how far (in credit) a place may run ahead of the mix before requests
+    /// move to another place.
+    stretch: f64,
 }
 
 /// The planning policy.
@@ -133,6 +77,9 @@ impl Mcdnn {
     }
 
     fn skew_share(&self, app: usize) -> Option<f64> {
+        if self.core.authors() {
+            return self.core.spec_share[app];
+        }
         self.core.skew[app]
             .as_ref()
             .and_then(|t| t.active())
@@ -177,7 +124,9 @@ impl Mcdnn {
                 if weight <= 0.0 {
                     continue;
                 }
-                let specialised = if skewed {
+                let specialised = if skewed && self.core.authors() {
+                    Specialised::Standalone(skew_share)
+                } else if skewed {
                     Specialised::Cascade(skew_share)
                 } else {
                     Specialised::None
@@ -258,14 +207,28 @@ impl Mcdnn {
                 .collect();
             let idx = (a * 2 + *connected as usize) * 2 + *skewed as usize;
             let mut choices = choices;
+            let stretch = if self.core.authors() {
+                choices
+                    .iter()
+                    .filter(|c| c.place == Place::Device)
+                    .map(|c| {
+                        let load = cat.apps[*a].variants[c.variant].load_energy_j;
+                        load / (STRETCH_PAGING_SHARE * c.steady_j.max(1e-3))
+                    })
+                    .fold(1.0, f64::max)
+                    .min(MAX_STRETCH)
+            } else {
+                0.0
+            };
+            let keep = MAX_BLOCK.max(stretch);
             let mut drop_credit = 0.0;
             if let Some(prev) = &old[idx] {
-                drop_credit = prev.drop_credit.clamp(-MAX_BLOCK, MAX_BLOCK);
+                drop_credit = prev.drop_credit.clamp(-keep, keep);
                 for c in choices.iter_mut() {
                     if let Some(p) = prev.choices.iter().find(|p| {
                         p.variant == c.variant && p.fallback == c.fallback && p.place == c.place
                     }) {
-                        c.credit = p.credit.clamp(-MAX_BLOCK, MAX_BLOCK);
+                        c.credit = p.credit.clamp(-keep, keep);
                     }
                 }
             }
@@ -274,6 +237,7 @@ impl Mcdnn {
                 choices,
                 drop_frac: (1.0 - served).max(0.0),
                 drop_credit,
+                stretch,
             });
         }
         let elapsed = now_s - self.core.start_s.unwrap_or(now_s);
@@ -284,6 +248,10 @@ impl Mcdnn {
     /// Requests a swap that evicts must wait for, so its load is a small share of what it serves.
     fn block(&self, app: usize, c: &Candidate, state: &DeviceState) -> f64 {
         if c.load_j <= 0.0 || c.place != Place::Device {
+            return 0.0;
+        }
+        if self.core.authors() {
+            // Paging follows the place, not residency: stretches amortise it instead.
             return 0.0;
         }
         let cat = &self.core.catalog;
@@ -337,18 +305,38 @@ impl Mcdnn {
             c.credit += c.frac;
         }
         group.drop_credit += group.drop_frac;
-        let top = group
-            .choices
-            .iter()
-            .enumerate()
-            .max_by(|x, y| x.1.credit.total_cmp(&y.1.credit).then(y.0.cmp(&x.0)))
-            .map(|(i, c)| (i, c.credit));
-        let target = match top {
-            Some((i, credit)) if credit >= group.drop_credit => i,
-            _ => {
+        let top = |place: Option<Option<Place>>| {
+            group
+                .choices
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| place.is_none_or(|p| p == Some(c.place)))
+                .max_by(|x, y| x.1.credit.total_cmp(&y.1.credit).then(y.0.cmp(&x.0)))
+                .map(|(i, c)| (i, c.credit))
+        };
+        // Authors' model: stay at the place the app runs at (None: dropping) until it is a
+        // stretch ahead of the mix; an app that never ran starts wherever the mix says.
+        let running = state.running_at(a);
+        let stay = match running {
+            _ if group.stretch <= 0.0 || self.core.last_place[a].is_none() => None,
+            None => (group.drop_frac > 1e-9 && group.drop_credit > -group.stretch).then_some(None),
+            Some(p) => top(Some(Some(p)))
+                .filter(|&(_, credit)| credit > -group.stretch)
+                .map(|(i, _)| Some(i)),
+        };
+        let target = match stay {
+            Some(Some(i)) => i,
+            Some(None) => {
                 group.drop_credit -= 1.0;
                 return Decision::Drop;
             }
+            None => match top(None) {
+                Some((i, credit)) if credit >= group.drop_credit => i,
+                _ => {
+                    group.drop_credit -= 1.0;
+                    return Decision::Drop;
+                }
+            },
         };
         let t = group.choices[target].clone();
         let exact = self
