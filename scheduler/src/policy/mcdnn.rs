@@ -15,6 +15,7 @@ use crate::options::{DROP_OTHER, OptionSpec, Specialised, steady_options};
 use crate::state::{Constraints, DeviceState};
 
 use super::mcdnn_history::{Connectivity, SkewHistory};
+use super::stretch::{MAX_STRETCH, credit_allowance, expected_loads, stretch_len};
 
 /// Longest time between plans.
 const REPLAN_MAX_S: f64 = 30.0;
@@ -22,12 +23,6 @@ const REPLAN_MAX_S: f64 = 30.0;
 const PAGING_SHARE: f64 = 0.05;
 /// Longest block a swap may wait for.
 const MAX_BLOCK: f64 = 50.0;
-/// Authors' model: a return to the device (from the server or after drops) pays the load, so
-/// requests follow the mix in stretches per place; a stretch's load is at most this share of
-/// the energy it serves...
-const STRETCH_PAGING_SHARE: f64 = 0.01;
-/// ...and a stretch runs for at most this many requests' worth of credit.
-const MAX_STRETCH: f64 = 2000.0;
 
 #[derive(Debug, Clone)]
 struct Choice {
@@ -178,7 +173,27 @@ impl Mcdnn {
                 }
             }
         }
-        let reserve: f64 = pages.iter().map(|k| cat.variant(*k).load_energy_j).sum();
+        let mut reserve: f64 = pages.iter().map(|k| cat.variant(*k).load_energy_j).sum();
+        if self.core.authors() {
+            // Every return to the device pays a load again.
+            for (((a, _, _, opts), mix), g) in meta.iter().zip(&sol.mixes).zip(&problem.groups) {
+                let device = || {
+                    mix.iter()
+                        .filter(|m| opts[m.0 as usize].place == Place::Device)
+                        .map(|m| {
+                            (
+                                cat.apps[*a].variants[opts[m.0 as usize].variant].load_energy_j,
+                                opts[m.0 as usize].opt.energy,
+                                m.1,
+                            )
+                        })
+                };
+                let len = stretch_len(device().map(|d| (d.0, d.1)));
+                let frac: f64 = device().map(|d| d.2).sum();
+                let load = device().map(|d| d.0).fold(0.0, f64::max);
+                reserve += load * expected_loads(g.weight, frac, len);
+            }
+        }
         if reserve > 0.0 {
             problem.nodes[0].energy_budget = (state.energy_left_j - reserve).max(0.0);
             let Ok(replanned) = problem.solve(1e-6) else {
@@ -208,19 +223,15 @@ impl Mcdnn {
             let idx = (a * 2 + *connected as usize) * 2 + *skewed as usize;
             let mut choices = choices;
             let stretch = if self.core.authors() {
-                choices
-                    .iter()
-                    .filter(|c| c.place == Place::Device)
-                    .map(|c| {
-                        let load = cat.apps[*a].variants[c.variant].load_energy_j;
-                        load / (STRETCH_PAGING_SHARE * c.steady_j.max(1e-3))
-                    })
-                    .fold(1.0, f64::max)
-                    .min(MAX_STRETCH)
+                let device = || choices.iter().filter(|c| c.place == Place::Device);
+                let len = stretch_len(
+                    device().map(|c| (cat.apps[*a].variants[c.variant].load_energy_j, c.steady_j)),
+                );
+                credit_allowance(len, device().map(|c| c.frac).sum())
             } else {
                 0.0
             };
-            let keep = MAX_BLOCK.max(stretch);
+            let keep = MAX_BLOCK.max(stretch).min(MAX_STRETCH);
             let mut drop_credit = 0.0;
             if let Some(prev) = &old[idx] {
                 drop_credit = prev.drop_credit.clamp(-keep, keep);
@@ -314,29 +325,18 @@ impl Mcdnn {
                 .max_by(|x, y| x.1.credit.total_cmp(&y.1.credit).then(y.0.cmp(&x.0)))
                 .map(|(i, c)| (i, c.credit))
         };
-        // Authors' model: stay at the place the app runs at (None: dropping) until it is a
-        // stretch ahead of the mix; an app that never ran starts wherever the mix says.
-        let running = state.running_at(a);
-        let stay = match running {
-            _ if group.stretch <= 0.0 || self.core.last_place[a].is_none() => None,
-            None => (group.drop_frac > 1e-9 && group.drop_credit > -group.stretch).then_some(None),
-            Some(p) => top(Some(Some(p)))
-                .filter(|&(_, credit)| credit > -group.stretch)
-                .map(|(i, _)| Some(i)),
-        };
-        let target = match stay {
-            Some(Some(i)) => i,
-            Some(None) => {
+        // Authors' model: once on the device, stay for a stretch (see `stretch`).
+        let stay = (group.stretch > 0.0 && state.running_at(a) == Some(Place::Device))
+            .then(|| top(Some(Some(Place::Device))))
+            .flatten()
+            .filter(|&(_, credit)| credit > -group.stretch);
+        let target = match (stay, top(None)) {
+            (Some((i, _)), _) => i,
+            (None, Some((i, credit))) if credit >= group.drop_credit => i,
+            _ => {
                 group.drop_credit -= 1.0;
                 return Decision::Drop;
             }
-            None => match top(None) {
-                Some((i, credit)) if credit >= group.drop_credit => i,
-                _ => {
-                    group.drop_credit -= 1.0;
-                    return Decision::Drop;
-                }
-            },
         };
         let t = group.choices[target].clone();
         let exact = self

@@ -11,6 +11,7 @@ mod cost;
 mod mcdnn;
 mod mcdnn_history;
 mod paper;
+mod stretch;
 
 use std::sync::Arc;
 
