@@ -302,7 +302,8 @@ fn execute(
     }
     state.energy_left_j = (state.energy_left_j - energy).max(0.0);
     state.cost_left_usd = (state.cost_left_usd - usd).max(0.0);
-    let mut swapped = false;
+    // Paging paid (under the authors' model a move onto the device, not residency).
+    let mut swapped = main.load_j > 0.0;
     for k in touched {
         let loaded = state.touch(catalog, k, run.place);
         swapped |= loaded && run.place == Place::Device;

@@ -171,11 +171,12 @@ fn cmd_run(a: RunArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "{}: mean accuracy {:.2} % over {} requests ({} dropped); energy {:.1} J of {}, cost ${:.5} of {}",
+            "{}: mean accuracy {:.2} % over {} requests ({} dropped, {} loads); energy {:.1} J of {}, cost ${:.5} of {}",
             report.policy,
             report.mean_accuracy,
             report.requests,
             report.dropped,
+            report.swaps,
             report.energy_used_j,
             b.energy_j,
             report.cost_used_usd,

@@ -203,7 +203,8 @@ impl Mcdnn {
         }
         // Credits carry over so a choice that keeps its place in the mix keeps its turn.
         let old: Vec<Option<PlanGroup>> = self.plan.iter_mut().map(Option::take).collect();
-        for ((a, connected, skewed, opts), mix) in meta.iter().zip(&sol.mixes) {
+        let weights: Vec<f64> = problem.groups.iter().map(|g| g.weight).collect();
+        for (i, ((a, connected, skewed, opts), mix)) in meta.iter().zip(&sol.mixes).enumerate() {
             let choices: Vec<Choice> = mix
                 .iter()
                 .filter(|m| m.1 > 1e-9)
@@ -227,7 +228,8 @@ impl Mcdnn {
                 let len = stretch_len(
                     device().map(|c| (cat.apps[*a].variants[c.variant].load_energy_j, c.steady_j)),
                 );
-                credit_allowance(len, device().map(|c| c.frac).sum())
+                let to_server = choices.iter().any(|c| c.place == Place::Server);
+                credit_allowance(len, device().map(|c| c.frac).sum(), weights[i], to_server)
             } else {
                 0.0
             };
