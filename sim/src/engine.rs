@@ -528,25 +528,38 @@ mod tests {
         }
     }
 
+    /// `mcdnn` beats `paper` under either model, and comes close to the bound under the
+    /// cascade model. (Under the authors' model the bound charges no paging, which that model
+    /// charges on every return to the device; the gap is in the sweep tables.)
     #[test]
     fn mcdnn_beats_paper_on_two_apps() -> Result<()> {
         let g = crate::generators::generate("two-apps", 7200.0)?;
-        let cat = Catalog::paper();
         let b = budgets(400.0, 0.004, 7200.0, 1024.0);
-        let paper = run(&cat, &g.requests, &g.connectivity, "paper", &b)?;
-        let ours = run(&cat, &g.requests, &g.connectivity, "mcdnn", &b)?;
-        let bound = trace_bound(
-            &cat,
-            &bound_requests(&cat, &g.requests, &g.connectivity),
-            &b,
-        )?;
-        assert!(ours.mean_accuracy >= paper.mean_accuracy);
-        assert!(
-            ours.mean_accuracy >= 0.95 * bound.mean_accuracy,
-            "{} vs {}",
-            ours.mean_accuracy,
-            bound.mean_accuracy
-        );
+        for authors in [false, true] {
+            let cat = paper_as(authors);
+            let paper = run(&cat, &g.requests, &g.connectivity, "paper", &b)?;
+            let ours = run(&cat, &g.requests, &g.connectivity, "mcdnn", &b)?;
+            let bound = trace_bound(
+                &cat,
+                &bound_requests(&cat, &g.requests, &g.connectivity),
+                &b,
+            )?;
+            assert!(
+                ours.mean_accuracy >= paper.mean_accuracy,
+                "authors {authors}: {} < paper {}",
+                ours.mean_accuracy,
+                paper.mean_accuracy
+            );
+            assert!(ours.mean_accuracy <= bound.mean_accuracy + 1e-6);
+            if !authors {
+                assert!(
+                    ours.mean_accuracy >= 0.95 * bound.mean_accuracy,
+                    "{} vs {}",
+                    ours.mean_accuracy,
+                    bound.mean_accuracy
+                );
+            }
+        }
         Ok(())
     }
 
