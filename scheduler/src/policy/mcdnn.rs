@@ -203,8 +203,7 @@ impl Mcdnn {
         }
         // Credits carry over so a choice that keeps its place in the mix keeps its turn.
         let old: Vec<Option<PlanGroup>> = self.plan.iter_mut().map(Option::take).collect();
-        let weights: Vec<f64> = problem.groups.iter().map(|g| g.weight).collect();
-        for (i, ((a, connected, skewed, opts), mix)) in meta.iter().zip(&sol.mixes).enumerate() {
+        for ((a, connected, skewed, opts), mix) in meta.iter().zip(&sol.mixes) {
             let choices: Vec<Choice> = mix
                 .iter()
                 .filter(|m| m.1 > 1e-9)
@@ -229,7 +228,10 @@ impl Mcdnn {
                     device().map(|c| (cat.apps[*a].variants[c.variant].load_energy_j, c.steady_j)),
                 );
                 let to_server = choices.iter().any(|c| c.place == Place::Server);
-                credit_allowance(len, device().map(|c| c.frac).sum(), weights[i], to_server)
+                let frac: f64 = device().map(|c| c.frac).sum();
+                let steady = device().map(|c| c.frac * c.steady_j).sum::<f64>() / frac.max(1e-12);
+                let ahead = state.energy_left_j / steady.max(1e-6);
+                credit_allowance(len, frac, ahead, to_server)
             } else {
                 0.0
             };

@@ -8,8 +8,9 @@
 const PAGING_SHARE: f64 = 0.01;
 /// ...a stretch is at most this many requests...
 pub(super) const MAX_STRETCH: f64 = 2000.0;
-/// ...and runs ahead of the plan by at most this share of the requests it is for.
-const SHARE_OF_REMAINING: f64 = 0.02;
+/// ...and, when the time away goes to the server, runs ahead of the plan by at most this share
+/// of the device requests the energy left could pay for.
+const SHARE_OF_ENERGY: f64 = 0.25;
 
 /// Device requests per stretch for a group whose device choices have these (load J, steady J
 /// per request).
@@ -23,13 +24,13 @@ pub(super) fn stretch_len(device: impl Iterator<Item = (f64, f64)>) -> f64 {
 /// How far the device's credit may fall behind the mix before requests leave it: a stretch of
 /// `len` device requests at device share `device_frac` (0 when the mix does not leave the
 /// device, or never goes there). When the requests away go to the server, never more than a
-/// small share of the `remaining` requests the plan is for: a stretch that outran the plan at
-/// the end of the shift would leave no energy to send them. (Away to drops, running ahead
-/// only moves drops later.)
+/// share of the `affordable` device requests (energy left / energy per device request): a
+/// stretch that outran the plan at the end of the shift would leave no energy to send them.
+/// (Away to drops, running ahead only moves drops later.)
 pub(super) fn credit_allowance(
     len: f64,
     device_frac: f64,
-    remaining: f64,
+    affordable: f64,
     away_to_server: bool,
 ) -> f64 {
     if device_frac <= 1e-9 || device_frac >= 1.0 - 1e-9 {
@@ -37,7 +38,7 @@ pub(super) fn credit_allowance(
     }
     let allowance = len * (1.0 - device_frac);
     if away_to_server {
-        allowance.min(SHARE_OF_REMAINING * remaining)
+        allowance.min(SHARE_OF_ENERGY * affordable)
     } else {
         allowance
     }
