@@ -4,7 +4,14 @@
 //! shared trunk's cost split among the requests of its frame). The reported figure is the dual
 //! value, so numerical tolerance can only make it larger.
 //!
-//! Specialisation is modelled as the cascade every policy runs: a specialised variant can run
+//! Under the authors' evaluation model ([`crate::catalog::EvalModel::Authors`]) a specialised
+//! variant is an option on its own wherever the engine would credit it (the authors' top-N
+//! share of the window before the request reaches the trigger), worth the best profiled
+//! accuracy for any share up to that one, and no latency limit applies (the authors check it
+//! only on a cold miss): every run the engine credits is an option of the LP, at no less
+//! value and no more cost, so the bound holds.
+//!
+//! Under the cascade model, specialisation is modelled as the cascade every policy runs: a specialised variant can run
 //! only while the shared skew tracker ([`crate::specialise::tracker_for`]) has an active set; it
 //! runs first on every request it is chosen for (the class is not known before it answers), and
 //! its "other" answers fall back to a general variant or are dropped. Requests are grouped by
@@ -18,7 +25,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, Place};
+use crate::catalog::{Catalog, EvalModel, Place};
 use crate::lp::{Group, Problem, SolveError, Table};
 use crate::options::{OptionSpec, Specialised, steady_options};
 use crate::state::Budgets;
@@ -90,13 +97,16 @@ pub fn bound(
             c.1 += 1.0;
         }
     }
+    let authors = catalog.constants.model == EvalModel::Authors;
     let admits = |_: usize, _: Place| true;
     let mut tables = Vec::new();
     let mut groups = Vec::new();
     for (&(app, connected, step, split), &(n, in_set)) in &counts {
         let share = step as f64 / SHARE_STEPS;
         // Below the lowest measured share a specialised variant is credited nothing.
-        let specialised = if step > 0 && share >= trigger_min {
+        let specialised = if step > 0 && share >= trigger_min && authors {
+            Specialised::Standalone(share)
+        } else if step > 0 && share >= trigger_min {
             Specialised::Observed {
                 share,
                 in_set: in_set / n,

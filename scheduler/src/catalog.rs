@@ -20,6 +20,36 @@ pub struct VariantKey {
     pub variant: usize,
 }
 
+/// How a run is evaluated: what a specialised variant is worth and when paging and the latency
+/// limit apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalModel {
+    /// The MCDNN authors' model (their `scheduler.py`), for their catalog, whose specialised
+    /// variants are profiles, not real heads: a specialised variant runs alone and is credited
+    /// its profiled accuracy at the stream's current top-N share; an app's paging is charged
+    /// when it moves onto the device; the latency limit is checked only on a cold miss (the app
+    /// not running anywhere: never run, or its last request dropped).
+    Authors,
+    /// What the project's nodes run (manifest catalogs, whose specialised heads are real): a
+    /// specialised head answers only for its classes and its "other" answers fall back to a
+    /// general variant (cascade); paging is charged whenever a variant is not resident; every
+    /// request meets the latency limit.
+    #[default]
+    Cascade,
+}
+
+impl std::str::FromStr for EvalModel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<EvalModel, String> {
+        match s {
+            "authors" => Ok(EvalModel::Authors),
+            "cascade" => Ok(EvalModel::Cascade),
+            other => Err(format!("unknown model {other:?}; known: authors, cascade")),
+        }
+    }
+}
+
 /// Fleet-wide constants; defaults are the MCDNN authors' (see `Constants::default`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Constants {
@@ -46,6 +76,9 @@ pub struct Constants {
     /// Default memory available for models on the device. The authors give none; 1 GB lets a
     /// couple of large variants stay resident, which is what a 2016 phone could hold.
     pub memory_mb: f64,
+    /// How runs on this catalog are evaluated.
+    #[serde(default)]
+    pub model: EvalModel,
 }
 
 impl Default for Constants {
@@ -62,6 +95,7 @@ impl Default for Constants {
             skew_trigger_share: 0.6,
             skew_top_n: 7,
             memory_mb: 1024.0,
+            model: EvalModel::Cascade,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! cost and server use. Paging is not in here: planners charge it separately (or, for the
 //! bound, not at all, which keeps the bound an upper bound).
 
-use crate::catalog::{Catalog, Place};
+use crate::catalog::{Catalog, EvalModel, Place};
 use crate::lp::Opt;
 
 /// How specialised variants enter the options.
@@ -19,6 +19,10 @@ pub enum Specialised {
     /// has at most `share` of the window: as `Cascade`, with the specialised accuracy the best
     /// any share up to `share` gives.
     Observed { share: f64, in_set: f64 },
+    /// The authors' model: at this top-N share each specialised variant runs alone and is
+    /// credited the best profiled accuracy for any share up to it
+    /// ([`crate::catalog::Variant::specialised_accuracy_upper`], which is the authors' rule).
+    Standalone(f64),
 }
 
 /// `PlanOpt::fallback` of a cascade that drops its "other" answers.
@@ -52,6 +56,11 @@ pub fn steady_options(catalog: &Catalog, app: usize, spec: &OptionSpec<'_>) -> V
     let c = &catalog.constants;
     let variants = &catalog.apps[app].variants;
     let split = spec.trunk_split.max(1.0);
+    // Under the authors' model only a cold miss is latency-checked: once running, any variant.
+    let limit = match c.model {
+        EvalModel::Authors => f64::INFINITY,
+        EvalModel::Cascade => c.latency_limit_ms,
+    };
     let mut out = Vec::new();
     let places: &[Place] = if spec.connected {
         &[Place::Device, Place::Server]
@@ -69,8 +78,7 @@ pub fn steady_options(catalog: &Catalog, app: usize, spec: &OptionSpec<'_>) -> V
             match place {
                 Place::Device => {
                     let share = trunk.map_or(0.0, |t| t.device_energy_j * (1.0 - 1.0 / split));
-                    let ok =
-                        v.device_latency_ms <= c.latency_limit_ms && v.memory_mb <= spec.memory_mb;
+                    let ok = v.device_latency_ms <= limit && v.memory_mb <= spec.memory_mb;
                     ok.then_some(Opt {
                         value: v.accuracy,
                         energy: (v.device_energy_j - share).max(0.0),
@@ -81,7 +89,7 @@ pub fn steady_options(catalog: &Catalog, app: usize, spec: &OptionSpec<'_>) -> V
                 Place::Server => {
                     let share = trunk.map_or(0.0, |t| t.server_ms * (1.0 - 1.0 / split));
                     let ms = (v.server_ms - share).max(0.0);
-                    (c.rtt_ms + v.server_ms <= c.latency_limit_ms).then_some(Opt {
+                    (c.rtt_ms + v.server_ms <= limit).then_some(Opt {
                         value: v.accuracy,
                         energy: c.send_energy_j,
                         cost: ms * c.server_cost_usd_per_ms,
@@ -112,6 +120,18 @@ pub fn steady_options(catalog: &Catalog, app: usize, spec: &OptionSpec<'_>) -> V
             let Some(so) = figures(si) else { continue };
             let (acc, in_set) = match spec.specialised {
                 Specialised::None => continue,
+                Specialised::Standalone(share) => {
+                    out.push(PlanOpt {
+                        variant: si,
+                        fallback: None,
+                        place,
+                        opt: Opt {
+                            value: s.specialised_accuracy_upper(share),
+                            ..so
+                        },
+                    });
+                    continue;
+                }
                 Specialised::Cascade(share) => (s.specialised_accuracy(share), share),
                 Specialised::Observed { share, in_set } => {
                     (s.specialised_accuracy_upper(share), in_set)

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::catalog::{App, Catalog, CatalogError, Constants, SpecialisedPoint, Trunk, Variant};
+use crate::catalog::{
+    App, Catalog, CatalogError, Constants, EvalModel, SpecialisedPoint, Trunk, Variant,
+};
 
 const PROFILES: &str = include_str!("../data/mcdnn-paper-profiles.json");
 
@@ -104,6 +106,7 @@ fn parse_paper(text: &str) -> Result<Catalog, CatalogError> {
         cost_budget_usd: c.cloud_budget_usd_per_day_typical,
         skew_window_s: c.skew_window_s,
         skew_trigger_share: c.skew_trigger_share,
+        model: EvalModel::Authors,
         ..Constants::default()
     };
     let mut trunks: Vec<Trunk> = Vec::new();

@@ -137,6 +137,27 @@ impl SkewWindow {
     }
 }
 
+/// The authors' specialisation test, on the window of the requests before `now_s`: the share of
+/// the top `top_n` classes, when it reaches `trigger` over a meaningful sample ([`MIN_SAMPLE`]).
+/// While it does, the authors run only specialised variants and credit each its profiled
+/// accuracy at that share. (The authors count classes 0-6 of their trace, the people their
+/// generator made frequent, and start counting after 300 s; the current top-N is what a device
+/// can know, and the sample floor replaces the 300 s start. They include the request being
+/// decided, whose class a device does not know before answering; this does not.)
+pub fn eligible_share(
+    window: &mut SkewWindow,
+    now_s: f64,
+    top_n: usize,
+    trigger: f64,
+) -> Option<f64> {
+    window.expire(now_s);
+    if window.total() < MIN_SAMPLE {
+        return None;
+    }
+    let (top, share) = window.top(top_n);
+    (top.len() == top_n && share >= trigger).then_some(share)
+}
+
 /// The skew tracker every policy keeps for `app` (None when the app has no specialised
 /// variant); the bound replays the same one so both agree on when a cascade can run.
 pub fn tracker_for(catalog: &crate::catalog::Catalog, app: usize) -> Option<SkewTracker> {
@@ -199,6 +220,11 @@ impl SkewTracker {
             self.share = 0.0;
             had
         }
+    }
+
+    /// [`eligible_share`] of this tracker's window.
+    pub fn eligible_share(&mut self, now_s: f64) -> Option<f64> {
+        eligible_share(&mut self.window, now_s, self.top_n, self.trigger)
     }
 
     /// The active specialised set and its share, when the stream is skewed enough.

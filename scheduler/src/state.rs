@@ -71,6 +71,11 @@ pub struct DeviceState {
     pub server_loaded: Vec<VariantKey>,
     /// Trunks already computed for the current frame, and where (shared by the next heads).
     pub frame_trunks: Vec<(usize, Place)>,
+    /// Per app index, where its last request ran (None: never, or the last one was dropped):
+    /// the authors' "status", which decides paging and the cold-miss latency check under
+    /// [`crate::catalog::EvalModel::Authors`]. Whoever runs requests keeps it
+    /// ([`DeviceState::set_running`]).
+    pub running: Vec<Option<Place>>,
 }
 
 impl DeviceState {
@@ -85,7 +90,21 @@ impl DeviceState {
             resident: Vec::new(),
             server_loaded: Vec::new(),
             frame_trunks: Vec::new(),
+            running: Vec::new(),
         }
+    }
+
+    /// Where `app`'s last request ran (None: not running).
+    pub fn running_at(&self, app: usize) -> Option<Place> {
+        self.running.get(app).copied().flatten()
+    }
+
+    /// Records where `app`'s request ran (None when it was dropped).
+    pub fn set_running(&mut self, app: usize, place: Option<Place>) {
+        if self.running.len() <= app {
+            self.running.resize(app + 1, None);
+        }
+        self.running[app] = place;
     }
 
     pub fn is_resident(&self, key: VariantKey) -> bool {

@@ -1,6 +1,8 @@
 //! mcdnn-sim: trace-driven evaluation of the scheduler's policies, sweeps, reports and
 //! benchmarks.
 
+#[cfg(test)]
+mod authors_ref;
 mod bench;
 mod engine;
 mod generators;
@@ -48,6 +50,9 @@ struct RunArgs {
     /// Device class to take from a manifest catalog.
     #[arg(long, default_value = "phone")]
     device_class: String,
+    /// Evaluation model: `authors` or `cascade` (default: the catalog's; see `sweep --help`).
+    #[arg(long)]
+    model: Option<scheduler::catalog::EvalModel>,
     /// A trace CSV or a generator (one-app, two-apps, specialisation, outages,
     /// poisson:APP=RATE,...), optionally with @SEED.
     #[arg(long)]
@@ -132,7 +137,10 @@ pub fn budgets(
 }
 
 fn cmd_run(a: RunArgs) -> Result<()> {
-    let catalog = load_catalog(&a.catalog, &a.device_class)?;
+    let mut catalog = load_catalog(&a.catalog, &a.device_class)?;
+    if let Some(m) = a.model {
+        catalog.constants.model = m;
+    }
     let b = budgets(
         &catalog,
         a.energy_budget_j,
@@ -163,11 +171,12 @@ fn cmd_run(a: RunArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "{}: mean accuracy {:.2} % over {} requests ({} dropped); energy {:.1} J of {}, cost ${:.5} of {}",
+            "{}: mean accuracy {:.2} % over {} requests ({} dropped, {} loads); energy {:.1} J of {}, cost ${:.5} of {}",
             report.policy,
             report.mean_accuracy,
             report.requests,
             report.dropped,
+            report.swaps,
             report.energy_used_j,
             b.energy_j,
             report.cost_used_usd,

@@ -62,7 +62,7 @@ pub fn cmd_report(a: ReportArgs) -> Result<()> {
         if !a.scenarios.is_empty() && !a.scenarios.iter().any(|s| s == name) {
             continue;
         }
-        let sc = sweep::load("paper", "phone", spec, a.horizon_s)?;
+        let sc = sweep::load("paper", "phone", None, spec, a.horizon_s)?;
         let cells = sweep::sweep(&sc, &ENERGIES, &COSTS, &policies, a.threads)?;
         sweep::write_csv(&a.out.join(format!("{name}.csv")), &cells)?;
         let _ = writeln!(md, "## {name}\n\n{what}; {} requests.\n", sc.requests.len());

@@ -287,7 +287,11 @@ async fn serve_device(
         horizon_s: args.shift_s,
         memory_mb: args.model_memory_mb,
     };
-    let policy = scheduler::policy::by_name(&args.policy, &sched_catalog, &budgets)?;
+    let mut policy = scheduler::policy::by_name(&args.policy, &sched_catalog, &budgets)?;
+    // `paper` budgets by each app's declared frequency, as the authors' scheduler does.
+    for (app, rate) in &apps {
+        policy.declare_rate(app, *rate);
+    }
     let now_ms = handles.clock.unix_ms();
     let energy = EnergyAccount::new(
         args.battery_wh * 3600.0,

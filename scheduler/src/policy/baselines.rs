@@ -59,7 +59,7 @@ fn index_of(cands: &[Candidate], c: Option<&Candidate>) -> Option<usize> {
 }
 
 fn general_at(place: Place) -> impl Fn(&Candidate) -> bool {
-    move |c| c.place == place && c.fallback.is_none()
+    move |c| c.place == place && !c.specialised
 }
 
 baseline!(

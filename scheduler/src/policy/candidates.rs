@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use super::cost::{meets_latency, run_cost};
 use super::{Cascade, Decision, Outcome, Run};
-use crate::catalog::{Catalog, Place, Variant, VariantKey};
+use crate::catalog::{Catalog, EvalModel, Place, Variant, VariantKey};
 use crate::options::DROP_OTHER;
 use crate::specialise::{SkewTracker, tracker_for};
 use crate::state::{Budgets, Constraints, DeviceState, RateWindow};
@@ -12,70 +13,6 @@ use crate::state::{Budgets, Constraints, DeviceState, RateWindow};
 /// follow drift.
 const RATE_WINDOW_S: f64 = 600.0;
 
-/// What running one variant once costs right now.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct RunCost {
-    /// Device energy including a load if the variant is not resident.
-    pub energy_j: f64,
-    pub usd: f64,
-    /// Latency the request would see (load included on a cold start).
-    pub latency_ms: f64,
-    /// The part of `energy_j` that is paging.
-    pub load_j: f64,
-}
-
-/// Cost of running `key` at `place` given what is resident and which trunks this frame has
-/// already computed. A cold start (nothing of the app warm at that place) pays load latency;
-/// otherwise a swap is assumed to load in the background while the warm variant answers.
-pub fn run_cost(catalog: &Catalog, key: VariantKey, place: Place, state: &DeviceState) -> RunCost {
-    let v = catalog.variant(key);
-    let c = &catalog.constants;
-    let trunk = v
-        .trunk
-        .filter(|&t| state.trunk_done(t, place))
-        .map(|t| &catalog.trunks[t]);
-    let cold = !state.app_warm(key.app, place);
-    match place {
-        Place::Device => {
-            let (mut e, mut ms) = (v.device_energy_j, v.device_latency_ms);
-            if let Some(t) = trunk {
-                e = (e - t.device_energy_j).max(0.0);
-                ms = (ms - t.device_latency_ms).max(0.0);
-            }
-            let load_j = if state.is_resident(key) {
-                0.0
-            } else {
-                v.load_energy_j
-            };
-            if cold {
-                ms += v.load_latency_ms;
-            }
-            RunCost {
-                energy_j: e + load_j,
-                usd: 0.0,
-                latency_ms: ms,
-                load_j,
-            }
-        }
-        Place::Server => {
-            let mut ms = v.server_ms;
-            if let Some(t) = trunk {
-                ms = (ms - t.server_ms).max(0.0);
-            }
-            let mut latency = c.rtt_ms + ms;
-            if cold && !state.is_loaded(key, Place::Server) {
-                latency += v.server_load_ms;
-            }
-            RunCost {
-                energy_j: c.send_energy_j,
-                usd: ms * c.server_cost_usd_per_ms,
-                latency_ms: latency,
-                load_j: 0.0,
-            }
-        }
-    }
-}
-
 /// A feasible way to serve the request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
@@ -83,6 +20,8 @@ pub struct Candidate {
     /// General fallback of a cascade (then `variant` is specialised); `Some(DROP_OTHER)` when
     /// the cascade drops the "other" answers instead.
     pub fallback: Option<usize>,
+    /// `variant` is specialised (alone under the authors' model, else heading a cascade).
+    pub specialised: bool,
     pub place: Place,
     /// Expected accuracy (a cascade mixes specialised and fallback by the top-N share).
     pub accuracy: f64,
@@ -109,6 +48,9 @@ pub struct Core {
     pub skew: Vec<Option<SkewTracker>>,
     /// Set when an app's specialised set changed since a policy last looked.
     pub skew_changed: bool,
+    /// Per app, under the authors' model: the top-N share that makes specialised variants
+    /// eligible now ([`crate::specialise::eligible_share`]), computed at each arrival.
+    pub spec_share: Vec<Option<f64>>,
     pub last_place: Vec<Option<Place>>,
     pub last_swap_in_s: Vec<Option<f64>>,
     pub start_s: Option<f64>,
@@ -126,6 +68,7 @@ impl Core {
             rates: RateWindow::new(n, RATE_WINDOW_S),
             skew,
             skew_changed: false,
+            spec_share: vec![None; n],
             last_place: vec![None; n],
             last_swap_in_s: vec![None; n],
             start_s: None,
@@ -141,6 +84,9 @@ impl Core {
         self.start_s.get_or_insert(now_s);
         let a = self.catalog.app_index(app)?;
         self.rates.record(a, now_s);
+        if self.authors() {
+            self.spec_share[a] = self.skew[a].as_mut().and_then(|t| t.eligible_share(now_s));
+        }
         Some(a)
     }
 
@@ -173,6 +119,11 @@ impl Core {
         }
     }
 
+    /// Whether the catalog is evaluated under the authors' model.
+    pub fn authors(&self) -> bool {
+        self.catalog.constants.model == EvalModel::Authors
+    }
+
     fn admits(&self, app: usize, v: &Variant, place: Place) -> bool {
         self.constraints
             .admits(&self.catalog.apps[app].name, &v.name, place)
@@ -182,19 +133,12 @@ impl Core {
     pub fn candidates(&self, app: usize, state: &DeviceState, out: &mut Vec<Candidate>) {
         out.clear();
         let cat = &*self.catalog;
-        let limit = cat.constants.latency_limit_ms;
         let places: &[Place] = if state.connected {
             &[Place::Device, Place::Server]
         } else {
             &[Place::Device]
         };
-        let caps_ok = |steady_j: f64, steady_usd: f64| {
-            self.constraints.energy_cap_j.is_none_or(|c| steady_j <= c)
-                && self
-                    .constraints
-                    .cost_cap_usd
-                    .is_none_or(|c| steady_usd <= c)
-        };
+        let caps_ok = |steady_j: f64, steady_usd: f64| self.caps_ok(steady_j, steady_usd);
         for &place in places {
             let first_general = out.len();
             for (vi, v) in cat.apps[app].variants.iter().enumerate() {
@@ -207,7 +151,7 @@ impl Core {
                 let key = VariantKey { app, variant: vi };
                 let rc = run_cost(cat, key, place, state);
                 let steady_j = rc.energy_j - rc.load_j;
-                if rc.latency_ms > limit
+                if !meets_latency(cat, app, place, state, &rc)
                     || rc.energy_j > state.energy_left_j
                     || rc.usd > state.cost_left_usd
                     || !caps_ok(steady_j, rc.usd)
@@ -217,6 +161,7 @@ impl Core {
                 out.push(Candidate {
                     variant: vi,
                     fallback: None,
+                    specialised: false,
                     place,
                     accuracy: v.accuracy,
                     nominal: v.accuracy,
@@ -226,6 +171,10 @@ impl Core {
                     steady_j,
                     steady_usd: rc.usd,
                 });
+            }
+            if self.authors() {
+                self.standalone_specialised(app, place, state, out);
+                continue;
             }
             let Some((_, share)) = self.skew[app].as_ref().and_then(|t| t.active()) else {
                 continue;
@@ -238,7 +187,7 @@ impl Core {
                 }
                 let skey = VariantKey { app, variant: si };
                 let sc = run_cost(cat, skey, place, state);
-                if sc.latency_ms > limit {
+                if !meets_latency(cat, app, place, state, &sc) {
                     continue;
                 }
                 let acc_s = s.specialised_accuracy(share);
@@ -250,6 +199,7 @@ impl Core {
                     out.push(Candidate {
                         variant: si,
                         fallback: Some(DROP_OTHER),
+                        specialised: true,
                         place,
                         accuracy: share * acc_s,
                         nominal: acc_s,
@@ -280,6 +230,7 @@ impl Core {
                     out.push(Candidate {
                         variant: si,
                         fallback: Some(g.variant),
+                        specialised: true,
                         place,
                         accuracy: share * acc_s + other * g.accuracy,
                         nominal: acc_s,
@@ -292,6 +243,61 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// Authors' model: while the stream is skewed, every specialised variant that fits, alone,
+    /// credited its profiled accuracy at the current share.
+    fn standalone_specialised(
+        &self,
+        app: usize,
+        place: Place,
+        state: &DeviceState,
+        out: &mut Vec<Candidate>,
+    ) {
+        let Some(share) = self.spec_share[app] else {
+            return;
+        };
+        let cat = &*self.catalog;
+        for (si, s) in cat.apps[app].variants.iter().enumerate() {
+            if !s.is_specialised() || !self.admits(app, s, place) {
+                continue;
+            }
+            if place == Place::Device && s.memory_mb > state.memory_mb {
+                continue;
+            }
+            let rc = run_cost(cat, VariantKey { app, variant: si }, place, state);
+            let steady_j = rc.energy_j - rc.load_j;
+            if !meets_latency(cat, app, place, state, &rc)
+                || rc.energy_j > state.energy_left_j
+                || rc.usd > state.cost_left_usd
+                || !self.caps_ok(steady_j, rc.usd)
+            {
+                continue;
+            }
+            let acc = s.specialised_accuracy_upper(share);
+            out.push(Candidate {
+                variant: si,
+                fallback: None,
+                specialised: true,
+                place,
+                accuracy: acc,
+                nominal: acc,
+                energy_j: rc.energy_j,
+                usd: rc.usd,
+                load_j: rc.load_j,
+                steady_j,
+                steady_usd: rc.usd,
+            });
+        }
+    }
+
+    /// Whether the coordinator's per-request caps admit these steady costs.
+    fn caps_ok(&self, steady_j: f64, steady_usd: f64) -> bool {
+        self.constraints.energy_cap_j.is_none_or(|c| steady_j <= c)
+            && self
+                .constraints
+                .cost_cap_usd
+                .is_none_or(|c| steady_usd <= c)
     }
 
     /// Turns a candidate into a decision.
@@ -318,11 +324,7 @@ impl Core {
     /// The published fallback when nothing fits the per-request budget: the cheapest device
     /// variant while energy is left, else the cheapest server variant while money is left.
     pub fn cheapest<'a>(&self, cands: &'a [Candidate]) -> Option<&'a Candidate> {
-        let general = |p: Place| {
-            cands
-                .iter()
-                .filter(move |c| c.place == p && c.fallback.is_none())
-        };
+        let general = |p: Place| cands.iter().filter(move |c| c.place == p && !c.specialised);
         general(Place::Device)
             .min_by(|a, b| {
                 a.energy_j

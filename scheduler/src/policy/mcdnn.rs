@@ -14,6 +14,9 @@ use crate::lp::{Group, Problem, Table};
 use crate::options::{DROP_OTHER, OptionSpec, Specialised, steady_options};
 use crate::state::{Constraints, DeviceState};
 
+use super::mcdnn_history::{Connectivity, SkewHistory};
+use super::stretch::{MAX_STRETCH, credit_allowance, expected_loads, stretch_len};
+
 /// Longest time between plans.
 const REPLAN_MAX_S: f64 = 30.0;
 /// A swap that evicts must be amortised to at most this share of the energy it serves.
@@ -37,73 +40,9 @@ struct PlanGroup {
     choices: Vec<Choice>,
     drop_frac: f64,
     drop_credit: f64,
-}
-
-/// Connected share of time, with a prior of "connected" so the first plan offloads.
-#[derive(Debug, Clone, Default)]
-struct Connectivity {
-    last: Option<(f64, bool)>,
-    connected_s: f64,
-    total_s: f64,
-}
-
-impl Connectivity {
-    const PRIOR_S: f64 = 60.0;
-
-    fn update(&mut self, now_s: f64, connected: bool) {
-        if let Some((t, c)) = self.last {
-            let dt = (now_s - t).max(0.0);
-            self.total_s += dt;
-            if c {
-                self.connected_s += dt;
-            }
-        }
-        self.last = Some((now_s, connected));
-    }
-
-    fn fraction(&self) -> f64 {
-        (self.connected_s + Self::PRIOR_S) / (self.total_s + Self::PRIOR_S)
-    }
-}
-
-/// Per app with specialised variants: the share of time a specialised set was active and the
-/// mean share it had, so the plan keeps energy for the skewed stretches still to come.
-#[derive(Debug, Clone, Default)]
-struct SkewHistory {
-    last: Option<(f64, Option<f64>)>,
-    active_s: f64,
-    share_s: f64,
-    total_s: f64,
-}
-
-impl SkewHistory {
-    /// Prior: half the time skewed, worth this many seconds of history.
-    const PRIOR_S: f64 = 900.0;
-
-    fn update(&mut self, now_s: f64, share: Option<f64>) {
-        if let Some((t, s)) = self.last {
-            let dt = (now_s - t).max(0.0);
-            self.total_s += dt;
-            if let Some(s) = s {
-                self.active_s += dt;
-                self.share_s += dt * s;
-            }
-        }
-        self.last = Some((now_s, share));
-    }
-
-    fn fraction(&self) -> f64 {
-        (self.active_s + 0.5 * Self::PRIOR_S) / (self.total_s + Self::PRIOR_S)
-    }
-
-    /// Share to plan the skewed stretches with: the current one, else the mean seen.
-    fn share(&self, trigger: f64) -> f64 {
-        match self.last {
-            Some((_, Some(s))) => s,
-            _ if self.active_s > 0.0 => self.share_s / self.active_s,
-            _ => trigger,
-        }
-    }
+    /// Authors' model: how far (in credit) a place may run ahead of the mix before requests
+    /// move to another place.
+    stretch: f64,
 }
 
 /// The planning policy.
@@ -133,6 +72,9 @@ impl Mcdnn {
     }
 
     fn skew_share(&self, app: usize) -> Option<f64> {
+        if self.core.authors() {
+            return self.core.spec_share[app];
+        }
         self.core.skew[app]
             .as_ref()
             .and_then(|t| t.active())
@@ -177,7 +119,9 @@ impl Mcdnn {
                 if weight <= 0.0 {
                     continue;
                 }
-                let specialised = if skewed {
+                let specialised = if skewed && self.core.authors() {
+                    Specialised::Standalone(skew_share)
+                } else if skewed {
                     Specialised::Cascade(skew_share)
                 } else {
                     Specialised::None
@@ -229,7 +173,27 @@ impl Mcdnn {
                 }
             }
         }
-        let reserve: f64 = pages.iter().map(|k| cat.variant(*k).load_energy_j).sum();
+        let mut reserve: f64 = pages.iter().map(|k| cat.variant(*k).load_energy_j).sum();
+        if self.core.authors() {
+            // Every return to the device pays a load again.
+            for (((a, _, _, opts), mix), g) in meta.iter().zip(&sol.mixes).zip(&problem.groups) {
+                let device = || {
+                    mix.iter()
+                        .filter(|m| opts[m.0 as usize].place == Place::Device)
+                        .map(|m| {
+                            (
+                                cat.apps[*a].variants[opts[m.0 as usize].variant].load_energy_j,
+                                opts[m.0 as usize].opt.energy,
+                                m.1,
+                            )
+                        })
+                };
+                let len = stretch_len(device().map(|d| (d.0, d.1)));
+                let frac: f64 = device().map(|d| d.2).sum();
+                let load = device().map(|d| d.0).fold(0.0, f64::max);
+                reserve += load * expected_loads(g.weight, frac, len);
+            }
+        }
         if reserve > 0.0 {
             problem.nodes[0].energy_budget = (state.energy_left_j - reserve).max(0.0);
             let Ok(replanned) = problem.solve(1e-6) else {
@@ -258,14 +222,28 @@ impl Mcdnn {
                 .collect();
             let idx = (a * 2 + *connected as usize) * 2 + *skewed as usize;
             let mut choices = choices;
+            let stretch = if self.core.authors() {
+                let device = || choices.iter().filter(|c| c.place == Place::Device);
+                let len = stretch_len(
+                    device().map(|c| (cat.apps[*a].variants[c.variant].load_energy_j, c.steady_j)),
+                );
+                let to_server = choices.iter().any(|c| c.place == Place::Server);
+                let frac: f64 = device().map(|c| c.frac).sum();
+                let steady = device().map(|c| c.frac * c.steady_j).sum::<f64>() / frac.max(1e-12);
+                let ahead = state.energy_left_j / steady.max(1e-6);
+                credit_allowance(len, frac, ahead, to_server)
+            } else {
+                0.0
+            };
+            let keep = MAX_BLOCK.max(stretch).min(MAX_STRETCH);
             let mut drop_credit = 0.0;
             if let Some(prev) = &old[idx] {
-                drop_credit = prev.drop_credit.clamp(-MAX_BLOCK, MAX_BLOCK);
+                drop_credit = prev.drop_credit.clamp(-keep, keep);
                 for c in choices.iter_mut() {
                     if let Some(p) = prev.choices.iter().find(|p| {
                         p.variant == c.variant && p.fallback == c.fallback && p.place == c.place
                     }) {
-                        c.credit = p.credit.clamp(-MAX_BLOCK, MAX_BLOCK);
+                        c.credit = p.credit.clamp(-keep, keep);
                     }
                 }
             }
@@ -274,6 +252,7 @@ impl Mcdnn {
                 choices,
                 drop_frac: (1.0 - served).max(0.0),
                 drop_credit,
+                stretch,
             });
         }
         let elapsed = now_s - self.core.start_s.unwrap_or(now_s);
@@ -284,6 +263,10 @@ impl Mcdnn {
     /// Requests a swap that evicts must wait for, so its load is a small share of what it serves.
     fn block(&self, app: usize, c: &Candidate, state: &DeviceState) -> f64 {
         if c.load_j <= 0.0 || c.place != Place::Device {
+            return 0.0;
+        }
+        if self.core.authors() {
+            // Paging follows the place, not residency: stretches amortise it instead.
             return 0.0;
         }
         let cat = &self.core.catalog;
@@ -337,14 +320,23 @@ impl Mcdnn {
             c.credit += c.frac;
         }
         group.drop_credit += group.drop_frac;
-        let top = group
-            .choices
-            .iter()
-            .enumerate()
-            .max_by(|x, y| x.1.credit.total_cmp(&y.1.credit).then(y.0.cmp(&x.0)))
-            .map(|(i, c)| (i, c.credit));
-        let target = match top {
-            Some((i, credit)) if credit >= group.drop_credit => i,
+        let top = |place: Option<Option<Place>>| {
+            group
+                .choices
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| place.is_none_or(|p| p == Some(c.place)))
+                .max_by(|x, y| x.1.credit.total_cmp(&y.1.credit).then(y.0.cmp(&x.0)))
+                .map(|(i, c)| (i, c.credit))
+        };
+        // Authors' model: once on the device, stay for a stretch (see `stretch`).
+        let stay = (group.stretch > 0.0 && state.running_at(a) == Some(Place::Device))
+            .then(|| top(Some(Some(Place::Device))))
+            .flatten()
+            .filter(|&(_, credit)| credit > -group.stretch);
+        let target = match (stay, top(None)) {
+            (Some((i, _)), _) => i,
+            (None, Some((i, credit))) if credit >= group.drop_credit => i,
             _ => {
                 group.drop_credit -= 1.0;
                 return Decision::Drop;

@@ -7,15 +7,19 @@
 
 mod baselines;
 mod candidates;
+mod cost;
 mod mcdnn;
+mod mcdnn_history;
 mod paper;
+mod stretch;
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 pub use baselines::{BestDevice, Cheapest, Cloud};
-pub use candidates::{Candidate, Core, RunCost, run_cost};
+pub use candidates::{Candidate, Core};
+pub use cost::{RunCost, meets_latency, run_cost};
 pub use mcdnn::Mcdnn;
 pub use paper::Paper;
 
@@ -81,6 +85,11 @@ pub trait Policy: Send {
     fn update_load_profile(&mut self, variant: &str, load_ms: f64, load_j: f64) -> bool {
         let _ = (variant, load_ms, load_j);
         false
+    }
+    /// Tells the policy the request frequency `app` is declared to have (the authors' scheduler
+    /// budgets by it instead of a measured rate). Policies that measure ignore it.
+    fn declare_rate(&mut self, app: &str, per_s: f64) {
+        let _ = (app, per_s);
     }
 }
 
