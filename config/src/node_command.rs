@@ -39,6 +39,10 @@ pub struct NodeRun {
     pub summary: Option<PathBuf>,
     pub catalog: Option<PathBuf>,
     pub server: Option<ServerRole>,
+    /// Class mix of the replayed stream (`--mix`).
+    pub mix: Option<String>,
+    /// Ignore specialised heads the coordinator assigns (`--no-specialise`: the baseline).
+    pub no_specialise: bool,
 }
 
 impl NodeRun {
@@ -66,6 +70,8 @@ impl NodeRun {
             summary: None,
             catalog: None,
             server: None,
+            mix: None,
+            no_specialise: false,
         }
     }
 
@@ -92,7 +98,7 @@ impl NodeRun {
         flag("identity-dir", self.identity_dir.clone().into());
         flag("store", self.store.clone().into());
         let text = |v: &dyn std::fmt::Display| OsString::from(v.to_string());
-        let optional: [(&str, Option<OsString>); 9] = [
+        let optional: [(&str, Option<OsString>); 10] = [
             ("apps", self.apps.as_ref().map(|v| text(v))),
             ("energy-budget-j", self.energy_budget_j.map(|v| text(&v))),
             ("shift-s", self.shift_s.map(|v| text(&v))),
@@ -102,6 +108,7 @@ impl NodeRun {
             ("summary", self.summary.clone().map(Into::into)),
             ("catalog", self.catalog.clone().map(Into::into)),
             ("role", self.server.as_ref().map(|_| "server".into())),
+            ("mix", self.mix.clone().map(Into::into)),
         ];
         for (name, value) in optional {
             if let Some(value) = value {
@@ -116,6 +123,9 @@ impl NodeRun {
         out.extend(a);
         if self.battery_model {
             out.push("--battery-model".into());
+        }
+        if self.no_specialise {
+            out.push("--no-specialise".into());
         }
         out
     }

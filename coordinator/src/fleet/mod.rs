@@ -19,6 +19,7 @@ pub mod result_sink;
 pub mod session_core;
 pub mod sessions;
 pub mod solve_loop;
+pub mod specialiser;
 pub mod status;
 pub mod validate;
 

@@ -38,14 +38,34 @@ pub fn on_device(
     app: &str,
     pixels: &[u8],
 ) -> Result<DeviceRun, InferError> {
+    let loaded_ms = embed(cache, embeddings, variant, pixels)?;
+    let (model, _) = cache.get(variant)?;
+    Ok(DeviceRun {
+        prediction: model.classify(app, &embeddings.0[variant])?,
+        loaded_ms,
+    })
+}
+
+/// Makes sure this frame's embedding of `variant` is computed (a specialised head reads it
+/// too); returns the load time if the variant had to be paged in.
+pub fn embed(
+    cache: &mut ModelCache,
+    embeddings: &mut FrameEmbeddings,
+    variant: &str,
+    pixels: &[u8],
+) -> Result<Option<f64>, InferError> {
     let (model, swapped_in) = cache.get(variant)?;
     let loaded_ms = swapped_in.then_some(model.load_ms);
     if !embeddings.0.contains_key(variant) {
         let embedding = model.embed(pixels)?;
         embeddings.0.insert(variant.to_string(), embedding);
     }
-    Ok(DeviceRun {
-        prediction: model.classify(app, &embeddings.0[variant])?,
-        loaded_ms,
-    })
+    Ok(loaded_ms)
+}
+
+impl FrameEmbeddings {
+    /// This frame's embedding of `variant`, if computed.
+    pub fn get(&self, variant: &str) -> Option<&[f32]> {
+        self.0.get(variant).map(Vec::as_slice)
+    }
 }
