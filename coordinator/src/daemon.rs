@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::peers::{Peers, id_of};
 use crate::cluster::transport;
 use crate::fleet::catalog::FleetCatalog;
-use crate::fleet::specialiser;
 use crate::fleet::plan::FleetPolicy;
+use crate::fleet::specialiser;
 use crate::fleet::{sessions, solve_loop};
 use crate::raft::{Replica, ReplicaConfig, ReplicaHandle};
 use crate::supervisor::Supervisor;
@@ -296,7 +296,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let settings = args.specialise.settings(&wiring.catalog)?;
     workers.spawn(
         "specialiser",
-        until_done(specialiser::run(wiring.specialiser(settings), cancel.clone())),
+        until_done(specialiser::run(
+            wiring.specialiser(settings),
+            cancel.clone(),
+        )),
     );
     workers.spawn(
         "operator-api",

@@ -221,7 +221,10 @@ mod tests {
                 until_s: 70.0,
             }
         );
-        assert!(parse_mix("skewed:3:0.9:60:70:10").is_err(), "ends before it starts");
+        assert!(
+            parse_mix("skewed:3:0.9:60:70:10").is_err(),
+            "ends before it starts"
+        );
         assert!(parse_mix("skewed:3:0.9:60:1:2:3").is_err());
         assert!(parse_mix("skewed:3:1.7:60").is_err());
         assert!(parse_mix("zipf").is_err());

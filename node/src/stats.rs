@@ -95,11 +95,12 @@ impl AppStats {
     /// A request arrived at `now_s`; `skewed` tells whether the replay drew it while its skew
     /// was on (the phase's totals are taken at its edges).
     pub fn arrival(&mut self, now_s: f64, skewed: bool) {
+        let now = self.totals();
         let c = &mut self.cascade;
         if skewed && c.skew_start.is_none() {
-            c.skew_start = Some(self.totals());
+            c.skew_start = Some(now);
         } else if !skewed && c.skew_start.is_some() && c.skew_end.is_none() {
-            c.skew_end = Some(self.totals());
+            c.skew_end = Some(now);
         }
         self.requests += 1;
         self.arrivals.push_back(now_s);
@@ -146,11 +147,7 @@ impl AppStats {
 
     pub fn rate_per_s(&self, now_s: f64) -> f64 {
         let span = now_s.clamp(1.0, RATE_WINDOW_S);
-        self.arrivals
-            .iter()
-            .filter(|&&t| t >= now_s - span)
-            .count() as f64
-            / span
+        self.arrivals.iter().filter(|&&t| t >= now_s - span).count() as f64 / span
     }
 
     pub fn telemetry(&self, now_s: f64) -> AppTelemetry {
@@ -199,7 +196,11 @@ mod tests {
         assert_eq!(t.class_histogram.iter().sum::<u32>(), 20);
         assert_eq!(s.telemetry(14.9).class_histogram.iter().sum::<u32>(), 10);
         let (start, end) = (s.cascade.skew_start.unwrap(), s.cascade.skew_end.unwrap());
-        assert_eq!((start.requests, end.requests), (5, 15), "the skew phase's edges");
+        assert_eq!(
+            (start.requests, end.requests),
+            (5, 15),
+            "the skew phase's edges"
+        );
         assert!((t.rate_per_s - 2.0).abs() < 0.11, "{}", t.rate_per_s);
         assert_eq!(s.by_variant["full"], 20);
     }

@@ -75,7 +75,8 @@ impl Corpus {
                 return Err(bad("an embedding is not finite"));
             }
         }
-        if self.trunk_sha256.len() != 64 || !self.trunk_sha256.bytes().all(|b| b.is_ascii_hexdigit())
+        if self.trunk_sha256.len() != 64
+            || !self.trunk_sha256.bytes().all(|b| b.is_ascii_hexdigit())
         {
             return Err(bad("trunk digest is not 64 hex digits"));
         }
@@ -119,7 +120,9 @@ impl Corpus {
             .map_err(|_| bad("trunk digest is not UTF-8"))?;
         let (dim, train, test) = (r.u32()? as usize, r.u32()? as usize, r.u32()? as usize);
         if dim == 0 || dim > MAX_DIM || train.saturating_add(test) > MAX_IMAGES {
-            return Err(bad(format!("{train}+{test} images of width {dim} out of bounds")));
+            return Err(bad(format!(
+                "{train}+{test} images of width {dim} out of bounds"
+            )));
         }
         let n = train + test;
         if r.0.len() != n + 4 * n * dim {
@@ -130,11 +133,10 @@ impl Corpus {
             )));
         }
         let labels = r.take(n)?;
-        let floats: Vec<f32> = r
-            .0
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let floats: Vec<f32> =
+            r.0.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
         let corpus = Corpus {
             variant,
             trunk_sha256,

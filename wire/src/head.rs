@@ -54,7 +54,10 @@ impl Head {
             return Err(bad(format!("{k} classes, want 1..={MAX_CLASSES}")));
         }
         if self.dim == 0 || self.dim > MAX_DIM {
-            return Err(bad(format!("embedding width {}, want 1..={MAX_DIM}", self.dim)));
+            return Err(bad(format!(
+                "embedding width {}, want 1..={MAX_DIM}",
+                self.dim
+            )));
         }
         if self.weights.len() != (k + 1) * self.dim || self.bias.len() != k + 1 {
             return Err(bad("weights or bias do not match classes x width"));
@@ -131,7 +134,10 @@ impl Head {
 
     pub fn decode(bytes: &[u8]) -> Result<Head, HeadError> {
         if bytes.len() > MAX_HEAD_BYTES {
-            return Err(bad(format!("{} bytes, limit {MAX_HEAD_BYTES}", bytes.len())));
+            return Err(bad(format!(
+                "{} bytes, limit {MAX_HEAD_BYTES}",
+                bytes.len()
+            )));
         }
         let rest = bytes
             .strip_prefix(MAGIC.as_slice())
@@ -143,7 +149,9 @@ impl Head {
         let dim = u32::from_le_bytes(next()?) as usize;
         let k = u32::from_le_bytes(next()?) as usize;
         if k == 0 || k > MAX_CLASSES || dim == 0 || dim > MAX_DIM {
-            return Err(bad(format!("{k} classes over width {dim} is out of bounds")));
+            return Err(bad(format!(
+                "{k} classes over width {dim} is out of bounds"
+            )));
         }
         let classes = (0..k)
             .map(|_| next().map(u32::from_le_bytes))

@@ -81,9 +81,11 @@ fn answer(store: &BlobStore, raft: &ReplicaHandle, req: BlobRequest) -> BlobRepl
                 what: format!("variant {variant}"),
             },
         },
-        BlobRequest::Shard { digest } => match store.shard(&digest).map(|b| b.to_vec()).or_else(|| {
-            raft.with_state(|s| s.specialised_head(&digest).map(<[u8]>::to_vec))
-        }) {
+        BlobRequest::Shard { digest } => match store
+            .shard(&digest)
+            .map(|b| b.to_vec())
+            .or_else(|| raft.with_state(|s| s.specialised_head(&digest).map(<[u8]>::to_vec)))
+        {
             Some(bytes) => BlobReply::Shard { digest, bytes },
             None => BlobReply::Missing {
                 what: format!("shard {digest}"),

@@ -114,9 +114,13 @@ pub async fn run(sp: Specialiser, cancel: CancellationToken) {
             sp.replan.notify_one();
         }
         let now = sp.clock.now();
-        for (app, variant) in
-            round::collectable(&registered, &out.active, &mut idle, now, sp.settings.collect_after)
-        {
+        for (app, variant) in round::collectable(
+            &registered,
+            &out.active,
+            &mut idle,
+            now,
+            sp.settings.collect_after,
+        ) {
             tracing::info!(%app, %variant, "retiring an unused specialised variant");
             let cmd = Command::RemoveSpecialisedVariant { app, variant };
             if let Err(e) = sp.raft.propose(cmd).await {
@@ -163,7 +167,12 @@ fn start_training(
     job: TrainJob,
     training: Arc<Mutex<Option<String>>>,
 ) {
-    let Some(label_map) = sp.catalog.manifest.app(&job.app).map(|a| a.label_map.clone()) else {
+    let Some(label_map) = sp
+        .catalog
+        .manifest
+        .app(&job.app)
+        .map(|a| a.label_map.clone())
+    else {
         return;
     };
     *training.lock().unwrap_or_else(|p| p.into_inner()) = Some(job.variant.clone());
@@ -233,4 +242,48 @@ pub fn load_corpus(path: &std::path::Path, catalog: &FleetCatalog) -> anyhow::Re
         corpus.variant
     );
     Ok(corpus)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire::msg::AppAssignment;
+
+    fn app(name: &str) -> AppAssignment {
+        AppAssignment {
+            app: name.into(),
+            mix: Vec::new(),
+            allowed_variants: vec!["full".into()],
+            offload_target: None,
+            offload_server: None,
+            energy_budget_j_per_request: 1.0,
+            cost_budget_usd_per_request: 0.0,
+            specialised: None,
+        }
+    }
+
+    #[test]
+    fn only_the_node_and_app_it_was_chosen_for_get_the_head() {
+        let heads = ActiveHeads::default();
+        let run = crate::special::run_of(&crate::state::tests_support::variant("garment", "s"));
+        assert!(heads.set(BTreeMap::from([(
+            ("cam-a".to_string(), "garment".to_string()),
+            run.clone()
+        )])));
+        let assignment = |node: &str| Assignment {
+            epoch: 3,
+            node_id: node.into(),
+            issued_unix_ms: 0,
+            apps: vec![app("garment"), app("category")],
+            energy_price: 0.0,
+            cost_price: 0.0,
+            plan_gap: 0.0,
+        };
+        let mut plan = vec![assignment("cam-a"), assignment("cam-b")];
+        heads.attach(&mut plan);
+        assert_eq!(plan[0].apps[0].specialised, Some(run));
+        assert_eq!(plan[0].apps[1].specialised, None);
+        assert_eq!(plan[1].apps[0].specialised, None);
+        assert!(!heads.set(heads.get()), "the same map is no change");
+    }
 }

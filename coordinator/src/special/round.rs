@@ -68,7 +68,10 @@ pub fn decide(
         if let Some(v) = live(&name) {
             out.active.insert(key, run_of(v));
         } else if registered.get(&o.app).map_or(0, BTreeMap::len) < MAX_SPECIALISED_PER_APP
-            && !out.train.iter().any(|j| j.app == o.app && j.variant == name)
+            && !out
+                .train
+                .iter()
+                .any(|j| j.app == o.app && j.variant == name)
         {
             out.train.push(TrainJob {
                 app: o.app.clone(),
@@ -150,21 +153,33 @@ mod tests {
         let second = decide(&o, &reg, &first.active, "quarter", &r);
         assert!(second.train.is_empty());
         assert_eq!(second.active.len(), 2);
-        assert_eq!(second.active[&("a".into(), "garment".into())].variant, "spec-quarter-1_4_6");
+        assert_eq!(
+            second.active[&("a".into(), "garment".into())].variant,
+            "spec-quarter-1_4_6"
+        );
     }
 
     #[test]
     fn a_passing_skew_detaches_and_the_idle_head_is_collected_later() {
         let r = Rules::default();
         let reg = registered_with("spec-quarter-1_4_6", vec![1, 4, 6]);
-        let on = decide(&[obs("a", skewed(&[1, 4, 6]))], &reg, &BTreeMap::new(), "quarter", &r);
+        let on = decide(
+            &[obs("a", skewed(&[1, 4, 6]))],
+            &reg,
+            &BTreeMap::new(),
+            "quarter",
+            &r,
+        );
         assert_eq!(on.active.len(), 1);
         let mut idle = BTreeMap::new();
         let t0 = Instant::now();
         let after = Duration::from_secs(30);
         assert!(collectable(&reg, &on.active, &mut idle, t0, after).is_empty());
         let off = decide(&[obs("a", vec![30; 10])], &reg, &on.active, "quarter", &r);
-        assert!(off.active.is_empty(), "uniform again: the node stops using it");
+        assert!(
+            off.active.is_empty(),
+            "uniform again: the node stops using it"
+        );
         assert!(collectable(&reg, &off.active, &mut idle, t0, after).is_empty());
         let later = t0 + Duration::from_secs(31);
         assert_eq!(
@@ -172,7 +187,11 @@ mod tests {
             vec![("garment".to_string(), "spec-quarter-1_4_6".to_string())]
         );
         // A node gone from the observations loses its head too.
-        assert!(decide(&[], &reg, &on.active, "quarter", &r).active.is_empty());
+        assert!(
+            decide(&[], &reg, &on.active, "quarter", &r)
+                .active
+                .is_empty()
+        );
     }
 
     #[test]
@@ -181,11 +200,16 @@ mod tests {
         let mut reg = Registered::new();
         for i in 0..MAX_SPECIALISED_PER_APP {
             let name = format!("spec-quarter-x{i}");
-            reg.entry("garment".into())
-                .or_default()
-                .insert(name.clone(), crate::state::tests_support::variant("garment", &name));
+            reg.entry("garment".into()).or_default().insert(
+                name.clone(),
+                crate::state::tests_support::variant("garment", &name),
+            );
         }
         let o = [obs("a", skewed(&[1, 4, 6]))];
-        assert!(decide(&o, &reg, &BTreeMap::new(), "quarter", &r).train.is_empty());
+        assert!(
+            decide(&o, &reg, &BTreeMap::new(), "quarter", &r)
+                .train
+                .is_empty()
+        );
     }
 }

@@ -93,10 +93,18 @@ fn target(task: &Task<'_>, label: u8) -> usize {
 pub fn train(corpus: &Corpus, task: &Task<'_>) -> Result<Trained, TrainError> {
     let k = task.classes.len();
     if k == 0 || k > MAX_CLASSES {
-        return Err(TrainError::Input(format!("{k} classes, want 1..={MAX_CLASSES}")));
+        return Err(TrainError::Input(format!(
+            "{k} classes, want 1..={MAX_CLASSES}"
+        )));
     }
-    if task.classes.iter().any(|&c| c as usize >= task.histogram.len()) {
-        return Err(TrainError::Input("a class is outside the app's classes".into()));
+    if task
+        .classes
+        .iter()
+        .any(|&c| c as usize >= task.histogram.len())
+    {
+        return Err(TrainError::Input(
+            "a class is outside the app's classes".into(),
+        ));
     }
     corpus
         .validate()
@@ -214,7 +222,12 @@ fn fold(w: &[f32], b: &[f32], mean: &[f32], scale: &[f32], classes: &[u32], dim:
     }
 }
 
-fn measure(head: &Head, test: &Split, task: &Task<'_>, dim: usize) -> Result<(f64, f64), TrainError> {
+fn measure(
+    head: &Head,
+    test: &Split,
+    task: &Task<'_>,
+    dim: usize,
+) -> Result<(f64, f64), TrainError> {
     let weights = label_weights(test, task)?;
     let (mut hit, mut mass, mut in_hit, mut in_mass) = (0f64, 0f64, 0f64, 0f64);
     for i in 0..test.len() {
@@ -237,7 +250,10 @@ fn measure(head: &Head, test: &Split, task: &Task<'_>, dim: usize) -> Result<(f6
             in_mass += sw;
         }
     }
-    Ok((100.0 * hit / mass.max(1e-12), 100.0 * in_hit / in_mass.max(1e-12)))
+    Ok((
+        100.0 * hit / mass.max(1e-12),
+        100.0 * in_hit / in_mass.max(1e-12),
+    ))
 }
 
 /// Fisher-Yates with a fixed xorshift stream: the same corpus and task give the same head.
@@ -260,7 +276,9 @@ mod tests {
         let dim = 8;
         let mut seed = 7u64;
         let mut noise = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((seed >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.6
         };
         let mut split = |n: usize| {
@@ -312,7 +330,10 @@ mod tests {
         assert_eq!(again.head, t.head, "training is deterministic");
         // The head file round-trips and answers on raw embeddings (standardisation folded in).
         let head = Head::decode(&t.head.encode().expect("encode")).expect("decode");
-        let probe = c.test.row(c.test.labels.iter().position(|&l| l == 4).expect("4"), c.dim);
+        let probe = c.test.row(
+            c.test.labels.iter().position(|&l| l == 4).expect("4"),
+            c.dim,
+        );
         assert!(matches!(
             head.verdict(probe).expect("verdict"),
             wire::head::Verdict::Class { class: 4, .. }

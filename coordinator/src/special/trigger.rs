@@ -75,7 +75,10 @@ mod tests {
     fn a_uniform_stream_never_triggers() {
         let r = Rules::default();
         assert_eq!(dominant(&[30; 10], &r), None);
-        assert_eq!(dominant(&[38, 25, 30, 33, 29, 27, 31, 30, 28, 29], &r), None);
+        assert_eq!(
+            dominant(&[38, 25, 30, 33, 29, 27, 31, 30, 28, 29], &r),
+            None
+        );
     }
 
     #[test]

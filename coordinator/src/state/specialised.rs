@@ -120,10 +120,20 @@ pub mod tests {
     fn bounded_and_checked() {
         let mut s = Specialised::default();
         for i in 0..MAX_PER_APP {
-            assert_eq!(s.add(&variant("g", &format!("v{i}"))), ApplyOutcome::Applied);
+            assert_eq!(
+                s.add(&variant("g", &format!("v{i}"))),
+                ApplyOutcome::Applied
+            );
         }
-        assert!(matches!(s.add(&variant("g", "one-more")), ApplyOutcome::Rejected(_)));
-        assert_eq!(s.add(&variant("g", "v0")), ApplyOutcome::Applied, "replacing is fine");
+        assert!(matches!(
+            s.add(&variant("g", "one-more")),
+            ApplyOutcome::Rejected(_)
+        ));
+        assert_eq!(
+            s.add(&variant("g", "v0")),
+            ApplyOutcome::Applied,
+            "replacing is fine"
+        );
         let mut bad = variant("c", "x");
         bad.digest = "00".repeat(32);
         assert!(matches!(s.add(&bad), ApplyOutcome::Rejected(_)));
@@ -133,7 +143,10 @@ pub mod tests {
         let mut bad = variant("c", "x");
         bad.head.truncate(10);
         assert!(matches!(s.add(&bad), ApplyOutcome::Rejected(_)));
-        assert!(!s.all().contains_key("c"), "a refused entry changes nothing");
+        assert!(
+            !s.all().contains_key("c"),
+            "a refused entry changes nothing"
+        );
         let digest = variant("g", "v1").digest;
         assert!(s.head(&digest).is_some());
         assert_eq!(s.remove("g", "v1"), ApplyOutcome::Applied);

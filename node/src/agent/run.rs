@@ -28,7 +28,7 @@ use crate::dataset::{self, Dataset};
 use crate::engine::EngineError;
 use crate::frames::FrameSource;
 use crate::handles::{
-    AssignmentCell, CoordinatorLink, ModelAvailability, OffloadCounters, TelemetryCell,
+    AssignmentCell, CoordinatorLink, HeadCell, ModelAvailability, OffloadCounters, TelemetryCell,
 };
 use crate::models::ShardStore;
 use crate::models::fetch::{FetchConfig, Want};

@@ -61,7 +61,9 @@ pub async fn run(
                     tracing::info!(%digest, classes = ?head.classes, "specialised head fetched and verified");
                     heads.insert(digest.clone(), head);
                 }
-                Err(e) => tracing::warn!(%digest, error = format!("{e:#}"), "cannot fetch a specialised head; retrying"),
+                Err(e) => {
+                    tracing::warn!(%digest, error = format!("{e:#}"), "cannot fetch a specialised head; retrying")
+                }
             }
         }
     }

@@ -96,6 +96,7 @@ enum Scenario {
         /// When the 90 % skew onto three classes starts and ends, seconds into the stream.
         #[arg(long, default_value_t = 10.0)]
         onset_s: f64,
+        /// When the skew ends (the stream is uniform again), seconds into the stream.
         #[arg(long, default_value_t = 70.0)]
         until_s: f64,
         /// Each node's energy budget over the run, J.

@@ -40,7 +40,7 @@ use crate::cache::ModelCache;
 use crate::dataset::Dataset;
 use crate::engine::Prediction;
 use crate::frames::FrameSource;
-use crate::handles::{AssignmentCell, ModelAvailability, TelemetryCell};
+use crate::handles::{AssignmentCell, HeadCell, ModelAvailability, TelemetryCell};
 use crate::offload::Offloader;
 use crate::stats::AppStats;
 
@@ -61,6 +61,8 @@ pub struct ServeHandles {
     pub assignment: AssignmentCell,
     pub models: ModelAvailability,
     pub telemetry: TelemetryCell,
+    /// Specialised heads the head fetcher holds.
+    pub heads: HeadCell,
 }
 
 pub struct Server<'a> {
