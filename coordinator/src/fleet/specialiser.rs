@@ -90,6 +90,16 @@ pub async fn run(sp: Specialiser, cancel: CancellationToken) {
     };
     let mut idle = BTreeMap::new();
     let training = Arc::new(Mutex::new(None::<String>));
+    let priors: BTreeMap<String, Vec<f64>> = sp
+        .catalog
+        .manifest
+        .apps
+        .iter()
+        .map(|a| {
+            let prior = crate::special::prior(&corpus, &a.label_map, a.classes.len());
+            (a.name.clone(), prior)
+        })
+        .collect();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -100,7 +110,7 @@ pub async fn run(sp: Specialiser, cancel: CancellationToken) {
             idle.clear();
             continue;
         }
-        let observations = observe(&sp);
+        let observations = observe(&sp, &priors);
         let registered = sp.raft.with_state(|s| s.specialised().clone());
         let out = round::decide(
             &observations,
@@ -135,7 +145,7 @@ pub async fn run(sp: Specialiser, cancel: CancellationToken) {
 }
 
 /// Each connected node's histogram per app, if it fits the catalog's app.
-fn observe(sp: &Specialiser) -> Vec<Observation> {
+fn observe(sp: &Specialiser, priors: &BTreeMap<String, Vec<f64>>) -> Vec<Observation> {
     let registry = sp.nodes.lock();
     registry
         .iter()
@@ -154,6 +164,7 @@ fn observe(sp: &Specialiser) -> Vec<Observation> {
                     node: id.clone(),
                     app: a.app.clone(),
                     histogram: a.class_histogram.clone(),
+                    prior: priors.get(&a.app).cloned().unwrap_or_default(),
                 })
                 .collect::<Vec<_>>()
         })

@@ -18,6 +18,19 @@ pub fn variant_name(base: &str, classes: &[u32]) -> String {
     format!("spec-{base}-{}", ids.join("_"))
 }
 
+/// Each of an app's `classes` classes' share of the corpus's training labels (through the
+/// app's `label_map`): what the stream looks like when nothing is skewed.
+pub fn prior(corpus: &wire::corpus::Corpus, label_map: &[usize], classes: usize) -> Vec<f64> {
+    let mut counts = vec![0f64; classes];
+    for &l in &corpus.train.labels {
+        if let Some(n) = label_map.get(l as usize).and_then(|&c| counts.get_mut(c)) {
+            *n += 1.0;
+        }
+    }
+    let total: f64 = counts.iter().sum::<f64>().max(1.0);
+    counts.iter().map(|n| n / total).collect()
+}
+
 /// What a node needs to run a registered variant.
 pub fn run_of(v: &SpecialisedVariant) -> SpecialisedRun {
     SpecialisedRun {

@@ -22,6 +22,8 @@ pub struct Observation {
     pub node: String,
     pub app: String,
     pub histogram: Vec<u32>,
+    /// Each class's share of the corpus ([`super::prior`]).
+    pub prior: Vec<f64>,
 }
 
 /// A head to train for `app` over `classes`, weighted by the histogram that asked for it.
@@ -61,7 +63,7 @@ pub fn decide(
             out.active.insert(key, run.clone());
             continue;
         }
-        let Some(classes) = dominant(&o.histogram, rules) else {
+        let Some(classes) = dominant(&o.histogram, &o.prior, rules) else {
             continue;
         };
         let name = variant_name(base, &classes);
@@ -132,6 +134,7 @@ mod tests {
             node: node.into(),
             app: "garment".into(),
             histogram,
+            prior: vec![0.1; 10],
         }
     }
 

@@ -14,6 +14,9 @@ pub struct Rules {
     pub max_classes: usize,
     /// Requests the window must hold before its shares are believed.
     pub min_sample: u32,
+    /// The set's share must be at least this many times its share in the corpus: a set that is
+    /// common anyway (3 of 4 coarse classes) is not a skew worth a model.
+    pub min_lift: f64,
 }
 
 impl Default for Rules {
@@ -23,12 +26,14 @@ impl Default for Rules {
             min_class_share: 0.15,
             max_classes: 5,
             min_sample: 50,
+            min_lift: 1.5,
         }
     }
 }
 
-/// The dominant classes (ascending ids) if the window is skewed past the trigger.
-pub fn dominant(histogram: &[u32], rules: &Rules) -> Option<Vec<u32>> {
+/// The dominant classes (ascending ids) if the window is skewed past the trigger; `prior` is
+/// each class's share of the corpus (uniform when unknown).
+pub fn dominant(histogram: &[u32], prior: &[f64], rules: &Rules) -> Option<Vec<u32>> {
     let total: u64 = histogram.iter().map(|&n| u64::from(n)).sum();
     if total < u64::from(rules.min_sample) || total == 0 {
         return None;
@@ -44,7 +49,15 @@ pub fn dominant(histogram: &[u32], rules: &Rules) -> Option<Vec<u32>> {
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     top.truncate(rules.max_classes);
     let covered: u32 = top.iter().map(|&(_, n)| n).sum();
-    if top.is_empty() || share(covered) < rules.trigger {
+    let uniform = 1.0 / histogram.len().max(1) as f64;
+    let expected: f64 = top
+        .iter()
+        .map(|&(c, _)| prior.get(c as usize).copied().unwrap_or(uniform))
+        .sum();
+    if top.is_empty()
+        || share(covered) < rules.trigger
+        || share(covered) < rules.min_lift * expected
+    {
         return None;
     }
     let mut classes: Vec<u32> = top.into_iter().map(|(c, _)| c).collect();
@@ -74,9 +87,9 @@ mod tests {
     #[test]
     fn a_uniform_stream_never_triggers() {
         let r = Rules::default();
-        assert_eq!(dominant(&[30; 10], &r), None);
+        assert_eq!(dominant(&[30; 10], &[], &r), None);
         assert_eq!(
-            dominant(&[38, 25, 30, 33, 29, 27, 31, 30, 28, 29], &r),
+            dominant(&[38, 25, 30, 33, 29, 27, 31, 30, 28, 29], &[], &r),
             None
         );
     }
@@ -89,7 +102,7 @@ mod tests {
         for c in [1, 4, 6] {
             h[c] = 93;
         }
-        assert_eq!(dominant(&h, &r), Some(vec![1, 4, 6]));
+        assert_eq!(dominant(&h, &[0.1; 10], &r), Some(vec![1, 4, 6]));
         assert!(still_skewed(&h, &[1, 4, 6], &r));
         assert!(!still_skewed(&[30; 10], &[1, 4, 6], &r));
     }
@@ -97,18 +110,35 @@ mod tests {
     #[test]
     fn too_few_requests_or_too_many_classes_do_not_trigger() {
         let r = Rules::default();
-        assert_eq!(dominant(&[20, 20, 0, 0], &r), None, "40 requests");
+        assert_eq!(dominant(&[20, 20, 0, 0], &[], &r), None, "40 requests");
         assert!(!still_skewed(&[20, 20, 0, 0], &[0, 1], &r));
         let capped = Rules {
             max_classes: 2,
             ..r
         };
         // Three equal dominant classes, but only two may be kept: 2/3 share still triggers.
-        assert_eq!(dominant(&[50, 50, 50, 0], &capped), Some(vec![0, 1]));
+        assert_eq!(
+            dominant(&[50, 50, 50, 0, 0, 0, 0, 0, 0, 0], &[], &capped),
+            Some(vec![0, 1])
+        );
         let strict = Rules {
             trigger: 0.9,
             ..capped
         };
-        assert_eq!(dominant(&[50, 50, 50, 0], &strict), None);
+        assert_eq!(
+            dominant(&[50, 50, 50, 0, 0, 0, 0, 0, 0, 0], &[], &strict),
+            None
+        );
+    }
+
+    #[test]
+    fn a_set_that_is_common_anyway_is_no_skew() {
+        let r = Rules::default();
+        // A coarse app whose classes hold 40/20/30/10 % of the corpus, seen at those shares:
+        // three classes hold 90 %, but that is its normal stream.
+        let prior = [0.4, 0.2, 0.3, 0.1];
+        assert_eq!(dominant(&[40, 20, 30, 10], &prior, &r), None);
+        // Bottoms and footwear at 95 % against 50 % in the corpus is a skew.
+        assert_eq!(dominant(&[3, 60, 35, 2], &prior, &r), Some(vec![1, 2]));
     }
 }
