@@ -42,6 +42,10 @@ pub struct NodeRun {
     /// on the device alone.
     pub policy: Option<String>,
     pub server: Option<ServerRole>,
+    /// Class mix of the replayed stream (`--mix`).
+    pub mix: Option<String>,
+    /// Ignore specialised heads the coordinator assigns (`--no-specialise`: the baseline).
+    pub no_specialise: bool,
 }
 
 impl NodeRun {
@@ -70,6 +74,8 @@ impl NodeRun {
             catalog: None,
             policy: None,
             server: None,
+            mix: None,
+            no_specialise: false,
         }
     }
 
@@ -96,7 +102,7 @@ impl NodeRun {
         flag("identity-dir", self.identity_dir.clone().into());
         flag("store", self.store.clone().into());
         let text = |v: &dyn std::fmt::Display| OsString::from(v.to_string());
-        let optional: [(&str, Option<OsString>); 10] = [
+        let optional: [(&str, Option<OsString>); 11] = [
             ("apps", self.apps.as_ref().map(|v| text(v))),
             ("energy-budget-j", self.energy_budget_j.map(|v| text(&v))),
             ("shift-s", self.shift_s.map(|v| text(&v))),
@@ -107,6 +113,7 @@ impl NodeRun {
             ("catalog", self.catalog.clone().map(Into::into)),
             ("policy", self.policy.as_ref().map(|v| text(v))),
             ("role", self.server.as_ref().map(|_| "server".into())),
+            ("mix", self.mix.clone().map(Into::into)),
         ];
         for (name, value) in optional {
             if let Some(value) = value {
@@ -121,6 +128,9 @@ impl NodeRun {
         out.extend(a);
         if self.battery_model {
             out.push("--battery-model".into());
+        }
+        if self.no_specialise {
+            out.push("--no-specialise".into());
         }
         out
     }

@@ -18,6 +18,7 @@ use crate::cluster::peers::{Peers, id_of};
 use crate::cluster::transport;
 use crate::fleet::catalog::FleetCatalog;
 use crate::fleet::plan::FleetPolicy;
+use crate::fleet::specialiser;
 use crate::fleet::{sessions, solve_loop};
 use crate::raft::{Replica, ReplicaConfig, ReplicaHandle};
 use crate::supervisor::Supervisor;
@@ -101,6 +102,49 @@ pub struct RunArgs {
     /// Log as JSON lines.
     #[arg(long, env = "MCDNN_LOG_JSON")]
     pub log_json: bool,
+    #[command(flatten)]
+    pub specialise: SpecialiseArgs,
+}
+
+/// Run-time specialisation (off unless a corpus is given).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SpecialiseArgs {
+    /// Embedding corpus (`mcdnn-node corpus`) to train specialised heads on; without it the
+    /// leader never specialises.
+    #[arg(long, env = "MCDNN_SPECIALISE_CORPUS")]
+    pub specialise_corpus: Option<PathBuf>,
+    /// Share of a node's recent requests its dominant classes must hold to specialise for them.
+    #[arg(long, env = "MCDNN_SPECIALISE_TRIGGER", default_value_t = 0.6)]
+    pub specialise_trigger: f64,
+    /// Retire a specialised variant no node has run for this long, seconds.
+    #[arg(long, env = "MCDNN_SPECIALISE_COLLECT_S", default_value_t = 60.0)]
+    pub specialise_collect_s: f64,
+}
+
+impl SpecialiseArgs {
+    fn settings(&self, catalog: &FleetCatalog) -> anyhow::Result<specialiser::Settings> {
+        anyhow::ensure!(
+            self.specialise_trigger > 0.0 && self.specialise_trigger <= 1.0,
+            "--specialise-trigger must be in (0, 1], not {}",
+            self.specialise_trigger
+        );
+        anyhow::ensure!(
+            self.specialise_collect_s.is_finite() && self.specialise_collect_s >= 0.0,
+            "--specialise-collect-s must be a non-negative number of seconds"
+        );
+        let corpus = match &self.specialise_corpus {
+            Some(path) => Some(Arc::new(specialiser::load_corpus(path, catalog)?)),
+            None => None,
+        };
+        Ok(specialiser::Settings {
+            corpus,
+            rules: crate::special::trigger::Rules {
+                trigger: self.specialise_trigger,
+                ..Default::default()
+            },
+            collect_after: Duration::from_secs_f64(self.specialise_collect_s),
+        })
+    }
 }
 
 fn peers_of(args: &RunArgs) -> anyhow::Result<Peers> {
@@ -246,6 +290,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             wiring.solver(),
             Duration::from_millis(args.solve_interval_ms.max(50)),
             Duration::from_secs_f64(args.node_timeout_s.max(1.0)),
+            cancel.clone(),
+        )),
+    );
+    let settings = args.specialise.settings(&wiring.catalog)?;
+    workers.spawn(
+        "specialiser",
+        until_done(specialiser::run(
+            wiring.specialiser(settings),
             cancel.clone(),
         )),
     );

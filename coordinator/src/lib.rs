@@ -10,6 +10,7 @@ pub mod enrollment;
 pub mod fleet;
 pub mod raft;
 pub mod rate;
+pub mod special;
 pub mod state;
 pub mod supervisor;
 pub mod wiring;

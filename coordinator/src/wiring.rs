@@ -32,6 +32,7 @@ use crate::fleet::registry::Nodes;
 use crate::fleet::result_sink::{self, ResultQueue, ResultSink};
 use crate::fleet::sessions::Sessions;
 use crate::fleet::solve_loop::Solver;
+use crate::fleet::specialiser::{self, ActiveHeads, Specialiser};
 use crate::fleet::status::StatusSources;
 use crate::raft::{InProcessNetwork, Replica, ReplicaConfig, ReplicaHandle};
 use crate::supervisor::Health;
@@ -63,6 +64,7 @@ pub struct Wiring {
     pub blobs: Option<Arc<BlobStore>>,
     pub health: Health,
     pub replan: Replan,
+    pub heads: ActiveHeads,
     pub results: ResultSink,
     /// The result sink's queue until its worker takes it ([`Wiring::result_sink`]).
     results_queue: Option<ResultQueue>,
@@ -91,6 +93,7 @@ impl Wiring {
             blobs: inputs.blobs,
             health: Health::default(),
             replan: Replan::default(),
+            heads: ActiveHeads::default(),
             clock: inputs.clock,
             started,
         }
@@ -110,6 +113,7 @@ impl Wiring {
                 limits: self.limits.clone(),
                 metrics: self.metrics.clone(),
                 clock: self.clock.clone(),
+                raft: self.raft.clone(),
             }),
             revoked: self.revoked.clone(),
             renewals: Renewals {
@@ -134,6 +138,21 @@ impl Wiring {
             histograms: self.histograms.clone(),
             replan: self.replan.clone(),
             clock: self.clock.clone(),
+            heads: self.heads.clone(),
+        }
+    }
+
+    /// The leader's specialiser with these settings.
+    pub fn specialiser(&self, settings: specialiser::Settings) -> Specialiser {
+        Specialiser {
+            nodes: self.nodes.clone(),
+            leader: self.leader.clone(),
+            raft: self.raft.clone(),
+            catalog: self.catalog.clone(),
+            heads: self.heads.clone(),
+            replan: self.replan.clone(),
+            clock: self.clock.clone(),
+            settings,
         }
     }
 

@@ -53,7 +53,8 @@ pub struct RunArgs {
     /// Apps and request rates, `app=rate,...`.
     #[arg(long, env = "MCDNN_APPS", default_value = "garment=4,category=2")]
     pub apps: String,
-    /// Class mix of the replayed stream: `uniform` or `skewed:TOP:SHARE:EPISODE_S`.
+    /// Class mix of the replayed stream: `uniform` or `skewed:TOP:SHARE:EPISODE_S[:FROM_S[:UNTIL_S]]`
+    /// (uniform before `FROM_S` and from `UNTIL_S` seconds into the stream).
     #[arg(long, env = "MCDNN_MIX", default_value = "uniform")]
     pub mix: String,
     /// Per-request policy: mcdnn, paper, best-device, cloud, cheapest.
@@ -77,6 +78,9 @@ pub struct RunArgs {
     /// Send telemetry this often (milliseconds).
     #[arg(long, env = "MCDNN_TELEMETRY_MS", default_value_t = 1000)]
     pub telemetry_ms: u64,
+    /// Ignore specialised heads the coordinator assigns (a baseline for measuring them).
+    #[arg(long, env = "MCDNN_NO_SPECIALISE")]
+    pub no_specialise: bool,
     /// Seed for the replayed stream.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -158,18 +162,31 @@ pub fn parse_mix(text: &str) -> anyhow::Result<ClassMix> {
     }
     let parts: Vec<&str> = text.split(':').collect();
     match parts.as_slice() {
-        ["skewed", top, share, episode] => {
+        ["skewed", top, share, episode, window @ ..] if window.len() <= 2 => {
             let share: f64 = share.parse().context("--mix share")?;
             if !(0.0..=1.0).contains(&share) {
                 bail!("--mix share must be in [0, 1]");
+            }
+            let seconds = |i: usize, default: f64| -> anyhow::Result<f64> {
+                window.get(i).map_or(Ok(default), |t| {
+                    t.parse::<f64>().context("--mix skew window seconds")
+                })
+            };
+            let (from_s, until_s) = (seconds(0, 0.0)?, seconds(1, f64::INFINITY)?);
+            if from_s.is_nan() || from_s < 0.0 || until_s.is_nan() || until_s < from_s {
+                bail!("--mix FROM_S and UNTIL_S must satisfy 0 <= FROM_S <= UNTIL_S");
             }
             Ok(ClassMix::Skewed {
                 top: top.parse().context("--mix top")?,
                 share,
                 episode_s: episode.parse().context("--mix episode seconds")?,
+                from_s,
+                until_s,
             })
         }
-        _ => bail!("--mix must be `uniform` or `skewed:TOP:SHARE:EPISODE_S`, not {text:?}"),
+        _ => bail!(
+            "--mix must be `uniform` or `skewed:TOP:SHARE:EPISODE_S[:FROM_S[:UNTIL_S]]`, not {text:?}"
+        ),
     }
 }
 
@@ -189,9 +206,26 @@ mod tests {
             ClassMix::Skewed {
                 top: 3,
                 share: 0.7,
-                episode_s: 60.0
+                episode_s: 60.0,
+                from_s: 0.0,
+                until_s: f64::INFINITY,
             }
         );
+        assert_eq!(
+            parse_mix("skewed:3:0.9:1e6:10:70").expect("ok"),
+            ClassMix::Skewed {
+                top: 3,
+                share: 0.9,
+                episode_s: 1e6,
+                from_s: 10.0,
+                until_s: 70.0,
+            }
+        );
+        assert!(
+            parse_mix("skewed:3:0.9:60:70:10").is_err(),
+            "ends before it starts"
+        );
+        assert!(parse_mix("skewed:3:0.9:60:1:2:3").is_err());
         assert!(parse_mix("skewed:3:1.7:60").is_err());
         assert!(parse_mix("zipf").is_err());
     }

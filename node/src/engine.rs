@@ -161,6 +161,11 @@ impl LoadedVariant {
         Ok(())
     }
 
+    /// The embedding of frame number `frame`, if [`embed_frame`](Self::embed_frame) computed it.
+    pub fn frame_embedding(&self, frame: u64) -> Option<&[f32]> {
+        (self.embedded_frame == Some(frame)).then_some(self.embedding.as_slice())
+    }
+
     /// Runs `app`'s head on the embedding of the last [`embed_frame`](Self::embed_frame).
     pub fn classify_frame(&mut self, app: &str) -> Result<Prediction, EngineError> {
         let Self {

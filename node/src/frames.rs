@@ -13,11 +13,14 @@ use crate::dataset::Dataset;
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClassMix {
     Uniform,
-    /// Every `episode_s` a new set of `top` classes is drawn; `share` of frames come from them.
+    /// Every `episode_s` a new set of `top` classes is drawn; `share` of frames come from them,
+    /// from `from_s` until `until_s` seconds into the stream (uniform outside that window).
     Skewed {
         top: usize,
         share: f64,
         episode_s: f64,
+        from_s: f64,
+        until_s: f64,
     },
 }
 
@@ -26,6 +29,8 @@ pub enum ClassMix {
 pub struct Frame {
     pub index: usize,
     pub label: u8,
+    /// Drawn while the skew was on (false for a uniform mix).
+    pub skewed: bool,
 }
 
 pub struct FrameSource {
@@ -61,13 +66,19 @@ impl FrameSource {
             return f;
         }
         let labels = &self.labels;
-        let label = match self.mix {
-            ClassMix::Uniform => labels[self.rng.gen_range(0..labels.len())],
+        let skewed = match &self.mix {
+            ClassMix::Skewed {
+                from_s, until_s, ..
+            } => (*from_s..*until_s).contains(&now_s),
+            ClassMix::Uniform => false,
+        };
+        let label = match self.mix.clone() {
             ClassMix::Skewed {
                 top,
                 share,
                 episode_s,
-            } => {
+                ..
+            } if skewed => {
                 let episode = (now_s / episode_s.max(1e-3)) as u64;
                 if self.episode.as_ref().is_none_or(|(e, _)| *e != episode) {
                     let mut shuffled = labels.clone();
@@ -82,12 +93,14 @@ impl FrameSource {
                     labels[self.rng.gen_range(0..labels.len())]
                 }
             }
+            _ => labels[self.rng.gen_range(0..labels.len())],
         };
         let pool = &self.by_label[label];
         let index = pool[self.rng.gen_range(0..pool.len())];
         Frame {
             index,
             label: label as u8,
+            skewed,
         }
     }
 

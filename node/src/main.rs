@@ -85,6 +85,29 @@ enum CatalogCommand {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Write the embedding corpus the coordinator trains specialised heads on
+    /// (`mcdnn-coordinator --specialise-corpus`): training images through one variant's trunk,
+    /// plus held-out test images.
+    Corpus {
+        /// The variant whose trunk specialised heads will read (a cheap one).
+        #[arg(long, default_value = "quarter")]
+        variant: String,
+        /// Training images (spread over the 60k training split).
+        #[arg(long, default_value_t = 20_000)]
+        train: usize,
+        /// Held-out images (spread over the 10k test split).
+        #[arg(long, default_value_t = 5_000)]
+        test: usize,
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+        /// The catalog manifest (default: models/catalog.json, or MCDNN_CATALOG).
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        /// Folder with the idx files (default: MCDNN_DATA or Debian's).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
 }
 
 fn init_logging(json: bool) {
@@ -206,6 +229,44 @@ fn main() -> anyhow::Result<()> {
             } else {
                 print!("{}", catalog::eval::table(&eval));
             }
+        }
+        Command::Catalog {
+            command:
+                CatalogCommand::Corpus {
+                    variant,
+                    train,
+                    test,
+                    out,
+                    catalog: path,
+                    data,
+                },
+        } => {
+            let path = catalog::locate(path.as_deref())?;
+            let (manifest, dir) = catalog::load(&path)?;
+            let data_dir = data.unwrap_or_else(dataset::data_dir);
+            let train_set = dataset::Dataset::load(&data_dir, "train")
+                .context("loading the training images")?;
+            let test_set =
+                dataset::Dataset::load(&data_dir, "t10k").context("loading the test images")?;
+            let started = std::time::Instant::now();
+            let corpus = catalog::corpus::build(
+                &manifest,
+                &dir,
+                &variant,
+                (&train_set, train),
+                (&test_set, test),
+            )?;
+            std::fs::write(&out, corpus.encode()?)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "corpus {}: {} training + {} held-out embeddings of width {} from {}'s trunk in {:.1} s",
+                out.display(),
+                corpus.train.len(),
+                corpus.test.len(),
+                corpus.dim,
+                variant,
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     Ok(())

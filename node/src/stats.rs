@@ -6,8 +6,37 @@ use wire::msg::AppTelemetry;
 
 /// Recent latencies kept for the median.
 const LATENCY_WINDOW: usize = 512;
-/// Window over which request rate and class histogram are computed.
+/// Window over which the request rate is computed.
 pub const RATE_WINDOW_S: f64 = 30.0;
+/// Window of the class histogram (the labels the node answered), the leader's input for
+/// specialisation: short enough that a skew is seen within seconds, long enough to hold the
+/// leader's minimum sample at a few requests per second.
+pub const CLASS_WINDOW_S: f64 = 10.0;
+/// Most labels the histogram window keeps (bounds memory at any request rate).
+const CLASS_WINDOW_MAX: usize = 4096;
+
+/// Counters at one moment, to report a phase of the run as a difference.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Totals {
+    pub requests: u64,
+    pub correct: u64,
+    pub dropped: u64,
+    pub energy_used_j: f64,
+}
+
+/// What the specialised cascade did for one app.
+#[derive(Debug, Clone, Default)]
+pub struct CascadeStats {
+    /// Requests the specialised head answered.
+    pub answered: u64,
+    /// Requests it called "other", answered by the general variant.
+    pub fell_back: u64,
+    /// Seconds into the stream of its first answer.
+    pub first_answer_s: Option<f64>,
+    /// Totals when the stream's skew began and ended (a replayed skew window).
+    pub skew_start: Option<Totals>,
+    pub skew_end: Option<Totals>,
+}
 
 #[derive(Debug, Clone)]
 pub struct AppStats {
@@ -24,8 +53,11 @@ pub struct AppStats {
     pub energy_used_j: f64,
     pub cost_used_usd: f64,
     latencies_ms: VecDeque<f64>,
-    arrivals: VecDeque<(f64, usize)>,
+    arrivals: VecDeque<f64>,
+    /// Labels answered over the last [`CLASS_WINDOW_S`].
+    labels: VecDeque<(f64, usize)>,
     classes: usize,
+    pub cascade: CascadeStats,
     /// Requests per variant name, for "variants in use".
     pub by_variant: std::collections::BTreeMap<String, u64>,
 }
@@ -44,21 +76,53 @@ impl AppStats {
             cost_used_usd: 0.0,
             latencies_ms: VecDeque::new(),
             arrivals: VecDeque::new(),
+            labels: VecDeque::new(),
             classes,
+            cascade: CascadeStats::default(),
             by_variant: Default::default(),
         }
     }
 
-    /// A request arrived at `now_s` for an image of `class` (this app's class index).
-    pub fn arrival(&mut self, now_s: f64, class: usize) {
+    pub fn totals(&self) -> Totals {
+        Totals {
+            requests: self.requests,
+            correct: self.correct,
+            dropped: self.dropped,
+            energy_used_j: self.energy_used_j,
+        }
+    }
+
+    /// A request arrived at `now_s`; `skewed` tells whether the replay drew it while its skew
+    /// was on (the phase's totals are taken at its edges).
+    pub fn arrival(&mut self, now_s: f64, skewed: bool) {
+        let now = self.totals();
+        let c = &mut self.cascade;
+        if skewed && c.skew_start.is_none() {
+            c.skew_start = Some(now);
+        } else if !skewed && c.skew_start.is_some() && c.skew_end.is_none() {
+            c.skew_end = Some(now);
+        }
         self.requests += 1;
-        self.arrivals.push_back((now_s, class));
+        self.arrivals.push_back(now_s);
         while self
             .arrivals
             .front()
-            .is_some_and(|&(t, _)| t < now_s - RATE_WINDOW_S)
+            .is_some_and(|&t| t < now_s - RATE_WINDOW_S)
         {
             self.arrivals.pop_front();
+        }
+    }
+
+    /// The node answered `class` (this app's class index) at `now_s`.
+    pub fn labelled(&mut self, now_s: f64, class: usize) {
+        self.labels.push_back((now_s, class));
+        while self.labels.len() > CLASS_WINDOW_MAX
+            || self
+                .labels
+                .front()
+                .is_some_and(|&(t, _)| t < now_s - CLASS_WINDOW_S)
+        {
+            self.labels.pop_front();
         }
     }
 
@@ -89,16 +153,15 @@ impl AppStats {
 
     pub fn rate_per_s(&self, now_s: f64) -> f64 {
         let span = now_s.clamp(1.0, RATE_WINDOW_S);
-        self.arrivals
-            .iter()
-            .filter(|&&(t, _)| t >= now_s - span)
-            .count() as f64
-            / span
+        self.arrivals.iter().filter(|&&t| t >= now_s - span).count() as f64 / span
     }
 
     pub fn telemetry(&self, now_s: f64) -> AppTelemetry {
         let mut histogram = vec![0u32; self.classes];
-        for &(_, c) in &self.arrivals {
+        for &(t, c) in &self.labels {
+            if t < now_s - CLASS_WINDOW_S {
+                continue;
+            }
             if let Some(slot) = histogram.get_mut(c) {
                 *slot += 1;
             }
@@ -128,13 +191,22 @@ mod tests {
     fn counts_accuracy_rate_and_histogram() {
         let mut s = AppStats::new("garment", 3);
         for i in 0..20 {
-            s.arrival(i as f64 * 0.5, i % 3);
+            s.arrival(i as f64 * 0.5, (5..15).contains(&i));
             s.answered("full", i % 2 == 0, 1.0, false);
+            s.labelled(i as f64 * 0.5, i % 3);
         }
         assert_eq!(s.requests, 20);
         assert_eq!(s.accuracy_pct(), 50.0);
         let t = s.telemetry(10.0);
+        // Labels of the last CLASS_WINDOW_S seconds only: t in [0, 9.5], all inside.
         assert_eq!(t.class_histogram.iter().sum::<u32>(), 20);
+        assert_eq!(s.telemetry(14.9).class_histogram.iter().sum::<u32>(), 10);
+        let (start, end) = (s.cascade.skew_start.unwrap(), s.cascade.skew_end.unwrap());
+        assert_eq!(
+            (start.requests, end.requests),
+            (5, 15),
+            "the skew phase's edges"
+        );
         assert!((t.rate_per_s - 2.0).abs() < 0.11, "{}", t.rate_per_s);
         assert_eq!(s.by_variant["full"], 20);
     }

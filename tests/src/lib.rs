@@ -10,6 +10,7 @@ pub mod layering;
 pub mod raft_chaos;
 pub mod revoke_chaos;
 pub mod rogue_chaos;
+pub mod specialise;
 pub mod wiped_chaos;
 pub mod writer;
 

@@ -3,6 +3,8 @@
 //! without tokio, quinn or rustls; moving frames over QUIC is `mcdnn-net`'s job.
 
 pub mod codec;
+pub mod corpus;
+pub mod head;
 pub mod manifest;
 pub mod msg;
 pub mod summary;

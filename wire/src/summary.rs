@@ -19,6 +19,31 @@ pub struct AppSummary {
     pub accuracy: f64,
     pub energy_used_j: f64,
     pub by_variant: BTreeMap<String, u64>,
+    pub cascade: CascadeSummary,
+}
+
+/// What the specialised cascade did for one app.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CascadeSummary {
+    /// Requests a specialised head answered.
+    pub answered: u64,
+    /// Requests it called "other", handed to the general variant.
+    pub fell_back: u64,
+    /// Seconds into the stream of its first answer.
+    pub first_answer_s: Option<f64>,
+    /// The replayed stream's skewed phase alone (`--mix skewed:...:FROM_S:UNTIL_S`).
+    pub skewed: Option<PhaseSummary>,
+}
+
+/// Figures over one phase of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PhaseSummary {
+    pub requests: u64,
+    pub correct: u64,
+    pub dropped: u64,
+    pub energy_used_j: f64,
+    /// `correct / requests`, percent (a dropped request counts as wrong).
+    pub accuracy: f64,
 }
 
 /// Model store figures of a node that fetches its models from the coordinator.
@@ -125,6 +150,7 @@ mod tests {
                     accuracy: 90.0,
                     energy_used_j: 1.5,
                     by_variant: BTreeMap::from([("half".to_string(), 9)]),
+                    cascade: CascadeSummary::default(),
                 },
             )]),
             results_accepted: 9,

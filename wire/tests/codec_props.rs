@@ -132,9 +132,12 @@ prop_compose! {
         allowed_variants in texts(), offload_target in option::of(text()),
         offload_server in option::of(text()),
         energy_budget_j_per_request in f64s(), cost_budget_usd_per_request in f64s(),
+        specialised in option::of((text(), text(), text(), vec(any::<u32>(), 0..8), f64s())
+            .prop_map(|(variant, trunk_variant, head_sha256, classes, accuracy)| SpecialisedRun {
+                variant, trunk_variant, head_sha256, classes, accuracy })),
     ) -> AppAssignment {
         AppAssignment { app, mix, allowed_variants, offload_target, offload_server,
-                        energy_budget_j_per_request, cost_budget_usd_per_request }
+                        energy_budget_j_per_request, cost_budget_usd_per_request, specialised }
     }
 }
 

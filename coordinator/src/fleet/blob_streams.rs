@@ -11,6 +11,7 @@ use wire::msg::{BlobReply, BlobRequest};
 use super::limits::{NODE_STREAM, NodeLimits, Rated};
 use super::metrics::Metrics;
 use crate::blobs::BlobStore;
+use crate::raft::ReplicaHandle;
 
 /// Accepts blob streams on `conn` until it closes. How many streams a node may open at once is
 /// capped by the QUIC transport ([`net::tls`]); how many requests a second, by its
@@ -28,6 +29,8 @@ pub struct BlobService {
     pub limits: Arc<NodeLimits>,
     pub metrics: Arc<Metrics>,
     pub clock: SharedClock,
+    /// Specialised heads are served from the replicated state (any replica can serve them).
+    pub raft: ReplicaHandle,
 }
 
 async fn stream(
@@ -57,7 +60,7 @@ async fn stream(
                 what: "answer: blob request rate exceeded, retry later".into(),
             }
         } else {
-            answer(&served.store, req)
+            answer(&served.store, &served.raft, req)
         };
         if let Err(e) = net::framing::write_frame(&mut send, &reply).await {
             tracing::debug!(%node, error = %e, "blob stream closed by the node");
@@ -67,7 +70,7 @@ async fn stream(
     let _ = send.finish();
 }
 
-fn answer(store: &BlobStore, req: BlobRequest) -> BlobReply {
+fn answer(store: &BlobStore, raft: &ReplicaHandle, req: BlobRequest) -> BlobReply {
     match req {
         BlobRequest::Catalog => BlobReply::Catalog {
             bytes: store.catalog().to_vec(),
@@ -78,11 +81,12 @@ fn answer(store: &BlobStore, req: BlobRequest) -> BlobReply {
                 what: format!("variant {variant}"),
             },
         },
-        BlobRequest::Shard { digest } => match store.shard(&digest) {
-            Some(bytes) => BlobReply::Shard {
-                digest,
-                bytes: bytes.to_vec(),
-            },
+        BlobRequest::Shard { digest } => match store
+            .shard(&digest)
+            .map(|b| b.to_vec())
+            .or_else(|| raft.with_state(|s| s.specialised_head(&digest).map(<[u8]>::to_vec)))
+        {
+            Some(bytes) => BlobReply::Shard { digest, bytes },
             None => BlobReply::Missing {
                 what: format!("shard {digest}"),
             },

@@ -21,6 +21,7 @@ pub mod session_core;
 pub mod session_reader;
 pub mod sessions;
 pub mod solve_loop;
+pub mod specialiser;
 pub mod status;
 pub mod validate;
 

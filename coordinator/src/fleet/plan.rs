@@ -255,6 +255,8 @@ pub fn assignments(
                         offload_server: target.filter(|_| offloads).map(|t| t.name.clone()),
                         energy_budget_j_per_request: ap.energy_per_request_j,
                         cost_budget_usd_per_request: ap.cost_per_request_usd,
+                        // Set by the specialiser after the solve (`crate::special::attach`).
+                        specialised: None,
                     }
                 })
                 .collect();

@@ -20,6 +20,7 @@ use super::plan_view::{PlanBoard, PlanInfo};
 use super::policies::Policies;
 use super::prom::Histograms;
 use super::registry::Nodes;
+use super::specialiser::ActiveHeads;
 use super::validate;
 use crate::cluster::leader::LeaderWatch;
 use crate::raft::ReplicaHandle;
@@ -38,6 +39,8 @@ pub struct Solver {
     pub histograms: Arc<Histograms>,
     pub replan: Replan,
     pub clock: SharedClock,
+    /// Specialised heads to put in the nodes' assignments.
+    pub heads: ActiveHeads,
 }
 
 pub async fn run(
@@ -138,7 +141,7 @@ pub async fn solve_once(hub: &Solver) {
     let solve_s = solve_time.as_secs_f64();
     hub.histograms.observe_solve(solve_time);
     let epoch = hub.raft.with_state(|s| s.plan_epoch()) + 1;
-    let assignments = plan::assignments(
+    let mut assignments = plan::assignments(
         &solved,
         catalogs,
         &problem,
@@ -146,6 +149,7 @@ pub async fn solve_once(hub: &Solver) {
         target.as_ref(),
         hub.clock.unix_ms(),
     );
+    hub.heads.attach(&mut assignments);
     let encoded = match wire::codec::encode_with_limit(&assignments, 64 << 20) {
         Ok(b) => b,
         Err(e) => {

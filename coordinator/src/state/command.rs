@@ -118,20 +118,24 @@ pub enum PolicyValue {
     Unset,
 }
 
-/// Metadata of a specialised variant (the model bytes live in the content-addressed store).
+/// A specialised variant the leader's trainer built: a head over `base_variant`'s trunk
+/// embedding for a few dominant classes plus "other". The head's bytes are in the entry (a few
+/// KiB, checked on apply by `super::specialised::check`) so every replica can serve them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpecialisedVariant {
     /// App the variant serves.
     pub app: String,
     /// Name of the specialised variant.
     pub variant: String,
-    /// The general variant it falls back to for the "other" class.
+    /// The catalog variant whose trunk computes the embedding the head reads.
     pub base_variant: String,
-    /// The dominant classes it is specialised to.
+    /// The dominant classes (the app's class ids) it is specialised to.
     pub classes: Vec<u32>,
-    /// Content digest of the model (sha256 hex).
+    /// sha256 (hex) of `head`.
     pub digest: String,
-    /// Measured accuracy on its classes.
+    /// The encoded `wire::head::Head`.
+    pub head: Vec<u8>,
+    /// Accuracy measured on held-out images at the class mix it was trained for, percent.
     pub accuracy: f64,
 }
 

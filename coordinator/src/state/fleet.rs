@@ -41,7 +41,7 @@ pub struct FleetState {
     plan: Option<CommittedPlan>,
     catalog_digests: Vec<String>,
     /// app -> variant -> metadata.
-    specialised: BTreeMap<String, BTreeMap<String, SpecialisedVariant>>,
+    specialised: super::specialised::Specialised,
     /// node -> what its result spool was recorded up to.
     results: BTreeMap<String, super::results::NodeResults>,
     /// Enrollment tokens and revoked node names.
@@ -137,13 +137,7 @@ impl FleetState {
                 self.catalog_digests = digests.clone();
                 ApplyOutcome::Applied
             }
-            Command::AddSpecialisedVariant(v) => {
-                self.specialised
-                    .entry(v.app.clone())
-                    .or_default()
-                    .insert(v.variant.clone(), v.clone());
-                ApplyOutcome::Applied
-            }
+            Command::AddSpecialisedVariant(v) => self.specialised.add(v),
             Command::IssueToken {
                 name,
                 sha256,
@@ -166,19 +160,7 @@ impl FleetState {
             } => self.identity.redeem(name, sha256, *now_unix_ms),
             Command::Revoke { name, by } => self.identity.revoke(index, name, by),
             Command::RemoveSpecialisedVariant { app, variant } => {
-                let removed = self
-                    .specialised
-                    .get_mut(app)
-                    .and_then(|vs| vs.remove(variant))
-                    .is_some();
-                if self.specialised.get(app).is_some_and(BTreeMap::is_empty) {
-                    self.specialised.remove(app);
-                }
-                if removed {
-                    ApplyOutcome::Applied
-                } else {
-                    ApplyOutcome::Rejected(format!("no specialised variant {app}/{variant}"))
-                }
+                self.specialised.remove(app, variant)
             }
         }
     }
@@ -243,7 +225,12 @@ impl FleetState {
 
     /// Specialised variants: app -> variant -> metadata.
     pub fn specialised(&self) -> &BTreeMap<String, BTreeMap<String, SpecialisedVariant>> {
-        &self.specialised
+        self.specialised.all()
+    }
+
+    /// A specialised head's bytes by digest (served to nodes as a shard).
+    pub fn specialised_head(&self, digest: &str) -> Option<&[u8]> {
+        self.specialised.head(digest)
     }
 
     /// Enrollment tokens and revoked node names.
@@ -405,14 +392,7 @@ mod tests {
                 digests: vec!["ab".into(), "cd".into()],
             },
         );
-        let v = SpecialisedVariant {
-            app: "face".into(),
-            variant: "face-top5".into(),
-            base_variant: "face-full".into(),
-            classes: vec![1, 4, 7],
-            digest: "ef".into(),
-            accuracy: 0.93,
-        };
+        let v = super::super::specialised::tests::variant("face", "face-top5");
         apply(&mut s, Command::AddSpecialisedVariant(v.clone()));
         assert_eq!(s.specialised()["face"]["face-top5"], v);
         assert_eq!(s.catalog_digests(), ["ab", "cd"]);

@@ -15,6 +15,7 @@ mod policy_schema;
 mod results;
 mod servers;
 mod size_guard;
+mod specialised;
 
 #[cfg(test)]
 pub(crate) use codec::STATE_BUDGET;
@@ -30,3 +31,6 @@ pub use policy_schema::{
 };
 pub use results::{NodeResults, ResultRecord};
 pub use servers::{ServerApproval, ServerApprovals};
+#[cfg(test)]
+pub(crate) use specialised::tests as tests_support;
+pub use specialised::{MAX_PER_APP as MAX_SPECIALISED_PER_APP, check as check_specialised};

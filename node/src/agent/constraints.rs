@@ -92,6 +92,7 @@ mod tests {
             offload_server: offload.map(|_| "srv".to_string()),
             energy_budget_j_per_request: cap,
             cost_budget_usd_per_request: 0.0,
+            specialised: None,
         }
     }
 

@@ -28,7 +28,7 @@ use crate::dataset::{self, Dataset};
 use crate::engine::EngineError;
 use crate::frames::FrameSource;
 use crate::handles::{
-    AssignmentCell, CoordinatorLink, ModelAvailability, OffloadCounters, TelemetryCell,
+    AssignmentCell, CoordinatorLink, HeadCell, ModelAvailability, OffloadCounters, TelemetryCell,
 };
 use crate::models::ShardStore;
 use crate::models::fetch::{FetchConfig, Want};
@@ -70,6 +70,7 @@ struct Handles {
     telemetry: TelemetryCell,
     offload: OffloadCounters,
     coordinator: CoordinatorLink,
+    heads: HeadCell,
     clock: SharedClock,
 }
 
@@ -115,6 +116,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
         telemetry: TelemetryCell::default(),
         offload: OffloadCounters::default(),
         coordinator: CoordinatorLink::default(),
+        heads: HeadCell::default(),
         clock,
     };
     let spool = Spool::open(&store)?;
@@ -202,6 +204,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
         },
         cancel.clone(),
     ));
+    if !args.no_specialise && !server_role {
+        tokio::spawn(crate::models::heads::run(
+            handles.assignment.clone(),
+            handles.coordinator.clone(),
+            handles.heads.clone(),
+            cancel.clone(),
+        ));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let signal_stop = stop.clone();
     tokio::spawn(async move {
@@ -328,6 +338,7 @@ async fn serve_device(
         assignment: handles.assignment.clone(),
         models: handles.models.clone(),
         telemetry: handles.telemetry.clone(),
+        heads: handles.heads.clone(),
     };
     let clock = handles.clock.clone();
     let serving = tokio::task::spawn_blocking(move || {

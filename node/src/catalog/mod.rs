@@ -1,6 +1,7 @@
 //! The node's view of the model catalog: finding and reading the manifest, and evaluating every
 //! variant on real data.
 
+pub mod corpus;
 pub mod eval;
 
 use std::path::{Path, PathBuf};

@@ -7,12 +7,14 @@
 mod assignment;
 mod availability;
 mod coordinator;
+mod heads;
 mod offload_counters;
 mod snapshot;
 
 pub use assignment::AssignmentCell;
 pub use availability::ModelAvailability;
 pub use coordinator::{BlobStreams, CoordinatorLink};
+pub use heads::HeadCell;
 pub use offload_counters::OffloadCounters;
 pub use snapshot::{Snapshot, TelemetryCell};
 

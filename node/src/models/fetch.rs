@@ -106,6 +106,8 @@ fn wanted(cfg: &FetchConfig, manifest: &Manifest, assignment: &AssignmentCell) -
                 for app in a.iter().flat_map(|a| &a.apps) {
                     out.extend(app.allowed_variants.iter().cloned());
                     out.extend(app.mix.iter().map(|m| m.variant.clone()));
+                    // A specialised head reads this variant's trunk.
+                    out.extend(app.specialised.iter().map(|s| s.trunk_variant.clone()));
                 }
             });
         }

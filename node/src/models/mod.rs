@@ -2,6 +2,7 @@
 //! coordinator, verified before use, resumable after a crash, collected under a disk budget.
 
 pub mod fetch;
+pub mod heads;
 pub mod shards;
 pub mod transfer;
 

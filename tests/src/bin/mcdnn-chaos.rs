@@ -87,6 +87,22 @@ enum Scenario {
         #[arg(long, default_value_t = 20)]
         kills: usize,
     },
+    /// Two devices replay the same skewed stream, one running the heads the leader trains at
+    /// run time: accuracy, energy/request, answered, onset-to-serving.
+    Specialise {
+        /// How long the nodes serve, seconds.
+        #[arg(long, default_value_t = 100.0)]
+        run_s: f64,
+        /// When the 90 % skew onto three classes starts and ends, seconds into the stream.
+        #[arg(long, default_value_t = 10.0)]
+        onset_s: f64,
+        /// When the skew ends (the stream is uniform again), seconds into the stream.
+        #[arg(long, default_value_t = 70.0)]
+        until_s: f64,
+        /// Each node's energy budget over the run, J.
+        #[arg(long, default_value_t = 20.0)]
+        energy_budget_j: f64,
+    },
     /// Benchmarks against a baseline measured in the same run (no ok/fail).
     Bench {
         /// What to measure.
@@ -129,6 +145,18 @@ fn run(scenario: Scenario) -> anyhow::Result<serde_json::Value> {
             mcdnn_tests::backup_chaos::snapshot_restore(writes)?
         }
         Scenario::WipedReplica { kills } => mcdnn_tests::wiped_chaos::wiped_replica(kills)?,
+        Scenario::Specialise {
+            run_s,
+            onset_s,
+            until_s,
+            energy_budget_j,
+        } => mcdnn_tests::specialise::run(&mcdnn_tests::specialise::SpecialiseOptions {
+            run_s,
+            onset_s,
+            until_s,
+            energy_budget_j,
+            ..Default::default()
+        })?,
         Scenario::Bench { what } => mcdnn_tests::bench::run(match what {
             BenchKind::Transfer => "transfer",
             BenchKind::Offload => "offload",

@@ -33,6 +33,25 @@ pub struct AppAssignment {
     pub offload_server: Option<String>,
     pub energy_budget_j_per_request: f64,
     pub cost_budget_usd_per_request: f64,
+    /// A specialised head to run first on the device while this node's stream is skewed; its
+    /// "other" answers go to the variant the per-request policy chose (cascade).
+    pub specialised: Option<SpecialisedRun>,
+}
+
+/// A specialised variant as a node runs it: `trunk_variant`'s trunk (a catalog variant the node
+/// fetches like any other) followed by a head fetched as a shard by its digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpecialisedRun {
+    /// Name the node reports answers under.
+    pub variant: String,
+    /// The catalog variant whose trunk computes the embedding.
+    pub trunk_variant: String,
+    /// sha256 (hex) of the encoded [`crate::head::Head`]; also its only shard's digest.
+    pub head_sha256: String,
+    /// The app's class ids it answers for.
+    pub classes: Vec<u32>,
+    /// Its accuracy measured on held-out images at the node's class mix, percent.
+    pub accuracy: f64,
 }
 
 /// A share of requests to run with one variant in one place.

@@ -14,7 +14,7 @@ mod telemetry;
 
 use serde::{Deserialize, Serialize};
 
-pub use assignment::{AppAssignment, Assignment, MixEntry, PlaceTag};
+pub use assignment::{AppAssignment, Assignment, MixEntry, PlaceTag, SpecialisedRun};
 pub use blobs::{BlobReply, BlobRequest, FileShards, SHARD_BYTES, VariantManifest};
 pub use hello::{Hello, Role};
 pub use offload::{OffloadReply, OffloadRequest};
@@ -25,7 +25,7 @@ pub use telemetry::{
 
 /// Version of the message set; carried in every frame header and in [`Hello`]. Bump on any change
 /// to a message's shape: bincode is not self-describing, so old and new peers cannot mix.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// TLS ALPN identifier for this protocol version.
 pub const ALPN: &[u8] = b"mcdnn/1";

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use scheduler::state::Constraints;
 use wire::manifest::Manifest;
-use wire::msg::Assignment;
+use wire::msg::{Assignment, SpecialisedRun};
 
 use crate::agent::constraints;
 use crate::handles::{AssignmentCell, ModelAvailability};
@@ -58,6 +58,17 @@ impl Follower {
 
     pub fn present(&self) -> Option<&BTreeSet<String>> {
         self.present.as_ref()
+    }
+
+    /// The specialised head the assignment gives `app`, if any.
+    pub fn specialised(&self, app: &str) -> Option<&SpecialisedRun> {
+        self.assignment
+            .as_ref()?
+            .apps
+            .iter()
+            .find(|a| a.app == app)?
+            .specialised
+            .as_ref()
     }
 
     /// The policy's constraints: the assignment's when the policy `follows_plan` (standalone

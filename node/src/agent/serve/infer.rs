@@ -32,12 +32,35 @@ pub fn on_device(
     app: &str,
     pixels: &[u8],
 ) -> Result<DeviceRun, InferError> {
-    let frame = cache.frame();
-    let (model, swapped_in) = cache.get(variant)?;
-    let loaded_ms = swapped_in.then_some(model.load_ms);
-    model.embed_frame(frame, pixels)?;
+    let loaded_ms = embed(cache, variant, pixels)?;
+    let (model, _) = cache.get(variant)?;
     Ok(DeviceRun {
         prediction: model.classify_frame(app)?,
         loaded_ms,
     })
+}
+
+/// Makes sure the cache's current frame is embedded by `variant` (a specialised head reads the
+/// embedding too, through [`frame_embedding`]); returns the load time if the variant had to be
+/// paged in.
+pub fn embed(
+    cache: &mut ModelCache,
+    variant: &str,
+    pixels: &[u8],
+) -> Result<Option<f64>, InferError> {
+    let frame = cache.frame();
+    let (model, swapped_in) = cache.get(variant)?;
+    let loaded_ms = swapped_in.then_some(model.load_ms);
+    model.embed_frame(frame, pixels)?;
+    Ok(loaded_ms)
+}
+
+/// The current frame's embedding by `variant`, after [`embed`].
+pub fn frame_embedding<'c>(
+    cache: &'c mut ModelCache,
+    variant: &str,
+) -> Result<&'c [f32], InferError> {
+    let frame = cache.frame();
+    let (model, _) = cache.get(variant)?;
+    Ok(model.frame_embedding(frame).unwrap_or_default())
 }

@@ -5,6 +5,7 @@
 //! answer (`results`), publishes telemetry (`telemetry`) and ends with a summary (`summary`).
 //! Each answer is checked against the image's label, so accuracy is measured, not assumed.
 
+mod cascade;
 mod decide;
 mod energy;
 mod follow;
@@ -39,7 +40,7 @@ use crate::cache::ModelCache;
 use crate::dataset::Dataset;
 use crate::engine::Prediction;
 use crate::frames::FrameSource;
-use crate::handles::{AssignmentCell, ModelAvailability, TelemetryCell};
+use crate::handles::{AssignmentCell, HeadCell, ModelAvailability, TelemetryCell};
 use crate::offload::Offloader;
 use crate::stats::AppStats;
 
@@ -60,6 +61,8 @@ pub struct ServeHandles {
     pub assignment: AssignmentCell,
     pub models: ModelAvailability,
     pub telemetry: TelemetryCell,
+    /// Specialised heads the head fetcher holds.
+    pub heads: HeadCell,
 }
 
 pub struct Server<'a> {
@@ -194,7 +197,7 @@ impl Server<'_> {
                 .get(frame.label as usize)
                 .copied()
                 .unwrap_or(usize::MAX);
-            stats[i].arrival(now_s, truth);
+            stats[i].arrival(now_s, frame.skewed);
             let left_j = self.energy.left_j();
             decide::refresh_state(state, left_j, cfg.budgets.cost_usd, stats);
             decide::resident_keys(&self.catalog, &self.cache, &mut state.resident);
@@ -209,27 +212,48 @@ impl Server<'_> {
                     run.variant
                 );
             };
-            let cost = run_cost(&self.catalog, key, run.place, state);
             let t0 = self.clock.now();
-            let Some(ran) = self.execute(app, &run, pixels, &mut stats[i])? else {
+            let stage = self.cascade_first(
+                app,
+                &run,
+                cascade::Frame { now_s, pixels },
+                state,
+                &mut stats[i],
+            )?;
+            // Costed after the first stage, so a trunk it already ran is not charged twice.
+            let cost = run_cost(&self.catalog, key, run.place, state);
+            let cascaded = stage.answer.is_some();
+            let ran = match stage.answer {
+                Some(r) => Some(r),
+                None => self.execute(app, &run, pixels, &mut stats[i])?,
+            };
+            let Some(ran) = ran else {
                 stats[i].dropped += 1;
                 continue;
             };
             let latency_ms = self.clock.now().duration_since(t0).as_secs_f64() * 1e3;
-            let load_j = ran.loaded_ms.map_or(0.0, |ms| {
-                self.learning
-                    .observe(&mut self.catalog, self.policy.as_mut(), &ran.variant, ms)
-            });
-            let (energy_j, usd) = energy::charged(&cost, run.place, ran.place, load_j);
-            self.energy.charge(energy_j);
-            if let Some(t) = self.catalog.variant(key).trunk {
-                state.frame_trunks.push((t, ran.place));
-            }
+            let (general_j, usd) = if cascaded {
+                (0.0, 0.0)
+            } else {
+                let load_j = ran.loaded_ms.map_or(0.0, |ms| {
+                    self.learning
+                        .observe(&mut self.catalog, self.policy.as_mut(), &ran.variant, ms)
+                });
+                let (j, usd) = energy::charged(&cost, run.place, ran.place, load_j);
+                self.energy.charge(j);
+                if let Some(t) = self.catalog.variant(key).trunk {
+                    state.frame_trunks.push((t, ran.place));
+                }
+                (j, usd)
+            };
+            // The first stage's energy is already on the battery and the app's counters.
+            let energy_j = general_j + stage.energy_j;
             if ran.place == Place::Server {
                 state.touch(&self.catalog, key, Place::Server);
             }
             let s = &mut stats[i];
-            s.energy_used_j += energy_j;
+            s.energy_used_j += general_j;
+            s.labelled(now_s, ran.prediction.label as usize);
             s.cost_used_usd += usd;
             let correct = ran.prediction.label as usize == truth;
             s.answered(

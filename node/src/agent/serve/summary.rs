@@ -1,9 +1,35 @@
 //! The run's summary from the serving thread's counters; `agent::run` completes it with what
 //! the spool, the offload server and the model store know when the node stops.
 
-use wire::summary::{AppSummary, Summary};
+use wire::summary::{AppSummary, CascadeSummary, PhaseSummary, Summary};
 
 use crate::stats::AppStats;
+
+fn cascade(s: &AppStats) -> CascadeSummary {
+    let c = &s.cascade;
+    let skewed = c.skew_start.map(|from| {
+        let to = c.skew_end.unwrap_or_else(|| s.totals());
+        let requests = to.requests - from.requests;
+        let correct = to.correct - from.correct;
+        PhaseSummary {
+            requests,
+            correct,
+            dropped: to.dropped - from.dropped,
+            energy_used_j: to.energy_used_j - from.energy_used_j,
+            accuracy: if requests == 0 {
+                0.0
+            } else {
+                100.0 * correct as f64 / requests as f64
+            },
+        }
+    });
+    CascadeSummary {
+        answered: c.answered,
+        fell_back: c.fell_back,
+        first_answer_s: c.first_answer_s,
+        skewed,
+    }
+}
 
 /// What the summary needs besides the per-app counters.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +82,7 @@ pub fn summarize(stats: &[AppStats], run: RunFigures) -> Summary {
                         accuracy: s.accuracy_pct(),
                         energy_used_j: s.energy_used_j,
                         by_variant: s.by_variant.clone(),
+                        cascade: cascade(s),
                     },
                 )
             })
