@@ -9,5 +9,6 @@ pub mod http;
 pub mod identity;
 pub mod node_identity;
 pub mod output;
+pub mod plan_bench;
 pub mod server_approval;
 pub mod snapshot;
