@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use mcdnn_coordinator::ctl::identity::{self, CaInitArgs, EnrollArgs};
-use mcdnn_coordinator::ctl::{bench, cluster, demo, fleet_view, plan_bench, snapshot};
+use mcdnn_coordinator::ctl::{
+    bench, cluster, demo, fleet_bench, fleet_view, plan_bench, snapshot,
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "mcdnnctl", version, about = "Operate an MCDNN fleet")]
@@ -85,6 +87,9 @@ enum BenchCommand {
     Telemetry(bench::TelemetryBenchArgs),
     /// Raft bytes per solve (full plan vs delta) and re-solve time (warm vs cold start).
     Plan(plan_bench::PlanBenchArgs),
+    /// Telemetry change -> new assignment latency, coordinator CPU/RSS and Raft bytes/s with N
+    /// virtual nodes over real QUIC against a real replica set.
+    Fleet(fleet_bench::FleetBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -143,6 +148,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 for f in &figures {
                     writeln!(stdout, "{}", plan_bench::render(f))?;
                 }
+            }
+            Ok(())
+        }
+        Command::Bench {
+            command: BenchCommand::Fleet(args),
+        } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let figure = rt.block_on(fleet_bench::fleet_bench(&args))?;
+            if args.json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&figure)?)?;
+            } else {
+                writeln!(stdout, "{}", fleet_bench::render(&figure))?;
             }
             Ok(())
         }

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod demo;
+pub mod fleet_bench;
 pub mod fleet_view;
 pub mod http;
 pub mod identity;
