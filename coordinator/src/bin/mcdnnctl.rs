@@ -5,9 +5,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use mcdnn_coordinator::ctl::identity::{self, CaInitArgs, EnrollArgs};
-use mcdnn_coordinator::ctl::{
-    bench, cluster, demo, fleet_bench, fleet_view, plan_bench, snapshot,
-};
+use mcdnn_coordinator::ctl::{bench, cluster, demo, fleet_bench, fleet_view, plan_bench, snapshot};
 
 #[derive(Debug, Parser)]
 #[command(name = "mcdnnctl", version, about = "Operate an MCDNN fleet")]

@@ -174,10 +174,13 @@ mod tests {
     }
 
     fn random_plan(rng: &mut StdRng, epoch: u64) -> Vec<Assignment> {
-        (0..40)
-            .filter(|_| rng.gen_bool(0.8))
-            .map(|i| random_assignment(rng, &format!("n{i:02}"), epoch))
-            .collect()
+        let mut plan = Vec::new();
+        for i in 0..40 {
+            if rng.gen_bool(0.8) {
+                plan.push(random_assignment(rng, &format!("n{i:02}"), epoch));
+            }
+        }
+        plan
     }
 
     proptest! {

@@ -99,7 +99,11 @@ mod tests {
             assignment("fresh", 1),
         ];
         assert_eq!(push_changed(&mut r, &second, 2, now), 2);
-        assert_eq!(received(&mut rxs[0]), Vec::<u64>::new(), "unchanged: no push");
+        assert_eq!(
+            received(&mut rxs[0]),
+            Vec::<u64>::new(),
+            "unchanged: no push"
+        );
         assert_eq!(received(&mut rxs[1]), [2]);
         assert_eq!(received(&mut rxs[2]), [2], "stamped with the plan epoch");
         // Epoch 3 changes nothing: nobody is pushed.

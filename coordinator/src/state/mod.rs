@@ -23,9 +23,9 @@ pub(crate) use codec::STATE_BUDGET;
 pub use codec::StateError;
 pub use command::{Command, PolicyValue, SpecialisedVariant};
 pub use fleet::{FleetState, NodeRecord};
-pub use plan::{CommittedPlan, MAX_PLAN_BYTES};
 pub use identity::{IdentityState, Revocation, TokenRecord, constant_time_eq};
 pub use outcome::ApplyOutcome;
+pub use plan::{CommittedPlan, MAX_PLAN_BYTES};
 pub use policy::{MAX_WRITERS, POLICY_LOG_CAPACITY, PolicyWrite, WRITE_ID_WINDOW};
 pub use policy_schema::{
     COST_BUDGET_KEY, MAX_KEY_BYTES, MAX_TEXT_BYTES, MAX_WRITER_BYTES, known_keys,

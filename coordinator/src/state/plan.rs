@@ -193,14 +193,14 @@ mod tests {
             ApplyOutcome::Applied
         );
         for (i, cmd) in [
-            delta(1, 1, &[("a", 1)], &[]),               // epoch not newer
-            delta(3, 2, &[("a", 3)], &[]),               // base is not the committed epoch
-            delta(2, 1, &[("a", 1)], &[]),               // assignment not of the delta's epoch
-            delta(2, 1, &[("a", 2), ("a", 2)], &[]),     // node changed twice
-            delta(2, 1, &[("a", 2)], &["a"]),            // changed and removed
-            delta(2, 1, &[], &["zz"]),                   // removing a node the plan lacks
-            full(2, &[("a", 2), ("a", 2)]),              // full plan naming a node twice
-            full(2, &[("a", 3)]),                        // assignment newer than its plan
+            delta(1, 1, &[("a", 1)], &[]),           // epoch not newer
+            delta(3, 2, &[("a", 3)], &[]),           // base is not the committed epoch
+            delta(2, 1, &[("a", 1)], &[]),           // assignment not of the delta's epoch
+            delta(2, 1, &[("a", 2), ("a", 2)], &[]), // node changed twice
+            delta(2, 1, &[("a", 2)], &["a"]),        // changed and removed
+            delta(2, 1, &[], &["zz"]),               // removing a node the plan lacks
+            full(2, &[("a", 2), ("a", 2)]),          // full plan naming a node twice
+            full(2, &[("a", 3)]),                    // assignment newer than its plan
         ]
         .iter()
         .enumerate()

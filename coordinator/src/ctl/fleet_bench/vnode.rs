@@ -113,7 +113,8 @@ async fn join(
 
 /// Takes the assignments (noting the first new one after a change) and asks for acks.
 async fn read(mut recv: quinn::RecvStream, slot: &Slot, acks: mpsc::UnboundedSender<u64>) {
-    while let Ok(Some(msg)) = net::framing::read_frame::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES).await
+    while let Ok(Some(msg)) =
+        net::framing::read_frame::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES).await
     {
         let CoordMsg::Assignment(a) = msg else {
             continue;
