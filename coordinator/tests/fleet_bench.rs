@@ -24,5 +24,6 @@ async fn every_node_gets_a_new_assignment_after_its_telemetry_changes() {
     assert_eq!(f.changes, 50, "{f:?}");
     assert_eq!(f.changes_answered, 50, "{f:?}");
     assert!(f.unanswered.is_empty(), "{f:?}");
+    assert_eq!(f.nodes_failed, 0, "{f:?}");
     assert!(f.p99_ms.is_finite(), "{f:?}");
 }

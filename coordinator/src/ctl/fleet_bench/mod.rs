@@ -84,9 +84,14 @@ pub struct FleetFigure {
     pub bench_cpu_cores: f64,
     pub raft_plan_bytes_per_s: f64,
     pub plans_per_s: f64,
+    /// Virtual nodes whose session failed (could not join, or lost its connection).
+    pub nodes_failed: usize,
     /// Nodes whose telemetry changed but that got no new assignment by the end.
     pub unanswered: Vec<String>,
 }
+
+/// Handshakes the virtual nodes run at once.
+const JOINS_AT_ONCE: usize = 64;
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -174,6 +179,7 @@ async fn run_in(dir: &std::path::Path, args: &FleetBenchArgs) -> anyhow::Result<
         names: clients.iter().map(|(n, _)| n.clone()).collect(),
     };
     let started = Instant::now();
+    let joining = Arc::new(tokio::sync::Semaphore::new(JOINS_AT_ONCE));
     let mut tasks = Vec::with_capacity(args.nodes);
     for (i, (name, config)) in clients.into_iter().enumerate() {
         tasks.push(tokio::spawn(vnode::run(
@@ -183,6 +189,7 @@ async fn run_in(dir: &std::path::Path, args: &FleetBenchArgs) -> anyhow::Result<
             name,
             digest.clone(),
             fleet.slots[i].clone(),
+            joining.clone(),
             stop.clone(),
         )));
     }
@@ -252,9 +259,13 @@ async fn run_in(dir: &std::path::Path, args: &FleetBenchArgs) -> anyhow::Result<
             unanswered.push(fleet.names[i].clone());
         }
     }
+    let mut failed = 0;
     for t in tasks {
         if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(2), t).await {
-            tracing::debug!(error = format!("{e:#}"), "virtual node ended with an error");
+            if failed == 0 {
+                eprintln!("first virtual node failure: {e:#}");
+            }
+            failed += 1;
         }
     }
     latencies.sort();
@@ -277,6 +288,7 @@ async fn run_in(dir: &std::path::Path, args: &FleetBenchArgs) -> anyhow::Result<
             .map(|i| (cores(i), rss[i]))
             .collect(),
         bench_cpu_cores: bench_cpu / secs,
+        nodes_failed: failed,
         raft_plan_bytes_per_s: bytes / secs,
         plans_per_s: plans / secs,
         unanswered,
@@ -295,7 +307,7 @@ pub fn render(f: &FleetFigure) -> String {
          telemetry change -> new assignment: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} of {} changes (goal: p99 <= {} ms, two solve intervals)\n\
          leader: {:.2} cores, {:.0} MB RSS; followers: {}; bench (virtual nodes): {:.2} cores\n\
          Raft plan bytes: {:.0} B/s ({:.2} plans/s)\n\
-         unanswered changes: {}",
+         unanswered changes: {}, failed virtual nodes: {}",
         f.nodes,
         f.replicas,
         f.nodes_planned,
@@ -313,5 +325,6 @@ pub fn render(f: &FleetFigure) -> String {
         f.raft_plan_bytes_per_s,
         f.plans_per_s,
         f.unanswered.len(),
+        f.nodes_failed,
     )
 }

@@ -141,9 +141,14 @@ pub async fn run(
     name: String,
     digest: String,
     slot: std::sync::Arc<Slot>,
+    joining: std::sync::Arc<tokio::sync::Semaphore>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
+    // A bounded number of handshakes at a time, as nodes of a real fleet spread their
+    // connects (jittered back-off); thousands at once mostly time out and retry.
+    let permit = joining.acquire_owned().await?;
     let (conn, mut send, recv) = join(&endpoint, &config, &replicas, &name, &digest, &slot).await?;
+    drop(permit);
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
     let reader_slot = slot.clone();
     let reader = tokio::spawn(async move { read(recv, &reader_slot, ack_tx).await });
