@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::NodeRecord;
 use super::command::SpecialisedVariant;
-use super::fleet::NodeRecord;
 use super::plan::CommittedPlan;
 
 /// The plan as format 2 stored it.
