@@ -179,7 +179,8 @@ pub fn measure(n: usize, args: &PlanBenchArgs) -> anyhow::Result<PlanFigure> {
 
 /// Every fleet size of `args`.
 pub fn plan_bench(args: &PlanBenchArgs) -> anyhow::Result<Vec<PlanFigure>> {
-    if !(args.changed > 0.0 && args.changed <= 1.0) || !(args.interval_s > 0.0) {
+    let valid = args.changed > 0.0 && args.changed <= 1.0 && args.interval_s > 0.0;
+    if !valid {
         bail!("--changed must be in (0, 1] and --interval-s positive");
     }
     args.nodes.iter().map(|&n| measure(n, args)).collect()

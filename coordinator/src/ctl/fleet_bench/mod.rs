@@ -137,7 +137,8 @@ pub async fn fleet_bench(args: &FleetBenchArgs) -> anyhow::Result<FleetFigure> {
     if args.nodes == 0 || args.replicas == 0 || args.endpoints == 0 {
         bail!("--nodes, --replicas and --endpoints must be positive");
     }
-    if !(args.change_share > 0.0 && args.change_share <= 1.0) || !(args.seconds > 0.0) {
+    let valid = args.change_share > 0.0 && args.change_share <= 1.0 && args.seconds > 0.0;
+    if !valid {
         bail!("--change-share must be in (0, 1] and --seconds positive");
     }
     let dir = std::env::temp_dir().join(format!("mcdnn-fleet-bench-{}", std::process::id()));
@@ -182,16 +183,16 @@ async fn run_in(dir: &std::path::Path, args: &FleetBenchArgs) -> anyhow::Result<
     let joining = Arc::new(tokio::sync::Semaphore::new(JOINS_AT_ONCE));
     let mut tasks = Vec::with_capacity(args.nodes);
     for (i, (name, config)) in clients.into_iter().enumerate() {
-        tasks.push(tokio::spawn(vnode::run(
-            endpoints[i % endpoints.len()].clone(),
+        let node = vnode::VirtualNode {
+            endpoint: endpoints[i % endpoints.len()].clone(),
             config,
-            addrs.clone(),
+            replicas: addrs.clone(),
             name,
-            digest.clone(),
-            fleet.slots[i].clone(),
-            joining.clone(),
-            stop.clone(),
-        )));
+            digest: digest.clone(),
+            slot: fleet.slots[i].clone(),
+            joining: joining.clone(),
+        };
+        tasks.push(tokio::spawn(node.run(stop.clone())));
     }
     // Every node joined and planned once (or a minute passed).
     let deadline = Instant::now() + Duration::from_secs(60 + args.nodes as u64 / 50);

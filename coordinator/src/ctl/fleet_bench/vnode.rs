@@ -133,22 +133,51 @@ async fn read(mut recv: quinn::RecvStream, slot: &Slot, acks: mpsc::UnboundedSen
     }
 }
 
-/// Runs one virtual node until `stop`.
-pub async fn run(
-    endpoint: quinn::Endpoint,
-    config: quinn::ClientConfig,
-    replicas: Vec<String>,
-    name: String,
-    digest: String,
+/// One virtual node: where it connects, as whom, and what it shares with the bench.
+pub struct VirtualNode {
+    /// A UDP socket shared with other virtual nodes.
+    pub endpoint: quinn::Endpoint,
+    /// Its own TLS identity.
+    pub config: quinn::ClientConfig,
+    /// Node addresses of the replicas.
+    pub replicas: Vec<String>,
+    pub name: String,
+    /// The catalog digest it announces.
+    pub digest: String,
+    pub slot: std::sync::Arc<Slot>,
+    /// Bounds the handshakes in flight across the virtual nodes.
+    pub joining: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl VirtualNode {
+    /// Runs until `stop`.
+    pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let VirtualNode {
+            endpoint,
+            config,
+            replicas,
+            name,
+            digest,
+            slot,
+            joining,
+        } = self;
+        // A bounded number of handshakes at a time, as nodes of a real fleet spread their
+        // connects (jittered back-off); thousands at once mostly time out and retry.
+        let permit = joining.acquire_owned().await?;
+        let (conn, send, recv) = join(&endpoint, &config, &replicas, &name, &digest, &slot).await?;
+        drop(permit);
+        serve(conn, send, recv, slot, stop).await
+    }
+}
+
+/// Telemetry every second and acks, until `stop`.
+async fn serve(
+    conn: quinn::Connection,
+    mut send: quinn::SendStream,
+    recv: quinn::RecvStream,
     slot: std::sync::Arc<Slot>,
-    joining: std::sync::Arc<tokio::sync::Semaphore>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    // A bounded number of handshakes at a time, as nodes of a real fleet spread their
-    // connects (jittered back-off); thousands at once mostly time out and retry.
-    let permit = joining.acquire_owned().await?;
-    let (conn, mut send, recv) = join(&endpoint, &config, &replicas, &name, &digest, &slot).await?;
-    drop(permit);
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
     let reader_slot = slot.clone();
     let reader = tokio::spawn(async move { read(recv, &reader_slot, ack_tx).await });
