@@ -82,7 +82,7 @@ impl Monitor {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         for (id, h) in net.replicas() {
             let view = *h.raft_view().borrow();
-            let plan = h.with_state(|s| s.plan().map(|p| (p.epoch, p.plan.clone())));
+            let plan = h.with_state(|s| s.plan().map(|p| (p.epoch, p.bytes())));
             if let Some((epoch, bytes)) = &plan {
                 book.saw(*epoch, bytes, &format!("replica {id}"), trace);
             }

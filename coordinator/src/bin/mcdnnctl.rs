@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use mcdnn_coordinator::ctl::identity::{self, CaInitArgs, EnrollArgs};
-use mcdnn_coordinator::ctl::{bench, cluster, demo, fleet_view, snapshot};
+use mcdnn_coordinator::ctl::{bench, cluster, demo, fleet_bench, fleet_view, plan_bench, snapshot};
 
 #[derive(Debug, Parser)]
 #[command(name = "mcdnnctl", version, about = "Operate an MCDNN fleet")]
@@ -83,6 +83,11 @@ enum Command {
 enum BenchCommand {
     /// Telemetry messages/s one coordinator ingests from N virtual nodes over real QUIC.
     Telemetry(bench::TelemetryBenchArgs),
+    /// Raft bytes per solve (full plan vs delta) and re-solve time (warm vs cold start).
+    Plan(plan_bench::PlanBenchArgs),
+    /// Telemetry change -> new assignment latency, coordinator CPU/RSS and Raft bytes/s with N
+    /// virtual nodes over real QUIC against a real replica set.
+    Fleet(fleet_bench::FleetBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +154,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 for f in figures {
                     print_telemetry_figure(&mut stdout, &f)?;
                 }
+            }
+            Ok(())
+        }
+        Command::Bench {
+            command: BenchCommand::Plan(args),
+        } => {
+            let figures = plan_bench::plan_bench(&args)?;
+            if args.json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&figures)?)?;
+            } else {
+                for f in &figures {
+                    writeln!(stdout, "{}", plan_bench::render(f))?;
+                }
+            }
+            Ok(())
+        }
+        Command::Bench {
+            command: BenchCommand::Fleet(args),
+        } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let figure = rt.block_on(fleet_bench::fleet_bench(&args))?;
+            if args.json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&figure)?)?;
+            } else {
+                writeln!(stdout, "{}", fleet_bench::render(&figure))?;
             }
             Ok(())
         }

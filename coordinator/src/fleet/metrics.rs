@@ -14,6 +14,8 @@ pub struct Metrics {
     pub plans_total: AtomicU64,
     pub plan_failures_total: AtomicU64,
     pub assignments_sent_total: AtomicU64,
+    /// Bytes of plan commands (full or delta) committed through Raft.
+    pub plan_raft_bytes_total: AtomicU64,
     pub nodes_expired_total: AtomicU64,
     /// Node messages dropped or refused for exceeding their identity's rate.
     pub rate_limited_total: AtomicU64,
@@ -84,6 +86,11 @@ impl Metrics {
                 "mcdnn_assignments_sent_total",
                 "Assignments queued to nodes",
                 &self.assignments_sent_total,
+            ),
+            (
+                "mcdnn_plan_raft_bytes_total",
+                "Bytes of plan commands (only the changed assignments) committed through Raft",
+                &self.plan_raft_bytes_total,
             ),
             (
                 "mcdnn_nodes_expired_total",

@@ -18,6 +18,15 @@ pub struct PlanInfo {
     pub server_rps: f64,
     /// Per node, app -> "variant@place:fraction" list of the plan.
     pub mixes: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// Assignments this epoch changed (the others kept theirs and were not pushed).
+    #[serde(default)]
+    pub changed: usize,
+    /// Size of the plan command committed through Raft, bytes.
+    #[serde(default)]
+    pub raft_bytes: usize,
+    /// The plan's price pairs (cost, capacity): the next solve's warm start.
+    #[serde(default)]
+    pub prices: Vec<(f64, f64)>,
 }
 
 /// Written by the solve loop, read by the status view.

@@ -10,21 +10,22 @@ use std::time::Duration;
 
 use net::clock::SharedClock;
 use tokio_util::sync::CancellationToken;
-use wire::msg::{Assignment, CoordMsg};
+use wire::msg::Assignment;
 
 use super::Replan;
 use super::catalog::FleetCatalog;
 use super::metrics::Metrics;
 use super::plan;
+use super::plan_delta;
 use super::plan_view::{PlanBoard, PlanInfo};
 use super::policies::Policies;
 use super::prom::Histograms;
+use super::push;
 use super::registry::Nodes;
 use super::specialiser::ActiveHeads;
 use super::validate;
 use crate::cluster::leader::LeaderWatch;
 use crate::raft::ReplicaHandle;
-use crate::state::Command;
 
 /// What the solve loop reads and writes.
 #[derive(Clone)]
@@ -108,8 +109,11 @@ fn mix_view(
         .collect()
 }
 
-/// One plan: solve, commit the epoch through Raft, queue assignments. Nodes whose queue is full
-/// are skipped (they get the next epoch).
+/// One plan: solve (warm-started from the last plan's prices), commit what changed since the
+/// committed plan through Raft (a delta; a full plan when none is committed), then queue the
+/// assignments that changed since each session was last sent one. Nodes whose queue is full
+/// are skipped (they get theirs after the next commit). An epoch is committed every solve,
+/// even when nothing changed (a few dozen bytes), so every node can tell a new leader's plan.
 pub async fn solve_once(hub: &Solver) {
     let connected = hub.nodes.lock().connected() as u64;
     hub.metrics
@@ -129,7 +133,8 @@ pub async fn solve_once(hub: &Solver) {
         return;
     }
     let started = hub.clock.now();
-    let solved = match scheduler::fleet::solve(&problem) {
+    let warm = hub.plans.last_plan().prices;
+    let solved = match scheduler::fleet::solve_warm(&problem, &warm) {
         Ok(p) => p,
         Err(e) => {
             Metrics::inc(&hub.metrics.plan_failures_total);
@@ -141,7 +146,7 @@ pub async fn solve_once(hub: &Solver) {
     let solve_s = solve_time.as_secs_f64();
     hub.histograms.observe_solve(solve_time);
     let epoch = hub.raft.with_state(|s| s.plan_epoch()) + 1;
-    let mut assignments = plan::assignments(
+    let mut fresh = plan::assignments(
         &solved,
         catalogs,
         &problem,
@@ -149,50 +154,41 @@ pub async fn solve_once(hub: &Solver) {
         target.as_ref(),
         hub.clock.unix_ms(),
     );
-    hub.heads.attach(&mut assignments);
-    let encoded = match wire::codec::encode_with_limit(&assignments, 64 << 20) {
-        Ok(b) => b,
+    hub.heads.attach(&mut fresh);
+    // Compared with the plan committed now; if another epoch lands before this one, the
+    // delta's base no longer matches and the state machine refuses it.
+    let change = hub
+        .raft
+        .with_state(|s| plan_delta::plan_change(s.plan(), fresh, epoch));
+    let change = match change {
+        Ok(c) => c,
         Err(e) => {
             Metrics::inc(&hub.metrics.plan_failures_total);
             tracing::error!(error = %e, "cannot encode the plan");
             return;
         }
     };
+    // What the log entry carries (the command's encoding), for the Raft bytes per solve.
+    let raft_bytes = change.command.encode().map_or(0, |b| b.len());
     let proposed = hub.clock.now();
-    if let Err(e) = hub
-        .raft
-        .propose(Command::CommitPlan {
-            epoch,
-            plan: encoded,
-        })
-        .await
-    {
+    if let Err(e) = hub.raft.propose(change.command).await {
         Metrics::inc(&hub.metrics.plan_failures_total);
         Metrics::inc(&hub.metrics.proposals_failed_total);
         tracing::warn!(epoch, error = %e, "plan not committed; nothing pushed");
         return;
     }
     Metrics::inc(&hub.metrics.proposals_committed_total);
+    hub.metrics
+        .plan_raft_bytes_total
+        .fetch_add(raft_bytes as u64, Ordering::Relaxed);
     let committed_at = hub.clock.now();
     hub.histograms
         .observe_commit(committed_at.saturating_duration_since(proposed));
-    let mixes = mix_view(&assignments);
-    {
-        let mut registry = hub.nodes.lock();
-        for a in assignments {
-            let Some(entry) = registry.get_mut(&a.node_id) else {
-                continue;
-            };
-            let Some(tx) = entry.tx.as_ref() else {
-                continue;
-            };
-            if tx.try_send(CoordMsg::Assignment(a)).is_ok() {
-                entry.sent_epoch = epoch;
-                entry.sent_at = Some(committed_at);
-                Metrics::inc(&hub.metrics.assignments_sent_total);
-            }
-        }
-    }
+    let mixes = mix_view(&change.holds);
+    let sent = push::push_changed(&mut hub.nodes.lock(), &change.holds, epoch, committed_at);
+    hub.metrics
+        .assignments_sent_total
+        .fetch_add(sent, Ordering::Relaxed);
     Metrics::inc(&hub.metrics.plans_total);
     Metrics::set_f64(&hub.metrics.plan_solve_seconds, solve_s);
     Metrics::set_f64(&hub.metrics.plan_gap, solved.gap);
@@ -202,6 +198,11 @@ pub async fn solve_once(hub: &Solver) {
         nodes = problem.nodes.len(),
         gap = solved.gap,
         solve_ms = solve_s * 1e3,
+        changed = change.changed,
+        removed = change.removed,
+        full = change.full,
+        raft_bytes,
+        pushed = sent,
         "plan committed and pushed"
     );
     hub.plans.set_last_plan(PlanInfo {
@@ -214,5 +215,8 @@ pub async fn solve_once(hub: &Solver) {
         cost_usd: solved.cost_usd,
         server_rps: solved.server_rps,
         mixes,
+        changed: change.changed,
+        raft_bytes,
+        prices: solved.prices,
     });
 }

@@ -5,8 +5,12 @@ use serde::{Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
 /// Format version of command and snapshot bytes. 2: the policy state became bounded (latest
-/// value per key, a capped log, per-writer id windows).
-const FORMAT_VERSION: u8 = 2;
+/// value per key, a capped log, per-writer id windows). 3: the committed plan is held per node
+/// (`CommitPlanDelta`); format-2 commands and snapshots are still read and converted.
+const FORMAT_VERSION: u8 = 3;
+
+/// The previous format, still read (see [`FORMAT_VERSION`]).
+pub(crate) const FORMAT_V2: u8 = 2;
 
 /// Upper bound on decoded sizes: commands and snapshots come from disk and peers. The decoder
 /// refuses data whose [`claimed_len`] exceeds it, the encoder refuses to write such data, and
@@ -106,10 +110,19 @@ pub(crate) fn decode<T: DeserializeOwned>(
     bytes: &[u8],
     what: &'static str,
 ) -> Result<T, StateError> {
+    decode_version(bytes, what, FORMAT_VERSION)
+}
+
+/// Decodes bytes written under format `expected` (an older format's layout, for conversion).
+pub(crate) fn decode_version<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+    expected: u8,
+) -> Result<T, StateError> {
     let (&version, body) = bytes
         .split_first()
         .ok_or(StateError::Framing { what, extra: 0 })?;
-    if version != FORMAT_VERSION {
+    if version != expected {
         return Err(StateError::Version {
             what,
             found: version,

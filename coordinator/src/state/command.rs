@@ -105,6 +105,20 @@ pub enum Command {
         /// The operator (from the operator's certificate).
         by: String,
     },
+    /// A new plan as what changed since the committed one: applied only if `base_epoch` is the
+    /// committed epoch (so it lands on the plan it was computed against) and `epoch` is newer.
+    /// Nodes not named keep their assignment (and its older epoch). Applying it gives the same
+    /// state as a `CommitPlan` of the whole resulting plan.
+    CommitPlanDelta {
+        /// The new plan epoch; every changed assignment carries it.
+        epoch: u64,
+        /// The committed epoch the delta was computed against.
+        base_epoch: u64,
+        /// New or changed assignments, one per node.
+        changed: Vec<wire::msg::Assignment>,
+        /// Nodes that are no longer in the plan.
+        removed: Vec<String>,
+    },
 }
 
 /// Value of a policy key.
@@ -145,8 +159,12 @@ impl Command {
         codec::encode(self, "command")
     }
 
-    /// Decodes a command from a Raft entry.
+    /// Decodes a command from a Raft entry. Entries of format 2 still decode: format 3 only
+    /// added a variant at the end, so every format-2 command reads the same.
     pub fn decode(bytes: &[u8]) -> Result<Self, StateError> {
-        codec::decode(bytes, "command")
+        match bytes.first() {
+            Some(&codec::FORMAT_V2) => codec::decode_version(bytes, "command", codec::FORMAT_V2),
+            _ => codec::decode(bytes, "command"),
+        }
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::codec::{self, StateError};
 use super::command::{Command, PolicyValue, SpecialisedVariant};
 use super::outcome::ApplyOutcome;
+use super::plan::{self, CommittedPlan, Delta};
 use super::policy::{PolicyState, PolicyWrite};
 use super::size_guard::{self, SizeBound};
 
@@ -17,17 +18,6 @@ pub struct NodeRecord {
     pub device_class: String,
     /// Raft index at which it was (last) registered.
     pub registered_at: u64,
-}
-
-/// The current committed plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CommittedPlan {
-    /// Plan epoch.
-    pub epoch: u64,
-    /// Encoded plan bytes.
-    pub plan: Vec<u8>,
-    /// Raft index it was applied at.
-    pub index: u64,
 }
 
 /// Replicated fleet state. Applying the same commands at the same indexes always produces the
@@ -110,12 +100,27 @@ impl FleetState {
                         "plan epoch {epoch} is not newer than the committed epoch {current}"
                     ));
                 }
-                self.plan = Some(CommittedPlan {
+                match CommittedPlan::full(*epoch, plan, index) {
+                    Ok(p) => {
+                        self.plan = Some(p);
+                        ApplyOutcome::Applied
+                    }
+                    Err(why) => ApplyOutcome::Rejected(why),
+                }
+            }
+            Command::CommitPlanDelta {
+                epoch,
+                base_epoch,
+                changed,
+                removed,
+            } => {
+                let delta = Delta {
                     epoch: *epoch,
-                    plan: plan.clone(),
-                    index,
-                });
-                ApplyOutcome::Applied
+                    base_epoch: *base_epoch,
+                    changed,
+                    removed,
+                };
+                plan::apply_delta(&mut self.plan, &delta, index)
             }
             Command::RecordResults {
                 node_id,
@@ -243,9 +248,26 @@ impl FleetState {
         codec::encode(self, "fleet state snapshot")
     }
 
-    /// Restores a state from Raft snapshot bytes.
+    /// Restores a state from Raft snapshot bytes (format 2 snapshots are converted).
     pub fn from_snapshot_bytes(bytes: &[u8]) -> Result<Self, StateError> {
-        codec::decode(bytes, "fleet state snapshot")
+        const WHAT: &str = "fleet state snapshot";
+        if bytes.first() == Some(&codec::FORMAT_V2) {
+            let old: super::legacy::FleetStateV2 =
+                codec::decode_version(bytes, WHAT, codec::FORMAT_V2)?;
+            return Ok(FleetState {
+                applied_index: old.applied_index,
+                nodes: old.nodes,
+                policy: old.policy,
+                plan: old.plan.map(super::legacy::PlanV2::convert),
+                catalog_digests: old.catalog_digests,
+                specialised: old.specialised,
+                results: old.results,
+                identity: old.identity,
+                servers: old.servers,
+                size: SizeBound::default(),
+            });
+        }
+        codec::decode(bytes, WHAT)
     }
 }
 

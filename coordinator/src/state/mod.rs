@@ -9,7 +9,9 @@ mod codec;
 mod command;
 mod fleet;
 mod identity;
+mod legacy;
 mod outcome;
+mod plan;
 mod policy;
 mod policy_schema;
 mod results;
@@ -21,9 +23,10 @@ mod specialised;
 pub(crate) use codec::STATE_BUDGET;
 pub use codec::StateError;
 pub use command::{Command, PolicyValue, SpecialisedVariant};
-pub use fleet::{CommittedPlan, FleetState, NodeRecord};
+pub use fleet::{FleetState, NodeRecord};
 pub use identity::{IdentityState, Revocation, TokenRecord, constant_time_eq};
 pub use outcome::ApplyOutcome;
+pub use plan::{CommittedPlan, MAX_PLAN_BYTES};
 pub use policy::{MAX_WRITERS, POLICY_LOG_CAPACITY, PolicyWrite, WRITE_ID_WINDOW};
 pub use policy_schema::{
     COST_BUDGET_KEY, MAX_KEY_BYTES, MAX_TEXT_BYTES, MAX_WRITER_BYTES, known_keys,

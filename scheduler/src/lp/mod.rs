@@ -106,6 +106,9 @@ pub struct Solution {
     /// Per group: (option index, fraction of the group's requests); drop is the remainder.
     pub mixes: Vec<Vec<(u32, f64)>>,
     pub evaluations: usize,
+    /// The price pairs `(mu, nu)` the returned mix combines: what a warm start of the next
+    /// solve of a similar problem should evaluate first ([`Problem::solve_warm`]).
+    pub prices: Vec<(f64, f64)>,
 }
 
 impl Solution {

@@ -280,6 +280,16 @@ impl Problem {
     ///
     /// Fails only when a worker thread of the parallel sweep (large fleets) panicked.
     pub fn solve(&self, tol: f64) -> Result<Solution, SolveError> {
+        self.solve_warm(tol, &[])
+    }
+
+    /// [`Problem::solve`] warm-started from price pairs `(mu, nu)` of an earlier solve (its
+    /// [`Solution::prices`]): they are evaluated first, so when the problem changed little the
+    /// cut model is already tight where the optimum is and a few evaluations close the gap.
+    /// Each warm pair is an ordinary evaluation, a valid dual value and a pure solution, so the
+    /// bound, the primal and the gap are certified exactly as in a cold solve; only the number
+    /// of evaluations changes. Pairs outside the price box are clamped into it.
+    pub fn solve_warm(&self, tol: f64, warm: &[(f64, f64)]) -> Result<Solution, SolveError> {
         let mut s = Scratch::default();
         let caps = self.price_caps();
         let active = [caps[0] > 0.0, caps[1] > 0.0];
@@ -289,6 +299,14 @@ impl Problem {
         let combo = if feasible(&cuts[0]) {
             Combo::pure(0.0, 0.0, cuts[0].t)
         } else {
+            for q in warm_points(warm, caps) {
+                if cuts.iter().any(|c| c.q == q) {
+                    continue;
+                }
+                let c = self.cut(q, caps, &mut s)?;
+                best = best.min(c.d);
+                cuts.push(c);
+            }
             let mut combo: Option<Combo> = None;
             for _ in 0..MAX_CUTS {
                 combo = best_combo(&cuts, active);
@@ -354,8 +372,10 @@ impl Problem {
             .parts
             .iter()
             .fold((0.0, 0.0, 0.0), |a, p| if p.0 > a.0 { *p } else { a });
+        let prices = combo.parts.iter().map(|&(_, m, n)| (m, n)).collect();
         // The raw dual: if it ever fell below the primal the gap turns negative and shows it.
         Ok(Solution {
+            prices,
             value: combo.t.value,
             dual: best,
             cost_price: heavy.1,
@@ -367,6 +387,24 @@ impl Problem {
             evaluations: evals,
         })
     }
+}
+
+/// Warm price pairs in the scaled unit box of this problem's price caps (a resource without a
+/// budget stays at 0), non-finite or negative prices dropped, at most four (a combination has
+/// at most three parts).
+fn warm_points(warm: &[(f64, f64)], caps: [f64; 2]) -> Vec<[f64; 2]> {
+    let scale = |p: f64, cap: f64| {
+        if cap > 0.0 {
+            (p / cap).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    };
+    warm.iter()
+        .filter(|(m, n)| m.is_finite() && n.is_finite() && *m >= 0.0 && *n >= 0.0)
+        .take(4)
+        .map(|&(m, n)| [scale(m, caps[0]), scale(n, caps[1])])
+        .collect()
 }
 
 /// The message a panicking thread left, for the error that replaces its missing share.
