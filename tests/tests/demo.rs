@@ -8,7 +8,6 @@ use mcdnn_tests::{bin, catalog, free_port};
 #[test]
 fn demo_compare_runs_every_policy_on_the_same_fleet_and_counts_drops_as_wrong() {
     let mut dir = tempfile::tempdir().expect("tempdir");
-    mcdnn_tests::keep_on_panic(&mut dir);
     let port = free_port().to_string();
     let out = Command::new(bin("mcdnnctl").expect("mcdnnctl"))
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -27,11 +26,10 @@ fn demo_compare_runs_every_policy_on_the_same_fleet_and_counts_drops_as_wrong() 
         .arg(catalog())
         .output()
         .expect("run mcdnnctl demo");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if !out.status.success() {
+        mcdnn_tests::keep_and_report(&mut dir);
+        panic!("{}", String::from_utf8_lossy(&out.stderr));
+    }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     let policies = v["policies"].as_object().expect("policies");
     let names: Vec<&str> = policies.keys().map(String::as_str).collect();

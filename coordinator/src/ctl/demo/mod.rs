@@ -47,7 +47,8 @@ pub struct DemoArgs {
     /// Catalog manifest passed to every process.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
-    /// Base port: coordinator QUIC on it, operator API on it + 1, health port on it + 2.
+    /// Base port: coordinator QUIC on it, operator API on it + 1, health port on it + 2, Raft
+    /// (QUIC) on it + 3.
     #[arg(long, default_value_t = 7400)]
     pub port: u16,
     /// Per-request policy every node runs: `mcdnn` follows the fleet plan; the baselines
@@ -101,6 +102,8 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<DemoSummary> 
     let quic = format!("127.0.0.1:{}", args.port);
     let admin = format!("127.0.0.1:{}", args.port + 1);
     let health = format!("127.0.0.1:{}", args.port + 2);
+    // Every port from --port: two demos (or a demo and a test) on other base ports never meet.
+    let raft = format!("127.0.0.1:{}", args.port + 3);
     let viewer = http::Client::load(&ca_dir, DEMO_OPERATOR)?;
     let secs = args.duration.as_secs_f64();
     let mut procs = Procs::new(&run_dir);
@@ -114,6 +117,8 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<DemoSummary> 
         &admin,
         "--health-listen",
         &health,
+        "--raft-listen",
+        &raft,
         "--solve-interval-ms",
         "1000",
     ]
@@ -125,7 +130,12 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<DemoSummary> 
         coordinator.extend(["--catalog".into(), c.into()]);
     }
     procs.start("coordinator", "mcdnn-coordinator", coordinator)?;
-    procs::wait_ready(&health)?;
+    procs::wait_ready(&health).with_context(|| {
+        format!(
+            "the coordinator did not start; its log is {}",
+            run_dir.join("coordinator.log").display()
+        )
+    })?;
     let places = NodePlaces {
         coordinator: &quic,
         ca_dir: &ca_dir,
