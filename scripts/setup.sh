@@ -31,6 +31,8 @@ fi
 if ! command -v python3 >/dev/null 2>&1; then apt_install python3 python3-pip; fi
 # The partition scenarios cut a coordinator replica off with iptables rules on its address.
 if ! command -v iptables >/dev/null 2>&1; then apt_install iptables; fi
+# Video input: ffmpeg decodes files and cameras; opencv-doc holds the real test videos (Megamind.avi, vtest.avi).
+apt_install ffmpeg opencv-doc
 if ! python3 -m pip --version >/dev/null 2>&1; then apt_install python3-pip; fi
 
 if [ ! -f "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" ]; then
