@@ -102,8 +102,21 @@ pub struct RunArgs {
     /// Log as JSON lines.
     #[arg(long, env = "MCDNN_LOG_JSON")]
     pub log_json: bool,
+    /// Folder of the face models (`models/face`: detector and descriptor network) the leader
+    /// computes watchlist descriptors with; without it `mcdnnctl watchlist add` is refused.
+    #[arg(long, env = "MCDNN_FACE_MODELS")]
+    pub face_models: Option<PathBuf>,
     #[command(flatten)]
     pub specialise: SpecialiseArgs,
+}
+
+impl RunArgs {
+    fn face_models_service(&self) -> anyhow::Result<Option<Arc<crate::faces::FaceService>>> {
+        match &self.face_models {
+            Some(dir) => Ok(Some(crate::faces::load(dir)?)),
+            None => Ok(None),
+        }
+    }
 }
 
 /// Run-time specialisation (off unless a corpus is given).
@@ -236,6 +249,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             issuer,
             blobs: Some(blobs),
             clock,
+            faces: args.face_models_service()?,
         },
     );
     // The node endpoint's verifier consults the live revoked set at every handshake.
@@ -281,6 +295,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             raft.clone(),
             wiring.revoked.clone(),
             wiring.nodes.clone(),
+            cancel.clone(),
+        )),
+    );
+    workers.spawn(
+        "watchlist",
+        until_done(crate::fleet::watchlist_push::sync(
+            raft.clone(),
+            wiring.watchlist.clone(),
             cancel.clone(),
         )),
     );

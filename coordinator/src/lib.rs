@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod ctl;
 pub mod daemon;
 pub mod enrollment;
+pub mod faces;
 pub mod fleet;
 pub mod raft;
 pub mod rate;

@@ -34,6 +34,8 @@ use crate::fleet::sessions::Sessions;
 use crate::fleet::solve_loop::Solver;
 use crate::fleet::specialiser::{self, ActiveHeads, Specialiser};
 use crate::fleet::status::StatusSources;
+use crate::fleet::watchlist_push::WatchlistFeed;
+use crate::faces::FaceService;
 use crate::raft::{InProcessNetwork, Replica, ReplicaConfig, ReplicaHandle};
 use crate::supervisor::Health;
 
@@ -46,6 +48,8 @@ pub struct Inputs {
     pub issuer: Option<Arc<Issuer>>,
     pub blobs: Option<Arc<BlobStore>>,
     pub clock: SharedClock,
+    /// Face models for watchlist photos, if this replica has them.
+    pub faces: Option<Arc<FaceService>>,
 }
 
 /// Every shared handle of one replica.
@@ -66,6 +70,8 @@ pub struct Wiring {
     pub replan: Replan,
     pub heads: ActiveHeads,
     pub results: ResultSink,
+    pub faces: Option<Arc<FaceService>>,
+    pub watchlist: WatchlistFeed,
     /// The result sink's queue until its worker takes it ([`Wiring::result_sink`]).
     results_queue: Option<ResultQueue>,
     pub clock: SharedClock,
@@ -95,6 +101,8 @@ impl Wiring {
             replan: Replan::default(),
             heads: ActiveHeads::default(),
             clock: inputs.clock,
+            faces: inputs.faces,
+            watchlist: WatchlistFeed::default(),
             started,
         }
     }
@@ -123,6 +131,7 @@ impl Wiring {
             results: self.results.clone(),
             replan: self.replan.clone(),
             clock: self.clock.clone(),
+            watchlist: self.watchlist.clone(),
         }
     }
 
@@ -179,6 +188,7 @@ impl Wiring {
                 clock: self.clock.clone(),
                 started: self.started,
             },
+            faces: self.faces.clone(),
         })
     }
 
@@ -265,6 +275,7 @@ pub async fn standalone(
             issuer: None,
             blobs: None,
             clock: SystemClock::shared(),
+            faces: None,
         },
     );
     tokio::spawn(wiring.result_sink(cancel.clone())?);

@@ -105,6 +105,7 @@ fn hello(node_id: &str) -> NodeMsg {
             source: BatterySource::Model,
         },
         apps: vec!["digits".to_owned()],
+        watchlist_version: 0,
     })
 }
 

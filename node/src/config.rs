@@ -81,6 +81,10 @@ pub struct RunArgs {
     /// Ignore specialised heads the coordinator assigns (a baseline for measuring them).
     #[arg(long, env = "MCDNN_NO_SPECIALISE")]
     pub no_specialise: bool,
+    /// Largest Euclidean distance between face descriptors at which a face is named from the
+    /// watchlist (0.6: the descriptor network's same-person distance); farther is "unknown".
+    #[arg(long, env = "MCDNN_WATCHLIST_THRESHOLD", default_value_t = 0.6)]
+    pub watchlist_threshold: f32,
     /// Seed for the replayed stream.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

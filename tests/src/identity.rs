@@ -73,6 +73,7 @@ pub async fn refused_at_handshake(ca_dir: &Path, name: &str, addr: &str) -> anyh
             offload_addr: None,
             battery: wire::msg::Battery::unreported(),
             apps: vec![],
+            watchlist_version: 0,
         };
         net::framing::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
         let reply =

@@ -49,6 +49,7 @@ pub fn hello(name: &str, class: &str, digest: &str, apps: &[&str]) -> Hello {
             source: BatterySource::Model,
         },
         apps: apps.iter().map(|a| a.to_string()).collect(),
+        watchlist_version: 0,
     }
 }
 

@@ -198,6 +198,7 @@ fn a_node_may_only_report_for_itself() {
                     source: wire::msg::BatterySource::Model,
                 },
                 apps: vec!["garment".into()],
+                watchlist_version: 0,
             };
             net::framing::write_frame(&mut send, &wire::msg::NodeMsg::Hello(hello)).await?;
             let reply: Option<wire::msg::CoordMsg> =

@@ -55,9 +55,10 @@ prop_compose! {
         node_id in text(), device_class in text(), role in role(),
         protocol_version in any::<u16>(), catalog_digests in texts(),
         offload_addr in option::of(text()), battery in battery(), apps in texts(),
+        watchlist_version in any::<u64>(),
     ) -> Hello {
         Hello { node_id, device_class, role, protocol_version, catalog_digests, offload_addr,
-                battery, apps }
+                battery, apps, watchlist_version }
     }
 }
 

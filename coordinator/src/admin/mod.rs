@@ -21,6 +21,7 @@ pub mod policy;
 mod servers;
 mod slots;
 pub mod state;
+pub mod watchlist;
 pub mod writes;
 
 use std::net::SocketAddr;
@@ -67,6 +68,7 @@ pub fn operator_router(hub: Arc<AdminState>) -> Router {
         .merge(backup::routes())
         .merge(servers::routes())
         .merge(leader::routes())
+        .merge(watchlist::routes())
         .layer(middleware::from_fn(auth::require_operator))
         .layer(middleware::from_fn(deadline))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -23,4 +23,6 @@ pub struct AdminState {
     pub replan: Replan,
     pub enrollment: Enrollment,
     pub status: StatusSources,
+    /// The face models that turn watchlist photos into descriptors (`--face-models`).
+    pub faces: Option<Arc<crate::faces::FaceService>>,
 }

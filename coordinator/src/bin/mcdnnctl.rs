@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use mcdnn_coordinator::ctl::identity::{self, CaInitArgs, EnrollArgs};
-use mcdnn_coordinator::ctl::{bench, cluster, demo, fleet_bench, fleet_view, plan_bench, snapshot};
+use mcdnn_coordinator::ctl::{
+    bench, cluster, demo, fleet_bench, fleet_view, plan_bench, snapshot, watchlist,
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "mcdnnctl", version, about = "Operate an MCDNN fleet")]
@@ -45,6 +47,11 @@ enum Command {
     Nodes {
         #[command(subcommand)]
         command: fleet_view::NodesCommand,
+    },
+    /// The watchlist nodes match faces against: names and descriptors (never photos).
+    Watchlist {
+        #[command(subcommand)]
+        command: watchlist::WatchlistCommand,
     },
     /// A live view of the fleet: per node battery, rate, accuracy and variants.
     Top(fleet_view::TopArgs),
@@ -188,6 +195,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Snapshot { command } => snapshot::run(&command, &mut stdout),
         Command::Api { path, target } => cluster::raw_get(&path, &target, &mut stdout),
         Command::Nodes { command } => fleet_view::run(&command, &mut stdout),
+        Command::Watchlist { command } => watchlist::run(&command, &mut stdout),
         Command::Top(args) => fleet_view::top(&args, &mut stdout),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "mcdnnctl", &mut stdout);

@@ -13,3 +13,4 @@ pub mod output;
 pub mod plan_bench;
 pub mod server_approval;
 pub mod snapshot;
+pub mod watchlist;

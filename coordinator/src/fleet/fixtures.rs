@@ -31,6 +31,7 @@ pub fn hello(id: &str, class: &str, role: Role) -> Hello {
         catalog_digests: vec![],
         battery: battery(),
         apps: vec![],
+        watchlist_version: 0,
     }
 }
 

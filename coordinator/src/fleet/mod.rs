@@ -26,6 +26,7 @@ pub mod solve_loop;
 pub mod specialiser;
 pub mod status;
 pub mod validate;
+pub mod watchlist_push;
 
 /// Wakes the solve loop early (a node joined or left, a policy changed).
 pub type Replan = std::sync::Arc<tokio::sync::Notify>;

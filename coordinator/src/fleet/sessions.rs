@@ -54,6 +54,8 @@ pub struct Sessions {
     pub results: ResultSink,
     pub replan: Replan,
     pub clock: SharedClock,
+    /// The published watchlist each session keeps its node on.
+    pub watchlist: super::watchlist_push::WatchlistFeed,
 }
 
 /// How long a node may take to say hello after its handshake.
@@ -200,6 +202,7 @@ async fn session(conn: quinn::Connection, hub: &Sessions) -> Result<(), String> 
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(node = %id, class = %hello.device_class, "node joined");
+    let held_watchlist = hello.watchlist_version;
     let sid = hub.nodes.lock().connect(hello, tx, hub.clock.now());
     Metrics::inc(&hub.metrics.sessions_total);
     hub.replan.notify_one();
@@ -222,6 +225,12 @@ async fn session(conn: quinn::Connection, hub: &Sessions) -> Result<(), String> 
         .get(&id)
         .and_then(|e| e.tx.clone())
         .map(|tx| tx.try_send(super::identity::revocations_msg(&hub.revoked)));
+    let watchlist = tokio::spawn(super::watchlist_push::push(
+        conn.clone(),
+        hub.watchlist.subscribe(),
+        held_watchlist,
+        id.clone(),
+    ));
     let (frames_tx, frames) = mpsc::channel(1);
     let pacer = Pacer {
         limits: hub.limits.clone(),
@@ -237,6 +246,7 @@ async fn session(conn: quinn::Connection, hub: &Sessions) -> Result<(), String> 
     hub.nodes.lock().disconnect(&id, sid);
     reader.abort();
     writer.abort();
+    watchlist.abort();
     if let Some(b) = blobs {
         b.abort();
     }

@@ -166,6 +166,7 @@ mod tests {
         let mut r = Registry::default();
         let good = Hello {
             apps: vec![app.clone()],
+            watchlist_version: 0,
             ..hello("good", &class, Role::Device)
         };
         join(&mut r, good.clone(), Some(telemetry(1)));
@@ -173,6 +174,7 @@ mod tests {
             &mut r,
             Hello {
                 apps: vec!["no-such-app".into()],
+                watchlist_version: 0,
                 ..hello("unknown-app", &class, Role::Device)
             },
             None,

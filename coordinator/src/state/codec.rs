@@ -6,8 +6,13 @@ use thiserror::Error;
 
 /// Format version of command and snapshot bytes. 2: the policy state became bounded (latest
 /// value per key, a capped log, per-writer id windows). 3: the committed plan is held per node
-/// (`CommitPlanDelta`); format-2 commands and snapshots are still read and converted.
-const FORMAT_VERSION: u8 = 3;
+/// (`CommitPlanDelta`); format-2 commands and snapshots are still read and converted. 4: the
+/// state holds the watchlist (`AddWatchlistEntry`/`RemoveWatchlistEntry`); format-3 commands
+/// and snapshots are still read.
+const FORMAT_VERSION: u8 = 4;
+
+/// Format 3, still read (see [`FORMAT_VERSION`]).
+pub(crate) const FORMAT_V3: u8 = 3;
 
 /// The previous format, still read (see [`FORMAT_VERSION`]).
 pub(crate) const FORMAT_V2: u8 = 2;

@@ -119,6 +119,21 @@ pub enum Command {
         /// Nodes that are no longer in the plan.
         removed: Vec<String>,
     },
+    /// An operator put a name on the watchlist (or replaced its descriptors): descriptors the
+    /// leader computed from the operator's photos; the photos are not replicated.
+    AddWatchlistEntry {
+        /// Name and descriptors (bounds checked again on apply).
+        entry: wire::msg::WatchlistEntry,
+        /// The operator (from the operator's certificate).
+        by: String,
+    },
+    /// An operator took a name off the watchlist.
+    RemoveWatchlistEntry {
+        /// The name.
+        name: String,
+        /// The operator (from the operator's certificate).
+        by: String,
+    },
 }
 
 /// Value of a policy key.
@@ -159,11 +174,13 @@ impl Command {
         codec::encode(self, "command")
     }
 
-    /// Decodes a command from a Raft entry. Entries of format 2 still decode: format 3 only
-    /// added a variant at the end, so every format-2 command reads the same.
+    /// Decodes a command from a Raft entry. Entries of formats 2 and 3 still decode: each
+    /// format since only added variants at the end, so every older command reads the same.
     pub fn decode(bytes: &[u8]) -> Result<Self, StateError> {
         match bytes.first() {
-            Some(&codec::FORMAT_V2) => codec::decode_version(bytes, "command", codec::FORMAT_V2),
+            Some(&old @ (codec::FORMAT_V2 | codec::FORMAT_V3)) => {
+                codec::decode_version(bytes, "command", old)
+            }
             _ => codec::decode(bytes, "command"),
         }
     }

@@ -24,23 +24,25 @@ pub struct NodeRecord {
 /// same state (ordered maps, no clocks, no randomness), which is what keeps replicas identical.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FleetState {
-    applied_index: u64,
-    nodes: BTreeMap<String, NodeRecord>,
+    pub(super) applied_index: u64,
+    pub(super) nodes: BTreeMap<String, NodeRecord>,
     /// Operator policy: latest value per key and a bounded audit log.
-    policy: PolicyState,
-    plan: Option<CommittedPlan>,
-    catalog_digests: Vec<String>,
+    pub(super) policy: PolicyState,
+    pub(super) plan: Option<CommittedPlan>,
+    pub(super) catalog_digests: Vec<String>,
     /// app -> variant -> metadata.
-    specialised: super::specialised::Specialised,
+    pub(super) specialised: super::specialised::Specialised,
     /// node -> what its result spool was recorded up to.
-    results: BTreeMap<String, super::results::NodeResults>,
+    pub(super) results: BTreeMap<String, super::results::NodeResults>,
     /// Enrollment tokens and revoked node names.
-    identity: super::identity::IdentityState,
+    pub(super) identity: super::identity::IdentityState,
     /// Nodes approved for the offload-server role.
-    servers: super::servers::ServerApprovals,
+    pub(super) servers: super::servers::ServerApprovals,
+    /// Named face descriptors nodes match against (format 4).
+    pub(super) watchlist: super::watchlist::Watchlist,
     /// Cached bound on the encoded size; see [`size_guard`].
     #[serde(skip)]
-    size: SizeBound,
+    pub(super) size: SizeBound,
 }
 
 impl FleetState {
@@ -167,6 +169,8 @@ impl FleetState {
             Command::RemoveSpecialisedVariant { app, variant } => {
                 self.specialised.remove(app, variant)
             }
+            Command::AddWatchlistEntry { entry, by } => self.watchlist.add(index, entry, by),
+            Command::RemoveWatchlistEntry { name, by: _ } => self.watchlist.remove(name),
         }
     }
 
@@ -243,31 +247,33 @@ impl FleetState {
         &self.identity
     }
 
+    /// The watchlist.
+    pub fn watchlist(&self) -> &super::watchlist::Watchlist {
+        &self.watchlist
+    }
+
     /// Serialises the state for a Raft snapshot.
     pub fn to_snapshot_bytes(&self) -> Result<Vec<u8>, StateError> {
         codec::encode(self, "fleet state snapshot")
     }
 
-    /// Restores a state from Raft snapshot bytes (format 2 snapshots are converted).
+    /// Restores a state from Raft snapshot bytes (format 2 and 3 snapshots are converted).
     pub fn from_snapshot_bytes(bytes: &[u8]) -> Result<Self, StateError> {
         const WHAT: &str = "fleet state snapshot";
-        if bytes.first() == Some(&codec::FORMAT_V2) {
-            let old: super::legacy::FleetStateV2 =
-                codec::decode_version(bytes, WHAT, codec::FORMAT_V2)?;
-            return Ok(FleetState {
-                applied_index: old.applied_index,
-                nodes: old.nodes,
-                policy: old.policy,
-                plan: old.plan.map(super::legacy::PlanV2::convert),
-                catalog_digests: old.catalog_digests,
-                specialised: old.specialised,
-                results: old.results,
-                identity: old.identity,
-                servers: old.servers,
-                size: SizeBound::default(),
-            });
+        match bytes.first() {
+            Some(&codec::FORMAT_V2) => {
+                let old: super::legacy::FleetStateV2 =
+                    codec::decode_version(bytes, WHAT, codec::FORMAT_V2)?;
+                Ok(old.convert())
+            }
+            Some(&codec::FORMAT_V3) => {
+                let old: super::legacy::FleetStateV3 =
+                    codec::decode_version(bytes, WHAT, codec::FORMAT_V3)?;
+                Ok(old.convert())
+            }
+            _ => codec::decode(bytes, WHAT),
         }
-        codec::decode(bytes, WHAT)
+    }
     }
 }
 

@@ -1,12 +1,13 @@
-//! The format-2 layout of the fleet state, read so a replica upgraded to format 3 restarts from
-//! its old snapshot (and a backup of format 2 restores). Only the plan changed: format 2 held
-//! the last `CommitPlan`'s bytes, format 3 holds the plan per node.
+//! The format-2 and format-3 layouts of the fleet state, read so an upgraded replica restarts
+//! from its old snapshot (and an old backup restores). Format 2 held the last `CommitPlan`'s
+//! bytes where format 3 holds the plan per node; format 4 added the watchlist (empty when
+//! converted).
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::NodeRecord;
+use super::{FleetState, NodeRecord};
 use super::plan::CommittedPlan;
 
 /// The plan as format 2 stored it.
@@ -43,6 +44,57 @@ pub(super) struct FleetStateV2 {
     pub(super) results: BTreeMap<String, super::results::NodeResults>,
     pub(super) identity: super::identity::IdentityState,
     pub(super) servers: super::servers::ServerApprovals,
+}
+
+impl FleetStateV2 {
+    /// The same state in the current format.
+    pub(super) fn convert(self) -> FleetState {
+        FleetStateV3 {
+            applied_index: self.applied_index,
+            nodes: self.nodes,
+            policy: self.policy,
+            plan: self.plan.map(PlanV2::convert),
+            catalog_digests: self.catalog_digests,
+            specialised: self.specialised,
+            results: self.results,
+            identity: self.identity,
+            servers: self.servers,
+        }
+        .convert()
+    }
+}
+
+/// `FleetState` in format 3, field for field (no watchlist).
+#[derive(Deserialize)]
+pub(super) struct FleetStateV3 {
+    applied_index: u64,
+    nodes: BTreeMap<String, NodeRecord>,
+    policy: super::policy::PolicyState,
+    plan: Option<CommittedPlan>,
+    catalog_digests: Vec<String>,
+    specialised: super::specialised::Specialised,
+    results: BTreeMap<String, super::results::NodeResults>,
+    identity: super::identity::IdentityState,
+    servers: super::servers::ServerApprovals,
+}
+
+impl FleetStateV3 {
+    /// The same state in the current format, with an empty watchlist.
+    pub(super) fn convert(self) -> FleetState {
+        FleetState {
+            applied_index: self.applied_index,
+            nodes: self.nodes,
+            policy: self.policy,
+            plan: self.plan,
+            catalog_digests: self.catalog_digests,
+            specialised: self.specialised,
+            results: self.results,
+            identity: self.identity,
+            servers: self.servers,
+            watchlist: Default::default(),
+            size: Default::default(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -120,7 +172,50 @@ mod tests {
         assert_eq!(Command::decode(&entry).unwrap(), cmd);
         s.apply(13, &cmd);
         assert_eq!(s.plan_epoch(), 8);
-        // Written back, it is format 3.
-        assert_eq!(s.to_snapshot_bytes().unwrap()[0], 3);
+        // Written back, it is the current format.
+        assert_eq!(s.to_snapshot_bytes().unwrap()[0], 4);
+    }
+
+    /// A format-3 snapshot (everything but the watchlist) and format-3 log entries are read;
+    /// the watchlist starts empty.
+    #[test]
+    fn format_3_snapshots_and_commands_are_read() {
+        #[derive(serde::Serialize)]
+        struct FleetStateV3Out {
+            applied_index: u64,
+            nodes: BTreeMap<String, NodeRecord>,
+            policy: super::super::policy::PolicyState,
+            plan: Option<CommittedPlan>,
+            catalog_digests: Vec<String>,
+            specialised: super::super::specialised::Specialised,
+            results: BTreeMap<String, super::super::results::NodeResults>,
+            identity: super::super::identity::IdentityState,
+            servers: super::super::servers::ServerApprovals,
+        }
+        let old = FleetStateV3Out {
+            applied_index: 5,
+            nodes: BTreeMap::new(),
+            policy: Default::default(),
+            plan: None,
+            catalog_digests: vec!["cd".into()],
+            specialised: Default::default(),
+            results: BTreeMap::new(),
+            identity: Default::default(),
+            servers: Default::default(),
+        };
+        let mut bytes = vec![codec::FORMAT_V3];
+        bytes.extend(bincode::serde::encode_to_vec(&old, bincode::config::standard()).unwrap());
+        let mut s = FleetState::from_snapshot_bytes(&bytes).unwrap();
+        assert_eq!(s.applied_index(), 5);
+        assert_eq!(s.catalog_digests(), ["cd"]);
+        assert_eq!(s.watchlist().version(), 0);
+        let cmd = Command::SetCatalogIndex {
+            digests: vec!["ef".into()],
+        };
+        let mut entry = vec![codec::FORMAT_V3];
+        entry.extend(bincode::serde::encode_to_vec(&cmd, bincode::config::standard()).unwrap());
+        assert_eq!(Command::decode(&entry).unwrap(), cmd);
+        s.apply(6, &cmd);
+        assert_eq!(s.catalog_digests(), ["ef"]);
     }
 }

@@ -1,7 +1,7 @@
 //! The replicated state machine of the coordinator: what Raft agrees on.
 //!
 //! Plans, policies (budgets), the node registry, the catalog index, specialised-variant
-//! metadata and the result ledger (what each node's results were recorded up to) are replicated so that a new leader resumes from the last committed plan.
+//! metadata, the watchlist (descriptors only) and the result ledger (what each node's results were recorded up to) are replicated so that a new leader resumes from the last committed plan.
 //! Telemetry is soft state and deliberately not here.
 
 pub mod backup;
@@ -18,6 +18,7 @@ mod results;
 mod servers;
 mod size_guard;
 mod specialised;
+mod watchlist;
 
 #[cfg(test)]
 pub(crate) use codec::STATE_BUDGET;
@@ -36,4 +37,5 @@ pub use results::{NodeResults, ResultRecord};
 pub use servers::{ServerApproval, ServerApprovals};
 #[cfg(test)]
 pub(crate) use specialised::tests as tests_support;
+pub use watchlist::{Watchlist, WatchlistRecord};
 pub use specialised::{MAX_PER_APP as MAX_SPECIALISED_PER_APP, check as check_specialised};

@@ -227,6 +227,7 @@ impl NodeLink {
                     offload_addr: None,
                     battery: wire::msg::Battery::unreported(),
                     apps: vec!["app".into()],
+                    watchlist_version: 0,
                 };
                 self.send("hello", &NodeMsg::Hello(hello));
                 self.phase = Phase::Hello(now + WELCOME_WITHIN);

@@ -29,6 +29,7 @@ use crate::engine::EngineError;
 use crate::frames::FrameSource;
 use crate::handles::{
     AssignmentCell, CoordinatorLink, HeadCell, ModelAvailability, OffloadCounters, TelemetryCell,
+    WatchlistCell,
 };
 use crate::models::ShardStore;
 use crate::models::fetch::{FetchConfig, Want};
@@ -71,6 +72,8 @@ struct Handles {
     offload: OffloadCounters,
     coordinator: CoordinatorLink,
     heads: HeadCell,
+    /// The pushed watchlist, for the face app's matcher.
+    watchlist: WatchlistCell,
     clock: SharedClock,
 }
 
@@ -110,6 +113,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
             "app {app} is not in the catalog"
         );
     }
+    anyhow::ensure!(
+        args.watchlist_threshold.is_finite() && args.watchlist_threshold > 0.0,
+        "--watchlist-threshold must be a positive distance, not {}",
+        args.watchlist_threshold
+    );
     let handles = Handles {
         assignment: AssignmentCell::default(),
         models: ModelAvailability::default(),
@@ -117,6 +125,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
         offload: OffloadCounters::default(),
         coordinator: CoordinatorLink::default(),
         heads: HeadCell::default(),
+        watchlist: WatchlistCell::new(args.watchlist_threshold),
         clock,
     };
     let spool = Spool::open(&store)?;
@@ -201,6 +210,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
             spool: Some(spool.clone()),
             store: store.clone(),
             clock: handles.clock.clone(),
+            watchlist: handles.watchlist.clone(),
         },
         cancel.clone(),
     ));

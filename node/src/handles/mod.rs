@@ -1,7 +1,7 @@
 //! The narrow handles the node's tasks share, one per kind of state, each cheap to clone and
 //! holding only what its readers and writers need: the assignment (epochs never go back), the
-//! variants present on disk, the telemetry snapshot, the offload server's counters and the
-//! coordinator connection's blob streams. `agent::run` builds them and hands each task only the
+//! variants present on disk, the telemetry snapshot, the offload server's counters, the
+//! coordinator connection's blob streams and the watchlist. `agent::run` builds them and hands each task only the
 //! ones it uses.
 
 mod assignment;
@@ -10,6 +10,7 @@ mod coordinator;
 mod heads;
 mod offload_counters;
 mod snapshot;
+mod watchlist;
 
 pub use assignment::AssignmentCell;
 pub use availability::ModelAvailability;
@@ -17,6 +18,7 @@ pub use coordinator::{BlobStreams, CoordinatorLink};
 pub use heads::HeadCell;
 pub use offload_counters::OffloadCounters;
 pub use snapshot::{Snapshot, TelemetryCell};
+pub use watchlist::{DEFAULT_THRESHOLD as DEFAULT_WATCHLIST_THRESHOLD, Identified, Watchlist, WatchlistCell};
 
 use std::sync::{Mutex, MutexGuard};
 

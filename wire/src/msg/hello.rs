@@ -23,6 +23,9 @@ pub struct Hello {
     pub battery: Battery,
     /// Apps the node runs.
     pub apps: Vec<String>,
+    /// Version of the watchlist the node holds (0: none); the leader pushes its list only when
+    /// its version differs (protocol version 5).
+    pub watchlist_version: u64,
 }
 
 /// What a node does in the fleet.

@@ -11,6 +11,7 @@ mod hello;
 mod offload;
 mod results;
 mod telemetry;
+mod watchlist;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,10 +23,17 @@ pub use results::{InferenceResult, ResultBatch};
 pub use telemetry::{
     AppTelemetry, Battery, BatterySource, Link, LoadProfile, SpoolCounters, Telemetry,
 };
+pub use watchlist::{
+    Assembly as WatchlistAssembly, DESCRIPTOR_LEN, MAX_DESCRIPTORS_PER_NAME,
+    MAX_DESCRIPTORS_PER_PART, MAX_NAME_CHARS, MAX_NAMES as MAX_WATCHLIST_NAMES,
+    MAX_PARTS as MAX_WATCHLIST_PARTS, WatchlistEntry, WatchlistPart,
+    check_entry as check_watchlist_entry, check_name as check_watchlist_name,
+    part as watchlist_part, part_ranges as watchlist_part_ranges, split as split_watchlist,
+};
 
 /// Version of the message set; carried in every frame header and in [`Hello`]. Bump on any change
 /// to a message's shape: bincode is not self-describing, so old and new peers cannot mix.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// TLS ALPN identifier for this protocol version.
 pub const ALPN: &[u8] = b"mcdnn/1";

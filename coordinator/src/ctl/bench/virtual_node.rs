@@ -111,6 +111,7 @@ pub async fn join(
         offload_addr: None,
         battery: battery(&SystemClock),
         apps: vec!["garment".into(), "category".into()],
+        watchlist_version: 0,
     };
     net::framing::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
     match net::framing::read_frame::<_, CoordMsg>(&mut recv, codec::MAX_FRAME_BYTES).await? {

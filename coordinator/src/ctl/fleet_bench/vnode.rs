@@ -93,6 +93,7 @@ async fn join(
             offload_addr: None,
             battery: bench::telemetry(0).battery,
             apps: vec!["garment".into(), "category".into()],
+            watchlist_version: 0,
         };
         net::framing::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
         match net::framing::read_frame::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES).await {

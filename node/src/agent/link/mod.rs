@@ -5,6 +5,8 @@
 //! serving: while it is down the serving thread keeps following the last assignment.
 
 pub mod core;
+mod report;
+mod watchlist;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -18,13 +20,13 @@ use net::tls;
 use rand::SeedableRng;
 use tokio_util::sync::CancellationToken;
 use wire::codec::MAX_FRAME_BYTES;
-use wire::msg::{CoordMsg, Hello, Link, NodeMsg, PROTOCOL_VERSION, Role, Telemetry};
+use wire::msg::{CoordMsg, Hello, NodeMsg, PROTOCOL_VERSION, Role};
 
 use self::core::{Action, Event, LinkCore};
 use super::renewal::Renewal;
 use crate::credentials::Credentials;
 use crate::handles::{
-    AssignmentCell, BlobStreams, CoordinatorLink, OffloadCounters, TelemetryCell,
+    AssignmentCell, BlobStreams, CoordinatorLink, OffloadCounters, TelemetryCell, WatchlistCell,
 };
 use crate::spool::Spool;
 use crate::store::NodeStore;
@@ -53,6 +55,8 @@ pub struct LinkHandles {
     pub spool: Option<Spool>,
     pub store: NodeStore,
     pub clock: SharedClock,
+    /// Where pushed watchlists go (memory only).
+    pub watchlist: WatchlistCell,
 }
 
 /// How often spooled results are offered to the coordinator.
@@ -100,6 +104,8 @@ struct Up {
     liveness: tokio::time::Interval,
     renewal: Renewal,
     rtt_ms: f64,
+    /// Receives watchlist pushes on this session's connection.
+    _watchlist: AbortOnDrop,
 }
 
 /// Runs until `cancel`: connect, serve the session, back off, repeat.
@@ -234,6 +240,7 @@ impl Shell<'_> {
                         .battery()
                         .unwrap_or_else(wire::msg::Battery::unreported),
                     apps: self.cfg.apps.clone(),
+                    watchlist_version: self.handles.watchlist.version(),
                 };
                 net::framing::write_frame(&mut live.send, &NodeMsg::Hello(hello)).await?;
                 let recv = live.recv.as_mut().context("no control stream")?;
@@ -255,7 +262,13 @@ impl Shell<'_> {
                 self.handles
                     .coordinator
                     .connected(BlobStreams::new(live.conn.clone()));
-                live.up = Some(Up::start(recv, self.cfg, self.credentials, &live.conn));
+                live.up = Some(Up::start(
+                    recv,
+                    self.cfg,
+                    self.credentials,
+                    &live.conn,
+                    self.handles,
+                ));
                 Ok(Step::Continue)
             }
             Action::SendTelemetry { seq } => {
@@ -265,7 +278,7 @@ impl Shell<'_> {
                     .as_ref()
                     .map_or(0.0, |u| u.rtt_ms)
                     .max(live.conn.rtt().as_secs_f64() * 1e3);
-                let telemetry = telemetry(seq, self.handles, rtt_ms);
+                let telemetry = report::telemetry(seq, self.handles, rtt_ms);
                 net::framing::write_frame(&mut live.send, &NodeMsg::Telemetry(telemetry)).await?;
                 Ok(Step::Continue)
             }
@@ -419,6 +432,7 @@ impl Up {
         cfg: &LinkConfig,
         credentials: &Credentials,
         conn: &quinn::Connection,
+        handles: &LinkHandles,
     ) -> Self {
         // Frames are read by their own task: a half-read frame must never be dropped by
         // `select!`.
@@ -450,6 +464,10 @@ impl Up {
             liveness: tokio::time::interval(core::TICK_INTERVAL),
             renewal: Renewal::new(credentials),
             rtt_ms: conn.rtt().as_secs_f64() * 1e3,
+            _watchlist: AbortOnDrop(tokio::spawn(watchlist::receive(
+                conn.clone(),
+                handles.watchlist.clone(),
+            ))),
         }
     }
 }
@@ -465,26 +483,4 @@ fn refuse_ack(spool: &Spool, incarnation: u64, up_to: u64) {
         refused,
         "ignoring a results ack for results this node did not send"
     );
-}
-
-fn telemetry(seq: u64, handles: &LinkHandles, rtt_ms: f64) -> Telemetry {
-    let snap = handles.telemetry.get();
-    Telemetry {
-        seq,
-        at_unix_ms: handles.clock.unix_ms(),
-        battery: snap.battery.unwrap_or_else(wire::msg::Battery::unreported),
-        memory_free_bytes: crate::meminfo::available_bytes().unwrap_or(0),
-        model_memory_budget_bytes: snap.model_memory_budget_bytes,
-        loaded_variants: snap.loaded_variants,
-        apps: snap.apps,
-        link: Link {
-            rtt_ms,
-            bandwidth_bps: 0.0,
-            connected: true,
-        },
-        offload_queue: handles.offload.queue(),
-        served_offload: handles.offload.served(),
-        load_profiles: snap.load_profiles,
-        spool: snap.spool,
-    }
 }

@@ -1,0 +1,150 @@
+//! The watchlist end to end, against three real coordinator processes and a real node agent:
+//! an admin operator adds a name from a real photo (`messi5.jpg` from Debian's opencv-doc), the
+//! descriptor replicates to all three replicas and is pushed to the connected node; a node's
+//! certificate, a read-only operator, a garbage, faceless or oversized upload and a bad name are
+//! refused and change nothing; the list survives a leader kill (the node, already current, is
+//! not sent it again) and a replica restart; a removal reaches the node.
+//!
+//! Needs the face models (`models/face`) and ONNX Runtime (`ORT_DYLIB_PATH`), and
+//! `cargo build -p mcdnn-coordinator -p mcdnn-node` first.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use mcdnn_coordinator::admin::watchlist::WatchlistView;
+use mcdnn_coordinator::ctl::http::Client;
+use mcdnn_tests::cluster::Cluster;
+use net::identity::{Ca, OperatorRole};
+
+const T: Duration = Duration::from_secs(20);
+const PHOTOS: &str = "/usr/share/doc/opencv-doc/examples/data";
+
+fn face_models() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/face")
+}
+
+fn photo(name: &str) -> String {
+    let bytes = std::fs::read(format!("{PHOTOS}/{name}"))
+        .unwrap_or_else(|e| panic!("{PHOTOS}/{name}: {e} (apt-get install opencv-doc)"));
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn add_body(name: &str, images: &[String]) -> String {
+    serde_json::json!({ "name": name, "images": images }).to_string()
+}
+
+fn view(c: &Cluster, i: usize) -> WatchlistView {
+    let body = c
+        .ops
+        .get(&c.admin(i), "/v1/watchlist", T)
+        .unwrap_or_else(|e| panic!("GET /v1/watchlist from replica {i}: {e:#}"));
+    serde_json::from_str(&body).expect("watchlist JSON")
+}
+
+fn post(client: &Client, c: &Cluster, i: usize, path: &str, body: &str) -> (u16, String) {
+    let r = client
+        .post_json(&c.admin(i), path, body, T)
+        .unwrap_or_else(|e| panic!("POST {path}: {e:#}"));
+    (r.status, r.body)
+}
+
+/// Waits until the node's log has said `line` `times` times.
+fn wait_log(p: &mcdnn_tests::Proc, line: &str, times: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while p.log_text().matches(line).count() < times {
+        assert!(
+            Instant::now() < deadline,
+            "{line:?} not logged {times} time(s) within {timeout:?}:\n{}",
+            p.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
+    let mut c = Cluster::new(3).expect("cluster");
+    c.extra_args = vec!["--face-models".into(), face_models().display().to_string()];
+    c.start_all().expect("start");
+    let leader = c.wait_leader(T, None).expect("leader");
+    let node = c.node("cam-1", "phone-2016", 120.0).expect("node");
+    wait_log(&node, "connected to the coordinator", 1, T);
+
+    // A real photo with one face: descriptors only, replicated to every replica.
+    let messi = photo("messi5.jpg");
+    let (status, body) = post(&c.ops, &c, leader, "/v1/watchlist/add", &add_body("Lionel Messi", &[messi.clone()]));
+    assert_eq!(status, 200, "add: {body}");
+    let index = serde_json::from_str::<serde_json::Value>(&body).expect("ack")["index"]
+        .as_u64()
+        .expect("index");
+    c.wait_applied(index, T).expect("applied everywhere");
+    let on_leader = view(&c, leader);
+    assert_ne!(on_leader.version, 0);
+    assert_eq!(on_leader.names.len(), 1);
+    assert_eq!(on_leader.names[0].name, "Lionel Messi");
+    assert_eq!(on_leader.names[0].descriptors, 1);
+    assert_eq!(on_leader.names[0].added_by, "ops");
+    for i in 0..3 {
+        assert_eq!(view(&c, i).version, on_leader.version, "replica {i}");
+    }
+    let installed = format!("watchlist installed version={} names=1", on_leader.version);
+    wait_log(&node, &installed, 1, T);
+
+    // Refusals that change nothing.
+    let node_cert = Client::load(&c.ca, "cam-1").expect("node client");
+    Ca::load(&c.ca)
+        .and_then(|ca| ca.enroll_operator("viewer", &c.ca, OperatorRole::ReadOnly, 30))
+        .expect("read-only operator");
+    let viewer = Client::load(&c.ca, "viewer").expect("viewer client");
+    let other = add_body("Someone Else", &[messi.clone()]);
+    assert_eq!(post(&node_cert, &c, leader, "/v1/watchlist/add", &other).0, 403);
+    assert_eq!(post(&node_cert, &c, leader, "/v1/watchlist/remove", r#"{"name":"Lionel Messi"}"#).0, 403);
+    assert_eq!(post(&viewer, &c, leader, "/v1/watchlist/add", &other).0, 403);
+    let garbage = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nnot really");
+    let (status, why) = post(&c.ops, &c, leader, "/v1/watchlist/add", &add_body("Garbage", &[garbage]));
+    assert_eq!(status, 400, "{why}");
+    let (status, why) = post(&c.ops, &c, leader, "/v1/watchlist/add", &add_body("Fruit", &[photo("fruits.jpg")]));
+    assert_eq!(status, 400, "a photo without a face: {why}");
+    assert!(why.contains("no face"), "{why}");
+    let nine = vec![messi.clone(); 9];
+    assert_eq!(post(&c.ops, &c, leader, "/v1/watchlist/add", &add_body("Nine", &nine)).0, 400);
+    assert_eq!(post(&c.ops, &c, leader, "/v1/watchlist/add", &add_body(" padded", &[messi.clone()])).0, 400);
+    let huge = vec!["A".repeat(9 * 1024 * 1024)];
+    assert_eq!(post(&c.ops, &c, leader, "/v1/watchlist/add", &add_body("Huge", &huge)).0, 413);
+    assert_eq!(post(&c.ops, &c, leader, "/v1/watchlist/remove", r#"{"name":"Nobody"}"#).0, 404);
+    let after = view(&c, leader);
+    assert_eq!(after.version, on_leader.version, "refusals changed the list");
+    assert_eq!(after.names.len(), 1);
+
+    // The leader dies: the list is on the new leader, and the node, which reconnects holding
+    // the current version, is not sent it again.
+    c.kill(leader);
+    let new_leader = c.wait_leader(T, Some(leader)).expect("new leader");
+    assert_eq!(view(&c, new_leader).version, on_leader.version);
+    wait_log(&node, "connected to the coordinator", 2, T);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(node.log_text().matches("watchlist installed").count(), 1, "{}", node.log_text());
+
+    // A removal on the new leader reaches the node; the restarted replica catches up.
+    let (status, body) = post(&c.ops, &c, new_leader, "/v1/watchlist/remove", r#"{"name":"Lionel Messi"}"#);
+    assert_eq!(status, 200, "remove: {body}");
+    wait_log(&node, "watchlist installed version=0 names=0", 1, T);
+    c.start(leader).expect("restart");
+    let deadline = Instant::now() + T;
+    while c.ops.get(&c.admin(leader), "/v1/watchlist", T).ok().and_then(|b| serde_json::from_str::<WatchlistView>(&b).ok()).is_none_or(|v| v.version != 0) {
+        assert!(Instant::now() < deadline, "the restarted replica did not catch up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn adding_without_face_models_is_refused_with_the_flag_to_use() {
+    let mut c = Cluster::new(1).expect("cluster");
+    c.start_all().expect("start");
+    let leader = c.wait_leader(T, None).expect("leader");
+    let (status, why) = post(&c.ops, &c, leader, "/v1/watchlist/add", &add_body("Lionel Messi", &[photo("messi5.jpg")]));
+    assert_eq!(status, 503, "{why}");
+    assert!(why.contains("--face-models"), "{why}");
+    assert_eq!(view(&c, leader).version, 0);
+}
