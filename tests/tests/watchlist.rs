@@ -3,7 +3,8 @@
 //! descriptor replicates to all three replicas and is pushed to the connected node; a node's
 //! certificate, a read-only operator, a garbage, faceless or oversized upload and a bad name are
 //! refused and change nothing; the list survives a leader kill (the node, already current, is
-//! not sent it again) and a replica restart; a removal reaches the node.
+//! not sent it again) and a replica restart; a removal reaches the node; a revoked node gets
+//! no later list.
 //!
 //! Needs the face models (`models/face`) and ONNX Runtime (`ORT_DYLIB_PATH`), and
 //! `cargo build -p mcdnn-coordinator -p mcdnn-node` first.
@@ -130,9 +131,21 @@ fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
     let (status, body) = post(&c.ops, &c, new_leader, "/v1/watchlist/remove", r#"{"name":"Lionel Messi"}"#);
     assert_eq!(status, 200, "remove: {body}");
     wait_log(&node, "watchlist installed version=0 names=0", 1, T);
+
+    // A revoked node receives no later list.
+    let (status, body) = post(&c.ops, &c, new_leader, "/v1/nodes/cam-1/revoke", "{}");
+    assert_eq!(status, 200, "revoke: {body}");
+    // The revoked set is synced every 100 ms and closes the session when it sees the name.
+    std::thread::sleep(Duration::from_secs(1));
+    let (status, body) = post(&c.ops, &c, new_leader, "/v1/watchlist/add", &add_body("Lionel Messi", &[messi]));
+    assert_eq!(status, 200, "add again: {body}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(node.log_text().matches("watchlist installed").count(), 2, "{}", node.log_text());
     c.start(leader).expect("restart");
     let deadline = Instant::now() + T;
-    while c.ops.get(&c.admin(leader), "/v1/watchlist", T).ok().and_then(|b| serde_json::from_str::<WatchlistView>(&b).ok()).is_none_or(|v| v.version != 0) {
+    let current = view(&c, new_leader).version;
+    assert_ne!(current, 0);
+    while c.ops.get(&c.admin(leader), "/v1/watchlist", T).ok().and_then(|b| serde_json::from_str::<WatchlistView>(&b).ok()).is_none_or(|v| v.version != current) {
         assert!(Instant::now() < deadline, "the restarted replica did not catch up");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -274,7 +274,6 @@ impl FleetState {
             _ => codec::decode(bytes, WHAT),
         }
     }
-    }
 }
 
 #[cfg(test)]

@@ -181,14 +181,16 @@ impl Assembly {
         if self.entries.len() + part.entries.len() > MAX_NAMES {
             return Err(format!("a watchlist push over {MAX_NAMES} names"));
         }
+        let mut previous = self.entries.last().map(|e| e.name.as_str());
         for e in &part.entries {
             check_entry(e)?;
-            if self.entries.last().is_some_and(|last| last.name >= e.name) {
+            if previous.is_some_and(|p| p >= e.name.as_str()) {
                 return Err(format!(
                     "watchlist entry {:?} is out of name order or repeated",
                     e.name
                 ));
             }
+            previous = Some(&e.name);
         }
         self.entries.extend(part.entries);
         self.next += 1;
