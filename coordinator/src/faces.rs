@@ -67,16 +67,67 @@ pub fn decode_photo(bytes: &[u8]) -> Result<Photo, String> {
     })
 }
 
-/// What computes descriptors: the face models (`--face-models`).
-pub trait DescribeFaces: Send + Sync {
-    /// One descriptor for every face found in `photo` (none, one or several).
-    fn describe(&self, photo: &Photo) -> Result<Vec<Vec<f32>>, String>;
+/// What the models made of a photo.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Found {
+    /// Exactly one face, and its descriptor.
+    One(Vec<f32>),
+    /// Not exactly one face: how many were found (nothing was described).
+    Faces(usize),
 }
 
-/// Loads the face models from `dir` (`models/face`); an error says what is missing.
+/// What computes descriptors: the face models (`--face-models`).
+pub trait DescribeFaces: Send + Sync {
+    /// The descriptor of the one face in `photo`, or how many faces it shows instead.
+    fn describe_one(&self, photo: &Photo) -> Result<Found, String>;
+}
+
+/// The detector and descriptor network in a face model folder (`models/face`): the fp32
+/// descriptor network, the fleet's reference, so enrolled descriptors are the best the models
+/// give whatever variant a node matches with.
+pub const DETECTOR_FILE: &str = "blazeface_front_128.onnx";
+pub const DESCRIBER_FILE: &str = "face_recognition_150.onnx";
+
+/// Loads the face models from `dir` (`models/face`); an error names the missing file or the
+/// missing ONNX Runtime library.
 pub fn load(dir: &std::path::Path) -> anyhow::Result<Arc<FaceService>> {
-    // PLACEHOLDER until the vision crate (h14) is merged.
-    anyhow::bail!("face models in {} cannot be loaded by this build", dir.display())
+    let pipeline = vision::face::FacePipeline::from_files(
+        &dir.join(DETECTOR_FILE),
+        &dir.join(DESCRIBER_FILE),
+        1,
+    )
+    .map_err(|e| anyhow::anyhow!("loading the face models from {} (--face-models): {e}", dir.display()))?;
+    tracing::info!(dir = %dir.display(), "face models loaded for watchlist descriptors");
+    Ok(FaceService::new(Box::new(Models(std::sync::Mutex::new(
+        pipeline,
+    )))))
+}
+
+/// The real models: detect, align on the eyes, describe.
+struct Models(std::sync::Mutex<vision::face::FacePipeline>);
+
+impl DescribeFaces for Models {
+    fn describe_one(&self, photo: &Photo) -> Result<Found, String> {
+        let picture = vision::picture::Picture::new(
+            photo.width,
+            photo.height,
+            vision::picture::PixelFormat::Rgb8,
+            photo.rgb.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        // One request describes at a time (FaceService's gate); a poisoned lock only means an
+        // earlier call panicked, and the sessions hold no partial state.
+        let mut models = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let faces = models.faces(&picture).map_err(|e| e.to_string())?;
+        if faces.len() != 1 {
+            return Ok(Found::Faces(faces.len()));
+        }
+        let mut described = models.describe(&picture, &faces).map_err(|e| e.to_string())?;
+        match (described.pop(), described.is_empty()) {
+            (Some(d), true) => Ok(Found::One(d)),
+            _ => Err("the descriptor network did not describe the one face".into()),
+        }
+    }
 }
 
 /// The coordinator's face models behind a one-at-a-time gate.
@@ -125,18 +176,18 @@ impl FaceService {
             let n = i + 1;
             let photo =
                 decode_photo(bytes).map_err(|e| DescribeError::BadPhoto(format!("photo {n}: {e}")))?;
-            let mut found = self
+            let found = self
                 .describer
-                .describe(&photo)
+                .describe_one(&photo)
                 .map_err(|e| DescribeError::Internal(format!("photo {n}: {e}")))?;
-            match found.len() {
-                1 => out.extend(found.pop()),
-                0 => {
+            match found {
+                Found::One(d) => out.push(d),
+                Found::Faces(0) => {
                     return Err(DescribeError::BadPhoto(format!(
                         "photo {n}: no face found; send a photo with one clear, frontal face"
                     )));
                 }
-                k => {
+                Found::Faces(k) => {
                     return Err(DescribeError::BadPhoto(format!(
                         "photo {n}: {k} faces found; crop it to the one person to enrol"
                     )));
@@ -176,11 +227,15 @@ mod tests {
         assert!(e.contains("100000x100000") || e.contains("header"), "{e}");
     }
 
-    /// Finds as many faces as the photo is wide, so each count can be tried.
+    /// Finds one face less than the photo is wide, so each count can be tried (the real
+    /// models' answers are tested across processes: tests/tests/watchlist.rs).
     struct CountByWidth;
     impl DescribeFaces for CountByWidth {
-        fn describe(&self, photo: &Photo) -> Result<Vec<Vec<f32>>, String> {
-            Ok(vec![vec![photo.width as f32; 128]; photo.width as usize - 1])
+        fn describe_one(&self, photo: &Photo) -> Result<Found, String> {
+            Ok(match photo.width - 1 {
+                1 => Found::One(vec![0.5; 128]),
+                k => Found::Faces(k as usize),
+            })
         }
     }
 

@@ -9,20 +9,22 @@
 
 use std::sync::{Arc, Mutex};
 
+use vision::face::Gallery;
 use wire::msg::WatchlistEntry;
 
 use super::lock;
 
 /// Default match threshold: the descriptor network's (dlib's) same-person distance.
-pub const DEFAULT_THRESHOLD: f32 = 0.6;
+pub const DEFAULT_THRESHOLD: f32 = vision::face::gallery::DEFAULT_THRESHOLD;
 
 /// One installed version of the list.
 #[derive(Debug, Default)]
 pub struct Watchlist {
     /// 0 until a list was pushed.
     pub version: u64,
-    /// Names in the coordinator's (name) order.
-    pub entries: Vec<WatchlistEntry>,
+    /// Every descriptor under its name, matched by `vision`'s gallery (nearest within the
+    /// threshold).
+    pub gallery: Gallery,
 }
 
 /// The answer for one face descriptor.
@@ -50,7 +52,10 @@ impl WatchlistCell {
     /// An empty cell matching at `threshold` (Euclidean distance).
     pub fn new(threshold: f32) -> Self {
         WatchlistCell {
-            list: Arc::default(),
+            list: Arc::new(Mutex::new(Arc::new(Watchlist {
+                version: 0,
+                gallery: Gallery::new(threshold),
+            }))),
             threshold,
         }
     }
@@ -67,7 +72,13 @@ impl WatchlistCell {
 
     /// Replaces the list with a pushed version (already checked by the receiver).
     pub fn install(&self, version: u64, entries: Vec<WatchlistEntry>) {
-        *lock(&self.list) = Arc::new(Watchlist { version, entries });
+        let mut gallery = Gallery::new(self.threshold);
+        for e in entries {
+            for d in e.descriptors {
+                gallery.add(e.name.clone(), d);
+            }
+        }
+        *lock(&self.list) = Arc::new(Watchlist { version, gallery });
     }
 
     pub fn threshold(&self) -> f32 {
@@ -77,32 +88,15 @@ impl WatchlistCell {
     /// The nearest name within the threshold, or unknown.
     pub fn identify(&self, descriptor: &[f32]) -> Identified {
         let list = self.current();
-        let nearest = list
-            .entries
-            .iter()
-            .flat_map(|e| e.descriptors.iter().map(move |d| (e, d)))
-            .map(|(e, d)| (e, distance(d, descriptor)))
-            .min_by(|a, b| a.1.total_cmp(&b.1));
-        match nearest {
-            Some((e, d)) => Identified {
-                name: (d < self.threshold).then(|| e.name.clone()),
-                distance: d,
-            },
-            None => Identified {
-                name: None,
-                distance: f32::INFINITY,
-            },
+        let best = list.gallery.best(descriptor);
+        Identified {
+            name: best
+                .entry
+                .and_then(|i| list.gallery.name(i))
+                .map(str::to_string),
+            distance: best.distance,
         }
     }
-}
-
-// PLACEHOLDER: vision::face::describe::distance once the vision crate is merged.
-fn distance(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f32>()
-        .sqrt()
 }
 
 #[cfg(test)]
