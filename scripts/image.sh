@@ -88,6 +88,10 @@ stage_context() {
   done
   cp "$ORT_LIB" "$CTX.new/lib/"
   cp models/catalog.json models/*.onnx "$CTX.new/models/"
+  # The face models the coordinator computes watchlist descriptors with (--face-models).
+  mkdir -p "$CTX.new/models/face"
+  cp models/face/blazeface_front_128.onnx models/face/face_recognition_150.onnx \
+    models/face/LICENSE-*.txt "$CTX.new/models/face/"
   cp "$DATA_DIR"/t10k-images-idx3-ubyte.gz "$DATA_DIR"/t10k-labels-idx1-ubyte.gz \
     "$CTX.new/fashion-mnist/"
   cp deploy/Dockerfile "$CTX.new/Dockerfile"

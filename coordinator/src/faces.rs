@@ -32,7 +32,11 @@ pub fn decode_photo(bytes: &[u8]) -> Result<Photo, String> {
         .map_err(|e| format!("cannot read the photo: {e}"))?;
     match reader.format() {
         Some(image::ImageFormat::Png | image::ImageFormat::Jpeg) => {}
-        Some(other) => return Err(format!("{other:?} photos are not accepted; send PNG or JPEG")),
+        Some(other) => {
+            return Err(format!(
+                "{other:?} photos are not accepted; send PNG or JPEG"
+            ));
+        }
         None => return Err("not a PNG or JPEG photo".into()),
     }
     let (width, height) = reader
@@ -96,7 +100,12 @@ pub fn load(dir: &std::path::Path) -> anyhow::Result<Arc<FaceService>> {
         &dir.join(DESCRIBER_FILE),
         1,
     )
-    .map_err(|e| anyhow::anyhow!("loading the face models from {} (--face-models): {e}", dir.display()))?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "loading the face models from {} (--face-models): {e}",
+            dir.display()
+        )
+    })?;
     tracing::info!(dir = %dir.display(), "face models loaded for watchlist descriptors");
     Ok(FaceService::new(Box::new(Models(std::sync::Mutex::new(
         pipeline,
@@ -122,7 +131,9 @@ impl DescribeFaces for Models {
         if faces.len() != 1 {
             return Ok(Found::Faces(faces.len()));
         }
-        let mut described = models.describe(&picture, &faces).map_err(|e| e.to_string())?;
+        let mut described = models
+            .describe(&picture, &faces)
+            .map_err(|e| e.to_string())?;
         match (described.pop(), described.is_empty()) {
             (Some(d), true) => Ok(Found::One(d)),
             _ => Err("the descriptor network did not describe the one face".into()),
@@ -174,8 +185,8 @@ impl FaceService {
         let mut out = Vec::with_capacity(photos.len());
         for (i, bytes) in photos.iter().enumerate() {
             let n = i + 1;
-            let photo =
-                decode_photo(bytes).map_err(|e| DescribeError::BadPhoto(format!("photo {n}: {e}")))?;
+            let photo = decode_photo(bytes)
+                .map_err(|e| DescribeError::BadPhoto(format!("photo {n}: {e}")))?;
             let found = self
                 .describer
                 .describe_one(&photo)

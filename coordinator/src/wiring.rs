@@ -17,6 +17,7 @@ use crate::blobs::BlobStore;
 use crate::cluster::leader::{self, LeaderWatch};
 use crate::cluster::peers::{self, Peers};
 use crate::enrollment::{Enrollment, Issuer};
+use crate::faces::FaceService;
 use crate::fleet::Replan;
 use crate::fleet::blob_streams::BlobService;
 use crate::fleet::catalog::FleetCatalog;
@@ -35,7 +36,6 @@ use crate::fleet::solve_loop::Solver;
 use crate::fleet::specialiser::{self, ActiveHeads, Specialiser};
 use crate::fleet::status::StatusSources;
 use crate::fleet::watchlist_push::WatchlistFeed;
-use crate::faces::FaceService;
 use crate::raft::{InProcessNetwork, Replica, ReplicaConfig, ReplicaHandle};
 use crate::supervisor::Health;
 

@@ -35,12 +35,21 @@ fn photo(name: &str) -> String {
 /// Frame `n` of Megamind.avi as a PNG (ffmpeg, installed with opencv-doc by scripts/setup.sh).
 fn megamind(n: u32) -> String {
     let out = std::process::Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-i", &format!("{PHOTOS}/Megamind.avi"), "-vf"])
+        .args([
+            "-loglevel",
+            "error",
+            "-i",
+            &format!("{PHOTOS}/Megamind.avi"),
+            "-vf",
+        ])
         .arg(format!("select=eq(n\\,{n})"))
         .args(["-frames:v", "1", "-f", "image2pipe", "-vcodec", "png", "-"])
         .output()
         .expect("ffmpeg runs (scripts/setup.sh installs it)");
-    assert!(out.status.success() && !out.stdout.is_empty(), "ffmpeg made no PNG of frame {n}");
+    assert!(
+        out.status.success() && !out.stdout.is_empty(),
+        "ffmpeg made no PNG of frame {n}"
+    );
     base64::engine::general_purpose::STANDARD.encode(out.stdout)
 }
 
@@ -87,7 +96,13 @@ fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
 
     // Real photos with one face each: descriptors only, replicated to every replica.
     let face = megamind(30);
-    let (status, body) = post(&c.ops, &c, leader, "/v1/watchlist/add", &add_body("Megamind", &[face.clone(), megamind(90)]));
+    let (status, body) = post(
+        &c.ops,
+        &c,
+        leader,
+        "/v1/watchlist/add",
+        &add_body("Megamind", &[face.clone(), megamind(90)]),
+    );
     assert_eq!(status, 200, "add: {body}");
     let index = serde_json::from_str::<serde_json::Value>(&body).expect("ack")["index"]
         .as_u64()
@@ -111,26 +126,97 @@ fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
         .and_then(|ca| ca.enroll_operator("viewer", &c.ca, OperatorRole::ReadOnly, 30))
         .expect("read-only operator");
     let viewer = Client::load(&c.ca, "viewer").expect("viewer client");
-    let other = add_body("Someone Else", &[face.clone()]);
-    assert_eq!(post(&node_cert, &c, leader, "/v1/watchlist/add", &other).0, 403);
-    assert_eq!(post(&node_cert, &c, leader, "/v1/watchlist/remove", r#"{"name":"Megamind"}"#).0, 403);
-    assert_eq!(post(&viewer, &c, leader, "/v1/watchlist/add", &other).0, 403);
+    let other = add_body("Someone Else", std::slice::from_ref(&face));
+    assert_eq!(
+        post(&node_cert, &c, leader, "/v1/watchlist/add", &other).0,
+        403
+    );
+    assert_eq!(
+        post(
+            &node_cert,
+            &c,
+            leader,
+            "/v1/watchlist/remove",
+            r#"{"name":"Megamind"}"#
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        post(&viewer, &c, leader, "/v1/watchlist/add", &other).0,
+        403
+    );
     let garbage = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nnot really");
-    let (status, why) = post(&c.ops, &c, leader, "/v1/watchlist/add", &add_body("Garbage", &[garbage]));
+    let (status, why) = post(
+        &c.ops,
+        &c,
+        leader,
+        "/v1/watchlist/add",
+        &add_body("Garbage", &[garbage]),
+    );
     assert_eq!(status, 400, "{why}");
     for faceless in ["fruits.jpg", "messi5.jpg"] {
-        let (status, why) = post(&c.ops, &c, leader, "/v1/watchlist/add", &add_body("Fruit", &[face.clone(), photo(faceless)]));
+        let (status, why) = post(
+            &c.ops,
+            &c,
+            leader,
+            "/v1/watchlist/add",
+            &add_body("Fruit", &[face.clone(), photo(faceless)]),
+        );
         assert_eq!(status, 400, "a photo without a face: {why}");
         assert!(why.contains("photo 2: no face"), "{why}");
     }
     let nine = vec![face.clone(); 9];
-    assert_eq!(post(&c.ops, &c, leader, "/v1/watchlist/add", &add_body("Nine", &nine)).0, 400);
-    assert_eq!(post(&c.ops, &c, leader, "/v1/watchlist/add", &add_body(" padded", &[face.clone()])).0, 400);
+    assert_eq!(
+        post(
+            &c.ops,
+            &c,
+            leader,
+            "/v1/watchlist/add",
+            &add_body("Nine", &nine)
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        post(
+            &c.ops,
+            &c,
+            leader,
+            "/v1/watchlist/add",
+            &add_body(" padded", std::slice::from_ref(&face))
+        )
+        .0,
+        400
+    );
     let huge = vec!["A".repeat(9 * 1024 * 1024)];
-    assert_eq!(post(&c.ops, &c, leader, "/v1/watchlist/add", &add_body("Huge", &huge)).0, 413);
-    assert_eq!(post(&c.ops, &c, leader, "/v1/watchlist/remove", r#"{"name":"Nobody"}"#).0, 404);
+    assert_eq!(
+        post(
+            &c.ops,
+            &c,
+            leader,
+            "/v1/watchlist/add",
+            &add_body("Huge", &huge)
+        )
+        .0,
+        413
+    );
+    assert_eq!(
+        post(
+            &c.ops,
+            &c,
+            leader,
+            "/v1/watchlist/remove",
+            r#"{"name":"Nobody"}"#
+        )
+        .0,
+        404
+    );
     let after = view(&c, leader);
-    assert_eq!(after.version, on_leader.version, "refusals changed the list");
+    assert_eq!(
+        after.version, on_leader.version,
+        "refusals changed the list"
+    );
     assert_eq!(after.names.len(), 1);
 
     // The leader dies: the list is on the new leader, and the node, which reconnects holding
@@ -140,10 +226,21 @@ fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
     assert_eq!(view(&c, new_leader).version, on_leader.version);
     wait_log(&node, "connected to the coordinator", 2, T);
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(node.log_text().matches("watchlist installed").count(), 1, "{}", node.log_text());
+    assert_eq!(
+        node.log_text().matches("watchlist installed").count(),
+        1,
+        "{}",
+        node.log_text()
+    );
 
     // A removal on the new leader reaches the node; the restarted replica catches up.
-    let (status, body) = post(&c.ops, &c, new_leader, "/v1/watchlist/remove", r#"{"name":"Megamind"}"#);
+    let (status, body) = post(
+        &c.ops,
+        &c,
+        new_leader,
+        "/v1/watchlist/remove",
+        r#"{"name":"Megamind"}"#,
+    );
     assert_eq!(status, 200, "remove: {body}");
     wait_log(&node, "watchlist installed version=0 names=0", 1, T);
 
@@ -152,16 +249,36 @@ fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
     assert_eq!(status, 200, "revoke: {body}");
     // The revoked set is synced every 100 ms and closes the session when it sees the name.
     std::thread::sleep(Duration::from_secs(1));
-    let (status, body) = post(&c.ops, &c, new_leader, "/v1/watchlist/add", &add_body("Megamind", &[face]));
+    let (status, body) = post(
+        &c.ops,
+        &c,
+        new_leader,
+        "/v1/watchlist/add",
+        &add_body("Megamind", &[face]),
+    );
     assert_eq!(status, 200, "add again: {body}");
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(node.log_text().matches("watchlist installed").count(), 2, "{}", node.log_text());
+    assert_eq!(
+        node.log_text().matches("watchlist installed").count(),
+        2,
+        "{}",
+        node.log_text()
+    );
     c.start(leader).expect("restart");
     let deadline = Instant::now() + T;
     let current = view(&c, new_leader).version;
     assert_ne!(current, 0);
-    while c.ops.get(&c.admin(leader), "/v1/watchlist", T).ok().and_then(|b| serde_json::from_str::<WatchlistView>(&b).ok()).is_none_or(|v| v.version != current) {
-        assert!(Instant::now() < deadline, "the restarted replica did not catch up");
+    while c
+        .ops
+        .get(&c.admin(leader), "/v1/watchlist", T)
+        .ok()
+        .and_then(|b| serde_json::from_str::<WatchlistView>(&b).ok())
+        .is_none_or(|v| v.version != current)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted replica did not catch up"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -171,7 +288,13 @@ fn adding_without_face_models_is_refused_with_the_flag_to_use() {
     let mut c = Cluster::new(1).expect("cluster");
     c.start_all().expect("start");
     let leader = c.wait_leader(T, None).expect("leader");
-    let (status, why) = post(&c.ops, &c, leader, "/v1/watchlist/add", &add_body("Megamind", &[photo("fruits.jpg")]));
+    let (status, why) = post(
+        &c.ops,
+        &c,
+        leader,
+        "/v1/watchlist/add",
+        &add_body("Megamind", &[photo("fruits.jpg")]),
+    );
     assert_eq!(status, 503, "{why}");
     assert!(why.contains("--face-models"), "{why}");
     assert_eq!(view(&c, leader).version, 0);

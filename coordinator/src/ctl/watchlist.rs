@@ -72,7 +72,11 @@ pub fn run(command: &WatchlistCommand, out: &mut dyn Write) -> anyhow::Result<()
             let view = get_view(target)?;
             emit(target.output, &view, out, |v, o| {
                 writeln!(o, "version {:016x}, {} name(s)", v.version, v.names.len())?;
-                writeln!(o, "{:<32} {:>11} {:<20} INDEX", "NAME", "DESCRIPTORS", "ADDED BY")?;
+                writeln!(
+                    o,
+                    "{:<32} {:>11} {:<20} INDEX",
+                    "NAME", "DESCRIPTORS", "ADDED BY"
+                )?;
                 for n in &v.names {
                     writeln!(
                         o,

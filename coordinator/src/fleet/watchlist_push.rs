@@ -66,7 +66,11 @@ pub async fn sync(raft: ReplicaHandle, feed: WatchlistFeed, cancel: Cancellation
                 version: s.watchlist().version(),
                 entries: s.watchlist().to_wire(),
             });
-            tracing::info!(version = list.version, names = list.entries.len(), "watchlist changed; pushing it to connected nodes");
+            tracing::info!(
+                version = list.version,
+                names = list.entries.len(),
+                "watchlist changed; pushing it to connected nodes"
+            );
             feed.publish(list);
         }
         tokio::select! {
@@ -115,7 +119,10 @@ pub async fn push(
 /// Writes one list on a stream of its own; a dropped future resets the stream.
 async fn send(conn: &quinn::Connection, list: &Published) -> anyhow::Result<()> {
     let mut stream = ResetOnDrop(Some(conn.open_uni().await?));
-    let s = stream.0.as_mut().ok_or_else(|| anyhow::anyhow!("stream gone"))?;
+    let s = stream
+        .0
+        .as_mut()
+        .ok_or_else(|| anyhow::anyhow!("stream gone"))?;
     // Below the control stream (priority 0): a large list must not delay heartbeats.
     s.set_priority(-1)?;
     let ranges = watchlist_part_ranges(&list.entries);

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{FleetState, NodeRecord};
 use super::plan::CommittedPlan;
+use super::{FleetState, NodeRecord};
 
 /// The plan as format 2 stored it.
 #[derive(Deserialize)]

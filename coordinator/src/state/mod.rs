@@ -37,5 +37,5 @@ pub use results::{NodeResults, ResultRecord};
 pub use servers::{ServerApproval, ServerApprovals};
 #[cfg(test)]
 pub(crate) use specialised::tests as tests_support;
-pub use watchlist::{Watchlist, WatchlistRecord};
 pub use specialised::{MAX_PER_APP as MAX_SPECIALISED_PER_APP, check as check_specialised};
+pub use watchlist::{Watchlist, WatchlistRecord};

@@ -121,6 +121,7 @@ impl Watchlist {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use wire::msg::DESCRIPTOR_LEN;
 
@@ -192,5 +193,41 @@ mod tests {
         ));
         // Replacing a name already there still works at the cap.
         assert_eq!(w.add(0, &entry("p0", 0.5), "ops"), ApplyOutcome::Applied);
+    }
+
+    /// Through the state machine: applied from commands, refused on apply when out of bounds
+    /// (nothing changes but the applied index), and kept by a snapshot and a backup.
+    #[test]
+    fn the_state_machine_keeps_it_through_snapshots_and_backups() {
+        use crate::state::{Command, FleetState, backup};
+        let mut s = FleetState::default();
+        let add = |name: &str, x: f32| Command::AddWatchlistEntry {
+            entry: entry(name, x),
+            by: "ops".into(),
+        };
+        assert_eq!(s.apply(1, &add("alice", 0.1)), ApplyOutcome::Applied);
+        let before = s.clone();
+        let mut bad = entry("eve", 0.1);
+        bad.descriptors[0][0] = f32::INFINITY;
+        let refused = Command::AddWatchlistEntry {
+            entry: bad,
+            by: "ops".into(),
+        };
+        assert!(matches!(s.apply(2, &refused), ApplyOutcome::Rejected(_)));
+        let mut expected = before;
+        expected.note_applied(2);
+        assert_eq!(s, expected);
+        let cmd = Command::RemoveWatchlistEntry {
+            name: "alice".into(),
+            by: "ops".into(),
+        };
+        assert_eq!(Command::decode(&cmd.encode().unwrap()).unwrap(), cmd);
+        assert_eq!(s.apply(3, &add("bob", 0.2)), ApplyOutcome::Applied);
+        let restored = FleetState::from_snapshot_bytes(&s.to_snapshot_bytes().unwrap()).unwrap();
+        assert_eq!(restored.watchlist(), s.watchlist());
+        let file = backup::encode(3, &s).unwrap();
+        let b = backup::decode(&file).unwrap();
+        assert_eq!(b.state.watchlist().version(), s.watchlist().version());
+        assert_eq!(b.state.watchlist().entries().len(), 2);
     }
 }

@@ -18,7 +18,9 @@ pub use coordinator::{BlobStreams, CoordinatorLink};
 pub use heads::HeadCell;
 pub use offload_counters::OffloadCounters;
 pub use snapshot::{Snapshot, TelemetryCell};
-pub use watchlist::{DEFAULT_THRESHOLD as DEFAULT_WATCHLIST_THRESHOLD, Identified, Watchlist, WatchlistCell};
+pub use watchlist::{
+    DEFAULT_THRESHOLD as DEFAULT_WATCHLIST_THRESHOLD, Identified, Watchlist, WatchlistCell,
+};
 
 use std::sync::{Mutex, MutexGuard};
 

@@ -133,6 +133,10 @@ mod tests {
         strict.install(1, vec![entry("alice", 0.0)]);
         let mut d = vec![0.0; wire::msg::DESCRIPTOR_LEN];
         d[0] = 0.1;
-        assert_eq!(strict.identify(&d).name, None, "the threshold is configurable");
+        assert_eq!(
+            strict.identify(&d).name,
+            None,
+            "the threshold is configurable"
+        );
     }
 }

@@ -20,7 +20,8 @@ pub const MAX_NAMES: usize = 10_000;
 pub const MAX_DESCRIPTORS_PER_PART: usize = 512;
 /// Parts of the largest list (names x descriptors / part, rounded up, with room for parts
 /// that end early because whole entries are kept together).
-pub const MAX_PARTS: u32 = (MAX_NAMES * MAX_DESCRIPTORS_PER_NAME / MAX_DESCRIPTORS_PER_PART) as u32 * 2;
+pub const MAX_PARTS: u32 =
+    (MAX_NAMES * MAX_DESCRIPTORS_PER_NAME / MAX_DESCRIPTORS_PER_PART) as u32 * 2;
 
 /// One person on the list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -252,7 +253,10 @@ mod tests {
         // The empty list is one empty part.
         let empty = split(0, &[]);
         assert_eq!(empty.len(), 1);
-        assert_eq!(Assembly::default().take(empty[0].clone()).unwrap(), Some((0, vec![])));
+        assert_eq!(
+            Assembly::default().take(empty[0].clone()).unwrap(),
+            Some((0, vec![]))
+        );
         // Out of order, foreign version, or a bad entry: refused.
         let mut a = Assembly::default();
         assert!(a.take(parts[1].clone()).is_err());
