@@ -65,6 +65,11 @@ fn view(c: &Cluster, i: usize) -> WatchlistView {
     serde_json::from_str(&body).expect("watchlist JSON")
 }
 
+/// Adds `name` from `images` (base64) through replica `i`.
+fn add(client: &Client, c: &Cluster, i: usize, name: &str, images: &[String]) -> (u16, String) {
+    post(client, c, i, "/v1/watchlist/add", &add_body(name, images))
+}
+
 fn post(client: &Client, c: &Cluster, i: usize, path: &str, body: &str) -> (u16, String) {
     let r = client
         .post_json(&c.admin(i), path, body, T)
@@ -96,12 +101,12 @@ fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
 
     // Real photos with one face each: descriptors only, replicated to every replica.
     let face = megamind(30);
-    let (status, body) = post(
+    let (status, body) = add(
         &c.ops,
         &c,
         leader,
-        "/v1/watchlist/add",
-        &add_body("Megamind", &[face.clone(), megamind(90)]),
+        "Megamind",
+        &[face.clone(), megamind(90)],
     );
     assert_eq!(status, 200, "add: {body}");
     let index = serde_json::from_str::<serde_json::Value>(&body).expect("ack")["index"]
@@ -147,60 +152,27 @@ fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
         403
     );
     let garbage = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nnot really");
-    let (status, why) = post(
-        &c.ops,
-        &c,
-        leader,
-        "/v1/watchlist/add",
-        &add_body("Garbage", &[garbage]),
-    );
+    let (status, why) = add(&c.ops, &c, leader, "Garbage", &[garbage]);
     assert_eq!(status, 400, "{why}");
     for faceless in ["fruits.jpg", "messi5.jpg"] {
-        let (status, why) = post(
+        let (status, why) = add(
             &c.ops,
             &c,
             leader,
-            "/v1/watchlist/add",
-            &add_body("Fruit", &[face.clone(), photo(faceless)]),
+            "Fruit",
+            &[face.clone(), photo(faceless)],
         );
         assert_eq!(status, 400, "a photo without a face: {why}");
         assert!(why.contains("photo 2: no face"), "{why}");
     }
     let nine = vec![face.clone(); 9];
+    assert_eq!(add(&c.ops, &c, leader, "Nine", &nine).0, 400);
     assert_eq!(
-        post(
-            &c.ops,
-            &c,
-            leader,
-            "/v1/watchlist/add",
-            &add_body("Nine", &nine)
-        )
-        .0,
-        400
-    );
-    assert_eq!(
-        post(
-            &c.ops,
-            &c,
-            leader,
-            "/v1/watchlist/add",
-            &add_body(" padded", std::slice::from_ref(&face))
-        )
-        .0,
+        add(&c.ops, &c, leader, " padded", std::slice::from_ref(&face)).0,
         400
     );
     let huge = vec!["A".repeat(9 * 1024 * 1024)];
-    assert_eq!(
-        post(
-            &c.ops,
-            &c,
-            leader,
-            "/v1/watchlist/add",
-            &add_body("Huge", &huge)
-        )
-        .0,
-        413
-    );
+    assert_eq!(add(&c.ops, &c, leader, "Huge", &huge).0, 413);
     assert_eq!(
         post(
             &c.ops,
@@ -249,13 +221,7 @@ fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
     assert_eq!(status, 200, "revoke: {body}");
     // The revoked set is synced every 100 ms and closes the session when it sees the name.
     std::thread::sleep(Duration::from_secs(1));
-    let (status, body) = post(
-        &c.ops,
-        &c,
-        new_leader,
-        "/v1/watchlist/add",
-        &add_body("Megamind", &[face]),
-    );
+    let (status, body) = add(&c.ops, &c, new_leader, "Megamind", &[face]);
     assert_eq!(status, 200, "add again: {body}");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
@@ -288,13 +254,7 @@ fn adding_without_face_models_is_refused_with_the_flag_to_use() {
     let mut c = Cluster::new(1).expect("cluster");
     c.start_all().expect("start");
     let leader = c.wait_leader(T, None).expect("leader");
-    let (status, why) = post(
-        &c.ops,
-        &c,
-        leader,
-        "/v1/watchlist/add",
-        &add_body("Megamind", &[photo("fruits.jpg")]),
-    );
+    let (status, why) = add(&c.ops, &c, leader, "Megamind", &[photo("fruits.jpg")]);
     assert_eq!(status, 503, "{why}");
     assert!(why.contains("--face-models"), "{why}");
     assert_eq!(view(&c, leader).version, 0);
