@@ -101,13 +101,7 @@ fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
 
     // Real photos with one face each: descriptors only, replicated to every replica.
     let face = megamind(30);
-    let (status, body) = add(
-        &c.ops,
-        &c,
-        leader,
-        "Megamind",
-        &[face.clone(), megamind(90)],
-    );
+    let (status, body) = add(&c.ops, &c, leader, "Roxanne", &[face.clone(), megamind(90)]);
     assert_eq!(status, 200, "add: {body}");
     let index = serde_json::from_str::<serde_json::Value>(&body).expect("ack")["index"]
         .as_u64()
@@ -116,7 +110,7 @@ fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
     let on_leader = view(&c, leader);
     assert_ne!(on_leader.version, 0);
     assert_eq!(on_leader.names.len(), 1);
-    assert_eq!(on_leader.names[0].name, "Megamind");
+    assert_eq!(on_leader.names[0].name, "Roxanne");
     assert_eq!(on_leader.names[0].descriptors, 2);
     assert_eq!(on_leader.names[0].added_by, "ops");
     for i in 0..3 {
@@ -142,7 +136,7 @@ fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
             &c,
             leader,
             "/v1/watchlist/remove",
-            r#"{"name":"Megamind"}"#
+            r#"{"name":"Roxanne"}"#
         )
         .0,
         403
@@ -211,7 +205,7 @@ fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
         &c,
         new_leader,
         "/v1/watchlist/remove",
-        r#"{"name":"Megamind"}"#,
+        r#"{"name":"Roxanne"}"#,
     );
     assert_eq!(status, 200, "remove: {body}");
     wait_log(&node, "watchlist installed version=0 names=0", 1, T);
@@ -221,7 +215,7 @@ fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
     assert_eq!(status, 200, "revoke: {body}");
     // The revoked set is synced every 100 ms and closes the session when it sees the name.
     std::thread::sleep(Duration::from_secs(1));
-    let (status, body) = add(&c.ops, &c, new_leader, "Megamind", &[face]);
+    let (status, body) = add(&c.ops, &c, new_leader, "Roxanne", &[face]);
     assert_eq!(status, 200, "add again: {body}");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
@@ -254,8 +248,77 @@ fn adding_without_face_models_is_refused_with_the_flag_to_use() {
     let mut c = Cluster::new(1).expect("cluster");
     c.start_all().expect("start");
     let leader = c.wait_leader(T, None).expect("leader");
-    let (status, why) = add(&c.ops, &c, leader, "Megamind", &[photo("fruits.jpg")]);
+    let (status, why) = add(&c.ops, &c, leader, "Roxanne", &[photo("fruits.jpg")]);
     assert_eq!(status, 503, "{why}");
     assert!(why.contains("--face-models"), "{why}");
     assert_eq!(view(&c, leader).version, 0);
+}
+
+/// What the fleet answers for a face: the entry the coordinator enrolled from two frames of the
+/// woman in Megamind.avi (Roxanne, frames 30 and 90), installed in a node's `WatchlistCell`,
+/// names her in other frames (60, 61) and knows nobody in the man's (150, 210), with the node's
+/// int8 descriptor network exactly where the fp32 reference does. There are no identity
+/// labels; the reference is the fp32 network's answer.
+#[tokio::test]
+async fn a_pushed_entry_names_a_face_where_the_reference_does() {
+    use mcdnn_coordinator::faces;
+    use mcdnn_node::handles::WatchlistCell;
+    use vision::face::FacePipeline;
+
+    let service = faces::load(&face_models()).expect("face models");
+    let png = |n: u32| {
+        base64::engine::general_purpose::STANDARD
+            .decode(megamind(n))
+            .expect("base64")
+    };
+    let descriptors = service
+        .one_per_photo(vec![png(30), png(90)])
+        .await
+        .expect("one face each");
+    let cell = WatchlistCell::default();
+    cell.install(
+        1,
+        vec![wire::msg::WatchlistEntry {
+            name: "Roxanne".into(),
+            descriptors,
+        }],
+    );
+    let pipeline = |file: &str| {
+        FacePipeline::from_files(
+            &face_models().join(faces::DETECTOR_FILE),
+            &face_models().join(file),
+            1,
+        )
+        .expect("pipeline")
+    };
+    let mut reference = pipeline(faces::DESCRIBER_FILE);
+    let mut node = pipeline("face_recognition_150_int8.onnx");
+    for (frame, who) in [
+        (60, Some("Roxanne")),
+        (61, Some("Roxanne")),
+        (150, None),
+        (210, None),
+    ] {
+        let photo = faces::decode_photo(&png(frame)).expect("frame decodes");
+        let picture = vision::picture::Picture::new(
+            photo.width,
+            photo.height,
+            vision::picture::PixelFormat::Rgb8,
+            photo.rgb,
+        )
+        .expect("picture");
+        let mut answer = |p: &mut FacePipeline| {
+            let found = p.faces(&picture).expect("detector");
+            assert!(!found.is_empty(), "frame {frame}: no face");
+            let d = p
+                .describe(&picture, &found[..1])
+                .expect("describe")
+                .remove(0);
+            cell.identify(&d)
+        };
+        let (by_reference, by_node) = (answer(&mut reference), answer(&mut node));
+        println!("frame {frame}: reference {by_reference:?}, node {by_node:?}");
+        assert_eq!(by_reference.name.as_deref(), who, "frame {frame}");
+        assert_eq!(by_node.name, by_reference.name, "frame {frame}");
+    }
 }
