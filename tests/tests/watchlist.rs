@@ -307,7 +307,7 @@ async fn a_pushed_entry_names_a_face_where_the_reference_does() {
             photo.rgb,
         )
         .expect("picture");
-        let mut answer = |p: &mut FacePipeline| {
+        let answer = |p: &mut FacePipeline| {
             let found = p.faces(&picture).expect("detector");
             assert!(!found.is_empty(), "frame {frame}: no face");
             let d = p
