@@ -66,12 +66,16 @@ fn view(c: &Cluster, i: usize) -> WatchlistView {
 }
 
 /// Adds `name` from `images` (base64) through replica `i`.
-fn add(client: &Client, c: &Cluster, i: usize, name: &str, images: &[String]) -> (u16, String) {
-    post(client, c, i, "/v1/watchlist/add", &add_body(name, images))
+fn add(who: &str, c: &Cluster, i: usize, name: &str, images: &[String]) -> (u16, String) {
+    post(who, c, i, "/v1/watchlist/add", &add_body(name, images))
 }
 
-fn post(client: &Client, c: &Cluster, i: usize, path: &str, body: &str) -> (u16, String) {
-    let r = client
+/// POSTs as certificate `who`, on a connection of its own: the operator API closes a
+/// keep-alive connection idle for its 5 s header deadline, and a client would otherwise reuse
+/// it for the next POST (which it does not retry) while a long step ran.
+fn post(who: &str, c: &Cluster, i: usize, path: &str, body: &str) -> (u16, String) {
+    let r = Client::load(&c.ca, who)
+        .expect("client")
         .post_json(&c.admin(i), path, body, T)
         .unwrap_or_else(|e| panic!("POST {path}: {e:#}"));
     (r.status, r.body)
@@ -101,7 +105,7 @@ fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
 
     // Real photos with one face each: descriptors only, replicated to every replica.
     let face = megamind(30);
-    let (status, body) = add(&c.ops, &c, leader, "Roxanne", &[face.clone(), megamind(90)]);
+    let (status, body) = add("ops", &c, leader, "Roxanne", &[face.clone(), megamind(90)]);
     assert_eq!(status, 200, "add: {body}");
     let index = serde_json::from_str::<serde_json::Value>(&body).expect("ack")["index"]
         .as_u64()
@@ -120,19 +124,19 @@ fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
     wait_log(&node, &installed, 1, T);
 
     // Refusals that change nothing.
-    let node_cert = Client::load(&c.ca, "cam-1").expect("node client");
     Ca::load(&c.ca)
         .and_then(|ca| ca.enroll_operator("viewer", &c.ca, OperatorRole::ReadOnly, 30))
         .expect("read-only operator");
-    let viewer = Client::load(&c.ca, "viewer").expect("viewer client");
-    let other = add_body("Someone Else", std::slice::from_ref(&face));
+    // Small bodies: the caller is refused before the body is read (a large one could be cut
+    // off mid-send, which the client sees as a broken pipe instead of the 403).
+    let other = add_body("Someone Else", &["iVBORw0KGgo=".to_string()]);
     assert_eq!(
-        post(&node_cert, &c, leader, "/v1/watchlist/add", &other).0,
+        post("cam-1", &c, leader, "/v1/watchlist/add", &other).0,
         403
     );
     assert_eq!(
         post(
-            &node_cert,
+            "cam-1",
             &c,
             leader,
             "/v1/watchlist/remove",
@@ -142,36 +146,29 @@ fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
         403
     );
     assert_eq!(
-        post(&viewer, &c, leader, "/v1/watchlist/add", &other).0,
+        post("viewer", &c, leader, "/v1/watchlist/add", &other).0,
         403
     );
     let garbage = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nnot really");
-    let (status, why) = add(&c.ops, &c, leader, "Garbage", &[garbage]);
+    let (status, why) = add("ops", &c, leader, "Garbage", &[garbage]);
     assert_eq!(status, 400, "{why}");
     for faceless in ["fruits.jpg", "messi5.jpg"] {
-        let (status, why) = add(
-            &c.ops,
-            &c,
-            leader,
-            "Fruit",
-            &[face.clone(), photo(faceless)],
-        );
+        let (status, why) = add("ops", &c, leader, "Fruit", &[face.clone(), photo(faceless)]);
         assert_eq!(status, 400, "a photo without a face: {why}");
         assert!(why.contains("photo 2: no face"), "{why}");
     }
     let nine = vec![face.clone(); 9];
-    assert_eq!(add(&c.ops, &c, leader, "Nine", &nine).0, 400);
+    assert_eq!(add("ops", &c, leader, "Nine", &nine).0, 400);
     assert_eq!(
-        add(&c.ops, &c, leader, " padded", std::slice::from_ref(&face)).0,
+        add("ops", &c, leader, " padded", std::slice::from_ref(&face)).0,
         400
     );
     // Over the 8 MiB cap: 413 from the announced length, before the body is read (the
-    // server may close while the client still sends, which the client sees as a broken pipe).
+    // server may close while the client still sends, which the client sees as a broken pipe;
+    // a client of its own, so the closed connection is not reused from the shared pool).
     let huge = add_body("Huge", &["A".repeat(9 * 1024 * 1024)]);
-    match c
-        .ops
-        .post_json(&c.admin(leader), "/v1/watchlist/add", &huge, T)
-    {
+    let uploader = Client::load(&c.ca, "ops").expect("ops client");
+    match uploader.post_json(&c.admin(leader), "/v1/watchlist/add", &huge, T) {
         Ok(r) => assert_eq!(r.status, 413, "{}", r.body),
         Err(e) => assert!(
             format!("{e:#}").contains("Broken pipe") || format!("{e:#}").contains("reset"),
@@ -180,7 +177,7 @@ fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
     }
     assert_eq!(
         post(
-            &c.ops,
+            "ops",
             &c,
             leader,
             "/v1/watchlist/remove",
@@ -212,7 +209,7 @@ fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
 
     // A removal on the new leader reaches the node; the restarted replica catches up.
     let (status, body) = post(
-        &c.ops,
+        "ops",
         &c,
         new_leader,
         "/v1/watchlist/remove",
@@ -222,11 +219,11 @@ fn a_watchlist_entry_replicates_reaches_nodes_and_survives_failover() {
     wait_log(&node, "watchlist installed version=0 names=0", 1, T);
 
     // A revoked node receives no later list.
-    let (status, body) = post(&c.ops, &c, new_leader, "/v1/nodes/cam-1/revoke", "{}");
+    let (status, body) = post("ops", &c, new_leader, "/v1/nodes/cam-1/revoke", "{}");
     assert_eq!(status, 200, "revoke: {body}");
     // The revoked set is synced every 100 ms and closes the session when it sees the name.
     std::thread::sleep(Duration::from_secs(1));
-    let (status, body) = add(&c.ops, &c, new_leader, "Roxanne", &[face]);
+    let (status, body) = add("ops", &c, new_leader, "Roxanne", &[face]);
     assert_eq!(status, 200, "add again: {body}");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
@@ -282,7 +279,7 @@ fn adding_without_face_models_is_refused_with_the_flag_to_use() {
     let mut c = Cluster::new(1).expect("cluster");
     c.start_all().expect("start");
     let leader = c.wait_leader(T, None).expect("leader");
-    let (status, why) = add(&c.ops, &c, leader, "Roxanne", &[photo("fruits.jpg")]);
+    let (status, why) = add("ops", &c, leader, "Roxanne", &[photo("fruits.jpg")]);
     assert_eq!(status, 503, "{why}");
     assert!(why.contains("--face-models"), "{why}");
     assert_eq!(view(&c, leader).version, 0);
