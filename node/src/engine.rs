@@ -298,6 +298,7 @@ mod tests {
             width: 2,
             mean: 0.5,
             std: 0.5,
+            kind: Default::default(),
         };
         assert!(matches!(
             preprocess(&[0; 3], &input),
