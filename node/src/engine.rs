@@ -87,7 +87,11 @@ fn session_from(spec: &FileSpec, bytes: &[u8]) -> Result<Session, EngineError> {
     verify(spec, bytes)?;
     // One thread per session: a body camera serves one frame at a time, and batch-1 latency on
     // small models is dominated by thread hand-off when more threads are used.
-    Ok(vision::model::session(&format!("model {}", spec.file), bytes, 1)?)
+    Ok(vision::model::session(
+        &format!("model {}", spec.file),
+        bytes,
+        1,
+    )?)
 }
 
 impl LoadedVariant {

@@ -108,10 +108,8 @@ pub fn run(
             t.descriptors.clear();
         }
         let (mut frames, mut faces_seen) = (0usize, 0usize);
-        let mut index = 0usize;
         while let Some(frame) = decoder.next_frame()? {
-            index += 1;
-            if (index - 1) % stride.max(1) != 0 {
+            if !frame.index.is_multiple_of(stride.max(1) as u64) {
                 continue;
             }
             if max_frames.is_some_and(|m| frames >= m) {
