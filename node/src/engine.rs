@@ -9,12 +9,14 @@ use ort::value::TensorRef;
 use sha2::{Digest, Sha256};
 use wire::manifest::{FileSpec, InputSpec, VariantSpec};
 
-use crate::runtime::{self, RuntimeError};
+use crate::runtime::RuntimeError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Model(#[from] vision::model::ModelError),
     #[error("cannot read model file {path}: {source}")]
     Read {
         path: String,
@@ -83,19 +85,13 @@ pub fn verify(spec: &FileSpec, bytes: &[u8]) -> Result<(), EngineError> {
 
 fn session_from(spec: &FileSpec, bytes: &[u8]) -> Result<Session, EngineError> {
     verify(spec, bytes)?;
-    let env = runtime::environment()?;
-    let what = format!("model {}", spec.file);
-    Session::builder(env)
-        .map_err(ort_err(what.clone()))?
-        // One thread per session: a body camera serves one frame at a time, and batch-1 latency
-        // on small models is dominated by thread hand-off when more threads are used.
-        .with_intra_threads(1)
-        .map_err(|e| EngineError::Ort {
-            what: what.clone(),
-            message: e.to_string(),
-        })?
-        .commit_from_memory(bytes)
-        .map_err(ort_err(what))
+    // One thread per session: a body camera serves one frame at a time, and batch-1 latency on
+    // small models is dominated by thread hand-off when more threads are used.
+    Ok(vision::model::session(
+        &format!("model {}", spec.file),
+        bytes,
+        1,
+    )?)
 }
 
 impl LoadedVariant {
@@ -298,6 +294,7 @@ mod tests {
             width: 2,
             mean: 0.5,
             std: 0.5,
+            kind: Default::default(),
         };
         assert!(matches!(
             preprocess(&[0; 3], &input),

@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod dataset;
 pub mod engine;
 pub mod enroll;
+pub mod face_variant;
 pub mod frames;
 pub mod handles;
 pub mod meminfo;

@@ -85,6 +85,28 @@ enum CatalogCommand {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Measure every face variant on real video: ms per frame and per face, agreement of its
+    /// answers with the fp32 reference's, descriptor distance to the reference.
+    FaceEval {
+        /// The face catalog.
+        #[arg(long, default_value = "models/face/catalog.json")]
+        catalog: PathBuf,
+        /// Videos to run (repeatable; default: opencv-doc's Megamind.avi and vtest.avi).
+        #[arg(long = "video")]
+        videos: Vec<PathBuf>,
+        /// Every N-th frame.
+        #[arg(long, default_value_t = 1)]
+        stride: usize,
+        /// At most this many frames per video.
+        #[arg(long)]
+        max_frames: Option<usize>,
+        /// Write each variant's agreement into the catalog as its accuracy.
+        #[arg(long)]
+        update_catalog: bool,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the embedding corpus the coordinator trains specialised heads on
     /// (`mcdnn-coordinator --specialise-corpus`): training images through one variant's trunk,
     /// plus held-out test images.
@@ -228,6 +250,36 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&eval)?);
             } else {
                 print!("{}", catalog::eval::table(&eval));
+            }
+        }
+        Command::Catalog {
+            command:
+                CatalogCommand::FaceEval {
+                    catalog: path,
+                    videos,
+                    stride,
+                    max_frames,
+                    update_catalog,
+                    json,
+                },
+        } => {
+            let (manifest, dir) = catalog::load(&path)?;
+            let videos = if videos.is_empty() {
+                catalog::face_eval::DEFAULT_VIDEOS
+                    .iter()
+                    .map(PathBuf::from)
+                    .collect()
+            } else {
+                videos
+            };
+            let eval = catalog::face_eval::run(&manifest, &dir, &videos, stride, max_frames)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&eval)?);
+            } else {
+                print!("{}", catalog::face_eval::table(&eval));
+            }
+            if update_catalog {
+                catalog::face_eval::update_catalog(&path, &manifest, &eval)?;
             }
         }
         Command::Catalog {

@@ -23,40 +23,50 @@ impl Catalog {
             .ok_or_else(|| CatalogError::UnknownDeviceClass(device_class.to_string()))?;
         let server = manifest.device_class("server");
         let mut trunks = Vec::new();
+        // A face catalog's detector runs on every frame before the descriptor network: its
+        // operations and bytes belong to every trunk (one face per request).
+        let (detector_ops, detector_bytes) = manifest
+            .detector
+            .as_ref()
+            .map_or((0, 0), |d| (d.ops, d.file.bytes));
         for v in &manifest.variants {
             let speed = speedup(&v.kind, dc);
-            let (trunk_j, trunk_ms) = per_request(dc, v.trunk_ops, speed, true);
+            let trunk_ops = v.trunk_ops + detector_ops;
+            let (trunk_j, trunk_ms) = per_request(dc, trunk_ops, speed, true);
             trunks.push(Trunk {
                 id: v.name.clone(),
                 device_energy_j: trunk_j,
                 device_latency_ms: trunk_ms,
-                server_ms: server_ms(server, &v.kind, v.trunk_ops, trunk_ms, true),
+                server_ms: server_ms(server, &v.kind, trunk_ops, trunk_ms, true),
             });
         }
         let mut apps = Vec::new();
         for app in &manifest.apps {
             let mut variants = Vec::new();
             for (ti, v) in manifest.variants.iter().enumerate() {
-                let head = v.head(&app.name).ok_or_else(|| {
+                // A headless (face) app matches the trunk's descriptor: no head to run or load.
+                let (head_ops, head_bytes) =
+                    v.head(&app.name).map_or((0, 0), |h| (h.ops, h.file.bytes));
+                let accuracy = v.app_accuracy(&app.name).ok_or_else(|| {
                     CatalogError::Invalid(format!(
-                        "variant {} has no head for {}",
+                        "variant {} has no head or accuracy for {}",
                         v.name, app.name
                     ))
                 })?;
                 let speed = speedup(&v.kind, dc);
-                let (head_j, head_ms) = per_request(dc, head.ops, speed, false);
+                let (head_j, head_ms) = per_request(dc, head_ops, speed, false);
                 let trunk = &trunks[ti];
-                let mb = (v.trunk.bytes + head.file.bytes) as f64 / 1e6;
+                let mb = (v.trunk.bytes + detector_bytes + head_bytes) as f64 / 1e6;
                 variants.push(Variant {
                     name: v.name.clone(),
-                    accuracy: head.accuracy,
+                    accuracy,
                     memory_mb: mb,
                     device_energy_j: trunk.device_energy_j + head_j,
                     device_latency_ms: trunk.device_latency_ms + head_ms,
                     load_energy_j: dc.load_joules_per_mb * mb,
                     load_latency_ms: dc.load_ms_per_mb * mb,
                     server_ms: trunk.server_ms
-                        + server_ms(server, &v.kind, head.ops, head_ms, false),
+                        + server_ms(server, &v.kind, head_ops, head_ms, false),
                     server_load_ms: server
                         .map_or(dc.load_ms_per_mb * mb, |s| s.load_ms_per_mb * mb),
                     trunk: Some(ti),
@@ -149,14 +159,17 @@ pub(crate) mod tests {
                     accuracy,
                 })
                 .collect(),
+            accuracy: Default::default(),
         };
         Manifest {
+            detector: None,
             source: "fixture".into(),
             input: InputSpec {
                 height: 28,
                 width: 28,
                 mean: 0.1,
                 std: 0.3,
+                kind: Default::default(),
             },
             apps: vec![
                 AppSpec {

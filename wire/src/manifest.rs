@@ -17,6 +17,32 @@ pub struct Manifest {
     pub apps: Vec<AppSpec>,
     pub variants: Vec<VariantSpec>,
     pub device_classes: Vec<DeviceClassSpec>,
+    /// The face detector every variant of a face catalog runs first (`input.kind` = `face`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<DetectorSpec>,
+}
+
+/// What a catalog's apps take as input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputKind {
+    /// One grey image of `height x width` per request, normalised by `mean` and `std`; the trunk
+    /// gives an embedding and one head per app classifies it (Fashion-MNIST).
+    #[default]
+    Gray,
+    /// An RGB frame: the catalog's detector finds faces, the variant's trunk describes each
+    /// (crop side from the ONNX file), and the app names it against a gallery by distance; no
+    /// heads, the answer is a gallery index or unknown.
+    Face,
+}
+
+/// A face catalog's detector (BlazeFace front 128: box decoding in `vision::face`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectorSpec {
+    #[serde(flatten)]
+    pub file: FileSpec,
+    /// Floating-point operations per frame.
+    pub ops: u64,
 }
 
 /// Input preprocessing: `x = (pixel / 255 - mean) / std`, shape `[batch, 1, height, width]`.
@@ -26,6 +52,8 @@ pub struct InputSpec {
     pub width: usize,
     pub mean: f32,
     pub std: f32,
+    #[serde(default)]
+    pub kind: InputKind,
 }
 
 /// One app served from the shared trunk: its class names and how dataset labels map onto them.
@@ -71,7 +99,13 @@ pub struct VariantSpec {
     pub trunk_ops: u64,
     pub embedding_dim: usize,
     pub params: u64,
+    /// One per app; empty in a face catalog, whose apps match the trunk's descriptor against a
+    /// gallery instead of running a head.
     pub heads: Vec<HeadSpec>,
+    /// Accuracy per app in percent for apps without a head (face catalogs: agreement with the
+    /// reference variant's answers, see the manifest's `source`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub accuracy: std::collections::BTreeMap<String, f64>,
 }
 
 impl VariantSpec {
@@ -83,6 +117,13 @@ impl VariantSpec {
     /// Operations for one request of `app` when the trunk runs for it alone.
     pub fn ops_for(&self, app: &str) -> Option<u64> {
         self.head(app).map(|h| self.trunk_ops + h.ops)
+    }
+
+    /// `app`'s accuracy in percent: its head's, or (headless face apps) the variant's own.
+    pub fn app_accuracy(&self, app: &str) -> Option<f64> {
+        self.head(app)
+            .map(|h| h.accuracy)
+            .or_else(|| self.accuracy.get(app).copied())
     }
 
     /// Bytes of the trunk and every head: what a node stores and loads.
@@ -138,11 +179,40 @@ impl Manifest {
                 )));
             }
         }
+        if self.input.kind == InputKind::Face {
+            return self.validate_face();
+        }
         for variant in &self.variants {
             for app in &self.apps {
                 if variant.head(&app.name).is_none() {
                     return Err(ManifestError::Invalid(format!(
                         "variant {} has no head for app {}",
+                        variant.name, app.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A face catalog: a detector, no heads, an accuracy for every app in every variant.
+    fn validate_face(&self) -> Result<(), ManifestError> {
+        if self.detector.is_none() {
+            return Err(ManifestError::Invalid(
+                "a face catalog (input kind face) needs a detector".into(),
+            ));
+        }
+        for variant in &self.variants {
+            if !variant.heads.is_empty() {
+                return Err(ManifestError::Invalid(format!(
+                    "variant {}: face catalogs have no heads (apps match descriptors)",
+                    variant.name
+                )));
+            }
+            for app in &self.apps {
+                if !variant.accuracy.contains_key(&app.name) {
+                    return Err(ManifestError::Invalid(format!(
+                        "variant {} has no accuracy for app {}",
                         variant.name, app.name
                     )));
                 }

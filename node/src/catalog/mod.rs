@@ -3,6 +3,7 @@
 
 pub mod corpus;
 pub mod eval;
+pub mod face_eval;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,95 @@
+//! A face variant as the serving loop runs it: an RGB picture in, the watchlist entry of the
+//! best-matching face (or unknown) out. The detector and the variant's descriptor network come
+//! from a face catalog (`models/face/catalog.json`); every file is verified against its digest
+//! before ONNX Runtime sees it, as the Fashion-MNIST engine does.
+//!
+//! Not yet wired into `agent::serve` (which runs `engine::LoadedVariant`); see the face section
+//! of ARCHITECTURE.md for what that takes.
+
+use vision::face::{FacePipeline, Gallery};
+use wire::manifest::{FileSpec, InputKind, Manifest, VariantSpec};
+
+use crate::engine::{self, EngineError};
+use crate::picture::Picture;
+
+/// The label served when no face in the frame is within the threshold of a watchlist entry.
+pub const UNKNOWN: u32 = u32::MAX;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FaceVariantError {
+    #[error("catalog is not a face catalog (input kind face with a detector)")]
+    NotFaceCatalog,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Model(#[from] vision::model::ModelError),
+}
+
+/// One frame's answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaceAnswer {
+    /// Watchlist index of the nearest face within the threshold, or [`UNKNOWN`].
+    pub label: u32,
+    /// Distance of that nearest face to its nearest watchlist entry (infinite without faces).
+    pub distance: f32,
+    /// Faces the detector found.
+    pub faces: usize,
+}
+
+pub struct FaceVariant {
+    pub name: String,
+    pipeline: FacePipeline,
+    /// Bytes of the detector and the descriptor network (what paging moves).
+    pub model_bytes: u64,
+}
+
+impl FaceVariant {
+    /// Loads `spec` of a face catalog, asking `fetch` for each file (a folder or the sled store).
+    pub fn load_with(
+        manifest: &Manifest,
+        spec: &VariantSpec,
+        mut fetch: impl FnMut(&FileSpec) -> Result<Vec<u8>, EngineError>,
+    ) -> Result<Self, FaceVariantError> {
+        let detector = match (&manifest.input.kind, &manifest.detector) {
+            (InputKind::Face, Some(d)) => &d.file,
+            _ => return Err(FaceVariantError::NotFaceCatalog),
+        };
+        let mut verified = |file: &FileSpec| -> Result<Vec<u8>, EngineError> {
+            let bytes = fetch(file)?;
+            engine::verify(file, &bytes)?;
+            Ok(bytes)
+        };
+        let detector_bytes = verified(detector)?;
+        let trunk_bytes = verified(&spec.trunk)?;
+        // One thread, like the Fashion-MNIST engine: a body camera serves a frame at a time.
+        let pipeline = FacePipeline::from_bytes(&detector_bytes, &trunk_bytes, 1)?;
+        Ok(Self {
+            name: spec.name.clone(),
+            pipeline,
+            model_bytes: detector.bytes + spec.trunk.bytes,
+        })
+    }
+
+    /// Detects, describes and matches every face of `picture` against `watchlist`; the frame's
+    /// answer is its closest face.
+    pub fn answer(
+        &mut self,
+        picture: &Picture,
+        watchlist: &Gallery,
+    ) -> Result<FaceAnswer, FaceVariantError> {
+        let faces = self.pipeline.faces(picture)?;
+        let descriptors = self.pipeline.describe(picture, &faces)?;
+        let best = descriptors
+            .iter()
+            .map(|d| watchlist.best(d))
+            .min_by(|a, b| a.distance.total_cmp(&b.distance));
+        Ok(FaceAnswer {
+            label: best
+                .and_then(|m| m.entry)
+                .and_then(|i| u32::try_from(i).ok())
+                .unwrap_or(UNKNOWN),
+            distance: best.map_or(f32::INFINITY, |m| m.distance),
+            faces: faces.len(),
+        })
+    }
+}
