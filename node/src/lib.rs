@@ -2,8 +2,10 @@
 //! assignment follower, telemetry and offload.
 
 pub mod agent;
+pub mod api;
 pub mod battery;
 pub mod bench;
+pub mod bench_api;
 pub mod cache;
 pub mod catalog;
 pub mod config;
@@ -13,6 +15,7 @@ pub mod engine;
 pub mod enroll;
 pub mod frames;
 pub mod handles;
+pub mod input;
 pub mod meminfo;
 pub mod models;
 pub mod offload;
