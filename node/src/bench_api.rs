@@ -18,7 +18,6 @@ use serde::Serialize;
 use wire::manifest::Manifest;
 use wire::msg::{AppAssignment, Assignment, MixEntry, PlaceTag};
 
-use crate::agent::serve::request::{self, AppSet, IntakeSender, Reply, Request};
 use crate::agent::serve::{Results, ServeConfig, ServeHandles, Server};
 use crate::api::{self, Api, ApiLimits};
 use crate::battery::EnergyAccount;
@@ -27,6 +26,7 @@ use crate::dataset::Dataset;
 use crate::engine::EngineError;
 use crate::frames::{ClassMix, FrameSource};
 use crate::picture::{Picture, PixelFormat};
+use crate::request::{self, AppSet, IntakeSender, Reply, Request};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiReport {

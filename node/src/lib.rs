@@ -20,6 +20,7 @@ pub mod meminfo;
 pub mod models;
 pub mod offload;
 pub mod picture;
+pub mod request;
 pub mod runtime;
 pub mod spool;
 pub mod stats;

@@ -10,11 +10,11 @@ use tokio_util::sync::CancellationToken;
 use wire::manifest::Manifest;
 use wire::summary::InputSummary;
 
-use super::serve::request::{self, Intake};
 use crate::api::{self, Api, ApiLimits};
 use crate::config::{RunArgs, Source};
 use crate::handles::AssignmentCell;
 use crate::input::video::{self, VideoCounters};
+use crate::request::{self, Intake};
 use crate::video::{DecodeOptions, Decoder};
 
 /// The inputs that were started.

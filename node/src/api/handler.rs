@@ -17,8 +17,8 @@ use tokio::sync::oneshot;
 
 use super::Api;
 use super::upload::{self, RawShape};
-use crate::agent::serve::request::{self as req, AppSet, Refused, Reply};
 use crate::picture::Picture;
+use crate::request::{self as req, AppSet, Refused, Reply};
 
 type Answer = Response<Full<Bytes>>;
 

@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use wire::manifest::Manifest;
 
-use crate::agent::serve::request::IntakeSender;
 use crate::handles::AssignmentCell;
+use crate::request::IntakeSender;
 
 pub use listen::{bind_socket, check_loopback, serve_tcp, serve_unix};
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::agent::serve::request::{AppSet, IntakeSender, Refused, Request};
+use crate::request::{AppSet, IntakeSender, Refused, Request};
 use crate::video::{Decoder, VideoError};
 
 /// What the source did, read by the summary.

@@ -9,7 +9,6 @@ use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use mcdnn_node::agent::serve::request::{self, IntakeSender};
 use mcdnn_node::agent::serve::{Results, ServeConfig, ServeHandles, Server};
 use mcdnn_node::battery::EnergyAccount;
 use mcdnn_node::cache::ModelCache;
@@ -17,6 +16,7 @@ use mcdnn_node::catalog;
 use mcdnn_node::dataset::Dataset;
 use mcdnn_node::engine::EngineError;
 use mcdnn_node::frames::{ClassMix, FrameSource};
+use mcdnn_node::request::{self, IntakeSender};
 use mcdnn_node::spool::Spool;
 use mcdnn_node::store::NodeStore;
 use rand::SeedableRng;

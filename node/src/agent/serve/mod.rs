@@ -15,7 +15,6 @@ mod follow;
 mod infer;
 mod learning;
 mod pacing;
-pub mod request;
 mod request_path;
 mod results;
 mod summary;
@@ -40,7 +39,6 @@ pub use summary::offload_server as offload_server_summary;
 
 use self::infer::InferError;
 use self::pacing::{Next, Pacer};
-use self::request::Intake;
 use self::summary::RunFigures;
 use crate::battery::EnergyAccount;
 use crate::cache::ModelCache;
@@ -50,6 +48,7 @@ use crate::frames::FrameSource;
 use crate::handles::{AssignmentCell, HeadCell, ModelAvailability, TelemetryCell};
 use crate::offload::Offloader;
 use crate::picture::{Picture, PixelFormat};
+use crate::request::{self, Intake};
 use crate::stats::AppStats;
 
 /// What the serving loop needs besides its collaborators.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use net::clock::Clock;
 
-use super::request::{Intake, Request};
+use crate::request::{Intake, Request};
 
 /// What the loop serves next, and when (seconds since the run started).
 pub enum Next {
@@ -159,8 +159,8 @@ mod tests {
 
     #[test]
     fn outside_requests_are_served_between_replayed_frames_and_a_closed_intake_ends_a_run() {
-        use super::super::request::{AppSet, intake};
         use crate::picture::{Picture, PixelFormat};
+        use crate::request::{AppSet, intake};
         let clock = net::clock::SystemClock;
         let stop = AtomicBool::new(false);
         let mut pacer = Pacer::new(&clock, None);

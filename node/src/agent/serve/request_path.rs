@@ -9,9 +9,9 @@ use scheduler::catalog::Place;
 use scheduler::policy::{Decision, Outcome, run_cost};
 use scheduler::state::DeviceState;
 
-use super::request::{AppSet, Reply, Served};
 use super::{Answer, ServeConfig, Server, cascade, decide, energy};
 use crate::picture::Picture;
+use crate::request::{AppSet, Reply, Served};
 use crate::stats::AppStats;
 
 /// A request's facts the loop needs besides its picture.

@@ -111,7 +111,7 @@ impl IntakeSender {
 }
 
 /// The receiving side, owned by the serving loop.
-pub struct Intake(pub(super) Receiver<Request>);
+pub struct Intake(pub(crate) Receiver<Request>);
 
 /// A bounded intake holding at most `capacity` requests.
 pub fn intake(capacity: usize) -> (IntakeSender, Intake) {
