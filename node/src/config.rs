@@ -128,6 +128,31 @@ pub struct RunArgs {
     /// At the end of a run, wait this long for spooled results to be acknowledged.
     #[arg(long, env = "MCDNN_DRAIN_TIMEOUT_S", default_value_t = 15.0)]
     pub drain_timeout_s: f64,
+    /// What the serving loop serves besides API calls: `replay` (Fashion-MNIST test images),
+    /// `api` (API calls only), `file:PATH` (a video file, played at its frame rate) or
+    /// `v4l2:DEVICE` (a camera).
+    #[arg(long, env = "MCDNN_SOURCE", default_value = "replay")]
+    pub source: String,
+    /// Serve the local inference API on this loopback address (127.0.0.1:PORT).
+    #[arg(long, env = "MCDNN_API_LISTEN")]
+    pub api_listen: Option<std::net::SocketAddr>,
+    /// Serve the local inference API on this Unix socket (created with mode 0600).
+    #[arg(long, env = "MCDNN_API_SOCKET")]
+    pub api_socket: Option<PathBuf>,
+    /// Requests the serving loop's intake holds for outside clients; more are refused.
+    #[arg(long, env = "MCDNN_INTAKE", default_value_t = 16)]
+    pub intake: usize,
+    /// How long an API call may wait in the serving loop before it is dropped as late, ms.
+    #[arg(long, env = "MCDNN_API_DEADLINE_MS", default_value_t = 2000)]
+    pub api_deadline_ms: u64,
+}
+
+/// What feeds the serving loop besides the API.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Replay,
+    ApiOnly,
+    Video(crate::video::VideoSource),
 }
 
 impl RunArgs {
@@ -137,6 +162,20 @@ impl RunArgs {
 
     pub fn class_mix(&self) -> anyhow::Result<ClassMix> {
         parse_mix(&self.mix)
+    }
+
+    pub fn input_source(&self) -> anyhow::Result<Source> {
+        let source = match self.source.as_str() {
+            "replay" => Source::Replay,
+            "api" => Source::ApiOnly,
+            other => Source::Video(other.parse().map_err(|e| {
+                anyhow::anyhow!("--source: {e} (or `replay`, or `api` for API calls only)")
+            })?),
+        };
+        if source == Source::ApiOnly && self.api_listen.is_none() && self.api_socket.is_none() {
+            bail!("--source api needs --api-listen or --api-socket");
+        }
+        Ok(source)
     }
 }
 

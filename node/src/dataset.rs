@@ -104,6 +104,16 @@ impl Dataset {
         &self.pixels[i * size..(i + 1) * size]
     }
 
+    /// Image `i` as a gray picture, written into `out` (its allocation reused: the replay hands
+    /// one picture per frame to the serving loop without allocating).
+    pub fn picture_into(&self, i: usize, out: &mut crate::picture::Picture) {
+        out.width = self.cols as u32;
+        out.height = self.rows as u32;
+        out.format = crate::picture::PixelFormat::Gray8;
+        out.pixels.clear();
+        out.pixels.extend_from_slice(self.image(i));
+    }
+
     pub fn label(&self, i: usize) -> u8 {
         self.labels[i]
     }

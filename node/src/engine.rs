@@ -9,6 +9,7 @@ use ort::value::TensorRef;
 use sha2::{Digest, Sha256};
 use wire::manifest::{FileSpec, InputSpec, VariantSpec};
 
+use crate::picture::{Picture, PixelFormat};
 use crate::runtime::RuntimeError;
 
 #[derive(Debug, thiserror::Error)]
@@ -148,10 +149,12 @@ impl LoadedVariant {
 
     /// The trunk's embedding of frame number `frame` into the variant's own buffer, computed
     /// once however many apps use it (model sharing); a new frame number runs the trunk again.
-    pub fn embed_frame(&mut self, frame: u64, pixels: &[u8]) -> Result<(), EngineError> {
+    /// Any picture is converted to the variant's input on the way (see [`preprocess_picture`]).
+    pub fn embed_frame(&mut self, frame: u64, picture: &Picture) -> Result<(), EngineError> {
         if self.embedded_frame != Some(frame) {
             self.embedded_frame = None;
-            self.run_trunk(pixels)?;
+            preprocess_picture(picture, &self.input, &mut self.input_buf);
+            self.run_input()?;
             self.embedded_frame = Some(frame);
         }
         Ok(())
@@ -175,6 +178,11 @@ impl LoadedVariant {
 
     fn run_trunk(&mut self, pixels: &[u8]) -> Result<(), EngineError> {
         preprocess_into(pixels, &self.input, &mut self.input_buf)?;
+        self.run_input()
+    }
+
+    /// Runs the trunk on the preprocessed `input_buf`.
+    fn run_input(&mut self) -> Result<(), EngineError> {
         let shape = [1usize, 1, self.input.height, self.input.width];
         let tensor = TensorRef::from_array_view((shape, self.input_buf.as_slice()))
             .map_err(ort_err("input tensor"))?;
@@ -259,6 +267,50 @@ pub fn preprocess_into(
     Ok(())
 }
 
+/// Any picture into the model's normalised input (`out` cleared first, its allocation reused):
+/// gray (BT.601 luma, as [`Picture::to_gray`]) and resized bilinearly to the input size, in one
+/// pass with no intermediate picture. A gray picture already at the input size (the replay's
+/// 28x28 images, the common case) takes the plain per-pixel path.
+pub fn preprocess_picture(picture: &Picture, input: &InputSpec, out: &mut Vec<f32>) {
+    let norm = |v: f32| (v / 255.0 - input.mean) / input.std;
+    out.clear();
+    if picture.format == PixelFormat::Gray8
+        && picture.width as usize == input.width
+        && picture.height as usize == input.height
+    {
+        out.extend(picture.pixels.iter().map(|&p| norm(f32::from(p))));
+        return;
+    }
+    let c = picture.format.channels();
+    let (w, h) = (picture.width as usize, picture.height as usize);
+    let luma = |px: usize, py: usize| -> f32 {
+        let i = (py * w + px) * c;
+        match picture.format {
+            PixelFormat::Gray8 => f32::from(picture.pixels[i]),
+            PixelFormat::Rgb8 => {
+                let p = &picture.pixels[i..i + 3];
+                (299.0 * f32::from(p[0]) + 587.0 * f32::from(p[1]) + 114.0 * f32::from(p[2]))
+                    / 1000.0
+            }
+        }
+    };
+    let sx = w as f32 / input.width as f32;
+    let sy = h as f32 / input.height as f32;
+    for oy in 0..input.height {
+        let fy = ((oy as f32 + 0.5) * sy - 0.5).clamp(0.0, (h - 1) as f32);
+        let (y0, ty) = (fy.floor() as usize, fy.fract());
+        let y1 = (y0 + 1).min(h - 1);
+        for ox in 0..input.width {
+            let fx = ((ox as f32 + 0.5) * sx - 0.5).clamp(0.0, (w - 1) as f32);
+            let (x0, tx) = (fx.floor() as usize, fx.fract());
+            let x1 = (x0 + 1).min(w - 1);
+            let top = luma(x0, y0) * (1.0 - tx) + luma(x1, y0) * tx;
+            let bottom = luma(x0, y1) * (1.0 - tx) + luma(x1, y1) * tx;
+            out.push(norm((top * (1.0 - ty) + bottom * ty).round()));
+        }
+    }
+}
+
 fn argmax_softmax(logits: &[f32]) -> Prediction {
     let (label, max) =
         logits
@@ -305,6 +357,31 @@ mod tests {
         ));
         let x = preprocess(&[0, 255, 0, 255], &input).expect("right size");
         assert_eq!(x, vec![-1.0, 1.0, -1.0, 1.0]);
+    }
+
+    #[test]
+    fn any_picture_becomes_the_models_input() {
+        let input = InputSpec {
+            height: 2,
+            width: 2,
+            mean: 0.0,
+            std: 1.0,
+            kind: Default::default(),
+        };
+        let mut out = Vec::new();
+        let gray = Picture::new(2, 2, PixelFormat::Gray8, vec![0, 255, 0, 255]).expect("valid");
+        preprocess_picture(&gray, &input, &mut out);
+        assert_eq!(out, vec![0.0, 1.0, 0.0, 1.0]);
+        // A 4x4 RGB picture, left half white, right half black: gray, then halved.
+        let rgb: Vec<u8> = (0..16)
+            .flat_map(|i| if i % 4 < 2 { [255u8; 3] } else { [0u8; 3] })
+            .collect();
+        let big = Picture::new(4, 4, PixelFormat::Rgb8, rgb).expect("valid");
+        preprocess_picture(&big, &input, &mut out);
+        assert_eq!(out, vec![1.0, 0.0, 1.0, 0.0]);
+        // The same as converting and resizing as pictures.
+        let via = big.to_gray().resize(2, 2);
+        assert_eq!(via.pixels, vec![255, 0, 255, 0]);
     }
 
     #[test]

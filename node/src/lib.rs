@@ -2,8 +2,10 @@
 //! assignment follower, telemetry and offload.
 
 pub mod agent;
+pub mod api;
 pub mod battery;
 pub mod bench;
+pub mod bench_api;
 pub mod cache;
 pub mod catalog;
 pub mod config;
@@ -14,10 +16,12 @@ pub mod enroll;
 pub mod face_variant;
 pub mod frames;
 pub mod handles;
+pub mod input;
 pub mod meminfo;
 pub mod models;
 pub mod offload;
 pub mod picture;
+pub mod request;
 pub mod runtime;
 pub mod spool;
 pub mod stats;

@@ -52,6 +52,25 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Per-call cost of the local API (loopback HTTP, Unix socket) against handing the same
+    /// request to the serving loop in-process (ratio).
+    Api {
+        /// The variant every path runs.
+        #[arg(long, default_value = "full")]
+        variant: String,
+        /// Calls per path per round.
+        #[arg(long, default_value_t = 500)]
+        calls: usize,
+        /// Rounds; the figures are medians over them.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// The catalog manifest (default: models/catalog.json, or MCDNN_CATALOG).
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -212,6 +231,36 @@ fn main() -> anyhow::Result<()> {
                     r.node_over_engine_block_median,
                     r.overhead_us_per_frame,
                     r.engine_us_per_frame
+                );
+            }
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Api {
+                    variant,
+                    calls,
+                    rounds,
+                    catalog: path,
+                    json,
+                },
+        } => {
+            let path = catalog::locate(path.as_deref())?;
+            let (manifest, dir) = catalog::load(&path)?;
+            let test = dataset::Dataset::test_split().context("loading the test images")?;
+            let r = mcdnn_node::bench_api::run(&manifest, &dir, &test, &variant, calls, rounds)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "variant {}: in-process request {:.1} us/call, loopback HTTP {:.1} us/call (ratio {:.3}), Unix socket {:.1} us/call (ratio {:.3}) (median of {} rounds x {} calls, same images, raw 28x28 gray)",
+                    r.variant,
+                    r.in_process_us,
+                    r.tcp_us,
+                    r.tcp_ratio,
+                    r.unix_us,
+                    r.unix_ratio,
+                    r.rounds,
+                    r.calls
                 );
             }
         }

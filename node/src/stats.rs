@@ -45,6 +45,10 @@ pub struct AppStats {
     /// Requests answered with the right label (ground truth known for replayed data).
     pub correct: u64,
     pub dropped: u64,
+    /// Of `dropped`: requests whose deadline passed before the loop reached them.
+    pub late: u64,
+    /// Requests with a ground truth (the replay's); accuracy is over these alone.
+    pub labelled_requests: u64,
     pub offloaded: u64,
     /// Requests meant for the offload server that were answered locally instead.
     pub offload_fallbacks: u64,
@@ -69,6 +73,8 @@ impl AppStats {
             requests: 0,
             correct: 0,
             dropped: 0,
+            late: 0,
+            labelled_requests: 0,
             offloaded: 0,
             offload_fallbacks: 0,
             spool_failures: 0,
@@ -144,10 +150,10 @@ impl AppStats {
     }
 
     pub fn accuracy_pct(&self) -> f64 {
-        if self.requests == 0 {
+        if self.labelled_requests == 0 {
             0.0
         } else {
-            100.0 * self.correct as f64 / self.requests as f64
+            100.0 * self.correct as f64 / self.labelled_requests as f64
         }
     }
 
@@ -192,6 +198,7 @@ mod tests {
         let mut s = AppStats::new("garment", 3);
         for i in 0..20 {
             s.arrival(i as f64 * 0.5, (5..15).contains(&i));
+            s.labelled_requests += 1;
             s.answered("full", i % 2 == 0, 1.0, false);
             s.labelled(i as f64 * 0.5, i % 3);
         }

@@ -52,6 +52,7 @@ fn serve(secs: f64, seed: u64) -> (Summary, Vec<u64>, bool) {
     let cfg = ServeConfig {
         apps: vec![("garment".into(), 4.0)],
         budgets,
+        replay: true,
         duration: Some(Duration::from_secs_f64(secs)),
         publish_every: Duration::from_millis(250),
     };
@@ -61,6 +62,7 @@ fn serve(secs: f64, seed: u64) -> (Summary, Vec<u64>, bool) {
         data: &data,
         cache: ModelCache::new(manifest.clone(), fetch, 64_000_000),
         policy,
+        intake: None,
         frames: FrameSource::new(
             &data,
             ClassMix::Uniform,

@@ -12,6 +12,10 @@ pub struct AppSummary {
     pub requests: u64,
     pub correct: u64,
     pub dropped: u64,
+    /// Of `dropped`: requests whose deadline passed before the serving loop reached them.
+    pub late: u64,
+    /// Requests without a ground truth (API calls, video frames): `accuracy` leaves them out.
+    pub unlabelled: u64,
     /// Answered requests the spool could not hold: never reported, so counted as lost.
     pub spool_failures: u64,
     pub offloaded: u64,
@@ -95,6 +99,28 @@ pub struct Summary {
     /// Seconds into the run when the energy budget ran out (under 1 % of it left); `null` when
     /// it lasted the run (the key must still be there).
     pub energy_out_at_s: Option<f64>,
+    /// What the outside inputs (local API, video source) brought; `null` for a replay-only run
+    /// (the key must still be there).
+    pub input: Option<InputSummary>,
+}
+
+/// The node's outside inputs over a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InputSummary {
+    /// Video frames decoded, and how fast the decoder delivered them when not held back by
+    /// pacing (frames per second of decoding time).
+    pub video_frames: u64,
+    pub video_decode_fps: f64,
+    /// The stream's own frame rate, at which frames were handed to the serving loop.
+    pub video_stream_fps: f64,
+    /// (frame, app) pairs the apps sampled at their rates; each is answered, dropped by the
+    /// serving loop, or refused at a full intake (`video_intake_full`).
+    pub video_sampled: u64,
+    pub video_intake_full: u64,
+    /// API calls admitted into the serving loop, and refused (429 over rate, 503 intake full).
+    pub api_accepted: u64,
+    pub api_over_rate: u64,
+    pub api_intake_full: u64,
 }
 
 /// Why a summary file could not be read.
@@ -107,7 +133,7 @@ impl Summary {
     pub fn from_json(text: &str) -> Result<Self, SummaryError> {
         let value: serde_json::Value = serde_json::from_str(text)?;
         // serde fills a missing `Option` with `None`; the key must be present all the same.
-        for key in ["models", "energy_out_at_s"] {
+        for key in ["models", "energy_out_at_s", "input"] {
             if value.get(key).is_none() {
                 return Err(SummaryError(serde::de::Error::missing_field(key)));
             }
@@ -144,6 +170,8 @@ mod tests {
                     requests: 10,
                     correct: 9,
                     dropped: 1,
+                    late: 0,
+                    unlabelled: 0,
                     spool_failures: 0,
                     offloaded: 0,
                     offload_fallbacks: 0,
@@ -161,6 +189,7 @@ mod tests {
             served_offload: 0,
             models: None,
             energy_out_at_s: Some(12.5),
+            input: None,
         }
     }
 
@@ -180,6 +209,7 @@ mod tests {
             "results_accepted",
             "models",
             "energy_out_at_s",
+            "input",
             "apps",
         ] {
             let mut without = v.clone();

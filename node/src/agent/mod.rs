@@ -2,6 +2,7 @@
 //! task that keeps a QUIC session with the coordinator (hello, telemetry, assignments).
 
 pub mod constraints;
+pub mod inputs;
 pub mod link;
 pub mod renewal;
 pub mod run;

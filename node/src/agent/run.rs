@@ -239,7 +239,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Summary> {
             credentials: credentials.clone(),
             spool: spool.clone(),
         };
-        serve_device(&args, device, &handles, &stop).await?
+        serve_device(&args, device, &handles, &stop, &cancel).await?
     };
     drain(
         &spool,
@@ -291,6 +291,7 @@ async fn serve_device(
     device: Device,
     handles: &Handles,
     stop: &Arc<AtomicBool>,
+    cancel: &CancellationToken,
 ) -> anyhow::Result<Summary> {
     let Device {
         manifest,
@@ -332,9 +333,12 @@ async fn serve_device(
         Duration::from_millis(args.offload_timeout_ms.max(1)),
         dims,
     )?);
+    let (inputs, intake) =
+        super::inputs::start(args, &apps, &manifest, &handles.assignment, stop, cancel).await?;
     let serve_cfg = ServeConfig {
         apps,
         budgets,
+        replay: inputs.replay,
         duration: args.duration_s.map(Duration::from_secs_f64),
         publish_every: Duration::from_millis(250),
     };
@@ -359,6 +363,7 @@ async fn serve_device(
             cache,
             policy,
             frames,
+            intake,
             energy,
             handles: serve_handles,
             results: serve::Results::new(Some(spool)),
@@ -370,7 +375,9 @@ async fn serve_device(
         }
         .run(&serve_cfg)
     });
-    serving.await.context("serving thread panicked")?
+    let mut summary = serving.await.context("serving thread panicked")??;
+    summary.input = inputs.summary();
+    Ok(summary)
 }
 
 /// Server role: serve offloads until the duration ends or a signal arrives.

@@ -16,6 +16,7 @@ use wire::msg::SpecialisedRun;
 use super::infer::{self, InferError};
 use super::{Ran, Server, energy};
 use crate::engine::Prediction;
+use crate::picture::Picture;
 use crate::stats::AppStats;
 
 /// What the first stage did: its answer (None: "other", or no head ready) and the energy it
@@ -42,7 +43,7 @@ impl Stage {
 /// Everything a frame needs to run the stage.
 pub struct Frame<'f> {
     pub now_s: f64,
-    pub pixels: &'f [u8],
+    pub picture: &'f Picture,
 }
 
 impl Server<'_> {
@@ -80,7 +81,7 @@ impl Server<'_> {
         };
         let cost = run_cost(&self.catalog, key, Place::Device, state);
         let trunk = &spec.trunk_variant;
-        let loaded_ms = match infer::embed(&mut self.cache, trunk, frame.pixels) {
+        let loaded_ms = match infer::embed(&mut self.cache, trunk, frame.picture) {
             Ok(ms) => ms,
             Err(InferError::Load(e)) => {
                 tracing::warn!(variant = %trunk, error = %e, "cannot load the specialised trunk");

@@ -4,6 +4,7 @@
 
 use crate::cache::{CacheError, ModelCache};
 use crate::engine::{EngineError, Prediction};
+use crate::picture::Picture;
 
 /// A device run's answer and whether it paged the variant in.
 #[derive(Debug, Clone, Copy)]
@@ -24,15 +25,15 @@ pub enum InferError {
     Engine(#[from] EngineError),
 }
 
-/// Runs `variant` for `app` on the cache's current frame (`pixels`), reusing the variant's
+/// Runs `variant` for `app` on the cache's current frame (`picture`, any size and format), reusing the variant's
 /// embedding of this frame if another app already ran it.
 pub fn on_device(
     cache: &mut ModelCache,
     variant: &str,
     app: &str,
-    pixels: &[u8],
+    picture: &Picture,
 ) -> Result<DeviceRun, InferError> {
-    let loaded_ms = embed(cache, variant, pixels)?;
+    let loaded_ms = embed(cache, variant, picture)?;
     let (model, _) = cache.get(variant)?;
     Ok(DeviceRun {
         prediction: model.classify_frame(app)?,
@@ -46,12 +47,12 @@ pub fn on_device(
 pub fn embed(
     cache: &mut ModelCache,
     variant: &str,
-    pixels: &[u8],
+    picture: &Picture,
 ) -> Result<Option<f64>, InferError> {
     let frame = cache.frame();
     let (model, swapped_in) = cache.get(variant)?;
     let loaded_ms = swapped_in.then_some(model.load_ms);
-    model.embed_frame(frame, pixels)?;
+    model.embed_frame(frame, picture)?;
     Ok(loaded_ms)
 }
 

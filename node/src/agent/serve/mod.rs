@@ -1,9 +1,12 @@
-//! The serving loop: frames arrive (`pacing`), the per-request policy picks variant and place
+//! The serving loop: requests arrive (`request`, `pacing`): outside clients (the local API, a
+//! video source) put them on a bounded intake, the Fashion-MNIST replay draws them in the
+//! serving thread; every request takes the same path. The per-request policy picks variant and place
 //! under the coordinator's assignment (`follow`, `decide`), the node runs real ONNX inference
 //! (`infer`: one trunk run per frame shared by every app that chose that variant on the device),
 //! charges the profiled energy (`energy`, with loads as measured by `learning`), spools each
 //! answer (`results`), publishes telemetry (`telemetry`) and ends with a summary (`summary`).
-//! Each answer is checked against the image's label, so accuracy is measured, not assumed.
+//! An answer with a ground truth (the replay's) is checked against it, so accuracy is measured,
+//! not assumed; a request past its deadline is dropped and counted as late, never served stale.
 
 mod cascade;
 mod decide;
@@ -12,6 +15,7 @@ mod follow;
 mod infer;
 mod learning;
 mod pacing;
+mod request_path;
 mod results;
 mod summary;
 mod telemetry;
@@ -22,18 +26,19 @@ use std::time::Duration;
 
 use net::clock::SharedClock;
 use scheduler::catalog::{Catalog, Place};
-use scheduler::policy::{Decision, Outcome, Policy, Run, run_cost};
+use scheduler::policy::{Policy, Run};
 use scheduler::state::{Budgets, DeviceState};
 use wire::manifest::Manifest;
 use wire::summary::Summary;
 
 pub use follow::Follower;
 pub use learning::LoadLearning;
+pub use request_path::Meta;
 pub use results::{Answer, Results};
 pub use summary::offload_server as offload_server_summary;
 
 use self::infer::InferError;
-use self::pacing::Pacer;
+use self::pacing::{Next, Pacer};
 use self::summary::RunFigures;
 use crate::battery::EnergyAccount;
 use crate::cache::ModelCache;
@@ -42,13 +47,17 @@ use crate::engine::Prediction;
 use crate::frames::FrameSource;
 use crate::handles::{AssignmentCell, HeadCell, ModelAvailability, TelemetryCell};
 use crate::offload::Offloader;
+use crate::picture::{Picture, PixelFormat};
+use crate::request::{self, Intake};
 use crate::stats::AppStats;
 
 /// What the serving loop needs besides its collaborators.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// App name and requests per second.
+    /// App name and requests per second (the replay's rates, and the API's admitted rates).
     pub apps: Vec<(String, f64)>,
+    /// Draw requests from the Fashion-MNIST replay (off: outside clients only).
+    pub replay: bool,
     pub budgets: Budgets,
     pub duration: Option<Duration>,
     /// How often the telemetry snapshot is refreshed.
@@ -72,6 +81,8 @@ pub struct Server<'a> {
     pub cache: ModelCache,
     pub policy: Box<dyn Policy>,
     pub frames: FrameSource,
+    /// Where outside clients' requests arrive (`None`: the replay alone).
+    pub intake: Option<Intake>,
     pub energy: EnergyAccount,
     pub handles: ServeHandles,
     pub results: Results,
@@ -96,10 +107,19 @@ struct Ran {
 const ENERGY_OUT: f64 = 0.01;
 
 impl Server<'_> {
-    /// Serves until `duration` passes or `stop` is set.
+    /// Serves until `duration` passes, `stop` is set, or (no replay) every outside client has
+    /// gone.
     pub fn run(mut self, cfg: &ServeConfig) -> anyhow::Result<Summary> {
         let frame_rate: f64 = cfg.apps.iter().map(|(_, r)| *r).fold(0.0, f64::max);
-        anyhow::ensure!(frame_rate > 0.0, "no app has a positive request rate");
+        anyhow::ensure!(
+            !cfg.replay || frame_rate > 0.0,
+            "no app has a positive request rate"
+        );
+        anyhow::ensure!(
+            cfg.apps.len() <= request::MAX_APPS,
+            "a node serves at most {} apps",
+            request::MAX_APPS
+        );
         let mut stats: Vec<AppStats> = cfg
             .apps
             .iter()
@@ -117,16 +137,58 @@ impl Server<'_> {
         let mut pacer = Pacer::new(clock.as_ref(), cfg.duration);
         let mut last_publish: Option<std::time::Instant> = None;
         let mut energy_out_at_s = None;
-        while let Some(now_s) = pacer.next_frame(clock.as_ref(), &self.stop, || {
-            self.frames.interarrival_s(frame_rate)
-        }) {
+        let mut intake = self.intake.take();
+        // The replay's picture, refilled per frame (no allocation per frame).
+        let mut replayed = Picture {
+            width: 0,
+            height: 0,
+            format: PixelFormat::Gray8,
+            pixels: Vec::new(),
+        };
+        while let Some(next) =
+            pacer.next(clock.as_ref(), &self.stop, cfg.replay, &mut intake, || {
+                self.frames.interarrival_s(frame_rate)
+            })
+        {
             if self
                 .follower
                 .refresh(&self.handles.assignment, &self.handles.models)
             {
                 self.follow(&app_names);
             }
-            self.serve_frame(now_s, frame_rate, cfg, &mut stats, &mut state)?;
+            let now_s = match next {
+                Next::Replay(now_s) => {
+                    self.serve_frame(
+                        &mut replayed,
+                        now_s,
+                        frame_rate,
+                        cfg,
+                        &mut stats,
+                        &mut state,
+                    )?;
+                    now_s
+                }
+                Next::Request(mut request, now_s) => {
+                    let meta = Meta {
+                        apps: request.apps,
+                        truth: request.truth,
+                        skewed: request.skewed,
+                        arrived: request.arrived,
+                        deadline: request.deadline,
+                    };
+                    let reply = request.reply.take();
+                    self.serve_request(
+                        &request.picture,
+                        meta,
+                        reply,
+                        now_s,
+                        cfg,
+                        &mut stats,
+                        &mut state,
+                    )?;
+                    now_s
+                }
+            };
             if energy_out_at_s.is_none() && self.energy.left_j() < ENERGY_OUT * self.energy.budget_j
             {
                 energy_out_at_s = Some(now_s);
@@ -172,129 +234,6 @@ impl Server<'_> {
         self.policy.set_constraints(c);
     }
 
-    /// Serves one frame (every app due on it) and returns the dataset index of its image.
-    pub fn serve_frame(
-        &mut self,
-        now_s: f64,
-        frame_rate: f64,
-        cfg: &ServeConfig,
-        stats: &mut [AppStats],
-        state: &mut DeviceState,
-    ) -> anyhow::Result<usize> {
-        let frame = self.frames.next(now_s);
-        let pixels = self.data.image(frame.index);
-        state.frame_trunks.clear();
-        self.cache.begin_frame();
-        for (i, (app, rate)) in cfg.apps.iter().enumerate() {
-            if !self.frames.app_due(*rate, frame_rate) {
-                continue;
-            }
-            let Some(spec) = self.manifest.app(app) else {
-                continue;
-            };
-            let truth = spec
-                .label_map
-                .get(frame.label as usize)
-                .copied()
-                .unwrap_or(usize::MAX);
-            stats[i].arrival(now_s, frame.skewed);
-            let left_j = self.energy.left_j();
-            decide::refresh_state(state, left_j, cfg.budgets.cost_usd, stats);
-            decide::resident_keys(&self.catalog, &self.cache, &mut state.resident);
-            let Decision::Run(run) = self.policy.decide(now_s, app, state) else {
-                stats[i].dropped += 1;
-                self.policy.observe(now_s, app, &Outcome::default());
-                continue;
-            };
-            let Some(key) = self.catalog.key(app, &run.variant) else {
-                anyhow::bail!(
-                    "policy chose {} which the catalog lacks for {app}",
-                    run.variant
-                );
-            };
-            let t0 = self.clock.now();
-            let stage = self.cascade_first(
-                app,
-                &run,
-                cascade::Frame { now_s, pixels },
-                state,
-                &mut stats[i],
-            )?;
-            // Costed after the first stage, so a trunk it already ran is not charged twice.
-            let cost = run_cost(&self.catalog, key, run.place, state);
-            let cascaded = stage.answer.is_some();
-            let ran = match stage.answer {
-                Some(r) => Some(r),
-                None => self.execute(app, &run, pixels, &mut stats[i])?,
-            };
-            let Some(ran) = ran else {
-                stats[i].dropped += 1;
-                continue;
-            };
-            let latency_ms = self.clock.now().duration_since(t0).as_secs_f64() * 1e3;
-            let (general_j, usd) = if cascaded {
-                (0.0, 0.0)
-            } else {
-                let load_j = ran.loaded_ms.map_or(0.0, |ms| {
-                    self.learning
-                        .observe(&mut self.catalog, self.policy.as_mut(), &ran.variant, ms)
-                });
-                let (j, usd) = energy::charged(&cost, run.place, ran.place, load_j);
-                self.energy.charge(j);
-                if let Some(t) = self.catalog.variant(key).trunk {
-                    state.frame_trunks.push((t, ran.place));
-                }
-                (j, usd)
-            };
-            // The first stage's energy is already on the battery and the app's counters.
-            let energy_j = general_j + stage.energy_j;
-            if ran.place == Place::Server {
-                state.touch(&self.catalog, key, Place::Server);
-            }
-            let s = &mut stats[i];
-            s.energy_used_j += general_j;
-            s.labelled(now_s, ran.prediction.label as usize);
-            s.cost_used_usd += usd;
-            let correct = ran.prediction.label as usize == truth;
-            s.answered(
-                &ran.variant,
-                correct,
-                latency_ms,
-                ran.place == Place::Server,
-            );
-            let answer = Answer {
-                app,
-                prediction: ran.prediction,
-                truth: u32::try_from(truth).ok(),
-                variant: &ran.variant,
-                place: ran.place,
-                energy_j,
-                cost_usd: usd,
-                latency_ms,
-            };
-            if !self.results.record(self.clock.as_ref(), &answer) {
-                s.spool_failures += 1;
-            }
-            let class = spec
-                .classes
-                .get(ran.prediction.label as usize)
-                .map(String::as_str);
-            self.policy.observe(
-                now_s,
-                app,
-                &Outcome {
-                    class,
-                    place: Some(ran.place),
-                    variant: Some(&run.variant),
-                    energy_j,
-                    cost_usd: usd,
-                    swapped_in: ran.loaded_ms.is_some(),
-                },
-            );
-        }
-        Ok(frame.index)
-    }
-
     /// Runs the decision where it was planned; a failed offload is answered on the device with
     /// the cheapest local variant rather than dropped. `None`: the variant could not be loaded
     /// (it is reported to the fetcher) and the request is dropped.
@@ -302,11 +241,11 @@ impl Server<'_> {
         &mut self,
         app: &str,
         run: &Run,
-        pixels: &[u8],
+        picture: &Picture,
         stats: &mut AppStats,
     ) -> anyhow::Result<Option<Ran>> {
         let variant = match run.place {
-            Place::Server => match self.offload(app, &run.variant, pixels) {
+            Place::Server => match self.offload(app, &run.variant, picture) {
                 Some(prediction) => {
                     return Ok(Some(Ran {
                         variant: run.variant.clone(),
@@ -328,7 +267,7 @@ impl Server<'_> {
             },
             Place::Device => run.variant.clone(),
         };
-        match infer::on_device(&mut self.cache, &variant, app, pixels) {
+        match infer::on_device(&mut self.cache, &variant, app, picture) {
             Ok(done) => Ok(Some(Ran {
                 variant,
                 place: Place::Device,
@@ -344,8 +283,21 @@ impl Server<'_> {
         }
     }
 
-    fn offload(&mut self, app: &str, variant: &str, pixels: &[u8]) -> Option<Prediction> {
+    /// Offloads `picture`, sent as the catalog's input (gray at the input size: what every
+    /// offload server's variants take).
+    fn offload(&mut self, app: &str, variant: &str, picture: &Picture) -> Option<Prediction> {
         let off = self.offloader.as_mut()?;
+        let (w, h) = (self.manifest.input.width, self.manifest.input.height);
+        let fits = picture.format == PixelFormat::Gray8
+            && picture.width as usize == w
+            && picture.height as usize == h;
+        let converted;
+        let pixels = if fits {
+            &picture.pixels
+        } else {
+            converted = picture.to_gray().resize(w as u32, h as u32);
+            &converted.pixels
+        };
         match off.offload(app, variant, pixels) {
             Ok((p, _server_ms)) => Some(p),
             Err(e) => {

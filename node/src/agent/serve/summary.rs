@@ -46,12 +46,13 @@ pub struct RunFigures {
 pub fn summarize(stats: &[AppStats], run: RunFigures) -> Summary {
     let requests: u64 = stats.iter().map(|s| s.requests).sum();
     let correct: u64 = stats.iter().map(|s| s.correct).sum();
+    let labelled: u64 = stats.iter().map(|s| s.labelled_requests).sum();
     Summary {
         requests,
-        accuracy: if requests == 0 {
+        accuracy: if labelled == 0 {
             0.0
         } else {
-            100.0 * correct as f64 / requests as f64
+            100.0 * correct as f64 / labelled as f64
         },
         energy_used_j: run.energy_used_j,
         energy_budget_j: run.energy_budget_j,
@@ -67,6 +68,7 @@ pub fn summarize(stats: &[AppStats], run: RunFigures) -> Summary {
         served_offload: 0,
         models: None,
         energy_out_at_s: run.energy_out_at_s,
+        input: None,
         apps: stats
             .iter()
             .map(|s| {
@@ -76,6 +78,8 @@ pub fn summarize(stats: &[AppStats], run: RunFigures) -> Summary {
                         requests: s.requests,
                         correct: s.correct,
                         dropped: s.dropped,
+                        late: s.late,
+                        unlabelled: s.requests - s.labelled_requests,
                         spool_failures: s.spool_failures,
                         offloaded: s.offloaded,
                         offload_fallbacks: s.offload_fallbacks,

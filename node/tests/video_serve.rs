@@ -1,0 +1,66 @@
+//! A real video through the real serving loop: Megamind.avi (Debian's opencv-doc) decoded by
+//! ffmpeg, played at its frame rate for a few seconds, each app sampling at its own rate; every
+//! sampled (frame, app) is answered, dropped by the loop, or refused at the intake. Needs
+//! `scripts/setup.sh` (ffmpeg, opencv-doc, ONNX Runtime and the data set).
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use mcdnn_node::input::video::{self, VideoCounters};
+use mcdnn_node::video::{DecodeOptions, Decoder, VideoSource};
+
+const MEGAMIND: &str = "/usr/share/doc/opencv-doc/examples/data/Megamind.avi";
+
+#[test]
+fn a_real_video_is_decoded_and_every_sampled_frame_is_accounted_for() {
+    let mut node = common::start(&[("garment", 10.0), ("category", 2.0)], 4);
+    let decoder = Decoder::open(
+        &VideoSource::File(MEGAMIND.into()),
+        DecodeOptions::default(),
+    )
+    .expect("Megamind.avi (install opencv-doc)");
+    let fps = decoder.info().fps;
+    let counters = Arc::new(VideoCounters::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let player = {
+        let (tx, stop, c) = (
+            node.intake.take().expect("intake"),
+            stop.clone(),
+            counters.clone(),
+        );
+        std::thread::spawn(move || video::play(decoder, vec![10.0, 2.0], tx, stop, c))
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    player.join().expect("player").expect("decoded");
+    // The player is gone, so the loop's intake closes and the run ends by itself.
+    let summary = node.finish();
+    let frames = counters.frames.load(Ordering::Relaxed);
+    let sampled = counters.sampled.load(Ordering::Relaxed);
+    let refused = counters.intake_full.load(Ordering::Relaxed);
+    let answered: u64 = summary
+        .apps
+        .values()
+        .flat_map(|a| a.by_variant.values())
+        .sum();
+    eprintln!(
+        "{frames} frames at {fps} frames/s (decoded at {:.0} frames/s): {sampled} sampled, {answered} answered, {} dropped in the loop ({} late), {refused} refused at the intake",
+        counters.decode_fps(),
+        summary.dropped,
+        summary.apps.values().map(|a| a.late).sum::<u64>()
+    );
+    // About 3 s of a stream played in real time, not the whole file at decoding speed.
+    assert!(
+        (fps * 2.0..=fps * 4.0).contains(&(frames as f64)),
+        "{frames} frames in 3 s at {fps} frames/s"
+    );
+    assert_eq!(answered + summary.dropped + refused, sampled);
+    assert_eq!(summary.requests + refused, sampled);
+    assert!(answered > 0, "{summary:?}");
+    // garment at 10/s and category at 2/s over ~3 s of video.
+    let garment = summary.apps["garment"].requests;
+    assert!(garment >= 20, "{summary:?}");
+}
