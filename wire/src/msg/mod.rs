@@ -15,7 +15,10 @@ mod telemetry;
 use serde::{Deserialize, Serialize};
 
 pub use assignment::{AppAssignment, Assignment, MixEntry, PlaceTag, SpecialisedRun};
-pub use blobs::{BlobReply, BlobRequest, FileShards, SHARD_BYTES, VariantManifest};
+pub use blobs::{
+    BlobReply, BlobReplyView, BlobRequest, FileShards, SHARD_BYTES, VariantManifest,
+    shard_reply_head,
+};
 pub use hello::{Hello, Role};
 pub use offload::{OffloadReply, OffloadRequest};
 pub use results::{InferenceResult, ResultBatch};
