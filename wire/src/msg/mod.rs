@@ -28,7 +28,7 @@ pub use telemetry::{
 
 /// Version of the message set; carried in every frame header and in [`Hello`]. Bump on any change
 /// to a message's shape: bincode is not self-describing, so old and new peers cannot mix.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// TLS ALPN identifier for this protocol version.
 pub const ALPN: &[u8] = b"mcdnn/1";
@@ -106,15 +106,19 @@ pub enum CoordMsg {
         /// Human-readable explanation with what to do.
         message: String,
     },
-    /// The leader is alive and still serves this session: sent every
-    /// [`LEADER_HEARTBEAT_INTERVAL`], so a node that hears nothing for a few intervals knows
-    /// its leader is gone (sub-second) instead of waiting for the QUIC idle timeout.
+    /// The leader is alive. Leaders of protocol 4 sent one every 200 ms; since protocol 5 the
+    /// node's QUIC pings and the leader's acknowledgements of them carry that evidence (see
+    /// [`LIVENESS_PING_INTERVAL`]), so a leader no longer sends it. A node still counts it as a
+    /// sign of life. Kept so the other messages keep their encoding.
     Heartbeat,
 }
 
-/// How often a leader's session sends [`CoordMsg::Heartbeat`] (and the unit a node counts
-/// silence in).
-pub const LEADER_HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+/// How often a node's QUIC connection to its coordinator pings it (the transport's keep-alive,
+/// `net::tls::coordinator_client_config`). The coordinator's QUIC stack acknowledges every ping
+/// within its ACK delay, so a node that receives no datagram for a few intervals knows its
+/// leader is gone (sub-second) instead of waiting for the idle timeout; and the leader spends
+/// no timer, task or stream frame per node on it.
+pub const LIVENESS_PING_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Why a coordinator refused a node's message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

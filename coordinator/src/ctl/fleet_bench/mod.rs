@@ -126,7 +126,8 @@ fn identities(
         .map(|i| {
             let name = format!("vn-{i:05}");
             ca.enroll(Kind::Node, &name, dir, &[], 2)?;
-            let config = net::tls::client_config(&Identity::load(dir, &name)?)?;
+            // As a real node's session: it pings the leader at the liveness interval.
+            let config = net::tls::coordinator_client_config(&Identity::load(dir, &name)?)?;
             Ok((name, config))
         })
         .collect()
