@@ -8,7 +8,7 @@ use wire::codec::{CodecError, MAX_FRAME_BYTES, encode_with_limit};
 
 mod read;
 
-pub use read::{Deadlines, read_frame, read_frame_within};
+pub use read::{Deadlines, read_frame, read_frame_within, read_payload_within};
 
 /// Writes `msg` as one frame (length prefix + payload), limited to [`MAX_FRAME_BYTES`].
 /// Does not flush or finish the stream.

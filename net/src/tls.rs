@@ -19,8 +19,9 @@ use wire::msg::ALPN;
 /// Interval of QUIC keep-alive pings: keeps NAT bindings open and detects dead peers early.
 pub const KEEP_ALIVE: Duration = Duration::from_millis(300);
 /// A connection with no traffic for this long is dead (five missed keep-alives). A node finds a
-/// dead leader sooner from its missing heartbeats (`wire::msg::CoordMsg::Heartbeat`); this is the
-/// backstop for every connection, long enough that a loaded machine does not drop live ones.
+/// dead leader sooner from the silence of its connection (`wire::msg::LIVENESS_PING_INTERVAL`);
+/// this is the backstop for every connection, long enough that a loaded machine does not drop
+/// live ones.
 pub const IDLE_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// Streams of each direction a peer may have open at once on one connection. A node needs its
@@ -124,13 +125,30 @@ pub fn server_config_revoking(
 /// A QUIC client config that presents `identity` and accepts only servers whose certificate
 /// chains to the fleet CA and names the server name passed to `connect`.
 pub fn client_config(identity: &Identity) -> Result<quinn::ClientConfig, TlsError> {
+    client_config_with(identity, transport())
+}
+
+/// [`client_config`] for a node's session with its coordinator: its keep-alive pings every
+/// [`wire::msg::LIVENESS_PING_INTERVAL`], and the acknowledgements that come back are how the node
+/// knows its coordinator lives (the coordinator's own keep-alive is longer, so on a healthy
+/// session only the node pings).
+pub fn coordinator_client_config(identity: &Identity) -> Result<quinn::ClientConfig, TlsError> {
+    let mut t = transport();
+    t.keep_alive_interval(Some(wire::msg::LIVENESS_PING_INTERVAL));
+    client_config_with(identity, t)
+}
+
+fn client_config_with(
+    identity: &Identity,
+    transport: quinn::TransportConfig,
+) -> Result<quinn::ClientConfig, TlsError> {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots(identity)?)
         .with_client_auth_cert(identity.cert_chain().to_vec(), identity.private_key())?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
-    config.transport_config(Arc::new(transport()));
+    config.transport_config(Arc::new(transport));
     Ok(config)
 }
 

@@ -63,6 +63,13 @@ impl Credentials {
         net::tls::client_config(&self.current()).context("building the QUIC client config")
     }
 
+    /// [`Self::client_config`] for the session with the coordinator: pings it every
+    /// `wire::msg::LIVENESS_PING_INTERVAL` (its answers are how the link hears it lives).
+    pub fn coordinator_client_config(&self) -> anyhow::Result<quinn::ClientConfig> {
+        net::tls::coordinator_client_config(&self.current())
+            .context("building the QUIC client config")
+    }
+
     /// Sees every replacement of the identity.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Identity>> {
         self.current.subscribe()

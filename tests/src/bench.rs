@@ -60,50 +60,37 @@ fn transfer() -> anyhow::Result<Value> {
     let identity = Identity::load(&fleet.ca, "bench-node")?;
     let (manifest, _, _) = wire::manifest::load(&crate::catalog())?;
     let rt = tokio::runtime::Runtime::new()?;
-    let rounds = 5;
+    // Each distinct file once: variants share heads, and a shared shard is fetched once.
+    let bytes: u64 = manifest
+        .variants
+        .iter()
+        .flat_map(|v| std::iter::once(&v.trunk).chain(v.heads.iter().map(|h| &h.file)))
+        .map(|f| (f.sha256.as_str(), f.bytes))
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .values()
+        .sum();
+    let raw = rt.block_on(RawSender::start(&fleet))?;
+    // Rounds alternate between the two paths (and which goes first), so both see the same
+    // machine: on a shared machine load comes and goes within a run.
+    let rounds = 9;
     let mut shard_mbps = Vec::new();
-    let mut bytes = 0u64;
+    let mut raw_mbps = Vec::new();
+    let mut fetched = 0u64;
     for round in 0..rounds {
-        let store_dir = fleet.path().join(format!("bench-store-{round}"));
-        let store = mcdnn_node::store::NodeStore::open(&store_dir)?;
-        let shards = mcdnn_node::models::ShardStore::open(&store, u64::MAX)?;
-        let secs = rt.block_on(async {
-            // A fresh replica elects itself first: retry until it answers as leader.
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let (conn, _control) = loop {
-                match node_session(&fleet.quic(), &identity, "bench-node").await {
-                    Ok(s) => break s,
-                    Err(_) if Instant::now() < deadline => {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
-            let started = Instant::now();
-            let streams = mcdnn_node::handles::BlobStreams::new(conn.clone());
-            let clock = net::clock::SystemClock::shared();
-            let transfer = mcdnn_node::models::transfer::Transfer {
-                streams: &streams,
-                max_bytes_per_s: None,
-                manifest: &manifest,
-                store: &shards,
-                clock: &clock,
-            };
-            let names: Vec<&str> = manifest.variants.iter().map(|v| v.name.as_str()).collect();
-            let mut complete = 0;
-            mcdnn_node::models::transfer::fetch_variants(&transfer, &names, |_| complete += 1)
-                .await?;
-            let secs = started.elapsed().as_secs_f64();
-            conn.close(0u32.into(), b"done");
-            if complete != names.len() {
-                bail!("{complete} of {} variants completed", names.len());
+        for path in [round % 2, 1 - round % 2] {
+            if path == 0 {
+                let (secs, got) = rt.block_on(shard_round(&fleet, &identity, &manifest, round))?;
+                fetched = got;
+                shard_mbps.push(got as f64 / secs / 1e6);
+            } else {
+                let secs = rt.block_on(raw.round(bytes as usize))?;
+                raw_mbps.push(bytes as f64 / secs / 1e6);
             }
-            Ok::<_, anyhow::Error>(secs)
-        })?;
-        bytes = shards.snapshot().bytes_fetched;
-        shard_mbps.push(bytes as f64 / secs / 1e6);
+        }
     }
-    let raw_mbps = rt.block_on(raw_quic(&fleet, bytes as usize, rounds))?;
+    if fetched != bytes {
+        bail!("the shard path fetched {fetched} bytes, the catalog has {bytes}");
+    }
     let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
     let median = |v: &[f64]| {
         let mut s = v.to_vec();
@@ -120,45 +107,108 @@ fn transfer() -> anyhow::Result<Value> {
         "ratio_median_shard_over_median_raw": median(&shard_mbps) / median(&raw_mbps).max(1e-9),
         "shard_mb_per_s_each_round": shard_mbps,
         "raw_mb_per_s_each_round": raw_mbps,
-        "note": "ratio: best of rounds over best of rounds; the shard path is the node's fetch round \
-                 (windowed shard requests, sha256 of every shard before it is stored, sled inserts, \
-                 every variant marked complete; no flush, as in the node)",
+        "note": "ratio: best of rounds over best of rounds; rounds alternate between the paths; \
+                 the shard path is the node's fetch round (windowed shard requests, sha256 of \
+                 every shard before it is stored, sled inserts, every variant marked complete; \
+                 no flush, as in the node)",
     }))
 }
 
-/// The same bytes down one QUIC stream between two in-process endpoints with fleet TLS.
-async fn raw_quic(fleet: &Fleet, bytes: usize, rounds: usize) -> anyhow::Result<Vec<f64>> {
-    fleet.enroll(Kind::Node, "bench-raw")?;
-    let server_id = Identity::load(&fleet.ca, "coord-0")?;
-    let client_id = Identity::load(&fleet.ca, "bench-raw")?;
-    let server = quinn::Endpoint::server(
-        net::tls::server_config(&server_id)?,
-        SocketAddr::from(([127, 0, 0, 1], free_port())),
-    )?;
-    let addr = server.local_addr()?;
-    let sender = tokio::spawn(async move {
-        let payload = vec![0xA5u8; 64 * 1024];
-        while let Some(inc) = server.accept().await {
-            let Ok(conn) = inc.await else { continue };
-            let Ok(mut send) = conn.open_uni().await else {
-                continue;
-            };
-            let mut left = bytes;
-            while left > 0 {
-                let n = left.min(payload.len());
-                if send.write_all(&payload[..n]).await.is_err() {
-                    break;
-                }
-                left -= n;
+/// One node fetch round into a fresh sled store: seconds from the first request to the last
+/// variant complete, and the bytes fetched.
+async fn shard_round(
+    fleet: &Fleet,
+    identity: &Identity,
+    manifest: &wire::manifest::Manifest,
+    round: usize,
+) -> anyhow::Result<(f64, u64)> {
+    let store_dir = fleet.path().join(format!("bench-store-{round}"));
+    let store = mcdnn_node::store::NodeStore::open(&store_dir)?;
+    let shards = mcdnn_node::models::ShardStore::open(&store, u64::MAX)?;
+    // A fresh replica elects itself first: retry until it answers as leader.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (conn, _control) = loop {
+        match node_session(&fleet.quic(), identity, "bench-node").await {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            let _ = send.finish();
-            let _ = conn.closed().await;
+            Err(e) => return Err(e),
         }
-    });
-    let mut out = Vec::new();
-    for _ in 0..rounds {
-        let conn = client_endpoint(&client_id)?
-            .connect(addr, "localhost")?
+    };
+    let started = Instant::now();
+    let streams = mcdnn_node::handles::BlobStreams::new(conn.clone());
+    let clock = net::clock::SystemClock::shared();
+    let transfer = mcdnn_node::models::transfer::Transfer {
+        streams: &streams,
+        max_bytes_per_s: None,
+        manifest,
+        store: &shards,
+        clock: &clock,
+    };
+    let names: Vec<&str> = manifest.variants.iter().map(|v| v.name.as_str()).collect();
+    let mut complete = 0;
+    mcdnn_node::models::transfer::fetch_variants(&transfer, &names, |_| complete += 1).await?;
+    let secs = started.elapsed().as_secs_f64();
+    conn.close(0u32.into(), b"done");
+    if complete != names.len() {
+        bail!("{complete} of {} variants completed", names.len());
+    }
+    Ok((secs, shards.snapshot().bytes_fetched))
+}
+
+/// The baseline: bytes down one QUIC stream between two in-process endpoints with fleet TLS.
+struct RawSender {
+    addr: SocketAddr,
+    client: Identity,
+    /// How many bytes the sender sends on the next connection.
+    bytes: tokio::sync::watch::Sender<usize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RawSender {
+    async fn start(fleet: &Fleet) -> anyhow::Result<Self> {
+        fleet.enroll(Kind::Node, "bench-raw")?;
+        let server_id = Identity::load(&fleet.ca, "coord-0")?;
+        let client = Identity::load(&fleet.ca, "bench-raw")?;
+        let server = quinn::Endpoint::server(
+            net::tls::server_config(&server_id)?,
+            SocketAddr::from(([127, 0, 0, 1], free_port())),
+        )?;
+        let addr = server.local_addr()?;
+        let (bytes, want) = tokio::sync::watch::channel(0usize);
+        let task = tokio::spawn(async move {
+            let payload = vec![0xA5u8; 64 * 1024];
+            while let Some(inc) = server.accept().await {
+                let Ok(conn) = inc.await else { continue };
+                let Ok(mut send) = conn.open_uni().await else {
+                    continue;
+                };
+                let mut left = *want.borrow();
+                while left > 0 {
+                    let n = left.min(payload.len());
+                    if send.write_all(&payload[..n]).await.is_err() {
+                        break;
+                    }
+                    left -= n;
+                }
+                let _ = send.finish();
+                let _ = conn.closed().await;
+            }
+        });
+        Ok(Self {
+            addr,
+            client,
+            bytes,
+            task,
+        })
+    }
+
+    /// Seconds to receive `bytes` on a new connection's stream (from the handshake's end).
+    async fn round(&self, bytes: usize) -> anyhow::Result<f64> {
+        self.bytes.send_replace(bytes);
+        let conn = client_endpoint(&self.client)?
+            .connect(self.addr, "localhost")?
             .await?;
         let started = Instant::now();
         let mut recv = conn.accept_uni().await?;
@@ -172,10 +222,14 @@ async fn raw_quic(fleet: &Fleet, bytes: usize, rounds: usize) -> anyhow::Result<
         if got != bytes {
             bail!("raw stream delivered {got} of {bytes} bytes");
         }
-        out.push(bytes as f64 / secs / 1e6);
+        Ok(secs)
     }
-    sender.abort();
-    Ok(out)
+}
+
+impl Drop for RawSender {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -7,8 +7,8 @@
 //! bincode encoding of the message. The header makes a peer speaking something else, or another
 //! protocol version, fail with an error that says so instead of a confusing decode error.
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::msg::PROTOCOL_VERSION;
 
@@ -128,6 +128,15 @@ pub fn decode_with_limit<T: DeserializeOwned>(
     payload: &[u8],
     max_bytes: usize,
 ) -> Result<T, CodecError> {
+    decode_borrowed(payload, max_bytes)
+}
+
+/// Decodes a payload into a message that may borrow from it (a blob's bytes as a slice of the
+/// frame instead of a copy), refusing payloads over `max_bytes`. Same checks as [`decode`].
+pub fn decode_borrowed<'de, T: Deserialize<'de>>(
+    payload: &'de [u8],
+    max_bytes: usize,
+) -> Result<T, CodecError> {
     if payload.len() > max_bytes {
         return Err(CodecError::FrameTooLarge {
             len: payload.len(),
@@ -158,31 +167,40 @@ pub fn decode_with_limit<T: DeserializeOwned>(
     Ok(msg)
 }
 
+/// The encoding of a length (of a string or byte run) as the codec writes it before the bytes:
+/// lets a sender frame a blob it holds without copying it into an encoded message.
+pub fn encoded_len_prefix(len: usize) -> Result<Vec<u8>, CodecError> {
+    Ok(bincode::encode_to_vec(
+        len as u64,
+        bincode::config::standard(),
+    )?)
+}
+
 /// bincode allocates a string's or byte vector's claimed length before reading it, bounded only by
 /// the config's limit. A body can never hold more than its own length, so the limit is the
 /// smallest tier at least as large as the body: a lying length costs at most ~4x the frame size.
-fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<(T, usize), CodecError> {
+fn decode_body<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<(T, usize), CodecError> {
     const KIB: usize = 1024;
     const MIB: usize = 1024 * KIB;
     let len = body.len();
     let cfg = bincode::config::standard();
     let decoded = if len <= 64 * KIB {
-        bincode::serde::decode_from_slice(body, cfg.with_limit::<{ 64 * KIB }>())
+        bincode::serde::borrow_decode_from_slice(body, cfg.with_limit::<{ 64 * KIB }>())
     } else if len <= MIB {
-        bincode::serde::decode_from_slice(body, cfg.with_limit::<MIB>())
+        bincode::serde::borrow_decode_from_slice(body, cfg.with_limit::<MIB>())
     } else if len <= 4 * MIB {
-        bincode::serde::decode_from_slice(body, cfg.with_limit::<{ 4 * MIB }>())
+        bincode::serde::borrow_decode_from_slice(body, cfg.with_limit::<{ 4 * MIB }>())
     } else if len <= 16 * MIB {
-        bincode::serde::decode_from_slice(body, cfg.with_limit::<{ 16 * MIB }>())
+        bincode::serde::borrow_decode_from_slice(body, cfg.with_limit::<{ 16 * MIB }>())
     } else if len <= 64 * MIB {
-        bincode::serde::decode_from_slice(body, cfg.with_limit::<{ 64 * MIB }>())
+        bincode::serde::borrow_decode_from_slice(body, cfg.with_limit::<{ 64 * MIB }>())
     } else if len <= 256 * MIB {
-        bincode::serde::decode_from_slice(body, cfg.with_limit::<{ 256 * MIB }>())
+        bincode::serde::borrow_decode_from_slice(body, cfg.with_limit::<{ 256 * MIB }>())
     } else if len <= 1024 * MIB {
-        bincode::serde::decode_from_slice(body, cfg.with_limit::<{ 1024 * MIB }>())
+        bincode::serde::borrow_decode_from_slice(body, cfg.with_limit::<{ 1024 * MIB }>())
     } else {
         // Only reachable with a caller-raised limit; the u32 length prefix caps frames at 4 GiB.
-        bincode::serde::decode_from_slice(body, cfg.with_limit::<{ u32::MAX as usize }>())
+        bincode::serde::borrow_decode_from_slice(body, cfg.with_limit::<{ u32::MAX as usize }>())
     };
     Ok(decoded?)
 }

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use wire::manifest::{FileSpec, Manifest};
 use wire::msg::{FileShards, SHARD_BYTES, VariantManifest};
@@ -30,7 +30,8 @@ pub enum BlobError {
 pub struct BlobStore {
     catalog: Vec<u8>,
     manifests: HashMap<String, VariantManifest>,
-    shards: HashMap<String, Arc<Vec<u8>>>,
+    /// Shared, not copied, into every reply that sends them.
+    shards: HashMap<String, Bytes>,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -75,7 +76,7 @@ impl BlobStore {
         self.manifests.get(variant)
     }
 
-    pub fn shard(&self, digest: &str) -> Option<Arc<Vec<u8>>> {
+    pub fn shard(&self, digest: &str) -> Option<Bytes> {
         self.shards.get(digest).cloned()
     }
 
@@ -91,13 +92,13 @@ impl BlobStore {
 fn shard_file(
     dir: &Path,
     spec: &FileSpec,
-    shards: &mut HashMap<String, Arc<Vec<u8>>>,
+    shards: &mut HashMap<String, Bytes>,
 ) -> Result<FileShards, BlobError> {
     let path = dir.join(&spec.file);
-    let bytes = std::fs::read(&path).map_err(|source| BlobError::Read {
+    let bytes = Bytes::from(std::fs::read(&path).map_err(|source| BlobError::Read {
         path: path.display().to_string(),
         source,
-    })?;
+    })?);
     let actual = sha256_hex(&bytes);
     if actual != spec.sha256 {
         return Err(BlobError::Digest {
@@ -111,7 +112,7 @@ fn shard_file(
         let d = sha256_hex(chunk);
         shards
             .entry(d.clone())
-            .or_insert_with(|| Arc::new(chunk.to_vec()));
+            .or_insert_with(|| bytes.slice_ref(chunk));
         digests.push(d);
     }
     Ok(FileShards {

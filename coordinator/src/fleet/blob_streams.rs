@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use net::clock::SharedClock;
 use wire::codec::MAX_FRAME_BYTES;
 use wire::msg::{BlobReply, BlobRequest};
@@ -56,13 +58,13 @@ async fn stream(
         };
         let reply = if !served.limits.allow(&node, Rated::Blob, served.clock.now()) {
             Metrics::inc(&served.metrics.rate_limited_total);
-            BlobReply::Missing {
+            Reply::Message(BlobReply::Missing {
                 what: "answer: blob request rate exceeded, retry later".into(),
-            }
+            })
         } else {
             answer(&served.store, &served.raft, req)
         };
-        if let Err(e) = net::framing::write_frame(&mut send, &reply).await {
+        if let Err(e) = send_reply(&mut send, reply).await {
             tracing::debug!(%node, error = %e, "blob stream closed by the node");
             break;
         }
@@ -70,8 +72,27 @@ async fn stream(
     let _ = send.finish();
 }
 
-fn answer(store: &BlobStore, raft: &ReplicaHandle, req: BlobRequest) -> BlobReply {
-    match req {
+/// What to send: a shard goes out from the store's own buffer, after a head that frames it
+/// exactly as the encoded [`BlobReply::Shard`] would be (no copy into an encoded message).
+enum Reply {
+    Shard { digest: String, bytes: Bytes },
+    Message(BlobReply),
+}
+
+async fn send_reply(send: &mut quinn::SendStream, reply: Reply) -> anyhow::Result<()> {
+    match reply {
+        Reply::Shard { digest, bytes } => {
+            let head = wire::msg::shard_reply_head(&digest, bytes.len(), MAX_FRAME_BYTES)?;
+            send.write_all_chunks(&mut [Bytes::from(head), bytes])
+                .await?;
+        }
+        Reply::Message(msg) => net::framing::write_frame(send, &msg).await?,
+    }
+    Ok(())
+}
+
+fn answer(store: &BlobStore, raft: &ReplicaHandle, req: BlobRequest) -> Reply {
+    let reply = match req {
         BlobRequest::Catalog => BlobReply::Catalog {
             bytes: store.catalog().to_vec(),
         },
@@ -81,15 +102,14 @@ fn answer(store: &BlobStore, raft: &ReplicaHandle, req: BlobRequest) -> BlobRepl
                 what: format!("variant {variant}"),
             },
         },
-        BlobRequest::Shard { digest } => match store
-            .shard(&digest)
-            .map(|b| b.to_vec())
-            .or_else(|| raft.with_state(|s| s.specialised_head(&digest).map(<[u8]>::to_vec)))
-        {
-            Some(bytes) => BlobReply::Shard { digest, bytes },
+        BlobRequest::Shard { digest } => match store.shard(&digest).or_else(|| {
+            raft.with_state(|s| s.specialised_head(&digest).map(Bytes::copy_from_slice))
+        }) {
+            Some(bytes) => return Reply::Shard { digest, bytes },
             None => BlobReply::Missing {
                 what: format!("shard {digest}"),
             },
         },
-    }
+    };
+    Reply::Message(reply)
 }

@@ -28,12 +28,22 @@ pub const CONNECTION_WINDOW: u32 = 2 * STREAM_WINDOW;
 /// granted is logged.
 pub const SOCKET_RECV_BUFFER: usize = 8 << 20;
 
-/// `config` with the node endpoint's receive windows (keeping the rest of its transport).
+/// The coordinator's own keep-alive on node connections. Nodes ping every
+/// `wire::msg::LIVENESS_PING_INTERVAL` and every packet received restarts this timer, so on a
+/// healthy session it never fires: pings go one way only (half the keep-alive packets of
+/// both sides pinging), and a node that stopped pinging is ended by the idle timeout.
+pub const NODE_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_millis(1000);
+
+const _: () = assert!(NODE_KEEP_ALIVE.as_millis() < net::tls::IDLE_TIMEOUT.as_millis());
+
+/// `config` with the node endpoint's receive windows and keep-alive (keeping the rest of its
+/// transport).
 pub fn node_server_config(mut config: quinn::ServerConfig) -> quinn::ServerConfig {
     let mut transport = net::tls::transport();
     transport
         .stream_receive_window(STREAM_WINDOW.into())
-        .receive_window(CONNECTION_WINDOW.into());
+        .receive_window(CONNECTION_WINDOW.into())
+        .keep_alive_interval(Some(NODE_KEEP_ALIVE));
     config.transport_config(Arc::new(transport));
     config
 }

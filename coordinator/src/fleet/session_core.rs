@@ -11,10 +11,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use wire::msg::{
-    CoordMsg, ErrorCode, Hello, LEADER_HEARTBEAT_INTERVAL, NodeMsg, PROTOCOL_VERSION, PlaceTag,
-    ResultBatch,
-};
+use wire::msg::{CoordMsg, ErrorCode, Hello, NodeMsg, PROTOCOL_VERSION, PlaceTag, ResultBatch};
 
 use crate::state::ResultRecord;
 
@@ -48,9 +45,6 @@ pub enum Event {
     },
     /// The batch in flight did not commit.
     ResultsFailed { reason: String },
-    /// Time passed (the shell ticks at least every [`LEADER_HEARTBEAT_INTERVAL`]): a heartbeat
-    /// is sent when one is due.
-    Tick,
 }
 
 /// A batch to propose through Raft.
@@ -104,8 +98,6 @@ pub struct NodeSession {
     in_flight: Option<InFlight>,
     waiting: VecDeque<ResultBatch>,
     last_renewal: Option<Instant>,
-    /// When the last heartbeat went out (`None`: none yet, so the first tick sends one).
-    last_heartbeat: Option<Instant>,
     closed: bool,
 }
 
@@ -116,7 +108,6 @@ impl NodeSession {
             in_flight: None,
             waiting: VecDeque::new(),
             last_renewal: None,
-            last_heartbeat: None,
             closed: false,
         }
     }
@@ -151,7 +142,6 @@ impl NodeSession {
                     )),
                 ]
             }
-            Event::Tick => self.heartbeat(now),
         };
         if actions
             .iter()
@@ -238,19 +228,6 @@ impl NodeSession {
         ];
         actions.extend(self.next_proposal());
         actions
-    }
-
-    /// A heartbeat every [`LEADER_HEARTBEAT_INTERVAL`]: the node counts its silence to find a
-    /// dead leader long before the QUIC idle timeout would.
-    fn heartbeat(&mut self, now: Instant) -> Vec<Action> {
-        let due = self
-            .last_heartbeat
-            .is_none_or(|t| now.saturating_duration_since(t) >= LEADER_HEARTBEAT_INTERVAL);
-        if !due {
-            return Vec::new();
-        }
-        self.last_heartbeat = Some(now);
-        vec![Action::Send(CoordMsg::Heartbeat)]
     }
 
     fn renew(&mut self, csr_pem: String, now: Instant) -> Vec<Action> {

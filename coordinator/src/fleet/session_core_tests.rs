@@ -305,32 +305,3 @@ fn bye_ends_and_plan_acks_pass_through() {
     );
     assert_eq!(s.handle(frame(NodeMsg::Bye), now), [Action::End]);
 }
-
-#[test]
-fn a_heartbeat_goes_out_once_per_interval_on_ticks() {
-    use net::clock::{Clock, ManualClock};
-    let clock = ManualClock::new(0);
-    let mut s = NodeSession::new("n1");
-    let heartbeats = |a: &[Action]| {
-        a.iter()
-            .filter(|a| matches!(a, Action::Send(CoordMsg::Heartbeat)))
-            .count()
-    };
-    // The first tick of a session sends one at once.
-    assert_eq!(heartbeats(&s.handle(Event::Tick, clock.now())), 1);
-    // Ticks faster than the interval send nothing more until it has passed.
-    clock.advance(LEADER_HEARTBEAT_INTERVAL / 2);
-    assert_eq!(heartbeats(&s.handle(Event::Tick, clock.now())), 0);
-    clock.advance(LEADER_HEARTBEAT_INTERVAL / 2);
-    assert_eq!(heartbeats(&s.handle(Event::Tick, clock.now())), 1);
-    let mut sent = 0;
-    for _ in 0..10 {
-        clock.advance(LEADER_HEARTBEAT_INTERVAL);
-        sent += heartbeats(&s.handle(Event::Tick, clock.now()));
-    }
-    assert_eq!(sent, 10);
-    // A closed session sends nothing.
-    s.handle(frame(NodeMsg::Bye), clock.now());
-    clock.advance(LEADER_HEARTBEAT_INTERVAL);
-    assert!(s.handle(Event::Tick, clock.now()).is_empty());
-}

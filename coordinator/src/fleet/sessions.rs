@@ -287,9 +287,7 @@ async fn drive(
     let mut core = NodeSession::new(id);
     // One batch is in flight per session, so one outcome at a time comes back.
     let (outcomes_tx, mut outcomes) = mpsc::channel::<Event>(4);
-    // The core decides when a heartbeat is due; ticking at its interval is enough.
-    let mut ticker = tokio::time::interval(wire::msg::LEADER_HEARTBEAT_INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // No timer: the node's QUIC pings, answered by quinn, tell it this leader lives.
     loop {
         let event = tokio::select! {
             read = frames.recv() => match read {
@@ -298,7 +296,6 @@ async fn drive(
                 Some(Read::Ended) | None => return Ok(()),
             },
             Some(outcome) = outcomes.recv() => outcome,
-            _ = ticker.tick() => Event::Tick,
         };
         for action in core.handle(event, hub.clock.now()) {
             match action {

@@ -46,6 +46,23 @@ where
     R: AsyncRead + Unpin,
     T: DeserializeOwned,
 {
+    match read_payload_within(reader, max_bytes, deadlines).await? {
+        Some(payload) => decode_with_limit(&payload, max_bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// One frame's payload, undecoded, under the same deadlines and limits as
+/// [`read_frame_within`]: for a reader that decodes it borrowing from it
+/// (`wire::codec::decode_borrowed`), so a blob is not copied out of its frame.
+pub async fn read_payload_within<R>(
+    reader: &mut R,
+    max_bytes: usize,
+    deadlines: Deadlines,
+) -> Result<Option<Vec<u8>>, CodecError>
+where
+    R: AsyncRead + Unpin,
+{
     let mut first = [0u8; 1];
     let n = tokio::time::timeout(deadlines.idle, reader.read(&mut first))
         .await
@@ -61,8 +78,7 @@ where
         let Some(len) = read_prefix(&mut chained, max_bytes).await? else {
             return Ok(None);
         };
-        let payload = read_body(&mut chained, len).await?;
-        decode_with_limit(&payload, max_bytes).map(Some)
+        read_body(&mut chained, len).await.map(Some)
     };
     tokio::time::timeout(deadlines.frame, rest)
         .await
@@ -99,24 +115,28 @@ async fn read_prefix<R: AsyncRead + Unpin>(
     Ok(Some(len))
 }
 
-/// `len` payload bytes. The buffer grows with the bytes that actually arrive: a peer that
-/// announces 4 MiB and sends nothing more costs one chunk, not the announced length.
+/// `len` payload bytes. The buffer grows with the bytes that actually arrive (at most doubling
+/// what arrived, from one chunk): a peer that announces 4 MiB and sends nothing more costs one
+/// chunk, not the announced length. Bytes are read straight into the buffer (no bounce buffer),
+/// and no further than `len`, so the next frame stays in the stream.
 async fn read_body<R: AsyncRead + Unpin>(
     reader: &mut R,
     len: usize,
 ) -> Result<Vec<u8>, CodecError> {
     let mut payload = Vec::with_capacity(len.min(READ_CHUNK_BYTES));
-    let mut chunk = [0u8; READ_CHUNK_BYTES];
     while payload.len() < len {
-        let want = (len - payload.len()).min(READ_CHUNK_BYTES);
-        let n = reader.read(&mut chunk[..want]).await?;
+        let have = payload.len();
+        if have == payload.capacity() {
+            payload.reserve_exact((len - have).min(have.max(READ_CHUNK_BYTES)));
+        }
+        let want = (len - have) as u64;
+        let n = (&mut *reader).take(want).read_buf(&mut payload).await?;
         if n == 0 {
             return Err(CodecError::Truncated {
                 expected: len,
                 got: payload.len(),
             });
         }
-        payload.extend_from_slice(&chunk[..n]);
     }
     Ok(payload)
 }

@@ -20,11 +20,12 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use bytes::Bytes;
 use net::clock::SharedClock;
 use net::framing::Deadlines;
 use wire::codec::MAX_FRAME_BYTES;
 use wire::manifest::Manifest;
-use wire::msg::{BlobReply, BlobRequest, VariantManifest};
+use wire::msg::{BlobReply, BlobReplyView, BlobRequest, VariantManifest};
 
 use super::shards::ShardStore;
 use crate::handles::BlobStreams;
@@ -70,7 +71,7 @@ pub async fn fetch_variants(
         return Ok(());
     }
     let total = plan.order.len();
-    let (to_store, mut queue) = tokio::sync::mpsc::channel::<(String, Vec<u8>)>(STORE_QUEUE);
+    let (to_store, mut queue) = tokio::sync::mpsc::channel::<(String, Bytes)>(STORE_QUEUE);
     // At most one message per shard of this round.
     let (stored_tx, mut stored) = tokio::sync::mpsc::unbounded_channel::<(String, u64)>();
     let writer = {
@@ -96,19 +97,7 @@ pub async fn fetch_variants(
             asked.push_back(d);
         }
         let Some(d) = asked.pop_front() else { break };
-        let reply = net::framing::read_frame_within::<_, BlobReply>(
-            &mut recv,
-            MAX_FRAME_BYTES,
-            REPLY_DEADLINES,
-        )
-        .await?
-        .context("the coordinator closed the blob stream mid-transfer")?;
-        let BlobReply::Shard { digest, bytes } = reply else {
-            bail!("asked for shard {d}, got {}", kind(&reply));
-        };
-        if digest != d {
-            bail!("asked for shard {d}, got {digest}");
-        }
+        let (digest, bytes) = read_shard(&mut recv, &d).await?;
         received += bytes.len() as u64;
         if to_store.send((digest, bytes)).await.is_err() {
             // The store thread stopped on an error; it is reported below.
@@ -138,6 +127,25 @@ pub async fn fetch_variants(
         );
     }
     Ok(())
+}
+
+/// The next reply, which must be shard `asked`: its bytes stay in the frame they arrived in
+/// (a slice of it, no copy) until the store thread hashes and stores them.
+async fn read_shard(recv: &mut quinn::RecvStream, asked: &str) -> anyhow::Result<(String, Bytes)> {
+    let payload = net::framing::read_payload_within(recv, MAX_FRAME_BYTES, REPLY_DEADLINES)
+        .await?
+        .context("the coordinator closed the blob stream mid-transfer")?;
+    let payload = Bytes::from(payload);
+    match wire::codec::decode_borrowed::<BlobReplyView>(&payload, MAX_FRAME_BYTES)? {
+        BlobReplyView::Shard { digest, bytes } if digest == asked => {
+            Ok((digest, payload.slice_ref(bytes)))
+        }
+        BlobReplyView::Shard { digest, .. } => bail!("asked for shard {asked}, got {digest}"),
+        BlobReplyView::Missing { what } => {
+            bail!("asked for shard {asked}, got a refusal: {what}")
+        }
+        other => bail!("asked for shard {asked}, got {}", view_kind(&other)),
+    }
 }
 
 /// The stored (or fetched and checked) manifest of every variant, fetching the missing ones with
@@ -301,6 +309,15 @@ fn check_manifest(m: &VariantManifest, spec: &wire::manifest::VariantSpec) -> an
         );
     }
     Ok(())
+}
+
+fn view_kind(reply: &BlobReplyView<'_>) -> &'static str {
+    match reply {
+        BlobReplyView::Catalog { .. } => "the catalog",
+        BlobReplyView::Manifest(_) => "a manifest",
+        BlobReplyView::Shard { .. } => "a shard",
+        BlobReplyView::Missing { .. } => "a refusal",
+    }
 }
 
 fn kind(reply: &BlobReply) -> &'static str {

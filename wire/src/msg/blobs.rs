@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::{self, CodecError};
+
 /// Bytes per shard. Small enough that a shard frame stays far under the codec's frame limit and a
 /// transfer interrupted by a crash loses little; large enough that per-shard overhead is noise.
 pub const SHARD_BYTES: usize = 256 * 1024;
@@ -36,6 +38,59 @@ pub enum BlobReply {
     Missing {
         what: String,
     },
+}
+
+/// A [`BlobReply`] as received, borrowing its blob bytes from the frame it was decoded from
+/// (`codec::decode_borrowed`): a 256 KiB shard is not copied out of the frame to be hashed and
+/// stored. Same encoding as [`BlobReply`] (same variants in the same order).
+#[derive(Debug, PartialEq, Deserialize)]
+pub enum BlobReplyView<'a> {
+    Catalog {
+        #[serde(borrow)]
+        bytes: &'a [u8],
+    },
+    Manifest(VariantManifest),
+    Shard {
+        digest: String,
+        #[serde(borrow)]
+        bytes: &'a [u8],
+    },
+    Missing {
+        what: String,
+    },
+}
+
+/// The frame of a [`BlobReply::Shard`] (length prefix, header, digest, length of the bytes)
+/// without the shard's bytes, which follow it on the stream: a server sends a shard from where it
+/// holds it instead of copying it into an encoded message. The frame is the one
+/// `framing::write_frame` would write for the same reply; refused over `max_frame` bytes.
+pub fn shard_reply_head(
+    digest: &str,
+    shard_len: usize,
+    max_frame: usize,
+) -> Result<Vec<u8>, CodecError> {
+    let mut payload = codec::encode(&BlobReply::Shard {
+        digest: digest.to_string(),
+        bytes: Vec::new(),
+    })?;
+    // The reply ends with its bytes: an empty run is its one-byte length (0) alone.
+    payload.pop();
+    payload.extend_from_slice(&codec::encoded_len_prefix(shard_len)?);
+    let len = payload.len() + shard_len;
+    if len > max_frame {
+        return Err(CodecError::FrameTooLarge {
+            len,
+            max: max_frame,
+        });
+    }
+    let prefix = u32::try_from(len).map_err(|_| CodecError::FrameTooLarge {
+        len,
+        max: u32::MAX as usize,
+    })?;
+    let mut frame = Vec::with_capacity(4 + payload.len());
+    frame.extend_from_slice(&prefix.to_be_bytes());
+    frame.extend_from_slice(&payload);
+    Ok(frame)
 }
 
 /// How a variant's files are cut into shards.
@@ -134,5 +189,68 @@ mod tests {
         assert_eq!(codec::decode::<BlobReply>(&frame).expect("decode"), reply);
         let truncated = &frame[..frame.len() - 1];
         assert!(codec::decode::<BlobReply>(truncated).is_err());
+        assert!(
+            codec::decode_borrowed::<BlobReplyView>(truncated, codec::MAX_FRAME_BYTES).is_err()
+        );
+    }
+
+    #[test]
+    fn the_view_reads_every_reply_and_borrows_the_blob_bytes() {
+        let shard: Vec<u8> = (0..SHARD_BYTES).map(|i| (i % 7) as u8).collect();
+        let replies = [
+            BlobReply::Catalog {
+                bytes: b"{}".to_vec(),
+            },
+            BlobReply::Manifest(VariantManifest {
+                variant: "v".into(),
+                chunk_size: 4,
+                files: vec![],
+            }),
+            BlobReply::Shard {
+                digest: "d".into(),
+                bytes: shard.clone(),
+            },
+            BlobReply::Missing { what: "w".into() },
+        ];
+        for reply in replies {
+            let frame = codec::encode(&reply).expect("encode");
+            let view: BlobReplyView =
+                codec::decode_borrowed(&frame, codec::MAX_FRAME_BYTES).expect("view");
+            let same = match (&reply, &view) {
+                (BlobReply::Catalog { bytes: a }, BlobReplyView::Catalog { bytes: b }) => a == b,
+                (BlobReply::Manifest(a), BlobReplyView::Manifest(b)) => a == b,
+                (
+                    BlobReply::Shard { digest, bytes },
+                    BlobReplyView::Shard {
+                        digest: d,
+                        bytes: b,
+                    },
+                ) => {
+                    let inside = frame.as_ptr_range();
+                    digest == d && bytes == b && inside.contains(&b.as_ptr())
+                }
+                (BlobReply::Missing { what: a }, BlobReplyView::Missing { what: b }) => a == b,
+                _ => false,
+            };
+            assert!(same, "{reply:?} read as {view:?}");
+        }
+    }
+
+    #[test]
+    fn a_shard_head_and_its_bytes_are_the_encoded_reply() {
+        for len in [0, 1, 250, 251, 65_535, 65_536, SHARD_BYTES] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 13) as u8).collect();
+            let digest = "ab".repeat(32);
+            let mut sent = shard_reply_head(&digest, len, codec::MAX_FRAME_BYTES).expect("head");
+            sent.extend_from_slice(&bytes);
+            let payload = codec::encode(&BlobReply::Shard { digest, bytes }).expect("encode");
+            let mut framed = (payload.len() as u32).to_be_bytes().to_vec();
+            framed.extend_from_slice(&payload);
+            assert_eq!(sent, framed, "shard of {len} bytes");
+        }
+        assert!(matches!(
+            shard_reply_head("d", codec::MAX_FRAME_BYTES, codec::MAX_FRAME_BYTES),
+            Err(CodecError::FrameTooLarge { .. })
+        ));
     }
 }

@@ -16,7 +16,10 @@ mod watchlist;
 use serde::{Deserialize, Serialize};
 
 pub use assignment::{AppAssignment, Assignment, MixEntry, PlaceTag, SpecialisedRun};
-pub use blobs::{BlobReply, BlobRequest, FileShards, SHARD_BYTES, VariantManifest};
+pub use blobs::{
+    BlobReply, BlobReplyView, BlobRequest, FileShards, SHARD_BYTES, VariantManifest,
+    shard_reply_head,
+};
 pub use hello::{Hello, Role};
 pub use offload::{OffloadReply, OffloadRequest};
 pub use results::{InferenceResult, ResultBatch};
@@ -111,15 +114,19 @@ pub enum CoordMsg {
         /// Human-readable explanation with what to do.
         message: String,
     },
-    /// The leader is alive and still serves this session: sent every
-    /// [`LEADER_HEARTBEAT_INTERVAL`], so a node that hears nothing for a few intervals knows
-    /// its leader is gone (sub-second) instead of waiting for the QUIC idle timeout.
+    /// The leader is alive. Leaders of protocol 4 sent one every 200 ms; since protocol 5 the
+    /// node's QUIC pings and the leader's acknowledgements of them carry that evidence (see
+    /// [`LIVENESS_PING_INTERVAL`]), so a leader no longer sends it. A node still counts it as a
+    /// sign of life. Kept so the other messages keep their encoding.
     Heartbeat,
 }
 
-/// How often a leader's session sends [`CoordMsg::Heartbeat`] (and the unit a node counts
-/// silence in).
-pub const LEADER_HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+/// How often a node's QUIC connection to its coordinator pings it (the transport's keep-alive,
+/// `net::tls::coordinator_client_config`). The coordinator's QUIC stack acknowledges every ping
+/// within its ACK delay, so a node that receives no datagram for a few intervals knows its
+/// leader is gone (sub-second) instead of waiting for the idle timeout; and the leader spends
+/// no timer, task or stream frame per node on it.
+pub const LIVENESS_PING_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Why a coordinator refused a node's message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -86,6 +86,10 @@ pub struct FleetFigure {
     pub plans_per_s: f64,
     /// Virtual nodes whose session failed (could not join, or lost its connection).
     pub nodes_failed: usize,
+    /// Datagrams the kernel dropped for want of room in a UDP receive buffer, on this machine,
+    /// from joining to the end of the window (`RcvbufErrors` in /proc/net/snmp): the
+    /// coordinators' and the virtual nodes' sockets (and anything else running).
+    pub udp_receive_buffer_drops: u64,
     /// Nodes whose telemetry changed but that got no new assignment by the end.
     pub unanswered: Vec<String>,
 }
@@ -126,7 +130,8 @@ fn identities(
         .map(|i| {
             let name = format!("vn-{i:05}");
             ca.enroll(Kind::Node, &name, dir, &[], 2)?;
-            let config = net::tls::client_config(&Identity::load(dir, &name)?)?;
+            // As a real node's session: it pings the leader at the liveness interval.
+            let config = net::tls::coordinator_client_config(&Identity::load(dir, &name)?)?;
             Ok((name, config))
         })
         .collect()
@@ -172,8 +177,9 @@ async fn run_in(dir: &std::path::Path, args: &FleetBenchArgs) -> anyhow::Result<
     )?;
     let addrs: Vec<String> = (0..args.replicas).map(|i| cluster.node_addr(i)).collect();
     let endpoints = (0..args.endpoints)
-        .map(|_| quinn::Endpoint::client(std::net::SocketAddr::from(([127, 0, 0, 1], 0))))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|_| replicas::client_endpoint())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let drops_before = replicas::udp_receive_buffer_drops()?;
     let stop = CancellationToken::new();
     let fleet = Fleet {
         slots: (0..args.nodes).map(|_| Arc::new(Slot::default())).collect(),
@@ -242,6 +248,7 @@ async fn run_in(dir: &std::path::Path, args: &FleetBenchArgs) -> anyhow::Result<
         .map(|p| replicas::cpu_seconds(p))
         .collect::<anyhow::Result<_>>()?;
     let bench_cpu = replicas::cpu_seconds("self")? - bench_before;
+    let udp_drops = replicas::udp_receive_buffer_drops()? - drops_before;
     let bytes = cluster.metric(li, "mcdnn_plan_raft_bytes_total")? - bytes_before;
     let plans = cluster.metric(li, "mcdnn_plans_total")? - plans_before;
     // Stragglers: the last changes get two solve intervals and a telemetry interval.
@@ -289,6 +296,7 @@ async fn run_in(dir: &std::path::Path, args: &FleetBenchArgs) -> anyhow::Result<
             .map(|i| (cores(i), rss[i]))
             .collect(),
         bench_cpu_cores: bench_cpu / secs,
+        udp_receive_buffer_drops: udp_drops,
         nodes_failed: failed,
         raft_plan_bytes_per_s: bytes / secs,
         plans_per_s: plans / secs,
@@ -308,7 +316,7 @@ pub fn render(f: &FleetFigure) -> String {
          telemetry change -> new assignment: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} of {} changes (goal: p99 <= {} ms, two solve intervals)\n\
          leader: {:.2} cores, {:.0} MB RSS; followers: {}; bench (virtual nodes): {:.2} cores\n\
          Raft plan bytes: {:.0} B/s ({:.2} plans/s)\n\
-         unanswered changes: {}, failed virtual nodes: {}",
+         unanswered changes: {}, failed virtual nodes: {}, UDP receive-buffer drops (machine): {}",
         f.nodes,
         f.replicas,
         f.nodes_planned,
@@ -327,5 +335,6 @@ pub fn render(f: &FleetFigure) -> String {
         f.plans_per_s,
         f.unanswered.len(),
         f.nodes_failed,
+        f.udp_receive_buffer_drops,
     )
 }

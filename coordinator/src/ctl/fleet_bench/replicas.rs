@@ -146,3 +146,40 @@ pub fn rss_bytes(pid: &str) -> anyhow::Result<u64> {
         .context("no VmRSS")?;
     Ok(kb * 1024)
 }
+
+/// A client endpoint for virtual nodes with a receive buffer as large as the coordinator's node
+/// socket asks for: hundreds of connections share it, and a default-sized buffer overflows
+/// whenever its task is scheduled late (a dropped ping answer looks like a dead leader).
+pub fn client_endpoint() -> anyhow::Result<quinn::Endpoint> {
+    let socket = std::net::UdpSocket::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+    let wanted = crate::fleet::node_endpoint::SOCKET_RECV_BUFFER;
+    if let Err(e) = state.set_recv_buffer_size((&socket).into(), wanted) {
+        eprintln!("could not enlarge a virtual-node socket's receive buffer: {e}");
+    }
+    let runtime = quinn::default_runtime().context("virtual nodes need a tokio runtime")?;
+    Ok(quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        socket,
+        runtime,
+    )?)
+}
+
+/// The kernel's count of UDP datagrams dropped because a socket's receive buffer was full.
+pub fn udp_receive_buffer_drops() -> anyhow::Result<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").context("reading /proc/net/snmp")?;
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next(), udp.next());
+    let (Some(names), Some(values)) = (names, values) else {
+        bail!("/proc/net/snmp has no Udp lines");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .context("/proc/net/snmp has no RcvbufErrors")?
+        .1
+        .parse()
+        .context("RcvbufErrors is not a number")
+}

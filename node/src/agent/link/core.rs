@@ -9,10 +9,11 @@
 //! leader at once; a replica without a leader is left for the next one after 100-300 ms (an
 //! election is short); any other failure backs off exponentially with jitter.
 //!
-//! A dead leader is found by its silence: the leader sends a frame at least every
-//! [`LEADER_HEARTBEAT_INTERVAL`], and a session that heard nothing for [`SILENCE_LIMIT`] is
-//! dropped for the next replica in the list at once (no back-off), long before the QUIC idle
-//! timeout would end it. Until a session is welcomed again, a follower's redirect back to the
+//! A dead leader is found by its silence: the node's QUIC connection pings the leader every
+//! [`LIVENESS_PING_INTERVAL`] and the leader's QUIC stack acknowledges each ping, so a live
+//! leader's datagrams arrive at least that often (frames count too); a session that received
+//! nothing for [`SILENCE_LIMIT`] is dropped for the next replica in the list at once (no
+//! back-off), long before the QUIC idle timeout would end it. Until a session is welcomed again, a follower's redirect back to the
 //! silent replica (it still believes in the dead leader until its election) is taken as "no
 //! leader yet", at most [`SUSPECT_REDIRECTS`] times, so an alive leader is found again.
 
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rand::rngs::StdRng;
-use wire::msg::{Assignment, CoordMsg, ErrorCode, LEADER_HEARTBEAT_INTERVAL, ResultBatch};
+use wire::msg::{Assignment, CoordMsg, ErrorCode, LIVENESS_PING_INTERVAL, ResultBatch};
 
 use crate::spool::SpooledBatch;
 
@@ -30,7 +31,7 @@ pub const BATCH: usize = 256;
 pub const IN_FLIGHT: u64 = 4096;
 /// Runs of (incarnation, last seq) remembered per session; more than a spool holds in practice.
 const SENT_RUNS: usize = 64;
-/// Silence after which a session's coordinator counts as gone: three missed heartbeats.
+/// Silence after which a session's coordinator counts as gone: three missed pings' answers.
 pub const SILENCE_LIMIT: Duration = Duration::from_millis(3 * 200);
 /// How often the shell should report [`Event::Tick`]: silence is measured in these steps.
 pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
@@ -38,7 +39,7 @@ pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
 /// believes them again (about one to two seconds of polling: an election's length).
 pub const SUSPECT_REDIRECTS: u32 = 6;
 
-const _: () = assert!(SILENCE_LIMIT.as_millis() >= 3 * LEADER_HEARTBEAT_INTERVAL.as_millis());
+const _: () = assert!(SILENCE_LIMIT.as_millis() >= 3 * LIVENESS_PING_INTERVAL.as_millis());
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +65,9 @@ pub enum Event {
     Stop,
     /// Time passed (every [`TICK_INTERVAL`] while a session is up): a session whose
     /// coordinator was silent for [`SILENCE_LIMIT`] is left for the next replica.
-    Tick { now: Instant },
+    /// `datagrams`: how many the connection has received so far (any change since the last
+    /// tick is a sign of life: the answers to the node's pings, or anything else).
+    Tick { now: Instant, datagrams: u64 },
 }
 
 /// What to do.
@@ -134,6 +137,8 @@ struct Session {
     last_heard: Option<Instant>,
     /// A frame arrived since the last tick.
     heard: bool,
+    /// The connection's received-datagram count at the last tick.
+    datagrams: u64,
 }
 
 /// A replica that went silent, and how many more redirects to it are to be doubted.
@@ -192,6 +197,7 @@ impl LinkCore {
                     sent: Vec::new(),
                     last_heard: None,
                     heard: true,
+                    datagrams: 0,
                 });
                 vec![Action::SendHello]
             }
@@ -201,7 +207,7 @@ impl LinkCore {
                 }
                 self.frame(msg)
             }
-            Event::Tick { now } => self.tick(now),
+            Event::Tick { now, datagrams } => self.tick(now, datagrams),
             Event::Failed(_) => self.failed(),
             Event::TelemetryDue => match self.up() {
                 Some(_) => {
@@ -267,11 +273,13 @@ impl LinkCore {
 
     /// Measures the welcomed session's silence; past [`SILENCE_LIMIT`] its coordinator is
     /// taken for dead and the next replica is tried at once.
-    fn tick(&mut self, now: Instant) -> Vec<Action> {
+    fn tick(&mut self, now: Instant, datagrams: u64) -> Vec<Action> {
         let Some(session) = self.up() else {
             return Vec::new();
         };
-        if session.heard || session.last_heard.is_none() {
+        let received = datagrams != session.datagrams;
+        session.datagrams = datagrams;
+        if session.heard || received || session.last_heard.is_none() {
             session.heard = false;
             session.last_heard = Some(now);
             return Vec::new();

@@ -70,8 +70,8 @@ const WELCOME_WITHIN: net::framing::Deadlines = net::framing::Deadlines {
     idle: Duration::from_secs(5),
     frame: Duration::from_secs(5),
 };
-/// The core finds a silent coordinator from its missing heartbeats (the QUIC idle timeout is the
-/// backstop), but a frame it starts must arrive whole soon.
+/// The core finds a silent coordinator from its connection's silence (the QUIC idle timeout is
+/// the backstop), but a frame it starts must arrive whole soon.
 const COORD_STREAM: net::framing::Deadlines = net::framing::Deadlines {
     idle: Duration::from_secs(3600),
     frame: Duration::from_secs(30),
@@ -185,7 +185,7 @@ impl Shell<'_> {
             Event::Tick { .. } => {
                 let actions = core.handle(event);
                 if !actions.is_empty() {
-                    tracing::warn!(coordinator = %self.addr, silence = ?core::SILENCE_LIMIT, "no heartbeat from the coordinator; trying the next replica");
+                    tracing::warn!(coordinator = %self.addr, silence = ?core::SILENCE_LIMIT, "nothing received from the coordinator; trying the next replica");
                 }
                 return actions;
             }
@@ -368,7 +368,7 @@ impl Shell<'_> {
             .with_context(|| format!("{addr} resolves to nothing"))?;
         // Each connection presents the current certificate, so a renewed one is used from the
         // next connection on.
-        let client = self.credentials.client_config()?;
+        let client = self.credentials.coordinator_client_config()?;
         let connecting = self
             .endpoint
             .connect_with(client, sock, &tls::server_name_for(addr))
@@ -415,7 +415,10 @@ impl Shell<'_> {
             }
             () = up.renewal.due() => Event::RenewalDue,
             // The timer's own instant: the silence is measured on the same time as the ticks.
-            at = up.liveness.tick() => Event::Tick { now: at.into_std() },
+            at = up.liveness.tick() => Event::Tick {
+                now: at.into_std(),
+                datagrams: self.live.as_ref().map_or(0, |l| l.conn.stats().udp_rx.datagrams),
+            },
             msg = up.frames.recv() => match msg {
                 None => Event::Failed("coordinator stream reader ended".into()),
                 Some(Err(e)) => Event::Failed(format!("{e:#}")),

@@ -334,9 +334,35 @@ fn tick_for(c: &mut LinkCore, clock: &net::clock::ManualClock, span: Duration) -
     while passed < span {
         clock.advance(TICK_INTERVAL);
         passed += TICK_INTERVAL;
-        out.extend(c.handle(Event::Tick { now: clock.now() }));
+        out.extend(c.handle(Event::Tick {
+            now: clock.now(),
+            datagrams: 0,
+        }));
     }
     out
+}
+
+#[test]
+fn datagrams_keep_a_session_without_frames_and_their_silence_moves_it_on() {
+    use net::clock::Clock;
+    let clock = net::clock::ManualClock::new(0);
+    let mut c = up(0);
+    // The answers to the node's pings arrive (the count grows) though no frame does.
+    let mut datagrams = 0;
+    for _ in 0..40 {
+        clock.advance(TICK_INTERVAL);
+        datagrams += 1;
+        let now = clock.now();
+        assert!(c.handle(Event::Tick { now, datagrams }).is_empty());
+    }
+    // The count stops: past the limit the link moves on, at once.
+    let mut moved = Vec::new();
+    for _ in 0..(SILENCE_LIMIT.as_millis() / TICK_INTERVAL.as_millis() + 1) {
+        clock.advance(TICK_INTERVAL);
+        let now = clock.now();
+        moved.extend(c.handle(Event::Tick { now, datagrams }));
+    }
+    assert_eq!(connect_addr(&moved), ("c1:7400".into(), Duration::ZERO));
 }
 
 #[test]
@@ -345,7 +371,7 @@ fn heartbeats_keep_a_session_and_silence_moves_to_the_next_replica_at_once() {
     let mut c = up(0);
     // A heartbeat every interval: the session stays for as long as they come.
     for _ in 0..20 {
-        assert!(tick_for(&mut c, &clock, LEADER_HEARTBEAT_INTERVAL).is_empty());
+        assert!(tick_for(&mut c, &clock, LIVENESS_PING_INTERVAL).is_empty());
         assert!(c.handle(Event::Frame(CoordMsg::Heartbeat)).is_empty());
     }
     // Silence just under the limit is tolerated (a late heartbeat on a busy machine).
