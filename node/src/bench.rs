@@ -202,7 +202,8 @@ impl NodeRun {
     }
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// The middle value (the upper one of an even count); sorts `v`.
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }

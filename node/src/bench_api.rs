@@ -21,6 +21,7 @@ use wire::msg::{AppAssignment, Assignment, MixEntry, PlaceTag};
 use crate::agent::serve::{Results, ServeConfig, ServeHandles, Server};
 use crate::api::{self, Api, ApiLimits};
 use crate::battery::EnergyAccount;
+use crate::bench::median;
 use crate::cache::ModelCache;
 use crate::dataset::Dataset;
 use crate::engine::EngineError;
@@ -119,11 +120,6 @@ fn in_process(intake: &IntakeSender, picture: &Picture) -> anyhow::Result<()> {
         Reply::Served(_) => Ok(()),
         other => anyhow::bail!("the loop answered {other:?}"),
     }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 pub fn run(

@@ -32,44 +32,51 @@ enum Command {
     },
 }
 
+/// What every node benchmark takes.
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// The variant every path runs.
+    #[arg(long, default_value = "full")]
+    variant: String,
+    /// Rounds; the figures are medians over them.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// The catalog manifest (default: models/catalog.json, or MCDNN_CATALOG).
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl BenchArgs {
+    /// The catalog and the test images a benchmark runs on.
+    fn load(&self) -> anyhow::Result<(wire::manifest::Manifest, PathBuf, dataset::Dataset)> {
+        let path = catalog::locate(self.catalog.as_deref())?;
+        let (manifest, dir) = catalog::load(&path)?;
+        let test = dataset::Dataset::test_split().context("loading the test images")?;
+        Ok((manifest, dir, test))
+    }
+}
+
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Per-frame cost of the node's request path against raw ONNX Runtime calls (ratio).
     Overhead {
-        /// The variant both paths run.
-        #[arg(long, default_value = "full")]
-        variant: String,
         /// Frames per round (the same frames on both paths).
         #[arg(long, default_value_t = 1000)]
         frames: usize,
-        /// Rounds; the figures are medians over them.
-        #[arg(long, default_value_t = 5)]
-        rounds: usize,
-        /// The catalog manifest (default: models/catalog.json, or MCDNN_CATALOG).
-        #[arg(long)]
-        catalog: Option<PathBuf>,
-        /// Print one JSON object instead of text.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        common: BenchArgs,
     },
     /// Per-call cost of the local API (loopback HTTP, Unix socket) against handing the same
     /// request to the serving loop in-process (ratio).
     Api {
-        /// The variant every path runs.
-        #[arg(long, default_value = "full")]
-        variant: String,
         /// Calls per path per round.
         #[arg(long, default_value_t = 500)]
         calls: usize,
-        /// Rounds; the figures are medians over them.
-        #[arg(long, default_value_t = 5)]
-        rounds: usize,
-        /// The catalog manifest (default: models/catalog.json, or MCDNN_CATALOG).
-        #[arg(long)]
-        catalog: Option<PathBuf>,
-        /// Print one JSON object instead of text.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        common: BenchArgs,
     },
 }
 
@@ -190,27 +197,18 @@ fn main() -> anyhow::Result<()> {
             println!("enrolled {}: certificate {}", args.name, cert.display());
         }
         Command::Bench {
-            command:
-                BenchCommand::Overhead {
-                    variant,
-                    frames,
-                    rounds,
-                    catalog: path,
-                    json,
-                },
+            command: BenchCommand::Overhead { frames, common },
         } => {
-            let path = catalog::locate(path.as_deref())?;
-            let (manifest, dir) = catalog::load(&path)?;
-            let test = dataset::Dataset::test_split().context("loading the test images")?;
+            let (manifest, dir, test) = common.load()?;
             let r = mcdnn_node::bench::overhead(
                 &manifest,
                 &dir,
                 &test,
-                &variant,
+                &common.variant,
                 frames.max(1),
-                rounds.max(1),
+                common.rounds.max(1),
             )?;
-            if json {
+            if common.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 println!(
@@ -235,20 +233,18 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Bench {
-            command:
-                BenchCommand::Api {
-                    variant,
-                    calls,
-                    rounds,
-                    catalog: path,
-                    json,
-                },
+            command: BenchCommand::Api { calls, common },
         } => {
-            let path = catalog::locate(path.as_deref())?;
-            let (manifest, dir) = catalog::load(&path)?;
-            let test = dataset::Dataset::test_split().context("loading the test images")?;
-            let r = mcdnn_node::bench_api::run(&manifest, &dir, &test, &variant, calls, rounds)?;
-            if json {
+            let (manifest, dir, test) = common.load()?;
+            let r = mcdnn_node::bench_api::run(
+                &manifest,
+                &dir,
+                &test,
+                &common.variant,
+                calls,
+                common.rounds,
+            )?;
+            if common.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 println!(

@@ -18,8 +18,6 @@ pub enum ModelError {
     Ort { what: String, message: String },
     #[error("{what} does not look like the expected model: {message}")]
     Shape { what: String, message: String },
-    #[error("batch of {0} faces is too large (at most {max})", max = crate::face::describe::MAX_BATCH)]
-    Batch(usize),
 }
 
 /// Wraps an ort error with what was being done; the text is built only on failure.

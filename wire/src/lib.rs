@@ -7,4 +7,5 @@ pub mod corpus;
 pub mod head;
 pub mod manifest;
 pub mod msg;
+pub mod shard_head;
 pub mod summary;

@@ -82,7 +82,7 @@ enum Reply {
 async fn send_reply(send: &mut quinn::SendStream, reply: Reply) -> anyhow::Result<()> {
     match reply {
         Reply::Shard { digest, bytes } => {
-            let head = wire::msg::shard_reply_head(&digest, bytes.len(), MAX_FRAME_BYTES)?;
+            let head = wire::shard_head::shard_reply_head(&digest, bytes.len(), MAX_FRAME_BYTES)?;
             send.write_all_chunks(&mut [Bytes::from(head), bytes])
                 .await?;
         }

@@ -16,10 +16,7 @@ mod watchlist;
 use serde::{Deserialize, Serialize};
 
 pub use assignment::{AppAssignment, Assignment, MixEntry, PlaceTag, SpecialisedRun};
-pub use blobs::{
-    BlobReply, BlobReplyView, BlobRequest, FileShards, SHARD_BYTES, VariantManifest,
-    shard_reply_head,
-};
+pub use blobs::{BlobReply, BlobReplyView, BlobRequest, FileShards, SHARD_BYTES, VariantManifest};
 pub use hello::{Hello, Role};
 pub use offload::{OffloadReply, OffloadRequest};
 pub use results::{InferenceResult, ResultBatch};
