@@ -202,6 +202,17 @@ impl NodeRun {
     }
 }
 
+/// Budgets no benchmark run can exhaust: what is measured is the path, not the scheduler's
+/// trade-offs.
+pub(crate) fn unbounded_budgets() -> Budgets {
+    Budgets {
+        energy_j: 1e12,
+        cost_usd: 0.0,
+        horizon_s: 1e9,
+        memory_mb: 64.0,
+    }
+}
+
 /// The middle value (the upper one of an even count); sorts `v`.
 pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -227,12 +238,7 @@ pub fn overhead(
     let mut trunk = session(dir, &spec.trunk.file)?;
     let mut head = session(dir, head_file)?;
     let catalog = Arc::new(Catalog::from_manifest(manifest, "laptop")?);
-    let budgets = Budgets {
-        energy_j: 1e12,
-        cost_usd: 0.0,
-        horizon_s: 1e9,
-        memory_mb: 64.0,
-    };
+    let budgets = unbounded_budgets();
     let mut policy = scheduler::policy::by_name("mcdnn", &catalog, &budgets)?;
     let mut only = Constraints {
         offload_forbidden: true,

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rand::SeedableRng;
 use scheduler::catalog::Catalog;
-use scheduler::state::Budgets;
 use serde::Serialize;
 use wire::manifest::Manifest;
 use wire::msg::{AppAssignment, Assignment, MixEntry, PlaceTag};
@@ -21,7 +20,7 @@ use wire::msg::{AppAssignment, Assignment, MixEntry, PlaceTag};
 use crate::agent::serve::{Results, ServeConfig, ServeHandles, Server};
 use crate::api::{self, Api, ApiLimits};
 use crate::battery::EnergyAccount;
-use crate::bench::median;
+use crate::bench::{median, unbounded_budgets};
 use crate::cache::ModelCache;
 use crate::dataset::Dataset;
 use crate::engine::EngineError;
@@ -134,12 +133,7 @@ pub fn run(
         .variant(variant)
         .with_context(|| format!("no variant {variant}"))?;
     let catalog = Arc::new(Catalog::from_manifest(manifest, "laptop")?);
-    let budgets = Budgets {
-        energy_j: 1e12,
-        cost_usd: 0.0,
-        horizon_s: 1e9,
-        memory_mb: 64.0,
-    };
+    let budgets = unbounded_budgets();
     let mut policy = scheduler::policy::by_name("mcdnn", &catalog, &budgets)?;
     policy.declare_rate("garment", 1e3);
     let handles = ServeHandles::default();

@@ -1,7 +1,9 @@
 //! Messages for the fleet module's unit tests: one place to build a hello, a battery reading and
 //! a telemetry report, so a new message field is added here once.
 
-use wire::msg::{Battery, BatterySource, Hello, Link, PROTOCOL_VERSION, Role, Telemetry};
+use wire::msg::{
+    Assignment, Battery, BatterySource, Hello, Link, PROTOCOL_VERSION, Role, Telemetry,
+};
 
 /// Wall time for fixtures (tests only; the daemon reads its injected clock).
 pub fn unix_ms() -> u64 {
@@ -54,5 +56,18 @@ pub fn telemetry(seq: u64) -> Telemetry {
         served_offload: 0,
         load_profiles: vec![],
         spool: Default::default(),
+    }
+}
+
+/// An empty assignment for `node` at `epoch` (what plan and push tests move around).
+pub fn assignment(node: &str, epoch: u64) -> Assignment {
+    Assignment {
+        epoch,
+        node_id: node.into(),
+        issued_unix_ms: 0,
+        apps: Vec::new(),
+        energy_price: 0.0,
+        cost_price: 0.0,
+        plan_gap: 0.0,
     }
 }

@@ -5,7 +5,7 @@
 pub mod blob_streams;
 pub mod catalog;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod handoff;
 pub mod identity;
 pub mod limits;

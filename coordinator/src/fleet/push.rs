@@ -42,22 +42,10 @@ pub fn push_changed(
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::hello;
+    use super::super::fixtures::{assignment, hello};
     use super::*;
     use tokio::sync::mpsc;
     use wire::msg::Role;
-
-    fn assignment(node: &str, epoch: u64) -> Assignment {
-        Assignment {
-            epoch,
-            node_id: node.into(),
-            issued_unix_ms: 0,
-            apps: Vec::new(),
-            energy_price: 0.0,
-            cost_price: 0.0,
-            plan_gap: 0.0,
-        }
-    }
 
     fn received(rx: &mut mpsc::Receiver<CoordMsg>) -> Vec<u64> {
         std::iter::from_fn(|| match rx.try_recv() {

@@ -153,19 +153,8 @@ pub(super) fn apply_delta(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::fleet::fixtures::assignment;
     use crate::state::{Command, FleetState};
-
-    fn assignment(node: &str, epoch: u64) -> Assignment {
-        Assignment {
-            epoch,
-            node_id: node.into(),
-            issued_unix_ms: 0,
-            apps: Vec::new(),
-            energy_price: 0.0,
-            cost_price: 0.0,
-            plan_gap: 0.0,
-        }
-    }
 
     fn delta(epoch: u64, base_epoch: u64, changed: &[(&str, u64)], removed: &[&str]) -> Command {
         Command::CommitPlanDelta {

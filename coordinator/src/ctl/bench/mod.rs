@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 pub use fairness::{Share, jain};
-pub use virtual_node::{join, telemetry, telemetry_at};
+pub use virtual_node::{hello, join, telemetry, telemetry_at};
 
 use crate::fleet::limits::Rated;
 use crate::fleet::{node_endpoint, sessions, solve_loop};

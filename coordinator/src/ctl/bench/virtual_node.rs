@@ -92,6 +92,22 @@ fn batch(incarnation: u64, first_seq: u64, count: u64, clock: &dyn Clock) -> Res
     }
 }
 
+/// The hello of a virtual phone running both Fashion-MNIST apps, holding the catalog
+/// `catalog_digest` (the coordinator refuses a node whose catalog is not the fleet's).
+pub fn hello(name: &str, catalog_digest: &str) -> Hello {
+    Hello {
+        node_id: name.to_string(),
+        device_class: "phone-2016".into(),
+        role: Role::Device,
+        protocol_version: PROTOCOL_VERSION,
+        catalog_digests: vec![catalog_digest.to_string()],
+        offload_addr: None,
+        battery: battery(&SystemClock),
+        apps: vec!["garment".into(), "category".into()],
+        watchlist_version: 0,
+    }
+}
+
 /// Handshake, hello and welcome for one virtual node holding the catalog `catalog_digest`
 /// (the coordinator refuses a node whose catalog is not the fleet's).
 pub async fn join(
@@ -102,18 +118,7 @@ pub async fn join(
 ) -> anyhow::Result<(quinn::Connection, quinn::SendStream, quinn::RecvStream)> {
     let conn = endpoint.connect(addr, "localhost")?.await?;
     let (mut send, mut recv) = conn.open_bi().await?;
-    let hello = Hello {
-        node_id: name.to_string(),
-        device_class: "phone-2016".into(),
-        role: Role::Device,
-        protocol_version: PROTOCOL_VERSION,
-        catalog_digests: vec![catalog_digest.to_string()],
-        offload_addr: None,
-        battery: battery(&SystemClock),
-        apps: vec!["garment".into(), "category".into()],
-        watchlist_version: 0,
-    };
-    net::framing::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
+    net::framing::write_frame(&mut send, &NodeMsg::Hello(hello(name, catalog_digest))).await?;
     match net::framing::read_frame::<_, CoordMsg>(&mut recv, codec::MAX_FRAME_BYTES).await? {
         Some(CoordMsg::Welcome { .. }) => {}
         other => anyhow::bail!("no welcome: {other:?}"),

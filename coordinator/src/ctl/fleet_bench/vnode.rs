@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wire::codec::MAX_FRAME_BYTES;
-use wire::msg::{AppAssignment, CoordMsg, Hello, NodeMsg, PROTOCOL_VERSION, Role};
+use wire::msg::{AppAssignment, CoordMsg, NodeMsg};
 
 use crate::ctl::bench;
 
@@ -84,18 +84,8 @@ async fn join(
             continue;
         };
         let (mut send, mut recv) = conn.open_bi().await?;
-        let hello = Hello {
-            node_id: name.to_string(),
-            device_class: "phone-2016".into(),
-            role: Role::Device,
-            protocol_version: PROTOCOL_VERSION,
-            catalog_digests: vec![digest.to_string()],
-            offload_addr: None,
-            battery: bench::telemetry(0).battery,
-            apps: vec!["garment".into(), "category".into()],
-            watchlist_version: 0,
-        };
-        net::framing::write_frame(&mut send, &NodeMsg::Hello(hello)).await?;
+        let hello = NodeMsg::Hello(bench::hello(name, digest));
+        net::framing::write_frame(&mut send, &hello).await?;
         match net::framing::read_frame::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES).await {
             Ok(Some(CoordMsg::Welcome { leader, .. })) => {
                 slot.lock().leader = Some(leader);
