@@ -180,6 +180,7 @@ impl AppStats {
             class_histogram: histogram,
             requests: self.requests,
             correct: self.correct,
+            labelled: self.labelled_requests,
             dropped: self.dropped,
             offloaded: self.offloaded,
             latency_ms_p50: sorted.get(sorted.len() / 2).copied().unwrap_or(0.0),

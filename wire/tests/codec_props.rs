@@ -65,11 +65,11 @@ prop_compose! {
 prop_compose! {
     fn app_telemetry()(
         app in text(), rate_per_s in f64s(), class_histogram in vec(any::<u32>(), 0..12),
-        counts in any::<[u64; 4]>(), latency_ms_p50 in f64s(), energy_used_j in f64s(),
+        counts in any::<[u64; 5]>(), latency_ms_p50 in f64s(), energy_used_j in f64s(),
         cost_used_usd in f64s(),
     ) -> AppTelemetry {
-        let [requests, correct, dropped, offloaded] = counts;
-        AppTelemetry { app, rate_per_s, class_histogram, requests, correct, dropped, offloaded,
+        let [requests, correct, labelled, dropped, offloaded] = counts;
+        AppTelemetry { app, rate_per_s, class_histogram, requests, correct, labelled, dropped, offloaded,
                        latency_ms_p50, energy_used_j, cost_used_usd }
     }
 }

@@ -23,6 +23,9 @@ pub struct NodeStatus {
     pub loaded_variants: Vec<String>,
     pub requests: u64,
     pub correct: u64,
+    /// Requests with a ground truth; `accuracy` is `correct` over these.
+    #[serde(default)]
+    pub labelled: u64,
     pub dropped: u64,
     pub offloaded: u64,
     pub requests_per_s: f64,
@@ -96,6 +99,7 @@ pub fn fleet_status(src: &StatusSources) -> FleetStatus {
             };
             let requests = sum(|a| a.requests);
             let correct = sum(|a| a.correct);
+            let labelled = sum(|a| a.labelled);
             NodeStatus {
                 id: id.clone(),
                 device_class: e.hello.device_class.clone(),
@@ -112,10 +116,13 @@ pub fn fleet_status(src: &StatusSources) -> FleetStatus {
                 dropped: sum(|a| a.dropped),
                 offloaded: sum(|a| a.offloaded),
                 requests_per_s: shown(t.map_or(0.0, |t| t.apps.iter().map(|a| a.rate_per_s).sum())),
-                accuracy: if requests == 0 {
+                labelled,
+                // Over the requests that carried a ground truth: a face or API request has none
+                // and is neither right nor wrong.
+                accuracy: if labelled == 0 {
                     0.0
                 } else {
-                    100.0 * correct as f64 / requests as f64
+                    100.0 * correct as f64 / labelled as f64
                 },
                 sent_epoch: e.sent_epoch,
                 acked_epoch: e.acked_epoch,

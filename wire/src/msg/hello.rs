@@ -24,7 +24,7 @@ pub struct Hello {
     /// Apps the node runs.
     pub apps: Vec<String>,
     /// Version of the watchlist the node holds (0: none); the leader pushes its list only when
-    /// its version differs (protocol version 5).
+    /// its version differs (since protocol version 5).
     pub watchlist_version: u64,
 }
 

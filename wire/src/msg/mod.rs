@@ -33,7 +33,7 @@ pub use watchlist::{
 
 /// Version of the message set; carried in every frame header and in [`Hello`]. Bump on any change
 /// to a message's shape: bincode is not self-describing, so old and new peers cannot mix.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// TLS ALPN identifier for this protocol version.
 pub const ALPN: &[u8] = b"mcdnn/1";

@@ -96,6 +96,9 @@ pub struct AppTelemetry {
     pub requests: u64,
     /// Requests whose ground truth was known and matched.
     pub correct: u64,
+    /// Requests that carried a ground truth (the replay's; API calls, video frames and face
+    /// requests carry none): accuracy is `correct / labelled`.
+    pub labelled: u64,
     pub dropped: u64,
     pub offloaded: u64,
     pub latency_ms_p50: f64,

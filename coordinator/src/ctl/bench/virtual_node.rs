@@ -42,6 +42,7 @@ pub fn telemetry_at(seq: u64, clock: &dyn Clock) -> Telemetry {
         class_histogram: vec![3; classes],
         requests: seq * 2,
         correct: seq * 2,
+        labelled: seq * 2,
         dropped: 0,
         offloaded: 0,
         latency_ms_p50: 0.1,
