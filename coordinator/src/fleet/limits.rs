@@ -224,6 +224,26 @@ mod tests {
     }
 
     #[test]
+    fn blob_requests_are_held_to_their_byte_budget_whatever_the_shard_size() {
+        let limits = NodeLimits::default();
+        let now = Instant::now();
+        let burst = BLOB_BURST_BYTES / SHARD_BYTES;
+        let allowed = (0..2 * burst)
+            .filter(|_| limits.allow("fetcher", Rated::Blob, now))
+            .count();
+        assert_eq!(allowed, burst, "a first fetch of 256 MiB at once, no more");
+        let later = now + Duration::from_secs(1);
+        let refilled = (0..2 * burst)
+            .filter(|_| limits.allow("fetcher", Rated::Blob, later))
+            .count();
+        assert_eq!(
+            refilled * SHARD_BYTES,
+            BLOB_BYTES_PER_S,
+            "16 MiB a second after that"
+        );
+    }
+
+    #[test]
     fn the_telemetry_budget_is_shared_by_live_connections_within_floor_and_cap() {
         assert_eq!(telemetry_share(1), TELEMETRY_CAP);
         assert_eq!(telemetry_share(1000), TELEMETRY_BUDGET / 1000.0);
