@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use net::framing::Deadlines;
+use wire::msg::SHARD_BYTES;
 
 use crate::rate::TokenBucket;
 
@@ -27,7 +28,8 @@ pub enum Rated {
     Telemetry,
     /// One result batch (every 100 ms at most by the node; 30/s allowed).
     Results,
-    /// One blob request (a 256 KiB shard; 64/s, bursts of 1024 for a first model fetch).
+    /// One blob request (a 64 KiB shard; 256/s, bursts of 4096 for a first model fetch: 16 MiB/s
+    /// and 256 MiB at once).
     Blob,
 }
 
@@ -42,6 +44,11 @@ pub const TELEMETRY_BUDGET: f64 = 4000.0;
 pub const TELEMETRY_FLOOR: f64 = 2.0;
 /// What one identity may send when the fleet is small.
 pub const TELEMETRY_CAP: f64 = 20.0;
+
+/// Shard bytes one identity may ask for a second, and at once (a first model fetch): counted in
+/// shard requests of [`SHARD_BYTES`], so a change of shard size keeps the byte rate.
+const BLOB_BYTES_PER_S: usize = 16 << 20;
+const BLOB_BURST_BYTES: usize = 256 << 20;
 
 /// The telemetry rate of each identity while `live` connections share the budget.
 pub fn telemetry_share(live: usize) -> f64 {
@@ -63,7 +70,11 @@ impl Rated {
         match self {
             Rated::Telemetry => TokenBucket::new(TELEMETRY_CAP, 2.0 * TELEMETRY_CAP, now),
             Rated::Results => TokenBucket::new(30.0, 60.0, now),
-            Rated::Blob => TokenBucket::new(64.0, 1024.0, now),
+            Rated::Blob => TokenBucket::new(
+                (BLOB_BYTES_PER_S / SHARD_BYTES) as f64,
+                (BLOB_BURST_BYTES / SHARD_BYTES) as f64,
+                now,
+            ),
         }
     }
 }
@@ -210,6 +221,26 @@ mod tests {
         );
         assert_eq!(limits.tally("honest", Rated::Telemetry).accepted, 1);
         assert_eq!(limits.tally("honest", Rated::Results), Tally::default());
+    }
+
+    #[test]
+    fn blob_requests_are_held_to_their_byte_budget_whatever_the_shard_size() {
+        let limits = NodeLimits::default();
+        let now = Instant::now();
+        let burst = BLOB_BURST_BYTES / SHARD_BYTES;
+        let allowed = (0..2 * burst)
+            .filter(|_| limits.allow("fetcher", Rated::Blob, now))
+            .count();
+        assert_eq!(allowed, burst, "a first fetch of 256 MiB at once, no more");
+        let later = now + Duration::from_secs(1);
+        let refilled = (0..2 * burst)
+            .filter(|_| limits.allow("fetcher", Rated::Blob, later))
+            .count();
+        assert_eq!(
+            refilled * SHARD_BYTES,
+            BLOB_BYTES_PER_S,
+            "16 MiB a second after that"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod fetch;
 pub mod heads;
+pub mod shard_trees;
 pub mod shards;
 pub mod transfer;
 

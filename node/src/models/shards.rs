@@ -12,11 +12,14 @@ use wire::codec;
 use wire::manifest::FileSpec;
 use wire::msg::VariantManifest;
 
+use super::shard_trees::ShardTrees;
 use crate::engine::EngineError;
 use crate::store::{NodeStore, StoreError};
 
-/// Tree of shard bytes keyed by hex sha256 (fault-injection tools open it by this name).
-pub const SHARDS_TREE: &str = "model_shards";
+// A full shard's sled record (key, value, sled's headers) must stay under sled's blob threshold
+// (a quarter of its 512 KiB segment, less the segment header), or every shard becomes a file of
+// its own: see `wire::msg::SHARD_BYTES`.
+const _: () = assert!(wire::msg::SHARD_BYTES + 64 + 64 < 512 * 1024 / 4 - 20);
 const MANIFESTS_TREE: &str = "model_manifests";
 const COMPLETE_TREE: &str = "model_complete";
 const LAST_USED_TREE: &str = "model_last_used";
@@ -44,7 +47,8 @@ pub use wire::summary::ModelStoreSummary as StoreStats;
 
 #[derive(Clone)]
 pub struct ShardStore {
-    shards: sled::Tree,
+    /// Shard bytes by hex sha256, spread over bucket trees (`shard_trees`).
+    shards: ShardTrees,
     manifests: sled::Tree,
     complete: sled::Tree,
     last_used: sled::Tree,
@@ -73,7 +77,7 @@ impl ShardStore {
     ) -> Result<Self, ModelStoreError> {
         let s = Self {
             clock,
-            shards: store.tree(SHARDS_TREE)?,
+            shards: ShardTrees::open(store)?,
             manifests: store.tree(MANIFESTS_TREE)?,
             complete: store.tree(COMPLETE_TREE)?,
             last_used: store.tree(LAST_USED_TREE)?,
@@ -122,7 +126,7 @@ impl ShardStore {
     }
 
     pub fn has_shard(&self, digest: &str) -> Result<bool, ModelStoreError> {
-        Ok(self.shards.contains_key(digest)?)
+        Ok(self.shards.contains(digest)?)
     }
 
     /// Stores a shard after checking it is what was asked for; a resumed fetch skips it.
@@ -294,12 +298,7 @@ impl ShardStore {
     }
 
     pub fn stored_bytes(&self) -> u64 {
-        self.shards
-            .iter()
-            .values()
-            .filter_map(Result::ok)
-            .map(|v| v.len() as u64)
-            .sum()
+        self.shards.stored_bytes()
     }
 
     /// Removes least recently used variants outside `keep` until the shards fit the disk budget.
@@ -346,7 +345,7 @@ impl ShardStore {
             }
         }
         for d in doomed.difference(&still_used) {
-            self.shards.remove(d.as_str())?;
+            self.shards.remove(d)?;
         }
         self.shards.flush()?;
         tracing::info!(
@@ -407,7 +406,7 @@ mod tests {
         assert_eq!(s.read_file(&spec).expect("read"), b"abcdef");
         // Flip a byte on disk.
         store
-            .tree(SHARDS_TREE)
+            .tree(&crate::models::shard_trees::tree_name(&sha256_hex(b"ef")))
             .expect("tree")
             .insert(sha256_hex(b"ef"), &b"eX"[..])
             .expect("tamper");
@@ -422,6 +421,34 @@ mod tests {
             vec![sha256_hex(b"ef")],
             "only the bad shard is refetched"
         );
+    }
+
+    fn blob_files(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir.join("blobs")).map_or(0, |d| d.count())
+    }
+
+    #[test]
+    fn full_size_shards_stay_in_sleds_log_not_in_files_of_their_own() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = NodeStore::open(dir.path()).expect("open");
+        let s = ShardStore::open(&store, u64::MAX).expect("shards");
+        for i in 0..40u32 {
+            let shard: Vec<u8> = (0..wire::msg::SHARD_BYTES)
+                .map(|j| (j as u32 ^ i) as u8)
+                .collect();
+            s.put_shard(&sha256_hex(&shard), &shard).expect("stored");
+        }
+        store.flush().expect("flush");
+        assert_eq!(blob_files(dir.path()), 0, "no shard became a blob file");
+        // The threshold is real: a value four times a shard is written as a file.
+        let big = vec![7u8; 4 * wire::msg::SHARD_BYTES];
+        store
+            .tree("scratch")
+            .expect("tree")
+            .insert("big", big)
+            .expect("big");
+        store.flush().expect("flush");
+        assert!(blob_files(dir.path()) > 0, "a 256 KiB value is a blob file");
     }
 
     #[test]

@@ -30,11 +30,11 @@ use wire::msg::{BlobReply, BlobReplyView, BlobRequest, VariantManifest};
 use super::shards::ShardStore;
 use crate::handles::BlobStreams;
 
-/// Shard requests unanswered at once on the stream (x 256 KiB shards = 4 MiB): enough to keep a
+/// Shard requests unanswered at once on the stream (x 64 KiB shards = 4 MiB): enough to keep a
 /// fast link busy across the round trip, few enough to bound what is buffered.
-pub const MAX_IN_FLIGHT: usize = 16;
-/// Verified-but-not-yet-stored shards waiting for the store thread.
-const STORE_QUEUE: usize = 4;
+pub const MAX_IN_FLIGHT: usize = 64;
+/// Received shards waiting for the store thread (x 64 KiB = 1 MiB).
+const STORE_QUEUE: usize = 16;
 /// The coordinator must start each reply within `idle` and finish it within `frame`.
 const REPLY_DEADLINES: Deadlines = Deadlines {
     idle: Duration::from_secs(30),

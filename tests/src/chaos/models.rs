@@ -23,13 +23,14 @@ fn shard_lines(p: &Proc) -> usize {
 /// Shards in a stopped node's store: digest -> whether the bytes still match it.
 fn stored_shards(fleet: &Fleet, node: &str) -> anyhow::Result<BTreeMap<String, bool>> {
     let db = sled::open(fleet.store_path(node)).context("opening the stopped node's store")?;
-    let shards = db.open_tree(mcdnn_node::models::shards::SHARDS_TREE)?;
     let mut out = BTreeMap::new();
-    for item in shards.iter() {
-        let (k, v) = item?;
-        let digest = String::from_utf8_lossy(&k).to_string();
-        let sound = digest == sha256(&v);
-        out.insert(digest, sound);
+    for name in mcdnn_node::models::shard_trees::tree_names() {
+        for item in db.open_tree(name)?.iter() {
+            let (k, v) = item?;
+            let digest = String::from_utf8_lossy(&k).to_string();
+            let sound = digest == sha256(&v);
+            out.insert(digest, sound);
+        }
     }
     Ok(out)
 }
@@ -143,7 +144,6 @@ fn sha256(bytes: &[u8]) -> String {
 /// variant it was flipped for.
 fn flip_shards(fleet: &Fleet, node: &str) -> anyhow::Result<BTreeMap<String, String>> {
     let db = sled::open(fleet.store_path(node)).context("opening the stopped node's store")?;
-    let shards = db.open_tree(mcdnn_node::models::shards::SHARDS_TREE)?;
     let manifests = db.open_tree("model_manifests")?;
     let mut flipped = BTreeMap::new();
     for item in manifests.iter() {
@@ -155,6 +155,7 @@ fn flip_shards(fleet: &Fleet, node: &str) -> anyhow::Result<BTreeMap<String, Str
         if flipped.contains_key(d) {
             continue; // a trunk shared by two variants is flipped once
         }
+        let shards = db.open_tree(mcdnn_node::models::shard_trees::tree_name(d))?;
         if let Some(bytes) = shards.get(d)? {
             let mut bad = bytes.to_vec();
             let mid = bad.len() / 2;
