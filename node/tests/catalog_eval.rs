@@ -24,10 +24,14 @@ fn rust_accuracy_matches_the_manifest_and_full_beats_quarter() {
     let eval = catalog::eval::run(&manifest, &dir, &test, &only, None).expect("eval");
     assert_eq!(eval.variants.len(), 3);
     for v in &eval.variants {
+        // ONNX Runtime's int8 kernels round differently by CPU: on AVX2 without VNNI the u8 x s8
+        // products can saturate (int8 garment 90.75 % on an AVX2-only EPYC, 91.12 % where it was
+        // trained); fp32 variants agree within evaluation noise everywhere.
+        let tolerance = if v.name.contains("int8") { 1.0 } else { 0.3 };
         for (app, measured) in &v.accuracy {
             let trained = v.manifest_accuracy[app];
             assert!(
-                (measured - trained).abs() <= 0.3,
+                (measured - trained).abs() <= tolerance,
                 "{} {app}: Rust measured {measured}, training measured {trained}",
                 v.name
             );
