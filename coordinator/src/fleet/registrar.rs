@@ -104,7 +104,11 @@ impl Registrar {
                 take_batch(&mut pending.nodes)
             };
             let count = batch.len();
-            if let Err(e) = self.raft.propose(Command::RegisterNodes { nodes: batch }).await {
+            if let Err(e) = self
+                .raft
+                .propose(Command::RegisterNodes { nodes: batch })
+                .await
+            {
                 tracing::warn!(nodes = count, error = %e, "could not register nodes in the replicated registry");
             }
         }
@@ -183,7 +187,10 @@ mod tests {
             Registration::Queued,
             "a queued node may change its class"
         );
-        assert_eq!(registrar.register("one-too-many", "phone"), Registration::Refused);
+        assert_eq!(
+            registrar.register("one-too-many", "phone"),
+            Registration::Refused
+        );
         settled(&registrar).await;
         let nodes = raft.with_state(|s| s.nodes().clone());
         assert_eq!(nodes.len(), limit);
@@ -194,14 +201,26 @@ mod tests {
             nodes.values().map(|n| n.registered_at).collect();
         assert_eq!(entries.len(), 3, "{entries:?}");
         let first = nodes["n00001"].registered_at;
-        assert_eq!(nodes[&format!("n{:05}", MAX_REGISTRATIONS - 1)].registered_at, first);
-        assert_eq!(nodes[&format!("n{MAX_REGISTRATIONS:05}")].registered_at, first + 1);
+        assert_eq!(
+            nodes[&format!("n{:05}", MAX_REGISTRATIONS - 1)].registered_at,
+            first
+        );
+        assert_eq!(
+            nodes[&format!("n{MAX_REGISTRATIONS:05}")].registered_at,
+            first + 1
+        );
 
         assert_eq!(registrar.register("n00001", "phone"), Registration::Known);
-        assert_eq!(registrar.register("one-too-many", "phone"), Registration::Queued);
+        assert_eq!(
+            registrar.register("one-too-many", "phone"),
+            Registration::Queued
+        );
         settled(&registrar).await;
         let late = raft.with_state(|s| s.nodes()["one-too-many"].registered_at);
         assert_eq!(late, first + 3, "one entry for the late join");
-        assert_eq!(raft.with_state(|s| s.nodes()["n00001"].registered_at), first);
+        assert_eq!(
+            raft.with_state(|s| s.nodes()["n00001"].registered_at),
+            first
+        );
     }
 }

@@ -178,7 +178,10 @@ pub async fn fleet_bench(args: &FleetBenchArgs) -> anyhow::Result<FleetFigure> {
     if let Some(ms) = args.ping_ms
         && (ms == 0 || ms >= idle_ms)
     {
-        bail!("--ping-ms must be between 1 and {} (the QUIC idle timeout)", idle_ms - 1);
+        bail!(
+            "--ping-ms must be between 1 and {} (the QUIC idle timeout)",
+            idle_ms - 1
+        );
     }
     let dir = std::env::temp_dir().join(format!("mcdnn-fleet-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
