@@ -173,7 +173,7 @@ mod tests {
         s.apply(13, &cmd);
         assert_eq!(s.plan_epoch(), 8);
         // Written back, it is the current format.
-        assert_eq!(s.to_snapshot_bytes().unwrap()[0], 4);
+        assert_eq!(s.to_snapshot_bytes().unwrap()[0], 5);
     }
 
     /// A format-3 snapshot (everything but the watchlist) and format-3 log entries are read;
