@@ -29,6 +29,7 @@ use crate::fleet::plan::FleetPolicy;
 use crate::fleet::plan_view::PlanBoard;
 use crate::fleet::policies::Policies;
 use crate::fleet::prom::Histograms;
+use crate::fleet::registrar::Registrar;
 use crate::fleet::registry::Nodes;
 use crate::fleet::result_sink::{self, ResultQueue, ResultSink};
 use crate::fleet::sessions::Sessions;
@@ -70,6 +71,8 @@ pub struct Wiring {
     pub replan: Replan,
     pub heads: ActiveHeads,
     pub results: ResultSink,
+    /// Shared by every session, so joins in a burst share a Raft entry.
+    pub registrar: Registrar,
     pub faces: Option<Arc<FaceService>>,
     pub watchlist: WatchlistFeed,
     /// The result sink's queue until its worker takes it ([`Wiring::result_sink`]).
@@ -84,6 +87,7 @@ impl Wiring {
         let (results, results_queue) = result_sink::channel();
         Wiring {
             results,
+            registrar: Registrar::new(raft.clone()),
             results_queue: Some(results_queue),
             policies: Policies::new(inputs.policy, raft.clone()),
             raft,
@@ -112,6 +116,7 @@ impl Wiring {
             nodes: self.nodes.clone(),
             leader: self.leader.clone(),
             raft: self.raft.clone(),
+            registrar: self.registrar.clone(),
             catalog_digest: self.catalog.digest.clone(),
             metrics: self.metrics.clone(),
             histograms: self.histograms.clone(),

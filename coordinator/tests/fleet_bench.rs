@@ -13,6 +13,11 @@ async fn every_node_gets_a_new_assignment_after_its_telemetry_changes() {
         change_share: 1.0,
         solve_interval_ms: 500,
         endpoints: 2,
+        joins_at_once: 16,
+        cluster_cpus: None,
+        nodes_cpus: None,
+        ping_ms: None,
+        nodes_nice: None,
         port: 17600 + (std::process::id() % 400) as u16 * 4,
         catalog: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/catalog.json").into()),
         coordinator_bin: Some(env!("CARGO_BIN_EXE_mcdnn-coordinator").into()),
@@ -26,4 +31,6 @@ async fn every_node_gets_a_new_assignment_after_its_telemetry_changes() {
     assert!(f.unanswered.is_empty(), "{f:?}");
     assert_eq!(f.nodes_failed, 0, "{f:?}");
     assert!(f.p99_ms.is_finite(), "{f:?}");
+    assert!(f.raft_terms[0] >= 1, "the replica's term was read: {f:?}");
+    assert_eq!(f.leader_changes, 0, "one replica, one election: {f:?}");
 }

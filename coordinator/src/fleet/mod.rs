@@ -17,6 +17,7 @@ pub mod plan_view;
 pub mod policies;
 pub mod prom;
 pub mod push;
+pub mod registrar;
 pub mod registry;
 pub mod result_sink;
 pub mod session_core;

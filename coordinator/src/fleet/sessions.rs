@@ -28,6 +28,7 @@ use super::identity::Renewals;
 use super::limits::NodeLimits;
 use super::metrics::Metrics;
 use super::prom::Histograms;
+use super::registrar::Registrar;
 use super::registry::Nodes;
 use super::result_sink::{Job, ResultSink};
 use super::session_core::{self, Action, Counter, Event, NodeSession};
@@ -41,6 +42,8 @@ pub struct Sessions {
     pub nodes: Nodes,
     pub leader: LeaderWatch,
     pub raft: ReplicaHandle,
+    /// Records joining nodes in the replicated registry, in batches.
+    pub registrar: Registrar,
     /// The fleet catalog's digest: a node must hold it.
     pub catalog_digest: String,
     pub metrics: Arc<Metrics>,
@@ -190,7 +193,7 @@ async fn session(conn: quinn::Connection, hub: &Sessions) -> Result<(), String> 
         tokio::time::sleep(Duration::from_millis(50)).await;
         return Ok(());
     }
-    register_in_raft(hub, &id, &hello.device_class);
+    hub.registrar.register(&id, &hello.device_class);
     let epoch = hub.raft.with_state(|s| s.plan_epoch());
     let (tx, mut rx) = mpsc::channel::<CoordMsg>(QUEUE);
     let welcome = CoordMsg::Welcome {
@@ -253,28 +256,6 @@ async fn session(conn: quinn::Connection, hub: &Sessions) -> Result<(), String> 
     hub.replan.notify_one();
     tracing::info!(node = %id, "node session ended");
     result
-}
-
-/// Records the node in the replicated registry the first time it joins (or when its class
-/// changes), without holding up its session.
-fn register_in_raft(hub: &Sessions, id: &str, class: &str) {
-    let known = hub
-        .raft
-        .with_state(|s| s.nodes().get(id).is_some_and(|n| n.device_class == class));
-    if known {
-        return;
-    }
-    let raft = hub.raft.clone();
-    let cmd = crate::state::Command::RegisterNode {
-        node_id: id.to_string(),
-        device_class: class.to_string(),
-    };
-    let id = id.to_string();
-    tokio::spawn(async move {
-        if let Err(e) = raft.propose(cmd).await {
-            tracing::warn!(node = %id, error = %e, "could not register the node in the replicated registry");
-        }
-    });
 }
 
 /// Runs the session's state machine: frames and commit outcomes in, actions out.

@@ -8,8 +8,12 @@ use thiserror::Error;
 /// value per key, a capped log, per-writer id windows). 3: the committed plan is held per node
 /// (`CommitPlanDelta`); format-2 commands and snapshots are still read and converted. 4: the
 /// state holds the watchlist (`AddWatchlistEntry`/`RemoveWatchlistEntry`); format-3 commands
-/// and snapshots are still read.
-const FORMAT_VERSION: u8 = 4;
+/// and snapshots are still read. 5: `RegisterNodes` (a burst of joins in one entry); format-4
+/// commands and snapshots (the same state layout) are still read.
+const FORMAT_VERSION: u8 = 5;
+
+/// Format 4, still read (see [`FORMAT_VERSION`]).
+pub(crate) const FORMAT_V4: u8 = 4;
 
 /// Format 3, still read (see [`FORMAT_VERSION`]).
 pub(crate) const FORMAT_V3: u8 = 3;

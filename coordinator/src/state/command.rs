@@ -134,6 +134,28 @@ pub enum Command {
         /// The operator (from the operator's certificate).
         by: String,
     },
+    /// Nodes that joined in a burst, registered by one entry (format 5): a fleet of thousands
+    /// joining at once costs a Raft round per batch instead of one per node. Applied as that
+    /// many [`Command::RegisterNode`]s in order at the entry's index; refused whole when empty
+    /// or longer than [`MAX_REGISTRATIONS`].
+    RegisterNodes {
+        /// In join order; a node named twice ends with its last class.
+        nodes: Vec<NodeRegistration>,
+    },
+}
+
+/// Most nodes one [`Command::RegisterNodes`] carries: about 40 bytes each, so an entry stays
+/// far below Raft's message size (`max_size_per_msg`, 1 MiB) and a follower applies it in
+/// well under a heartbeat.
+pub const MAX_REGISTRATIONS: usize = 1024;
+
+/// One node of a [`Command::RegisterNodes`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRegistration {
+    /// The node's identity (from its certificate).
+    pub node_id: String,
+    /// Its device class.
+    pub device_class: String,
 }
 
 /// Value of a policy key.
@@ -174,11 +196,11 @@ impl Command {
         codec::encode(self, "command")
     }
 
-    /// Decodes a command from a Raft entry. Entries of formats 2 and 3 still decode: each
+    /// Decodes a command from a Raft entry. Entries of formats 2 to 4 still decode: each
     /// format since only added variants at the end, so every older command reads the same.
     pub fn decode(bytes: &[u8]) -> Result<Self, StateError> {
         match bytes.first() {
-            Some(&old @ (codec::FORMAT_V2 | codec::FORMAT_V3)) => {
+            Some(&old @ (codec::FORMAT_V2 | codec::FORMAT_V3 | codec::FORMAT_V4)) => {
                 codec::decode_version(bytes, "command", old)
             }
             _ => codec::decode(bytes, "command"),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::codec::{self, StateError};
-use super::command::{Command, PolicyValue, SpecialisedVariant};
+use super::command::{Command, MAX_REGISTRATIONS, PolicyValue, SpecialisedVariant};
 use super::outcome::ApplyOutcome;
 use super::plan::{self, CommittedPlan, Delta};
 use super::policy::{PolicyState, PolicyWrite};
@@ -69,6 +69,17 @@ impl FleetState {
         self.apply_admitted(index, cmd)
     }
 
+    /// Records (or re-records with a new class) one node, registered at `index`.
+    fn register(&mut self, node_id: &str, device_class: &str, index: u64) {
+        self.nodes.insert(
+            node_id.to_owned(),
+            NodeRecord {
+                device_class: device_class.to_owned(),
+                registered_at: index,
+            },
+        );
+    }
+
     /// Applies a command the size guard admitted.
     fn apply_admitted(&mut self, index: u64, cmd: &Command) -> ApplyOutcome {
         match cmd {
@@ -76,13 +87,19 @@ impl FleetState {
                 node_id,
                 device_class,
             } => {
-                self.nodes.insert(
-                    node_id.clone(),
-                    NodeRecord {
-                        device_class: device_class.clone(),
-                        registered_at: index,
-                    },
-                );
+                self.register(node_id, device_class, index);
+                ApplyOutcome::Applied
+            }
+            Command::RegisterNodes { nodes } => {
+                if nodes.is_empty() || nodes.len() > MAX_REGISTRATIONS {
+                    return ApplyOutcome::Rejected(format!(
+                        "a registration batch holds 1 to {MAX_REGISTRATIONS} nodes, not {}",
+                        nodes.len()
+                    ));
+                }
+                for n in nodes {
+                    self.register(&n.node_id, &n.device_class, index);
+                }
                 ApplyOutcome::Applied
             }
             Command::RemoveNode { node_id } => match self.nodes.remove(node_id) {
@@ -257,7 +274,8 @@ impl FleetState {
         codec::encode(self, "fleet state snapshot")
     }
 
-    /// Restores a state from Raft snapshot bytes (format 2 and 3 snapshots are converted).
+    /// Restores a state from Raft snapshot bytes (format 2 and 3 snapshots are converted, format 4
+    /// ones read as they are).
     pub fn from_snapshot_bytes(bytes: &[u8]) -> Result<Self, StateError> {
         const WHAT: &str = "fleet state snapshot";
         match bytes.first() {
@@ -271,6 +289,8 @@ impl FleetState {
                     codec::decode_version(bytes, WHAT, codec::FORMAT_V3)?;
                 Ok(old.convert())
             }
+            // Format 5 only added a command: a format-4 state has the same layout.
+            Some(&codec::FORMAT_V4) => codec::decode_version(bytes, WHAT, codec::FORMAT_V4),
             _ => codec::decode(bytes, WHAT),
         }
     }
@@ -373,6 +393,48 @@ mod tests {
         let mut expected = before;
         expected.note_applied(5);
         assert_eq!(s, expected);
+    }
+
+    /// A batch registers every node at its entry's index (the last class of a node named
+    /// twice wins); an empty or oversized batch is refused whole and changes nothing.
+    #[test]
+    fn a_registration_batch_is_applied_whole_or_refused_whole() {
+        use super::super::command::NodeRegistration;
+        let reg = |id: &str, class: &str| NodeRegistration {
+            node_id: id.into(),
+            device_class: class.into(),
+        };
+        let mut s = FleetState::default();
+        let batch = Command::RegisterNodes {
+            nodes: vec![reg("a", "phone"), reg("b", "phone"), reg("a", "tablet")],
+        };
+        assert_eq!(s.apply(1, &batch), ApplyOutcome::Applied);
+        assert_eq!(s.nodes().len(), 2);
+        assert_eq!(s.nodes()["a"].device_class, "tablet");
+        assert_eq!(s.nodes()["b"].registered_at, 1);
+
+        let before = s.clone();
+        let too_many = Command::RegisterNodes {
+            nodes: (0..=MAX_REGISTRATIONS)
+                .map(|i| reg(&format!("x{i}"), "phone"))
+                .collect(),
+        };
+        for (index, bad) in [(2, too_many), (3, Command::RegisterNodes { nodes: vec![] })] {
+            assert!(
+                matches!(s.apply(index, &bad), ApplyOutcome::Rejected(ref why) if why.contains("registration batch")),
+                "refused"
+            );
+        }
+        let mut expected = before;
+        expected.note_applied(3);
+        assert_eq!(s, expected, "only the applied index moved");
+        let exactly = Command::RegisterNodes {
+            nodes: (0..MAX_REGISTRATIONS)
+                .map(|i| reg(&format!("x{i}"), "phone"))
+                .collect(),
+        };
+        assert_eq!(s.apply(4, &exactly), ApplyOutcome::Applied);
+        assert_eq!(s.nodes().len(), 2 + MAX_REGISTRATIONS);
     }
 
     #[test]

@@ -173,7 +173,7 @@ mod tests {
         s.apply(13, &cmd);
         assert_eq!(s.plan_epoch(), 8);
         // Written back, it is the current format.
-        assert_eq!(s.to_snapshot_bytes().unwrap()[0], 4);
+        assert_eq!(s.to_snapshot_bytes().unwrap()[0], 5);
     }
 
     /// A format-3 snapshot (everything but the watchlist) and format-3 log entries are read;
@@ -217,5 +217,27 @@ mod tests {
         assert_eq!(Command::decode(&entry).unwrap(), cmd);
         s.apply(6, &cmd);
         assert_eq!(s.catalog_digests(), ["ef"]);
+    }
+
+    /// Format 5 only added `RegisterNodes`: a format-4 snapshot (the same layout, version byte
+    /// 4) and format-4 entries read as they are, and a newer format is refused by name.
+    #[test]
+    fn format_4_snapshots_and_commands_are_read() {
+        let mut state = FleetState::default();
+        let reg = Command::RegisterNode {
+            node_id: "n1".into(),
+            device_class: "phone".into(),
+        };
+        state.apply(3, &reg);
+        let mut bytes = state.to_snapshot_bytes().unwrap();
+        bytes[0] = codec::FORMAT_V4;
+        let restored = FleetState::from_snapshot_bytes(&bytes).unwrap();
+        assert_eq!(restored, state);
+        let mut entry = reg.encode().unwrap();
+        entry[0] = codec::FORMAT_V4;
+        assert_eq!(Command::decode(&entry).unwrap(), reg);
+        entry[0] = codec::FORMAT_V4 + 2;
+        let err = Command::decode(&entry).unwrap_err().to_string();
+        assert!(err.contains("format version 6"), "{err}");
     }
 }

@@ -23,7 +23,7 @@ mod watchlist;
 #[cfg(test)]
 pub(crate) use codec::STATE_BUDGET;
 pub use codec::StateError;
-pub use command::{Command, PolicyValue, SpecialisedVariant};
+pub use command::{Command, MAX_REGISTRATIONS, NodeRegistration, PolicyValue, SpecialisedVariant};
 pub use fleet::{FleetState, NodeRecord};
 pub use identity::{IdentityState, Revocation, TokenRecord, constant_time_eq};
 pub use outcome::ApplyOutcome;

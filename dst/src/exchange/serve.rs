@@ -8,6 +8,7 @@
 //! It also checks, while it runs, that a replica on the minority side of a partition never
 //! acknowledges a write submitted during that partition.
 
+use mcdnn_coordinator::fleet::registrar::Registrar;
 use mcdnn_coordinator::fleet::result_sink;
 use mcdnn_coordinator::raft::{ProposeError, ReplicaHandle, Role};
 use mcdnn_coordinator::state::{Command, PolicyValue};
@@ -44,6 +45,7 @@ pub fn spawn(
     let hub = Hub {
         raft: handle.clone(),
         sink,
+        registrar: Registrar::new(handle.clone()),
         sessions: Sessions::default(),
         net: net.clone(),
         voters,

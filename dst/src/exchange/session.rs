@@ -16,10 +16,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use mcdnn_coordinator::fleet::registrar::Registrar;
 use mcdnn_coordinator::fleet::result_sink::{Job, ResultSink};
 use mcdnn_coordinator::fleet::session_core::{self, Action, Event, NodeSession, Rate};
 use mcdnn_coordinator::raft::{ReplicaHandle, Role};
-use mcdnn_coordinator::state::Command;
 use tokio::sync::mpsc;
 use wire::codec;
 use wire::msg::{CoordMsg, ErrorCode, NodeMsg};
@@ -120,6 +120,7 @@ impl Sessions {
 pub struct Hub {
     pub raft: ReplicaHandle,
     pub sink: ResultSink,
+    pub registrar: Registrar,
     pub sessions: Sessions,
     pub net: SimNet,
     pub voters: usize,
@@ -187,7 +188,9 @@ async fn session(hub: &Hub, end: &mut ConnEnd) -> Result<(), String> {
         send(end, &redirect_message(&hub.raft));
         return Ok(());
     }
-    register_in_raft(&hub.raft, &peer, &hello.device_class);
+    // As the real shell: the first join (or a class change) is registered in a batch with
+    // the joins around it, without holding up the session.
+    hub.registrar.register(&peer, &hello.device_class);
     let epoch = hub.raft.with_state(|s| s.plan_epoch());
     send(
         end,
@@ -199,25 +202,6 @@ async fn session(hub: &Hub, end: &mut ConnEnd) -> Result<(), String> {
     );
     hub.sessions.welcomed(end.node(), end.id());
     drive(hub, &peer, end).await
-}
-
-/// As the real shell: the first time a node joins (or its class changes) it is recorded in the
-/// replicated registry, without holding up its session.
-fn register_in_raft(raft: &ReplicaHandle, id: &str, class: &str) {
-    let known = raft.with_state(|s| s.nodes().get(id).is_some_and(|n| n.device_class == class));
-    if known {
-        return;
-    }
-    let (raft, cmd) = (
-        raft.clone(),
-        Command::RegisterNode {
-            node_id: id.to_string(),
-            device_class: class.to_string(),
-        },
-    );
-    tokio::spawn(async move {
-        let _ = raft.propose(cmd).await;
-    });
 }
 
 async fn drive(hub: &Hub, id: &str, end: &mut ConnEnd) -> Result<(), String> {

@@ -44,6 +44,27 @@ pub struct FleetBenchArgs {
     /// identity).
     #[arg(long, default_value_t = 8)]
     pub endpoints: usize,
+    /// Mutual-TLS handshakes the virtual nodes run at once (a real fleet spreads its connects
+    /// with jittered back-off; thousands at once mostly time out and retry). 256 joined no
+    /// faster than 64 on the 2-core machine and lost more of the nodes already joined.
+    #[arg(long, default_value_t = 64)]
+    pub joins_at_once: usize,
+    /// Run the replicas on these CPUs only (a `taskset -c` list, e.g. `0`).
+    #[arg(long)]
+    pub cluster_cpus: Option<String>,
+    /// Run the virtual nodes (this process) on these CPUs only, e.g. `1`: with both set the
+    /// nodes cannot starve the cluster (nor the cluster the nodes).
+    #[arg(long)]
+    pub nodes_cpus: Option<String>,
+    /// Run the virtual nodes at this nice value (1-19; lower priority than the replicas).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub nodes_nice: Option<i32>,
+    /// The virtual nodes' QUIC keep-alive ping interval, ms (default: a real node's,
+    /// `wire::msg::LIVENESS_PING_INTERVAL`). The pings (and their acks) are most of the
+    /// leader's packets; a longer interval shows what the fleet costs without them. Must be
+    /// below the QUIC idle timeout.
+    #[arg(long)]
+    pub ping_ms: Option<u64>,
     /// Node QUIC port of the replicas (Raft, operator API and health ports follow it).
     #[arg(long, default_value_t = 17600)]
     pub port: u16,
@@ -90,12 +111,15 @@ pub struct FleetFigure {
     /// from joining to the end of the window (`RcvbufErrors` in /proc/net/snmp): the
     /// coordinators' and the virtual nodes' sockets (and anything else running).
     pub udp_receive_buffer_drops: u64,
+    /// The highest Raft term the replicas reported when the first node was welcomed, when
+    /// joining ended and at the end of the window (0: no replica answered).
+    pub raft_terms: [u64; 3],
+    /// Elections from the first welcome to the end of the window (term steps; pre-vote keeps
+    /// failed elections from counting). When not 0 the run folder (replica logs) is kept.
+    pub leader_changes: u64,
     /// Nodes whose telemetry changed but that got no new assignment by the end.
     pub unanswered: Vec<String>,
 }
-
-/// Handshakes the virtual nodes run at once.
-const JOINS_AT_ONCE: usize = 64;
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -131,7 +155,12 @@ fn identities(
             let name = format!("vn-{i:05}");
             ca.enroll(Kind::Node, &name, dir, &[], 2)?;
             // As a real node's session: it pings the leader at the liveness interval.
-            let config = net::tls::coordinator_client_config(&Identity::load(dir, &name)?)?;
+            let mut config = net::tls::coordinator_client_config(&Identity::load(dir, &name)?)?;
+            if let Some(ms) = args.ping_ms {
+                let mut transport = net::tls::transport();
+                transport.keep_alive_interval(Some(Duration::from_millis(ms)));
+                config.transport_config(Arc::new(transport));
+            }
             Ok((name, config))
         })
         .collect()
@@ -139,17 +168,27 @@ fn identities(
 
 /// Runs the bench once.
 pub async fn fleet_bench(args: &FleetBenchArgs) -> anyhow::Result<FleetFigure> {
-    if args.nodes == 0 || args.replicas == 0 || args.endpoints == 0 {
-        bail!("--nodes, --replicas and --endpoints must be positive");
+    if args.nodes == 0 || args.replicas == 0 || args.endpoints == 0 || args.joins_at_once == 0 {
+        bail!("--nodes, --replicas, --endpoints and --joins-at-once must be positive");
     }
     let valid = args.change_share > 0.0 && args.change_share <= 1.0 && args.seconds > 0.0;
     if !valid {
         bail!("--change-share must be in (0, 1] and --seconds positive");
     }
+    let idle_ms = net::tls::IDLE_TIMEOUT.as_millis() as u64;
+    if let Some(ms) = args.ping_ms
+        && (ms == 0 || ms >= idle_ms)
+    {
+        bail!(
+            "--ping-ms must be between 1 and {} (the QUIC idle timeout)",
+            idle_ms - 1
+        );
+    }
     let dir = std::env::temp_dir().join(format!("mcdnn-fleet-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let result = run_in(&dir, args).await;
-    if args.keep || result.is_err() {
+    let elected = result.as_ref().is_ok_and(|f| f.leader_changes > 0);
+    if args.keep || result.is_err() || elected {
         eprintln!("run folder kept: {}", dir.display());
     } else {
         let _ = std::fs::remove_dir_all(&dir);
@@ -169,12 +208,19 @@ async fn run_in(dir: &std::path::Path, args: &FleetBenchArgs) -> anyhow::Result<
     let cluster = Replicas::start(
         args.coordinator_bin.as_deref(),
         args.replicas,
-        &ca_dir,
-        dir,
+        (&ca_dir, dir),
         &catalog,
         args.solve_interval_ms,
         args.port,
+        args.cluster_cpus.as_deref(),
     )?;
+    // After the replicas started: they would inherit this process's CPU list.
+    if let Some(cpus) = &args.nodes_cpus {
+        replicas::pin_self(cpus)?;
+    }
+    if let Some(nice) = args.nodes_nice {
+        replicas::nice_self(nice)?;
+    }
     let addrs: Vec<String> = (0..args.replicas).map(|i| cluster.node_addr(i)).collect();
     let endpoints = (0..args.endpoints)
         .map(|_| replicas::client_endpoint())
@@ -186,7 +232,7 @@ async fn run_in(dir: &std::path::Path, args: &FleetBenchArgs) -> anyhow::Result<
         names: clients.iter().map(|(n, _)| n.clone()).collect(),
     };
     let started = Instant::now();
-    let joining = Arc::new(tokio::sync::Semaphore::new(JOINS_AT_ONCE));
+    let joining = Arc::new(tokio::sync::Semaphore::new(args.joins_at_once));
     let mut tasks = Vec::with_capacity(args.nodes);
     for (i, (name, config)) in clients.into_iter().enumerate() {
         let node = vnode::VirtualNode {
@@ -203,10 +249,16 @@ async fn run_in(dir: &std::path::Path, args: &FleetBenchArgs) -> anyhow::Result<
     // Every node joined and planned once (or a minute passed).
     let deadline = Instant::now() + Duration::from_secs(60 + args.nodes as u64 / 50);
     let planned = |f: &Fleet| f.slots.iter().filter(|s| s.lock().assignments > 0).count();
+    let welcomed = |f: &Fleet| f.slots.iter().any(|s| s.lock().leader.is_some());
+    let mut first_term = None;
     while planned(&fleet) < args.nodes && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
+        if first_term.is_none() && welcomed(&fleet) {
+            first_term = cluster.max_term();
+        }
     }
     let seconds_to_join = started.elapsed().as_secs_f64();
+    let joined_term = cluster.max_term();
     let nodes_planned = planned(&fleet);
     let leader = fleet
         .slots
@@ -243,6 +295,7 @@ async fn run_in(dir: &std::path::Path, args: &FleetBenchArgs) -> anyhow::Result<
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let secs = window.elapsed().as_secs_f64();
+    let end_term = cluster.max_term();
     let cpu_after: Vec<f64> = pids
         .iter()
         .map(|p| replicas::cpu_seconds(p))
@@ -278,6 +331,11 @@ async fn run_in(dir: &std::path::Path, args: &FleetBenchArgs) -> anyhow::Result<
     }
     latencies.sort();
     let cores = |i: usize| (cpu_after[i] - cpu_before[i]) / secs;
+    let raft_terms = [first_term, joined_term, end_term].map(|t| t.unwrap_or(0));
+    let leader_changes = match (first_term, raft_terms.iter().max()) {
+        (Some(first), Some(&last)) => last - first,
+        _ => 0,
+    };
     Ok(FleetFigure {
         nodes: args.nodes,
         replicas: args.replicas,
@@ -300,6 +358,8 @@ async fn run_in(dir: &std::path::Path, args: &FleetBenchArgs) -> anyhow::Result<
         nodes_failed: failed,
         raft_plan_bytes_per_s: bytes / secs,
         plans_per_s: plans / secs,
+        raft_terms,
+        leader_changes,
         unanswered,
     })
 }
@@ -316,7 +376,8 @@ pub fn render(f: &FleetFigure) -> String {
          telemetry change -> new assignment: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} of {} changes (goal: p99 <= {} ms, two solve intervals)\n\
          leader: {:.2} cores, {:.0} MB RSS; followers: {}; bench (virtual nodes): {:.2} cores\n\
          Raft plan bytes: {:.0} B/s ({:.2} plans/s)\n\
-         unanswered changes: {}, failed virtual nodes: {}, UDP receive-buffer drops (machine): {}",
+         unanswered changes: {}, failed virtual nodes: {}, UDP receive-buffer drops (machine): {}\n\
+         Raft terms (first welcome, joined, end): {:?}, elections during the run: {}",
         f.nodes,
         f.replicas,
         f.nodes_planned,
@@ -336,5 +397,7 @@ pub fn render(f: &FleetFigure) -> String {
         f.unanswered.len(),
         f.nodes_failed,
         f.udp_receive_buffer_drops,
+        f.raft_terms,
+        f.leader_changes,
     )
 }

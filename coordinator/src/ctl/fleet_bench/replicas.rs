@@ -23,15 +23,18 @@ pub struct Replicas {
 
 impl Replicas {
     /// Starts `n` replicas of `program` named `coord-<i>` with identities in `ca_dir` (already enrolled).
+    /// With `cpus`, each replica runs under `taskset -c CPUS` (its whole life: the CPU list is
+    /// set before it starts).
     pub fn start(
         program: Option<&Path>,
         n: usize,
-        ca_dir: &Path,
-        run_dir: &Path,
+        dirs: (&Path, &Path),
         catalog: &Path,
         solve_interval_ms: u64,
         port: u16,
+        cpus: Option<&str>,
     ) -> anyhow::Result<Replicas> {
+        let (ca_dir, run_dir) = dirs;
         let program = match program {
             Some(p) => p.to_path_buf(),
             None => std::env::current_exe()
@@ -52,7 +55,15 @@ impl Replicas {
         for i in 0..n {
             let name = format!("coord-{i}");
             let log = std::fs::File::create(run_dir.join(format!("{name}.log")))?;
-            let child = Command::new(&program)
+            let mut command = match cpus {
+                Some(cpus) => {
+                    let mut c = Command::new("taskset");
+                    c.args(["-c", cpus]).arg(&program);
+                    c
+                }
+                None => Command::new(&program),
+            };
+            let child = command
                 .arg("run")
                 .args(["--name", &name, "--peers", &peers.join(",")])
                 .args(["--solve-interval-ms", &solve_interval_ms.to_string()])
@@ -103,6 +114,16 @@ impl Replicas {
     pub fn pid(&self, i: usize) -> u32 {
         self.children[i].id()
     }
+
+    /// The highest Raft term any replica reports (a replica that does not answer is skipped:
+    /// under load a health request can time out), `None` if none answered. Pre-vote keeps
+    /// failed elections from raising it, so each step is an election that took place.
+    pub fn max_term(&self) -> Option<u64> {
+        (0..self.children.len())
+            .filter_map(|i| self.metric(i, "mcdnn_raft_term").ok())
+            .map(|t| t as u64)
+            .max()
+    }
 }
 
 impl Drop for Replicas {
@@ -145,6 +166,41 @@ pub fn rss_bytes(pid: &str) -> anyhow::Result<u64> {
         .and_then(|v| v.parse::<u64>().ok())
         .context("no VmRSS")?;
     Ok(kb * 1024)
+}
+
+/// Restricts every thread of this process (and the threads and processes it starts later) to
+/// `cpus` (a `taskset -c` list), so the virtual nodes do not take the cluster's CPUs.
+pub fn pin_self(cpus: &str) -> anyhow::Result<()> {
+    let pid = std::process::id().to_string();
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid])
+        .stdout(Stdio::null())
+        .status()
+        .context("running taskset (util-linux)")?;
+    if !status.success() {
+        bail!("taskset -a -p -c {cpus} failed ({status}): is the CPU list valid?");
+    }
+    Ok(())
+}
+
+/// Lowers the scheduling priority of every thread of this process to `nice` (threads started
+/// later inherit it), so that on a shared machine the replicas win the CPU over the virtual
+/// nodes. Linux keeps a nice value per thread, hence every task of `/proc/self/task`.
+pub fn nice_self(nice: i32) -> anyhow::Result<()> {
+    let tasks: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .context("listing /proc/self/task")?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    let status = Command::new("renice")
+        .args(["-n", &nice.to_string(), "-p"])
+        .args(&tasks)
+        .stdout(Stdio::null())
+        .status()
+        .context("running renice (util-linux)")?;
+    if !status.success() {
+        bail!("renice -n {nice} failed ({status})");
+    }
+    Ok(())
 }
 
 /// A client endpoint for virtual nodes with a receive buffer as large as the coordinator's node
