@@ -38,6 +38,9 @@ pub struct Constraints {
     pub allowed: BTreeMap<String, BTreeSet<String>>,
     /// Whether requests may be offloaded at all.
     pub offload_forbidden: bool,
+    /// Apps whose requests never leave the device (face apps: the offload protocol carries the
+    /// catalog's gray input, not a camera frame).
+    pub device_only: BTreeSet<String>,
     /// Per-request caps from the fleet plan (expected energy / cost of one request).
     pub energy_cap_j: Option<f64>,
     pub cost_cap_usd: Option<f64>,
@@ -46,7 +49,7 @@ pub struct Constraints {
 impl Constraints {
     /// Whether the constraints admit running `variant` of `app` at `place`.
     pub fn admits(&self, app: &str, variant: &str, place: Place) -> bool {
-        if place == Place::Server && self.offload_forbidden {
+        if place == Place::Server && (self.offload_forbidden || self.device_only.contains(app)) {
             return false;
         }
         self.allowed

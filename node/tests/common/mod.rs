@@ -100,6 +100,7 @@ pub fn start(apps: &[(&str, f64)], capacity: usize) -> Running {
                 replay: false,
                 duration: Some(Duration::from_secs(300)),
                 publish_every: Duration::ZERO,
+                face_audit_every: 0,
             };
             Server {
                 manifest: &manifest,
