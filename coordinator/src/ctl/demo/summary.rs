@@ -25,6 +25,10 @@ pub struct NodeResult {
     pub model_loads: u64,
     pub last_epoch: u64,
     pub variants: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Requests dropped because their deadline passed first (of `dropped`).
+    pub late: u64,
+    /// Per face app: who was seen, faces, the audit's agreement, time per face per variant.
+    pub face: BTreeMap<String, wire::summary::FaceSummary>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -82,6 +86,12 @@ pub(super) fn read_node_result(spec: &NodeSpec, path: &Path) -> anyhow::Result<N
         energy_out_at_s: v.energy_out_at_s,
         model_loads: v.model_loads,
         last_epoch: v.last_epoch,
+        late: v.apps.values().map(|a| a.late).sum(),
+        face: v
+            .apps
+            .iter()
+            .filter_map(|(app, a)| Some((app.clone(), a.face.clone()?)))
+            .collect(),
         variants: v
             .apps
             .into_iter()

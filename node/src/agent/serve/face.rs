@@ -16,6 +16,7 @@ use scheduler::state::DeviceState;
 use wire::manifest::Manifest;
 
 use super::{Ran, Server, energy};
+use crate::cache::CacheError;
 use crate::engine::Prediction;
 use crate::face_variant::{UNKNOWN, is_face_app};
 use crate::handles::Watchlist;
@@ -90,6 +91,11 @@ impl Server<'_> {
     ) -> anyhow::Result<Option<Answered>> {
         let (model, swapped_in) = match self.cache.get_face(variant) {
             Ok(m) => m,
+            // Over the memory budget: the bytes are fine, nothing to refetch.
+            Err(e @ CacheError::TooLarge { .. }) => {
+                tracing::warn!(variant, error = %e, "face variant does not fit the model memory");
+                return Ok(None);
+            }
             Err(e) => {
                 tracing::warn!(variant, error = %e, "cannot load face variant; dropping the request and refetching");
                 self.handles.models.mark_broken(variant);
