@@ -38,6 +38,10 @@ pub struct DemoSummary {
     pub duration_s: f64,
     pub plan_epoch: u64,
     pub plan_gap: f64,
+    /// Face apps over the fleet: audited requests that got the reference's answer, percent
+    /// (`null` without face audits; face requests have no labels, so `fleet_accuracy` leaves
+    /// them out).
+    pub face_agreement: Option<f64>,
     pub nodes: Vec<NodeResult>,
 }
 
@@ -63,9 +67,18 @@ impl DemoSummary {
             duration_s,
             plan_epoch: final_status.map_or(0, |s| s.plan.epoch),
             plan_gap: final_status.map_or(0.0, |s| s.plan.gap),
+            face_agreement: face_agreement(&nodes),
             nodes,
         }
     }
+}
+
+fn face_agreement(nodes: &[NodeResult]) -> Option<f64> {
+    let (audited, agreed) = nodes
+        .iter()
+        .flat_map(|n| n.face.values())
+        .fold((0, 0), |(a, g), f| (a + f.audited, g + f.agreed));
+    (audited > 0).then(|| 100.0 * agreed as f64 / audited as f64)
 }
 
 /// A node's result from the summary file `mcdnn-node run --summary` wrote. Typed: a summary

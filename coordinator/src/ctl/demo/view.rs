@@ -101,6 +101,9 @@ pub fn summary_table(s: &DemoSummary) -> String {
             used
         );
     }
+    if let Some(pct) = s.face_agreement {
+        out += &format!("face apps agree with the reference on {pct:.1}% of audited frames\n");
+    }
     for n in &s.nodes {
         out += &face_lines(n);
     }
@@ -130,7 +133,7 @@ fn face_lines(n: &NodeResult) -> String {
             .collect::<Vec<_>>()
             .join(", ");
         out += &format!(
-            "{} {app}: {} reqs ({} late, {} dropped), {} faces; seen: {seen}; audit {}/{} agreed ({:.1}%); {timing}\n",
+            "{} {app}: node {} reqs ({} late, {} dropped), {} faces; seen: {seen}; audit {}/{} agreed ({:.1}%); {timing}\n",
             n.id, n.requests, n.late, n.dropped, f.faces, f.agreed, f.audited, f.agreement
         );
     }
