@@ -3,10 +3,12 @@
 //!
 //! Training measures accuracy, not energy: device energy and latency are the class's
 //! per-operation coefficients times the variant's operations (int8 variants run `int8_speedup`
-//! times faster, and, doing less work, spend that much less energy per operation). Every variant
-//! is one trunk + one head per app, so the trunk's cost is shared by the apps on the same frame.
+//! times faster, and, doing less work, spend that much less energy per operation). A grey variant
+//! is one trunk + one head per app, so the trunk's cost is shared by the apps on the same frame;
+//! a face variant is the detector + a descriptor network serving the face apps. A fleet catalog
+//! (`models/fleet.json`) holds both kinds: each app is planned over the variants that serve it.
 
-use wire::manifest::{DeviceClassSpec, Manifest};
+use wire::manifest::{DeviceClassSpec, InputKind, Manifest, VariantSpec};
 
 use crate::catalog::{App, Catalog, CatalogError, Constants, Trunk, Variant};
 
@@ -23,15 +25,9 @@ impl Catalog {
             .ok_or_else(|| CatalogError::UnknownDeviceClass(device_class.to_string()))?;
         let server = manifest.device_class("server");
         let mut trunks = Vec::new();
-        // A face catalog's detector runs on every frame before the descriptor network: its
-        // operations and bytes belong to every trunk (one face per request).
-        let (detector_ops, detector_bytes) = manifest
-            .detector
-            .as_ref()
-            .map_or((0, 0), |d| (d.ops, d.file.bytes));
         for v in &manifest.variants {
             let speed = speedup(&v.kind, dc);
-            let trunk_ops = v.trunk_ops + detector_ops;
+            let trunk_ops = v.trunk_ops + detector_cost(manifest, v).0;
             let (trunk_j, trunk_ms) = per_request(dc, trunk_ops, speed, true);
             trunks.push(Trunk {
                 id: v.name.clone(),
@@ -43,7 +39,12 @@ impl Catalog {
         let mut apps = Vec::new();
         for app in &manifest.apps {
             let mut variants = Vec::new();
+            // A fleet catalog holds several catalogs: an app is planned over the variants that
+            // answer it (a Fashion-MNIST head, or a face variant's measured accuracy) only.
             for (ti, v) in manifest.variants.iter().enumerate() {
+                if !v.serves(&app.name) {
+                    continue;
+                }
                 // A headless (face) app matches the trunk's descriptor: no head to run or load.
                 let (head_ops, head_bytes) =
                     v.head(&app.name).map_or((0, 0), |h| (h.ops, h.file.bytes));
@@ -56,7 +57,7 @@ impl Catalog {
                 let speed = speedup(&v.kind, dc);
                 let (head_j, head_ms) = per_request(dc, head_ops, speed, false);
                 let trunk = &trunks[ti];
-                let mb = (v.trunk.bytes + detector_bytes + head_bytes) as f64 / 1e6;
+                let mb = (v.trunk.bytes + detector_cost(manifest, v).1 + head_bytes) as f64 / 1e6;
                 variants.push(Variant {
                     name: v.name.clone(),
                     accuracy,
@@ -87,6 +88,15 @@ impl Catalog {
         };
         catalog.validate()?;
         Ok(catalog)
+    }
+}
+
+/// Operations and bytes of the face detector that runs on every frame before a face variant's
+/// descriptor network (one face per request); nothing for a grey variant.
+fn detector_cost(manifest: &Manifest, variant: &VariantSpec) -> (u64, u64) {
+    match &manifest.detector {
+        Some(d) if manifest.variant_kind(variant) == InputKind::Face => (d.ops, d.file.bytes),
+        _ => (0, 0),
     }
 }
 
@@ -176,11 +186,13 @@ pub(crate) mod tests {
                     name: "digit".into(),
                     classes: (0..10).map(|c| c.to_string()).collect(),
                     label_map: (0..10).collect(),
+                    kind: None,
                 },
                 AppSpec {
                     name: "parity".into(),
                     classes: vec!["even".into(), "odd".into()],
                     label_map: (0..10).map(|c| c % 2).collect(),
+                    kind: None,
                 },
             ],
             variants: vec![

@@ -30,3 +30,74 @@ fn face_variants_get_profiles_that_include_the_detector() {
         .expect("int8 variant");
     assert!(int8.device_latency_ms < fp32.device_latency_ms);
 }
+
+/// The fleet catalog (`models/fleet.json`) plans Fashion-MNIST and face apps together: they share
+/// each node's energy budget, so a busy face app leaves the garment app less to spend.
+#[test]
+fn both_catalogs_apps_share_one_nodes_budget_in_the_fleet_plan() {
+    use mcdnn_scheduler::fleet::{FleetProblem, NodeState, solve};
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/fleet.json");
+    let (manifest, _, _) = wire::manifest::load(std::path::Path::new(path)).expect("fleet");
+    let catalog = Catalog::from_manifest(&manifest, "bodycam-lite").expect("profiles");
+    let apps: Vec<&str> = catalog.apps.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(apps, ["garment", "category", "face-id"]);
+    let face = &catalog.apps[2];
+    assert_eq!(
+        face.variants.len(),
+        2,
+        "face-id is planned over the face variants only"
+    );
+    assert!(
+        face.variants
+            .iter()
+            .all(|v| v.trunk.is_some_and(|t| t >= 6))
+    );
+    // Energy for one hour of garment at 5/s on the full variant: enough alone, not beside faces
+    // (a face request costs about fifty garment ones on this class).
+    let garment_full = &catalog.apps[0].variants[0];
+    let energy = garment_full.device_energy_j * 5.0 * 3600.0;
+    let garment_energy = |face_rate: f64| {
+        let mut rates = vec![("garment".to_string(), 5.0)];
+        if face_rate > 0.0 {
+            rates.push(("face-id".to_string(), face_rate));
+        }
+        let problem = FleetProblem {
+            catalogs: vec![catalog.clone()],
+            nodes: vec![NodeState {
+                id: "cam-1".into(),
+                device_class: "bodycam-lite".into(),
+                energy_left_j: energy,
+                remaining_s: 3600.0,
+                rates,
+                connected: true,
+            }],
+            cost_budget_usd: 0.0,
+            server_capacity_rps: 0.0,
+            tolerance: 1e-3,
+        };
+        let plan = solve(&problem).expect("solves");
+        let node = &plan.nodes[0];
+        if face_rate > 0.0 {
+            let face = node
+                .apps
+                .iter()
+                .find(|a| a.app == "face-id")
+                .expect("face planned");
+            let served: f64 = face.mix.iter().map(|m| m.fraction).sum();
+            assert!(served > 0.0, "the face app gets a share of the budget");
+            assert!(face.mix.iter().all(|m| m.variant.ends_with("-150")));
+        }
+        let garment = node
+            .apps
+            .iter()
+            .find(|a| a.app == "garment")
+            .expect("garment");
+        garment.energy_per_request_j
+    };
+    let alone = garment_energy(0.0);
+    let beside_faces = garment_energy(1.0);
+    assert!(
+        beside_faces < alone * 0.9,
+        "garment spends {alone:.4} J a request alone, {beside_faces:.4} J beside a face app"
+    );
+}

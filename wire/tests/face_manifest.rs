@@ -50,6 +50,10 @@ fn a_face_catalog_without_detector_accuracy_or_with_heads_is_refused() {
         "have no heads",
     );
     refused(
+        &|v| v["variants"][0]["accuracy"]["garment"] = serde_json::json!(90.0),
+        "app garment, which is unknown or takes another input kind",
+    );
+    refused(
         &|v| v["input"]["kind"] = serde_json::json!("thermal"),
         "not valid JSON",
     );

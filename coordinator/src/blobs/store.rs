@@ -49,7 +49,7 @@ impl BlobStore {
         let mut shards = HashMap::new();
         for v in &manifest.variants {
             let mut files = Vec::new();
-            for spec in std::iter::once(&v.trunk).chain(v.heads.iter().map(|h| &h.file)) {
+            for spec in manifest.variant_files(v) {
                 files.push(shard_file(dir, spec, &mut shards)?);
             }
             manifests.insert(
@@ -147,6 +147,32 @@ mod tests {
         assert_eq!(
             full.total_bytes(),
             manifest.variant("full").expect("spec").bytes()
+        );
+    }
+
+    #[test]
+    fn a_face_variant_of_the_fleet_catalog_ships_with_its_detector() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fleet.json");
+        let (manifest, bytes, dir) = wire::manifest::load(&path).expect("fleet catalog");
+        let store = BlobStore::build(&manifest, bytes, &dir).expect("build");
+        let detector = manifest.detector.as_ref().expect("detector");
+        let int8 = store.manifest("int8-150").expect("face variant");
+        let files: Vec<&str> = int8.files.iter().map(|f| f.file.as_str()).collect();
+        assert_eq!(
+            files,
+            [
+                "face/face_recognition_150_int8.onnx",
+                "face/blazeface_front_128.onnx"
+            ]
+        );
+        assert!(int8.files.iter().any(|f| f.sha256 == detector.file.sha256));
+        // Grey variants carry no detector.
+        let quarter = store.manifest("quarter").expect("grey variant");
+        assert!(
+            quarter
+                .files
+                .iter()
+                .all(|f| f.sha256 != detector.file.sha256)
         );
     }
 }

@@ -28,8 +28,8 @@ impl FleetCatalog {
     pub fn index_digests(&self) -> Vec<String> {
         let mut digests = vec![self.digest.clone()];
         for v in &self.manifest.variants {
-            digests.push(v.trunk.sha256.clone());
-            digests.extend(v.heads.iter().map(|h| h.file.sha256.clone()));
+            let files = self.manifest.variant_files(v);
+            digests.extend(files.into_iter().map(|f| f.sha256.clone()));
         }
         digests.sort();
         digests.dedup();

@@ -186,7 +186,7 @@ async fn manifests(
         .context("the coordinator closed the blob stream")?;
         match reply {
             BlobReply::Manifest(m) => {
-                check_manifest(&m, spec)?;
+                check_manifest(&m, t.manifest, spec)?;
                 t.store.put_manifest(&m)?;
                 held[i] = Some(m);
             }
@@ -290,9 +290,12 @@ impl Progress {
 
 /// The coordinator's shard list must describe exactly the files the catalog names, with the
 /// catalog's digests: the catalog is the root of trust for model bytes.
-fn check_manifest(m: &VariantManifest, spec: &wire::manifest::VariantSpec) -> anyhow::Result<()> {
-    let mut expected: Vec<(&str, &str)> = std::iter::once(&spec.trunk)
-        .chain(spec.heads.iter().map(|h| &h.file))
+fn check_manifest(
+    m: &VariantManifest,
+    catalog: &wire::manifest::Manifest,
+    spec: &wire::manifest::VariantSpec,
+) -> anyhow::Result<()> {
+    let mut expected: Vec<(&str, &str)> = (catalog.variant_files(spec).into_iter())
         .map(|f| (f.file.as_str(), f.sha256.as_str()))
         .collect();
     let mut got: Vec<(&str, &str)> = m
@@ -387,9 +390,8 @@ mod tests {
         let (catalog, _, _) = wire::manifest::load(&path).expect("catalog");
         let spec = catalog.variant("quarter").expect("quarter");
         let mut m = manifest("quarter", &[b"xxxx"]);
-        assert!(check_manifest(&m, spec).is_err());
-        m.files = std::iter::once(&spec.trunk)
-            .chain(spec.heads.iter().map(|h| &h.file))
+        assert!(check_manifest(&m, &catalog, spec).is_err());
+        m.files = (catalog.variant_files(spec).into_iter())
             .map(|f| FileShards {
                 file: f.file.clone(),
                 sha256: f.sha256.clone(),
@@ -397,6 +399,6 @@ mod tests {
                 shards: vec![],
             })
             .collect();
-        assert!(check_manifest(&m, spec).is_ok());
+        assert!(check_manifest(&m, &catalog, spec).is_ok());
     }
 }

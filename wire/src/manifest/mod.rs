@@ -7,6 +7,11 @@
 
 use serde::{Deserialize, Serialize};
 
+mod include;
+mod load;
+
+pub use load::{load, locate};
+
 /// Top level of `models/catalog.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -63,6 +68,10 @@ pub struct AppSpec {
     pub classes: Vec<String>,
     /// `label_map[dataset_label]` is this app's class index (identity for the 10-class app).
     pub label_map: Vec<usize>,
+    /// The app's input when it differs from the catalog's `input.kind` (a fleet catalog that
+    /// includes both the Fashion-MNIST and the face catalogs sets it on every app).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<InputKind>,
 }
 
 /// One ONNX file with its content address.
@@ -109,6 +118,11 @@ pub struct VariantSpec {
 }
 
 impl VariantSpec {
+    /// Whether this variant answers `app`: a head for it, or (headless face variants) an accuracy.
+    pub fn serves(&self, app: &str) -> bool {
+        self.head(app).is_some() || self.accuracy.contains_key(app)
+    }
+
     /// The head that serves `app`, if this variant has one.
     pub fn head(&self, app: &str) -> Option<&HeadSpec> {
         self.heads.iter().find(|h| h.app == app)
@@ -178,47 +192,104 @@ impl Manifest {
                     app.classes.len()
                 )));
             }
-        }
-        if self.input.kind == InputKind::Face {
-            return self.validate_face();
-        }
-        for variant in &self.variants {
-            for app in &self.apps {
-                if variant.head(&app.name).is_none() {
-                    return Err(ManifestError::Invalid(format!(
-                        "variant {} has no head for app {}",
-                        variant.name, app.name
-                    )));
-                }
+            if self.apps.iter().filter(|a| a.name == app.name).count() > 1 {
+                return Err(ManifestError::Invalid(format!(
+                    "app {} appears twice",
+                    app.name
+                )));
             }
         }
-        Ok(())
-    }
-
-    /// A face catalog: a detector, no heads, an accuracy for every app in every variant.
-    fn validate_face(&self) -> Result<(), ManifestError> {
-        if self.detector.is_none() {
+        if let Some(v) = (self.variants.iter().enumerate())
+            .find(|(i, v)| self.variants[..*i].iter().any(|w| w.name == v.name))
+        {
+            return Err(ManifestError::Invalid(format!(
+                "variant {} appears twice",
+                v.1.name
+            )));
+        }
+        let has_face_app = self.apps.iter().any(|a| self.kind_of(a) == InputKind::Face);
+        if has_face_app && self.detector.is_none() {
             return Err(ManifestError::Invalid(
                 "a face catalog (input kind face) needs a detector".into(),
             ));
         }
         for variant in &self.variants {
-            if !variant.heads.is_empty() {
-                return Err(ManifestError::Invalid(format!(
-                    "variant {}: face catalogs have no heads (apps match descriptors)",
-                    variant.name
-                )));
-            }
-            for app in &self.apps {
-                if !variant.accuracy.contains_key(&app.name) {
-                    return Err(ManifestError::Invalid(format!(
-                        "variant {} has no accuracy for app {}",
-                        variant.name, app.name
-                    )));
-                }
-            }
+            self.validate_variant(variant)?;
         }
         Ok(())
+    }
+
+    /// A variant serves apps of one input kind: a grey variant has a head for every grey app
+    /// (they share its trunk run); a face variant has no heads and an accuracy for every face app.
+    fn validate_variant(&self, variant: &VariantSpec) -> Result<(), ManifestError> {
+        let kind = self.variant_kind(variant);
+        for app in self.apps.iter().filter(|a| self.kind_of(a) == kind) {
+            let missing = match kind {
+                InputKind::Gray if variant.head(&app.name).is_none() => "no head",
+                InputKind::Face if !variant.accuracy.contains_key(&app.name) => "no accuracy",
+                _ => continue,
+            };
+            return Err(ManifestError::Invalid(format!(
+                "variant {} has {missing} for app {}",
+                variant.name, app.name
+            )));
+        }
+        let strays = |app: &str| self.app_kind(app) != Some(kind);
+        if kind == InputKind::Face && !variant.heads.is_empty() {
+            return Err(ManifestError::Invalid(format!(
+                "variant {}: face catalogs have no heads (apps match descriptors)",
+                variant.name
+            )));
+        }
+        let stray = (variant.heads.iter().map(|h| h.app.as_str()))
+            .chain(variant.accuracy.keys().map(String::as_str))
+            .find(|app| strays(app));
+        if let Some(app) = stray {
+            return Err(ManifestError::Invalid(format!(
+                "variant {} names app {app}, which is unknown or takes another input kind",
+                variant.name
+            )));
+        }
+        Ok(())
+    }
+
+    fn kind_of(&self, app: &AppSpec) -> InputKind {
+        app.kind.unwrap_or(self.input.kind)
+    }
+
+    /// The input `app` takes (its own kind, else the catalog's); `None` for an unknown app.
+    pub fn app_kind(&self, app: &str) -> Option<InputKind> {
+        self.app(app).map(|a| self.kind_of(a))
+    }
+
+    /// What a variant takes as input: face if it serves a face app (or the catalog is a face
+    /// catalog and it serves nothing yet), grey otherwise.
+    pub fn variant_kind(&self, variant: &VariantSpec) -> InputKind {
+        let face = |a: &AppSpec| self.kind_of(a) == InputKind::Face;
+        match self.apps.iter().find(|a| variant.serves(&a.name)) {
+            Some(app) if face(app) => InputKind::Face,
+            Some(_) => InputKind::Gray,
+            None if variant.heads.is_empty() && self.detector.is_some() => InputKind::Face,
+            None => self.input.kind,
+        }
+    }
+
+    /// The variants that answer `app`.
+    pub fn variants_for<'a>(&'a self, app: &'a str) -> impl Iterator<Item = &'a VariantSpec> {
+        self.variants.iter().filter(move |v| v.serves(app))
+    }
+
+    /// Every file a node needs to run `variant`: its trunk, its heads and, for a face variant,
+    /// the catalog's detector. The coordinator shards exactly these, the node fetches and checks
+    /// exactly these.
+    pub fn variant_files<'a>(&'a self, variant: &'a VariantSpec) -> Vec<&'a FileSpec> {
+        let mut files: Vec<&FileSpec> = std::iter::once(&variant.trunk)
+            .chain(variant.heads.iter().map(|h| &h.file))
+            .collect();
+        if self.variant_kind(variant) == InputKind::Face {
+            files.extend(self.detector.as_ref().map(|d| &d.file));
+        }
+        files
     }
 
     pub fn variant(&self, name: &str) -> Option<&VariantSpec> {
@@ -232,49 +303,4 @@ impl Manifest {
     pub fn device_class(&self, name: &str) -> Option<&DeviceClassSpec> {
         self.device_classes.iter().find(|d| d.name == name)
     }
-}
-
-/// Finds the catalog manifest: `explicit`, else `MCDNN_CATALOG`, else `models/catalog.json` under
-/// the current folder or any ancestor of the executable, else the container image's copy.
-pub fn locate(explicit: Option<&std::path::Path>) -> Result<std::path::PathBuf, ManifestError> {
-    use std::path::PathBuf;
-    if let Some(p) = explicit {
-        return Ok(p.to_path_buf());
-    }
-    if let Some(p) = std::env::var_os("MCDNN_CATALOG") {
-        return Ok(PathBuf::from(p));
-    }
-    let mut candidates = vec![PathBuf::from("models/catalog.json")];
-    if let Ok(exe) = std::env::current_exe() {
-        candidates.extend(
-            exe.ancestors()
-                .skip(1)
-                .map(|a| a.join("models/catalog.json")),
-        );
-    }
-    candidates.push(PathBuf::from("/usr/share/mcdnn/models/catalog.json"));
-    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
-        ManifestError::Invalid(
-            "no model catalog found: pass --catalog PATH or set MCDNN_CATALOG (the repo's is models/catalog.json)"
-                .into(),
-        )
-    })
-}
-
-/// Reads and validates a manifest file; returns it with its raw bytes (for digests) and the
-/// folder its model files sit in.
-pub fn load(
-    path: &std::path::Path,
-) -> Result<(Manifest, Vec<u8>, std::path::PathBuf), ManifestError> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        ManifestError::Invalid(format!("cannot read catalog {}: {e}", path.display()))
-    })?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| ManifestError::Parse(format!("{} is not UTF-8", path.display())))?;
-    let manifest = Manifest::from_json(text)?;
-    let dir = path
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default();
-    Ok((manifest, bytes, dir))
 }
