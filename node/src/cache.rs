@@ -43,12 +43,9 @@ impl Model {
     }
 }
 
-/// Bytes a variant occupies once loaded: a face variant's detector counts with it.
+/// Bytes a variant occupies once loaded: all its files (a face variant's detector included).
 fn loaded_bytes(manifest: &Manifest, spec: &VariantSpec) -> u64 {
-    match (&manifest.detector, is_face(manifest, spec)) {
-        (Some(d), true) => d.file.bytes + spec.trunk.bytes,
-        _ => spec.bytes(),
-    }
+    manifest.variant_files(spec).iter().map(|f| f.bytes).sum()
 }
 
 /// Where model bytes come from: a folder (the repo's models/) or the node's sled store.

@@ -13,12 +13,12 @@ use crate::picture::Picture;
 
 /// Whether `spec` is a face variant (detector + descriptor network, no heads).
 pub fn is_face(manifest: &Manifest, spec: &VariantSpec) -> bool {
-    manifest.input.kind == InputKind::Face && spec.heads.is_empty()
+    manifest.variant_kind(spec) == InputKind::Face
 }
 
 /// Whether `app` is a face app (camera frames in, watchlist names out).
 pub fn is_face_app(manifest: &Manifest, app: &str) -> bool {
-    manifest.input.kind == InputKind::Face && manifest.app(app).is_some()
+    manifest.app_kind(app) == Some(InputKind::Face)
 }
 
 /// The label served when no face in the frame is within the threshold of a watchlist entry.
@@ -26,7 +26,7 @@ pub const UNKNOWN: u32 = u32::MAX;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FaceVariantError {
-    #[error("catalog is not a face catalog (input kind face with a detector)")]
+    #[error("not a face variant of a face catalog (input kind face with a detector)")]
     NotFaceCatalog,
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -62,8 +62,8 @@ impl FaceVariant {
         spec: &VariantSpec,
         mut fetch: impl FnMut(&FileSpec) -> Result<Vec<u8>, EngineError>,
     ) -> Result<Self, FaceVariantError> {
-        let detector = match (&manifest.input.kind, &manifest.detector) {
-            (InputKind::Face, Some(d)) => &d.file,
+        let detector = match &manifest.detector {
+            Some(d) if is_face(manifest, spec) => &d.file,
             _ => return Err(FaceVariantError::NotFaceCatalog),
         };
         let mut verified = |file: &FileSpec| -> Result<Vec<u8>, EngineError> {

@@ -1,10 +1,11 @@
-//! A face app in the real serving loop: the face catalog's variants on ONNX Runtime, a
-//! watchlist enrolled from Megamind.avi frames 30 and 90 (Roxanne, descriptors from the fp32
-//! reference as the coordinator computes them), then real frames: single requests answered with
-//! her name or "unknown", and a few seconds of the video played at its frame rate. The policy
-//! picks int8-150 (as accurate, cheaper); every request is audited against fp32-150, and the
-//! int8 answer names her wherever the reference does. Needs `scripts/setup.sh` (ffmpeg,
-//! opencv-doc, ONNX Runtime).
+//! A face app in the real serving loop beside a gray one: the fleet catalog (`models/fleet.json`,
+//! Fashion-MNIST and face catalogs merged) on ONNX Runtime, a watchlist enrolled from
+//! Megamind.avi frames 30 and 90 (Roxanne, descriptors from the fp32 reference as the
+//! coordinator computes them), then real frames: single requests answered with her name or
+//! "unknown", and a few seconds of the video played at its frame rate to face-id and garment.
+//! The policy picks int8-150 (as accurate, cheaper); every face request is audited against
+//! fp32-150, and the int8 answer names her wherever the reference does. Needs
+//! `scripts/setup.sh` (ffmpeg, opencv-doc, ONNX Runtime, Fashion-MNIST).
 
 mod common;
 
@@ -67,9 +68,9 @@ fn ask(intake: &IntakeSender, picture: Picture) -> Served {
 #[test]
 fn a_face_app_names_the_watchlisted_person_where_the_reference_does() {
     let mut node = common::start_with(
-        &[("face-id", 4.0)],
+        &[("face-id", 4.0), ("garment", 2.0)],
         common::Setup {
-            catalog: "face/catalog.json",
+            catalog: "fleet.json",
             capacity: 4,
             face_audit_every: 1,
         },
@@ -93,7 +94,7 @@ fn a_face_app_names_the_watchlisted_person_where_the_reference_does() {
         "{him:?}"
     );
 
-    // Three seconds of the video at its own rate, face-id sampling 4 frames a second.
+    // Three seconds of the video at its own rate, face-id sampling 4 frames a second, garment 2.
     let decoder = Decoder::open(
         &VideoSource::File(MEGAMIND.into()),
         DecodeOptions::default(),
@@ -103,7 +104,7 @@ fn a_face_app_names_the_watchlisted_person_where_the_reference_does() {
     let stop = Arc::new(AtomicBool::new(false));
     let player = {
         let (stop, c) = (stop.clone(), counters.clone());
-        std::thread::spawn(move || video::play(decoder, None, vec![4.0], intake, stop, c))
+        std::thread::spawn(move || video::play(decoder, None, vec![4.0, 2.0], intake, stop, c))
     };
     std::thread::sleep(Duration::from_secs(3));
     stop.store(true, Ordering::Relaxed);
@@ -124,4 +125,13 @@ fn a_face_app_names_the_watchlisted_person_where_the_reference_does() {
         assert_eq!(face.timing[v].runs, answered, "{v}: {face:?}");
     }
     assert!(app.energy_used_j > 0.0);
+    // The gray app took the same frames through its own path: gray variants, no face figures.
+    let garment = &summary.apps["garment"];
+    assert!(garment.requests >= 3, "{garment:?}");
+    assert!(garment.face.is_none());
+    assert_eq!(garment.unlabelled, garment.requests);
+    assert!(
+        garment.by_variant.keys().all(|v| !v.ends_with("-150")),
+        "{garment:?}"
+    );
 }

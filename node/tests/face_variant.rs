@@ -76,5 +76,5 @@ fn a_file_that_does_not_match_its_digest_is_never_loaded() {
     let err = FaceVariant::load_with(&fashion, &fashion.variants[0], read)
         .err()
         .expect("refused");
-    assert!(err.to_string().contains("not a face catalog"), "{err}");
+    assert!(err.to_string().contains("not a face variant"), "{err}");
 }

@@ -38,8 +38,7 @@ pub fn stats_for(
         return None;
     }
     let reference = manifest
-        .variants
-        .iter()
+        .variants_for(app)
         .find(|v| v.kind == "full" && catalog.key(app, &v.name).is_some())
         .map(|v| v.name.clone());
     Some(FaceStats {

@@ -100,8 +100,18 @@ impl Follower {
             .cloned()
             .collect();
         if let Some(present) = &self.present {
-            let names: Vec<String> = manifest.variants.iter().map(|v| v.name.clone()).collect();
-            constraints::restrict_to_available(&mut c, apps, &names, present);
+            // Each app falls back only to variants that serve it (a fleet catalog holds gray
+            // and face variants side by side).
+            for app in apps {
+                let names: Vec<String> =
+                    manifest.variants_for(app).map(|v| v.name.clone()).collect();
+                constraints::restrict_to_available(
+                    &mut c,
+                    std::slice::from_ref(app),
+                    &names,
+                    present,
+                );
+            }
         }
         c
     }
