@@ -14,10 +14,7 @@ use crate::face_variant::{FaceVariant, FaceVariantError, is_face};
 /// A loaded variant of either kind.
 enum Model {
     Gray(LoadedVariant),
-    Face {
-        variant: FaceVariant,
-        load_ms: f64,
-    },
+    Face { variant: FaceVariant, load_ms: f64 },
 }
 
 impl Model {

@@ -82,7 +82,11 @@ fn a_face_app_names_the_watchlisted_person_where_the_reference_does() {
     let probes = frames(&[60, 240]);
     let her = ask(&intake, probes[0].clone());
     assert_eq!(
-        (her.class.as_str(), her.prediction.label, her.variant.as_str()),
+        (
+            her.class.as_str(),
+            her.prediction.label,
+            her.variant.as_str()
+        ),
         ("Roxanne", 0, "int8-150"),
         "{her:?}"
     );
@@ -115,10 +119,16 @@ fn a_face_app_names_the_watchlisted_person_where_the_reference_does() {
     let answered: u64 = app.by_variant.values().sum();
     eprintln!("{app:#?}");
     assert!(answered >= 6, "the probes and some video frames: {app:?}");
-    assert_eq!(app.unlabelled, app.requests, "face requests have no ground truth");
+    assert_eq!(
+        app.unlabelled, app.requests,
+        "face requests have no ground truth"
+    );
     assert_eq!(app.by_variant.get("int8-150"), Some(&answered));
     assert_eq!(face.audited, answered, "every request audited");
-    assert_eq!(face.agreed, face.audited, "int8 names whom fp32 names: {face:?}");
+    assert_eq!(
+        face.agreed, face.audited,
+        "int8 names whom fp32 names: {face:?}"
+    );
     assert!(face.seen["Roxanne"] >= 2, "{face:?}");
     assert!(face.faces >= face.seen["Roxanne"], "{face:?}");
     for v in ["int8-150", "fp32-150"] {

@@ -71,7 +71,16 @@ fn a_looping_source_plays_a_short_clip_again_at_its_rate() {
     let tmp = tempfile::tempdir().expect("tmp");
     let clip = tmp.path().join("clip.avi");
     let made = std::process::Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-i", MEGAMIND, "-frames:v", "12", "-c", "copy"])
+        .args([
+            "-loglevel",
+            "error",
+            "-i",
+            MEGAMIND,
+            "-frames:v",
+            "12",
+            "-c",
+            "copy",
+        ])
         .arg(&clip)
         .status()
         .expect("ffmpeg runs");

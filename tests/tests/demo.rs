@@ -49,7 +49,10 @@ fn demo_face_workload_names_the_enrolled_person_from_the_video_and_audits_its_an
     assert!(n(&face["agreed"]) <= n(&face["audited"]), "{v}");
     let used = node["energy_used_j"].as_f64().expect("energy");
     assert!(used > 0.0, "{v}");
-    assert!(v["fleet_accuracy"].as_f64() == Some(0.0), "no labels, no accuracy: {v}");
+    assert!(
+        v["fleet_accuracy"].as_f64() == Some(0.0),
+        "no labels, no accuracy: {v}"
+    );
 }
 
 #[test]
@@ -57,7 +60,15 @@ fn demo_compare_runs_every_policy_on_the_same_fleet_and_counts_drops_as_wrong() 
     let mut dir = tempfile::tempdir().expect("tempdir");
     let catalog = catalog();
     let catalog = catalog.to_str().expect("a UTF-8 path");
-    let args = ["--compare", "--nodes", "2", "--duration", "6s", "--catalog", catalog];
+    let args = [
+        "--compare",
+        "--nodes",
+        "2",
+        "--duration",
+        "6s",
+        "--catalog",
+        catalog,
+    ];
     let v = demo(&mut dir, &args);
     let policies = v["policies"].as_object().expect("policies");
     let names: Vec<&str> = policies.keys().map(String::as_str).collect();

@@ -133,8 +133,7 @@ impl Server<'_> {
             .map(|(name, _)| {
                 let classes = self.manifest.app(name).map_or(0, |a| a.classes.len());
                 let mut s = AppStats::new(name, classes);
-                s.face =
-                    face::stats_for(self.manifest, &self.catalog, name, cfg.face_audit_every);
+                s.face = face::stats_for(self.manifest, &self.catalog, name, cfg.face_audit_every);
                 s
             })
             .collect();
