@@ -105,15 +105,16 @@ fn a_looping_source_plays_a_short_clip_again_at_its_rate() {
     player.join().expect("player").expect("decoded");
     let summary = node.finish();
     let frames = counters.frames.load(Ordering::Relaxed);
-    // Played again and again, in real time: about 2 s of frames, not 12, and not at decoding
-    // speed (which a pass restarting the stream's clock would give: its frames are all due).
+    // Played more than once (a pass has 12 frames), and paced: a pass restarting the stream's
+    // clock would find all its frames due and deliver them at decoding speed (hundreds a
+    // second). Reopening costs a probe and a process, so a loaded machine gets fewer passes.
     assert!(
-        (fps * 1.5..=fps * 3.0).contains(&(frames as f64)),
+        frames > 12 && frames as f64 <= fps * 3.0,
         "{frames} frames in 2 s at {fps} frames/s"
     );
-    // garment at 4/s over 2 s.
+    // garment at 4/s: 2 frames of each half-second pass, more over several, at most 4/s.
     let sampled = counters.sampled.load(Ordering::Relaxed);
-    assert!((6..=12).contains(&sampled), "{sampled} sampled");
+    assert!((3..=12).contains(&sampled), "{sampled} sampled");
     assert_eq!(
         summary.requests + counters.intake_full.load(Ordering::Relaxed),
         sampled

@@ -167,7 +167,11 @@ mod tests {
         let mut b = node("cam-2", 10, 0, None);
         b.face.insert("face-id".into(), face(1, 0));
         let s = DemoSummary::new(vec![a, b, node("cam-3", 5, 0, None)], 20.0, None);
-        assert_eq!(s.face_agreement, Some(75.0), "agreed over audited, fleet-wide");
+        assert_eq!(
+            s.face_agreement,
+            Some(75.0),
+            "agreed over audited, fleet-wide"
+        );
         let table = super::super::summary_table(&s);
         assert!(table.contains("Roxanne in 7 frames"), "{table}");
         assert!(table.contains("int8-150 5.0 ms/face"), "{table}");
