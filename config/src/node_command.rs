@@ -46,6 +46,12 @@ pub struct NodeRun {
     pub mix: Option<String>,
     /// Ignore specialised heads the coordinator assigns (`--no-specialise`: the baseline).
     pub no_specialise: bool,
+    /// What the node serves (`--source`: `replay`, `api`, `file:PATH`, `v4l2:DEVICE`).
+    pub source: Option<String>,
+    /// Play a file source again each time it ends (`--source-loop`).
+    pub source_loop: bool,
+    /// Memory for loaded models, MB (`--model-memory-mb`).
+    pub model_memory_mb: Option<f64>,
 }
 
 impl NodeRun {
@@ -76,6 +82,9 @@ impl NodeRun {
             server: None,
             mix: None,
             no_specialise: false,
+            source: None,
+            source_loop: false,
+            model_memory_mb: None,
         }
     }
 
@@ -102,7 +111,7 @@ impl NodeRun {
         flag("identity-dir", self.identity_dir.clone().into());
         flag("store", self.store.clone().into());
         let text = |v: &dyn std::fmt::Display| OsString::from(v.to_string());
-        let optional: [(&str, Option<OsString>); 11] = [
+        let optional: [(&str, Option<OsString>); 13] = [
             ("apps", self.apps.as_ref().map(|v| text(v))),
             ("energy-budget-j", self.energy_budget_j.map(|v| text(&v))),
             ("shift-s", self.shift_s.map(|v| text(&v))),
@@ -114,6 +123,8 @@ impl NodeRun {
             ("policy", self.policy.as_ref().map(|v| text(v))),
             ("role", self.server.as_ref().map(|_| "server".into())),
             ("mix", self.mix.clone().map(Into::into)),
+            ("source", self.source.clone().map(Into::into)),
+            ("model-memory-mb", self.model_memory_mb.map(|v| text(&v))),
         ];
         for (name, value) in optional {
             if let Some(value) = value {
@@ -131,6 +142,9 @@ impl NodeRun {
         }
         if self.no_specialise {
             out.push("--no-specialise".into());
+        }
+        if self.source_loop {
+            out.push("--source-loop".into());
         }
         out
     }
@@ -150,6 +164,9 @@ mod tests {
                 listen: "127.0.0.1:7600".into(),
                 capacity_rps: 20.0,
             }),
+            source: Some("file:clip.avi".into()),
+            source_loop: true,
+            model_memory_mb: Some(64.0),
             ..NodeRun::new("srv", "c", "laptop", "ca", "s").shift(30.0, 3.0)
         }
         .args();
@@ -158,9 +175,12 @@ mod tests {
             ["--role", "server"],
             ["--capacity-rps", "20"],
             ["--shift-s", "30"],
+            ["--source", "file:clip.avi"],
+            ["--model-memory-mb", "64"],
         ] {
             assert!(text.windows(2).any(|w| w == pair), "{pair:?} in {text:?}");
         }
         assert!(text.contains(&"--battery-model".to_string()));
+        assert!(text.contains(&"--source-loop".to_string()));
     }
 }

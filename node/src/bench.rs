@@ -262,6 +262,7 @@ pub fn overhead(
         replay: true,
         duration: None,
         publish_every: Duration::from_secs(3600),
+        face_audit_every: 0,
     };
     let mut server = Server {
         manifest,

@@ -197,6 +197,7 @@ pub fn run(
                 replay: false,
                 duration: None,
                 publish_every: Duration::from_secs(3600),
+                face_audit_every: 0,
             })
         });
         let measured = measure(data, &tx, addr, &socket, calls, rounds);

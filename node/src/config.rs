@@ -85,6 +85,10 @@ pub struct RunArgs {
     /// watchlist (0.6: the descriptor network's same-person distance); farther is "unknown".
     #[arg(long, env = "MCDNN_WATCHLIST_THRESHOLD", default_value_t = 0.6)]
     pub watchlist_threshold: f32,
+    /// A face app also runs its reference variant (the catalog's `full` face variant) on every
+    /// this many requests and reports how often the two agree (0: no audit).
+    #[arg(long, env = "MCDNN_FACE_AUDIT_EVERY", default_value_t = 10)]
+    pub face_audit_every: u64,
     /// Seed for the replayed stream.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -133,6 +137,9 @@ pub struct RunArgs {
     /// `v4l2:DEVICE` (a camera).
     #[arg(long, env = "MCDNN_SOURCE", default_value = "replay")]
     pub source: String,
+    /// Play a `file:` source again from the start each time it ends (until `--duration-s`).
+    #[arg(long, env = "MCDNN_SOURCE_LOOP")]
+    pub source_loop: bool,
     /// Serve the local inference API on this loopback address (127.0.0.1:PORT).
     #[arg(long, env = "MCDNN_API_LISTEN")]
     pub api_listen: Option<std::net::SocketAddr>,

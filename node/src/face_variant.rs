@@ -2,9 +2,8 @@
 //! best-matching face (or unknown) out. The detector and the variant's descriptor network come
 //! from a face catalog (`models/face/catalog.json`); every file is verified against its digest
 //! before ONNX Runtime sees it, as the Fashion-MNIST engine does.
-//!
-//! Not yet wired into `agent::serve` (which runs `engine::LoadedVariant`); see the face section
-//! of ARCHITECTURE.md for what that takes.
+//! The serving loop holds it in the model cache beside `engine::LoadedVariant`s and runs it for
+//! face apps (`agent::serve::face`).
 
 use vision::face::{FacePipeline, Gallery};
 use wire::manifest::{FileSpec, InputKind, Manifest, VariantSpec};
@@ -12,12 +11,22 @@ use wire::manifest::{FileSpec, InputKind, Manifest, VariantSpec};
 use crate::engine::{self, EngineError};
 use crate::picture::Picture;
 
+/// Whether `spec` is a face variant (detector + descriptor network, no heads).
+pub fn is_face(manifest: &Manifest, spec: &VariantSpec) -> bool {
+    manifest.variant_kind(spec) == InputKind::Face
+}
+
+/// Whether `app` is a face app (camera frames in, watchlist names out).
+pub fn is_face_app(manifest: &Manifest, app: &str) -> bool {
+    manifest.app_kind(app) == Some(InputKind::Face)
+}
+
 /// The label served when no face in the frame is within the threshold of a watchlist entry.
 pub const UNKNOWN: u32 = u32::MAX;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FaceVariantError {
-    #[error("catalog is not a face catalog (input kind face with a detector)")]
+    #[error("not a face variant of a face catalog (input kind face with a detector)")]
     NotFaceCatalog,
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -26,14 +35,17 @@ pub enum FaceVariantError {
 }
 
 /// One frame's answer.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FaceAnswer {
-    /// Watchlist index of the nearest face within the threshold, or [`UNKNOWN`].
+    /// Gallery entry nearest to any face of the frame, if within the threshold, else
+    /// [`UNKNOWN`].
     pub label: u32,
     /// Distance of that nearest face to its nearest watchlist entry (infinite without faces).
     pub distance: f32,
     /// Faces the detector found.
     pub faces: usize,
+    /// The gallery entry each named face matched (faces that are unknown are left out).
+    pub named: Vec<usize>,
 }
 
 pub struct FaceVariant {
@@ -50,8 +62,8 @@ impl FaceVariant {
         spec: &VariantSpec,
         mut fetch: impl FnMut(&FileSpec) -> Result<Vec<u8>, EngineError>,
     ) -> Result<Self, FaceVariantError> {
-        let detector = match (&manifest.input.kind, &manifest.detector) {
-            (InputKind::Face, Some(d)) => &d.file,
+        let detector = match &manifest.detector {
+            Some(d) if is_face(manifest, spec) => &d.file,
             _ => return Err(FaceVariantError::NotFaceCatalog),
         };
         let mut verified = |file: &FileSpec| -> Result<Vec<u8>, EngineError> {
@@ -79,11 +91,12 @@ impl FaceVariant {
     ) -> Result<FaceAnswer, FaceVariantError> {
         let faces = self.pipeline.faces(picture)?;
         let descriptors = self.pipeline.describe(picture, &faces)?;
-        let best = descriptors
+        let matches: Vec<_> = descriptors.iter().map(|d| watchlist.best(d)).collect();
+        let best = matches
             .iter()
-            .map(|d| watchlist.best(d))
             .min_by(|a, b| a.distance.total_cmp(&b.distance));
         Ok(FaceAnswer {
+            named: matches.iter().filter_map(|m| m.entry).collect(),
             label: best
                 .and_then(|m| m.entry)
                 .and_then(|i| u32::try_from(i).ok())

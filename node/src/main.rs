@@ -394,6 +394,9 @@ mod tests {
                 listen: "127.0.0.1:7601".into(),
                 capacity_rps: 12.5,
             }),
+            source: Some("file:clip.avi".into()),
+            source_loop: true,
+            model_memory_mb: Some(40.0),
             ..NodeRun::new("cam-9", "a:1,b:2", "laptop", "ca", "st").shift(30.0, 2.5)
         };
         let argv = std::iter::once("mcdnn-node".into()).chain(run.args());
@@ -418,6 +421,10 @@ mod tests {
         assert_eq!((a.role.as_str(), a.capacity_rps), ("server", 12.5));
         assert_eq!(a.offload_listen.to_string(), "127.0.0.1:7601");
         assert_eq!(a.store, std::path::PathBuf::from("st"));
+        assert_eq!(
+            (a.source.as_str(), a.source_loop, a.model_memory_mb),
+            ("file:clip.avi", true, 40.0)
+        );
         assert_eq!(a.policy, "paper");
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 
 use wire::msg::AppTelemetry;
+use wire::summary::FaceTiming;
 
 /// Recent latencies kept for the median.
 const LATENCY_WINDOW: usize = 512;
@@ -38,6 +39,46 @@ pub struct CascadeStats {
     pub skew_end: Option<Totals>,
 }
 
+/// A face app's counters (the summary's `face`).
+#[derive(Debug, Clone, Default)]
+pub struct FaceStats {
+    /// The variant the audit runs (the catalog's `full`-kind face variant for the app), if any.
+    pub reference: Option<String>,
+    /// Audit every this many face requests (0: never).
+    pub audit_every: u64,
+    /// Face requests answered since the last audit.
+    pub since_audit: u64,
+    pub faces: u64,
+    /// Name -> requests it was recognised in.
+    pub seen: std::collections::BTreeMap<String, u64>,
+    pub audited: u64,
+    pub agreed: u64,
+    pub timing: std::collections::BTreeMap<String, FaceTiming>,
+}
+
+impl FaceStats {
+    /// One run of `variant` that took `ms` and found `faces`.
+    pub fn timed(&mut self, variant: &str, faces: usize, ms: f64) {
+        let t = self.timing.entry(variant.to_string()).or_default();
+        t.runs += 1;
+        t.faces += faces as u64;
+        t.ms += ms;
+    }
+
+    /// Whether this answered request is the one to audit (every `audit_every`-th).
+    pub fn audit_due(&mut self) -> bool {
+        if self.audit_every == 0 || self.reference.is_none() {
+            return false;
+        }
+        self.since_audit += 1;
+        if self.since_audit >= self.audit_every {
+            self.since_audit = 0;
+            return true;
+        }
+        false
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AppStats {
     pub app: String,
@@ -64,6 +105,8 @@ pub struct AppStats {
     pub cascade: CascadeStats,
     /// Requests per variant name, for "variants in use".
     pub by_variant: std::collections::BTreeMap<String, u64>,
+    /// Set for a face app (its requests are answered from the watchlist, without labels).
+    pub face: Option<FaceStats>,
 }
 
 impl AppStats {
@@ -86,6 +129,7 @@ impl AppStats {
             classes,
             cascade: CascadeStats::default(),
             by_variant: Default::default(),
+            face: None,
         }
     }
 
@@ -217,5 +261,26 @@ mod tests {
         );
         assert!((t.rate_per_s - 2.0).abs() < 0.11, "{}", t.rate_per_s);
         assert_eq!(s.by_variant["full"], 20);
+    }
+
+    #[test]
+    fn every_kth_face_request_is_audited_and_never_without_a_reference() {
+        let mut f = FaceStats {
+            reference: Some("fp32-150".into()),
+            audit_every: 3,
+            ..FaceStats::default()
+        };
+        let due: Vec<bool> = (0..7).map(|_| f.audit_due()).collect();
+        assert_eq!(due, [false, false, true, false, false, true, false]);
+        f.audit_every = 0;
+        assert!((0..5).all(|_| !f.audit_due()), "0 turns the audit off");
+        let mut none = FaceStats {
+            audit_every: 1,
+            ..FaceStats::default()
+        };
+        assert!(!none.audit_due(), "no reference variant, no audit");
+        f.timed("int8-150", 2, 10.0);
+        f.timed("int8-150", 0, 4.0);
+        assert_eq!(f.timing["int8-150"].ms_per_face(), Some(7.0));
     }
 }

@@ -2,16 +2,14 @@
 //! ffmpeg, installed by scripts/setup.sh): a watchlist entry made from one frame is recognised
 //! in the next, another person is unknown, and a file that does not match its digest is refused.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use mcdnn_node::engine::EngineError;
 use mcdnn_node::face_variant::{FaceVariant, UNKNOWN};
-use mcdnn_node::picture::Picture;
-use mcdnn_node::video::{DecodeOptions, Decoder, VideoSource};
 use vision::face::{FacePipeline, Gallery};
 use wire::manifest::{FileSpec, Manifest};
-
-const MEGAMIND: &str = "/usr/share/doc/opencv-doc/examples/data/Megamind.avi";
 
 fn face_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/face")
@@ -30,31 +28,12 @@ fn read(file: &FileSpec) -> Result<Vec<u8>, EngineError> {
     })
 }
 
-/// Frames `wanted` (ascending) of Megamind.avi.
-fn frames(wanted: &[u64]) -> Vec<Picture> {
-    let mut decoder = Decoder::open(
-        &VideoSource::File(MEGAMIND.into()),
-        DecodeOptions::default(),
-    )
-    .expect("Megamind.avi opens");
-    let mut out = Vec::new();
-    while let Some(f) = decoder.next_frame().expect("decodes") {
-        if wanted.contains(&f.index) {
-            out.push(f.picture);
-        }
-        if out.len() == wanted.len() {
-            break;
-        }
-    }
-    out
-}
-
 #[test]
 fn a_watchlisted_face_is_named_in_the_next_frame_and_another_person_is_unknown() {
     let manifest = catalog();
     let spec = manifest.variant("int8-150").expect("variant");
     let mut variant = FaceVariant::load_with(&manifest, spec, read).expect("loads");
-    let pictures = frames(&[60, 61, 210]);
+    let pictures = common::face::frames(&[60, 61, 210]);
     // The watchlist descriptor is what the coordinator computes: the reference network.
     let mut reference = FacePipeline::from_files(
         &face_dir().join("blazeface_front_128.onnx"),
@@ -97,5 +76,5 @@ fn a_file_that_does_not_match_its_digest_is_never_loaded() {
     let err = FaceVariant::load_with(&fashion, &fashion.variants[0], read)
         .err()
         .expect("refused");
-    assert!(err.to_string().contains("not a face catalog"), "{err}");
+    assert!(err.to_string().contains("not a face variant"), "{err}");
 }

@@ -55,6 +55,7 @@ fn serve(secs: f64, seed: u64) -> (Summary, Vec<u64>, bool) {
         replay: true,
         duration: Some(Duration::from_secs_f64(secs)),
         publish_every: Duration::from_millis(250),
+        face_audit_every: 0,
     };
     let summary = Server {
         manifest: &manifest,

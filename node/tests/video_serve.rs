@@ -31,7 +31,7 @@ fn a_real_video_is_decoded_and_every_sampled_frame_is_accounted_for() {
             stop.clone(),
             counters.clone(),
         );
-        std::thread::spawn(move || video::play(decoder, vec![10.0, 2.0], tx, stop, c))
+        std::thread::spawn(move || video::play(decoder, None, vec![10.0, 2.0], tx, stop, c))
     };
     std::thread::sleep(Duration::from_secs(3));
     stop.store(true, Ordering::Relaxed);
@@ -63,4 +63,60 @@ fn a_real_video_is_decoded_and_every_sampled_frame_is_accounted_for() {
     // garment at 10/s and category at 2/s over ~3 s of video.
     let garment = summary.apps["garment"].requests;
     assert!(garment >= 20, "{summary:?}");
+}
+
+#[test]
+fn a_looping_source_plays_a_short_clip_again_at_its_rate() {
+    // Half a second of Megamind.avi (12 frames at 23.976 frames/s), played for 2 s.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let clip = tmp.path().join("clip.avi");
+    let made = std::process::Command::new("ffmpeg")
+        .args([
+            "-loglevel",
+            "error",
+            "-i",
+            MEGAMIND,
+            "-frames:v",
+            "12",
+            "-c",
+            "copy",
+        ])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(made.success(), "ffmpeg cut no clip");
+    let source = VideoSource::File(clip);
+    let decoder = Decoder::open(&source, DecodeOptions::default()).expect("the clip opens");
+    let fps = decoder.info().fps;
+    let reopen: video::Reopen = Box::new(move || Decoder::open(&source, DecodeOptions::default()));
+    let mut node = common::start(&[("garment", 4.0)], 4);
+    let counters = Arc::new(VideoCounters::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let player = {
+        let (tx, stop, c) = (
+            node.intake.take().expect("intake"),
+            stop.clone(),
+            counters.clone(),
+        );
+        std::thread::spawn(move || video::play(decoder, Some(reopen), vec![4.0], tx, stop, c))
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    player.join().expect("player").expect("decoded");
+    let summary = node.finish();
+    let frames = counters.frames.load(Ordering::Relaxed);
+    // Played more than once (a pass has 12 frames), and paced: a pass restarting the stream's
+    // clock would find all its frames due and deliver them at decoding speed (hundreds a
+    // second). Reopening costs a probe and a process, so a loaded machine gets fewer passes.
+    assert!(
+        frames > 12 && frames as f64 <= fps * 3.0,
+        "{frames} frames in 2 s at {fps} frames/s"
+    );
+    // garment at 4/s: 2 frames of each half-second pass, more over several, at most 4/s.
+    let sampled = counters.sampled.load(Ordering::Relaxed);
+    assert!((3..=12).contains(&sampled), "{sampled} sampled");
+    assert_eq!(
+        summary.requests + counters.intake_full.load(Ordering::Relaxed),
+        sampled
+    );
 }

@@ -38,6 +38,9 @@ pub struct Constraints {
     pub allowed: BTreeMap<String, BTreeSet<String>>,
     /// Whether requests may be offloaded at all.
     pub offload_forbidden: bool,
+    /// Apps whose requests never leave the device (face apps: the offload protocol carries the
+    /// catalog's gray input, not a camera frame).
+    pub device_only: BTreeSet<String>,
     /// Per-request caps from the fleet plan (expected energy / cost of one request).
     pub energy_cap_j: Option<f64>,
     pub cost_cap_usd: Option<f64>,
@@ -46,7 +49,7 @@ pub struct Constraints {
 impl Constraints {
     /// Whether the constraints admit running `variant` of `app` at `place`.
     pub fn admits(&self, app: &str, variant: &str, place: Place) -> bool {
-        if place == Place::Server && self.offload_forbidden {
+        if place == Place::Server && (self.offload_forbidden || self.device_only.contains(app)) {
             return false;
         }
         self.allowed
@@ -238,5 +241,49 @@ mod tests {
             r.record(0, i as f64 * 0.5);
         }
         assert!((r.rate(0, 300.0) - 2.0).abs() < 0.05);
+    }
+}
+
+#[cfg(test)]
+mod device_only_tests {
+    use super::*;
+    use crate::policy::{Decision, by_name};
+
+    /// An app marked device-only is never sent to the server, by any policy, even the one that
+    /// always offloads; the other apps still may be.
+    #[test]
+    fn no_policy_offloads_a_device_only_app() {
+        let c = Catalog::paper();
+        let budgets = Budgets::from_catalog(&c);
+        let (kept, free) = (c.apps[0].name.clone(), c.apps[1].name.clone());
+        for name in ["paper", "mcdnn", "best-device", "cloud", "cheapest"] {
+            let mut policy = by_name(name, &c, &budgets).expect("policy");
+            policy.set_constraints(Constraints {
+                device_only: BTreeSet::from([kept.clone()]),
+                ..Constraints::default()
+            });
+            let mut state = DeviceState::new(&budgets, 0.0);
+            state.connected = true;
+            let mut free_offloaded = false;
+            for i in 0..200 {
+                let now_s = f64::from(i) * 0.1;
+                if let Decision::Run(run) = policy.decide(now_s, &kept, &state) {
+                    assert_eq!(run.place, Place::Device, "{name} offloaded {kept}");
+                }
+                if let Decision::Run(run) = policy.decide(now_s, &free, &state) {
+                    free_offloaded |= run.place == Place::Server;
+                }
+            }
+            if name == "cloud" {
+                assert!(free_offloaded, "cloud still offloads the other apps");
+            }
+        }
+        let c = Constraints {
+            device_only: BTreeSet::from(["face-id".to_string()]),
+            ..Constraints::default()
+        };
+        assert!(!c.admits("face-id", "int8-150", Place::Server));
+        assert!(c.admits("face-id", "int8-150", Place::Device));
+        assert!(c.admits("garment", "full", Place::Server));
     }
 }

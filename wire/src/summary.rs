@@ -24,6 +24,40 @@ pub struct AppSummary {
     pub energy_used_j: f64,
     pub by_variant: BTreeMap<String, u64>,
     pub cascade: CascadeSummary,
+    /// A face app's figures; `null` for a gray app (the key must still be there).
+    pub face: Option<FaceSummary>,
+}
+
+/// What a face app saw and how its answers compare with the reference variant's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaceSummary {
+    /// Faces the detector found over the answered requests.
+    pub faces: u64,
+    /// Watchlist name -> requests (frames) in which it was recognised.
+    pub seen: BTreeMap<String, u64>,
+    /// Requests also answered by the reference variant (every `--face-audit-every`-th), and
+    /// of those, how many got the same answer (the same name, or unknown for both).
+    pub audited: u64,
+    pub agreed: u64,
+    /// `agreed / audited`, percent (0 when nothing was audited).
+    pub agreement: f64,
+    /// Per variant that ran (the audits' reference included): its time in the loop.
+    pub timing: BTreeMap<String, FaceTiming>,
+}
+
+/// A face variant's runs in the serving loop: detector, alignment, descriptors and matching.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaceTiming {
+    pub runs: u64,
+    pub faces: u64,
+    pub ms: f64,
+}
+
+impl FaceTiming {
+    /// Milliseconds per detected face (`None` before any face).
+    pub fn ms_per_face(&self) -> Option<f64> {
+        (self.faces > 0).then(|| self.ms / self.faces as f64)
+    }
 }
 
 /// What the specialised cascade did for one app.
@@ -138,6 +172,10 @@ impl Summary {
                 return Err(SummaryError(serde::de::Error::missing_field(key)));
             }
         }
+        let apps = value.get("apps").and_then(|a| a.as_object());
+        if apps.is_some_and(|apps| apps.values().any(|a| a.get("face").is_none())) {
+            return Err(SummaryError(serde::de::Error::missing_field("face")));
+        }
         Ok(serde_json::from_value(value)?)
     }
 
@@ -179,6 +217,7 @@ mod tests {
                     energy_used_j: 1.5,
                     by_variant: BTreeMap::from([("half".to_string(), 9)]),
                     cascade: CascadeSummary::default(),
+                    face: None,
                 },
             )]),
             results_accepted: 9,
@@ -222,5 +261,24 @@ mod tests {
             .expect("app")
             .remove("by_variant");
         assert!(Summary::from_json(&v.to_string()).is_err());
+        let mut no_face = serde_json::to_value(summary()).expect("json");
+        no_face["apps"]["garment"]
+            .as_object_mut()
+            .expect("app")
+            .remove("face");
+        let err = Summary::from_json(&no_face.to_string()).expect_err("face");
+        assert!(err.to_string().contains("face"), "{err}");
+    }
+
+    #[test]
+    fn time_per_face_needs_a_face() {
+        let t = FaceTiming {
+            runs: 4,
+            faces: 0,
+            ms: 20.0,
+        };
+        assert_eq!(t.ms_per_face(), None);
+        let t = FaceTiming { faces: 2, ..t };
+        assert_eq!(t.ms_per_face(), Some(10.0));
     }
 }

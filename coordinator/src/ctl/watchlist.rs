@@ -99,11 +99,24 @@ fn add_body(name: &str, images: &[PathBuf]) -> anyhow::Result<String> {
         "at most {MAX_PHOTOS} photos per name, not {}",
         images.len()
     );
-    let mut encoded = Vec::with_capacity(images.len());
+    let mut photos = Vec::with_capacity(images.len());
     for path in images {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        encoded.push(base64::engine::general_purpose::STANDARD.encode(bytes));
+        photos.push(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
     }
+    add_body_of(name, &photos)
+}
+
+/// [`add_body`] for photos already in memory (PNG or JPEG bytes).
+pub fn add_body_of(name: &str, photos: &[Vec<u8>]) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        photos.len() <= MAX_PHOTOS,
+        "at most {MAX_PHOTOS} photos per name, not {}",
+        photos.len()
+    );
+    let encoded: Vec<String> = photos
+        .iter()
+        .map(|p| base64::engine::general_purpose::STANDARD.encode(p))
+        .collect();
     let body = serde_json::to_string(&WatchlistAddRequest {
         name: name.to_string(),
         images: encoded,

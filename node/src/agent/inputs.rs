@@ -104,13 +104,16 @@ pub async fn start(
             fps = info.fps,
             "video source open"
         );
+        let reopen = args.source_loop.then(|| -> video::Reopen {
+            Box::new(move || Decoder::open(&src, DecodeOptions::default()))
+        });
         let counters = Arc::new(VideoCounters::default());
         let rates = apps.iter().map(|(_, r)| *r).collect();
         let (c, stop) = (counters.clone(), stop.clone());
         std::thread::Builder::new()
             .name("video".into())
             .spawn(move || {
-                if let Err(e) = video::play(decoder, rates, tx, stop, c) {
+                if let Err(e) = video::play(decoder, reopen, rates, tx, stop, c) {
                     tracing::error!(error = %e, "video source failed");
                 }
             })

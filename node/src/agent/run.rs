@@ -341,6 +341,7 @@ async fn serve_device(
         replay: inputs.replay,
         duration: args.duration_s.map(Duration::from_secs_f64),
         publish_every: Duration::from_millis(250),
+        face_audit_every: args.face_audit_every,
     };
     let frames = FrameSource::new(
         &data,
@@ -353,6 +354,7 @@ async fn serve_device(
         models: handles.models.clone(),
         telemetry: handles.telemetry.clone(),
         heads: handles.heads.clone(),
+        watchlist: handles.watchlist.clone(),
     };
     let clock = handles.clock.clone();
     let serving = tokio::task::spawn_blocking(move || {

@@ -25,6 +25,23 @@ pub struct Watchlist {
     /// Every descriptor under its name, matched by `vision`'s gallery (nearest within the
     /// threshold).
     pub gallery: Gallery,
+    /// The list's names in the order pushed: a face app's label is an index into it (several
+    /// descriptors of one name answer the same label).
+    pub names: Vec<String>,
+    /// For each gallery entry, the index of its name in `names`.
+    entry_name: Vec<u32>,
+}
+
+impl Watchlist {
+    /// The label (index into `names`) of gallery entry `entry`.
+    pub fn label_of(&self, entry: usize) -> Option<u32> {
+        self.entry_name.get(entry).copied()
+    }
+
+    /// The name a label stands for.
+    pub fn name(&self, label: u32) -> Option<&str> {
+        self.names.get(label as usize).map(String::as_str)
+    }
 }
 
 /// The answer for one face descriptor.
@@ -55,6 +72,8 @@ impl WatchlistCell {
             list: Arc::new(Mutex::new(Arc::new(Watchlist {
                 version: 0,
                 gallery: Gallery::new(threshold),
+                names: Vec::new(),
+                entry_name: Vec::new(),
             }))),
             threshold,
         }
@@ -73,12 +92,21 @@ impl WatchlistCell {
     /// Replaces the list with a pushed version (already checked by the receiver).
     pub fn install(&self, version: u64, entries: Vec<WatchlistEntry>) {
         let mut gallery = Gallery::new(self.threshold);
+        let (mut names, mut entry_name) = (Vec::new(), Vec::new());
         for e in entries {
+            let label = u32::try_from(names.len()).unwrap_or(u32::MAX);
             for d in e.descriptors {
                 gallery.add(e.name.clone(), d);
+                entry_name.push(label);
             }
+            names.push(e.name);
         }
-        *lock(&self.list) = Arc::new(Watchlist { version, gallery });
+        *lock(&self.list) = Arc::new(Watchlist {
+            version,
+            gallery,
+            names,
+            entry_name,
+        });
     }
 
     pub fn threshold(&self) -> f32 {
@@ -126,6 +154,9 @@ mod tests {
         assert_eq!(cell.version(), 7);
         assert_eq!(probe(0.1).name.as_deref(), Some("alice"));
         assert_eq!(probe(0.9).name.as_deref(), Some("bob"));
+        let list = cell.current();
+        assert_eq!((list.label_of(1), list.name(1)), (Some(1), Some("bob")));
+        assert_eq!((list.label_of(2), list.name(2)), (None, None));
         let far = probe(3.0);
         assert_eq!(far.name, None);
         assert!((far.distance - 2.0).abs() < 1e-6);

@@ -65,9 +65,14 @@ impl Sampler {
     }
 }
 
-/// Plays `decoder` into `intake` until the stream ends or `stop` is set.
+/// Opens the file again when it ends (`--source-loop`), so a short clip plays for a whole run.
+pub type Reopen = Box<dyn FnMut() -> Result<Decoder, VideoError> + Send>;
+
+/// Plays `decoder` into `intake` until the stream ends (then from the start again with
+/// `reopen`) or `stop` is set.
 pub fn play(
     mut decoder: Decoder,
+    mut reopen: Option<Reopen>,
     rates: Vec<f64>,
     intake: IntakeSender,
     stop: Arc<AtomicBool>,
@@ -77,20 +82,34 @@ pub fn play(
     let interval = Duration::from_secs_f64(1.0 / info.fps);
     let mut sampler = Sampler::new(rates);
     let started = Instant::now();
+    // A replay of the file continues the clock where the last pass ended.
+    let (mut offset_s, mut last_s) = (0.0, None::<f64>);
     while !stop.load(Ordering::Relaxed) {
         let t = Instant::now();
-        let Some(frame) = decoder.next_frame()? else {
-            break;
+        let frame = match decoder.next_frame()? {
+            Some(frame) => frame,
+            None => match (reopen.as_mut(), last_s) {
+                // An empty pass would spin: only a file that gave frames is played again.
+                (Some(open), Some(last)) => {
+                    decoder = open()?;
+                    offset_s = last + interval.as_secs_f64();
+                    last_s = None;
+                    continue;
+                }
+                _ => break,
+            },
         };
         counters
             .decode_us
             .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
         counters.frames.fetch_add(1, Ordering::Relaxed);
-        let due_at = started + Duration::from_secs_f64(frame.pts_s);
+        let pts_s = offset_s + frame.pts_s;
+        last_s = Some(pts_s);
+        let due_at = started + Duration::from_secs_f64(pts_s);
         if let Some(wait) = due_at.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        let apps = sampler.due(frame.pts_s);
+        let apps = sampler.due(pts_s);
         if apps.is_empty() {
             continue;
         }

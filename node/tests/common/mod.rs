@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod face;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -44,8 +46,24 @@ fn now_ms() -> u64 {
 }
 
 pub fn catalog() -> (Manifest, PathBuf) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/catalog.json");
-    catalog::load(&path).expect("models/catalog.json")
+    catalog_at("catalog.json")
+}
+
+/// The catalog at `models/NAME` and the folder of its files.
+pub fn catalog_at(name: &str) -> (Manifest, PathBuf) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(name);
+    catalog::load(&path).unwrap_or_else(|e| panic!("models/{name}: {e:#}"))
+}
+
+/// What a test's serving loop runs besides its apps.
+pub struct Setup {
+    /// The catalog under `models/`.
+    pub catalog: &'static str,
+    pub capacity: usize,
+    /// Face apps' audit period (0: off).
+    pub face_audit_every: u64,
 }
 
 /// Starts the serving loop on its own thread for `apps`, fed by an intake of `capacity`. The
@@ -53,11 +71,24 @@ pub fn catalog() -> (Manifest, PathBuf) {
 /// drops a cold start's first requests while it waits to amortise the load): these tests are
 /// about the input side, and an answer must come back.
 pub fn start(apps: &[(&str, f64)], capacity: usize) -> Running {
+    start_with(
+        apps,
+        Setup {
+            catalog: "catalog.json",
+            capacity,
+            face_audit_every: 0,
+        },
+    )
+}
+
+/// [`start`] on `setup`'s catalog.
+pub fn start_with(apps: &[(&str, f64)], setup: Setup) -> Running {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
         .with_test_writer()
         .try_init();
-    let (manifest, dir) = catalog();
+    let capacity = setup.capacity;
+    let (manifest, dir) = catalog_at(setup.catalog);
     let tmp = tempfile::tempdir().expect("tmp");
     let store = NodeStore::open(tmp.path()).expect("store");
     let spool = Spool::open(&store).expect("spool");
@@ -100,6 +131,7 @@ pub fn start(apps: &[(&str, f64)], capacity: usize) -> Running {
                 replay: false,
                 duration: Some(Duration::from_secs(300)),
                 publish_every: Duration::ZERO,
+                face_audit_every: setup.face_audit_every,
             };
             Server {
                 manifest: &manifest,

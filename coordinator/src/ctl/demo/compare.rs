@@ -140,7 +140,43 @@ mod tests {
             model_loads: 1,
             last_epoch: 1,
             variants: BTreeMap::new(),
+            late: 0,
+            face: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn face_figures_add_up_over_the_fleet_and_show_per_node() {
+        let face = |audited, agreed| wire::summary::FaceSummary {
+            faces: 9,
+            seen: BTreeMap::from([("Roxanne".to_string(), 7)]),
+            audited,
+            agreed,
+            agreement: 0.0,
+            timing: BTreeMap::from([(
+                "int8-150".to_string(),
+                wire::summary::FaceTiming {
+                    runs: 10,
+                    faces: 9,
+                    ms: 45.0,
+                },
+            )]),
+        };
+        let mut a = node("cam-1", 10, 0, None);
+        a.face.insert("face-id".into(), face(3, 3));
+        let mut b = node("cam-2", 10, 0, None);
+        b.face.insert("face-id".into(), face(1, 0));
+        let s = DemoSummary::new(vec![a, b, node("cam-3", 5, 0, None)], 20.0, None);
+        assert_eq!(
+            s.face_agreement,
+            Some(75.0),
+            "agreed over audited, fleet-wide"
+        );
+        let table = super::super::summary_table(&s);
+        assert!(table.contains("Roxanne in 7 frames"), "{table}");
+        assert!(table.contains("int8-150 5.0 ms/face"), "{table}");
+        let gray = DemoSummary::new(vec![node("cam-1", 5, 0, None)], 20.0, None);
+        assert_eq!(gray.face_agreement, None, "no audit, no agreement");
     }
 
     #[test]

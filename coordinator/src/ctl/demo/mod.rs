@@ -17,13 +17,14 @@ use clap::Args;
 use super::http;
 
 mod compare;
+pub mod face;
 mod fleet;
 mod procs;
 mod summary;
 mod view;
 
 pub use compare::{COMPARED, Comparison, PolicyRun, compare, comparison_table};
-pub use fleet::DEMO_OPERATOR;
+pub use fleet::{DEMO_OPERATOR, Workload};
 pub use summary::{DemoSummary, NodeResult};
 pub use view::{fetch_status, render, summary_table};
 
@@ -44,7 +45,12 @@ pub struct DemoArgs {
     /// Working folder: certificates, stores, logs, summaries.
     #[arg(long, default_value = "fleet-demo")]
     pub dir: PathBuf,
-    /// Catalog manifest passed to every process.
+    /// What the fleet serves: `fashion` (the Fashion-MNIST apps on the replayed test split) or
+    /// `face` (the face app on Megamind.avi, looping, against a watchlist enrolled at start).
+    #[arg(long, value_enum, default_value = "fashion")]
+    pub workload: Workload,
+    /// Catalog manifest passed to every process (face workload: `models/fleet.json`, both
+    /// catalogs planned together, else `models/face/catalog.json`).
     #[arg(long)]
     pub catalog: Option<PathBuf>,
     /// Base port: coordinator QUIC on it, operator API on it + 1, health port on it + 2, Raft
@@ -89,11 +95,17 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<DemoSummary> 
     if args.nodes == 0 {
         bail!("--nodes must be at least 1");
     }
-    let specs = fleet::fleet(args.nodes);
+    let face = args.workload == Workload::Face;
+    let specs = fleet::fleet(args.nodes, args.workload);
+    let catalog = match (&args.catalog, face) {
+        (Some(c), _) => Some(c.clone()),
+        (None, true) => Some(face::default_catalog()),
+        (None, false) => None,
+    };
     let dir = &args.dir;
     let ca_dir = dir.join("ca");
     std::fs::create_dir_all(&ca_dir).with_context(|| format!("creating {}", ca_dir.display()))?;
-    fleet::certificates(&ca_dir, &specs)?;
+    fleet::certificates(&ca_dir, &specs, face.then_some(face::DEMO_ADMIN))?;
     // Each run starts fresh: stores and coordinator state from an earlier demo would resume
     // old assignments.
     let run_dir = dir.join("run");
@@ -126,8 +138,11 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<DemoSummary> 
     .to_vec();
     coordinator.extend(["--identity-dir".into(), ca_dir.clone().into()]);
     coordinator.extend(["--data-dir".into(), run_dir.join("coordinator").into()]);
-    if let Some(c) = &args.catalog {
+    if let Some(c) = &catalog {
         coordinator.extend(["--catalog".into(), c.into()]);
+        if face {
+            coordinator.extend(["--face-models".into(), face::models_dir(c).into()]);
+        }
     }
     procs.start("coordinator", "mcdnn-coordinator", coordinator)?;
     procs::wait_ready(&health).with_context(|| {
@@ -136,15 +151,25 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<DemoSummary> 
             run_dir.join("coordinator.log").display()
         )
     })?;
+    if face {
+        // Before the nodes start, so each is pushed the list with its welcome.
+        let admin_client = http::Client::load(&ca_dir, face::DEMO_ADMIN)?;
+        face::enrol(&admin_client, &admin, Duration::from_secs(30))?;
+    }
     let places = NodePlaces {
         coordinator: &quic,
         ca_dir: &ca_dir,
         run_dir: &run_dir,
-        catalog: args.catalog.as_deref(),
+        catalog: catalog.as_deref(),
     };
     for (i, spec) in specs.iter().enumerate() {
         let mut line = spec.command_line(&places, secs, i as u64 + 1);
         line.policy = Some(args.policy.clone());
+        if face {
+            line.source = Some(format!("file:{}", face::VIDEO));
+            line.source_loop = true;
+            line.model_memory_mb = Some(face::MODEL_MEMORY_MB);
+        }
         procs.start(&spec.name, "mcdnn-node", line.args())?;
     }
     let started = Instant::now();

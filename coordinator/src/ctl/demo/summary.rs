@@ -25,6 +25,10 @@ pub struct NodeResult {
     pub model_loads: u64,
     pub last_epoch: u64,
     pub variants: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Requests dropped because their deadline passed first (of `dropped`).
+    pub late: u64,
+    /// Per face app: who was seen, faces, the audit's agreement, time per face per variant.
+    pub face: BTreeMap<String, wire::summary::FaceSummary>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -34,6 +38,10 @@ pub struct DemoSummary {
     pub duration_s: f64,
     pub plan_epoch: u64,
     pub plan_gap: f64,
+    /// Face apps over the fleet: audited requests that got the reference's answer, percent
+    /// (`null` without face audits; face requests have no labels, so `fleet_accuracy` leaves
+    /// them out).
+    pub face_agreement: Option<f64>,
     pub nodes: Vec<NodeResult>,
 }
 
@@ -59,9 +67,18 @@ impl DemoSummary {
             duration_s,
             plan_epoch: final_status.map_or(0, |s| s.plan.epoch),
             plan_gap: final_status.map_or(0.0, |s| s.plan.gap),
+            face_agreement: face_agreement(&nodes),
             nodes,
         }
     }
+}
+
+fn face_agreement(nodes: &[NodeResult]) -> Option<f64> {
+    let (audited, agreed) = nodes
+        .iter()
+        .flat_map(|n| n.face.values())
+        .fold((0, 0), |(a, g), f| (a + f.audited, g + f.agreed));
+    (audited > 0).then(|| 100.0 * agreed as f64 / audited as f64)
 }
 
 /// A node's result from the summary file `mcdnn-node run --summary` wrote. Typed: a summary
@@ -82,6 +99,12 @@ pub(super) fn read_node_result(spec: &NodeSpec, path: &Path) -> anyhow::Result<N
         energy_out_at_s: v.energy_out_at_s,
         model_loads: v.model_loads,
         last_epoch: v.last_epoch,
+        late: v.apps.values().map(|a| a.late).sum(),
+        face: v
+            .apps
+            .iter()
+            .filter_map(|(app, a)| Some((app.clone(), a.face.clone()?)))
+            .collect(),
         variants: v
             .apps
             .into_iter()

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::summary::DemoSummary;
+use super::summary::{DemoSummary, NodeResult};
 use crate::ctl::http;
 use crate::fleet::status::FleetStatus;
 
@@ -99,6 +99,42 @@ pub fn summary_table(s: &DemoSummary) -> String {
             n.energy_budget_j,
             n.model_loads,
             used
+        );
+    }
+    if let Some(pct) = s.face_agreement {
+        out += &format!("face apps agree with the reference on {pct:.1}% of audited frames\n");
+    }
+    for n in &s.nodes {
+        out += &face_lines(n);
+    }
+    out
+}
+
+/// A node's face apps: requests and late ones, who was seen, the audit, time per face.
+fn face_lines(n: &NodeResult) -> String {
+    let mut out = String::new();
+    for (app, f) in &n.face {
+        let seen = if f.seen.is_empty() {
+            "nobody".to_string()
+        } else {
+            f.seen
+                .iter()
+                .map(|(name, frames)| format!("{name} in {frames} frames"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let timing = f
+            .timing
+            .iter()
+            .map(|(v, t)| match t.ms_per_face() {
+                Some(ms) => format!("{v} {ms:.1} ms/face"),
+                None => format!("{v} no face"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        out += &format!(
+            "{} {app}: node {} reqs ({} late, {} dropped), {} faces; seen: {seen}; audit {}/{} agreed ({:.1}%); {timing}\n",
+            n.id, n.requests, n.late, n.dropped, f.faces, f.agreed, f.audited, f.agreement
         );
     }
     out

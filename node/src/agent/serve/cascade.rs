@@ -116,6 +116,7 @@ impl Server<'_> {
                         score,
                     },
                     loaded_ms: None,
+                    class: None,
                 })
             }
             Ok(Verdict::Other) => {

@@ -9,6 +9,7 @@ use wire::manifest::Manifest;
 use wire::msg::{Assignment, SpecialisedRun};
 
 use crate::agent::constraints;
+use crate::face_variant::is_face_app;
 use crate::handles::{AssignmentCell, ModelAvailability};
 
 /// What the serving thread currently follows.
@@ -92,9 +93,25 @@ impl Follower {
         if fixed_target {
             c.offload_forbidden = false;
         }
+        // Face requests stay on the device: offloading sends the catalog's gray input.
+        c.device_only = apps
+            .iter()
+            .filter(|a| is_face_app(manifest, a))
+            .cloned()
+            .collect();
         if let Some(present) = &self.present {
-            let names: Vec<String> = manifest.variants.iter().map(|v| v.name.clone()).collect();
-            constraints::restrict_to_available(&mut c, apps, &names, present);
+            // Each app falls back only to variants that serve it (a fleet catalog holds gray
+            // and face variants side by side).
+            for app in apps {
+                let names: Vec<String> =
+                    manifest.variants_for(app).map(|v| v.name.clone()).collect();
+                constraints::restrict_to_available(
+                    &mut c,
+                    std::slice::from_ref(app),
+                    &names,
+                    present,
+                );
+            }
         }
         c
     }

@@ -11,6 +11,7 @@
 mod cascade;
 mod decide;
 mod energy;
+mod face;
 mod follow;
 mod infer;
 mod learning;
@@ -45,7 +46,7 @@ use crate::cache::ModelCache;
 use crate::dataset::Dataset;
 use crate::engine::Prediction;
 use crate::frames::FrameSource;
-use crate::handles::{AssignmentCell, HeadCell, ModelAvailability, TelemetryCell};
+use crate::handles::{AssignmentCell, HeadCell, ModelAvailability, TelemetryCell, WatchlistCell};
 use crate::offload::Offloader;
 use crate::picture::{Picture, PixelFormat};
 use crate::request::{self, Intake};
@@ -62,6 +63,8 @@ pub struct ServeConfig {
     pub duration: Option<Duration>,
     /// How often the telemetry snapshot is refreshed.
     pub publish_every: Duration,
+    /// Face apps run their reference variant on every this many requests too (0: never).
+    pub face_audit_every: u64,
 }
 
 /// The shared state the serving thread reads and writes.
@@ -72,6 +75,8 @@ pub struct ServeHandles {
     pub telemetry: TelemetryCell,
     /// Specialised heads the head fetcher holds.
     pub heads: HeadCell,
+    /// The watchlist face apps match against.
+    pub watchlist: WatchlistCell,
 }
 
 pub struct Server<'a> {
@@ -100,6 +105,8 @@ struct Ran {
     place: Place,
     prediction: Prediction,
     loaded_ms: Option<f64>,
+    /// The answer's class when it is not the catalog's (a face app's watchlist name).
+    class: Option<String>,
 }
 
 /// Share of the energy budget below which it counts as run out (the summary's
@@ -125,7 +132,9 @@ impl Server<'_> {
             .iter()
             .map(|(name, _)| {
                 let classes = self.manifest.app(name).map_or(0, |a| a.classes.len());
-                AppStats::new(name, classes)
+                let mut s = AppStats::new(name, classes);
+                s.face = face::stats_for(self.manifest, &self.catalog, name, cfg.face_audit_every);
+                s
             })
             .collect();
         let mut state = DeviceState::new(&cfg.budgets, 0.0);
@@ -244,6 +253,9 @@ impl Server<'_> {
         picture: &Picture,
         stats: &mut AppStats,
     ) -> anyhow::Result<Option<Ran>> {
+        if let Some(face) = stats.face.as_mut() {
+            return self.execute_face(&run.variant, picture, face);
+        }
         let variant = match run.place {
             Place::Server => match self.offload(app, &run.variant, picture) {
                 Some(prediction) => {
@@ -252,6 +264,7 @@ impl Server<'_> {
                         place: Place::Server,
                         prediction,
                         loaded_ms: None,
+                        class: None,
                     }));
                 }
                 None => {
@@ -273,6 +286,7 @@ impl Server<'_> {
                 place: Place::Device,
                 prediction: done.prediction,
                 loaded_ms: done.loaded_ms,
+                class: None,
             })),
             Err(InferError::Load(e)) => {
                 tracing::warn!(variant, error = %e, "cannot load variant; dropping the request and refetching");

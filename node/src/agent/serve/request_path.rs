@@ -51,7 +51,8 @@ impl Server<'_> {
         self.data.picture_into(frame.index, picture);
         let mut apps = AppSet::default();
         for (i, (_, rate)) in cfg.apps.iter().enumerate() {
-            if self.frames.app_due(*rate, frame_rate) {
+            // Face apps take camera frames (video, API), not the replay's Fashion-MNIST images.
+            if self.frames.app_due(*rate, frame_rate) && stats[i].face.is_none() {
                 apps.insert(i);
             }
         }
@@ -93,7 +94,8 @@ impl Server<'_> {
                 .truth
                 .and_then(|l| spec.label_map.get(l as usize).copied());
             stats[i].arrival(now_s, meta.skewed);
-            stats[i].labelled_requests += u64::from(meta.truth.is_some());
+            // A face app has no label map: its requests are unlabelled.
+            stats[i].labelled_requests += u64::from(truth.is_some());
             if late {
                 stats[i].dropped += 1;
                 stats[i].late += 1;
@@ -158,7 +160,10 @@ impl Server<'_> {
             }
             let s = &mut stats[i];
             s.energy_used_j += general_j;
-            s.labelled(now_s, ran.prediction.label as usize);
+            // Face answers stay out of the class histogram: there is no face specialisation.
+            if s.face.is_none() {
+                s.labelled(now_s, ran.prediction.label as usize);
+            }
             s.cost_used_usd += usd;
             let correct = truth.is_some_and(|t| ran.prediction.label as usize == t);
             s.answered(
@@ -180,15 +185,18 @@ impl Server<'_> {
             if !self.results.record(self.clock.as_ref(), &answer) {
                 s.spool_failures += 1;
             }
-            let class = spec
-                .classes
-                .get(ran.prediction.label as usize)
-                .map(String::as_str);
+            let class = match &ran.class {
+                Some(c) => Some(c.as_str()),
+                None => spec
+                    .classes
+                    .get(ran.prediction.label as usize)
+                    .map(String::as_str),
+            };
             self.policy.observe(
                 now_s,
                 app,
                 &Outcome {
-                    class,
+                    class: class.filter(|_| s.face.is_none()),
                     place: Some(ran.place),
                     variant: Some(&run.variant),
                     energy_j,
@@ -209,6 +217,7 @@ impl Server<'_> {
                     }),
                 );
             }
+            self.audit_face(app, &ran, picture, state, &mut stats[i])?;
         }
         Ok(())
     }

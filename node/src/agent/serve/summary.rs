@@ -1,9 +1,9 @@
 //! The run's summary from the serving thread's counters; `agent::run` completes it with what
 //! the spool, the offload server and the model store know when the node stops.
 
-use wire::summary::{AppSummary, CascadeSummary, PhaseSummary, Summary};
+use wire::summary::{AppSummary, CascadeSummary, FaceSummary, PhaseSummary, Summary};
 
-use crate::stats::AppStats;
+use crate::stats::{AppStats, FaceStats};
 
 fn cascade(s: &AppStats) -> CascadeSummary {
     let c = &s.cascade;
@@ -28,6 +28,21 @@ fn cascade(s: &AppStats) -> CascadeSummary {
         fell_back: c.fell_back,
         first_answer_s: c.first_answer_s,
         skewed,
+    }
+}
+
+fn face(f: &FaceStats) -> FaceSummary {
+    FaceSummary {
+        faces: f.faces,
+        seen: f.seen.clone(),
+        audited: f.audited,
+        agreed: f.agreed,
+        agreement: if f.audited == 0 {
+            0.0
+        } else {
+            100.0 * f.agreed as f64 / f.audited as f64
+        },
+        timing: f.timing.clone(),
     }
 }
 
@@ -87,6 +102,7 @@ pub fn summarize(stats: &[AppStats], run: RunFigures) -> Summary {
                         energy_used_j: s.energy_used_j,
                         by_variant: s.by_variant.clone(),
                         cascade: cascade(s),
+                        face: s.face.as_ref().map(face),
                     },
                 )
             })
