@@ -177,6 +177,10 @@ impl Variant {
 pub struct App {
     pub name: String,
     pub variants: Vec<Variant>,
+    /// Never offloaded: the offload protocol carries the grey catalog input, so a face app's
+    /// RGB frames are served on the device (every planner and policy leaves the server out).
+    #[serde(default)]
+    pub device_only: bool,
 }
 
 /// Apps -> variants -> profiles for one device class, plus the constants.

@@ -77,6 +77,7 @@ impl Catalog {
             apps.push(App {
                 name: app.name.clone(),
                 variants,
+                device_only: manifest.app_kind(&app.name) == Some(InputKind::Face),
             });
         }
         let catalog = Catalog {

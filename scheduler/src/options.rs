@@ -62,7 +62,7 @@ pub fn steady_options(catalog: &Catalog, app: usize, spec: &OptionSpec<'_>) -> V
         EvalModel::Cascade => c.latency_limit_ms,
     };
     let mut out = Vec::new();
-    let places: &[Place] = if spec.connected {
+    let places: &[Place] = if spec.connected && !catalog.apps[app].device_only {
         &[Place::Device, Place::Server]
     } else {
         &[Place::Device]

@@ -152,6 +152,7 @@ fn parse_paper(text: &str) -> Result<Catalog, CatalogError> {
         apps.push(App {
             name: (*app_name).to_string(),
             variants,
+            device_only: false,
         });
     }
     let catalog = Catalog {

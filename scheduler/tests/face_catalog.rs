@@ -101,3 +101,45 @@ fn both_catalogs_apps_share_one_nodes_budget_in_the_fleet_plan() {
         "garment spends {alone:.4} J a request alone, {beside_faces:.4} J beside a face app"
     );
 }
+
+/// Face requests stay on the device (the offload protocol carries grey inputs): with a server
+/// that would be free and fast, the fleet plan still runs face-id on the device, while the
+/// grey app of the same node may go to the server.
+#[test]
+fn the_fleet_plan_never_offloads_a_face_app() {
+    use mcdnn_scheduler::catalog::Place;
+    use mcdnn_scheduler::fleet::{FleetProblem, NodeState, solve};
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/fleet.json");
+    let (manifest, _, _) = wire::manifest::load(std::path::Path::new(path)).expect("fleet");
+    let catalog = Catalog::from_manifest(&manifest, "bodycam-lite").expect("profiles");
+    assert!(catalog.apps[2].device_only && !catalog.apps[0].device_only);
+    let problem = FleetProblem {
+        catalogs: vec![catalog],
+        nodes: vec![NodeState {
+            id: "cam-1".into(),
+            device_class: "bodycam-lite".into(),
+            // Too little energy to run much of anything on the device.
+            energy_left_j: 50.0,
+            remaining_s: 3600.0,
+            rates: vec![("garment".into(), 5.0), ("face-id".into(), 1.0)],
+            connected: true,
+        }],
+        cost_budget_usd: f64::INFINITY,
+        server_capacity_rps: f64::INFINITY,
+        tolerance: 1e-3,
+    };
+    let plan = solve(&problem).expect("solves");
+    let app = |name: &str| {
+        plan.nodes[0]
+            .apps
+            .iter()
+            .find(|a| a.app == name)
+            .expect(name)
+    };
+    assert!(app("face-id").mix.iter().all(|m| m.place == Place::Device));
+    assert!(
+        app("garment").mix.iter().any(|m| m.place == Place::Server),
+        "the grey app uses the free server: {:?}",
+        app("garment").mix
+    );
+}

@@ -51,6 +51,7 @@ pub fn synthetic_catalog(class: &str, speed: f64) -> Catalog {
                     }
                 })
                 .collect(),
+            device_only: false,
         })
         .collect();
     Catalog {

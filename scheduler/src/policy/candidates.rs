@@ -125,8 +125,9 @@ impl Core {
     }
 
     fn admits(&self, app: usize, v: &Variant, place: Place) -> bool {
-        self.constraints
-            .admits(&self.catalog.apps[app].name, &v.name, place)
+        let app = &self.catalog.apps[app];
+        !(place == Place::Server && app.device_only)
+            && self.constraints.admits(&app.name, &v.name, place)
     }
 
     /// Every feasible candidate for a request of `app` now, into `out` (cleared first).
