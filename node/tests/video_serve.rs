@@ -14,6 +14,34 @@ use mcdnn_node::video::{DecodeOptions, Decoder, VideoSource};
 
 const MEGAMIND: &str = "/usr/share/doc/opencv-doc/examples/data/Megamind.avi";
 
+/// A video player feeding `node`'s intake on its own thread, as `mcdnn-node run --source` does.
+struct Player {
+    thread: std::thread::JoinHandle<Result<(), mcdnn_node::video::VideoError>>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<VideoCounters>,
+}
+
+fn play(
+    node: &mut common::Running,
+    decoder: Decoder,
+    reopen: Option<video::Reopen>,
+    rates: Vec<f64>,
+) -> Player {
+    let counters = Arc::new(VideoCounters::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, halt, c) = (
+        node.intake.take().expect("intake"),
+        stop.clone(),
+        counters.clone(),
+    );
+    let thread = std::thread::spawn(move || video::play(decoder, reopen, rates, tx, halt, c));
+    Player {
+        thread,
+        stop,
+        counters,
+    }
+}
+
 #[test]
 fn a_real_video_is_decoded_and_every_sampled_frame_is_accounted_for() {
     let mut node = common::start(&[("garment", 10.0), ("category", 2.0)], 4);
@@ -23,16 +51,11 @@ fn a_real_video_is_decoded_and_every_sampled_frame_is_accounted_for() {
     )
     .expect("Megamind.avi (install opencv-doc)");
     let fps = decoder.info().fps;
-    let counters = Arc::new(VideoCounters::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let player = {
-        let (tx, stop, c) = (
-            node.intake.take().expect("intake"),
-            stop.clone(),
-            counters.clone(),
-        );
-        std::thread::spawn(move || video::play(decoder, None, vec![10.0, 2.0], tx, stop, c))
-    };
+    let Player {
+        thread: player,
+        stop,
+        counters,
+    } = play(&mut node, decoder, None, vec![10.0, 2.0]);
     std::thread::sleep(Duration::from_secs(3));
     stop.store(true, Ordering::Relaxed);
     player.join().expect("player").expect("decoded");
@@ -90,16 +113,11 @@ fn a_looping_source_plays_a_short_clip_again_at_its_rate() {
     let fps = decoder.info().fps;
     let reopen: video::Reopen = Box::new(move || Decoder::open(&source, DecodeOptions::default()));
     let mut node = common::start(&[("garment", 4.0)], 4);
-    let counters = Arc::new(VideoCounters::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let player = {
-        let (tx, stop, c) = (
-            node.intake.take().expect("intake"),
-            stop.clone(),
-            counters.clone(),
-        );
-        std::thread::spawn(move || video::play(decoder, Some(reopen), vec![4.0], tx, stop, c))
-    };
+    let Player {
+        thread: player,
+        stop,
+        counters,
+    } = play(&mut node, decoder, Some(reopen), vec![4.0]);
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
     player.join().expect("player").expect("decoded");
