@@ -14,7 +14,7 @@ pub mod check;
 pub mod cluster;
 pub mod exchange;
 pub mod faults;
-pub mod lock_wait;
+pub use mcdnn_coordinator::raft::lock_wait;
 pub mod messages;
 pub mod monitor;
 pub mod net;

@@ -22,6 +22,7 @@ mod driver;
 mod error;
 pub mod formation;
 pub mod hello;
+pub mod lock_wait;
 mod logger;
 mod replica;
 pub mod storage;

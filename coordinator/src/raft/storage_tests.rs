@@ -37,6 +37,11 @@ fn ctx() -> GetEntriesContext {
 }
 
 /// A storage whose log holds `ents` after a compacted prefix ending at (first - 1, first - 1).
+/// The storage in `dir` again, once the dropped one's sled threads let go of its lock.
+fn reopen(dir: &tempfile::TempDir) -> SledStorage {
+    crate::raft::lock_wait::when_unlocked(|| SledStorage::open(dir.path())).unwrap()
+}
+
 fn seeded(dir: &tempfile::TempDir, ents: &[Entry]) -> SledStorage {
     let mut s = SledStorage::open(dir.path()).unwrap();
     let first = ents[0].index;
@@ -267,7 +272,7 @@ fn append() {
                 assert_eq!(s.entries(3, last + 1, None, ctx()).unwrap(), want);
                 // What is on disk matches too (no stale suffix survives a reopen).
                 drop(s);
-                let s = SledStorage::open(dir.path()).unwrap();
+                let s = reopen(&dir);
                 assert_eq!(s.entries(3, last + 1, None, ctx()).unwrap(), want);
                 assert_eq!(s.last_index().unwrap(), last);
             }
@@ -326,7 +331,7 @@ fn reopen_from_disk() {
         s.compact(5).unwrap();
         s.flush().unwrap();
     }
-    let s = SledStorage::open(dir.path()).unwrap();
+    let s = reopen(&dir);
     let st = s.initial_state().unwrap();
     assert_eq!(st.hard_state, hs);
     assert_eq!(st.conf_state, cs);
@@ -347,13 +352,13 @@ fn corrupt_entry_is_a_clear_error() {
         s.flush().unwrap();
     }
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::raft::lock_wait::when_unlocked(|| sled::open(dir.path())).unwrap();
         let tree = db.open_tree(TREE).unwrap();
         tree.insert(entry_key(4), &b"\xff\xff\xff not protobuf"[..])
             .unwrap();
         db.flush().unwrap();
     }
-    match SledStorage::open(dir.path()) {
+    match crate::raft::lock_wait::when_unlocked(|| SledStorage::open(dir.path())) {
         Err(StorageError::Corrupt(msg)) => assert!(msg.contains("log entry"), "{msg}"),
         Err(other) => panic!("unexpected error {other}"),
         Ok(_) => panic!("corrupt log opened"),

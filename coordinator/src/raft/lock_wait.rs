@@ -1,7 +1,8 @@
-//! Reopening a sled folder right after its previous user dropped it: sled's background
-//! threads release the file lock shortly after, in real time, while simulated time can reopen
-//! it within real microseconds. Waiting in real time changes nothing simulated (the runtime is
-//! busy, so its clock does not move).
+//! Reopening a sled folder right after its previous user dropped it in the same process (tests,
+//! the deterministic simulation's restarts): sled's background threads release the file lock
+//! shortly after the last handle goes, in real time, so an immediate reopen can find it held.
+//! Waiting in real time changes nothing simulated (the runtime is busy, so its clock does not
+//! move). A real restart is a new process and never needs this.
 
 use std::time::Duration;
 
