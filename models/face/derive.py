@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Try to derive cheaper face-descriptor variants from the given networks without retraining.
 
-Result (2026-12, onnxruntime 1.31, this repo's videos): neither approach below gives a variant worth
-shipping, so the catalog holds only fp32-150 and int8-150 and this script's outputs are not
-committed. Kept so the experiment can be rerun and improved (the way forward is retraining or
-quantising a shallower fp32 graph with calibration faces).
+Result (2026-12, onnxruntime 1.31, this repo's videos): dropping blocks gives nothing worth
+shipping; a smaller crop (`--side 116`) gives a faster int8 network whose descriptors are only
+comparable to its own (see below). Kept so the experiments can be rerun and improved (the way
+forward for a cheaper approximation of the 150 descriptors is retraining or quantising a shallower
+fp32 graph with calibration faces).
 
 Needs only `pip install onnx onnxruntime numpy` (no torch).
 
@@ -18,14 +19,22 @@ with fp32 97.4 % (mean distance 0.45), drop1 (conv128_2 only) 100 % (0.23); but 
 ONNX Runtime no longer fuses the quantised ops around the removed Add. Dropping blocks from the
 fp32 graph and quantising again (with calibration faces) should fix that; not done.
 
-What does not: smaller input crops. The graph admits only sides whose down-sampling chain fits
-its pads, and any side below 147 changes the chain (150: 35-17-8-4-2 before the global pool; 132:
-31-15-7-3-1): the descriptors then land about 1.1-1.3 from the fp32 ones, i.e. a different
-function, not an approximation (tried at 132 and 116 with the pads recomputed: agreement 0 %).
-Nothing below 147 is possible without retraining.
+Smaller input crops (`--side S`): a different function, usable against its own gallery. The graph
+takes any side whose down-sampling chain fits its Pad nodes: dlib's add_prev zero-pads the smaller
+branch at the end, the ONNX port has such a Pad only on the conv branch of the last two down blocks,
+so the inputs of the first two must be odd. `resize` sets the input shape, recomputes those pads
+(150: 35-17-8-4-2 before the global pool, pads 1 and 1; 116: 27-13-6-3-1, pads 1 and 0) and the
+value_info; nodes and QDQ pairs are untouched, so ONNX Runtime fuses the same QLinear ops, and
+`--side 150` rewrites the input files byte for byte. Admissible sides up to 150: 115-118,
+131-134, 147-150. Below 147 the descriptors land about 1.1-1.3 from the fp32-150 ones (earlier
+run on Megamind.avi faces, 132 and 116: agreement 0 %), so descriptors of different sides must never be compared: an S-side network serves only a
+gallery of its own descriptors. int8-116 (`face_recognition_116_int8.onnx`) measured one thread,
+batch 1, 300 alternating runs: 3.9 ms vs int8-150 5.9 ms (0.65x) vs fp32-150 9.2 ms; fp32 at 116
+works too (0.67x of fp32-150).
 
 Usage: python3 models/face/derive.py   # writes face_recognition_150_int8_shallow.onnx
        python3 models/face/derive.py --source face_recognition_150.onnx --drop conv128_2 --out x.onnx
+       python3 models/face/derive.py --side 116   # writes face_recognition_116_int8.onnx
 """
 
 import argparse
@@ -34,6 +43,7 @@ import pathlib
 import numpy as np
 import onnx
 import onnxruntime as ort
+from onnx import numpy_helper
 
 HERE = pathlib.Path(__file__).resolve().parent
 BLOCKS = [f"conv{c}_{i}" for c, n in ((32, 3), (64, 3), (128, 2), (256, 2)) for i in range(1, n + 1)]
@@ -76,21 +86,109 @@ def drop_blocks(model, blocks):
     model.graph.initializer.extend(live)
 
 
+def _spatial(model, side):
+    """Spatial side of every tensor for a square input `side` (the graph is topologically sorted).
+    Returns (sizes, first Add whose operands differ in size or None)."""
+    pads = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    size = {model.graph.input[0].name: side}
+    for node in model.graph.node:
+        if not node.input or node.input[0] not in size:
+            continue
+        x = size[node.input[0]]
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type in ("Conv", "MaxPool", "AveragePool"):
+            k, s, p = attrs["kernel_shape"][0], attrs.get("strides", [1])[0], attrs.get("pads", [0] * 4)
+            x = (x + p[0] + p[2] - k) // s + 1
+        elif node.op_type == "Pad":
+            x += int(pads[node.input[1]][2] + pads[node.input[1]][6])
+        elif node.op_type == "GlobalAveragePool":
+            x = 1
+        elif node.op_type in ("Flatten", "MatMul", "Gemm"):
+            continue
+        elif node.op_type == "Add" and size.get(node.input[1], x) != x:
+            return size, node
+        if x < 1:
+            raise ValueError(f"{node.op_type} {node.output[0]} has no output at side {side}")
+        size[node.output[0]] = x
+    return size, None
+
+
+def resize(model, side):
+    """Makes the graph run on side x side crops. Only the input shape, the spatial pads of the Pad
+    nodes that zero-pad a down-sampling block's conv branch (dlib's add_prev pads the smaller operand
+    with zeros at the end) and value_info change, so QDQ pairs and ORT's fusion are kept. Raises
+    ValueError when a block's branches differ and the smaller one has no Pad node to grow."""
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    inits = {t.name: t for t in graph.initializer}
+    spatial_pads = [n for n in graph.node if n.op_type == "Pad"
+                    and numpy_helper.to_array(inits[n.input[1]])[[2, 3, 6, 7]].any()]
+    for node in spatial_pads:
+        pads = numpy_helper.to_array(inits[node.input[1]]).copy()
+        pads[[2, 3, 6, 7]] = 0
+        inits[node.input[1]].CopyFrom(numpy_helper.from_array(pads, node.input[1]))
+    while True:
+        size, add = _spatial(model, side)
+        if add is None:
+            break
+        small = min(add.input, key=lambda name: size[name])
+        node = producer[small]
+        while node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            node = producer[node.input[0]]
+        if node not in spatial_pads:
+            raise ValueError(f"{add.output[0]}: branches {sorted(size[i] for i in add.input)} at side "
+                             f"{side} and no Pad on the smaller one")
+        pads = numpy_helper.to_array(inits[node.input[1]]).copy()
+        pads[[6, 7]] += abs(size[add.input[0]] - size[add.input[1]])
+        inits[node.input[1]].CopyFrom(numpy_helper.from_array(pads, node.input[1]))
+    for value in list(graph.input) + list(graph.value_info):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == 4 and value.name in size:
+            dims[2].dim_value = dims[3].dim_value = size[value.name]
+    return size
+
+
+def admissible(model, sides):
+    """The sides among `sides` that resize() accepts (on a copy of model)."""
+    ok = []
+    for side in sides:
+        try:
+            resize(onnx.ModelProto.FromString(model.SerializeToString()), side)
+            ok.append(side)
+        except ValueError:
+            pass
+    return ok
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--source", default="face_recognition_150_int8.onnx")
     parser.add_argument("--drop", action="append", choices=BLOCKS, help=f"default: {SHALLOW}")
-    parser.add_argument("--out", default="face_recognition_150_int8_shallow.onnx")
+    parser.add_argument("--side", type=int, help="run on SIDE x SIDE crops (no blocks dropped "
+                        "unless --drop); default --out: the source's name with 150 -> SIDE")
+    parser.add_argument("--out")
     args = parser.parse_args()
     model = onnx.load(HERE / args.source)
-    drop_blocks(model, args.drop or SHALLOW)
+    side = args.side or 150
+    if args.drop or not args.side:
+        drop_blocks(model, args.drop or SHALLOW)
+    if args.side:
+        try:
+            size = resize(model, side)
+        except ValueError as error:
+            ok = admissible(onnx.load(HERE / args.source), range(16, 151))
+            raise SystemExit(f"{error}; admissible sides up to 150: {ok}")
+        stages = {size[n.output[0]] for n in model.graph.node if n.op_type == "Add"}
+        print(f"side {side}: down-sampling chain", "-".join(map(str, sorted(stages, reverse=True))))
+    args.out = args.out or (args.source.replace("_150", f"_{side}") if args.side
+                            else "face_recognition_150_int8_shallow.onnx")
     onnx.checker.check_model(model)
     out = HERE / args.out
     onnx.save(model, out)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(out), options)
-    crops = np.random.default_rng(0).uniform(0, 255, (2, 3, 150, 150)).astype(np.float32)
+    crops = np.random.default_rng(0).uniform(0, 255, (2, 3, side, side)).astype(np.float32)
     (descriptors,) = session.run(None, {"input": crops})
     assert descriptors.shape == (2, 128), descriptors.shape
     print(f"{out.name}: {out.stat().st_size} bytes, runs")

@@ -284,6 +284,7 @@ pub fn overhead(
         clock: net::clock::SystemClock::shared(),
         learning: Default::default(),
         follower: Default::default(),
+        faces: Default::default(),
     };
     anyhow::ensure!(
         frames > 0 && rounds > 0,

@@ -190,6 +190,7 @@ pub fn run(
                 clock: net::clock::SystemClock::shared(),
                 learning: Default::default(),
                 follower: Default::default(),
+                faces: Default::default(),
             }
             .run(&ServeConfig {
                 apps: apps.clone(),

@@ -5,7 +5,7 @@
 //! The serving loop holds it in the model cache beside `engine::LoadedVariant`s and runs it for
 //! face apps (`agent::serve::face`).
 
-use vision::face::{FacePipeline, Gallery};
+use vision::face::{Descriptor, Face, FacePipeline, Gallery, Match};
 use wire::manifest::{FileSpec, InputKind, Manifest, VariantSpec};
 
 use crate::engine::{self, EngineError};
@@ -46,6 +46,35 @@ pub struct FaceAnswer {
     pub faces: usize,
     /// The gallery entry each named face matched (faces that are unknown are left out).
     pub named: Vec<usize>,
+    /// Per face: its descriptor, and its nearest watchlist entry (within the threshold) and
+    /// distance.
+    pub descriptors: Vec<Descriptor>,
+    pub matches: Vec<Match>,
+    /// The face the answer is about (nearest to a watchlist entry), if the frame has any.
+    pub best: Option<usize>,
+}
+
+impl FaceAnswer {
+    /// Names each face of a frame (`descriptors`, one per face) against `watchlist`.
+    pub fn matching(descriptors: Vec<Descriptor>, watchlist: &Gallery) -> Self {
+        let found: Vec<_> = descriptors.iter().map(|d| watchlist.best(d)).collect();
+        let best = (found.iter().enumerate())
+            .min_by(|a, b| a.1.distance.total_cmp(&b.1.distance))
+            .map(|(i, _)| i);
+        let nearest = best.map(|i| &found[i]);
+        Self {
+            named: found.iter().filter_map(|m| m.entry).collect(),
+            label: nearest
+                .and_then(|m| m.entry)
+                .and_then(|i| u32::try_from(i).ok())
+                .unwrap_or(UNKNOWN),
+            distance: nearest.map_or(f32::INFINITY, |m| m.distance),
+            faces: descriptors.len(),
+            descriptors,
+            best,
+            matches: found,
+        }
+    }
 }
 
 pub struct FaceVariant {
@@ -82,6 +111,20 @@ impl FaceVariant {
         })
     }
 
+    /// The faces the detector finds in `picture`.
+    pub fn detect(&mut self, picture: &Picture) -> Result<Vec<Face>, FaceVariantError> {
+        Ok(self.pipeline.faces(picture)?)
+    }
+
+    /// One descriptor per face (found by any face variant's detector: they share it).
+    pub fn describe(
+        &mut self,
+        picture: &Picture,
+        faces: &[Face],
+    ) -> Result<Vec<Descriptor>, FaceVariantError> {
+        Ok(self.pipeline.describe(picture, faces)?)
+    }
+
     /// Detects, describes and matches every face of `picture` against `watchlist`; the frame's
     /// answer is its closest face.
     pub fn answer(
@@ -89,20 +132,8 @@ impl FaceVariant {
         picture: &Picture,
         watchlist: &Gallery,
     ) -> Result<FaceAnswer, FaceVariantError> {
-        let faces = self.pipeline.faces(picture)?;
-        let descriptors = self.pipeline.describe(picture, &faces)?;
-        let matches: Vec<_> = descriptors.iter().map(|d| watchlist.best(d)).collect();
-        let best = matches
-            .iter()
-            .min_by(|a, b| a.distance.total_cmp(&b.distance));
-        Ok(FaceAnswer {
-            named: matches.iter().filter_map(|m| m.entry).collect(),
-            label: best
-                .and_then(|m| m.entry)
-                .and_then(|i| u32::try_from(i).ok())
-                .unwrap_or(UNKNOWN),
-            distance: best.map_or(f32::INFINITY, |m| m.distance),
-            faces: faces.len(),
-        })
+        let faces = self.detect(picture)?;
+        let descriptors = self.describe(picture, &faces)?;
+        Ok(FaceAnswer::matching(descriptors, watchlist))
     }
 }

@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod dataset;
 pub mod engine;
 pub mod enroll;
+pub mod face_memory;
 pub mod face_variant;
 pub mod frames;
 pub mod handles;

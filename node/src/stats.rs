@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 
 use wire::msg::AppTelemetry;
-use wire::summary::FaceTiming;
+use wire::summary::{FaceTiming, RecentSummary};
 
 /// Recent latencies kept for the median.
 const LATENCY_WINDOW: usize = 512;
@@ -54,6 +54,7 @@ pub struct FaceStats {
     pub audited: u64,
     pub agreed: u64,
     pub timing: std::collections::BTreeMap<String, FaceTiming>,
+    pub recent: RecentSummary,
 }
 
 impl FaceStats {

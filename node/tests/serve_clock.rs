@@ -77,6 +77,7 @@ fn serve(secs: f64, seed: u64) -> (Summary, Vec<u64>, bool) {
         clock: Arc::new(clock.clone()),
         learning: Default::default(),
         follower: Default::default(),
+        faces: Default::default(),
     }
     .run(&cfg)
     .expect("serve");

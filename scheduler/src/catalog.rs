@@ -137,6 +137,10 @@ pub struct Variant {
     pub trunk: Option<usize>,
     /// Non-empty for a specialised variant: accuracy by top-N share, ascending `min_share`.
     pub specialised: Vec<SpecialisedPoint>,
+    /// A specialised variant for whichever identities dominated recently, up to top-N of them
+    /// (a face gallery of the people seen lately), rather than for exactly top-N fixed classes.
+    #[serde(default)]
+    pub recent_set: bool,
 }
 
 impl Variant {
@@ -353,6 +357,7 @@ mod tests {
                     accuracy: 92.2,
                 },
             ],
+            recent_set: false,
         }
     }
 

@@ -10,7 +10,7 @@
 
 use wire::manifest::{DeviceClassSpec, InputKind, Manifest, VariantSpec};
 
-use crate::catalog::{App, Catalog, CatalogError, Constants, Trunk, Variant};
+use crate::catalog::{App, Catalog, CatalogError, Constants, SpecialisedPoint, Trunk, Variant};
 
 /// Server compute relative to the device when the manifest has no `server` device class: a
 /// server GPU is roughly an order of magnitude faster than a phone-class device.
@@ -71,7 +71,18 @@ impl Catalog {
                     server_load_ms: server
                         .map_or(dc.load_ms_per_mb * mb, |s| s.load_ms_per_mb * mb),
                     trunk: Some(ti),
-                    specialised: Vec::new(),
+                    // A recent-gallery face variant answers the people seen lately; the rest
+                    // fall back (the per-request policy's cascade, at the window's share).
+                    specialised: v
+                        .recent
+                        .iter()
+                        .map(|r| SpecialisedPoint {
+                            top_n: r.identities,
+                            min_share: 0.0,
+                            accuracy: r.hit_accuracy,
+                        })
+                        .collect(),
+                    recent_set: v.recent.is_some(),
                 });
             }
             apps.push(App {
@@ -171,6 +182,7 @@ pub(crate) mod tests {
                 })
                 .collect(),
             accuracy: Default::default(),
+            recent: None,
         };
         Manifest {
             detector: None,

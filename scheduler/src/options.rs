@@ -139,15 +139,18 @@ pub fn steady_options(catalog: &Catalog, app: usize, spec: &OptionSpec<'_>) -> V
             };
             let in_set = in_set.clamp(0.0, 1.0);
             let other = 1.0 - in_set;
-            out.push(PlanOpt {
-                variant: si,
-                fallback: Some(DROP_OTHER),
-                place,
-                opt: Opt {
-                    value: in_set * acc,
-                    ..so
-                },
-            });
+            // A recent gallery learns only from its fallback's answers (see `candidates`).
+            if !s.recent_set {
+                out.push(PlanOpt {
+                    variant: si,
+                    fallback: Some(DROP_OTHER),
+                    place,
+                    opt: Opt {
+                        value: in_set * acc,
+                        ..so
+                    },
+                });
+            }
             for g in &general {
                 if place == Place::Device
                     && s.memory_mb + variants[g.variant].memory_mb > spec.memory_mb

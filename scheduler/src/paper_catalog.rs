@@ -146,6 +146,7 @@ fn parse_paper(text: &str) -> Result<Catalog, CatalogError> {
                     server_load_ms: pv.server_load_ms,
                     trunk,
                     specialised,
+                    recent_set: false,
                 });
             }
         }

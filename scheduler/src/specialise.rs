@@ -168,7 +168,10 @@ pub fn tracker_for(catalog: &crate::catalog::Catalog, app: usize) -> Option<Skew
         .variants
         .iter()
         .find(|v| v.is_specialised())
-        .map(|v| SkewTracker::new(c.skew_window_s, v.top_n().max(1), c.skew_trigger_share))
+        .map(|v| {
+            let t = SkewTracker::new(c.skew_window_s, v.top_n().max(1), c.skew_trigger_share);
+            if v.recent_set { t.up_to() } else { t }
+        })
 }
 
 /// Per-app skew state a policy keeps: the window and the set a specialised variant serves.
@@ -181,6 +184,9 @@ pub struct SkewTracker {
     trigger: f64,
     set: Option<Arc<[Arc<str>]>>,
     share: f64,
+    /// Whether fewer than `top_n` labels may form the set (a gallery of up to N people seen
+    /// lately; one person filling the stream is the best case, not "no skew").
+    up_to: bool,
 }
 
 impl SkewTracker {
@@ -191,6 +197,15 @@ impl SkewTracker {
             trigger,
             set: None,
             share: 0.0,
+            up_to: false,
+        }
+    }
+
+    /// The same tracker, satisfied by at most `top_n` labels instead of exactly `top_n`.
+    pub fn up_to(self) -> SkewTracker {
+        SkewTracker {
+            up_to: true,
+            ..self
         }
     }
 
@@ -211,7 +226,12 @@ impl SkewTracker {
         let had = self.set.is_some();
         let (top, share) = self.window.top(self.top_n);
         // A handful of requests always looks skewed; wait for a meaningful sample.
-        if share >= self.trigger && top.len() == self.top_n && self.window.total() >= MIN_SAMPLE {
+        let enough = if self.up_to {
+            !top.is_empty()
+        } else {
+            top.len() == self.top_n
+        };
+        if share >= self.trigger && enough && self.window.total() >= MIN_SAMPLE {
             self.set = Some(top.into());
             self.share = share;
             true
@@ -257,6 +277,25 @@ mod tests {
             t.record(100.0 + i as f64, Some(&format!("u{i}")));
         }
         assert!(t.active().is_none());
+    }
+
+    #[test]
+    fn an_up_to_tracker_takes_fewer_labels_than_its_n() {
+        let mut exact = SkewTracker::new(300.0, 4, 0.6);
+        let mut up_to = SkewTracker::new(300.0, 4, 0.6).up_to();
+        for i in 0..60 {
+            let who = if i % 3 == 0 { "ann" } else { "bob" };
+            exact.record(i as f64, Some(who));
+            up_to.record(i as f64, Some(who));
+        }
+        assert!(exact.active().is_none(), "two labels are not four classes");
+        let (set, share) = up_to.active().expect("two people fill the stream");
+        assert_eq!(set.len(), 2);
+        assert_eq!(share, 1.0);
+        for i in 0..200 {
+            up_to.record(60.0 + i as f64, Some(&format!("stranger#{i}")));
+        }
+        assert!(up_to.active().is_none(), "a crowd of strangers is no skew");
     }
 
     #[test]

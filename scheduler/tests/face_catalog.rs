@@ -44,7 +44,7 @@ fn both_catalogs_apps_share_one_nodes_budget_in_the_fleet_plan() {
     let face = &catalog.apps[2];
     assert_eq!(
         face.variants.len(),
-        2,
+        3,
         "face-id is planned over the face variants only"
     );
     assert!(

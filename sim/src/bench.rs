@@ -48,6 +48,7 @@ pub fn synthetic_catalog(class: &str, speed: f64) -> Catalog {
                         server_load_ms: 200.0,
                         trunk: None,
                         specialised: Vec::new(),
+                        recent_set: false,
                     }
                 })
                 .collect(),

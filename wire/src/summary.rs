@@ -43,6 +43,16 @@ pub struct FaceSummary {
     pub agreement: f64,
     /// Per variant that ran (the audits' reference included): its time in the loop.
     pub timing: BTreeMap<String, FaceTiming>,
+    /// What the recent-gallery cascade (face specialisation) did.
+    #[serde(default)]
+    pub recent: RecentSummary,
+}
+
+/// Requests a recent gallery answered (hits) and handed to the general variant (misses).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecentSummary {
+    pub hits: u64,
+    pub misses: u64,
 }
 
 /// A face variant's runs in the serving loop: detector, alignment, descriptors and matching.

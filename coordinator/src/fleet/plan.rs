@@ -244,6 +244,13 @@ pub fn assignments(
                     if let Some(cheapest) = catalog.and_then(|c| cheapest_variant(c, &ap.app)) {
                         allowed.push(cheapest);
                     }
+                    // The node's policy decides per request when a recent-gallery cascade pays
+                    // off (it sees the identities in its stream; the plan's caps still bind).
+                    allowed.extend(
+                        catalog
+                            .map(|c| recent_variants(c, &ap.app))
+                            .unwrap_or_default(),
+                    );
                     allowed.sort();
                     allowed.dedup();
                     let offloads = mix.iter().any(|m| m.place == PlaceTag::Server);
@@ -270,6 +277,17 @@ pub fn assignments(
                 plan_gap: plan.gap,
             }
         })
+        .collect()
+}
+
+/// `app`'s variants specialised to the identities seen recently (face specialisation).
+fn recent_variants(catalog: &Catalog, app: &str) -> Vec<String> {
+    let Some(a) = catalog.app_index(app) else {
+        return Vec::new();
+    };
+    (catalog.apps[a].variants.iter())
+        .filter(|v| v.recent_set)
+        .map(|v| v.name.clone())
         .collect()
 }
 

@@ -374,6 +374,7 @@ async fn serve_device(
             clock,
             learning: Default::default(),
             follower: Default::default(),
+            faces: Default::default(),
         }
         .run(&serve_cfg)
     });

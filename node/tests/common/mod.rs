@@ -153,6 +153,7 @@ pub fn start_with(apps: &[(&str, f64)], setup: Setup) -> Running {
                 clock: net::clock::SystemClock::shared(),
                 learning: Default::default(),
                 follower: Default::default(),
+                faces: Default::default(),
             }
             .run(&cfg)
             .expect("serve")

@@ -192,7 +192,10 @@ impl Core {
                     continue;
                 }
                 let acc_s = s.specialised_accuracy(share);
+                // A recent gallery learns only from its fallback's answers: dropping its misses
+                // would never let a new face in.
                 if self.cascade_drop
+                    && !s.recent_set
                     && sc.energy_j <= state.energy_left_j
                     && sc.usd <= state.cost_left_usd
                     && caps_ok(sc.energy_j - sc.load_j, sc.usd)

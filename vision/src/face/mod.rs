@@ -7,11 +7,13 @@ pub mod describe;
 pub mod detect;
 pub mod gallery;
 mod pipeline;
+pub mod recent;
 
 pub use describe::{DESCRIPTOR_DIM, Describer, Descriptor};
 pub use detect::Detector;
 pub use gallery::{Gallery, Match};
 pub use pipeline::FacePipeline;
+pub use recent::{RecentGallery, RecentLimits, Strangers};
 
 /// An axis-aligned box in the frame's pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 
 mod include;
 mod load;
+mod recent;
 
 pub use load::{load, locate};
+pub use recent::{MAX_RECENT_IDENTITIES, RecentSpec};
 
 /// Top level of `models/catalog.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,6 +117,11 @@ pub struct VariantSpec {
     /// reference variant's answers, see the manifest's `source`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub accuracy: std::collections::BTreeMap<String, f64>,
+    /// Face variants only: specialised to the people seen recently (a cheaper network against
+    /// a small gallery of its own descriptors, falling back to a general variant); `accuracy`
+    /// is then the whole cascade's as evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent: Option<RecentSpec>,
 }
 
 impl VariantSpec {
@@ -235,6 +242,15 @@ impl Manifest {
             )));
         }
         let strays = |app: &str| self.app_kind(app) != Some(kind);
+        if let Some(recent) = &variant.recent {
+            if kind != InputKind::Face {
+                return Err(ManifestError::Invalid(format!(
+                    "variant {}: only face variants keep a recent gallery",
+                    variant.name
+                )));
+            }
+            recent.validate(&variant.name)?;
+        }
         if kind == InputKind::Face && !variant.heads.is_empty() {
             return Err(ManifestError::Invalid(format!(
                 "variant {}: face catalogs have no heads (apps match descriptors)",

@@ -161,6 +161,7 @@ mod tests {
                     ms: 45.0,
                 },
             )]),
+            recent: Default::default(),
         };
         let mut a = node("cam-1", 10, 0, None);
         a.face.insert("face-id".into(), face(3, 3));

@@ -24,18 +24,37 @@ use crate::stats::AppStats;
 pub struct Stage {
     pub answer: Option<Ran>,
     pub energy_j: f64,
+    /// The request ends here unanswered: "other" under a cascade that drops it.
+    pub dropped: bool,
 }
 
 impl Stage {
-    fn skipped() -> Stage {
+    pub(super) fn skipped() -> Stage {
         Stage::skipped_after(0.0)
     }
 
     /// No answer, with `energy_j` already spent on the stage.
-    fn skipped_after(energy_j: f64) -> Stage {
+    pub(super) fn skipped_after(energy_j: f64) -> Stage {
         Stage {
             answer: None,
             energy_j,
+            dropped: false,
+        }
+    }
+
+    pub(super) fn answered(ran: Ran, energy_j: f64) -> Stage {
+        Stage {
+            answer: Some(ran),
+            energy_j,
+            dropped: false,
+        }
+    }
+
+    pub(super) fn dropped_after(energy_j: f64) -> Stage {
+        Stage {
+            answer: None,
+            energy_j,
+            dropped: true,
         }
     }
 }
@@ -117,6 +136,7 @@ impl Server<'_> {
                     },
                     loaded_ms: None,
                     class: None,
+                    identity: None,
                 })
             }
             Ok(Verdict::Other) => {
@@ -128,6 +148,10 @@ impl Server<'_> {
                 None
             }
         };
-        Ok(Stage { answer, energy_j })
+        Ok(Stage {
+            answer,
+            energy_j,
+            dropped: false,
+        })
     }
 }

@@ -12,6 +12,7 @@ mod cascade;
 mod decide;
 mod energy;
 mod face;
+mod face_recent;
 mod follow;
 mod infer;
 mod learning;
@@ -38,6 +39,7 @@ pub use request_path::Meta;
 pub use results::{Answer, Results};
 pub use summary::offload_server as offload_server_summary;
 
+use self::face::FaceCall;
 use self::infer::InferError;
 use self::pacing::{Next, Pacer};
 use self::summary::RunFigures;
@@ -45,6 +47,7 @@ use crate::battery::EnergyAccount;
 use crate::cache::ModelCache;
 use crate::dataset::Dataset;
 use crate::engine::Prediction;
+use crate::face_memory::FaceMemory;
 use crate::frames::FrameSource;
 use crate::handles::{AssignmentCell, HeadCell, ModelAvailability, TelemetryCell, WatchlistCell};
 use crate::offload::Offloader;
@@ -97,6 +100,8 @@ pub struct Server<'a> {
     /// Measured load costs, smoothed; each load updates `catalog` and the policy's catalog.
     pub learning: LoadLearning,
     pub follower: Follower,
+    /// Who the face apps saw lately (recent galleries, strangers); memory only.
+    pub faces: FaceMemory,
 }
 
 /// Where a request was answered, by which variant, with what.
@@ -107,6 +112,8 @@ struct Ran {
     loaded_ms: Option<f64>,
     /// The answer's class when it is not the catalog's (a face app's watchlist name).
     class: Option<String>,
+    /// A face app's: who the answer is about (what the policy's skew window counts).
+    identity: Option<String>,
 }
 
 /// Share of the energy budget below which it counts as run out (the summary's
@@ -248,13 +255,13 @@ impl Server<'_> {
     /// (it is reported to the fetcher) and the request is dropped.
     fn execute(
         &mut self,
-        app: &str,
+        call: FaceCall<'_>,
         run: &Run,
-        picture: &Picture,
         stats: &mut AppStats,
     ) -> anyhow::Result<Option<Ran>> {
+        let (app, picture) = (call.app, call.picture);
         if let Some(face) = stats.face.as_mut() {
-            return self.execute_face(&run.variant, picture, face);
+            return self.execute_face(&run.variant, call, face);
         }
         let variant = match run.place {
             Place::Server => match self.offload(app, &run.variant, picture) {
@@ -265,6 +272,7 @@ impl Server<'_> {
                         prediction,
                         loaded_ms: None,
                         class: None,
+                        identity: None,
                     }));
                 }
                 None => {
@@ -287,6 +295,7 @@ impl Server<'_> {
                 prediction: done.prediction,
                 loaded_ms: done.loaded_ms,
                 class: None,
+                identity: None,
             })),
             Err(InferError::Load(e)) => {
                 tracing::warn!(variant, error = %e, "cannot load variant; dropping the request and refetching");

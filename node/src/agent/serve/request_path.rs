@@ -6,9 +6,10 @@
 use std::time::{Duration, Instant};
 
 use scheduler::catalog::Place;
-use scheduler::policy::{Decision, Outcome, run_cost};
+use scheduler::policy::{Decision, Outcome, Run, run_cost};
 use scheduler::state::DeviceState;
 
+use super::face::FaceCall;
 use super::{Answer, ServeConfig, Server, cascade, decide, energy};
 use crate::picture::Picture;
 use crate::request::{AppSet, Reply, Served};
@@ -111,26 +112,55 @@ impl Server<'_> {
                 tell(&mut reply, Reply::Dropped);
                 continue;
             };
-            let Some(key) = self.catalog.key(app, &run.variant) else {
+            let t0 = self.clock.now();
+            let call = FaceCall {
+                app,
+                now_s,
+                picture,
+            };
+            let recent = self.recent_spec(&run);
+            let stage = match &recent {
+                Some(spec) => self.recent_first(call, &run, spec, state, &mut stats[i])?,
+                None => self.cascade_first(
+                    app,
+                    &run,
+                    cascade::Frame { now_s, picture },
+                    state,
+                    &mut stats[i],
+                )?,
+            };
+            if stage.dropped {
+                stats[i].dropped += 1;
+                let spent = Outcome {
+                    energy_j: stage.energy_j,
+                    ..Outcome::default()
+                };
+                self.policy.observe(now_s, app, &spent);
+                tell(&mut reply, Reply::Dropped);
+                continue;
+            }
+            // What runs when the first stage did not answer: a recent-gallery cascade's fallback
+            // (its first stage could not run), else the decision itself.
+            let general = match (&recent, &run.cascade) {
+                (Some(_), Some(c)) => Run {
+                    variant: c.fallback.clone(),
+                    place: Place::Device,
+                    cascade: None,
+                },
+                _ => run.clone(),
+            };
+            let Some(key) = self.catalog.key(app, &general.variant) else {
                 anyhow::bail!(
                     "policy chose {} which the catalog lacks for {app}",
-                    run.variant
+                    general.variant
                 );
             };
-            let t0 = self.clock.now();
-            let stage = self.cascade_first(
-                app,
-                &run,
-                cascade::Frame { now_s, picture },
-                state,
-                &mut stats[i],
-            )?;
             // Costed after the first stage, so a trunk it already ran is not charged twice.
-            let cost = run_cost(&self.catalog, key, run.place, state);
+            let cost = run_cost(&self.catalog, key, general.place, state);
             let cascaded = stage.answer.is_some();
             let ran = match stage.answer {
                 Some(r) => Some(r),
-                None => self.execute(app, &run, picture, &mut stats[i])?,
+                None => self.execute(call, &general, &mut stats[i])?,
             };
             let Some(ran) = ran else {
                 stats[i].dropped += 1;
@@ -146,7 +176,7 @@ impl Server<'_> {
                     self.learning
                         .observe(&mut self.catalog, self.policy.as_mut(), &ran.variant, ms)
                 });
-                let (j, usd) = energy::charged(&cost, run.place, ran.place, load_j);
+                let (j, usd) = energy::charged(&cost, general.place, ran.place, load_j);
                 self.energy.charge(j);
                 if let Some(t) = self.catalog.variant(key).trunk {
                     state.frame_trunks.push((t, ran.place));
@@ -160,7 +190,8 @@ impl Server<'_> {
             }
             let s = &mut stats[i];
             s.energy_used_j += general_j;
-            // Face answers stay out of the class histogram: there is no face specialisation.
+            // Face answers stay out of the class histogram the coordinator specialises heads
+            // from; the node's own recent galleries specialise faces.
             if s.face.is_none() {
                 s.labelled(now_s, ran.prediction.label as usize);
             }
@@ -196,7 +227,12 @@ impl Server<'_> {
                 now_s,
                 app,
                 &Outcome {
-                    class: class.filter(|_| s.face.is_none()),
+                    // A face app's skew window counts who was seen, not the answered class.
+                    class: if s.face.is_some() {
+                        ran.identity.as_deref()
+                    } else {
+                        class
+                    },
                     place: Some(ran.place),
                     variant: Some(&run.variant),
                     energy_j,

@@ -43,6 +43,7 @@ fn face(f: &FaceStats) -> FaceSummary {
             100.0 * f.agreed as f64 / f.audited as f64
         },
         timing: f.timing.clone(),
+        recent: f.recent,
     }
 }
 

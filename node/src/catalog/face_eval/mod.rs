@@ -7,6 +7,7 @@
 //! (alignment + descriptor network), agreement with the reference in percent, and the distance of
 //! its descriptors to the reference's (mean, p95).
 
+pub mod cascade;
 pub mod protocol;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use vision::face::{Describer, Descriptor, Detector, align::align};
 use wire::manifest::{InputKind, Manifest};
 
 use crate::video::{DecodeOptions, Decoder, VideoSource};
+use cascade::{CascadeFigures, VideoFaces};
 use protocol::Comparison;
 
 /// Debian opencv-doc's real videos (faces; pedestrians).
@@ -37,8 +39,26 @@ pub struct VariantFigures {
     pub ms_per_frame: f64,
     pub ms_per_face: f64,
     pub agreement_pct: f64,
-    pub distance_mean: f64,
-    pub distance_p95: f64,
+    /// Distance of its descriptors to the reference's; `None` for a recent-gallery variant,
+    /// whose descriptors live in a space of their own.
+    pub distance_mean: Option<f64>,
+    pub distance_p95: Option<f64>,
+    /// A recent-gallery variant's cascade figures (`agreement_pct` is then the cascade's).
+    pub recent: Option<RecentFigures>,
+}
+
+/// The face specialisation cascade as replayed ([`cascade`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct RecentFigures {
+    pub fallback: String,
+    pub hit_rate_pct: f64,
+    pub hit_accuracy_pct: f64,
+    /// Detector + cheap stage on every frame + the fallback on the frames that missed.
+    pub cascade_ms_per_frame: f64,
+    /// Cheap-space distance to the same person's nearest earlier face (p95), and to another
+    /// person's (p5): where the threshold can sit.
+    pub same_p95: f64,
+    pub other_p5: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -99,6 +119,8 @@ pub fn run(
         .iter()
         .position(|v| v.name == REFERENCE)
         .with_context(|| format!("the catalog has no reference variant {REFERENCE}"))?;
+    let fallback = recent_fallback(manifest, reference);
+    let mut cascades: Vec<CascadeFigures> = vec![CascadeFigures::default(); timed.len()];
     let (mut detector_s, mut frames_total, mut video_figures) = (0.0, 0usize, Vec::new());
     for video in videos {
         let mut decoder =
@@ -108,6 +130,7 @@ pub fn run(
             t.descriptors.clear();
         }
         let (mut frames, mut faces_seen) = (0usize, 0usize);
+        let mut frame_faces = Vec::new();
         while let Some(frame) = decoder.next_frame()? {
             if !frame.index.is_multiple_of(stride.max(1) as u64) {
                 continue;
@@ -120,6 +143,7 @@ pub fn run(
             let faces = detector.detect(&frame.picture)?;
             detector_s += started.elapsed().as_secs_f64();
             faces_seen += faces.len();
+            frame_faces.push((frame.pts_s, faces.len()));
             for t in &mut timed {
                 let started = Instant::now();
                 let size = t.describer.size;
@@ -142,6 +166,17 @@ pub fn run(
             t.comparison
                 .add(&gallery, &reference_descriptors, &t.descriptors);
         }
+        for (i, spec) in manifest.variants.iter().enumerate() {
+            if let Some(recent) = &spec.recent {
+                let video = VideoFaces {
+                    frames: &frame_faces,
+                    reference: &reference_descriptors,
+                    fallback: &timed[fallback].descriptors,
+                    cheap: &timed[i].descriptors,
+                };
+                cascades[i].add(&video, &gallery, recent);
+            }
+        }
         frames_total += frames;
         video_figures.push(VideoFigures {
             video: name,
@@ -152,22 +187,37 @@ pub fn run(
     }
     let frames = frames_total.max(1) as f64;
     let detector_ms = 1e3 * detector_s / frames;
-    let variants = manifest
-        .variants
-        .iter()
-        .zip(&timed)
-        .map(|(spec, t)| {
+    let ms_per_frame = |t: &Timed| detector_ms + 1e3 * t.seconds / frames;
+    let variants = (manifest.variants.iter().zip(&timed).zip(&cascades))
+        .map(|((spec, t), c)| {
             let faces = t.comparison.faces.max(1) as f64;
+            let recent = spec.recent.as_ref().map(|_| RecentFigures {
+                fallback: manifest.variants[fallback].name.clone(),
+                hit_rate_pct: round3(c.hit_rate()),
+                hit_accuracy_pct: round3(c.hit_accuracy()),
+                cascade_ms_per_frame: round3(
+                    ms_per_frame(t)
+                        + (1.0 - c.hit_rate() / 100.0) * 1e3 * timed[fallback].seconds / frames,
+                ),
+                same_p95: round3(percentile32(&c.same, 0.95)),
+                other_p5: round3(percentile32(&c.other, 0.05)),
+            });
+            let distance = |x: f64| recent.is_none().then_some(round3(x));
             VariantFigures {
                 name: spec.name.clone(),
                 kind: spec.kind.clone(),
                 crop: t.describer.size,
                 bytes: spec.trunk.bytes,
-                ms_per_frame: round3(detector_ms + 1e3 * t.seconds / frames),
+                ms_per_frame: round3(ms_per_frame(t)),
                 ms_per_face: round3(1e3 * t.seconds / faces),
-                agreement_pct: round3(t.comparison.agreement()),
-                distance_mean: round3(t.comparison.mean_distance()),
-                distance_p95: round3(t.comparison.distance_percentile(0.95)),
+                agreement_pct: round3(if recent.is_some() {
+                    c.agreement()
+                } else {
+                    t.comparison.agreement()
+                }),
+                distance_mean: distance(t.comparison.mean_distance()),
+                distance_p95: distance(t.comparison.distance_percentile(0.95)),
+                recent,
             }
         })
         .collect();
@@ -176,6 +226,20 @@ pub fn run(
         detector_ms_per_frame: round3(detector_ms),
         variants,
     })
+}
+
+/// The variant a recent-gallery cascade falls back to in the evaluation: the cheapest general
+/// one (int8-150), else the reference.
+fn recent_fallback(manifest: &Manifest, reference: usize) -> usize {
+    (manifest.variants.iter().enumerate())
+        .filter(|(_, v)| v.recent.is_none())
+        .min_by_key(|(_, v)| v.trunk.bytes)
+        .map_or(reference, |(i, _)| i)
+}
+
+fn percentile32(sorted: &[f32], q: f64) -> f64 {
+    let sorted: Vec<f64> = sorted.iter().map(|&d| f64::from(d)).collect();
+    crate::catalog::eval::percentile(&sorted, q)
 }
 
 /// A model file beside the catalog, checked against its digest before ONNX Runtime sees it.
@@ -192,13 +256,20 @@ pub fn update_catalog(path: &Path, manifest: &Manifest, eval: &FaceEval) -> anyh
     for v in &mut updated.variants {
         if let Some(f) = eval.variants.iter().find(|f| f.name == v.name) {
             for app in &manifest.apps {
-                v.accuracy
-                    .insert(app.name.clone(), (f.agreement_pct * 100.0).round() / 100.0);
+                v.accuracy.insert(app.name.clone(), round2(f.agreement_pct));
+            }
+            if let (Some(spec), Some(r)) = (v.recent.as_mut(), &f.recent) {
+                spec.hit_rate = round2(r.hit_rate_pct);
+                spec.hit_accuracy = round2(r.hit_accuracy_pct);
             }
         }
     }
     let text = serde_json::to_string_pretty(&updated)? + "\n";
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 fn round3(x: f64) -> f64 {
@@ -230,9 +301,10 @@ pub fn table(eval: &FaceEval) -> String {
         "dist mean",
         "dist p95"
     );
+    let dist = |d: Option<f64>| d.map_or_else(|| "-".to_string(), |d| format!("{d:.3}"));
     for v in &eval.variants {
         out += &format!(
-            "{:<10} {:<6} {:>5} {:>10} {:>9.3} {:>9.3} {:>10.2}% {:>9.3} {:>9.3}\n",
+            "{:<10} {:<6} {:>5} {:>10} {:>9.3} {:>9.3} {:>10.2}% {:>9} {:>9}\n",
             v.name,
             v.kind,
             v.crop,
@@ -240,8 +312,26 @@ pub fn table(eval: &FaceEval) -> String {
             v.ms_per_frame,
             v.ms_per_face,
             v.agreement_pct,
-            v.distance_mean,
-            v.distance_p95
+            dist(v.distance_mean),
+            dist(v.distance_p95)
+        );
+    }
+    for v in &eval.variants {
+        let Some(r) = &v.recent else { continue };
+        out += &format!(
+            "{}: recent-gallery cascade over {}: the gallery answered {:.1}% of frames with faces, \
+             {:.2}% of its answers agree with {REFERENCE}, {:.2}% of all faces; {:.3} ms/frame \
+             (detector, {} on every frame, {} on misses); same person p95 {:.3}, another p5 {:.3}\n",
+            v.name,
+            r.fallback,
+            r.hit_rate_pct,
+            r.hit_accuracy_pct,
+            v.agreement_pct,
+            r.cascade_ms_per_frame,
+            v.name,
+            r.fallback,
+            r.same_p95,
+            r.other_p5
         );
     }
     out

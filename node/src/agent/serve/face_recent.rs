@@ -1,0 +1,182 @@
+//! Face specialisation on the device: the first stage of a recent-gallery cascade. The policy
+//! chooses the cascade (a `RecentSpec` variant with a general fallback) when the skew window
+//! says a few identities fill the stream and the cheaper stage pays off under the budget.
+//!
+//! The stage detects the frame's faces once and describes them with the cheap network. If every
+//! face is within the threshold of someone in the recent gallery, the gallery's labels answer
+//! (a hit). Otherwise (a miss, the cascade's "other") the fallback describes the same faces (no
+//! second detection), answers from the watchlist, and each face's cheap descriptor is remembered
+//! under its identity with that answer. A cascade that drops "other" drops the request instead.
+//! Each stage is charged its variant's profiled energy, as the policy's cascade model costs it.
+
+use std::time::Instant;
+
+use scheduler::catalog::Place;
+use scheduler::policy::Run;
+use scheduler::state::DeviceState;
+use wire::manifest::RecentSpec;
+
+use super::cascade::Stage;
+use super::face::{FaceCall, UNKNOWN_CLASS, named, score};
+use super::{Ran, Server};
+use crate::engine::Prediction;
+use crate::face_memory::{FaceLabel, NOBODY};
+use crate::face_variant::{FaceAnswer, UNKNOWN};
+use crate::stats::AppStats;
+
+impl Server<'_> {
+    /// The recent gallery `run` heads, when it is a face cascade with one.
+    pub(super) fn recent_spec(&self, run: &Run) -> Option<RecentSpec> {
+        run.cascade.as_ref()?;
+        self.manifest.variant(&run.variant)?.recent.clone()
+    }
+
+    /// Runs the first stage (and on a miss the fallback) for one face request.
+    pub(super) fn recent_first(
+        &mut self,
+        call: FaceCall<'_>,
+        run: &Run,
+        spec: &RecentSpec,
+        state: &mut DeviceState,
+        stats: &mut AppStats,
+    ) -> anyhow::Result<Stage> {
+        let (Some(cascade), Some(mut face)) = (run.cascade.as_ref(), stats.face.take()) else {
+            return Ok(Stage::skipped());
+        };
+        let stage = self.recent_stage(
+            call,
+            run,
+            &cascade.fallback,
+            cascade.drop_other,
+            spec,
+            state,
+            stats,
+            &mut face,
+        );
+        stats.face = Some(face);
+        stage
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn recent_stage(
+        &mut self,
+        call: FaceCall<'_>,
+        run: &Run,
+        fallback: &str,
+        drop_other: bool,
+        spec: &RecentSpec,
+        state: &mut DeviceState,
+        stats: &mut AppStats,
+        face: &mut crate::stats::FaceStats,
+    ) -> anyhow::Result<Stage> {
+        let list = self.handles.watchlist.current();
+        self.faces.sync(list.version);
+        let cheap = &run.variant;
+        let Some((model, swapped_in)) = self.face_model(cheap)? else {
+            return Ok(Stage::skipped());
+        };
+        let started = Instant::now();
+        let faces = model.detect(call.picture)?;
+        let descriptors = model.describe(call.picture, &faces)?;
+        face.timed(cheap, faces.len(), started.elapsed().as_secs_f64() * 1e3);
+        let loaded_ms = swapped_in
+            .then(|| self.cache.load_ms.get(cheap.as_str()).copied())
+            .flatten();
+        let mut energy_j = self.charge_face(call.app, cheap, loaded_ms, state, stats);
+        let gallery = self.faces.gallery(call.app, cheap, spec);
+        let hits: Option<Vec<(String, FaceLabel)>> = descriptors
+            .iter()
+            .map(|d| {
+                gallery
+                    .lookup(call.now_s, d)
+                    .map(|h| (h.key.to_string(), h.label.clone()))
+            })
+            .collect();
+        if let Some(hits) = hits {
+            face.recent.hits += 1;
+            face.faces += faces.len() as u64;
+            for (_, l) in hits.iter().filter(|(_, l)| l.label != UNKNOWN) {
+                *face.seen.entry(l.class.clone()).or_default() += 1;
+            }
+            // The frame's answer is its most confidently named face, else its first.
+            let answer = (hits.iter())
+                .filter(|(_, l)| l.label != UNKNOWN)
+                .max_by(|a, b| a.1.score.total_cmp(&b.1.score))
+                .or(hits.first());
+            let (identity, label) = match answer {
+                Some((key, l)) => (key.clone(), l.clone()),
+                None => (NOBODY.to_string(), unknown()),
+            };
+            let ran = Ran {
+                variant: cheap.clone(),
+                place: Place::Device,
+                prediction: Prediction {
+                    label: label.label,
+                    score: label.score,
+                },
+                loaded_ms,
+                class: Some(label.class),
+                identity: Some(identity),
+            };
+            return Ok(Stage::answered(ran, energy_j));
+        }
+        face.recent.misses += 1;
+        if drop_other {
+            return Ok(Stage::dropped_after(energy_j));
+        }
+        let Some((model, swapped_in)) = self.face_model(fallback)? else {
+            return Ok(Stage::dropped_after(energy_j));
+        };
+        let started = Instant::now();
+        let general = model.describe(call.picture, &faces)?;
+        face.timed(fallback, faces.len(), started.elapsed().as_secs_f64() * 1e3);
+        let answer = FaceAnswer::matching(general, &list.gallery);
+        let a = self.interpret(&answer, call, &list, face, swapped_in.then_some(fallback));
+        energy_j += self.charge_face(call.app, fallback, a.loaded_ms, state, stats);
+        let window_s = self.catalog.constants.skew_window_s;
+        for (i, cheap_descriptor) in descriptors.into_iter().enumerate() {
+            let m = &answer.matches[i];
+            let entry = m.entry.and_then(|e| u32::try_from(e).ok());
+            let (label, class) = named(&list, entry.unwrap_or(UNKNOWN));
+            let identity = if answer.best == Some(i) {
+                a.identity.clone()
+            } else {
+                (self.faces).identity(
+                    call.app,
+                    call.now_s,
+                    class,
+                    &answer.descriptors[i],
+                    window_s,
+                )
+            };
+            let remembered = FaceLabel {
+                label: label.unwrap_or(UNKNOWN),
+                class: class.unwrap_or(UNKNOWN_CLASS).to_string(),
+                score: label.map_or(0.0, |_| score(m.distance, list.gallery.threshold)),
+            };
+            (self.faces.gallery(call.app, cheap, spec)).remember(
+                call.now_s,
+                &identity,
+                remembered,
+                cheap_descriptor,
+            );
+        }
+        let ran = Ran {
+            variant: fallback.to_string(),
+            place: Place::Device,
+            prediction: a.prediction,
+            loaded_ms: a.loaded_ms,
+            class: Some(a.class),
+            identity: Some(a.identity),
+        };
+        Ok(Stage::answered(ran, energy_j))
+    }
+}
+
+fn unknown() -> FaceLabel {
+    FaceLabel {
+        label: UNKNOWN,
+        class: UNKNOWN_CLASS.to_string(),
+        score: 0.0,
+    }
+}
