@@ -11,59 +11,11 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::face::{MEGAMIND, frames};
+use common::face::{MEGAMIND, ask, frames, roxanne};
 use mcdnn_node::input::video::{self, VideoCounters};
-use mcdnn_node::picture::Picture;
-use mcdnn_node::request::{AppSet, IntakeSender, Reply, Request, Served};
 use mcdnn_node::video::{DecodeOptions, Decoder, VideoSource};
-use vision::face::FacePipeline;
-use wire::msg::WatchlistEntry;
-
-/// Roxanne's descriptors from frames 30 and 90, by the fp32 reference (one face each).
-fn roxanne() -> WatchlistEntry {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/face");
-    let mut reference = FacePipeline::from_files(
-        &dir.join("blazeface_front_128.onnx"),
-        &dir.join("face_recognition_150.onnx"),
-        1,
-    )
-    .expect("face models");
-    let descriptors = frames(&[30, 90])
-        .iter()
-        .map(|p| {
-            let faces = reference.faces(p).expect("detects");
-            assert_eq!(faces.len(), 1, "one face in an enrolment frame");
-            reference.describe(p, &faces).expect("describes").remove(0)
-        })
-        .collect();
-    WatchlistEntry {
-        name: "Roxanne".into(),
-        descriptors,
-    }
-}
-
-/// Serves `picture` as one face-id request and waits for its answer.
-fn ask(intake: &IntakeSender, picture: Picture) -> Served {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let now = Instant::now();
-    intake
-        .offer(Request {
-            picture,
-            apps: AppSet::one(0),
-            truth: None,
-            skewed: false,
-            arrived: now,
-            deadline: now + Duration::from_secs(60),
-            reply: Some(tx),
-        })
-        .expect("intake has room");
-    match rx.blocking_recv().expect("answered") {
-        Reply::Served(s) => s,
-        other => panic!("not served: {other:?}"),
-    }
-}
 
 #[test]
 fn a_face_app_names_the_watchlisted_person_where_the_reference_does() {
@@ -73,6 +25,7 @@ fn a_face_app_names_the_watchlisted_person_where_the_reference_does() {
             catalog: "fleet.json",
             capacity: 4,
             face_audit_every: 1,
+            policy: "best-device",
         },
     );
     node.handles.watchlist.install(1, vec![roxanne()]);

@@ -61,6 +61,11 @@ pub fn catalog() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/catalog.json")
 }
 
+/// The fleet's catalog: the Fashion-MNIST and face catalogs merged (`models/fleet.json`).
+pub fn fleet_catalog() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/fleet.json")
+}
+
 /// The digest nodes announce for the repo's catalog (what the coordinator checks hellos against).
 pub fn catalog_digest() -> anyhow::Result<String> {
     use sha2::{Digest, Sha256};
@@ -156,6 +161,8 @@ pub struct Fleet {
     pub port: u16,
     /// An admin operator's client for the operator API.
     pub ops: http::Client,
+    /// The catalog the coordinator serves ([`catalog`] unless set).
+    pub catalog: PathBuf,
 }
 
 impl Fleet {
@@ -170,6 +177,7 @@ impl Fleet {
             ca,
             port: free_port(),
             ops,
+            catalog: catalog(),
         })
     }
 
@@ -222,7 +230,7 @@ impl Fleet {
         .arg("--data-dir")
         .arg(self.path().join("coordinator"))
         .arg("--catalog")
-        .arg(catalog())
+        .arg(&self.catalog)
         .args(extra);
         let p = self.spawn("coordinator", cmd)?;
         let deadline = Instant::now() + Duration::from_secs(20);

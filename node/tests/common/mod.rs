@@ -64,6 +64,8 @@ pub struct Setup {
     pub capacity: usize,
     /// Face apps' audit period (0: off).
     pub face_audit_every: u64,
+    /// The per-request policy (`best-device` unless a test is about the scheduler's choice).
+    pub policy: &'static str,
 }
 
 /// Starts the serving loop on its own thread for `apps`, fed by an intake of `capacity`. The
@@ -77,6 +79,7 @@ pub fn start(apps: &[(&str, f64)], capacity: usize) -> Running {
             catalog: "catalog.json",
             capacity,
             face_audit_every: 0,
+            policy: "best-device",
         },
     )
 }
@@ -114,7 +117,7 @@ pub fn start_with(apps: &[(&str, f64)], setup: Setup) -> Running {
                 memory_mb: 64.0,
             };
             let mut policy =
-                scheduler::policy::by_name("best-device", &catalog, &budgets).expect("policy");
+                scheduler::policy::by_name(setup.policy, &catalog, &budgets).expect("policy");
             // As `agent::run` does: the apps' configured rates until arrivals say otherwise.
             for (app, rate) in &apps {
                 policy.declare_rate(app, *rate);

@@ -107,6 +107,9 @@ enum Scenario {
     Bench {
         /// What to measure.
         what: BenchKind,
+        /// The catalog `transfer` fetches (default: models/fleet.json, face models included).
+        #[arg(long)]
+        catalog: Option<std::path::PathBuf>,
     },
 }
 
@@ -157,10 +160,13 @@ fn run(scenario: Scenario) -> anyhow::Result<serde_json::Value> {
             energy_budget_j,
             ..Default::default()
         })?,
-        Scenario::Bench { what } => mcdnn_tests::bench::run(match what {
-            BenchKind::Transfer => "transfer",
-            BenchKind::Offload => "offload",
-        })?,
+        Scenario::Bench { what, catalog } => mcdnn_tests::bench::run(
+            match what {
+                BenchKind::Transfer => "transfer",
+                BenchKind::Offload => "offload",
+            },
+            catalog.as_deref(),
+        )?,
     })
 }
 

@@ -14,7 +14,19 @@ use super::describe::distance;
 
 /// Descriptors kept per identity: several views of one person (turning head, lighting) match
 /// better than one, and a bounded number keeps lookups a few hundred distances at most.
-pub const VIEWS_PER_IDENTITY: usize = 4;
+pub const VIEWS_PER_IDENTITY: usize = 16;
+
+/// How far from the watchlist's threshold a general answer must be to be remembered: a person
+/// whose distance to a watchlist entry sits on the line (the reference itself flips between
+/// the name and unknown from frame to frame) is not cached, and always goes to the general
+/// variant.
+pub const CONFIDENT_MARGIN: f32 = 0.1;
+
+/// Whether a face `distance` from its nearest watchlist entry (matched within `threshold`)
+/// is answered confidently enough to be remembered.
+pub fn confident(distance: f32, threshold: f32) -> bool {
+    (distance - threshold).abs() >= CONFIDENT_MARGIN
+}
 
 /// How many identities the gallery holds, how close a face must be, and for how long a person
 /// is remembered.
@@ -245,6 +257,18 @@ mod tests {
         );
         assert_eq!(g.lookup(9.0, &at(1.0)).map(|h| *h.label), Some(4));
         assert_eq!(g.len(), 1);
+    }
+
+    #[test]
+    fn answers_near_the_watchlist_line_are_not_confident() {
+        assert!(confident(0.3, 0.6));
+        assert!(confident(0.75, 0.6));
+        assert!(
+            confident(f32::INFINITY, 0.6),
+            "an empty watchlist: surely unknown"
+        );
+        assert!(!confident(0.55, 0.6));
+        assert!(!confident(0.65, 0.6));
     }
 
     #[test]

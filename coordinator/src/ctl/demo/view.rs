@@ -132,8 +132,14 @@ fn face_lines(n: &NodeResult) -> String {
             })
             .collect::<Vec<_>>()
             .join(", ");
+        let r = f.recent;
+        let recent = if r.hits + r.misses == 0 {
+            String::new()
+        } else {
+            format!("; recent gallery {} hits, {} misses", r.hits, r.misses)
+        };
         out += &format!(
-            "{} {app}: node {} reqs ({} late, {} dropped), {} faces; seen: {seen}; audit {}/{} agreed ({:.1}%); {timing}\n",
+            "{} {app}: node {} reqs ({} late, {} dropped), {} faces; seen: {seen}; audit {}/{} agreed ({:.1}%); {timing}{recent}\n",
             n.id, n.requests, n.late, n.dropped, f.faces, f.agreed, f.audited, f.agreement
         );
     }

@@ -6,7 +6,8 @@
 //! face is within the threshold of someone in the recent gallery, the gallery's labels answer
 //! (a hit). Otherwise (a miss, the cascade's "other") the fallback describes the same faces (no
 //! second detection), answers from the watchlist, and each face's cheap descriptor is remembered
-//! under its identity with that answer. A cascade that drops "other" drops the request instead.
+//! under its identity with that answer, unless that answer sits near the watchlist's line
+//! (`vision::face::recent::confident`). A cascade that drops "other" drops the request instead.
 //! Each stage is charged its variant's profiled energy, as the policy's cascade model costs it.
 
 use std::time::Instant;
@@ -14,6 +15,8 @@ use std::time::Instant;
 use scheduler::catalog::Place;
 use scheduler::policy::Run;
 use scheduler::state::DeviceState;
+use vision::face::recent::confident;
+use vision::face::{Descriptor, Face};
 use wire::manifest::RecentSpec;
 
 use super::cascade::Stage;
@@ -22,7 +25,7 @@ use super::{Ran, Server};
 use crate::engine::Prediction;
 use crate::face_memory::{FaceLabel, NOBODY};
 use crate::face_variant::{FaceAnswer, UNKNOWN};
-use crate::stats::AppStats;
+use crate::stats::{AppStats, FaceStats};
 
 impl Server<'_> {
     /// The recent gallery `run` heads, when it is a face cascade with one.
@@ -43,35 +46,28 @@ impl Server<'_> {
         let (Some(cascade), Some(mut face)) = (run.cascade.as_ref(), stats.face.take()) else {
             return Ok(Stage::skipped());
         };
-        let stage = self.recent_stage(
-            call,
-            run,
-            &cascade.fallback,
-            cascade.drop_other,
+        let plan = RecentCascade {
+            cheap: &run.variant,
+            fallback: &cascade.fallback,
+            drop_other: cascade.drop_other,
             spec,
-            state,
-            stats,
-            &mut face,
-        );
+        };
+        let stage = self.recent_stage(call, &plan, state, stats, &mut face);
         stats.face = Some(face);
         stage
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn recent_stage(
         &mut self,
         call: FaceCall<'_>,
-        run: &Run,
-        fallback: &str,
-        drop_other: bool,
-        spec: &RecentSpec,
+        plan: &RecentCascade<'_>,
         state: &mut DeviceState,
         stats: &mut AppStats,
-        face: &mut crate::stats::FaceStats,
+        face: &mut FaceStats,
     ) -> anyhow::Result<Stage> {
         let list = self.handles.watchlist.current();
         self.faces.sync(list.version);
-        let cheap = &run.variant;
+        let cheap = plan.cheap;
         let Some((model, swapped_in)) = self.face_model(cheap)? else {
             return Ok(Stage::skipped());
         };
@@ -80,10 +76,10 @@ impl Server<'_> {
         let descriptors = model.describe(call.picture, &faces)?;
         face.timed(cheap, faces.len(), started.elapsed().as_secs_f64() * 1e3);
         let loaded_ms = swapped_in
-            .then(|| self.cache.load_ms.get(cheap.as_str()).copied())
+            .then(|| self.cache.load_ms.get(cheap).copied())
             .flatten();
-        let mut energy_j = self.charge_face(call.app, cheap, loaded_ms, state, stats);
-        let gallery = self.faces.gallery(call.app, cheap, spec);
+        let energy_j = self.charge_face(call.app, cheap, loaded_ms, state, stats);
+        let gallery = self.faces.gallery(call.app, cheap, plan.spec);
         let hits: Option<Vec<(String, FaceLabel)>> = descriptors
             .iter()
             .map(|d| {
@@ -92,69 +88,93 @@ impl Server<'_> {
                     .map(|h| (h.key.to_string(), h.label.clone()))
             })
             .collect();
-        if let Some(hits) = hits {
-            face.recent.hits += 1;
-            face.faces += faces.len() as u64;
-            for (_, l) in hits.iter().filter(|(_, l)| l.label != UNKNOWN) {
-                *face.seen.entry(l.class.clone()).or_default() += 1;
+        let Some(hits) = hits else {
+            face.recent.misses += 1;
+            if plan.drop_other {
+                return Ok(Stage::dropped_after(energy_j));
             }
-            // The frame's answer is its most confidently named face, else its first.
-            let answer = (hits.iter())
-                .filter(|(_, l)| l.label != UNKNOWN)
-                .max_by(|a, b| a.1.score.total_cmp(&b.1.score))
-                .or(hits.first());
-            let (identity, label) = match answer {
-                Some((key, l)) => (key.clone(), l.clone()),
-                None => (NOBODY.to_string(), unknown()),
+            let miss = Miss {
+                faces: &faces,
+                cheap: descriptors,
+                energy_j,
             };
-            let ran = Ran {
-                variant: cheap.clone(),
-                place: Place::Device,
-                prediction: Prediction {
-                    label: label.label,
-                    score: label.score,
-                },
-                loaded_ms,
-                class: Some(label.class),
-                identity: Some(identity),
-            };
-            return Ok(Stage::answered(ran, energy_j));
+            return self.recent_miss(call, plan, miss, state, stats, face);
+        };
+        face.recent.hits += 1;
+        face.faces += faces.len() as u64;
+        for (_, l) in hits.iter().filter(|(_, l)| l.label != UNKNOWN) {
+            *face.seen.entry(l.class.clone()).or_default() += 1;
         }
-        face.recent.misses += 1;
-        if drop_other {
-            return Ok(Stage::dropped_after(energy_j));
-        }
+        // The frame's answer is its most confidently named face, else its first.
+        let answer = (hits.iter())
+            .filter(|(_, l)| l.label != UNKNOWN)
+            .max_by(|a, b| a.1.score.total_cmp(&b.1.score))
+            .or(hits.first());
+        let (identity, label) = match answer {
+            Some((key, l)) => (key.clone(), l.clone()),
+            None => (NOBODY.to_string(), unknown()),
+        };
+        let ran = Ran {
+            variant: cheap.to_string(),
+            place: Place::Device,
+            prediction: Prediction {
+                label: label.label,
+                score: label.score,
+            },
+            loaded_ms,
+            class: Some(label.class),
+            identity: Some(identity),
+        };
+        Ok(Stage::answered(ran, energy_j))
+    }
+
+    /// A miss: the fallback describes the faces the first stage found and answers from the
+    /// watchlist; each confidently answered face's cheap descriptor is remembered.
+    fn recent_miss(
+        &mut self,
+        call: FaceCall<'_>,
+        plan: &RecentCascade<'_>,
+        miss: Miss<'_>,
+        state: &mut DeviceState,
+        stats: &mut AppStats,
+        face: &mut FaceStats,
+    ) -> anyhow::Result<Stage> {
+        let list = self.handles.watchlist.current();
+        let fallback = plan.fallback;
         let Some((model, swapped_in)) = self.face_model(fallback)? else {
-            return Ok(Stage::dropped_after(energy_j));
+            return Ok(Stage::dropped_after(miss.energy_j));
         };
         let started = Instant::now();
-        let general = model.describe(call.picture, &faces)?;
-        face.timed(fallback, faces.len(), started.elapsed().as_secs_f64() * 1e3);
+        let general = model.describe(call.picture, miss.faces)?;
+        face.timed(
+            fallback,
+            miss.faces.len(),
+            started.elapsed().as_secs_f64() * 1e3,
+        );
         let answer = FaceAnswer::matching(general, &list.gallery);
         let a = self.interpret(&answer, call, &list, face, swapped_in.then_some(fallback));
-        energy_j += self.charge_face(call.app, fallback, a.loaded_ms, state, stats);
+        let energy_j =
+            miss.energy_j + self.charge_face(call.app, fallback, a.loaded_ms, state, stats);
         let window_s = self.catalog.constants.skew_window_s;
-        for (i, cheap_descriptor) in descriptors.into_iter().enumerate() {
+        for (i, cheap_descriptor) in miss.cheap.into_iter().enumerate() {
             let m = &answer.matches[i];
+            if !confident(m.distance, list.gallery.threshold) {
+                continue;
+            }
             let entry = m.entry.and_then(|e| u32::try_from(e).ok());
             let (label, class) = named(&list, entry.unwrap_or(UNKNOWN));
             let identity = if answer.best == Some(i) {
                 a.identity.clone()
             } else {
-                (self.faces).identity(
-                    call.app,
-                    call.now_s,
-                    class,
-                    &answer.descriptors[i],
-                    window_s,
-                )
+                let descriptor = &answer.descriptors[i];
+                (self.faces).identity(call.app, call.now_s, class, descriptor, window_s)
             };
             let remembered = FaceLabel {
                 label: label.unwrap_or(UNKNOWN),
                 class: class.unwrap_or(UNKNOWN_CLASS).to_string(),
                 score: label.map_or(0.0, |_| score(m.distance, list.gallery.threshold)),
             };
-            (self.faces.gallery(call.app, cheap, spec)).remember(
+            (self.faces.gallery(call.app, plan.cheap, plan.spec)).remember(
                 call.now_s,
                 &identity,
                 remembered,
@@ -171,6 +191,22 @@ impl Server<'_> {
         };
         Ok(Stage::answered(ran, energy_j))
     }
+}
+
+/// The cascade the policy chose: the recent-gallery variant, its fallback, and its gallery.
+struct RecentCascade<'a> {
+    cheap: &'a str,
+    fallback: &'a str,
+    drop_other: bool,
+    spec: &'a RecentSpec,
+}
+
+/// What the first stage leaves a miss: the faces found, their cheap descriptors, and the
+/// energy already charged.
+struct Miss<'a> {
+    faces: &'a [Face],
+    cheap: Vec<Descriptor>,
+    energy_j: f64,
 }
 
 fn unknown() -> FaceLabel {

@@ -2,14 +2,14 @@
 //! the node serves it (`agent::serve::face_recent`): per frame, every face's cheap descriptor
 //! must be within the threshold of someone in the recent gallery for the gallery to answer;
 //! otherwise the fallback variant answers the frame from the gallery of identities and each
-//! face's cheap descriptor is remembered with that answer. Answers are compared with the
+//! face's cheap descriptor is remembered with that answer (unless it sits near the line). Answers are compared with the
 //! reference's, as for every variant ([`super::protocol`]). Pure arithmetic over descriptors.
 
 use std::ops::Range;
 
 use serde::Serialize;
 use vision::face::describe::distance;
-use vision::face::recent::STRANGER_DISTANCE;
+use vision::face::recent::{STRANGER_DISTANCE, confident};
 use vision::face::{Descriptor, Gallery, RecentGallery, RecentLimits, Strangers};
 use wire::manifest::RecentSpec;
 
@@ -82,13 +82,15 @@ impl CascadeFigures {
             let answers = hits.unwrap_or_else(|| {
                 (faces.clone())
                     .map(|i| {
-                        let answer = gallery.best(&video.fallback[i]).entry;
-                        let key = match answer {
+                        let found = gallery.best(&video.fallback[i]);
+                        let key = match found.entry {
                             Some(e) => gallery.name(e).unwrap_or_default().to_string(),
                             None => strangers.key(now_s, &video.fallback[i]),
                         };
-                        recent.remember(now_s, &key, answer, video.cheap[i].clone());
-                        answer
+                        if confident(found.distance, gallery.threshold) {
+                            recent.remember(now_s, &key, found.entry, video.cheap[i].clone());
+                        }
+                        found.entry
                     })
                     .collect()
             });
