@@ -61,6 +61,10 @@ fn the_recent_gallery_answers_the_people_on_screen_as_the_reference_does() {
         recent.hits + recent.misses,
         "the first stage ran for every cascade request"
     );
+    assert_eq!(
+        face.timing["int8-150 after recent-116"].runs, recent.misses,
+        "the fallback described the faces of every miss"
+    );
     assert!(
         hits_agreeing as u64 * 100 >= recent.hits * 97,
         "the gallery's answers are the reference's: {hits_agreeing} of {}",

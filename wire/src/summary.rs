@@ -41,7 +41,9 @@ pub struct FaceSummary {
     pub agreed: u64,
     /// `agreed / audited`, percent (0 when nothing was audited).
     pub agreement: f64,
-    /// Per variant that ran (the audits' reference included): its time in the loop.
+    /// Per variant that ran (the audits' reference included): its time in the loop, detector
+    /// included; a recent-gallery cascade's fallback on a miss only describes the faces the
+    /// first stage found, and is timed as "FALLBACK after CHEAP".
     pub timing: BTreeMap<String, FaceTiming>,
     /// What the recent-gallery cascade (face specialisation) did.
     #[serde(default)]
