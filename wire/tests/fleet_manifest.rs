@@ -18,7 +18,7 @@ fn the_fleet_catalog_holds_both_catalogs_apps_with_their_input_kinds() {
     assert_eq!(m.app_kind("face-id"), Some(InputKind::Face));
     assert_eq!(m.app_kind("nobody"), None);
     let face: Vec<&str> = m.variants_for("face-id").map(|v| v.name.as_str()).collect();
-    assert_eq!(face, ["fp32-150", "int8-150"]);
+    assert_eq!(face, ["fp32-150", "int8-150", "recent-116"]);
     assert_eq!(m.variants_for("garment").count(), 6);
     // Paths are relative to the fleet file's folder, and every one of them exists with its size.
     for v in &m.variants {

@@ -251,11 +251,13 @@ mod tests {
         for k in 0..=VIEWS_PER_IDENTITY {
             g.remember(k as f64, "ann", k as u32, at(k as f32));
         }
+        let now = VIEWS_PER_IDENTITY as f64 + 1.0;
         assert!(
-            g.lookup(9.0, &at(0.0)).is_none(),
+            g.lookup(now, &at(0.0)).is_none(),
             "the first view was dropped"
         );
-        assert_eq!(g.lookup(9.0, &at(1.0)).map(|h| *h.label), Some(4));
+        let newest = Some(VIEWS_PER_IDENTITY as u32);
+        assert_eq!(g.lookup(now, &at(1.0)).map(|h| *h.label), newest);
         assert_eq!(g.len(), 1);
     }
 

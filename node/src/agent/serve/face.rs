@@ -174,22 +174,6 @@ impl Server<'_> {
         picture: &Picture,
         state: &mut DeviceState,
         stats: &mut AppStats,
-    ) -> anyhow::Result<()> {
-        let Some(mut face) = stats.face.take() else {
-            return Ok(());
-        };
-        let audited = self.audit(app, ran, picture, state, stats, &mut face);
-        stats.face = Some(face);
-        audited
-    }
-
-    fn audit(
-        &mut self,
-        app: &str,
-        ran: &Ran,
-        picture: &Picture,
-        state: &mut DeviceState,
-        stats: &mut AppStats,
         face: &mut FaceStats,
     ) -> anyhow::Result<()> {
         if !face.audit_due() {
@@ -247,6 +231,18 @@ impl Server<'_> {
         stats.energy_used_j += j;
         j
     }
+}
+
+/// Runs `f` on a face app's counters beside the rest of its stats (taken out for the call, so
+/// both can be borrowed); `None` for a gray app.
+pub(super) fn with_face<T>(
+    stats: &mut AppStats,
+    f: impl FnOnce(&mut AppStats, &mut FaceStats) -> T,
+) -> Option<T> {
+    let mut face = stats.face.take()?;
+    let out = f(stats, &mut face);
+    stats.face = Some(face);
+    Some(out)
 }
 
 /// The watchlist label and name a matched gallery `entry` stands for (`UNKNOWN`: none).

@@ -20,7 +20,7 @@ use vision::face::{Descriptor, Face};
 use wire::manifest::RecentSpec;
 
 use super::cascade::Stage;
-use super::face::{FaceCall, UNKNOWN_CLASS, named, score};
+use super::face::{FaceCall, UNKNOWN_CLASS, named, score, with_face};
 use super::{Ran, Server};
 use crate::engine::Prediction;
 use crate::face_memory::{FaceLabel, NOBODY};
@@ -43,7 +43,7 @@ impl Server<'_> {
         state: &mut DeviceState,
         stats: &mut AppStats,
     ) -> anyhow::Result<Stage> {
-        let (Some(cascade), Some(mut face)) = (run.cascade.as_ref(), stats.face.take()) else {
+        let Some(cascade) = run.cascade.as_ref() else {
             return Ok(Stage::skipped());
         };
         let plan = RecentCascade {
@@ -52,9 +52,10 @@ impl Server<'_> {
             drop_other: cascade.drop_other,
             spec,
         };
-        let stage = self.recent_stage(call, &plan, state, stats, &mut face);
-        stats.face = Some(face);
-        stage
+        with_face(stats, |stats, face| {
+            self.recent_stage(call, &plan, state, stats, face)
+        })
+        .unwrap_or(Ok(Stage::skipped()))
     }
 
     fn recent_stage(

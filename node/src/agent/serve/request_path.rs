@@ -9,7 +9,7 @@ use scheduler::catalog::Place;
 use scheduler::policy::{Decision, Outcome, Run, run_cost};
 use scheduler::state::DeviceState;
 
-use super::face::FaceCall;
+use super::face::{FaceCall, with_face};
 use super::{Answer, ServeConfig, Server, cascade, decide, energy};
 use crate::picture::Picture;
 use crate::request::{AppSet, Reply, Served};
@@ -253,7 +253,10 @@ impl Server<'_> {
                     }),
                 );
             }
-            self.audit_face(app, &ran, picture, state, &mut stats[i])?;
+            with_face(&mut stats[i], |s, face| {
+                self.audit_face(app, &ran, picture, state, s, face)
+            })
+            .unwrap_or(Ok(()))?;
         }
         Ok(())
     }

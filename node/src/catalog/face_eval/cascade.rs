@@ -139,13 +139,8 @@ fn percent(part: usize, whole: usize) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_descriptor as at;
     use super::*;
-
-    fn at(x: f32) -> Descriptor {
-        let mut d = vec![0.0; 4];
-        d[0] = x;
-        d
-    }
 
     #[test]
     fn a_person_seen_again_is_answered_by_the_gallery_and_checked_against_the_reference() {

@@ -336,3 +336,12 @@ pub fn table(eval: &FaceEval) -> String {
     }
     out
 }
+
+/// A 4-number descriptor at `x` on the first axis: distances in the protocol tests are plain
+/// differences.
+#[cfg(test)]
+fn test_descriptor(x: f32) -> Descriptor {
+    let mut d = vec![0.0; 4];
+    d[0] = x;
+    d
+}

@@ -95,13 +95,8 @@ impl Comparison {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_descriptor as at;
     use super::*;
-
-    fn at(x: f32) -> Descriptor {
-        let mut d = vec![0.0; 4];
-        d[0] = x;
-        d
-    }
 
     #[test]
     fn clusters_seen_often_become_the_gallery_and_one_offs_do_not() {
