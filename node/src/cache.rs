@@ -14,7 +14,12 @@ use crate::face_variant::{FaceVariant, FaceVariantError, is_face};
 /// A loaded variant of either kind.
 enum Model {
     Gray(LoadedVariant),
-    Face { variant: FaceVariant, load_ms: f64 },
+    /// `bytes`: the variant's files ([`loaded_bytes`]), detector included.
+    Face {
+        variant: FaceVariant,
+        load_ms: f64,
+        bytes: u64,
+    },
 }
 
 impl Model {
@@ -28,7 +33,7 @@ impl Model {
     fn bytes(&self) -> u64 {
         match self {
             Model::Gray(v) => v.model_bytes,
-            Model::Face { variant, .. } => variant.model_bytes,
+            Model::Face { bytes, .. } => *bytes,
         }
     }
 
@@ -175,6 +180,7 @@ impl ModelCache {
             Model::Face {
                 variant,
                 load_ms: started.elapsed().as_secs_f64() * 1e3,
+                bytes: need,
             }
         } else {
             Model::Gray(LoadedVariant::load_with(

@@ -80,8 +80,6 @@ impl FaceAnswer {
 pub struct FaceVariant {
     pub name: String,
     pipeline: FacePipeline,
-    /// Bytes of the detector and the descriptor network (what paging moves).
-    pub model_bytes: u64,
 }
 
 impl FaceVariant {
@@ -107,7 +105,6 @@ impl FaceVariant {
         Ok(Self {
             name: spec.name.clone(),
             pipeline,
-            model_bytes: detector.bytes + spec.trunk.bytes,
         })
     }
 

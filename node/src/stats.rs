@@ -66,6 +66,16 @@ impl FaceStats {
         t.ms += ms;
     }
 
+    /// One answered frame with `faces` faces, in which `names` were recognised (a name counts
+    /// once per frame however many of its faces matched).
+    pub fn saw<'a>(&mut self, faces: usize, names: impl IntoIterator<Item = &'a str>) {
+        self.faces += faces as u64;
+        let names: std::collections::BTreeSet<&str> = names.into_iter().collect();
+        for name in names {
+            *self.seen.entry(name.to_string()).or_default() += 1;
+        }
+    }
+
     /// Whether this answered request is the one to audit (every `audit_every`-th).
     pub fn audit_due(&mut self) -> bool {
         if self.audit_every == 0 || self.reference.is_none() {

@@ -131,17 +131,10 @@ impl Server<'_> {
         let loaded_ms = swapped_in.and_then(|v| self.cache.load_ms.get(v).copied());
         let (label, class) = named(list, answer.label);
         let class = class.map(str::to_string);
-        face.faces += answer.faces as u64;
-        let mut names: Vec<u32> = answer
-            .named
-            .iter()
+        let names = (answer.named.iter())
             .filter_map(|&e| list.label_of(e))
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        for name in names.iter().filter_map(|&l| list.name(l)) {
-            *face.seen.entry(name.to_string()).or_default() += 1;
-        }
+            .filter_map(|l| list.name(l));
+        face.saw(answer.faces, names);
         let identity = match answer.best {
             Some(i) => self.faces.identity(
                 call.app,

@@ -25,6 +25,7 @@ use super::{Ran, Server};
 use crate::engine::Prediction;
 use crate::face_memory::{FaceLabel, NOBODY};
 use crate::face_variant::{FaceAnswer, UNKNOWN};
+use crate::handles::Watchlist;
 use crate::stats::{AppStats, FaceStats};
 
 impl Server<'_> {
@@ -95,6 +96,7 @@ impl Server<'_> {
                 return Ok(Stage::dropped_after(energy_j));
             }
             let miss = Miss {
+                list: &list,
                 faces: &faces,
                 cheap: descriptors,
                 energy_j,
@@ -102,10 +104,8 @@ impl Server<'_> {
             return self.recent_miss(call, plan, miss, state, stats, face);
         };
         face.recent.hits += 1;
-        face.faces += faces.len() as u64;
-        for (_, l) in hits.iter().filter(|(_, l)| l.label != UNKNOWN) {
-            *face.seen.entry(l.class.clone()).or_default() += 1;
-        }
+        let names = hits.iter().filter(|(_, l)| l.label != UNKNOWN);
+        face.saw(faces.len(), names.map(|(_, l)| l.class.as_str()));
         // The frame's answer is its most confidently named face, else its first.
         let answer = (hits.iter())
             .filter(|(_, l)| l.label != UNKNOWN)
@@ -140,7 +140,7 @@ impl Server<'_> {
         stats: &mut AppStats,
         face: &mut FaceStats,
     ) -> anyhow::Result<Stage> {
-        let list = self.handles.watchlist.current();
+        let list = miss.list;
         let fallback = plan.fallback;
         let Some((model, swapped_in)) = self.face_model(fallback)? else {
             return Ok(Stage::dropped_after(miss.energy_j));
@@ -155,7 +155,7 @@ impl Server<'_> {
             ms,
         );
         let answer = FaceAnswer::matching(general, &list.gallery);
-        let a = self.interpret(&answer, call, &list, face, swapped_in.then_some(fallback));
+        let a = self.interpret(&answer, call, list, face, swapped_in.then_some(fallback));
         let energy_j =
             miss.energy_j + self.charge_face(call.app, fallback, a.loaded_ms, state, stats);
         let window_s = self.catalog.constants.skew_window_s;
@@ -165,7 +165,7 @@ impl Server<'_> {
                 continue;
             }
             let entry = m.entry.and_then(|e| u32::try_from(e).ok());
-            let (label, class) = named(&list, entry.unwrap_or(UNKNOWN));
+            let (label, class) = named(list, entry.unwrap_or(UNKNOWN));
             let identity = if answer.best == Some(i) {
                 a.identity.clone()
             } else {
@@ -207,6 +207,8 @@ struct RecentCascade<'a> {
 /// What the first stage leaves a miss: the faces found, their cheap descriptors, and the
 /// energy already charged.
 struct Miss<'a> {
+    /// The watchlist the first stage matched against (labels index into it).
+    list: &'a Watchlist,
     faces: &'a [Face],
     cheap: Vec<Descriptor>,
     energy_j: f64,

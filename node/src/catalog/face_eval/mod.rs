@@ -199,8 +199,8 @@ pub fn run(
                     ms_per_frame(t)
                         + (1.0 - c.hit_rate() / 100.0) * 1e3 * timed[fallback].seconds / frames,
                 ),
-                same_p95: round3(percentile32(&c.same, 0.95)),
-                other_p5: round3(percentile32(&c.other, 0.05)),
+                same_p95: round3(protocol::percentile(&c.same, 0.95)),
+                other_p5: round3(protocol::percentile(&c.other, 0.05)),
             });
             let distance = |x: f64| recent.is_none().then_some(round3(x));
             VariantFigures {
@@ -235,11 +235,6 @@ fn recent_fallback(manifest: &Manifest, reference: usize) -> usize {
         .filter(|(_, v)| v.recent.is_none())
         .min_by_key(|(_, v)| v.trunk.bytes)
         .map_or(reference, |(i, _)| i)
-}
-
-fn percentile32(sorted: &[f32], q: f64) -> f64 {
-    let sorted: Vec<f64> = sorted.iter().map(|&d| f64::from(d)).collect();
-    crate::catalog::eval::percentile(&sorted, q)
 }
 
 /// A model file beside the catalog, checked against its digest before ONNX Runtime sees it.

@@ -88,9 +88,14 @@ impl Comparison {
 
     /// Nearest-rank percentile of the distances.
     pub fn distance_percentile(&self, q: f64) -> f64 {
-        let sorted: Vec<f64> = self.distances.iter().map(|&d| f64::from(d)).collect();
-        crate::catalog::eval::percentile(&sorted, q)
+        percentile(&self.distances, q)
     }
+}
+
+/// Nearest-rank percentile of sorted distances.
+pub fn percentile(sorted: &[f32], q: f64) -> f64 {
+    let sorted: Vec<f64> = sorted.iter().map(|&d| f64::from(d)).collect();
+    crate::catalog::eval::percentile(&sorted, q)
 }
 
 #[cfg(test)]
