@@ -16,7 +16,6 @@ async fn every_node_gets_a_new_assignment_after_its_telemetry_changes() {
         joins_at_once: 16,
         cluster_cpus: None,
         nodes_cpus: None,
-        ping_ms: None,
         nodes_nice: None,
         port: 17600 + (std::process::id() % 400) as u16 * 4,
         catalog: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/catalog.json").into()),

@@ -24,6 +24,15 @@ pub const KEEP_ALIVE: Duration = Duration::from_millis(300);
 /// live ones.
 pub const IDLE_TIMEOUT: Duration = Duration::from_millis(1500);
 
+/// The idle timeout of a node's session with its coordinator. A node leaves a silent
+/// coordinator itself after three of its ping intervals (at most 3 s, see
+/// `wire::msg::MAX_LIVENESS_PING_INTERVAL`), so this only ends sessions whose peer is gone for
+/// good; longer than [`IDLE_TIMEOUT`] because the largest fleets ping once a second.
+pub const NODE_IDLE_TIMEOUT: Duration = Duration::from_millis(5000);
+
+const _: () =
+    assert!(NODE_IDLE_TIMEOUT.as_millis() > 3 * wire::msg::MAX_LIVENESS_PING_INTERVAL.as_millis());
+
 /// Streams of each direction a peer may have open at once on one connection. A node needs its
 /// control stream and one blob or offload stream at a time; a replica one Raft stream. The cap
 /// bounds what one certificate can make a server hold (each open stream may buffer a frame).
@@ -72,10 +81,7 @@ fn roots(identity: &Identity) -> Result<RootCertStore, TlsError> {
 pub fn transport() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.keep_alive_interval(Some(KEEP_ALIVE));
-    // IdleTimeout is milliseconds as a QUIC varint; 10_000 always fits, so build it infallibly.
-    t.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
-        IDLE_TIMEOUT.as_millis() as u32,
-    ))));
+    t.max_idle_timeout(Some(idle_timeout(IDLE_TIMEOUT)));
     t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_STREAMS_PER_CONNECTION));
     t.max_concurrent_uni_streams(quinn::VarInt::from_u32(MAX_STREAMS_PER_CONNECTION));
     t
@@ -128,14 +134,27 @@ pub fn client_config(identity: &Identity) -> Result<quinn::ClientConfig, TlsErro
     client_config_with(identity, transport())
 }
 
-/// [`client_config`] for a node's session with its coordinator: its keep-alive pings every
-/// [`wire::msg::LIVENESS_PING_INTERVAL`], and the acknowledgements that come back are how the node
-/// knows its coordinator lives (the coordinator's own keep-alive is longer, so on a healthy
-/// session only the node pings).
+/// [`client_config`] for a node's session with its coordinator. The node pings the leader
+/// itself (empty QUIC datagrams at the interval the leader sets, `wire::msg::CoordMsg::Liveness`),
+/// so the transport's own keep-alive is off; the coordinator's keep-alive keeps a client that
+/// does not ping alive. The idle timeout is [`NODE_IDLE_TIMEOUT`].
 pub fn coordinator_client_config(identity: &Identity) -> Result<quinn::ClientConfig, TlsError> {
+    client_config_with(identity, node_session_transport(None))
+}
+
+/// The transport of a node's session with its coordinator (both ends): [`transport`] with the
+/// [`NODE_IDLE_TIMEOUT`] and the given keep-alive.
+pub fn node_session_transport(keep_alive: Option<Duration>) -> quinn::TransportConfig {
     let mut t = transport();
-    t.keep_alive_interval(Some(wire::msg::LIVENESS_PING_INTERVAL));
-    client_config_with(identity, t)
+    t.keep_alive_interval(keep_alive);
+    t.max_idle_timeout(Some(idle_timeout(NODE_IDLE_TIMEOUT)));
+    t
+}
+
+/// IdleTimeout is milliseconds as a QUIC varint; the timeouts here are seconds, which always
+/// fit, so it is built infallibly.
+fn idle_timeout(d: Duration) -> quinn::IdleTimeout {
+    quinn::IdleTimeout::from(quinn::VarInt::from_u32(d.as_millis() as u32))
 }
 
 fn client_config_with(

@@ -63,8 +63,9 @@ impl Credentials {
         net::tls::client_config(&self.current()).context("building the QUIC client config")
     }
 
-    /// [`Self::client_config`] for the session with the coordinator: pings it every
-    /// `wire::msg::LIVENESS_PING_INTERVAL` (its answers are how the link hears it lives).
+    /// [`Self::client_config`] for the session with the coordinator: no transport keep-alive
+    /// (the link pings the leader at the interval it sets; their answers are how the link
+    /// hears it lives) and the node-session idle timeout.
     pub fn coordinator_client_config(&self) -> anyhow::Result<quinn::ClientConfig> {
         net::tls::coordinator_client_config(&self.current())
             .context("building the QUIC client config")

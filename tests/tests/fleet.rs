@@ -259,3 +259,86 @@ fn a_coordinator_restart_is_survived() {
     assert!(requests >= 130, "node served only {requests} requests");
     assert!(s.last_epoch > epoch_before);
 }
+
+#[test]
+fn ping_datagrams_are_bounded_and_a_flood_of_them_changes_nothing() {
+    let fleet = Fleet::new().expect("fleet");
+    let _coord = fleet.coordinator(&[]).expect("coordinator");
+    let mut good = fleet
+        .node("cam-good", "phone-2016", 10.0, &[])
+        .expect("good node");
+    let seq_of = |s: &mcdnn_coordinator::fleet::status::FleetStatus| {
+        s.nodes
+            .iter()
+            .find(|n| n.id == "cam-good" && n.connected)
+            .map_or(0, |n| n.telemetry_seq)
+    };
+    let before = fleet
+        .wait_for("the good node's telemetry", Duration::from_secs(20), |s| {
+            seq_of(s) > 0
+        })
+        .expect("good node up");
+    // A stolen device with a valid certificate floods the leader with datagrams.
+    fleet.enroll(Kind::Node, "cam-rogue").expect("enroll");
+    let identity = Identity::load(&fleet.ca, "cam-rogue").expect("identity");
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let connect = || async {
+        let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        endpoint.set_default_client_config(net::tls::coordinator_client_config(&identity)?);
+        let conn = endpoint
+            .connect(fleet.quic().parse()?, "localhost")?
+            .await?;
+        anyhow::Ok(conn)
+    };
+    let (max, sent, after_flood, after_large) = rt
+        .block_on(async {
+            let conn = connect().await?;
+            // The leader advertises room for small datagrams only.
+            let max = conn.max_datagram_size().unwrap_or(0);
+            let mut sent = 0usize;
+            let flood_until = std::time::Instant::now() + Duration::from_secs(3);
+            while std::time::Instant::now() < flood_until {
+                for _ in 0..64 {
+                    if conn
+                        .send_datagram(bytes::Bytes::from(vec![7u8; 64]))
+                        .is_ok()
+                    {
+                        sent += 1;
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            // The leader dropped what it could not hold; the connection itself is intact.
+            let after_flood = conn.close_reason().map(|r| r.to_string());
+            // A datagram larger than the leader holds closes that connection.
+            let _ = conn.send_datagram(bytes::Bytes::from(vec![7u8; max]));
+            let after_large = tokio::time::timeout(Duration::from_secs(3), conn.closed())
+                .await
+                .map(|r| r.to_string())
+                .ok();
+            anyhow::Ok((max, sent, after_flood, after_large))
+        })
+        .expect("flood");
+    assert!(max > 0 && max <= 256, "advertised datagram room {max}");
+    assert!(sent > 1000, "the flood sent {sent} datagrams");
+    assert_eq!(
+        after_flood, None,
+        "datagrams within the bound do not end the connection"
+    );
+    let closed = after_large.expect("a datagram over the bound must close the connection");
+    assert!(closed.contains("oversized datagram"), "{closed}");
+    let seq = seq_of(&before);
+    fleet
+        .wait_for(
+            "the good node to keep reporting",
+            Duration::from_secs(10),
+            |s| seq_of(s) > seq + 3,
+        )
+        .expect("good node unaffected");
+    assert!(
+        good.wait_exit(Duration::from_secs(30))
+            .expect("exit")
+            .success()
+    );
+}

@@ -179,6 +179,7 @@ fn coord_msg() -> impl Strategy<Value = CoordMsg> {
         }),
         (error_code(), text()).prop_map(|(code, message)| CoordMsg::Error { code, message }),
         Just(CoordMsg::Heartbeat),
+        any::<u32>().prop_map(|ping_interval_ms| CoordMsg::Liveness { ping_interval_ms }),
     ]
 }
 

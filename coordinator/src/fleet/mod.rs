@@ -9,6 +9,7 @@ pub(crate) mod fixtures;
 pub mod handoff;
 pub mod identity;
 pub mod limits;
+pub mod liveness;
 pub mod metrics;
 pub mod node_endpoint;
 pub mod plan;

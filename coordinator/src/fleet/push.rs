@@ -47,12 +47,14 @@ mod tests {
     use tokio::sync::mpsc;
     use wire::msg::Role;
 
+    /// The epochs of the assignments queued (a session is also told its ping interval).
     fn received(rx: &mut mpsc::Receiver<CoordMsg>) -> Vec<u64> {
-        std::iter::from_fn(|| match rx.try_recv() {
-            Ok(CoordMsg::Assignment(a)) => Some(a.epoch),
-            _ => None,
-        })
-        .collect()
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .filter_map(|m| match m {
+                CoordMsg::Assignment(a) => Some(a.epoch),
+                _ => None,
+            })
+            .collect()
     }
 
     /// A node whose assignment did not change gets no push; a changed one and a session that

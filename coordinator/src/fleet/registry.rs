@@ -8,6 +8,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use wire::msg::{CoordMsg, Hello, Role, Telemetry};
 
+use super::liveness::PingPacer;
+
+fn liveness(interval: Duration) -> CoordMsg {
+    CoordMsg::Liveness {
+        ping_interval_ms: interval.as_millis() as u32,
+    }
+}
+
 /// One node as the leader knows it.
 #[derive(Debug)]
 pub struct NodeEntry {
@@ -49,18 +57,25 @@ impl Nodes {
 pub struct Registry {
     nodes: BTreeMap<String, NodeEntry>,
     next_session: u64,
+    /// Entries with `connected` set, kept with every change (pacing must not count the map).
+    connected: usize,
+    pings: PingPacer,
 }
 
 impl Registry {
     /// Registers a node's new session; an older session of the same node is replaced (its
-    /// channel dropped, so its writer ends).
+    /// channel dropped, so its writer ends). The session is told its ping interval, and every
+    /// session the new one if the fleet's size moved it.
     pub fn connect(&mut self, hello: Hello, tx: mpsc::Sender<CoordMsg>, now: Instant) -> u64 {
         self.next_session += 1;
         let session = self.next_session;
         let id = hello.node_id.clone();
         let previous = self.nodes.remove(&id);
+        if !previous.as_ref().is_some_and(|p| p.connected) {
+            self.connected += 1;
+        }
         self.nodes.insert(
-            id,
+            id.clone(),
             NodeEntry {
                 hello,
                 session,
@@ -71,10 +86,27 @@ impl Registry {
                 sent_epoch: 0,
                 sent_at: None,
                 acked_epoch: 0,
-                tx: Some(tx),
+                tx: Some(tx.clone()),
             },
         );
+        if !self.repace() {
+            let _ = tx.try_send(liveness(self.pings.current()));
+        }
         session
+    }
+
+    /// Tells every connected session a new ping interval if the fleet's size changed it;
+    /// returns whether it did. A session whose queue is full keeps its interval (it pings more
+    /// often than needed or somewhat less, both harmless) until the next change.
+    fn repace(&mut self) -> bool {
+        let Some(interval) = self.pings.retell(self.connected) else {
+            return false;
+        };
+        let msg = liveness(interval);
+        for tx in self.nodes.values().filter_map(|e| e.tx.as_ref()) {
+            let _ = tx.try_send(msg.clone());
+        }
+        true
     }
 
     /// Records telemetry unless it is older than what is held (reordered or replayed).
@@ -108,8 +140,12 @@ impl Registry {
 
     pub fn disconnect(&mut self, id: &str, session: u64) {
         if let Some(e) = self.nodes.get_mut(id).filter(|e| e.session == session) {
+            if e.connected {
+                self.connected -= 1;
+            }
             e.connected = false;
             e.tx = None;
+            self.repace();
         }
     }
 
@@ -122,7 +158,12 @@ impl Registry {
             .map(|(id, _)| id.clone())
             .collect();
         for id in &gone {
-            self.nodes.remove(id);
+            if self.nodes.remove(id).is_some_and(|e| e.connected) {
+                self.connected -= 1;
+            }
+        }
+        if !gone.is_empty() {
+            self.repace();
         }
         gone
     }
@@ -140,7 +181,7 @@ impl Registry {
     }
 
     pub fn connected(&self) -> usize {
-        self.nodes.values().filter(|e| e.connected).count()
+        self.connected
     }
 }
 
@@ -193,5 +234,44 @@ mod tests {
             vec!["a".to_string()]
         );
         assert_eq!(r.connected(), 0);
+    }
+
+    #[test]
+    fn sessions_are_told_their_ping_interval_and_a_growing_fleet_a_longer_one() {
+        let mut r = Registry::default();
+        let (tx, mut first) = mpsc::channel(64);
+        r.connect(hello("n0000"), tx, Instant::now());
+        let told = |rx: &mut mpsc::Receiver<CoordMsg>| {
+            let mut ms = Vec::new();
+            while let Ok(m) = rx.try_recv() {
+                if let CoordMsg::Liveness { ping_interval_ms } = m {
+                    ms.push(ping_interval_ms);
+                }
+            }
+            ms
+        };
+        assert_eq!(told(&mut first), [200]);
+        let mut last = None;
+        for i in 1..=1001 {
+            let (tx, rx) = mpsc::channel(64);
+            r.connect(hello(&format!("n{i:04}")), tx, Instant::now());
+            last = Some(rx);
+        }
+        assert_eq!(r.connected(), 1002);
+        assert_eq!(
+            told(&mut first),
+            [300],
+            "the first node hears of the step once"
+        );
+        assert_eq!(last.as_mut().map(told), Some(vec![300]));
+        // A reconnecting node is not counted twice.
+        let (tx, _rx) = mpsc::channel(64);
+        r.connect(hello("n0000"), tx, Instant::now());
+        assert_eq!(r.connected(), 1002);
+        for i in 1..=1001 {
+            let s = r.get(&format!("n{i:04}")).map_or(0, |e| e.session);
+            r.disconnect(&format!("n{i:04}"), s);
+        }
+        assert_eq!(r.connected(), 1);
     }
 }

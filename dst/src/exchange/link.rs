@@ -286,6 +286,9 @@ impl NodeLink {
             }
             Action::Stopped => self.phase = Phase::Idle,
             // Renewal and revocations are not simulated (no `RenewalDue` is ever fed).
+            // The simulated connection is kept alive by its own model of pings
+            // (`exchange::conn`), and the link's silence ticks are not simulated.
+            Action::Ping | Action::IgnoreLiveness { .. } => {}
             Action::StartRenewal
             | Action::FinishRenewal { .. }
             | Action::RenewalRefused { .. }

@@ -59,12 +59,6 @@ pub struct FleetBenchArgs {
     /// Run the virtual nodes at this nice value (1-19; lower priority than the replicas).
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub nodes_nice: Option<i32>,
-    /// The virtual nodes' QUIC keep-alive ping interval, ms (default: a real node's,
-    /// `wire::msg::LIVENESS_PING_INTERVAL`). The pings (and their acks) are most of the
-    /// leader's packets; a longer interval shows what the fleet costs without them. Must be
-    /// below the QUIC idle timeout.
-    #[arg(long)]
-    pub ping_ms: Option<u64>,
     /// Node QUIC port of the replicas (Raft, operator API and health ports follow it).
     #[arg(long, default_value_t = 17600)]
     pub port: u16,
@@ -154,13 +148,8 @@ fn identities(
         .map(|i| {
             let name = format!("vn-{i:05}");
             ca.enroll(Kind::Node, &name, dir, &[], 2)?;
-            // As a real node's session: it pings the leader at the liveness interval.
-            let mut config = net::tls::coordinator_client_config(&Identity::load(dir, &name)?)?;
-            if let Some(ms) = args.ping_ms {
-                let mut transport = net::tls::transport();
-                transport.keep_alive_interval(Some(Duration::from_millis(ms)));
-                config.transport_config(Arc::new(transport));
-            }
+            // As a real node's session (which pings the leader itself, see `vnode`).
+            let config = net::tls::coordinator_client_config(&Identity::load(dir, &name)?)?;
             Ok((name, config))
         })
         .collect()
@@ -174,15 +163,6 @@ pub async fn fleet_bench(args: &FleetBenchArgs) -> anyhow::Result<FleetFigure> {
     let valid = args.change_share > 0.0 && args.change_share <= 1.0 && args.seconds > 0.0;
     if !valid {
         bail!("--change-share must be in (0, 1] and --seconds positive");
-    }
-    let idle_ms = net::tls::IDLE_TIMEOUT.as_millis() as u64;
-    if let Some(ms) = args.ping_ms
-        && (ms == 0 || ms >= idle_ms)
-    {
-        bail!(
-            "--ping-ms must be between 1 and {} (the QUIC idle timeout)",
-            idle_ms - 1
-        );
     }
     let dir = std::env::temp_dir().join(format!("mcdnn-fleet-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -1,18 +1,19 @@
 //! One virtual node of `bench fleet`: a real QUIC connection with its own mutually
 //! authenticated TLS identity (endpoints, i.e. UDP sockets, are shared), the real hello /
-//! welcome / redirect exchange, telemetry every second, acks for assignments. Its telemetry
+//! welcome / redirect exchange, telemetry every second, acks for assignments, pings at the
+//! interval the leader sets (as a real node's link: an empty datagram). Its telemetry
 //! flips between two states when the bench says so; it notes when the first telemetry of the
 //! new state left and when the first assignment that differs from the one it held arrived.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wire::codec::MAX_FRAME_BYTES;
-use wire::msg::{AppAssignment, CoordMsg, NodeMsg};
+use wire::msg::{AppAssignment, CoordMsg, LIVENESS_PING_INTERVAL, NodeMsg};
 
 use crate::ctl::bench;
 
@@ -22,6 +23,8 @@ pub struct Slot {
     /// The state the bench wants the node to report: false = full battery, light load;
     /// true = nearly empty battery, three times the load.
     pub drained: AtomicBool,
+    /// The ping interval the leader last set, ms (0: none yet).
+    ping_ms: AtomicU32,
     pub track: Mutex<Track>,
 }
 
@@ -107,8 +110,15 @@ async fn read(mut recv: quinn::RecvStream, slot: &Slot, acks: mpsc::UnboundedSen
     while let Ok(Some(msg)) =
         net::framing::read_frame::<_, CoordMsg>(&mut recv, MAX_FRAME_BYTES).await
     {
-        let CoordMsg::Assignment(a) = msg else {
-            continue;
+        let a = match msg {
+            CoordMsg::Assignment(a) => a,
+            CoordMsg::Liveness { ping_interval_ms } => {
+                if let Ok(d) = wire::msg::check_liveness_interval(ping_interval_ms) {
+                    slot.ping_ms.store(d.as_millis() as u32, Ordering::Relaxed);
+                }
+                continue;
+            }
+            _ => continue,
         };
         let now = Instant::now();
         let mut t = slot.lock();
@@ -161,7 +171,15 @@ impl VirtualNode {
     }
 }
 
-/// Telemetry every second and acks, until `stop`.
+/// The ping interval the leader set for this node.
+fn ping_interval(slot: &Slot) -> Duration {
+    match slot.ping_ms.load(Ordering::Relaxed) {
+        0 => LIVENESS_PING_INTERVAL,
+        ms => Duration::from_millis(ms.into()),
+    }
+}
+
+/// Telemetry every second, acks and pings, until `stop`.
 async fn serve(
     conn: quinn::Connection,
     mut send: quinn::SendStream,
@@ -173,10 +191,20 @@ async fn serve(
     let reader_slot = slot.clone();
     let reader = tokio::spawn(async move { read(recv, &reader_slot, ack_tx).await });
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut pinging_every = LIVENESS_PING_INTERVAL;
+    let mut ping = tokio::time::interval(pinging_every);
     let mut seq = 0;
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
+            _ = ping.tick() => {
+                let _ = conn.send_datagram(bytes::Bytes::new());
+                let wanted = ping_interval(&slot);
+                if wanted != pinging_every {
+                    pinging_every = wanted;
+                    ping = tokio::time::interval_at(tokio::time::Instant::now() + wanted, wanted);
+                }
+            }
             _ = tick.tick() => {
                 seq += 1;
                 let drained = slot.drained.load(Ordering::Relaxed);

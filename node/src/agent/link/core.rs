@@ -9,11 +9,13 @@
 //! leader at once; a replica without a leader is left for the next one after 100-300 ms (an
 //! election is short); any other failure backs off exponentially with jitter.
 //!
-//! A dead leader is found by its silence: the node's QUIC connection pings the leader every
-//! [`LIVENESS_PING_INTERVAL`] and the leader's QUIC stack acknowledges each ping, so a live
-//! leader's datagrams arrive at least that often (frames count too); a session that received
-//! nothing for [`SILENCE_LIMIT`] is dropped for the next replica in the list at once (no
-//! back-off), long before the QUIC idle timeout would end it. Until a session is welcomed again, a follower's redirect back to the
+//! A dead leader is found by its silence: the link pings the leader (an empty QUIC datagram,
+//! [`Action::Ping`]) every ping interval, [`LIVENESS_PING_INTERVAL`] until the leader sets
+//! another with [`CoordMsg::Liveness`] (longer in large fleets), and the leader's QUIC stack
+//! acknowledges each ping, so a live leader's datagrams arrive at least that often (frames count
+//! too); a session that received nothing for three intervals ([`silence_limit`]) is dropped for
+//! the next replica in the list at once (no back-off), long before the QUIC idle timeout would
+//! end it. Until a session is welcomed again, a follower's redirect back to the
 //! silent replica (it still believes in the dead leader until its election) is taken as "no
 //! leader yet", at most [`SUSPECT_REDIRECTS`] times, so an alive leader is found again.
 
@@ -31,15 +33,22 @@ pub const BATCH: usize = 256;
 pub const IN_FLIGHT: u64 = 4096;
 /// Runs of (incarnation, last seq) remembered per session; more than a spool holds in practice.
 const SENT_RUNS: usize = 64;
-/// Silence after which a session's coordinator counts as gone: three missed pings' answers.
-pub const SILENCE_LIMIT: Duration = Duration::from_millis(3 * 200);
+/// Silence after which a session's coordinator counts as gone: three missed pings' answers
+/// (600 ms at the shortest interval, 3 s at the longest).
+pub fn silence_limit(ping_interval: Duration) -> Duration {
+    3 * ping_interval
+}
 /// How often the shell should report [`Event::Tick`]: silence is measured in these steps.
 pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
 /// Redirects to a replica that went silent that are taken as "no leader yet" before the link
 /// believes them again (about one to two seconds of polling: an election's length).
 pub const SUSPECT_REDIRECTS: u32 = 6;
 
-const _: () = assert!(SILENCE_LIMIT.as_millis() >= 3 * LIVENESS_PING_INTERVAL.as_millis());
+const _: () = assert!(
+    LIVENESS_PING_INTERVAL
+        .as_millis()
+        .is_multiple_of(TICK_INTERVAL.as_millis())
+);
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,8 +72,9 @@ pub enum Event {
     RenewalDue,
     /// The node is stopping.
     Stop,
-    /// Time passed (every [`TICK_INTERVAL`] while a session is up): a session whose
-    /// coordinator was silent for [`SILENCE_LIMIT`] is left for the next replica.
+    /// Time passed (every [`TICK_INTERVAL`] while a session is up): the leader is pinged when
+    /// its interval passed, and a session whose coordinator was silent for [`silence_limit`] is
+    /// left for the next replica.
     /// `datagrams`: how many the connection has received so far (any change since the last
     /// tick is a sign of life: the answers to the node's pings, or anything else).
     Tick { now: Instant, datagrams: u64 },
@@ -80,6 +90,12 @@ pub enum Action {
     },
     /// Send the hello and read the coordinator's answer.
     SendHello,
+    /// Ping the coordinator (an empty QUIC datagram; its QUIC stack acknowledges it).
+    Ping,
+    /// Log a [`CoordMsg::Liveness`] that was not taken, and why.
+    IgnoreLiveness {
+        reason: String,
+    },
     /// The coordinator accepted the node: the session is up.
     Welcomed {
         leader: String,
@@ -139,6 +155,10 @@ struct Session {
     heard: bool,
     /// The connection's received-datagram count at the last tick.
     datagrams: u64,
+    /// How often to ping the coordinator, as it last said.
+    ping_interval: Duration,
+    /// When the last ping was asked for (`None` before the first).
+    last_ping: Option<Instant>,
 }
 
 /// A replica that went silent, and how many more redirects to it are to be doubted.
@@ -198,6 +218,8 @@ impl LinkCore {
                     last_heard: None,
                     heard: true,
                     datagrams: 0,
+                    ping_interval: LIVENESS_PING_INTERVAL,
+                    last_ping: None,
                 });
                 vec![Action::SendHello]
             }
@@ -271,8 +293,9 @@ impl LinkCore {
         Action::Connect { addr, after }
     }
 
-    /// Measures the welcomed session's silence; past [`SILENCE_LIMIT`] its coordinator is
-    /// taken for dead and the next replica is tried at once.
+    /// Measures the welcomed session's silence; past [`silence_limit`] its coordinator is
+    /// taken for dead and the next replica is tried at once. Otherwise pings it when the
+    /// interval passed.
     fn tick(&mut self, now: Instant, datagrams: u64) -> Vec<Action> {
         let Some(session) = self.up() else {
             return Vec::new();
@@ -282,13 +305,19 @@ impl LinkCore {
         if session.heard || received || session.last_heard.is_none() {
             session.heard = false;
             session.last_heard = Some(now);
-            return Vec::new();
         }
         let silent_for = session
             .last_heard
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-        if silent_for < SILENCE_LIMIT {
-            return Vec::new();
+        if silent_for < silence_limit(session.ping_interval) {
+            let due = session
+                .last_ping
+                .is_none_or(|t| now.saturating_duration_since(t) >= session.ping_interval);
+            if !due {
+                return Vec::new();
+            }
+            session.last_ping = Some(now);
+            return vec![Action::Ping];
         }
         self.suspect = Some(Suspect {
             addr: self.addr.clone(),
@@ -369,6 +398,15 @@ impl LinkCore {
             CoordMsg::Renewed { chain_pem } => vec![Action::FinishRenewal { chain_pem }],
             CoordMsg::RenewRefused { reason } => vec![Action::RenewalRefused { reason }],
             CoordMsg::Revocations { names } => vec![Action::ReplaceRevocations(names)],
+            CoordMsg::Liveness { ping_interval_ms } => {
+                match wire::msg::check_liveness_interval(ping_interval_ms) {
+                    Ok(interval) => {
+                        session.ping_interval = interval;
+                        Vec::new()
+                    }
+                    Err(reason) => vec![Action::IgnoreLiveness { reason }],
+                }
+            }
             CoordMsg::Error { .. } => self.failed(),
             _ => Vec::new(),
         }

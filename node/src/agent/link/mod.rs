@@ -184,8 +184,8 @@ impl Shell<'_> {
             }
             Event::Tick { .. } => {
                 let actions = core.handle(event);
-                if !actions.is_empty() {
-                    tracing::warn!(coordinator = %self.addr, silence = ?core::SILENCE_LIMIT, "nothing received from the coordinator; trying the next replica");
+                if actions.iter().any(|a| matches!(a, Action::Connect { .. })) {
+                    tracing::warn!(coordinator = %self.addr, "nothing received from the coordinator for three ping intervals; trying the next replica");
                 }
                 return actions;
             }
@@ -224,6 +224,19 @@ impl Shell<'_> {
                     None => 0,
                 };
                 Ok(Step::Event(Event::Connected { acked_up_to }))
+            }
+            Action::Ping => {
+                if let Some(live) = &self.live {
+                    // A ping that cannot go (the connection is closing) shows as silence.
+                    if let Err(e) = live.conn.send_datagram(bytes::Bytes::new()) {
+                        tracing::debug!(error = %e, "could not ping the coordinator");
+                    }
+                }
+                Ok(Step::Continue)
+            }
+            Action::IgnoreLiveness { reason } => {
+                tracing::warn!(coordinator = %self.addr, %reason, "ignoring the coordinator's ping interval");
+                Ok(Step::Continue)
             }
             Action::SendHello => {
                 let live = self.live.as_mut().context("no connection")?;

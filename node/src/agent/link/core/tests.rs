@@ -339,7 +339,12 @@ fn tick_for(c: &mut LinkCore, clock: &net::clock::ManualClock, span: Duration) -
             datagrams: 0,
         }));
     }
-    out
+    without_pings(out)
+}
+
+/// The actions other than pings (which every tick of a live session may ask for).
+fn without_pings(actions: Vec<Action>) -> Vec<Action> {
+    actions.into_iter().filter(|a| *a != Action::Ping).collect()
 }
 
 #[test]
@@ -353,14 +358,15 @@ fn datagrams_keep_a_session_without_frames_and_their_silence_moves_it_on() {
         clock.advance(TICK_INTERVAL);
         datagrams += 1;
         let now = clock.now();
-        assert!(c.handle(Event::Tick { now, datagrams }).is_empty());
+        assert!(without_pings(c.handle(Event::Tick { now, datagrams })).is_empty());
     }
     // The count stops: past the limit the link moves on, at once.
     let mut moved = Vec::new();
-    for _ in 0..(SILENCE_LIMIT.as_millis() / TICK_INTERVAL.as_millis() + 1) {
+    for _ in 0..(silence_limit(LIVENESS_PING_INTERVAL).as_millis() / TICK_INTERVAL.as_millis() + 1)
+    {
         clock.advance(TICK_INTERVAL);
         let now = clock.now();
-        moved.extend(c.handle(Event::Tick { now, datagrams }));
+        moved.extend(without_pings(c.handle(Event::Tick { now, datagrams })));
     }
     assert_eq!(connect_addr(&moved), ("c1:7400".into(), Duration::ZERO));
 }
@@ -375,13 +381,24 @@ fn heartbeats_keep_a_session_and_silence_moves_to_the_next_replica_at_once() {
         assert!(c.handle(Event::Frame(CoordMsg::Heartbeat)).is_empty());
     }
     // Silence just under the limit is tolerated (a late heartbeat on a busy machine).
-    assert!(tick_for(&mut c, &clock, SILENCE_LIMIT - TICK_INTERVAL).is_empty());
+    assert!(
+        tick_for(
+            &mut c,
+            &clock,
+            silence_limit(LIVENESS_PING_INTERVAL) - TICK_INTERVAL
+        )
+        .is_empty()
+    );
     assert!(c.handle(Event::Frame(CoordMsg::Heartbeat)).is_empty());
     // Then the leader dies: within the limit plus a tick the link moves on, with no pause.
-    let moved = tick_for(&mut c, &clock, SILENCE_LIMIT + TICK_INTERVAL);
+    let moved = tick_for(
+        &mut c,
+        &clock,
+        silence_limit(LIVENESS_PING_INTERVAL) + TICK_INTERVAL,
+    );
     assert_eq!(connect_addr(&moved), ("c1:7400".into(), Duration::ZERO));
     // Ticks of a session not yet welcomed measure nothing.
-    assert!(tick_for(&mut c, &clock, SILENCE_LIMIT * 3).is_empty());
+    assert!(tick_for(&mut c, &clock, silence_limit(LIVENESS_PING_INTERVAL) * 3).is_empty());
 }
 
 #[test]
@@ -395,7 +412,11 @@ fn a_redirect_back_to_the_silent_leader_is_doubted_for_a_while() {
     assert_eq!(addr, "c2:7400");
     c.handle(Event::Connected { acked_up_to: 0 });
     c.handle(Event::Frame(welcome()));
-    let (next, after) = connect_addr(&tick_for(&mut c, &clock, SILENCE_LIMIT * 2));
+    let (next, after) = connect_addr(&tick_for(
+        &mut c,
+        &clock,
+        silence_limit(LIVENESS_PING_INTERVAL) * 2,
+    ));
     assert_ne!(next, "c2:7400", "never straight back to the silent replica");
     assert_eq!(after, Duration::ZERO);
     // Followers still name the dead leader until their election ends: poll the others.
@@ -419,7 +440,11 @@ fn a_redirect_back_to_the_silent_leader_is_doubted_for_a_while() {
 fn a_new_leader_is_followed_at_once_after_a_silence() {
     let clock = net::clock::ManualClock::new(0);
     let mut c = up(0);
-    let (next, _) = connect_addr(&tick_for(&mut c, &clock, SILENCE_LIMIT * 2));
+    let (next, _) = connect_addr(&tick_for(
+        &mut c,
+        &clock,
+        silence_limit(LIVENESS_PING_INTERVAL) * 2,
+    ));
     assert_eq!(next, "c1:7400");
     c.handle(Event::Connected { acked_up_to: 0 });
     let to_leader = c.handle(Event::Frame(CoordMsg::Redirect {
@@ -433,4 +458,62 @@ fn a_new_leader_is_followed_at_once_after_a_silence() {
         leader_addr: "c0:7400".into(),
     }));
     assert_eq!(connect_addr(&back), ("c0:7400".into(), Duration::ZERO));
+}
+
+/// The pings among `n` ticks of a session whose coordinator keeps answering.
+fn pings_in(c: &mut LinkCore, clock: &net::clock::ManualClock, n: usize) -> usize {
+    use net::clock::Clock;
+    let mut pings = 0;
+    for i in 0..n {
+        clock.advance(TICK_INTERVAL);
+        let actions = c.handle(Event::Tick {
+            now: clock.now(),
+            datagrams: i as u64 + 1,
+        });
+        assert!(without_pings(actions.clone()).is_empty(), "{actions:?}");
+        pings += actions.len();
+    }
+    pings
+}
+
+#[test]
+fn the_link_pings_at_the_interval_the_leader_sets_and_refuses_one_out_of_bounds() {
+    let clock = net::clock::ManualClock::new(0);
+    let mut c = up(0);
+    // 200 ms until told otherwise: 10 pings in 2 s of ticks.
+    assert_eq!(pings_in(&mut c, &clock, 20), 10);
+    let liveness = |ms| {
+        Event::Frame(CoordMsg::Liveness {
+            ping_interval_ms: ms,
+        })
+    };
+    assert!(c.handle(liveness(1000)).is_empty());
+    assert_eq!(pings_in(&mut c, &clock, 40), 4);
+    // Out of bounds: refused with a reason, the interval kept.
+    for bad in [0, 50, 5000] {
+        let refused = c.handle(liveness(bad));
+        assert!(
+            matches!(&refused[..], [Action::IgnoreLiveness { reason }] if reason.contains("outside")),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(pings_in(&mut c, &clock, 40), 4);
+}
+
+#[test]
+fn a_longer_ping_interval_tolerates_longer_silence() {
+    let clock = net::clock::ManualClock::new(0);
+    let mut c = up(0);
+    c.handle(Event::Frame(CoordMsg::Liveness {
+        ping_interval_ms: 1000,
+    }));
+    // 2.9 s of silence at a 1 s interval is two missed answers: the session stays.
+    assert!(tick_for(&mut c, &clock, Duration::from_millis(2900)).is_empty());
+    let moved = tick_for(&mut c, &clock, Duration::from_millis(300));
+    assert_eq!(connect_addr(&moved), ("c1:7400".into(), Duration::ZERO));
+    // The next session starts again at the shortest interval, until its leader says.
+    c.handle(Event::Connected { acked_up_to: 0 });
+    c.handle(Event::Frame(welcome()));
+    let moved = tick_for(&mut c, &clock, Duration::from_millis(800));
+    assert_eq!(connect_addr(&moved).1, Duration::ZERO);
 }
