@@ -6,6 +6,7 @@
 
 pub mod core;
 mod report;
+mod up;
 mod watchlist;
 
 use std::collections::VecDeque;
@@ -23,7 +24,7 @@ use wire::codec::MAX_FRAME_BYTES;
 use wire::msg::{CoordMsg, Hello, NodeMsg, PROTOCOL_VERSION, Role};
 
 use self::core::{Action, Event, LinkCore};
-use super::renewal::Renewal;
+use self::up::Up;
 use crate::credentials::Credentials;
 use crate::handles::{
     AssignmentCell, BlobStreams, CoordinatorLink, OffloadCounters, TelemetryCell, WatchlistCell,
@@ -59,9 +60,6 @@ pub struct LinkHandles {
     pub watchlist: WatchlistCell,
 }
 
-/// How often spooled results are offered to the coordinator.
-const RESULTS_INTERVAL: Duration = Duration::from_millis(100);
-
 /// A handshake on a live link takes milliseconds.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -70,22 +68,6 @@ const WELCOME_WITHIN: net::framing::Deadlines = net::framing::Deadlines {
     idle: Duration::from_secs(5),
     frame: Duration::from_secs(5),
 };
-/// The core finds a silent coordinator from its connection's silence (the QUIC idle timeout is
-/// the backstop), but a frame it starts must arrive whole soon.
-const COORD_STREAM: net::framing::Deadlines = net::framing::Deadlines {
-    idle: Duration::from_secs(3600),
-    frame: Duration::from_secs(30),
-};
-
-/// Aborts a task when dropped, so a session's helper tasks end with it.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// A connection after the QUIC handshake: its control stream, and once welcomed, the frames
 /// its reader task decodes and the session's timers.
 struct Live {
@@ -93,19 +75,6 @@ struct Live {
     send: quinn::SendStream,
     recv: Option<quinn::RecvStream>,
     up: Option<Up>,
-}
-
-struct Up {
-    frames: tokio::sync::mpsc::Receiver<anyhow::Result<Option<CoordMsg>>>,
-    _reader: AbortOnDrop,
-    ticker: tokio::time::Interval,
-    results_ticker: tokio::time::Interval,
-    /// Paces [`Event::Tick`], with which the core measures the coordinator's silence.
-    liveness: tokio::time::Interval,
-    renewal: Renewal,
-    rtt_ms: f64,
-    /// Receives watchlist pushes on this session's connection.
-    _watchlist: AbortOnDrop,
 }
 
 /// Runs until `cancel`: connect, serve the session, back off, repeat.
@@ -438,52 +407,6 @@ impl Shell<'_> {
                 Some(Ok(None)) => Event::Failed("coordinator closed the control stream".into()),
                 Some(Ok(Some(msg))) => Event::Frame(msg),
             },
-        }
-    }
-}
-
-impl Up {
-    fn start(
-        mut recv: quinn::RecvStream,
-        cfg: &LinkConfig,
-        credentials: &Credentials,
-        conn: &quinn::Connection,
-        handles: &LinkHandles,
-    ) -> Self {
-        // Frames are read by their own task: a half-read frame must never be dropped by
-        // `select!`.
-        let (frames_tx, frames) = tokio::sync::mpsc::channel(16);
-        let reader = tokio::spawn(async move {
-            loop {
-                let msg = net::framing::read_frame_within::<_, CoordMsg>(
-                    &mut recv,
-                    MAX_FRAME_BYTES,
-                    COORD_STREAM,
-                )
-                .await;
-                let done = !matches!(msg, Ok(Some(_)));
-                if frames_tx
-                    .send(msg.map_err(anyhow::Error::from))
-                    .await
-                    .is_err()
-                    || done
-                {
-                    break;
-                }
-            }
-        });
-        Self {
-            frames,
-            _reader: AbortOnDrop(reader),
-            ticker: tokio::time::interval(cfg.telemetry_interval),
-            results_ticker: tokio::time::interval(RESULTS_INTERVAL),
-            liveness: tokio::time::interval(core::TICK_INTERVAL),
-            renewal: Renewal::new(credentials),
-            rtt_ms: conn.rtt().as_secs_f64() * 1e3,
-            _watchlist: AbortOnDrop(tokio::spawn(watchlist::receive(
-                conn.clone(),
-                handles.watchlist.clone(),
-            ))),
         }
     }
 }
