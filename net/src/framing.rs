@@ -30,15 +30,21 @@ where
     W: AsyncWrite + Unpin,
     T: Serialize,
 {
+    // One buffer, one write: a frame is never interleaved with a half-written prefix.
+    writer.write_all(&frame_with_limit(msg, max_bytes)?).await?;
+    Ok(())
+}
+
+/// `msg` as the bytes of one frame (length prefix + payload), for a writer that sends several
+/// frames in one write. Refuses payloads over `max_bytes`.
+pub fn frame_with_limit<T: Serialize>(msg: &T, max_bytes: usize) -> Result<Vec<u8>, CodecError> {
     let payload = encode_with_limit(msg, max_bytes)?;
     let len = u32::try_from(payload.len()).map_err(|_| CodecError::FrameTooLarge {
         len: payload.len(),
         max: u32::MAX as usize,
     })?;
-    // One buffer, one write: a frame is never interleaved with a half-written prefix.
     let mut frame = Vec::with_capacity(4 + payload.len());
     frame.extend_from_slice(&len.to_be_bytes());
     frame.extend_from_slice(&payload);
-    writer.write_all(&frame).await?;
-    Ok(())
+    Ok(frame)
 }

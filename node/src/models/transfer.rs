@@ -33,6 +33,9 @@ use crate::handles::BlobStreams;
 /// Shard requests unanswered at once on the stream (x 64 KiB shards = 4 MiB): enough to keep a
 /// fast link busy across the round trip, few enough to bound what is buffered.
 pub const MAX_IN_FLIGHT: usize = 64;
+/// The window is topped up when this few requests are unanswered, in one write: a request per
+/// reply would be a small packet (and a wake-up of the coordinator's stream) per 64 KiB.
+const REFILL_AT: usize = MAX_IN_FLIGHT / 2;
 /// Received shards waiting for the store thread (x 64 KiB = 1 MiB).
 const STORE_QUEUE: usize = 16;
 /// The coordinator must start each reply within `idle` and finish it within `frame`.
@@ -91,10 +94,8 @@ pub async fn fetch_variants(
     let mut received = 0u64;
     let mut progress = Progress { total, stored: 0 };
     loop {
-        while asked.len() < MAX_IN_FLIGHT {
-            let Some(d) = pending.pop_front() else { break };
-            net::framing::write_frame(&mut send, &BlobRequest::Shard { digest: d.clone() }).await?;
-            asked.push_back(d);
+        if asked.len() <= REFILL_AT {
+            ask_more(&mut send, &mut pending, &mut asked).await?;
         }
         let Some(d) = asked.pop_front() else { break };
         let (digest, bytes) = read_shard(&mut recv, &d).await?;
@@ -125,6 +126,25 @@ pub async fn fetch_variants(
             "the transfer stopped with {} of {total} shards stored",
             progress.stored
         );
+    }
+    Ok(())
+}
+
+/// Asks for the next shards until [`MAX_IN_FLIGHT`] are unanswered, in one write.
+async fn ask_more(
+    send: &mut quinn::SendStream,
+    pending: &mut VecDeque<String>,
+    asked: &mut VecDeque<String>,
+) -> anyhow::Result<()> {
+    let mut frames = Vec::new();
+    while asked.len() < MAX_IN_FLIGHT {
+        let Some(d) = pending.pop_front() else { break };
+        let request = BlobRequest::Shard { digest: d.clone() };
+        frames.extend_from_slice(&net::framing::frame_with_limit(&request, MAX_FRAME_BYTES)?);
+        asked.push_back(d);
+    }
+    if !frames.is_empty() {
+        send.write_all(&frames).await?;
     }
     Ok(())
 }
