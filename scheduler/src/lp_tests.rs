@@ -109,7 +109,13 @@ fn a_worker_panic_is_an_error_not_zeros() {
     if let Some(last) = p.nodes.last_mut() {
         last.first = PARALLEL_MIN_NODES as u32 + 5;
     }
-    assert!(matches!(p.solve(1e-6), Err(SolveError::WorkerPanicked(_))));
+    // The worker's own message (a `Box<dyn Any>` is unboxed before it is read, else every
+    // panic read as "no message").
+    let e = p.solve(1e-6);
+    assert!(
+        matches!(&e, Err(SolveError::WorkerPanicked(m)) if m.contains("out of range")),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -265,4 +271,27 @@ mod props {
             prop_assert!(sol.value <= opt + slack, "primal {} above the LP optimum {opt}", sol.value);
         }
     }
+}
+
+/// Work split over threads comes back whole and in order; a panicking part is an error with
+/// its message, never a shorter result.
+#[test]
+fn chunked_work_keeps_order_and_surfaces_a_panic() {
+    for n in [
+        0,
+        10,
+        PARALLEL_MIN_NODES - 1,
+        PARALLEL_MIN_NODES,
+        3 * PARALLEL_MIN_NODES + 7,
+    ] {
+        let out = in_chunks(n, |range| range.collect::<Vec<usize>>());
+        assert_eq!(out, Ok((0..n).collect::<Vec<_>>()), "{n}");
+    }
+    let n = 2 * PARALLEL_MIN_NODES;
+    let failed = in_chunks(n, |range| {
+        assert!(range.start == 0, "the second part fails");
+        range.collect::<Vec<usize>>()
+    });
+    let e = failed.expect_err("a panicking part must fail the whole");
+    assert!(e.contains("the second part fails"), "{e}");
 }
