@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, Place};
-use crate::lp::{Group, Node, Problem, Solution, Table};
+use crate::lp::{Group, Node, Problem, Table};
 use crate::options::{OptionSpec, PlanOpt, Specialised, steady_options};
 
 /// What the coordinator knows about one node.
@@ -185,14 +185,40 @@ pub fn solve_warm(problem: &FleetProblem, warm: &[(f64, f64)]) -> Result<FleetPl
     let sol = lp
         .solve_warm(tol, warm)
         .map_err(|e| FleetError::Solver(e.to_string()))?;
-    // Building the plan (a name per entry) costs as much as a few sweeps at a million nodes:
-    // it is split over the solver's threads too.
-    let nodes = crate::lp::in_chunks(problem.nodes.len(), |range| {
-        range
-            .map(|i| node_plan(problem, &lp, &sol, &table_opts, i))
-            .collect()
-    })
-    .map_err(|e| FleetError::Solver(format!("a plan-building thread panicked: {e}")))?;
+    let mut nodes = Vec::with_capacity(problem.nodes.len());
+    for (node, n) in problem.nodes.iter().zip(&lp.nodes) {
+        let mut apps = Vec::with_capacity(n.len as usize);
+        for gi in n.first..n.first + n.len {
+            let g = &lp.groups[gi as usize];
+            let (ci, ai, opts) = &table_opts[g.table as usize];
+            let variants = &problem.catalogs[*ci].apps[*ai].variants;
+            let mix_src = &sol.mixes[gi as usize];
+            let mut plan = AppPlan {
+                app: problem.catalogs[*ci].apps[*ai].name.clone(),
+                mix: Vec::with_capacity(mix_src.len()),
+                drop_fraction: 1.0,
+                energy_per_request_j: 0.0,
+                cost_per_request_usd: 0.0,
+            };
+            for &(o, f) in mix_src {
+                let po = &opts[o as usize];
+                plan.drop_fraction -= f;
+                plan.energy_per_request_j += f * po.opt.energy;
+                plan.cost_per_request_usd += f * po.opt.cost;
+                plan.mix.push(MixEntry {
+                    variant: variants[po.variant].name.clone(),
+                    place: po.place,
+                    fraction: f,
+                });
+            }
+            plan.drop_fraction = plan.drop_fraction.max(0.0);
+            apps.push(plan);
+        }
+        nodes.push(NodePlan {
+            id: node.id.clone(),
+            apps,
+        });
+    }
     let per = |x: f64| {
         if total_weight > 0.0 {
             x / total_weight
@@ -212,49 +238,6 @@ pub fn solve_warm(problem: &FleetProblem, warm: &[(f64, f64)]) -> Result<FleetPl
         evaluations: sol.evaluations,
         prices: sol.prices,
     })
-}
-
-/// Node `i`'s plan from the solution: per app its mix of (variant, place), drops and
-/// per-request energy and cost.
-fn node_plan(
-    problem: &FleetProblem,
-    lp: &Problem,
-    sol: &Solution,
-    table_opts: &[(usize, usize, Vec<PlanOpt>)],
-    i: usize,
-) -> NodePlan {
-    let n = &lp.nodes[i];
-    let mut apps = Vec::with_capacity(n.len as usize);
-    for gi in n.first..n.first + n.len {
-        let g = &lp.groups[gi as usize];
-        let (ci, ai, opts) = &table_opts[g.table as usize];
-        let variants = &problem.catalogs[*ci].apps[*ai].variants;
-        let mix_src = &sol.mixes[gi as usize];
-        let mut plan = AppPlan {
-            app: problem.catalogs[*ci].apps[*ai].name.clone(),
-            mix: Vec::with_capacity(mix_src.len()),
-            drop_fraction: 1.0,
-            energy_per_request_j: 0.0,
-            cost_per_request_usd: 0.0,
-        };
-        for &(o, f) in mix_src {
-            let po = &opts[o as usize];
-            plan.drop_fraction -= f;
-            plan.energy_per_request_j += f * po.opt.energy;
-            plan.cost_per_request_usd += f * po.opt.cost;
-            plan.mix.push(MixEntry {
-                variant: variants[po.variant].name.clone(),
-                place: po.place,
-                fraction: f,
-            });
-        }
-        plan.drop_fraction = plan.drop_fraction.max(0.0);
-        apps.push(plan);
-    }
-    NodePlan {
-        id: problem.nodes[i].id.clone(),
-        apps,
-    }
 }
 
 #[cfg(test)]

@@ -272,26 +272,3 @@ mod props {
         }
     }
 }
-
-/// Work split over threads comes back whole and in order; a panicking part is an error with
-/// its message, never a shorter result.
-#[test]
-fn chunked_work_keeps_order_and_surfaces_a_panic() {
-    for n in [
-        0,
-        10,
-        PARALLEL_MIN_NODES - 1,
-        PARALLEL_MIN_NODES,
-        3 * PARALLEL_MIN_NODES + 7,
-    ] {
-        let out = in_chunks(n, |range| range.collect::<Vec<usize>>());
-        assert_eq!(out, Ok((0..n).collect::<Vec<_>>()), "{n}");
-    }
-    let n = 2 * PARALLEL_MIN_NODES;
-    let failed = in_chunks(n, |range| {
-        assert!(range.start == 0, "the second part fails");
-        range.collect::<Vec<usize>>()
-    });
-    let e = failed.expect_err("a panicking part must fail the whole");
-    assert!(e.contains("the second part fails"), "{e}");
-}

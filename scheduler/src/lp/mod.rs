@@ -23,31 +23,6 @@ pub use table::Table;
 const PARALLEL_MIN_NODES: usize = 4096;
 const CHUNKS: usize = 2;
 
-/// `build` over `0..n` in order: on [`CHUNKS`] threads, each a contiguous range, when `n` is
-/// at least [`PARALLEL_MIN_NODES`], the parts concatenated in range order (so the result does
-/// not depend on timing). A panicking thread is an error with its message, never a short result.
-pub(crate) fn in_chunks<T: Send>(
-    n: usize,
-    build: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync,
-) -> Result<Vec<T>, String> {
-    if n < PARALLEL_MIN_NODES {
-        return Ok(build(0..n));
-    }
-    let chunk = n.div_ceil(CHUNKS);
-    std::thread::scope(|sc| {
-        let build = &build;
-        let handles: Vec<_> = (0..n)
-            .step_by(chunk)
-            .map(|start| sc.spawn(move || build(start..(start + chunk).min(n))))
-            .collect();
-        let mut out = Vec::with_capacity(n);
-        for h in handles {
-            out.extend(h.join().map_err(|p| solve::panic_text(&*p))?);
-        }
-        Ok(out)
-    })
-}
-
 /// A group's pure choice at one price pair: up to two options and their fractions.
 type Picks = [(u32, f64); 2];
 

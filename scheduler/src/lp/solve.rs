@@ -350,27 +350,23 @@ impl Problem {
             self.eval(m, n, s, Some(&mut pure))?;
             picks.push((w, pure));
         }
-        // A vector per group (millions at a million nodes): built on the solver's threads.
-        let mixes = super::in_chunks(self.groups.len(), |range| {
-            range
-                .map(|gi| {
-                    let mut mix: Vec<(u32, f64)> = Vec::with_capacity(2 * picks.len());
-                    for (w, pure) in &picks {
-                        for &(opt, f) in &pure[gi] {
-                            if opt == DROP || f <= 0.0 {
-                                continue;
-                            }
-                            match mix.iter_mut().find(|(o, _)| *o == opt) {
-                                Some(e) => e.1 += w * f,
-                                None => mix.push((opt, w * f)),
-                            }
+        let mixes: Vec<Vec<(u32, f64)>> = (0..self.groups.len())
+            .map(|gi| {
+                let mut mix: Vec<(u32, f64)> = Vec::with_capacity(2 * picks.len());
+                for (w, pure) in &picks {
+                    for &(opt, f) in &pure[gi] {
+                        if opt == DROP || f <= 0.0 {
+                            continue;
+                        }
+                        match mix.iter_mut().find(|(o, _)| *o == opt) {
+                            Some(e) => e.1 += w * f,
+                            None => mix.push((opt, w * f)),
                         }
                     }
-                    mix
-                })
-                .collect()
-        })
-        .map_err(SolveError::WorkerPanicked)?;
+                }
+                mix
+            })
+            .collect();
         // The price pair the heaviest part was solved at is the one to report.
         let heavy = combo
             .parts
