@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use mcdnn_coordinator::fleet::status::FleetStatus;
 use mcdnn_tests::{Fleet, metric};
 use net::identity::{Ca, Identity, Kind};
 
@@ -75,10 +76,58 @@ fn a_client_without_a_fleet_certificate_is_refused() {
     );
 }
 
-async fn connect(addr: &str, identity: &Identity) -> anyhow::Result<quinn::Connection> {
+/// A QUIC connection to `addr` from a fresh loopback endpoint presenting `config`.
+async fn dial(addr: &str, config: quinn::ClientConfig) -> anyhow::Result<quinn::Connection> {
     let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    endpoint.set_default_client_config(net::tls::client_config(identity)?);
-    let conn = endpoint.connect(addr.parse()?, "localhost")?.await?;
+    endpoint.set_default_client_config(config);
+    Ok(endpoint.connect(addr.parse()?, "localhost")?.await?)
+}
+
+/// The well-behaved node of the abuse tests: started, and reporting telemetry.
+fn good_node(fleet: &Fleet) -> mcdnn_tests::Proc {
+    let good = fleet
+        .node("cam-good", "phone-2016", 10.0, &[])
+        .expect("good node");
+    fleet
+        .wait_for("the good node's telemetry", Duration::from_secs(20), |s| {
+            good_seq(s) > 0
+        })
+        .expect("good node up");
+    good
+}
+
+/// The telemetry sequence the good node last reported (0 before any).
+fn good_seq(s: &FleetStatus) -> u64 {
+    s.nodes
+        .iter()
+        .find(|n| n.id == "cam-good")
+        .map_or(0, |n| n.telemetry_seq)
+}
+
+/// Waits until the good node, connected, has reported more than three times after `seq`
+/// (whatever a bad peer did meanwhile changed nothing for it), and lets it finish its run.
+fn good_node_keeps_reporting(fleet: &Fleet, mut good: mcdnn_tests::Proc, seq: u64) -> FleetStatus {
+    let after = fleet
+        .wait_for(
+            "the good node to keep reporting",
+            Duration::from_secs(10),
+            |s| {
+                s.nodes
+                    .iter()
+                    .any(|n| n.id == "cam-good" && n.connected && n.telemetry_seq > seq + 3)
+            },
+        )
+        .expect("good node unaffected");
+    assert!(
+        good.wait_exit(Duration::from_secs(30))
+            .expect("exit")
+            .success()
+    );
+    after
+}
+
+async fn connect(addr: &str, identity: &Identity) -> anyhow::Result<quinn::Connection> {
+    let conn = dial(addr, net::tls::client_config(identity)?).await?;
     // The server verifies the client certificate after the client considers the handshake done;
     // a refused client sees its connection closed on first use.
     let (mut send, mut recv) = conn.open_bi().await?;
@@ -92,16 +141,7 @@ async fn connect(addr: &str, identity: &Identity) -> anyhow::Result<quinn::Conne
 fn malformed_and_oversized_frames_close_only_that_connection() {
     let fleet = Fleet::new().expect("fleet");
     let _coord = fleet.coordinator(&[]).expect("coordinator");
-    let mut good = fleet
-        .node("cam-good", "phone-2016", 10.0, &[])
-        .expect("good node");
-    fleet
-        .wait_for("the good node's telemetry", Duration::from_secs(20), |s| {
-            s.nodes
-                .iter()
-                .any(|n| n.id == "cam-good" && n.telemetry_seq > 0)
-        })
-        .expect("good node up");
+    let good = good_node(&fleet);
     fleet.enroll(Kind::Node, "cam-bad").expect("enroll");
     let identity = Identity::load(&fleet.ca, "cam-bad").expect("identity");
     let rt = tokio::runtime::Runtime::new().expect("rt");
@@ -121,11 +161,7 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
     ];
     for bytes in payloads {
         let closed = rt.block_on(async {
-            let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-            endpoint.set_default_client_config(net::tls::client_config(&identity)?);
-            let conn = endpoint
-                .connect(fleet.quic().parse()?, "localhost")?
-                .await?;
+            let conn = dial(&fleet.quic(), net::tls::client_config(&identity)?).await?;
             let (mut send, _recv) = conn.open_bi().await?;
             send.write_all(&bytes).await?;
             let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await?;
@@ -134,24 +170,8 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
         let reason = closed.expect("the coordinator must close the bad connection");
         assert!(reason.contains("closed by peer"), "{reason}");
     }
-    let before = fleet.status().expect("status");
-    let seq_before = before
-        .nodes
-        .iter()
-        .find(|n| n.id == "cam-good")
-        .map(|n| n.telemetry_seq)
-        .expect("good");
-    let after = fleet
-        .wait_for(
-            "the good node to keep reporting",
-            Duration::from_secs(10),
-            |s| {
-                s.nodes
-                    .iter()
-                    .any(|n| n.id == "cam-good" && n.connected && n.telemetry_seq > seq_before + 3)
-            },
-        )
-        .expect("good node unaffected");
+    let seq_before = good_seq(&fleet.status().expect("status"));
+    let after = good_node_keeps_reporting(&fleet, good, seq_before);
     assert!(
         after.nodes.iter().all(|n| n.id != "cam-bad"),
         "a bad peer never registers"
@@ -160,11 +180,6 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
     assert!(
         metric(&m, "mcdnn_frames_rejected_total").unwrap_or(0.0) >= 3.0,
         "{m}"
-    );
-    assert!(
-        good.wait_exit(Duration::from_secs(30))
-            .expect("exit")
-            .success()
     );
 }
 
@@ -264,35 +279,16 @@ fn a_coordinator_restart_is_survived() {
 fn ping_datagrams_are_bounded_and_a_flood_of_them_changes_nothing() {
     let fleet = Fleet::new().expect("fleet");
     let _coord = fleet.coordinator(&[]).expect("coordinator");
-    let mut good = fleet
-        .node("cam-good", "phone-2016", 10.0, &[])
-        .expect("good node");
-    let seq_of = |s: &mcdnn_coordinator::fleet::status::FleetStatus| {
-        s.nodes
-            .iter()
-            .find(|n| n.id == "cam-good" && n.connected)
-            .map_or(0, |n| n.telemetry_seq)
-    };
-    let before = fleet
-        .wait_for("the good node's telemetry", Duration::from_secs(20), |s| {
-            seq_of(s) > 0
-        })
-        .expect("good node up");
+    let good = good_node(&fleet);
+    let seq_before = good_seq(&fleet.status().expect("status"));
     // A stolen device with a valid certificate floods the leader with datagrams.
     fleet.enroll(Kind::Node, "cam-rogue").expect("enroll");
     let identity = Identity::load(&fleet.ca, "cam-rogue").expect("identity");
     let rt = tokio::runtime::Runtime::new().expect("rt");
-    let connect = || async {
-        let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-        endpoint.set_default_client_config(net::tls::coordinator_client_config(&identity)?);
-        let conn = endpoint
-            .connect(fleet.quic().parse()?, "localhost")?
-            .await?;
-        anyhow::Ok(conn)
-    };
     let (max, sent, after_flood, after_large) = rt
         .block_on(async {
-            let conn = connect().await?;
+            let config = net::tls::coordinator_client_config(&identity)?;
+            let conn = dial(&fleet.quic(), config).await?;
             // The leader advertises room for small datagrams only.
             let max = conn.max_datagram_size().unwrap_or(0);
             let mut sent = 0usize;
@@ -328,17 +324,5 @@ fn ping_datagrams_are_bounded_and_a_flood_of_them_changes_nothing() {
     );
     let closed = after_large.expect("a datagram over the bound must close the connection");
     assert!(closed.contains("oversized datagram"), "{closed}");
-    let seq = seq_of(&before);
-    fleet
-        .wait_for(
-            "the good node to keep reporting",
-            Duration::from_secs(10),
-            |s| seq_of(s) > seq + 3,
-        )
-        .expect("good node unaffected");
-    assert!(
-        good.wait_exit(Duration::from_secs(30))
-            .expect("exit")
-            .success()
-    );
+    good_node_keeps_reporting(&fleet, good, seq_before);
 }

@@ -1,6 +1,6 @@
 //! How often the leader's nodes ping it. Every ping is a packet in and an acknowledgement out on
 //! the leader's one node socket, so the interval grows with the fleet
-//! (`wire::msg::liveness_ping_interval`: 200 ms up to 1000 nodes, 1 s from 5000): 10 000 nodes
+//! (`wire::msg::liveness_ping_interval`: 200 ms up to 1000 nodes, 1 s from 4500): 10 000 nodes
 //! pinging every 200 ms were 100 000 packets a second, more than the 2-core machine's leader
 //! socket drained. The price is a slower failover in the largest fleets (three silent intervals,
 //! at most 3 s). Nodes are told with `CoordMsg::Liveness` on joining and when the interval
