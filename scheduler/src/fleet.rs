@@ -5,6 +5,7 @@
 //! hold; every plan reports the dual bound and its gap. Deterministic: same input, same plan.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +43,8 @@ pub struct FleetProblem {
 /// One share of an app's requests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MixEntry {
-    pub variant: String,
+    /// Shared by every entry naming this variant: a million-node plan names a few dozen.
+    pub variant: Arc<str>,
     pub place: Place,
     pub fraction: f64,
 }
@@ -50,7 +52,7 @@ pub struct MixEntry {
 /// The plan for one app on one node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppPlan {
-    pub app: String,
+    pub app: Arc<str>,
     pub mix: Vec<MixEntry>,
     /// Share of requests the plan cannot afford to serve.
     pub drop_fraction: f64,
@@ -119,7 +121,7 @@ pub fn solve_warm(problem: &FleetProblem, warm: &[(f64, f64)]) -> Result<FleetPl
     };
     // Tables are shared by every node of a class: (class, app, connected) -> table.
     let mut table_of: HashMap<(usize, usize, bool), u32> = HashMap::new();
-    let mut table_opts: Vec<(usize, usize, Vec<PlanOpt>)> = Vec::new();
+    let mut table_opts: Vec<TableNames> = Vec::new();
     let mut total_weight = 0.0;
     for node in &problem.nodes {
         let bad = || FleetError::BadNumber {
@@ -159,7 +161,7 @@ pub fn solve_warm(problem: &FleetProblem, warm: &[(f64, f64)]) -> Result<FleetPl
                 let opts = steady_options(cat, ai, &spec);
                 lp.tables
                     .push(Table::new(opts.iter().map(|o| o.opt).collect()));
-                table_opts.push((ci, ai, opts));
+                table_opts.push(TableNames::new(cat, ai, opts));
                 (lp.tables.len() - 1) as u32
             });
             let weight = rate * node.remaining_s;
@@ -190,23 +192,22 @@ pub fn solve_warm(problem: &FleetProblem, warm: &[(f64, f64)]) -> Result<FleetPl
         let mut apps = Vec::with_capacity(n.len as usize);
         for gi in n.first..n.first + n.len {
             let g = &lp.groups[gi as usize];
-            let (ci, ai, opts) = &table_opts[g.table as usize];
-            let variants = &problem.catalogs[*ci].apps[*ai].variants;
+            let names = &table_opts[g.table as usize];
             let mix_src = &sol.mixes[gi as usize];
             let mut plan = AppPlan {
-                app: problem.catalogs[*ci].apps[*ai].name.clone(),
+                app: names.app.clone(),
                 mix: Vec::with_capacity(mix_src.len()),
                 drop_fraction: 1.0,
                 energy_per_request_j: 0.0,
                 cost_per_request_usd: 0.0,
             };
             for &(o, f) in mix_src {
-                let po = &opts[o as usize];
+                let (po, variant) = &names.opts[o as usize];
                 plan.drop_fraction -= f;
                 plan.energy_per_request_j += f * po.opt.energy;
                 plan.cost_per_request_usd += f * po.opt.cost;
                 plan.mix.push(MixEntry {
-                    variant: variants[po.variant].name.clone(),
+                    variant: variant.clone(),
                     place: po.place,
                     fraction: f,
                 });
@@ -238,6 +239,29 @@ pub fn solve_warm(problem: &FleetProblem, warm: &[(f64, f64)]) -> Result<FleetPl
         evaluations: sol.evaluations,
         prices: sol.prices,
     })
+}
+
+/// A table's app and options with their names, shared by every plan entry that uses them.
+struct TableNames {
+    app: Arc<str>,
+    opts: Vec<(PlanOpt, Arc<str>)>,
+}
+
+impl TableNames {
+    fn new(cat: &Catalog, app: usize, opts: Vec<PlanOpt>) -> TableNames {
+        let a = &cat.apps[app];
+        let variants: Vec<Arc<str>> = a.variants.iter().map(|v| v.name.as_str().into()).collect();
+        TableNames {
+            app: a.name.as_str().into(),
+            opts: opts
+                .into_iter()
+                .map(|o| {
+                    let name = variants[o.variant].clone();
+                    (o, name)
+                })
+                .collect(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -127,9 +127,117 @@ fn the_gap_is_not_clamped() {
     assert!(relative_gap(1.0, 0.0) < 0.0);
 }
 
+/// A problem of `nodes` nodes with one to three groups each over two tables that mix free,
+/// cost-priced and server-priced options: big enough for the parallel sweep.
+fn varied_fleet(nodes: usize) -> Problem {
+    let tables = vec![
+        Table::new(vec![
+            opt(60.0, 1.0, 0.0),
+            opt(70.0, 2.5, 0.0),
+            opt(80.0, 0.01, 1e-6),
+            opt(75.0, 0.01, 4e-7),
+        ]),
+        Table::new(vec![opt(40.0, 0.5, 0.0), opt(55.0, 0.3, 2e-7)]),
+    ];
+    let mut p = Problem {
+        tables,
+        cost_budget: 1e-3 * nodes as f64,
+        server_budget: 0.2 * nodes as f64,
+        ..Problem::default()
+    };
+    for i in 0..nodes {
+        let first = p.groups.len() as u32;
+        for k in 0..1 + i % 3 {
+            p.groups.push(Group {
+                table: ((i + k) % 2) as u32,
+                weight: 100.0 + (i * 37 % 500) as f64,
+                server_weight: 0.1 + (i % 7) as f64 * 0.1,
+            });
+        }
+        p.nodes.push(Node {
+            energy_budget: (i * 13 % 400) as f64,
+            first,
+            len: p.groups.len() as u32 - first,
+        });
+    }
+    p
+}
+
+/// The sweep split over threads records exactly the choices one thread makes over all nodes,
+/// each group's in its own place, and sums to the same totals.
+#[test]
+fn parallel_sweep_records_what_one_thread_does() {
+    use super::mixes::Pick;
+    use super::solve::Scratch;
+    let p = varied_fleet(PARALLEL_MIN_NODES + 1001);
+    let (mu, nu) = (2e6, 30.0);
+    let mut split = vec![Pick::default(); p.groups.len()];
+    let t_split = p
+        .eval(mu, nu, &mut Scratch::default(), Some(&mut split))
+        .expect("sweep");
+    let priced: Vec<_> = p
+        .tables
+        .iter()
+        .map(|t| {
+            let mut out = Vec::new();
+            t.priced(mu, &mut out);
+            out
+        })
+        .collect();
+    let mut one = vec![Pick::default(); p.groups.len()];
+    let t_one = p.eval_nodes(
+        &p.nodes,
+        &priced,
+        nu,
+        &mut Scratch::default(),
+        Some(&mut one),
+    );
+    assert!(one.iter().any(|k| k.frac > 0.0), "some node stops part way");
+    assert!(one.iter().any(|k| k.here == DROP), "some group is dropped");
+    assert_eq!(split, one);
+    for (a, b) in [
+        (t_split.adj, t_one.adj),
+        (t_split.value, t_one.value),
+        (t_split.energy, t_one.energy),
+        (t_split.cost, t_one.cost),
+        (t_split.server, t_one.server),
+    ] {
+        assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{a} vs {b}");
+    }
+}
+
 mod props {
     use super::*;
     use proptest::prelude::*;
+
+    /// The hull as first written: static and priced points (the best of each energy bucket)
+    /// merged by energy, static first, each pushed with the full test.
+    fn reference_hull(t: &Table, priced: &[table::PPt], nu: f64) -> Vec<(f64, f64, u32)> {
+        let mut pts: Vec<(table::Pt, bool)> = t.static_hull.iter().map(|&p| (p, true)).collect();
+        let mut i = 0;
+        while i < priced.len() {
+            let e = priced[i].e;
+            let mut best: Option<table::Pt> = None;
+            while i < priced.len() && priced[i].e == e {
+                let v = priced[i].v - nu * priced[i].server;
+                if v > best.map_or(0.0, |b| b.v) {
+                    best = Some(table::Pt {
+                        e,
+                        v,
+                        opt: priced[i].opt,
+                    });
+                }
+                i += 1;
+            }
+            pts.extend(best.map(|b| (b, false)));
+        }
+        pts.sort_by(|a, b| a.0.e.total_cmp(&b.0.e).then(b.1.cmp(&a.1)));
+        let mut h = Vec::new();
+        for (p, _) in pts {
+            table::push_hull(&mut h, p);
+        }
+        h.iter().map(|p| (p.e, p.v, p.opt)).collect()
+    }
 
     fn arb_opt() -> impl Strategy<Value = Opt> {
         (0.0f64..100.0, 0.0f64..5.0, 0usize..3, 1e-7f64..1e-5).prop_map(
@@ -257,6 +365,21 @@ mod props {
             prop_assert!(cost <= p.cost_budget * (1.0 + 1e-9), "cost {cost} > {}", p.cost_budget);
             prop_assert!(server <= p.server_budget * (1.0 + 1e-9), "server {server} > {}", p.server_budget);
             prop_assert!((value - sol.value).abs() <= 1e-6 * value.abs().max(1.0), "{value} vs {}", sol.value);
+        }
+
+        /// The hull appended after another group's (with its shortcut over settled static
+        /// points) is the hull built point by point.
+        #[test]
+        fn hull_into_is_the_hull(opts in prop::collection::vec(arb_opt(), 1..24), mu in 0.0f64..1e7, nu in 0.0f64..80.0) {
+            let t = Table::new(opts);
+            let mut priced = Vec::new();
+            t.priced(mu, &mut priced);
+            let before = [table::ORIGIN, table::Pt { e: 1.0, v: 2.0, opt: 7 }];
+            let mut out = before.to_vec();
+            t.hull_into(&priced, nu, &mut out);
+            let got: Vec<_> = out.iter().map(|p| (p.e, p.v, p.opt)).collect();
+            prop_assert_eq!(&got[..2], &[(0.0, 0.0, DROP), (1.0, 2.0, 7)][..], "the previous hull changed");
+            prop_assert_eq!(got[2..].to_vec(), reference_hull(&t, &priced, nu));
         }
 
         /// Against an independent LP solver: the certified dual is never below the LP optimum

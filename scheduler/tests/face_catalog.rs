@@ -81,7 +81,7 @@ fn both_catalogs_apps_share_one_nodes_budget_in_the_fleet_plan() {
             let face = node
                 .apps
                 .iter()
-                .find(|a| a.app == "face-id")
+                .find(|a| &*a.app == "face-id")
                 .expect("face planned");
             let served: f64 = face.mix.iter().map(|m| m.fraction).sum();
             assert!(served > 0.0, "the face app gets a share of the budget");
@@ -90,7 +90,7 @@ fn both_catalogs_apps_share_one_nodes_budget_in_the_fleet_plan() {
         let garment = node
             .apps
             .iter()
-            .find(|a| a.app == "garment")
+            .find(|a| &*a.app == "garment")
             .expect("garment");
         garment.energy_per_request_j
     };
@@ -133,7 +133,7 @@ fn the_fleet_plan_never_offloads_a_face_app() {
         plan.nodes[0]
             .apps
             .iter()
-            .find(|a| a.app == name)
+            .find(|a| &*a.app == name)
             .expect(name)
     };
     assert!(app("face-id").mix.iter().all(|m| m.place == Place::Device));

@@ -232,7 +232,7 @@ pub fn assignments(
                         .iter()
                         .filter(|m| m.fraction > 1e-9)
                         .map(|m| WireMix {
-                            variant: m.variant.clone(),
+                            variant: m.variant.to_string(),
                             place: match m.place {
                                 Place::Device => PlaceTag::Device,
                                 Place::Server => PlaceTag::Server,
@@ -255,7 +255,7 @@ pub fn assignments(
                     allowed.dedup();
                     let offloads = mix.iter().any(|m| m.place == PlaceTag::Server);
                     AppAssignment {
-                        app: ap.app.clone(),
+                        app: ap.app.to_string(),
                         mix,
                         allowed_variants: allowed,
                         offload_target: target.filter(|_| offloads).map(|t| t.addr.clone()),

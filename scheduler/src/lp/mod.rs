@@ -14,17 +14,16 @@
 //! certified.
 
 mod cuts;
+mod mixes;
 mod solve;
 mod table;
 
+pub use mixes::{MixIter, Mixes};
 pub use table::Table;
 
 /// Problems with at least this many nodes are solved on `CHUNKS` threads.
 const PARALLEL_MIN_NODES: usize = 4096;
 const CHUNKS: usize = 2;
-
-/// A group's pure choice at one price pair: up to two options and their fractions.
-type Picks = [(u32, f64); 2];
 
 /// Sentinel option index for "drop the request".
 pub const DROP: u32 = u32::MAX;
@@ -104,7 +103,7 @@ pub struct Solution {
     pub server_used: f64,
     pub energy_used: f64,
     /// Per group: (option index, fraction of the group's requests); drop is the remainder.
-    pub mixes: Vec<Vec<(u32, f64)>>,
+    pub mixes: Mixes,
     pub evaluations: usize,
     /// The price pairs `(mu, nu)` the returned mix combines: what a warm start of the next
     /// solve of a similar problem should evaluate first ([`Problem::solve_warm`]).

@@ -2,6 +2,7 @@
 //! large fleets), and the price search that certifies the gap.
 
 use super::cuts::*;
+use super::mixes::Pick;
 use super::table::*;
 use super::*;
 
@@ -9,12 +10,27 @@ use super::*;
 pub(super) struct Scratch {
     /// Per table, its priced options at the current cost price.
     pub(super) priced: Vec<Vec<PPt>>,
-    pub(super) hull: Vec<Pt>,
     /// Every group's hull of the current node, back to back; `starts` has one more entry.
     pub(super) hulls: Vec<Pt>,
+    /// Per group, the slope (value per energy) of its segment at `heads`; `NEG_INFINITY` once
+    /// its hull is walked to the end.
+    pub(super) slopes: Vec<f64>,
     pub(super) starts: Vec<usize>,
     /// Per group, the next hull vertex the greedy would move to.
     pub(super) heads: Vec<usize>,
+}
+
+impl Scratch {
+    /// The slope of group `gi`'s hull segment that ends at its head; `NEG_INFINITY` past its
+    /// hull's end. Hull energies strictly rise, so every real slope is finite.
+    fn head_slope(&self, gi: usize) -> f64 {
+        let h = self.heads[gi];
+        if h >= self.starts[gi + 1] {
+            return f64::NEG_INFINITY;
+        }
+        let (a, b) = (self.hulls[h - 1], self.hulls[h]);
+        (b.v - a.v) / (b.e - a.e)
+    }
 }
 
 pub(super) fn price_term(price: f64, budget: f64) -> f64 {
@@ -42,15 +58,16 @@ impl Problem {
         t.adj + price_term(mu, self.cost_budget) + price_term(nu, self.server_budget)
     }
 
-    /// Solves every node at prices (mu per USD, nu per unit of server budget); with `rec`, also
-    /// writes each group's pure mix. Large problems are split into a fixed number of chunks
-    /// solved on threads and summed in chunk order, so the result does not depend on timing.
+    /// Solves every node at prices (mu per USD, nu per unit of server budget); with `rec` (one
+    /// entry per group), also writes each group's pure choice. Large problems are split into a
+    /// fixed number of chunks solved on threads and summed in chunk order, so the result does
+    /// not depend on timing.
     pub(super) fn eval(
         &self,
         mu: f64,
         nu: f64,
         s: &mut Scratch,
-        rec: Option<&mut Vec<[(u32, f64); 2]>>,
+        rec: Option<&mut [Pick]>,
     ) -> Result<Totals, SolveError> {
         s.priced.resize_with(self.tables.len(), Vec::new);
         for (t, out) in self.tables.iter().zip(s.priced.iter_mut()) {
@@ -67,24 +84,40 @@ impl Problem {
         priced: &[Vec<PPt>],
         nu: f64,
         s: &mut Scratch,
-        rec: Option<&mut Vec<[(u32, f64); 2]>>,
+        rec: Option<&mut [Pick]>,
     ) -> Result<Totals, SolveError> {
+        // `eval_nodes` records from its first node's first group on.
+        let first = self.nodes.first().map_or(0, |n| n.first as usize);
+        let rec = rec.map(|r| &mut r[first..]);
         if self.nodes.len() < PARALLEL_MIN_NODES {
             return Ok(self.eval_nodes(&self.nodes, priced, nu, s, rec));
         }
         let chunk = self.nodes.len().div_ceil(CHUNKS);
-        let want = rec.is_some();
-        let parts: Result<Vec<(Totals, Vec<Picks>)>, SolveError> = std::thread::scope(|sc| {
+        // Each chunk records into its own part of `rec`: the groups from its first node's to
+        // the next chunk's (a node's groups follow the previous node's).
+        let mut outs: Vec<Option<&mut [Pick]>> = Vec::with_capacity(CHUNKS);
+        match rec {
+            Some(mut rest) => {
+                let mut at = first;
+                for nodes in self.nodes.chunks(chunk).skip(1) {
+                    let (part, tail) = rest.split_at_mut(nodes[0].first as usize - at);
+                    at = nodes[0].first as usize;
+                    outs.push(Some(part));
+                    rest = tail;
+                }
+                outs.push(Some(rest));
+            }
+            None => outs.resize_with(self.nodes.len().div_ceil(chunk), || None),
+        }
+        let parts: Result<Vec<Totals>, SolveError> = std::thread::scope(|sc| {
             let handles: Vec<_> = self
                 .nodes
                 .chunks(chunk)
-                .map(|nodes| {
+                .zip(outs)
+                .map(|(nodes, out)| {
                     sc.spawn(move || {
                         let mut s = Scratch::default();
-                        let mut out = Vec::new();
-                        let t =
-                            self.eval_nodes(nodes, priced, nu, &mut s, want.then_some(&mut out));
-                        (t, out)
+                        self.eval_nodes(nodes, priced, nu, &mut s, out)
                     })
                 })
                 .collect();
@@ -96,14 +129,9 @@ impl Problem {
                 })
                 .collect()
         });
-        let parts = parts?;
         let mut tot = Totals::default();
-        let mut rec = rec;
-        for (t, out) in &parts {
+        for t in &parts? {
             tot.add(t);
-            if let Some(r) = rec.as_deref_mut() {
-                r.extend_from_slice(out);
-            }
         }
         Ok(tot)
     }
@@ -118,9 +146,11 @@ impl Problem {
         priced: &[Vec<PPt>],
         nu: f64,
         s: &mut Scratch,
-        mut rec: Option<&mut Vec<[(u32, f64); 2]>>,
+        mut rec: Option<&mut [Pick]>,
     ) -> Totals {
         let mut tot = Totals::default();
+        // `rec` starts at the first node's first group.
+        let base = nodes.first().map_or(0, |n| n.first as usize);
         for node in nodes {
             s.hulls.clear();
             s.starts.clear();
@@ -132,11 +162,11 @@ impl Problem {
                 } else {
                     0.0
                 };
-                table.hull(&priced[g.table as usize], nu_req, &mut s.hull);
-                s.starts.push(s.hulls.len());
-                s.hulls.extend_from_slice(&s.hull);
+                let start = s.hulls.len();
+                s.starts.push(start);
+                table.hull_into(&priced[g.table as usize], nu_req, &mut s.hulls);
                 // The base point (may be a free option at zero energy) is always taken.
-                let base = s.hull[0];
+                let base = s.hulls[start];
                 tot.adj += g.weight * base.v;
                 if base.opt != DROP {
                     let o = &table.opts[base.opt as usize];
@@ -150,18 +180,17 @@ impl Problem {
             s.heads.clear();
             s.heads
                 .extend(s.starts[..groups.len()].iter().map(|&st| st + 1));
+            s.slopes.clear();
+            for gi in 0..groups.len() {
+                let slope = s.head_slope(gi);
+                s.slopes.push(slope);
+            }
             let mut left = node.energy_budget.max(0.0);
             let mut partial: Option<(usize, f64)> = None;
             loop {
                 let mut best: Option<(usize, f64)> = None;
-                for gi in 0..groups.len() {
-                    let h = s.heads[gi];
-                    if h >= s.starts[gi + 1] {
-                        continue;
-                    }
-                    let (a, b) = (s.hulls[h - 1], s.hulls[h]);
-                    let slope = (b.v - a.v) / (b.e - a.e);
-                    if best.is_none_or(|(_, bs)| slope > bs) {
+                for (gi, &slope) in s.slopes.iter().enumerate() {
+                    if slope > f64::NEG_INFINITY && best.is_none_or(|(_, bs)| slope > bs) {
                         best = Some((gi, slope));
                     }
                 }
@@ -193,18 +222,22 @@ impl Problem {
                     break;
                 }
                 s.heads[gi] += 1;
+                s.slopes[gi] = s.head_slope(gi);
                 left -= de;
             }
             if let Some(out) = rec.as_deref_mut() {
-                for gi in 0..groups.len() {
+                let out = &mut out[node.first as usize - base..][..groups.len()];
+                for (gi, pick) in out.iter_mut().enumerate() {
                     let k = s.heads[gi] - 1;
                     let here = s.hulls[k].opt;
-                    match partial {
-                        Some((pg, frac)) if pg == gi => {
-                            out.push([(here, 1.0 - frac), (s.hulls[k + 1].opt, frac)]);
-                        }
-                        _ => out.push([(here, 1.0), (DROP, 0.0)]),
-                    }
+                    *pick = match partial {
+                        Some((pg, frac)) if pg == gi => Pick {
+                            here,
+                            next: s.hulls[k + 1].opt,
+                            frac,
+                        },
+                        _ => Pick::whole(here),
+                    };
                 }
             }
         }
@@ -344,29 +377,14 @@ impl Problem {
         evals: usize,
         s: &mut Scratch,
     ) -> Result<Solution, SolveError> {
-        let mut picks: Vec<(f64, Vec<Picks>)> = Vec::with_capacity(combo.parts.len());
+        let mut picks: Vec<(f64, Vec<Pick>)> = Vec::with_capacity(combo.parts.len());
         for &(w, m, n) in &combo.parts {
-            let mut pure = Vec::with_capacity(self.groups.len());
+            let mut pure = vec![Pick::default(); self.groups.len()];
             self.eval(m, n, s, Some(&mut pure))?;
             picks.push((w, pure));
         }
-        let mixes: Vec<Vec<(u32, f64)>> = (0..self.groups.len())
-            .map(|gi| {
-                let mut mix: Vec<(u32, f64)> = Vec::with_capacity(2 * picks.len());
-                for (w, pure) in &picks {
-                    for &(opt, f) in &pure[gi] {
-                        if opt == DROP || f <= 0.0 {
-                            continue;
-                        }
-                        match mix.iter_mut().find(|(o, _)| *o == opt) {
-                            Some(e) => e.1 += w * f,
-                            None => mix.push((opt, w * f)),
-                        }
-                    }
-                }
-                mix
-            })
-            .collect();
+        let mixes = Mixes::combine(&picks);
+        drop(picks);
         // The price pair the heaviest part was solved at is the one to report.
         let heavy = combo
             .parts
