@@ -105,15 +105,13 @@ fn a_worker_panic_is_an_error_not_zeros() {
             len: 1,
         });
     }
-    // The last node names groups past the end: the worker sweeping it panics on the slice.
-    if let Some(last) = p.nodes.last_mut() {
-        last.first = PARALLEL_MIN_NODES as u32 + 5;
-    }
+    // The second worker panics, as a bug in the sweep would.
+    super::solve::PANIC_IN_WORKER.with(|w| w.set(Some(1)));
     // The worker's own message (a `Box<dyn Any>` is unboxed before it is read, else every
     // panic read as "no message").
     let e = p.solve(1e-6);
     assert!(
-        matches!(&e, Err(SolveError::WorkerPanicked(m)) if m.contains("out of range")),
+        matches!(&e, Err(SolveError::WorkerPanicked(m)) if m.contains("injected in worker 1")),
         "{e:?}"
     );
 }
@@ -164,12 +162,33 @@ fn varied_fleet(nodes: usize) -> Problem {
 }
 
 /// The sweep split over threads records exactly the choices one thread makes over all nodes,
-/// each group's in its own place, and sums to the same totals.
+/// each group's in its own place, and sums to the same totals; also with groups no node uses
+/// (first, and between two nodes) and a node without groups where the second thread starts.
 #[test]
 fn parallel_sweep_records_what_one_thread_does() {
     use super::mixes::Pick;
     use super::solve::Scratch;
-    let p = varied_fleet(PARALLEL_MIN_NODES + 1001);
+    let mut p = varied_fleet(PARALLEL_MIN_NODES + 1000);
+    let unused = Group {
+        table: 0,
+        weight: 50.0,
+        server_weight: 0.5,
+    };
+    let middle = p.nodes.len() / 3;
+    let at = p.nodes[middle].first as usize;
+    p.groups.insert(at, unused);
+    p.groups.insert(0, unused);
+    for (i, n) in p.nodes.iter_mut().enumerate() {
+        n.first += 1 + u32::from(i >= middle);
+    }
+    let empty = Node {
+        energy_budget: 10.0,
+        first: 0,
+        len: 0,
+    };
+    // The second thread's first node, once inserted (`eval_split` cuts at the chunk size).
+    p.nodes.insert((p.nodes.len() + 1).div_ceil(CHUNKS), empty);
+    p.solve(1e-3).expect("the layout is accepted");
     let (mu, nu) = (2e6, 30.0);
     let mut split = vec![Pick::default(); p.groups.len()];
     let t_split = p
@@ -190,10 +209,20 @@ fn parallel_sweep_records_what_one_thread_does() {
         &priced,
         nu,
         &mut Scratch::default(),
-        Some(&mut one),
+        // `eval_nodes` records from the first node's first group on.
+        Some(&mut one[1..]),
     );
     assert!(one.iter().any(|k| k.frac > 0.0), "some node stops part way");
-    assert!(one.iter().any(|k| k.here == DROP), "some group is dropped");
+    assert!(
+        one[1..].iter().any(|k| k.here == DROP),
+        "some group is dropped"
+    );
+    assert_eq!(
+        one[0],
+        Pick::default(),
+        "a group no node has is not chosen for"
+    );
+    assert_eq!(one[at + 1], Pick::default());
     assert_eq!(split, one);
     for (a, b) in [
         (t_split.adj, t_one.adj),
@@ -206,9 +235,46 @@ fn parallel_sweep_records_what_one_thread_does() {
     }
 }
 
+/// Nodes whose groups overlap, or run past the problem's, are refused before any sweep.
+#[test]
+fn a_malformed_layout_is_an_error() {
+    let base = varied_fleet(3);
+    let mut overlap = base.clone();
+    overlap.nodes[2].first = overlap.nodes[1].first;
+    let mut past = base.clone();
+    past.nodes[2].len += 1;
+    for p in [overlap, past] {
+        assert!(
+            matches!(p.solve(1e-3), Err(SolveError::Layout(_))),
+            "{:?}",
+            p.nodes
+        );
+    }
+    let mut empty_anywhere = base;
+    empty_anywhere.nodes.push(Node {
+        energy_budget: 1.0,
+        first: 0,
+        len: 0,
+    });
+    empty_anywhere
+        .solve(1e-3)
+        .expect("a node without groups is fine");
+}
+
 mod props {
     use super::*;
     use proptest::prelude::*;
+
+    /// Options on a coarse grid (zero included), so energies and values tie, within the
+    /// static options, within the priced ones and across them.
+    fn grid_opt() -> impl Strategy<Value = Opt> {
+        (0u32..8, 0u32..6, 0u32..3, 0u32..2).prop_map(|(v, e, c, server)| Opt {
+            value: f64::from(v) * 10.0,
+            energy: f64::from(e) * 0.5,
+            cost: f64::from(c) * 1e-6,
+            server: f64::from(server),
+        })
+    }
 
     /// The hull as first written: static and priced points (the best of each energy bucket)
     /// merged by energy, static first, each pushed with the full test.
@@ -370,7 +436,11 @@ mod props {
         /// The hull appended after another group's (with its shortcut over settled static
         /// points) is the hull built point by point.
         #[test]
-        fn hull_into_is_the_hull(opts in prop::collection::vec(arb_opt(), 1..24), mu in 0.0f64..1e7, nu in 0.0f64..80.0) {
+        fn hull_into_is_the_hull(
+            opts in prop::collection::vec(prop_oneof![arb_opt(), grid_opt()], 1..24),
+            mu in prop_oneof![Just(0.0), 0.0f64..1e7],
+            nu in prop_oneof![Just(0.0), Just(10.0), 0.0f64..80.0],
+        ) {
             let t = Table::new(opts);
             let mut priced = Vec::new();
             t.priced(mu, &mut priced);

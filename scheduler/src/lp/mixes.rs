@@ -45,9 +45,9 @@ pub struct Mixes {
 }
 
 impl Mixes {
-    /// Combines pure choices: `parts` are (weight, one pick per group), all of one length.
-    pub(super) fn combine(parts: &[(f64, Vec<Pick>)]) -> Mixes {
-        let groups = parts.first().map_or(0, |p| p.1.len());
+    /// Combines pure choices for `groups` groups: `parts` are (weight, one pick per group).
+    /// With no parts every group is dropped.
+    pub(super) fn combine(groups: usize, parts: &[(f64, Vec<Pick>)]) -> Mixes {
         let mut m = Mixes {
             starts: Vec::with_capacity(groups + 1),
             entries: Vec::with_capacity(groups * 2),
@@ -148,7 +148,7 @@ mod tests {
             Pick::default(),
         ];
         let b = vec![Pick::whole(4), Pick::whole(2), Pick::default()];
-        let m = Mixes::combine(&[(0.5, a), (0.5, b)]);
+        let m = Mixes::combine(3, &[(0.5, a), (0.5, b)]);
         assert_eq!(m.len(), 3);
         assert_eq!(m[0], [(3, 0.5), (4, 0.5)]);
         assert_eq!(m[1], [(1, 0.375), (2, 0.125 + 0.5)]);
@@ -160,7 +160,14 @@ mod tests {
     #[test]
     #[should_panic(expected = "group 1 of 1")]
     fn indexing_past_the_groups_panics() {
-        let m = Mixes::combine(&[(1.0, vec![Pick::whole(0)])]);
+        let m = Mixes::combine(1, &[(1.0, vec![Pick::whole(0)])]);
         let _ = &m[1];
+    }
+
+    #[test]
+    fn no_parts_drop_every_group() {
+        let m = Mixes::combine(2, &[]);
+        assert_eq!(m.len(), 2);
+        assert!(m.iter().all(<[_]>::is_empty));
     }
 }

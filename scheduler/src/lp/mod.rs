@@ -52,7 +52,9 @@ pub struct Group {
     pub server_weight: f64,
 }
 
-/// A node: its energy budget and its groups `groups[first..first + len]`.
+/// A node: its energy budget and its groups `groups[first..first + len]`. Nodes with groups
+/// take them in order: each one's start after the previous one's end (a solve refuses
+/// anything else with [`SolveError::Layout`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Node {
     pub energy_budget: f64,
@@ -87,6 +89,9 @@ pub enum SolveError {
     /// no plan or bound built from it can be trusted.
     #[error("a solver worker thread panicked: {0}")]
     WorkerPanicked(String),
+    /// A node's groups run past the problem's, or start before the previous node's end.
+    #[error("malformed problem: {0}")]
+    Layout(String),
 }
 
 /// Solution: per group a mix of options (the rest is dropped), the primal value and the dual

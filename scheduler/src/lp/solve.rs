@@ -20,6 +20,30 @@ pub(super) struct Scratch {
     pub(super) heads: Vec<usize>,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Test hook: the parallel sweep's worker of this index panics (for solves started on
+    /// this thread), as a bug in the sweep would.
+    pub(super) static PANIC_IN_WORKER: std::cell::Cell<Option<usize>> =
+        const { std::cell::Cell::new(None) };
+}
+
+#[cfg(test)]
+fn injected_panic(worker: usize) -> bool {
+    PANIC_IN_WORKER.with(|w| w.get()) == Some(worker)
+}
+
+/// Never outside tests.
+#[cfg(not(test))]
+fn injected_panic(_worker: usize) -> bool {
+    false
+}
+
+/// Where the groups of `nodes` start: the first node with any groups says.
+fn group_start(nodes: &[Node]) -> Option<usize> {
+    nodes.iter().find(|n| n.len > 0).map(|n| n.first as usize)
+}
+
 impl Scratch {
     /// The slope of group `gi`'s hull segment that ends at its head; `NEG_INFINITY` past its
     /// hull's end. Hull energies strictly rise, so every real slope is finite.
@@ -87,7 +111,7 @@ impl Problem {
         rec: Option<&mut [Pick]>,
     ) -> Result<Totals, SolveError> {
         // `eval_nodes` records from its first node's first group on.
-        let first = self.nodes.first().map_or(0, |n| n.first as usize);
+        let first = group_start(&self.nodes).unwrap_or(0);
         let rec = rec.map(|r| &mut r[first..]);
         if self.nodes.len() < PARALLEL_MIN_NODES {
             return Ok(self.eval_nodes(&self.nodes, priced, nu, s, rec));
@@ -100,8 +124,9 @@ impl Problem {
             Some(mut rest) => {
                 let mut at = first;
                 for nodes in self.nodes.chunks(chunk).skip(1) {
-                    let (part, tail) = rest.split_at_mut(nodes[0].first as usize - at);
-                    at = nodes[0].first as usize;
+                    let start = group_start(nodes).unwrap_or(at);
+                    let (part, tail) = rest.split_at_mut(start - at);
+                    at = start;
                     outs.push(Some(part));
                     rest = tail;
                 }
@@ -114,8 +139,11 @@ impl Problem {
                 .nodes
                 .chunks(chunk)
                 .zip(outs)
-                .map(|(nodes, out)| {
+                .enumerate()
+                .map(|(worker, (nodes, out))| {
+                    let fail = injected_panic(worker);
                     sc.spawn(move || {
+                        assert!(!fail, "injected in worker {worker}");
                         let mut s = Scratch::default();
                         self.eval_nodes(nodes, priced, nu, &mut s, out)
                     })
@@ -150,7 +178,7 @@ impl Problem {
     ) -> Totals {
         let mut tot = Totals::default();
         // `rec` starts at the first node's first group.
-        let base = nodes.first().map_or(0, |n| n.first as usize);
+        let base = group_start(nodes).unwrap_or(0);
         for node in nodes {
             s.hulls.clear();
             s.starts.clear();
@@ -225,7 +253,7 @@ impl Problem {
                 s.slopes[gi] = s.head_slope(gi);
                 left -= de;
             }
-            if let Some(out) = rec.as_deref_mut() {
+            if let Some(out) = rec.as_deref_mut().filter(|_| !groups.is_empty()) {
                 let out = &mut out[node.first as usize - base..][..groups.len()];
                 for (gi, pick) in out.iter_mut().enumerate() {
                     let k = s.heads[gi] - 1;
@@ -242,6 +270,31 @@ impl Problem {
             }
         }
         tot
+    }
+
+    /// Every node's groups exist, and each node with groups starts after the previous one's
+    /// end: the sweep records each node's choices in place, and its threads split the groups
+    /// where their nodes do.
+    fn check_layout(&self) -> Result<(), SolveError> {
+        let mut end = 0u64;
+        for (i, n) in self.nodes.iter().enumerate() {
+            let (first, last) = (u64::from(n.first), u64::from(n.first) + u64::from(n.len));
+            if last > self.groups.len() as u64 {
+                return Err(SolveError::Layout(format!(
+                    "node {i} has groups {first}..{last} of {}",
+                    self.groups.len()
+                )));
+            }
+            if n.len > 0 {
+                if first < end {
+                    return Err(SolveError::Layout(format!(
+                        "node {i} starts at group {first}, before the previous node's end {end}"
+                    )));
+                }
+                end = last;
+            }
+        }
+        Ok(())
     }
 
     /// Prices at which no priced option is worth anything, so usage of cost (0) and server (1)
@@ -323,6 +376,7 @@ impl Problem {
     /// bound, the primal and the gap are certified exactly as in a cold solve; only the number
     /// of evaluations changes. Pairs outside the price box are clamped into it.
     pub fn solve_warm(&self, tol: f64, warm: &[(f64, f64)]) -> Result<Solution, SolveError> {
+        self.check_layout()?;
         let mut s = Scratch::default();
         let caps = self.price_caps();
         let active = [caps[0] > 0.0, caps[1] > 0.0];
@@ -383,7 +437,7 @@ impl Problem {
             self.eval(m, n, s, Some(&mut pure))?;
             picks.push((w, pure));
         }
-        let mixes = Mixes::combine(&picks);
+        let mixes = Mixes::combine(self.groups.len(), &picks);
         drop(picks);
         // The price pair the heaviest part was solved at is the one to report.
         let heavy = combo
