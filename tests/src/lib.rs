@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use config_file::node_command::{NodeRun as NodeLine, ServerRole};
 use mcdnn_coordinator::ctl::{demo, http};
-use mcdnn_coordinator::fleet::status::FleetStatus;
+use mcdnn_coordinator::fleet::status::{FleetStatus, NodeStatus};
 use net::identity::{Ca, Kind, OperatorRole};
 
 pub mod bench;
@@ -311,6 +311,19 @@ impl Fleet {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// [`Fleet::wait_for`] node `id` to be listed and to satisfy `pred`.
+    pub fn wait_for_node(
+        &self,
+        what: &str,
+        timeout: Duration,
+        id: &str,
+        pred: impl Fn(&NodeStatus) -> bool,
+    ) -> anyhow::Result<FleetStatus> {
+        self.wait_for(what, timeout, |s| {
+            s.nodes.iter().any(|n| n.id == id && pred(n))
+        })
     }
 }
 

@@ -108,14 +108,11 @@ fn good_seq(s: &FleetStatus) -> u64 {
 /// (whatever a bad peer did meanwhile changed nothing for it), and lets it finish its run.
 fn good_node_keeps_reporting(fleet: &Fleet, mut good: mcdnn_tests::Proc, seq: u64) -> FleetStatus {
     let after = fleet
-        .wait_for(
+        .wait_for_node(
             "the good node to keep reporting",
             Duration::from_secs(10),
-            |s| {
-                s.nodes
-                    .iter()
-                    .any(|n| n.id == "cam-good" && n.connected && n.telemetry_seq > seq + 3)
-            },
+            "cam-good",
+            |n| n.connected && n.telemetry_seq > seq + 3,
         )
         .expect("good node unaffected");
     assert!(
@@ -246,14 +243,11 @@ fn a_coordinator_restart_is_survived() {
     std::thread::sleep(Duration::from_secs(2));
     let _coord = fleet.coordinator(&[]).expect("coordinator restarted");
     let after = fleet
-        .wait_for(
+        .wait_for_node(
             "the node to reconnect and ack a newer epoch",
             Duration::from_secs(20),
-            |s| {
-                s.nodes
-                    .iter()
-                    .any(|n| n.id == "cam-r" && n.connected && n.acked_epoch > epoch_before)
-            },
+            "cam-r",
+            |n| n.connected && n.acked_epoch > epoch_before,
         )
         .expect("reconnected");
     assert!(

@@ -174,10 +174,11 @@ fn token_enrollment_is_one_time_for_its_own_name_and_renewal_needs_no_restart() 
         .coordinator(&["--leaf-lifetime-s", "30"])
         .expect("restart");
     fleet
-        .wait_for(
+        .wait_for_node(
             "the renewed node to reconnect",
             Duration::from_secs(20),
-            |s| s.nodes.iter().any(|n| n.id == "cam-1" && n.connected),
+            "cam-1",
+            |n| n.connected,
         )
         .unwrap_or_else(|e| panic!("{e:#}\n{}", node.log_text()));
     assert!(
@@ -236,9 +237,12 @@ fn an_offload_server_refuses_and_cuts_off_a_revoked_peer() {
     let _server = fleet.server("edge-1", 60.0, &listen, 50.0).expect("server");
     fleet.enroll(Kind::Node, "cam-9").expect("enroll");
     fleet
-        .wait_for("the server to join", Duration::from_secs(20), |s| {
-            s.nodes.iter().any(|n| n.id == "edge-1" && n.connected)
-        })
+        .wait_for_node(
+            "the server to join",
+            Duration::from_secs(20),
+            "edge-1",
+            |n| n.connected,
+        )
         .expect("server joined");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let live = rt

@@ -152,14 +152,11 @@ fn an_unapproved_server_is_never_a_target_and_an_approved_one_is_used() {
 
     peers::approve_server(&fleet, "edge-1", true).expect("approve");
     let status = fleet
-        .wait_for(
+        .wait_for_node(
             "the approved server to serve",
             Duration::from_secs(20),
-            |s| {
-                s.nodes
-                    .iter()
-                    .any(|n| n.id == "edge-1" && n.served_offload > 0 && n.excluded.is_none())
-            },
+            "edge-1",
+            |n| n.served_offload > 0 && n.excluded.is_none(),
         )
         .expect("approved server used");
     assert!(offloads(&status));
@@ -193,11 +190,12 @@ fn invalid_hellos_are_left_out_and_the_fleet_is_still_planned() {
     let _coord = fleet.coordinator(&[]).expect("coordinator");
     let mut good = fleet.node("cam-good", "laptop", 12.0, &[]).expect("node");
     let status = fleet
-        .wait_for("the good node's first plan", Duration::from_secs(20), |s| {
-            s.nodes
-                .iter()
-                .any(|n| n.id == "cam-good" && n.acked_epoch >= 1)
-        })
+        .wait_for_node(
+            "the good node's first plan",
+            Duration::from_secs(20),
+            "cam-good",
+            |n| n.acked_epoch >= 1,
+        )
         .expect("planned");
     let digest = status.catalog_digest.clone();
     let rt = tokio::runtime::Runtime::new().expect("rt");
@@ -238,14 +236,11 @@ fn invalid_hellos_are_left_out_and_the_fleet_is_still_planned() {
     );
     let epoch = fleet.status().expect("status").plan.epoch;
     let after = fleet
-        .wait_for(
+        .wait_for_node(
             "the good node to keep getting plans",
             Duration::from_secs(20),
-            |s| {
-                s.nodes
-                    .iter()
-                    .any(|n| n.id == "cam-good" && n.acked_epoch > epoch + 2)
-            },
+            "cam-good",
+            |n| n.acked_epoch > epoch + 2,
         )
         .expect("the fleet is still planned");
     for id in ["cam-app", "cam-inf", "cam-neg"] {
@@ -408,11 +403,12 @@ fn a_telemetry_flood_is_dropped_over_the_rate_and_counted() {
         }
     });
     let status = fleet
-        .wait_for("the flood to be read", Duration::from_secs(10), |s| {
-            s.nodes
-                .iter()
-                .any(|n| n.id == "cam-flood" && n.telemetry_seq > 0)
-        })
+        .wait_for_node(
+            "the flood to be read",
+            Duration::from_secs(10),
+            "cam-flood",
+            |n| n.telemetry_seq > 0,
+        )
         .expect("read");
     let seq = status
         .nodes

@@ -178,7 +178,7 @@ impl Problem {
     ) -> Totals {
         let mut tot = Totals::default();
         // `rec` starts at the first node's first group.
-        let base = group_start(nodes).unwrap_or(0);
+        let rec_start = group_start(nodes).unwrap_or(0);
         for node in nodes {
             s.hulls.clear();
             s.starts.clear();
@@ -254,7 +254,7 @@ impl Problem {
                 left -= de;
             }
             if let Some(out) = rec.as_deref_mut().filter(|_| !groups.is_empty()) {
-                let out = &mut out[node.first as usize - base..][..groups.len()];
+                let out = &mut out[node.first as usize - rec_start..][..groups.len()];
                 for (gi, pick) in out.iter_mut().enumerate() {
                     let k = s.heads[gi] - 1;
                     let here = s.hulls[k].opt;
