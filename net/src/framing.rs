@@ -31,20 +31,26 @@ where
     T: Serialize,
 {
     // One buffer, one write: a frame is never interleaved with a half-written prefix.
-    writer.write_all(&frame_with_limit(msg, max_bytes)?).await?;
+    let mut frame = Vec::new();
+    append_frame(&mut frame, msg, max_bytes)?;
+    writer.write_all(&frame).await?;
     Ok(())
 }
 
-/// `msg` as the bytes of one frame (length prefix + payload), for a writer that sends several
-/// frames in one write. Refuses payloads over `max_bytes`.
-pub fn frame_with_limit<T: Serialize>(msg: &T, max_bytes: usize) -> Result<Vec<u8>, CodecError> {
+/// Appends `msg` as one frame (length prefix + payload) to `out`, for a writer that sends
+/// several frames in one write. Refuses payloads over `max_bytes`, leaving `out` as it was.
+pub fn append_frame<T: Serialize>(
+    out: &mut Vec<u8>,
+    msg: &T,
+    max_bytes: usize,
+) -> Result<(), CodecError> {
     let payload = encode_with_limit(msg, max_bytes)?;
     let len = u32::try_from(payload.len()).map_err(|_| CodecError::FrameTooLarge {
         len: payload.len(),
         max: u32::MAX as usize,
     })?;
-    let mut frame = Vec::with_capacity(4 + payload.len());
-    frame.extend_from_slice(&len.to_be_bytes());
-    frame.extend_from_slice(&payload);
-    Ok(frame)
+    out.reserve(4 + payload.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&payload);
+    Ok(())
 }

@@ -164,6 +164,31 @@ mod tests {
         assert_eq!(got, None);
     }
 
+    /// Frames appended to one buffer read back one by one; one over the limit is refused
+    /// and leaves the buffer as it was.
+    #[tokio::test]
+    async fn appended_frames_read_back_and_an_oversized_one_adds_nothing() {
+        let mut out = Vec::new();
+        crate::framing::append_frame(&mut out, &NodeMsg::Ack { epoch: 7 }, MAX_FRAME_BYTES)
+            .expect("append");
+        crate::framing::append_frame(&mut out, &NodeMsg::Bye, MAX_FRAME_BYTES).expect("append");
+        let before = out.clone();
+        let err = crate::framing::append_frame(&mut out, &NodeMsg::Ack { epoch: 8 }, 2)
+            .expect_err("over the limit");
+        assert!(
+            matches!(err, CodecError::FrameTooLarge { max: 2, .. }),
+            "{err}"
+        );
+        assert_eq!(out, before);
+        let mut r = &out[..];
+        let got: Option<NodeMsg> = read_frame(&mut r, MAX_FRAME_BYTES).await.expect("read");
+        assert_eq!(got, Some(NodeMsg::Ack { epoch: 7 }));
+        let got: Option<NodeMsg> = read_frame(&mut r, MAX_FRAME_BYTES).await.expect("read");
+        assert_eq!(got, Some(NodeMsg::Bye));
+        let got: Option<NodeMsg> = read_frame(&mut r, MAX_FRAME_BYTES).await.expect("eof");
+        assert_eq!(got, None);
+    }
+
     #[tokio::test]
     async fn oversized_prefix_is_rejected_before_reading_the_body() {
         let (mut a, mut b) = tokio::io::duplex(64);

@@ -140,7 +140,7 @@ async fn ask_more(
     while asked.len() < MAX_IN_FLIGHT {
         let Some(d) = pending.pop_front() else { break };
         let request = BlobRequest::Shard { digest: d.clone() };
-        frames.extend_from_slice(&net::framing::frame_with_limit(&request, MAX_FRAME_BYTES)?);
+        net::framing::append_frame(&mut frames, &request, MAX_FRAME_BYTES)?;
         asked.push_back(d);
     }
     if !frames.is_empty() {
