@@ -14,14 +14,15 @@ pub mod specialise;
 pub mod wiped_chaos;
 pub mod writer;
 
+mod status;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use config_file::node_command::{NodeRun as NodeLine, ServerRole};
-use mcdnn_coordinator::ctl::{demo, http};
-use mcdnn_coordinator::fleet::status::{FleetStatus, NodeStatus};
+use mcdnn_coordinator::ctl::http;
 use net::identity::{Ca, Kind, OperatorRole};
 
 pub mod bench;
@@ -279,51 +280,6 @@ impl Fleet {
     /// The node's end-of-run summary, typed: a missing field is an error, never a zero.
     pub fn summary(&self, name: &str) -> anyhow::Result<wire::summary::Summary> {
         crate::read_summary(&self.summary_path(name))
-    }
-
-    pub fn status(&self) -> anyhow::Result<FleetStatus> {
-        demo::fetch_status(&self.ops, &self.admin())
-    }
-
-    pub fn metrics(&self) -> anyhow::Result<String> {
-        http::health_get(&self.health(), "/metrics", Duration::from_secs(2))
-    }
-
-    /// Polls `/status` until `pred` holds.
-    pub fn wait_for(
-        &self,
-        what: &str,
-        timeout: Duration,
-        pred: impl Fn(&FleetStatus) -> bool,
-    ) -> anyhow::Result<FleetStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(s) = self.status()
-                && pred(&s)
-            {
-                return Ok(s);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "timed out after {timeout:?} waiting for {what}; last status {:?}",
-                    self.status().ok()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// [`Fleet::wait_for`] node `id` to be listed and to satisfy `pred`.
-    pub fn wait_for_node(
-        &self,
-        what: &str,
-        timeout: Duration,
-        id: &str,
-        pred: impl Fn(&NodeStatus) -> bool,
-    ) -> anyhow::Result<FleetStatus> {
-        self.wait_for(what, timeout, |s| {
-            s.nodes.iter().any(|n| n.id == id && pred(n))
-        })
     }
 }
 
